@@ -1,0 +1,200 @@
+/// A response the gateway writes itself (challenges, errors, metadata).
+public struct GatewayResponse: Sendable, Hashable {
+    public var status: Int
+    public var headers: [(String, String)]
+    public var body: String
+
+    public init(status: Int, headers: [(String, String)] = [], body: String = "") {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    public static func == (lhs: GatewayResponse, rhs: GatewayResponse) -> Bool {
+        lhs.status == rhs.status && lhs.body == rhs.body && lhs.headers.map { "\($0.0): \($0.1)" } == rhs.headers.map { "\($0.0): \($0.1)" }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(self.status)
+        hasher.combine(self.body)
+    }
+
+    public func header(_ name: String) -> String? {
+        self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+
+    static func json(_ status: Int, _ body: String, extra: [(String, String)] = []) -> GatewayResponse {
+        GatewayResponse(status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")] + extra, body: body)
+    }
+}
+
+/// Every way the gateway refuses a request. This is the one place where refusals become
+/// HTTP statuses, challenges and JSON-RPC error bodies.
+public enum GatewayRejection: Error, Sendable, Hashable {
+    /// No bearer token: 401 with a challenge and no error code.
+    case missingToken
+    /// 401 `invalid_token`.
+    case invalidToken(TokenError)
+    /// 400 `invalid_request`: a token in the query or a form body, two Authorization headers...
+    case invalidRequest(String)
+    /// 403 `insufficient_scope` with a JSON-RPC error.
+    case insufficientScope(needed: [String], id: JSONValue?)
+    /// 403: the policy does not allow this method or target at all.
+    case policyDenied(reason: String, id: JSONValue?)
+    /// 403: `Origin` not on the allow-list (DNS rebinding).
+    case forbiddenOrigin(String)
+    /// 400/404/405/413/415 with a JSON-RPC error.
+    case jsonRPC(JSONRPCFailure)
+    case headersTooLarge
+    case notFound
+    /// The authorization server's keys could not be fetched: the token cannot be checked.
+    case authorizationServerUnavailable(String)
+    case upstreamUnavailable(String, id: JSONValue?)
+    case upstreamTimeout(id: JSONValue?)
+
+    /// A stable short code for logs and metrics.
+    public var code: String {
+        switch self {
+        case .missingToken: return "missing_token"
+        case .invalidToken(let error): return "invalid_token.\(error.code.rawValue)"
+        case .invalidRequest: return "invalid_request"
+        case .insufficientScope: return "insufficient_scope"
+        case .policyDenied: return "policy_denied"
+        case .forbiddenOrigin: return "forbidden_origin"
+        case .jsonRPC(let failure): return "jsonrpc.\(failure.code)"
+        case .headersTooLarge: return "headers_too_large"
+        case .notFound: return "not_found"
+        case .authorizationServerUnavailable: return "authorization_server_unavailable"
+        case .upstreamUnavailable: return "upstream_unavailable"
+        case .upstreamTimeout: return "upstream_timeout"
+        }
+    }
+
+    /// What goes to the log (never a token).
+    public var logReason: String {
+        switch self {
+        case .missingToken: return "no bearer token"
+        case .invalidToken(let error): return error.description
+        case .invalidRequest(let reason), .forbiddenOrigin(let reason), .authorizationServerUnavailable(let reason): return reason
+        case .insufficientScope(let needed, _): return "needs scopes \(needed.joined(separator: " "))"
+        case .policyDenied(let reason, _): return reason
+        case .jsonRPC(let failure): return failure.message
+        case .headersTooLarge: return "request headers too large"
+        case .notFound: return "no route"
+        case .upstreamUnavailable(let reason, _): return reason
+        case .upstreamTimeout: return "upstream did not answer in time"
+        }
+    }
+
+    /// The HTTP response. `resource` is the protected resource the request was for; the
+    /// challenges need it, so it is `nil` only for requests that matched no resource.
+    public func response(resource: ResourcePolicy?) -> GatewayResponse {
+        func challenge(_ status: Int, _ challenge: BearerChallenge, body: String) -> GatewayResponse {
+            GatewayResponse.json(status, body, extra: [("WWW-Authenticate", challenge.headerValue)])
+        }
+        switch self {
+        case .missingToken, .invalidToken, .invalidRequest:
+            guard let resource else { return GatewayResponse.json(401, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.unauthorized, message: "Unauthorized", id: nil)) }
+            var bearer = BearerChallenge(resourceMetadata: resource.metadataURL, scopes: resource.scopesSupported)
+            var status = 401
+            var message = "Unauthorized: a bearer token for \(resource.uri) is required"
+            if case .invalidToken(let error) = self {
+                bearer.error = .invalidToken
+                bearer.errorDescription = error.clientDescription
+                message = "Unauthorized: \(error.clientDescription)"
+            } else if case .invalidRequest(let reason) = self {
+                status = 400
+                bearer.error = .invalidRequest
+                bearer.errorDescription = reason
+                message = "Bad Request: \(reason)"
+            }
+            return challenge(status, bearer, body: JSONRPCFailure.errorBody(code: status == 400 ? JSONRPCErrorCode.invalidRequest : JSONRPCErrorCode.unauthorized, message: message, id: nil))
+        case .insufficientScope(let needed, let id):
+            guard let resource else { return GatewayResponse.json(403, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.forbidden, message: "Forbidden", id: id)) }
+            let bearer = BearerChallenge(
+                resourceMetadata: resource.metadataURL, scopes: needed, error: .insufficientScope,
+                errorDescription: "This operation needs the scopes: \(needed.joined(separator: " "))"
+            )
+            var data = JSONWriter()
+            data.add("error", "insufficient_scope")
+            data.add("scope", needed.joined(separator: " "))
+            data.add("resource_metadata", resource.metadataURL)
+            let body = JSONRPCFailure.errorBody(
+                code: JSONRPCErrorCode.forbidden,
+                message: "Forbidden: insufficient scope, this operation needs \(needed.joined(separator: " "))",
+                id: id, data: try? JSONParser().parse(data.string)
+            )
+            return challenge(403, bearer, body: body)
+        case .policyDenied(let reason, let id):
+            return GatewayResponse.json(403, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.forbidden, message: "Forbidden: \(reason)", id: id))
+        case .forbiddenOrigin:
+            return GatewayResponse.json(403, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.forbidden, message: "Forbidden: Origin not allowed", id: nil))
+        case .jsonRPC(let failure):
+            var extra: [(String, String)] = []
+            if failure.status == 405 { extra.append(("Allow", "POST")) }
+            return GatewayResponse.json(failure.status, failure.body, extra: extra)
+        case .headersTooLarge:
+            return GatewayResponse.json(431, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.invalidRequest, message: "Request header fields too large", id: nil))
+        case .notFound:
+            return GatewayResponse.json(404, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.methodNotFound, message: "Not Found", id: nil))
+        case .authorizationServerUnavailable:
+            return GatewayResponse.json(503, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Service Unavailable: the authorization server's keys cannot be fetched, so the token cannot be verified", id: nil), extra: [("Retry-After", "5")])
+        case .upstreamUnavailable(_, let id):
+            return GatewayResponse.json(502, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Bad Gateway: the MCP server is unavailable", id: id))
+        case .upstreamTimeout(let id):
+            return GatewayResponse.json(504, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Gateway Timeout: the MCP server did not answer in time", id: id))
+        }
+    }
+}
+
+/// Reading the bearer token from where RFC 6750 and MCP allow it: the `Authorization`
+/// header, and nowhere else.
+public enum BearerTokenExtractor {
+    public enum Outcome: Sendable, Hashable {
+        case none
+        case token(String)
+        case invalid(String)
+    }
+
+    /// - Parameter values: every `Authorization` header of the request.
+    public static func extract(authorization values: [String]) -> Outcome {
+        guard !values.isEmpty else { return .none }
+        guard values.count == 1 else { return .invalid("more than one Authorization header") }
+        let value = values[0]
+        guard value.count > 7, value.prefix(7).lowercased() == "bearer " else {
+            // Another scheme (Basic, DPoP, ...) carries no bearer token for us.
+            return .none
+        }
+        let token = value.dropFirst(7).trimmingSpaces()
+        guard !token.isEmpty else { return .invalid("empty bearer token") }
+        // RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+        var seenPadding = false
+        for byte in token.utf8 {
+            let isBase = (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || "-._~+/".utf8.contains(byte)
+            if byte == UInt8(ascii: "=") {
+                seenPadding = true
+            } else if !isBase || seenPadding {
+                return .invalid("the bearer token has characters outside the b64token syntax")
+            }
+        }
+        return .token(String(token))
+    }
+
+    /// Whether a query string or form body carries `access_token` (RFC 6750 2.2/2.3,
+    /// which MCP forbids).
+    public static func carriesAccessToken(formEncoded: some StringProtocol) -> Bool {
+        formEncoded.split(separator: "&").contains { pair in
+            let name = pair.split(separator: "=", maxSplits: 1).first ?? ""
+            return name == "access_token" || name.lowercased() == "access%5ftoken"
+        }
+    }
+}
+
+extension Substring {
+    func trimmingSpaces() -> Substring {
+        var result = self
+        while result.first == " " || result.first == "\t" { result = result.dropFirst() }
+        while result.last == " " || result.last == "\t" { result = result.dropLast() }
+        return result
+    }
+}

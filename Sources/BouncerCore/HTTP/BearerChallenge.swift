@@ -1,0 +1,57 @@
+/// RFC 7230 token characters, for header names.
+public enum HTTPToken {
+    public static func isTokenCharacter(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        default:
+            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
+}
+
+/// A `WWW-Authenticate: Bearer ...` challenge (RFC 6750 section 3, RFC 9728 section 5.1).
+public struct BearerChallenge: Sendable, Hashable {
+    /// RFC 6750 section 3.1 error codes.
+    public enum ErrorCode: String, Sendable, Hashable {
+        case invalidRequest = "invalid_request"
+        case invalidToken = "invalid_token"
+        case insufficientScope = "insufficient_scope"
+    }
+
+    public var resourceMetadata: String
+    public var scopes: [String]
+    /// `nil` when the request carried no token at all (RFC 6750 section 3.1).
+    public var error: ErrorCode?
+    public var errorDescription: String?
+
+    public init(resourceMetadata: String, scopes: [String], error: ErrorCode? = nil, errorDescription: String? = nil) {
+        self.resourceMetadata = resourceMetadata
+        self.scopes = scopes
+        self.error = error
+        self.errorDescription = errorDescription
+    }
+
+    /// The header value. Every parameter appears at most once and is a quoted string
+    /// whose content has no `"` or `\` (the descriptions are sanitised, the rest are
+    /// validated when the policy loads).
+    public var headerValue: String {
+        var params: [String] = []
+        params.append("resource_metadata=\"\(Self.sanitise(self.resourceMetadata))\"")
+        if !self.scopes.isEmpty {
+            params.append("scope=\"\(Self.sanitise(self.scopes.joined(separator: " ")))\"")
+        }
+        if let error {
+            params.append("error=\"\(error.rawValue)\"")
+        }
+        if let errorDescription, !errorDescription.isEmpty {
+            params.append("error_description=\"\(Self.sanitise(errorDescription))\"")
+        }
+        return "Bearer " + params.joined(separator: ", ")
+    }
+
+    /// Keeps %x20-21 / %x23-5B / %x5D-7E (RFC 6750 error_description), drops the rest.
+    static func sanitise(_ text: String) -> String {
+        String(decoding: text.utf8.filter { $0 == 0x20 || $0 == 0x21 || (0x23...0x5B).contains($0) || (0x5D...0x7E).contains($0) }, as: UTF8.self)
+    }
+}

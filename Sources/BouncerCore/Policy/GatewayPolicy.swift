@@ -1,0 +1,138 @@
+/// The validated, immutable policy: what the gateway listens on, which authorization
+/// servers it trusts and which MCP servers it protects, with which scopes.
+///
+/// Built only by ``PolicyLoader``, which checks every value; nothing downstream re-validates.
+public struct GatewayPolicy: Sendable {
+    public var listen: ListenAddress
+    /// What clients see; the base of every resource URI.
+    public var publicURL: CanonicalURI
+    /// Certificate and key for client-side TLS. `nil` means plain HTTP (loopback, or
+    /// behind a TLS-terminating load balancer).
+    public var tls: TLSFiles?
+    public var limits: GatewayLimits
+    public var authorizationServers: [String: AuthorizationServerPolicy]
+    public var resources: [ResourcePolicy]
+}
+
+public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
+}
+
+/// Paths of the PEM files for TLS termination.
+public struct TLSFiles: Sendable, Hashable {
+    public var certificate: String
+    public var privateKey: String
+}
+
+/// Limits and timeouts. Every value has a default that suits a gateway in front of
+/// interactive MCP traffic; all are overridable under `limits:`.
+public struct GatewayLimits: Sendable, Hashable {
+    /// Total size of a request's header block. Past it: 431.
+    public var maxHeaderBytes = 16 * 1024
+    /// A POST body is read whole (it is inspected) up to this size. Past it: 413.
+    public var maxBodyBytes = 1024 * 1024
+    /// Nesting limit for the JSON-RPC parser.
+    public var maxJSONDepth = 64
+    /// A client connection with no request in flight is closed after this long.
+    public var clientIdleTimeoutSeconds: Int64 = 120
+    /// Time allowed to open a TCP connection to an upstream. Past it: 502.
+    public var upstreamConnectTimeoutSeconds: Int64 = 5
+    /// Time allowed between forwarding a request and the upstream's response head. Past it: 504.
+    public var upstreamResponseTimeoutSeconds: Int64 = 60
+    /// Verified tokens remembered (until their `exp`) so each is checked once.
+    public var tokenCacheEntries = 10_000
+    /// Idle keep-alive connections kept per upstream per event loop.
+    public var upstreamMaxIdleConnections = 32
+
+    public init() {}
+}
+
+/// A trusted authorization server: where its keys come from and how its tokens are read.
+public struct AuthorizationServerPolicy: Sendable, Hashable {
+    public var name: String
+    /// Compared byte for byte with the `iss` claim and the metadata document's `issuer`.
+    public var issuer: String
+    /// Overrides RFC 8414 / OpenID discovery of the metadata document.
+    public var metadataURL: String?
+    /// Overrides the `jwks_uri` from the metadata document (then no discovery is done).
+    public var jwksURI: String?
+    public var algorithms: Set<JWSAlgorithm>
+    public var leewaySeconds: Int64
+    /// Require the RFC 9068 `typ` header (`at+jwt` / `application/at+jwt`).
+    public var requireAccessTokenType: Bool
+    /// Claims that carry granted scopes: `scope` (space-separated string), `scp` (array or string).
+    public var scopeClaims: [String]
+    /// Unknown `kid`s trigger a key-set refresh at most this often.
+    public var jwksRefreshMinIntervalSeconds: Int64
+    /// Key sets are re-fetched after this long even when every `kid` is known.
+    public var jwksMaxAgeSeconds: Int64
+
+    /// The discovery URLs to try in order, or just the override.
+    public var metadataCandidates: [String] {
+        if let metadataURL { return [metadataURL] }
+        return AuthorizationServerMetadata.discoveryURLs(forIssuer: self.issuer)
+    }
+}
+
+/// One protected MCP server.
+public struct ResourcePolicy: Sendable {
+    /// Public path, e.g. `/jira/mcp`.
+    public var path: String
+    /// The canonical resource URI: `public_url` + `path`. Tokens must name it in `aud`.
+    public var uri: CanonicalURI
+    public var name: String?
+    public var documentation: String?
+    public var authorizationServer: String
+    public var scopesSupported: [String]
+    public var upstream: UpstreamTarget
+    public var credentials: UpstreamCredentials
+    public var methods: MethodTable
+    /// Scopes needed to send a JSON-RPC response (an answer to a server-to-client
+    /// request such as `elicitation/create`). `nil`: responses are refused.
+    public var clientResponses: [String]?
+    /// Origins allowed in an `Origin` header. Requests without `Origin` (non-browser
+    /// clients) are not affected.
+    public var allowedOrigins: Set<String>
+    public var protocolVersions: Set<String>
+
+    /// Batches are a 2025-03-26 feature; removed in 2025-06-18.
+    public var acceptsBatches: Bool { self.protocolVersions.contains("2025-03-26") }
+    public var metadataURL: String { self.uri.protectedResourceMetadataURL }
+}
+
+/// Where an upstream MCP server listens.
+public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
+    public var uri: CanonicalURI
+    /// Path and query sent upstream (at least `/`).
+    public var requestPath: String
+
+    public var host: String { self.uri.host.hasPrefix("[") ? String(self.uri.host.dropFirst().dropLast()) : self.uri.host }
+    public var port: Int { self.uri.effectivePort }
+    /// `Host` header value for the upstream.
+    public var hostHeader: String { self.uri.port.map { "\(self.uri.host):\($0)" } ?? self.uri.host }
+    public var description: String { self.uri.description }
+}
+
+/// The credential the gateway presents upstream. The client's token is never one of them.
+public enum UpstreamCredentials: Sendable, Hashable {
+    /// The upstream trusts the network.
+    case none
+    /// A fixed header, its value read from the environment or a file at load time.
+    case staticHeader(name: String, value: String)
+}
+
+/// The protocol revisions the gateway understands.
+public enum MCPProtocol {
+    public static let knownVersions: Set<String> = ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
+    public static let defaultVersions: Set<String> = ["2025-06-18", "2025-11-25", "2026-07-28"]
+    /// The stateless revision: POST only, mirrored `Mcp-Method`/`Mcp-Name` headers.
+    public static let statelessVersion = "2026-07-28"
+}

@@ -1,0 +1,212 @@
+/// Why a token was refused. The `code` is stable (logs, metrics, tests); the `reason`
+/// goes to the log only, never to the client beyond a short description.
+public struct TokenError: Error, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable, Hashable {
+        case malformed
+        case unsupportedAlgorithm = "unsupported_algorithm"
+        /// No key with this `kid`: the caller may refresh the key set once and retry.
+        case unknownKey = "unknown_key"
+        case badSignature = "bad_signature"
+        case wrongType = "wrong_type"
+        case wrongIssuer = "wrong_issuer"
+        case wrongAudience = "wrong_audience"
+        case expired
+        case notYetValid = "not_yet_valid"
+        case missingClaim = "missing_claim"
+    }
+
+    public var code: Code
+    public var reason: String
+
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public var description: String { "\(self.code.rawValue): \(self.reason)" }
+
+    /// What the client is told in `error_description`: the class of failure, nothing
+    /// that helps an attacker tune a forgery.
+    public var clientDescription: String {
+        switch self.code {
+        case .malformed, .unsupportedAlgorithm, .unknownKey, .badSignature, .wrongType: return "The access token could not be verified"
+        case .wrongIssuer: return "The access token was not issued by a trusted authorization server"
+        case .wrongAudience: return "The access token was not issued for this resource"
+        case .expired: return "The access token expired"
+        case .notYetValid: return "The access token is not valid yet"
+        case .missingClaim: return "The access token lacks a required claim"
+        }
+    }
+}
+
+/// What the gateway knows about a verified caller.
+public struct AccessTokenClaims: Sendable, Hashable {
+    public var issuer: String
+    public var subject: String?
+    public var clientID: String?
+    public var audiences: [String]
+    /// Seconds since the epoch.
+    public var expiresAt: Int64
+    public var notBefore: Int64?
+    public var issuedAt: Int64?
+    public var tokenID: String?
+    public var scopes: Set<String>
+}
+
+/// The parts of a compact JWS, split and decoded, signature not yet checked.
+public struct CompactJWS: Sendable {
+    public var algorithmName: String
+    public var keyID: String?
+    public var type: String?
+    public var header: JSONValue
+    public var payload: JSONValue
+    public var signingInput: [UInt8]
+    public var signature: [UInt8]
+
+    /// Cheap test for "looks like a JWS", so opaque tokens can be told apart.
+    public static func looksLikeJWS(_ token: String) -> Bool {
+        token.utf8.reduce(0) { $1 == UInt8(ascii: ".") ? $0 + 1 : $0 } == 2
+    }
+
+    public init(_ token: String) throws(TokenError) {
+        let bytes = Array(token.utf8)
+        guard bytes.count <= 16 * 1024 else { throw TokenError(.malformed, "token longer than 16 KiB") }
+        let dots = bytes.indices.filter { bytes[$0] == UInt8(ascii: ".") }
+        guard dots.count == 2 else {
+            throw TokenError(.malformed, dots.count == 4 ? "an encrypted JWT (JWE) cannot be verified" : "not a compact JWS (expected three dot-separated parts)")
+        }
+        let headerPart = bytes[..<dots[0]]
+        let payloadPart = bytes[(dots[0] + 1)..<dots[1]]
+        let signaturePart = bytes[(dots[1] + 1)...]
+        guard let headerBytes = Base64URL.decode(headerPart),
+              let payloadBytes = Base64URL.decode(payloadPart),
+              let signature = Base64URL.decode(signaturePart)
+        else { throw TokenError(.malformed, "a part is not base64url") }
+        let parser = JSONParser(maxDepth: 16)
+        do {
+            self.header = try parser.parse(headerBytes)
+            self.payload = try parser.parse(payloadBytes)
+        } catch {
+            throw TokenError(.malformed, "header or payload is not JSON: \(error)")
+        }
+        guard self.header.objectValue != nil, self.payload.objectValue != nil else {
+            throw TokenError(.malformed, "header and payload must be JSON objects")
+        }
+        guard let alg = self.header["alg"]?.stringValue else { throw TokenError(.malformed, "no alg in header") }
+        if self.header["crit"] != nil { throw TokenError(.malformed, "critical header parameters are not supported") }
+        self.algorithmName = alg
+        self.keyID = self.header["kid"]?.stringValue
+        self.type = self.header["typ"]?.stringValue
+        self.signingInput = Array(bytes[..<dots[1]])
+        self.signature = signature
+    }
+}
+
+/// What a token must satisfy for one resource.
+public struct TokenRequirements: Sendable {
+    public var issuer: String
+    public var audience: CanonicalURI
+    public var algorithms: Set<JWSAlgorithm>
+    public var leewaySeconds: Int64
+    public var requireAccessTokenType: Bool
+    public var scopeClaims: [String]
+
+    public init(issuer: String, audience: CanonicalURI, algorithms: Set<JWSAlgorithm>, leewaySeconds: Int64, requireAccessTokenType: Bool, scopeClaims: [String]) {
+        self.issuer = issuer
+        self.audience = audience
+        self.algorithms = algorithms
+        self.leewaySeconds = leewaySeconds
+        self.requireAccessTokenType = requireAccessTokenType
+        self.scopeClaims = scopeClaims
+    }
+
+    public init(server: AuthorizationServerPolicy, resource: ResourcePolicy) {
+        self.init(
+            issuer: server.issuer, audience: resource.uri, algorithms: server.algorithms, leewaySeconds: server.leewaySeconds,
+            requireAccessTokenType: server.requireAccessTokenType, scopeClaims: server.scopeClaims
+        )
+    }
+}
+
+/// Verifies JWT access tokens (RFC 9068) against a key set. Pure: the key set and the
+/// time are inputs, so every rule is tested without a network or a clock.
+public enum AccessTokenVerifier {
+    /// Checks signature, then claims.
+    ///
+    /// - Parameter now: seconds since the epoch.
+    public static func verify(_ token: String, keys: JSONWebKeySet, requirements: TokenRequirements, now: Int64) throws(TokenError) -> AccessTokenClaims {
+        let jws = try CompactJWS(token)
+        try self.verifySignature(jws, keys: keys, requirements: requirements)
+        return try self.validateClaims(jws, requirements: requirements, now: now)
+    }
+
+    public static func verifySignature(_ jws: CompactJWS, keys: JSONWebKeySet, requirements: TokenRequirements) throws(TokenError) {
+        guard let algorithm = JWSAlgorithm(rawValue: jws.algorithmName), requirements.algorithms.contains(algorithm) else {
+            throw TokenError(.unsupportedAlgorithm, "alg \(jws.algorithmName) is not on the allow-list")
+        }
+        let candidates = keys.candidates(keyID: jws.keyID, algorithm: algorithm)
+        guard !candidates.isEmpty else {
+            throw TokenError(.unknownKey, "no \(algorithm.rawValue) key with kid \(jws.keyID ?? "(none)")")
+        }
+        for key in candidates where key.verify(signature: jws.signature, signingInput: jws.signingInput, algorithm: algorithm) {
+            return
+        }
+        throw TokenError(.badSignature, "signature does not verify with kid \(jws.keyID ?? "(none)")")
+    }
+
+    public static func validateClaims(_ jws: CompactJWS, requirements: TokenRequirements, now: Int64) throws(TokenError) -> AccessTokenClaims {
+        if requirements.requireAccessTokenType {
+            let type = jws.type?.lowercased()
+            guard type == "at+jwt" || type == "application/at+jwt" else {
+                throw TokenError(.wrongType, "typ is \(jws.type ?? "absent"), expected at+jwt")
+            }
+        }
+        let claims = jws.payload
+        guard let issuer = claims["iss"]?.stringValue else { throw TokenError(.missingClaim, "no iss") }
+        guard issuer == requirements.issuer else { throw TokenError(.wrongIssuer, "iss \(issuer) is not \(requirements.issuer)") }
+
+        let audiences: [String]
+        switch claims["aud"] {
+        case .string(let value): audiences = [value]
+        case .array(let values): audiences = values.compactMap(\.stringValue)
+        default: throw TokenError(.missingClaim, "no aud")
+        }
+        guard audiences.contains(where: { requirements.audience.isNamed(by: $0) }) else {
+            throw TokenError(.wrongAudience, "aud \(audiences) does not include \(requirements.audience)")
+        }
+
+        guard let expiresAt = claims["exp"]?.int64Value else { throw TokenError(.missingClaim, "no numeric exp") }
+        guard now < expiresAt + requirements.leewaySeconds else {
+            throw TokenError(.expired, "expired at \(expiresAt), now \(now)")
+        }
+        let notBefore = claims["nbf"]?.int64Value
+        if claims["nbf"] != nil, notBefore == nil { throw TokenError(.malformed, "nbf is not a number") }
+        if let notBefore, now + requirements.leewaySeconds < notBefore {
+            throw TokenError(.notYetValid, "not before \(notBefore), now \(now)")
+        }
+        let issuedAt = claims["iat"]?.int64Value
+        if let issuedAt, issuedAt > now + requirements.leewaySeconds {
+            throw TokenError(.notYetValid, "issued in the future (\(issuedAt)), now \(now)")
+        }
+
+        var scopes: Set<String> = []
+        for claim in requirements.scopeClaims {
+            switch claims[claim] {
+            case .string(let value): scopes.formUnion(value.split(separator: " ").map(String.init))
+            case .array(let values): scopes.formUnion(values.compactMap(\.stringValue))
+            default: break
+            }
+        }
+        return AccessTokenClaims(
+            issuer: issuer,
+            subject: claims["sub"]?.stringValue,
+            clientID: claims["client_id"]?.stringValue ?? claims["azp"]?.stringValue,
+            audiences: audiences,
+            expiresAt: expiresAt,
+            notBefore: notBefore,
+            issuedAt: issuedAt,
+            tokenID: claims["jti"]?.stringValue,
+            scopes: scopes
+        )
+    }
+}

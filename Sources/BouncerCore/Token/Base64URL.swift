@@ -1,0 +1,57 @@
+/// Unpadded base64url (RFC 7515 section 2), strict: no padding, no whitespace, no
+/// non-canonical trailing bits.
+public enum Base64URL {
+    private static let decodeTable: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (index, byte) in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8.enumerated() {
+            table[Int(byte)] = UInt8(index)
+        }
+        return table
+    }()
+
+    private static let encodeTable = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".utf8)
+
+    public static func decode(_ text: some Collection<UInt8>) -> [UInt8]? {
+        let count = text.count
+        if count % 4 == 1 { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(count * 3 / 4)
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for byte in text {
+            let value = Self.decodeTable[Int(byte)]
+            if value == 0xFF { return nil }
+            accumulator = accumulator << 6 | UInt32(value)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+            }
+        }
+        // Leftover bits must be zero, else two encodings decode to the same bytes.
+        if bits > 0, accumulator & ((1 << UInt32(bits)) - 1) != 0 { return nil }
+        return out
+    }
+
+    public static func decode(_ text: String) -> [UInt8]? {
+        Self.decode(Array(text.utf8))
+    }
+
+    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+        var out: [UInt8] = []
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for byte in bytes {
+            accumulator = accumulator << 8 | UInt32(byte)
+            bits += 8
+            while bits >= 6 {
+                bits -= 6
+                out.append(Self.encodeTable[Int((accumulator >> UInt32(bits)) & 0x3F)])
+            }
+        }
+        if bits > 0 {
+            out.append(Self.encodeTable[Int((accumulator << UInt32(6 - bits)) & 0x3F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,60 @@
+import BouncerCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+
+/// The listening side: binds, builds each connection's pipeline, and stops accepting on
+/// graceful shutdown.
+public final class GatewayServer: Service, Sendable {
+    public let gateway: Gateway
+    private let group: any EventLoopGroup
+    private let onListening: @Sendable (SocketAddress) -> Void
+
+    public init(gateway: Gateway, group: any EventLoopGroup, onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
+        self.gateway = gateway
+        self.group = group
+        self.onListening = onListening
+    }
+
+    /// Binds the listener and returns its channel.
+    public func bind() -> EventLoopFuture<any Channel> {
+        let gateway = self.gateway
+        let limits = gateway.policy.limits
+        return ServerBootstrap(group: self.group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let peer = channel.remoteAddress?.ipAddress ?? "unknown"
+                    let sync = channel.pipeline.syncOperations
+                    // TLS (issue 3) goes in front of everything here.
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+                    try sync.addHandler(IdleStateHandler(allTimeout: .seconds(limits.clientIdleTimeoutSeconds)))
+                    try sync.addHandler(GatewayHandler(gateway: gateway, remoteAddress: peer))
+                }
+            }
+            .bind(host: gateway.policy.listen.host, port: gateway.policy.listen.port)
+    }
+
+    public func run() async throws {
+        let channel = try await self.bind().get()
+        if let address = channel.localAddress {
+            self.gateway.logger.info("listening", metadata: [
+                "address": "\(address)", "public_url": "\(self.gateway.policy.publicURL)",
+                "resources": "\(self.gateway.policy.resources.map { "\($0.uri) -> \($0.upstream)" }.joined(separator: ", "))",
+            ])
+            self.onListening(address)
+        }
+        _ = try? await self.gateway.warmUp(on: channel.eventLoop).get()
+        try await withGracefulShutdownHandler {
+            try await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            self.gateway.logger.info("shutting down: no longer accepting connections")
+            channel.close(promise: nil)
+        }
+    }
+}

@@ -1,0 +1,142 @@
+import BouncerCore
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Why an outbound fetch failed.
+public struct FetchError: Error, Hashable, Sendable, CustomStringConvertible {
+    public enum Code: String, Sendable, Hashable {
+        case invalidURL = "invalid_url"
+        case connectFailed = "connect_failed"
+        case timeout
+        case responseTooLarge = "response_too_large"
+        case badStatus = "bad_status"
+        case connectionClosed = "connection_closed"
+    }
+
+    public var code: Code
+    public var reason: String
+
+    public var description: String { "\(self.code.rawValue): \(self.reason)" }
+}
+
+/// A small HTTP/1.1 client for the gateway's own calls to authorization servers
+/// (discovery documents, key sets). One connection per fetch: these calls are rare (cached
+/// for minutes to hours), so pooling would only add state.
+///
+/// Every fetch has a connect timeout, a whole-response timeout and a size limit, so a slow
+/// or hostile server can neither stall a request path nor exhaust memory.
+public struct HTTPFetcher: Sendable {
+    public var group: any EventLoopGroup
+    public var connectTimeout: TimeAmount
+    public var responseTimeout: TimeAmount
+    public var maxResponseBytes: Int
+
+    public init(group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), responseTimeout: TimeAmount = .seconds(10), maxResponseBytes: Int = 1024 * 1024) {
+        self.group = group
+        self.connectTimeout = connectTimeout
+        self.responseTimeout = responseTimeout
+        self.maxResponseBytes = maxResponseBytes
+    }
+
+    /// GETs `url` (http only until TLS lands) and returns the body of a 200 response.
+    public func get(_ url: String, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[UInt8]> {
+        let eventLoop = eventLoop ?? self.group.next()
+        let parts = url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let uri: CanonicalURI
+        do {
+            uri = try CanonicalURI(String(parts[0]))
+        } catch {
+            return eventLoop.makeFailedFuture(FetchError(code: .invalidURL, reason: error.reason))
+        }
+        guard uri.scheme == "http" else {
+            return eventLoop.makeFailedFuture(FetchError(code: .invalidURL, reason: "\(url): only http is supported until TLS support lands"))
+        }
+        let target = (uri.path.isEmpty ? "/" : uri.path) + (parts.count == 2 ? "?" + parts[1] : "")
+        let host = uri.host.hasPrefix("[") ? String(uri.host.dropFirst().dropLast()) : uri.host
+        let promise = eventLoop.makePromise(of: [UInt8].self)
+        let limit = self.maxResponseBytes
+        let hostHeader = uri.port.map { "\(uri.host):\($0)" } ?? uri.host
+
+        let connect = ClientBootstrap(group: eventLoop)
+            .connectTimeout(self.connectTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(CollectingResponseHandler(limit: limit, url: url, promise: promise))
+                }
+            }
+            .connect(host: host, port: uri.effectivePort)
+
+        let timeout = eventLoop.scheduleTask(in: self.responseTimeout) {
+            promise.fail(FetchError(code: .timeout, reason: "\(url) did not answer within \(self.responseTimeout.nanoseconds / 1_000_000) ms"))
+        }
+        connect.whenComplete { result in
+            switch result {
+            case .success(let channel):
+                var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: target)
+                head.headers.add(name: "Host", value: hostHeader)
+                head.headers.add(name: "Accept", value: "application/json")
+                head.headers.add(name: "User-Agent", value: "mcp-bouncer")
+                head.headers.add(name: "Connection", value: "close")
+                channel.write(HTTPClientRequestPart.head(head), promise: nil)
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+                promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
+            case .failure(let error):
+                promise.fail(FetchError(code: .connectFailed, reason: "\(url): \(error)"))
+            }
+        }
+        return promise.futureResult.always { _ in timeout.cancel() }
+    }
+}
+
+/// Collects one response body up to a limit.
+private final class CollectingResponseHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private let limit: Int
+    private let url: String
+    private let promise: EventLoopPromise<[UInt8]>
+    private var status: HTTPResponseStatus?
+    private var body: [UInt8] = []
+
+    init(limit: Int, url: String, promise: EventLoopPromise<[UInt8]>) {
+        self.limit = limit
+        self.url = url
+        self.promise = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.status = head.status
+        case .body(var buffer):
+            guard self.body.count + buffer.readableBytes <= self.limit else {
+                self.promise.fail(FetchError(code: .responseTooLarge, reason: "\(self.url) sent more than \(self.limit) bytes"))
+                context.close(promise: nil)
+                return
+            }
+            self.body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
+        case .end:
+            if self.status == .ok {
+                self.promise.succeed(self.body)
+            } else {
+                self.promise.fail(FetchError(code: .badStatus, reason: "\(self.url) answered \(self.status.map { "\($0.code)" } ?? "nothing")"))
+            }
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.promise.fail(FetchError(code: .connectionClosed, reason: "\(self.url) closed the connection before the response ended"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        self.promise.fail(FetchError(code: .connectionClosed, reason: "\(self.url): \(error)"))
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension CollectingResponseHandler: Sendable {}

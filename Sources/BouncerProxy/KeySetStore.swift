@@ -1,0 +1,155 @@
+import BouncerCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The signing keys of one authorization server: discovered (RFC 8414 / OpenID), fetched,
+/// cached, and re-fetched when a token names a `kid` we have not seen (key rotation) at most
+/// once per `jwks_refresh_min_interval_seconds`, so a flood of forged `kid`s cannot turn the
+/// gateway into a load generator against the identity provider.
+///
+/// Thread-safe: the snapshot is read under a lock once per cache miss; concurrent fetches
+/// are coalesced into one.
+public final class KeySetStore: Sendable {
+    public let server: AuthorizationServerPolicy
+    private let fetcher: HTTPFetcher
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    private struct State {
+        var keys: JSONWebKeySet?
+        var fetchedAt: NIODeadline?
+        var lastAttempt: NIODeadline?
+        var inflight: EventLoopFuture<JSONWebKeySet>?
+        var lastError: String?
+    }
+
+    public init(server: AuthorizationServerPolicy, fetcher: HTTPFetcher, logger: Logger) {
+        self.server = server
+        self.fetcher = fetcher
+        var logger = logger
+        logger[metadataKey: "authorization_server"] = "\(server.name)"
+        self.logger = logger
+    }
+
+    /// Whether a key set has been loaded (readiness).
+    public var isLoaded: Bool { self.state.withLockedValue { $0.keys != nil } }
+
+    /// The cached key set, fetching it first if there is none. A set older than
+    /// `jwks_max_age_seconds` is still used while a refresh runs in the background.
+    public func keys(on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
+        let now = NIODeadline.now()
+        let (cached, stale) = self.state.withLockedValue { state -> (JSONWebKeySet?, Bool) in
+            guard let keys = state.keys, let fetchedAt = state.fetchedAt else { return (nil, true) }
+            return (keys, now - fetchedAt > .seconds(self.server.jwksMaxAgeSeconds))
+        }
+        if let cached {
+            if stale { _ = self.refresh(reason: "key set older than \(self.server.jwksMaxAgeSeconds)s", on: eventLoop) }
+            return eventLoop.makeSucceededFuture(cached)
+        }
+        return self.refresh(reason: "first use", on: eventLoop)
+    }
+
+    /// Re-fetches the key set unless one was fetched less than the minimum interval ago,
+    /// in which case the current set (or the failure) is returned unchanged.
+    public func refresh(reason: String, on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
+        let now = NIODeadline.now()
+        enum Next {
+            case wait(EventLoopFuture<JSONWebKeySet>)
+            case current(JSONWebKeySet)
+            case throttled(String)
+            case fetch(EventLoopPromise<JSONWebKeySet>)
+        }
+        let next: Next = self.state.withLockedValue { state in
+            if let inflight = state.inflight { return .wait(inflight) }
+            if let lastAttempt = state.lastAttempt, now - lastAttempt < .seconds(self.server.jwksRefreshMinIntervalSeconds) {
+                if let keys = state.keys { return .current(keys) }
+                return .throttled(state.lastError ?? "key set fetch failed")
+            }
+            let promise = eventLoop.makePromise(of: JSONWebKeySet.self)
+            state.inflight = promise.futureResult
+            state.lastAttempt = now
+            return .fetch(promise)
+        }
+        switch next {
+        case .wait(let future): return future.hop(to: eventLoop)
+        case .current(let keys): return eventLoop.makeSucceededFuture(keys)
+        case .throttled(let error): return eventLoop.makeFailedFuture(KeySetError(reason: error))
+        case .fetch(let promise):
+            self.logger.info("fetching signing keys", metadata: ["reason": "\(reason)"])
+            self.fetch(on: eventLoop).whenComplete { result in
+                self.state.withLockedValue { state in
+                    state.inflight = nil
+                    switch result {
+                    case .success(let keys):
+                        state.keys = keys
+                        state.fetchedAt = .now()
+                        state.lastError = nil
+                    case .failure(let error):
+                        state.lastError = "\(error)"
+                    }
+                }
+                switch result {
+                case .success(let keys):
+                    self.logger.info("signing keys loaded", metadata: [
+                        "keys": "\(keys.keys.count)", "kids": "\(keys.keys.compactMap(\.keyID).joined(separator: ","))",
+                        "skipped": "\(keys.skipped.joined(separator: "; "))",
+                    ])
+                case .failure(let error):
+                    self.logger.error("cannot load signing keys", metadata: ["error": "\(error)"])
+                }
+                promise.completeWith(result)
+            }
+            return promise.futureResult
+        }
+    }
+
+    private func fetch(on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
+        let jwksURI: EventLoopFuture<String>
+        if let configured = self.server.jwksURI {
+            jwksURI = eventLoop.makeSucceededFuture(configured)
+        } else {
+            jwksURI = self.discover(self.server.metadataCandidates[...], on: eventLoop, failures: [])
+        }
+        return jwksURI.flatMap { uri in
+            self.fetcher.get(uri, on: eventLoop).flatMapThrowing { body in
+                do {
+                    let keys = try JSONWebKeySet(json: body)
+                    guard !keys.keys.isEmpty else { throw KeySetError(reason: "\(uri) holds no usable signing key (\(keys.skipped.joined(separator: "; ")))") }
+                    return keys
+                } catch let error as JSONWebKeySet.ParseError {
+                    throw KeySetError(reason: "\(uri): \(error.reason)")
+                }
+            }
+        }
+    }
+
+    /// Tries each discovery URL in turn; the first document whose `issuer` matches wins.
+    private func discover(_ candidates: ArraySlice<String>, on eventLoop: any EventLoop, failures: [String]) -> EventLoopFuture<String> {
+        guard let url = candidates.first else {
+            return eventLoop.makeFailedFuture(KeySetError(reason: "no metadata document for issuer \(self.server.issuer): \(failures.joined(separator: "; "))"))
+        }
+        return self.fetcher.get(url, on: eventLoop).flatMapThrowing { body -> String in
+            let metadata: AuthorizationServerMetadata
+            do {
+                metadata = try AuthorizationServerMetadata(json: body, expectedIssuer: self.server.issuer)
+            } catch let error as AuthorizationServerMetadata.ParseError {
+                throw KeySetError(reason: "\(url): \(error.reason)")
+            }
+            guard let jwksURI = metadata.jwksURI else { throw KeySetError(reason: "\(url) has no jwks_uri") }
+            return jwksURI
+        }.flatMapError { error in
+            // An issuer mismatch is a hard failure: trying other locations could only find a
+            // document for some other issuer.
+            if let error = error as? KeySetError, error.reason.contains("does not match") {
+                return eventLoop.makeFailedFuture(error)
+            }
+            return self.discover(candidates.dropFirst(), on: eventLoop, failures: failures + ["\(error)"])
+        }
+    }
+}
+
+public struct KeySetError: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { self.reason }
+}

@@ -1,0 +1,198 @@
+import BouncerCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// Receives one upstream response. Implemented by the downstream connection's handler,
+/// which lives on the same event loop, so calls are direct.
+protocol UpstreamResponseSink: AnyObject {
+    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseBody(_ buffer: ByteBuffer)
+    func upstreamResponseEnd(keepAlive: Bool)
+    func upstreamFailed(_ error: any Error)
+}
+
+/// The last handler of an upstream connection: hands response parts to the current sink
+/// and holds reads while the downstream cannot take more (backpressure).
+final class UpstreamHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    weak var sink: (any UpstreamResponseSink)?
+    private var context: ChannelHandlerContext?
+    private var paused = false
+    private var readPending = false
+    private var responseKeepAlive = true
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard let sink = self.sink else {
+            // Data on an idle pooled connection: the upstream is confused; drop the connection.
+            context.close(promise: nil)
+            return
+        }
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.responseKeepAlive = head.isKeepAlive
+            sink.upstreamResponseHead(head)
+        case .body(let buffer):
+            sink.upstreamResponseBody(buffer)
+        case .end:
+            self.sink = nil
+            sink.upstreamResponseEnd(keepAlive: self.responseKeepAlive)
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if self.paused {
+            self.readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    /// Stop reading from the upstream until ``resume()``.
+    func pause() {
+        self.paused = true
+    }
+
+    func resume() {
+        guard self.paused else { return }
+        self.paused = false
+        if self.readPending, let context {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let sink = self.sink {
+            self.sink = nil
+            sink.upstreamFailed(UpstreamError.closedEarly)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let sink = self.sink {
+            self.sink = nil
+            sink.upstreamFailed(error)
+        }
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamHandler: Sendable {}
+
+enum UpstreamError: Error, CustomStringConvertible {
+    case closedEarly
+    case connectFailed(String)
+
+    var description: String {
+        switch self {
+        case .closedEarly: return "the upstream closed the connection before the response ended"
+        case .connectFailed(let reason): return "cannot connect: \(reason)"
+        }
+    }
+}
+
+/// An upstream connection lent to one exchange.
+struct UpstreamLease {
+    var channel: any Channel
+    var handler: UpstreamHandler
+    var key: String
+}
+
+/// Keep-alive connections to upstreams, one pool per event loop, used only from that loop:
+/// a downstream connection, its upstream connection and this pool share one thread, so an
+/// exchange takes no lock.
+final class UpstreamConnectionPool {
+    private let eventLoop: any EventLoop
+    private let connectTimeout: TimeAmount
+    private let maxIdle: Int
+    private var idle: [String: [any Channel]] = [:]
+
+    init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdle: Int) {
+        self.eventLoop = eventLoop
+        self.connectTimeout = connectTimeout
+        self.maxIdle = maxIdle
+    }
+
+    /// An idle connection to `target`, or a new one. Complete the lease with ``lease(channel:target:)``.
+    func connection(to target: UpstreamTarget) -> EventLoopFuture<any Channel> {
+        self.eventLoop.preconditionInEventLoop()
+        let key = Self.key(target)
+        while var list = self.idle[key], let channel = list.popLast() {
+            self.idle[key] = list
+            if channel.isActive { return self.eventLoop.makeSucceededFuture(channel) }
+        }
+        return ClientBootstrap(group: self.eventLoop)
+            .connectTimeout(self.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
+                }
+            }
+            .connect(host: target.host, port: target.port)
+            .flatMapErrorThrowing { error in throw UpstreamError.connectFailed("\(target): \(error)") }
+    }
+
+    func lease(channel: any Channel, target: UpstreamTarget) throws -> UpstreamLease {
+        let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+        return UpstreamLease(channel: channel, handler: handler, key: Self.key(target))
+    }
+
+    private static func key(_ target: UpstreamTarget) -> String { "\(target.host):\(target.port)" }
+
+    /// Returns a connection whose response ended cleanly; anything else is closed.
+    func release(_ lease: UpstreamLease, reusable: Bool) {
+        self.eventLoop.preconditionInEventLoop()
+        lease.handler.sink = nil
+        lease.handler.resume()
+        guard reusable, lease.channel.isActive, (self.idle[lease.key]?.count ?? 0) < self.maxIdle else {
+            lease.channel.close(promise: nil)
+            return
+        }
+        self.idle[lease.key, default: []].append(lease.channel)
+        let channelID = ObjectIdentifier(lease.channel)
+        let key = lease.key
+        lease.channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in
+            self?.idle[key]?.removeAll { ObjectIdentifier($0) == channelID }
+        }
+    }
+
+    var idleCount: Int { self.idle.values.reduce(0) { $0 + $1.count } }
+}
+
+/// One ``UpstreamConnectionPool`` per event loop, created on first use.
+final class UpstreamPools: Sendable {
+    private let connectTimeout: TimeAmount
+    private let maxIdle: Int
+    private let pools = NIOLockedValueBox([ObjectIdentifier: NIOLoopBound<UpstreamConnectionPool>]())
+
+    init(connectTimeout: TimeAmount, maxIdle: Int) {
+        self.connectTimeout = connectTimeout
+        self.maxIdle = maxIdle
+    }
+
+    func pool(for eventLoop: any EventLoop) -> UpstreamConnectionPool {
+        let key = ObjectIdentifier(eventLoop)
+        let bound = self.pools.withLockedValue { pools in
+            if let existing = pools[key] { return existing }
+            let created = NIOLoopBound(UpstreamConnectionPool(eventLoop: eventLoop, connectTimeout: self.connectTimeout, maxIdle: self.maxIdle), eventLoop: eventLoop)
+            pools[key] = created
+            return created
+        }
+        return bound.value
+    }
+}

@@ -1,0 +1,120 @@
+import ArgumentParser
+import BouncerCore
+import BouncerProxy
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+@main
+struct MCPBouncer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mcp-bouncer",
+        abstract: "An OAuth 2.1 resource-server gateway for MCP servers.",
+        subcommands: [Run.self, Check.self]
+    )
+}
+
+/// Reads `${env:...}` from the process environment and `${file:...}` from disk.
+let processSecrets = SecretSource(
+    environment: { ProcessInfo.processInfo.environment[$0] },
+    readFile: { path in
+        do {
+            return .success(try String(contentsOfFile: path, encoding: .utf8))
+        } catch {
+            return .failure(SecretReadError(reason: (error as NSError).localizedDescription))
+        }
+    }
+)
+
+func loadPolicy(_ path: String) throws -> GatewayPolicy {
+    let text: String
+    do {
+        text = try String(contentsOfFile: path, encoding: .utf8)
+    } catch {
+        throw ValidationError("cannot read \(path): \((error as NSError).localizedDescription)")
+    }
+    return try PolicyLoader.load(yaml: text, secrets: processSecrets)
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate a policy file and report every problem with its line and key path.")
+
+    @Argument(help: "The policy file.")
+    var file: String
+
+    func run() throws {
+        do {
+            let policy = try loadPolicy(self.file)
+            print("\(self.file): OK")
+            print("  listen \(policy.listen), public URL \(policy.publicURL)")
+            for resource in policy.resources {
+                print("  \(resource.uri) -> \(resource.upstream) (authorization server \(resource.authorizationServer))")
+            }
+        } catch let error as PolicyValidationError {
+            var stderr = FileHandle.standardError
+            print("\(self.file): \(error.problems.count) problem\(error.problems.count == 1 ? "" : "s")", to: &stderr)
+            for problem in error.problems {
+                print("\(self.file):\(problem)", to: &stderr)
+            }
+            throw ExitCode(1)
+        }
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the gateway with a policy file.")
+
+    @Option(name: .long, help: "The policy file.")
+    var config: String
+
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    @Option(name: .long, help: "Event loop threads (default: one per core).")
+    var threads: Int = System.coreCount
+
+    func run() async throws {
+        guard let level = Logger.Level(rawValue: self.logLevel) else {
+            throw ValidationError("unknown log level \(self.logLevel)")
+        }
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "mcp-bouncer")
+        let policy: GatewayPolicy
+        do {
+            policy = try loadPolicy(self.config)
+        } catch let error as PolicyValidationError {
+            var stderr = FileHandle.standardError
+            for problem in error.problems { print("\(self.config):\(problem)", to: &stderr) }
+            throw ExitCode(1)
+        }
+        if policy.tls != nil {
+            throw ValidationError("\(self.config): the tls block needs TLS termination, which this version does not have yet; terminate TLS in front of the gateway and omit tls")
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, self.threads))
+        let fetcher = HTTPFetcher(group: group)
+        let gateway = Gateway(policy: policy, fetcher: fetcher, logger: logger)
+        let server = GatewayServer(gateway: gateway, group: group) { address in
+            // A machine-readable line for scripts that start the gateway on port 0.
+            FileHandle.standardOutput.write("mcp-bouncer listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n")
+        }
+        let services = ServiceGroup(configuration: .init(
+            services: [.init(service: server)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger
+        ))
+        try await services.run()
+        try await group.shutdownGracefully()
+    }
+}
+
+extension FileHandle: @retroactive TextOutputStream {
+    public func write(_ string: String) {
+        self.write(Data(string.utf8))
+    }
+}
