@@ -1,0 +1,79 @@
+"""A legacy MCP server with no authentication, built on the official MCP Python SDK.
+
+It stands for the thousands of servers deployed without auth. For the tests it records the
+headers of every HTTP request it receives (one JSON object per line in --record), so a test
+can prove that no client token ever reached it.
+
+Usage: legacy_upstream.py --port PORT --record FILE
+"""
+
+import argparse
+import asyncio
+import json
+
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+
+
+def build_server() -> MCPServer:
+    server = MCPServer("legacy-jira")
+
+    @server.tool()
+    def list_issues(project: str = "OPS") -> str:
+        """List the issues of a project (needs read access)."""
+        return f"{project}-1: printer on fire; {project}-2: coffee machine empty"
+
+    @server.tool()
+    def create_issue(title: str) -> str:
+        """Create an issue (needs write access)."""
+        return f"created: {title}"
+
+    @server.tool()
+    def delete_issue(key: str) -> str:
+        """Delete an issue (needs admin access)."""
+        return f"deleted: {key}"
+
+    @server.tool()
+    async def slow_report(steps: int, ctx: Context) -> str:
+        """Streams a progress notification per step over SSE, then the result."""
+        for step in range(1, steps + 1):
+            await ctx.report_progress(step, steps, f"step {step}")
+            await asyncio.sleep(0.3)
+        return f"report done after {steps} steps"
+
+    @server.resource("docs://readme")
+    def readme() -> str:
+        """The project readme."""
+        return "This is the legacy Jira MCP server."
+
+    return server
+
+
+class HeaderRecorder:
+    """ASGI middleware that appends each request's headers to a file."""
+
+    def __init__(self, app, path: str):
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = {}
+            for name, value in scope["headers"]:
+                headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+            with open(self.path, "a", encoding="utf-8") as record:
+                record.write(json.dumps({"method": scope["method"], "path": scope["path"], "headers": headers}) + "\n")
+        await self.app(scope, receive, send)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--record", required=True)
+    args = parser.parse_args()
+    app = build_server().streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+    uvicorn.run(HeaderRecorder(app, args.record), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+# Shared setup for scripts/: installs what the project needs, once.
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# libssl-dev: the system OpenSSL the gateway's TLS is built on.
+ensure_system_packages() {
+    local missing=()
+    dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+    if [ ${#missing[@]} -gt 0 ]; then
+        step "installing ${missing[*]}"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+    fi
+}
+
+# .venv with the pinned interop packages; reinstalled only when requirements change.
+ensure_python_venv() {
+    local requirements=Tests/Interop/requirements.txt
+    local stamp=.venv/.requirements.sha256
+    local wanted
+    wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
+    if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+        return
+    fi
+    step "creating .venv with the pinned interop packages"
+    python3 -m venv .venv
+    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+    echo "$wanted" > "$stamp"
+}
