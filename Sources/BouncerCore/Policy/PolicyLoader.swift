@@ -60,6 +60,8 @@ private final class PolicyWalker {
             return PolicyProblem(line: mark.line, column: mark.column, keyPath: "", message: "not valid YAML: \(problem)")
         case .composer(_, let problem, let mark, _):
             return PolicyProblem(line: mark.line, column: mark.column, keyPath: "", message: "not valid YAML: \(problem)")
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return PolicyProblem(line: context.mark.line, column: context.mark.column, keyPath: "", message: "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) (every key may appear once)")
         default:
             return PolicyProblem(line: nil, column: nil, keyPath: "", message: "not valid YAML: \(error)")
         }
@@ -224,8 +226,10 @@ private final class PolicyWalker {
         let limits = top["limits"].map { self.limits($0, "limits") } ?? GatewayLimits()
         let servers = top["authorization_servers"].map { self.authorizationServers($0, "authorization_servers") } ?? [:]
         var resources: [ResourcePolicy] = []
-        if let publicURL, let node = top["resources"] {
-            resources = self.resources(node, "resources", publicURL: publicURL, servers: servers)
+        if let node = top["resources"] {
+            // Resources are checked even when public_url is broken, so one run reports everything.
+            let base = publicURL ?? (try! CanonicalURI("https://public-url.invalid"))
+            resources = self.resources(node, "resources", publicURL: base, servers: servers)
         }
         guard let listen, let publicURL else { return nil }
         if publicURL.scheme == "http", !Self.isLoopback(publicURL.host), tls == nil {

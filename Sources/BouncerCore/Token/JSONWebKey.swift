@@ -1,5 +1,5 @@
 import Crypto
-import _CryptoExtras
+import CryptoExtras
 
 /// The JWS algorithms an access token may be signed with. There is deliberately no `none`
 /// and no HMAC: a resource server holds only public keys, and accepting `HS256` with a

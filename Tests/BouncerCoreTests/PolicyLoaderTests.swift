@@ -1,0 +1,149 @@
+import BouncerCore
+import Testing
+
+@Suite("Policy file parsing and validation")
+struct PolicyLoaderTests {
+    static let valid = """
+        listen: 0.0.0.0:8443
+        public_url: https://MCP.example.com/
+        authorization_servers:
+          corp:
+            issuer: http://127.0.0.1:9000/realms/corp
+        resources:
+          - path: /jira/mcp
+            name: Jira
+            authorization_server: corp
+            scopes_supported: [jira:read]
+            upstream: http://10.0.0.5:8080/mcp
+            upstream_credentials:
+              static: { header: X-Api-Key, value: "${env:JIRA_KEY}" }
+            methods:
+              initialize: []
+              notifications/*: []
+              tools/list: [jira:read]
+              tools/call:
+                list_issues: [jira:read]
+                "admin_*": [jira:admin]
+              resources/read:
+                "file:///docs/*": [docs:read]
+        """
+
+    static let secrets = SecretSource(
+        environment: { ["JIRA_KEY": "k-123"][$0] },
+        readFile: { path in path == "/run/secret" ? .success("from-file\n") : .failure(SecretReadError(reason: "No such file")) }
+    )
+
+    func problems(_ yaml: String) -> [PolicyProblem] {
+        do {
+            _ = try PolicyLoader.load(yaml: yaml, secrets: Self.secrets)
+            return []
+        } catch {
+            return error.problems
+        }
+    }
+
+    @Test func loadsTheDesignExample() throws {
+        let policy = try PolicyLoader.load(yaml: Self.valid, secrets: Self.secrets)
+        #expect(policy.listen == ListenAddress(host: "0.0.0.0", port: 8443))
+        #expect(policy.publicURL.description == "https://mcp.example.com")
+        let resource = try #require(policy.resources.first)
+        #expect(resource.uri.description == "https://mcp.example.com/jira/mcp")
+        #expect(resource.metadataURL == "https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp")
+        #expect(resource.credentials == .staticHeader(name: "X-Api-Key", value: "k-123"))
+        #expect(resource.upstream.requestPath == "/mcp")
+        #expect(resource.upstream.port == 8080)
+        #expect(policy.authorizationServers["corp"]?.leewaySeconds == 60)
+        #expect(policy.limits == GatewayLimits())
+    }
+
+    @Test func unknownKeysAreErrorsWithLineAndPath() {
+        let yaml = Self.valid.replacingOccurrences(of: "    scopes_supported: [jira:read]", with: "    scope: [jira:read]")
+        let found = self.problems(yaml)
+        #expect(found.count == 1)
+        #expect(found.first?.line == 10)
+        #expect(found.first?.keyPath == "resources[0].scope")
+        #expect(found.first?.message.contains("unknown key 'scope'") == true)
+    }
+
+    @Test func everyProblemIsReportedNotJustTheFirst() {
+        let yaml = """
+            listen: nonsense
+            public_url: ftp://x
+            authorization_servers:
+              corp:
+                issuer: https://login.example.com
+                algorithms: [HS256]
+            resources:
+              - path: jira
+                authorization_server: nope
+                upstream: http://10.0.0.5/mcp
+                methods:
+                  initialize: yes-please
+            """
+        let paths = Set(self.problems(yaml).map(\.keyPath))
+        #expect(paths.isSuperset(of: [
+            "listen", "public_url", "authorization_servers.corp.issuer", "authorization_servers.corp.algorithms",
+            "resources[0].path", "resources[0].authorization_server", "resources[0].methods.initialize",
+        ]))
+    }
+
+    @Test func missingEnvironmentVariable() {
+        let yaml = Self.valid.replacingOccurrences(of: "env:JIRA_KEY", with: "env:NOPE")
+        #expect(self.problems(yaml).map(\.message) == ["environment variable NOPE is not set"])
+    }
+
+    @Test func fileSubstitutionTrimsTheTrailingNewline() throws {
+        let yaml = Self.valid.replacingOccurrences(of: "env:JIRA_KEY", with: "file:/run/secret")
+        let policy = try PolicyLoader.load(yaml: yaml, secrets: Self.secrets)
+        #expect(policy.resources[0].credentials == .staticHeader(name: "X-Api-Key", value: "from-file"))
+        let missing = Self.valid.replacingOccurrences(of: "env:JIRA_KEY", with: "file:/nope")
+        #expect(self.problems(missing).first?.message == "cannot read /nope: No such file")
+    }
+
+    @Test func duplicateKeysAreRefused() {
+        let yaml = Self.valid.replacingOccurrences(of: "    name: Jira\n", with: "    name: Jira\n    name: Other\n")
+        let problem = self.problems(yaml).first
+        #expect(problem?.message.contains("duplicate key 'name'") == true)
+        #expect(problem?.line != nil)
+    }
+
+    @Test func invalidScopeTokens() {
+        let yaml = Self.valid.replacingOccurrences(of: "tools/list: [jira:read]", with: #"tools/list: ["jira read", "a\"b"]"#)
+        #expect(self.problems(yaml).count == 2)
+    }
+
+    @Test func laterFeaturesAreNamedNotSilentlyIgnored() {
+        let yaml = Self.valid.replacingOccurrences(of: "static: { header: X-Api-Key, value: \"${env:JIRA_KEY}\" }", with: "token_exchange: { audience: jira }")
+        #expect(self.problems(yaml).first?.message.contains("token_exchange (RFC 8693) is not supported") == true)
+    }
+
+    @Test func perTargetRulesOnlyWhereTheyMeanSomething() {
+        let yaml = Self.valid.replacingOccurrences(of: "tools/list: [jira:read]", with: "tools/list: { a: [b] }")
+        #expect(self.problems(yaml).first?.keyPath == "resources[0].methods.tools/list")
+    }
+
+    @Test func plainHTTPPublicURLOnlyOnLoopback() {
+        let yaml = Self.valid.replacingOccurrences(of: "https://MCP.example.com/", with: "http://mcp.example.com")
+        #expect(self.problems(yaml).first?.keyPath == "public_url")
+        let loopback = Self.valid.replacingOccurrences(of: "https://MCP.example.com/", with: "http://127.0.0.1:8443")
+        #expect(self.problems(loopback).isEmpty)
+    }
+
+    @Test func emptyAndInvalidDocuments() {
+        #expect(self.problems("").first?.message == "the policy file is empty")
+        #expect(self.problems("listen: [").first?.message.hasPrefix("not valid YAML") == true)
+        #expect(self.problems("- a\n- b").first?.message == "expected a mapping of keys to values")
+    }
+
+    @Test func limitsAreRangeChecked() throws {
+        let yaml = Self.valid + "\nlimits:\n  max_body_bytes: 10\n  upstream_response_timeout_seconds: 30\n"
+        #expect(self.problems(yaml).map(\.keyPath) == ["limits.max_body_bytes"])
+        let ok = Self.valid + "\nlimits:\n  max_body_bytes: 4096\n"
+        #expect(try PolicyLoader.load(yaml: ok, secrets: Self.secrets).limits.maxBodyBytes == 4096)
+    }
+
+    @Test func reservedAndDuplicatePaths() {
+        let yaml = Self.valid.replacingOccurrences(of: "path: /jira/mcp", with: "path: /.well-known/x")
+        #expect(self.problems(yaml).first?.message.contains("reserved") == true)
+    }
+}

@@ -1,0 +1,273 @@
+import BouncerCore
+import Testing
+
+@Suite("JSON parsing")
+struct JSONParserTests {
+    @Test func numbersKeepTheirSpelling() throws {
+        let value = try JSONParser().parse(#"{"a":1.0,"b":-0,"c":12345678901234567890,"d":1e3}"#)
+        #expect(value["a"] == .number("1.0"))
+        #expect(value["c"] == .number("12345678901234567890"))
+        #expect(value["d"]?.int64Value == 1000)
+    }
+
+    @Test func escapesAndUnicode() throws {
+        let value = try JSONParser().parse(#"["a\"b\\c\/\n", "\u00e9\ud83d\ude00", "ü"]"#)
+        #expect(value == .array([.string("a\"b\\c/\n"), .string("é😀"), .string("ü")]))
+    }
+
+    @Test("refused input", arguments: [
+        #"{"a":1,"a":2}"#, "[1,]", "{\"a\":1}x", "01", "1.", "-", #""\ud800""#, #""\x""#, "\"a\nb\"", "nul", "", "{'a':1}",
+    ])
+    func refused(text: String) {
+        #expect(throws: JSONParseError.self) { try JSONParser().parse(text) }
+    }
+
+    @Test func invalidUTF8() {
+        #expect(throws: JSONParseError.self) { try JSONParser().parse([0x22, 0xC3, 0x28, 0x22]) }
+    }
+
+    @Test func depthLimit() throws {
+        let deep = String(repeating: "[", count: 65) + String(repeating: "]", count: 65)
+        #expect(throws: JSONParseError.self) { try JSONParser(maxDepth: 64).parse(deep) }
+        let ok = String(repeating: "[", count: 64) + String(repeating: "]", count: 64)
+        _ = try JSONParser(maxDepth: 64).parse(ok)
+    }
+
+    @Test func serialisationRoundTrips() throws {
+        let text = #"{"a":[1,true,null,"x\"y"],"b":{"c":-2.5e1}}"#
+        #expect(try JSONParser().parse(text).serialized == text)
+    }
+}
+
+@Suite("JSON-RPC classification")
+struct JSONRPCTests {
+    func parse(_ text: String) throws(JSONRPCFailure) -> JSONRPCBody {
+        try JSONRPCBody.parse(Array(text.utf8), maxDepth: 64)
+    }
+
+    @Test func requestNotificationResponse() throws {
+        #expect(try self.parse(#"{"jsonrpc":"2.0","id":"a","method":"tools/list"}"#).messages == [.request(id: .string("a"), method: "tools/list", params: nil)])
+        #expect(try self.parse(#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).messages == [.notification(method: "notifications/initialized", params: nil)])
+        #expect(try self.parse(#"{"jsonrpc":"2.0","id":3,"result":{}}"#).messages == [.response(id: .number("3"))])
+    }
+
+    @Test("invalid requests", arguments: [
+        (#"{"jsonrpc":"1.0","id":1,"method":"x"}"#, -32600),
+        (#"{"id":1,"method":"x"}"#, -32600),
+        (#"{"jsonrpc":"2.0","id":null,"method":"x"}"#, -32600),
+        (#"{"jsonrpc":"2.0","id":{},"method":"x"}"#, -32600),
+        (#"{"jsonrpc":"2.0","id":1,"method":""}"#, -32600),
+        (#"{"jsonrpc":"2.0","id":1,"method":"x","params":3}"#, -32600),
+        (#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#, -32600),
+        (#"{"jsonrpc":"2.0"}"#, -32600),
+        (#"[]"#, -32600),
+        (#""hello""#, -32600),
+        (#"{"jsonrpc":"2.0","id":1,"method":"x","method":"y"}"#, -32700),
+        (#"{"#, -32700),
+    ])
+    func invalid(text: String, code: Int) {
+        #expect(throws: JSONRPCFailure.self) { try self.parse(text) }
+        do {
+            _ = try self.parse(text)
+        } catch {
+            #expect(error.code == code)
+            #expect(error.status == 400)
+        }
+    }
+
+    @Test func invalidRequestKeepsTheIdWhenKnown() {
+        do {
+            _ = try self.parse(#"{"jsonrpc":"1.0","id":7,"method":"x"}"#)
+            Issue.record("expected a failure")
+        } catch {
+            #expect(error.id == .number("7"))
+            #expect(error.body == #"{"jsonrpc":"2.0","id":7,"error":{"code":-32600,"message":"Invalid Request: jsonrpc must be \"2.0\""}}"#)
+        }
+    }
+
+    @Test func targetOfToolsCall() throws {
+        let body = try self.parse(#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_issues"}}"#)
+        #expect(try body.messages[0].target() == "list_issues")
+        let missing = try self.parse(#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#)
+        #expect(throws: JSONRPCFailure.self) { try missing.messages[0].target() }
+    }
+}
+
+@Suite("Scope decisions")
+struct AccessDecisionTests {
+    let resource: ResourcePolicy = {
+        let yaml = PolicyLoaderTests.valid + "\n    client_responses: [jira:read]\n"
+        return try! PolicyLoader.load(yaml: yaml, secrets: PolicyLoaderTests.secrets).resources[0]
+    }()
+
+    func decide(_ text: String, _ granted: Set<String>) throws -> AccessDecision {
+        try self.resource.decide(try JSONRPCBody.parse(Array(text.utf8), maxDepth: 64), granted: granted)
+    }
+
+    func call(_ name: String) -> String {
+        #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"\#(name)"}}"#
+    }
+
+    @Test func exactToolRule() throws {
+        #expect(try self.decide(self.call("list_issues"), ["jira:read"]) == .allow)
+        #expect(try self.decide(self.call("list_issues"), []) == .insufficientScope(needed: ["jira:read"]))
+    }
+
+    @Test func globToolRule() throws {
+        #expect(try self.decide(self.call("admin_purge"), ["jira:read"]) == .insufficientScope(needed: ["jira:admin"]))
+        #expect(try self.decide(self.call("admin_purge"), ["jira:admin"]) == .allow)
+    }
+
+    @Test func unlistedToolAndMethodAreDenied() throws {
+        guard case .denied = try self.decide(self.call("drop_database"), ["jira:read", "jira:admin"]) else { Issue.record("not denied"); return }
+        guard case .denied = try self.decide(#"{"jsonrpc":"2.0","id":1,"method":"prompts/list"}"#, ["jira:read"]) else { Issue.record("not denied"); return }
+    }
+
+    @Test func emptyScopeListNeedsOnlyAValidToken() throws {
+        #expect(try self.decide(#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#, []) == .allow)
+        #expect(try self.decide(#"{"jsonrpc":"2.0","method":"notifications/cancelled"}"#, []) == .allow)
+    }
+
+    @Test func resourceURIGlob() throws {
+        let read = #"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///docs/a.md"}}"#
+        #expect(try self.decide(read, ["docs:read"]) == .allow)
+        let other = #"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///etc/passwd"}}"#
+        guard case .denied = try self.decide(other, ["docs:read"]) else { Issue.record("not denied"); return }
+    }
+
+    @Test func clientResponsesHaveTheirOwnRule() throws {
+        #expect(try self.decide(#"{"jsonrpc":"2.0","id":5,"result":{}}"#, ["jira:read"]) == .allow)
+        #expect(try self.decide(#"{"jsonrpc":"2.0","id":5,"result":{}}"#, []) == .insufficientScope(needed: ["jira:read"]))
+    }
+
+    @Test func batchNeedsEveryElementsScopes() throws {
+        let batch = "[\(self.call("list_issues")),\(self.call("admin_x"))]"
+        #expect(try self.decide(batch, ["jira:read"]) == .insufficientScope(needed: ["jira:read", "jira:admin"]))
+        let withDenied = "[\(self.call("list_issues")),\(self.call("nope"))]"
+        guard case .denied = try self.decide(withDenied, ["jira:read", "jira:admin"]) else { Issue.record("not denied"); return }
+    }
+
+    @Test func namePatterns() {
+        #expect(NamePattern("notifications/*").matches("notifications/initialized"))
+        #expect(!NamePattern("notifications/*").matches("tools/list"))
+        #expect(NamePattern("a*b*c").matches("aXXbYYc"))
+        #expect(!NamePattern("a*b*c").matches("acb"))
+        #expect(NamePattern("*").matches(""))
+        #expect(NamePattern("exact").matches("exact"))
+        #expect(!NamePattern("exact").matches("exactly"))
+    }
+}
+
+@Suite("Challenges, metadata and URIs")
+struct ChallengeTests {
+    let resource = try! PolicyLoader.load(yaml: PolicyLoaderTests.valid, secrets: PolicyLoaderTests.secrets).resources[0]
+
+    @Test func noTokenChallengeHasNoErrorCode() {
+        let response = GatewayRejection.missingToken.response(resource: self.resource)
+        #expect(response.status == 401)
+        #expect(response.header("WWW-Authenticate") == #"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp", scope="jira:read""#)
+    }
+
+    @Test func invalidTokenChallenge() {
+        let response = GatewayRejection.invalidToken(TokenError(.wrongAudience, "aud x")).response(resource: self.resource)
+        #expect(response.status == 401)
+        #expect(response.header("WWW-Authenticate")?.contains(#"error="invalid_token", error_description="The access token was not issued for this resource""#) == true)
+    }
+
+    @Test func insufficientScopeChallengeAndBody() throws {
+        let response = GatewayRejection.insufficientScope(needed: ["jira:read", "jira:write"], id: .string("req-9")).response(resource: self.resource)
+        #expect(response.status == 403)
+        let header = try #require(response.header("WWW-Authenticate"))
+        #expect(header.hasPrefix(#"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp", scope="jira:read jira:write", error="insufficient_scope""#))
+        let body = try JSONParser().parse(response.body)
+        #expect(body["id"] == .string("req-9"))
+        #expect(body["error"]?["data"]?["scope"] == .string("jira:read jira:write"))
+    }
+
+    @Test func descriptionsCannotBreakTheHeader() {
+        let challenge = BearerChallenge(resourceMetadata: "https://x/y", scopes: [], error: .invalidRequest, errorDescription: "bad \"quote\" and \\ backslash\r\n")
+        #expect(challenge.headerValue == #"Bearer resource_metadata="https://x/y", error="invalid_request", error_description="bad quote and  backslash""#)
+    }
+
+    @Test func metadataDocument() throws {
+        let document = try JSONParser().parse(self.resource.metadataDocument(issuer: "http://127.0.0.1:9000/realms/corp"))
+        #expect(document["resource"] == .string("https://mcp.example.com/jira/mcp"))
+        #expect(document["authorization_servers"] == .array([.string("http://127.0.0.1:9000/realms/corp")]))
+        #expect(document["bearer_methods_supported"] == .array([.string("header")]))
+        #expect(document["resource_name"] == .string("Jira"))
+        #expect(document["resource_documentation"] == nil)
+    }
+
+    @Test func router() throws {
+        let policy = try PolicyLoader.load(yaml: PolicyLoaderTests.valid, secrets: PolicyLoaderTests.secrets)
+        let router = GatewayRouter(policy: policy)
+        guard case .resource = router.route("/jira/mcp") else { Issue.record("resource"); return }
+        guard case .metadata = router.route("/.well-known/oauth-protected-resource/jira/mcp") else { Issue.record("metadata"); return }
+        guard case .metadata = router.route("/.well-known/oauth-protected-resource") else { Issue.record("root metadata"); return }
+        guard case .notFound = router.route("/jira/mcp/") else { Issue.record("trailing slash"); return }
+        guard case .notFound = router.route("/other") else { Issue.record("other"); return }
+    }
+
+    @Test func canonicalURIs() throws {
+        #expect(try CanonicalURI("HTTPS://Example.COM:443/a/b/").description == "https://example.com/a/b")
+        #expect(try CanonicalURI("http://example.com:80").description == "http://example.com")
+        #expect(try CanonicalURI("http://[::1]:8080/mcp").description == "http://[::1]:8080/mcp")
+        #expect(try CanonicalURI("https://example.com:8443/x").protectedResourceMetadataURL == "https://example.com:8443/.well-known/oauth-protected-resource/x")
+        for bad in ["example.com/x", "ftp://x", "https://x/#f", "https://x/?q", "https://u@x/", "https://x:99999/", "https:///x"] {
+            #expect(throws: CanonicalURI.ParseError.self) { try CanonicalURI(bad) }
+        }
+    }
+
+    @Test func discoveryURLsFollowPathInsertion() {
+        #expect(AuthorizationServerMetadata.discoveryURLs(forIssuer: "https://as.example.com/tenant1") == [
+            "https://as.example.com/.well-known/oauth-authorization-server/tenant1",
+            "https://as.example.com/.well-known/openid-configuration/tenant1",
+            "https://as.example.com/tenant1/.well-known/openid-configuration",
+        ])
+        #expect(AuthorizationServerMetadata.discoveryURLs(forIssuer: "https://as.example.com") == [
+            "https://as.example.com/.well-known/oauth-authorization-server",
+            "https://as.example.com/.well-known/openid-configuration",
+        ])
+    }
+
+    @Test func metadataIssuerMustMatch() throws {
+        let json = Array(#"{"issuer":"https://evil.example.com","jwks_uri":"https://evil.example.com/jwks"}"#.utf8)
+        #expect(throws: AuthorizationServerMetadata.ParseError.self) { try AuthorizationServerMetadata(json: json, expectedIssuer: "https://as.example.com") }
+        let good = Array(#"{"issuer":"https://as.example.com","jwks_uri":"https://as.example.com/jwks","token_endpoint_auth_methods_supported":["client_secret_basic"]}"#.utf8)
+        let metadata = try AuthorizationServerMetadata(json: good, expectedIssuer: "https://as.example.com")
+        #expect(metadata.jwksURI == "https://as.example.com/jwks")
+        #expect(metadata.tokenEndpointAuthMethods == ["client_secret_basic"])
+    }
+
+    @Test func bearerExtraction() {
+        #expect(BearerTokenExtractor.extract(authorization: []) == .none)
+        #expect(BearerTokenExtractor.extract(authorization: ["Bearer abc.def-_~+/=="]) == .token("abc.def-_~+/=="))
+        #expect(BearerTokenExtractor.extract(authorization: ["bearer abc"]) == .token("abc"))
+        #expect(BearerTokenExtractor.extract(authorization: ["Basic dXNlcjpwYXNz"]) == .none)
+        guard case .invalid = BearerTokenExtractor.extract(authorization: ["Bearer a", "Bearer b"]) else { Issue.record("two headers"); return }
+        guard case .invalid = BearerTokenExtractor.extract(authorization: ["Bearer a b"]) else { Issue.record("space"); return }
+        guard case .invalid = BearerTokenExtractor.extract(authorization: ["Bearer a=b"]) else { Issue.record("padding in middle"); return }
+        #expect(BearerTokenExtractor.carriesAccessToken(formEncoded: "x=1&access_token=abc"))
+        #expect(!BearerTokenExtractor.carriesAccessToken(formEncoded: "x=access_token"))
+    }
+
+    @Test func mirroredHeaders() throws {
+        let body = try JSONRPCBody.parse(Array(#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"héllo"}}"#.utf8), maxDepth: 8)
+        #expect(MCPHeaderRules.mirroredHeaderMismatch(mcpMethod: "tools/call", mcpName: nil, body: body) == nil)
+        #expect(MCPHeaderRules.mirroredHeaderMismatch(mcpMethod: "tools/list", mcpName: nil, body: body) != nil)
+        // "héllo" in standard base64 of UTF-8.
+        #expect(MCPHeaderRules.mirroredHeaderMismatch(mcpMethod: nil, mcpName: "=?base64?aMOpbGxv?=", body: body) == nil)
+        #expect(MCPHeaderRules.mirroredHeaderMismatch(mcpMethod: nil, mcpName: "other", body: body) != nil)
+        #expect(MCPHeaderRules.mirroredHeaderMismatch(mcpMethod: nil, mcpName: nil, body: body) == nil)
+    }
+
+    @Test func base64URLRoundTripAndStrictness() {
+        for length in 0..<20 {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37) }
+            #expect(Base64URL.decode(Base64URL.encode(bytes)) == bytes)
+        }
+        #expect(Base64URL.decode("QQ==") == nil)
+        #expect(Base64URL.decode("QR") == nil)  // non-zero trailing bits
+        #expect(Base64URL.decode("Q") == nil)
+    }
+}
