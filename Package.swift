@@ -57,13 +57,19 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        .testTarget(
-            name: "BouncerCoreTests",
+        .target(
+            name: "BouncerTestSupport",
             dependencies: [
                 "BouncerCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
+            path: "Tests/BouncerTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BouncerCoreTests",
+            dependencies: ["BouncerCore", "BouncerTestSupport"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -71,6 +77,7 @@ let package = Package(
             dependencies: [
                 "BouncerCore",
                 "BouncerProxy",
+                "BouncerTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

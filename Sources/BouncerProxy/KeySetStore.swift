@@ -19,7 +19,10 @@ public final class KeySetStore: Sendable {
     private struct State {
         var keys: JSONWebKeySet?
         var fetchedAt: NIODeadline?
+        /// Any fetch; failed first loads are retried no more often than the minimum interval.
         var lastAttempt: NIODeadline?
+        /// Fetches caused by an unknown `kid`: at most one per minimum interval.
+        var lastUnknownKeyRefresh: NIODeadline?
         var inflight: EventLoopFuture<JSONWebKeySet>?
         var lastError: String?
     }
@@ -44,16 +47,22 @@ public final class KeySetStore: Sendable {
             return (keys, now - fetchedAt > .seconds(self.server.jwksMaxAgeSeconds))
         }
         if let cached {
-            if stale { _ = self.refresh(reason: "key set older than \(self.server.jwksMaxAgeSeconds)s", on: eventLoop) }
+            if stale { _ = self.fetchCoalesced(reason: "key set older than \(self.server.jwksMaxAgeSeconds)s", unknownKey: false, on: eventLoop) }
             return eventLoop.makeSucceededFuture(cached)
         }
-        return self.refresh(reason: "first use", on: eventLoop)
+        return self.fetchCoalesced(reason: "first use", unknownKey: false, on: eventLoop)
     }
 
-    /// Re-fetches the key set unless one was fetched less than the minimum interval ago,
-    /// in which case the current set (or the failure) is returned unchanged.
-    public func refresh(reason: String, on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
+    /// Re-fetches the key set because a token named a `kid` it does not hold (the provider
+    /// may have rotated its keys), unless such a refresh happened less than the minimum
+    /// interval ago; then the current set is returned unchanged.
+    public func refreshForUnknownKey(_ keyID: String?, on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
+        self.fetchCoalesced(reason: "unknown kid \(keyID ?? "(none)")", unknownKey: true, on: eventLoop)
+    }
+
+    private func fetchCoalesced(reason: String, unknownKey: Bool, on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
         let now = NIODeadline.now()
+        let interval = TimeAmount.seconds(self.server.jwksRefreshMinIntervalSeconds)
         enum Next {
             case wait(EventLoopFuture<JSONWebKeySet>)
             case current(JSONWebKeySet)
@@ -62,13 +71,18 @@ public final class KeySetStore: Sendable {
         }
         let next: Next = self.state.withLockedValue { state in
             if let inflight = state.inflight { return .wait(inflight) }
-            if let lastAttempt = state.lastAttempt, now - lastAttempt < .seconds(self.server.jwksRefreshMinIntervalSeconds) {
+            if unknownKey, let keys = state.keys, let last = state.lastUnknownKeyRefresh, now - last < interval {
+                return .current(keys)
+            }
+            if !unknownKey, let last = state.lastAttempt, now - last < interval {
+                // A dead authorization server is not asked again on every request.
                 if let keys = state.keys { return .current(keys) }
                 return .throttled(state.lastError ?? "key set fetch failed")
             }
             let promise = eventLoop.makePromise(of: JSONWebKeySet.self)
             state.inflight = promise.futureResult
             state.lastAttempt = now
+            if unknownKey { state.lastUnknownKeyRefresh = now }
             return .fetch(promise)
         }
         switch next {

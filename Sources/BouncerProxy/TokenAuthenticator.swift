@@ -81,7 +81,7 @@ public final class TokenAuthenticator: Sendable {
                 return eventLoop.makeSucceededFuture(claims)
             case .failure(let error) where error.code == .unknownKey:
                 // Possibly a rotated key: refresh once (rate-limited) and retry.
-                return keys.refresh(reason: "unknown kid \(jws.keyID ?? "(none)")", on: eventLoop).flatMapError { _ in
+                return keys.refreshForUnknownKey(jws.keyID, on: eventLoop).flatMapError { _ in
                     eventLoop.makeFailedFuture(GatewayRejection.invalidToken(error))
                 }.flatMapThrowing { refreshed in
                     do throws(TokenError) {

@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTestSupport
 import Testing
 
 @Suite("JWT access token verification")

@@ -5,25 +5,30 @@ import Foundation
 
 /// Signs test tokens with freshly generated keys (never committed keys) and publishes the
 /// matching JWKS, so the verifier is tested against real signatures of every algorithm.
-struct TestSigner {
-    enum Key {
+public struct TestSigner: Sendable {
+    public enum Key: Sendable {
         case rsa(_RSA.Signing.PrivateKey)
         case p256(P256.Signing.PrivateKey)
         case p384(P384.Signing.PrivateKey)
         case ed25519(Curve25519.Signing.PrivateKey)
     }
 
-    let key: Key
-    let kid: String
+    public let key: Key
+    public let kid: String
+
+    public init(key: Key, kid: String) {
+        self.key = key
+        self.kid = kid
+    }
 
     static let rsaKey = try! _RSA.Signing.PrivateKey(keySize: .bits2048)
 
-    static func rsa(kid: String = "rsa-1") -> TestSigner { TestSigner(key: .rsa(Self.rsaKey), kid: kid) }
-    static func p256(kid: String = "ec-1") -> TestSigner { TestSigner(key: .p256(P256.Signing.PrivateKey()), kid: kid) }
-    static func p384(kid: String = "ec384-1") -> TestSigner { TestSigner(key: .p384(P384.Signing.PrivateKey()), kid: kid) }
-    static func ed25519(kid: String = "ed-1") -> TestSigner { TestSigner(key: .ed25519(Curve25519.Signing.PrivateKey()), kid: kid) }
+    public static func rsa(kid: String = "rsa-1") -> TestSigner { TestSigner(key: .rsa(Self.rsaKey), kid: kid) }
+    public static func p256(kid: String = "ec-1") -> TestSigner { TestSigner(key: .p256(P256.Signing.PrivateKey()), kid: kid) }
+    public static func p384(kid: String = "ec384-1") -> TestSigner { TestSigner(key: .p384(P384.Signing.PrivateKey()), kid: kid) }
+    public static func ed25519(kid: String = "ed-1") -> TestSigner { TestSigner(key: .ed25519(Curve25519.Signing.PrivateKey()), kid: kid) }
 
-    var jwk: String {
+    public var jwk: String {
         func b64(_ data: some DataProtocol) -> String { Base64URL.encode(Array(data)) }
         switch self.key {
         case .rsa(let key):
@@ -40,16 +45,16 @@ struct TestSigner {
         }
     }
 
-    static func jwks(_ signers: [TestSigner], extra: [String] = []) -> String {
+    public static func jwks(_ signers: [TestSigner], extra: [String] = []) -> String {
         #"{"keys":[\#((signers.map(\.jwk) + extra).joined(separator: ","))]}"#
     }
 
-    static func keySet(_ signers: TestSigner...) -> JSONWebKeySet {
+    public static func keySet(_ signers: TestSigner...) -> JSONWebKeySet {
         try! JSONWebKeySet(json: Array(Self.jwks(signers).utf8))
     }
 
     /// A compact JWS of `claims` (a JSON object text) with header `alg`/`kid`/`typ`.
-    func sign(_ claims: String, alg: String? = nil, kid: String?? = nil, typ: String? = "at+jwt") -> String {
+    public func sign(_ claims: String, alg: String? = nil, kid: String?? = nil, typ: String? = "at+jwt") -> String {
         let algorithm = alg ?? self.defaultAlgorithm
         var header = #"{"alg":"\#(algorithm)""#
         if let kid = kid ?? self.kid { header += #","kid":"\#(kid)""# }
@@ -77,7 +82,7 @@ struct TestSigner {
         return input + "." + Base64URL.encode(signature)
     }
 
-    var defaultAlgorithm: String {
+    public var defaultAlgorithm: String {
         switch self.key {
         case .rsa: return "RS256"
         case .p256: return "ES256"
@@ -87,16 +92,16 @@ struct TestSigner {
     }
 }
 
-enum Fixtures {
-    static let issuer = "https://as.example.com/tenant1"
-    static let resource = try! CanonicalURI("https://mcp.example.com/jira/mcp")
-    static let now: Int64 = 1_800_000_000
+public enum Fixtures {
+    public static let issuer = "https://as.example.com/tenant1"
+    public static let resource = try! CanonicalURI("https://mcp.example.com/jira/mcp")
+    public static let now: Int64 = 1_800_000_000
 
-    static func requirements(typ: Bool = false, leeway: Int64 = 60, algorithms: Set<JWSAlgorithm> = Set(JWSAlgorithm.allCases)) -> TokenRequirements {
+    public static func requirements(typ: Bool = false, leeway: Int64 = 60, algorithms: Set<JWSAlgorithm> = Set(JWSAlgorithm.allCases)) -> TokenRequirements {
         TokenRequirements(issuer: issuer, audience: resource, algorithms: algorithms, leewaySeconds: leeway, requireAccessTokenType: typ, scopeClaims: ["scope", "scp"])
     }
 
-    static func claims(aud: String = #""https://mcp.example.com/jira/mcp""#, exp: Int64 = now + 300, extra: String = #","scope":"jira:read jira:write""#) -> String {
+    public static func claims(aud: String = #""https://mcp.example.com/jira/mcp""#, exp: Int64 = now + 300, extra: String = #","scope":"jira:read jira:write""#) -> String {
         #"{"iss":"\#(issuer)","sub":"alice","client_id":"agent-1","aud":\#(aud),"exp":\#(exp),"iat":\#(now - 10),"jti":"t1"\#(extra)}"#
     }
 }

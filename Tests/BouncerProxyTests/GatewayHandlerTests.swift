@@ -1,0 +1,164 @@
+import BouncerCore
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+
+@testable import BouncerProxy
+
+/// The handler alone in an `EmbeddedChannel`: every path that is decided before a token is
+/// verified (those need keys and sockets; see GatewayLoopbackTests).
+@Suite("GatewayHandler in an EmbeddedChannel")
+struct GatewayHandlerTests {
+    static let policyYAML = """
+        listen: 127.0.0.1:0
+        public_url: https://mcp.example.com
+        authorization_servers:
+          corp:
+            issuer: http://127.0.0.1:1/realms/corp
+        limits:
+          max_body_bytes: 2048
+          max_header_bytes: 2048
+        resources:
+          - path: /jira/mcp
+            name: Jira
+            authorization_server: corp
+            scopes_supported: [jira:read]
+            upstream: http://127.0.0.1:1/mcp
+            allowed_origins: [https://app.example.com]
+            methods:
+              initialize: []
+        """
+
+    struct Response {
+        var head: HTTPResponseHead
+        var body: String
+        func header(_ name: String) -> String? { self.head.headers.first(name: name) }
+    }
+
+    func makeChannel() throws -> EmbeddedChannel {
+        let policy = try PolicyLoader.load(yaml: Self.policyYAML, secrets: .empty)
+        let loop = EmbeddedEventLoop()
+        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: loop), logger: Logger(label: "test"))
+        let channel = EmbeddedChannel(handler: GatewayHandler(gateway: gateway, remoteAddress: "192.0.2.1"), loop: loop)
+        try channel.connect(to: SocketAddress(ipAddress: "192.0.2.1", port: 40000)).wait()
+        return channel
+    }
+
+    func send(_ channel: EmbeddedChannel, _ method: HTTPMethod, _ uri: String, headers: [(String, String)] = [], body: String? = nil) throws -> Response? {
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri)
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        try channel.writeInbound(HTTPServerRequestPart.head(head))
+        if let body { try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: body))) }
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        return try self.readResponse(channel)
+    }
+
+    func readResponse(_ channel: EmbeddedChannel) throws -> Response? {
+        guard case .head(let head) = try channel.readOutbound(as: HTTPServerResponsePart.self) else { return nil }
+        var body = ""
+        while let part = try channel.readOutbound(as: HTTPServerResponsePart.self) {
+            switch part {
+            case .body(.byteBuffer(let buffer)): body += String(buffer: buffer)
+            case .body: break
+            case .end: return Response(head: head, body: body)
+            case .head: Issue.record("second head")
+            }
+        }
+        return Response(head: head, body: body)
+    }
+
+    @Test func metadataDocumentAtPathAndRoot() throws {
+        let channel = try self.makeChannel()
+        for path in ["/.well-known/oauth-protected-resource/jira/mcp", "/.well-known/oauth-protected-resource"] {
+            let response = try #require(try self.send(channel, .GET, path))
+            #expect(response.head.status == .ok)
+            #expect(response.header("Content-Type") == "application/json")
+            let document = try JSONParser().parse(response.body)
+            #expect(document["resource"] == .string("https://mcp.example.com/jira/mcp"))
+            #expect(document["authorization_servers"] == .array([.string("http://127.0.0.1:1/realms/corp")]))
+        }
+        #expect(try channel.finish().isClean)
+    }
+
+    @Test func noTokenIsChallenged() throws {
+        let channel = try self.makeChannel()
+        let response = try #require(try self.send(channel, .POST, "/jira/mcp", body: #"{"jsonrpc":"2.0","id":1,"method":"initialize"}"#))
+        #expect(response.head.status == .unauthorized)
+        #expect(response.header("WWW-Authenticate") == #"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp", scope="jira:read""#)
+        #expect(channel.isActive, "keep-alive: the connection stays open")
+        _ = try channel.finish()
+    }
+
+    @Test func tokenInQueryIsInvalidRequest() throws {
+        let channel = try self.makeChannel()
+        let response = try #require(try self.send(channel, .POST, "/jira/mcp?access_token=abc", body: "{}"))
+        #expect(response.head.status == .badRequest)
+        #expect(response.header("WWW-Authenticate")?.contains(#"error="invalid_request""#) == true)
+        _ = try channel.finish()
+    }
+
+    @Test func tokenInFormBodyIsInvalidRequest() throws {
+        let channel = try self.makeChannel()
+        let response = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("Content-Type", "application/x-www-form-urlencoded")], body: "access_token=abc"))
+        #expect(response.head.status == .badRequest)
+        _ = try channel.finish()
+    }
+
+    @Test func twoAuthorizationHeadersAreInvalidRequest() throws {
+        let channel = try self.makeChannel()
+        let response = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("Authorization", "Bearer a"), ("Authorization", "Bearer b")], body: "{}"))
+        #expect(response.head.status == .badRequest)
+        _ = try channel.finish()
+    }
+
+    @Test func foreignOriginIsForbiddenAndAllowedOriginPasses() throws {
+        let channel = try self.makeChannel()
+        let refused = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("Origin", "https://evil.example.com")], body: "{}"))
+        #expect(refused.head.status == .forbidden)
+        let allowed = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("Origin", "https://APP.example.com:443")], body: "{}"))
+        #expect(allowed.head.status == .unauthorized)
+        _ = try channel.finish()
+    }
+
+    @Test func unsupportedProtocolVersionAndMethods() throws {
+        let channel = try self.makeChannel()
+        let version = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("MCP-Protocol-Version", "2024-11-05")], body: "{}"))
+        #expect(version.head.status == .badRequest)
+        let put = try #require(try self.send(channel, .PUT, "/jira/mcp"))
+        #expect(put.head.status == .methodNotAllowed)
+        // The stateless revision is POST only.
+        let get = try #require(try self.send(channel, .GET, "/jira/mcp", headers: [("MCP-Protocol-Version", "2026-07-28")]))
+        #expect(get.head.status == .methodNotAllowed)
+        _ = try channel.finish()
+    }
+
+    @Test func unknownPathsAre404() throws {
+        let channel = try self.makeChannel()
+        #expect(try self.send(channel, .POST, "/other")?.head.status == .notFound)
+        #expect(try self.send(channel, .GET, "/healthz")?.head.status == .ok)
+        #expect(try self.send(channel, .GET, "/readyz")?.head.status == .serviceUnavailable)
+        _ = try channel.finish()
+    }
+
+    @Test func oversizedBodyIs413AndTheConnectionCloses() throws {
+        let channel = try self.makeChannel()
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/jira/mcp")
+        head.headers.add(name: "Authorization", value: "Bearer abc")
+        try channel.writeInbound(HTTPServerRequestPart.head(head))
+        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(repeating: 0x20, count: 2000)))
+        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(repeating: 0x20, count: 2000)))
+        let response = try #require(try self.readResponse(channel))
+        #expect(response.head.status == .payloadTooLarge)
+        #expect(response.header("Connection") == "close")
+        #expect(!channel.isActive)
+    }
+
+    @Test func oversizedHeadersAre431() throws {
+        let channel = try self.makeChannel()
+        let response = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("X-Big", String(repeating: "a", count: 3000))]))
+        #expect(response.head.status.code == 431)
+        #expect(!channel.isActive)
+    }
+}

@@ -1,0 +1,176 @@
+import BouncerCore
+import Foundation
+import BouncerTestSupport
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Testing
+
+@testable import BouncerProxy
+
+/// The gateway on real loopback sockets, between a test client and a stand-in backend that
+/// serves the JWKS and plays the upstream.
+@Suite("Gateway on loopback", .serialized)
+final class GatewayLoopbackTests {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let backend: LoopbackBackend
+    let signer = TestSigner.p256(kid: "k1")
+    /// Only compared as a string: nothing is fetched from it (the JWKS URI is configured).
+    let issuer = "http://127.0.0.1:1/issuer"
+
+    init() throws {
+        self.backend = try LoopbackBackend(group: self.group)
+        self.backend.setJWKS(TestSigner.jwks([self.signer]))
+    }
+
+    deinit {
+        try? self.backend.close()
+        try? self.group.syncShutdownGracefully()
+    }
+
+    struct Running {
+        var server: any Channel
+        var port: Int
+        var gateway: Gateway
+    }
+
+    func start(upstream: String? = nil, extraLimits: String = "") throws -> Running {
+        let yaml = """
+            listen: 127.0.0.1:0
+            public_url: http://127.0.0.1:8443
+            limits:
+              upstream_response_timeout_seconds: 1
+            \(extraLimits)
+            authorization_servers:
+              local:
+                issuer: \(self.issuer)
+                jwks_uri: \(self.backend.url)/jwks
+                jwks_refresh_min_interval_seconds: 60
+            resources:
+              - path: /mcp
+                authorization_server: local
+                scopes_supported: [read]
+                upstream: \(upstream ?? self.backend.url + "/upstream/mcp")
+                upstream_credentials:
+                  static: { header: X-Api-Key, value: gateway-secret }
+                methods:
+                  tools/call:
+                    echo: [read]
+            """
+        let policy = try PolicyLoader.load(yaml: yaml, secrets: .empty)
+        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: self.group), logger: Logger(label: "test"))
+        let server = try GatewayServer(gateway: gateway, group: self.group).bind().wait()
+        return Running(server: server, port: server.localAddress!.port!, gateway: gateway)
+    }
+
+    func token(scope: String = "read", kid: String? = nil, signer: TestSigner? = nil) -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        let claims = #"{"iss":"\#(self.issuer)","sub":"alice","aud":"http://127.0.0.1:8443/mcp","exp":\#(now + 300),"iat":\#(now),"scope":"\#(scope)"}"#
+        return (signer ?? self.signer).sign(claims, kid: kid.map { .some($0) })
+    }
+
+    func call(_ running: Running, token: String?, id: Int = 1, tool: String = "echo", headers: [(String, String)] = []) throws -> TestClient.Response {
+        var all = headers
+        if let token { all.append(("Authorization", "Bearer \(token)")) }
+        return try TestClient(group: self.group).send(
+            port: running.port, uri: "/mcp", headers: all,
+            body: #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"\#(tool)"}}"#
+        )
+    }
+
+    @Test func forwardsWithoutTheClientTokenAndWithTheGatewayCredential() throws {
+        let running = try self.start()
+        defer { try? running.server.close().wait() }
+        let response = try self.call(running, token: self.token(), headers: [("X-Api-Key", "client-forged"), ("Connection", "keep-alive, X-Hop"), ("X-Hop", "1")])
+        #expect(response.status == .ok)
+        #expect(response.body.contains(#""echo":{"jsonrpc":"2.0""#))
+        let recorded = try #require(self.backend.requests.last)
+        #expect(recorded.uri == "/upstream/mcp")
+        #expect(recorded.headers["Authorization"].isEmpty)
+        #expect(recorded.headers["X-Api-Key"] == ["gateway-secret"])
+        #expect(recorded.headers["X-Hop"].isEmpty)
+        #expect(recorded.headers.first(name: "X-Forwarded-For") == "127.0.0.1")
+        #expect(recorded.headers.first(name: "X-Forwarded-Proto") == "http")
+        #expect(recorded.headers.first(name: "Host") == "127.0.0.1:\(self.backend.port)")
+    }
+
+    @Test func keepAliveConnectionsToTheUpstreamAreReused() throws {
+        let running = try self.start()
+        defer { try? running.server.close().wait() }
+        let token = self.token()
+        let before = self.backend.connections
+        for id in 1...5 {
+            #expect(try self.call(running, token: token, id: id).status == .ok)
+        }
+        // One JWKS connection plus upstream connections: far fewer than one per request.
+        #expect(self.backend.connections - before <= 3)
+    }
+
+    @Test func insufficientScopeNeverReachesTheUpstream() throws {
+        let running = try self.start()
+        defer { try? running.server.close().wait() }
+        let before = self.backend.requests.count
+        let response = try self.call(running, token: self.token(scope: "other"), id: 9)
+        #expect(response.status == .forbidden)
+        #expect(response.headers.first(name: "WWW-Authenticate")?.contains(#"scope="read""#) == true)
+        #expect(response.body.contains(#""id":9"#))
+        #expect(self.backend.requests.count == before)
+    }
+
+    @Test func unknownKidRefreshesTheKeySetOnceThenIsRateLimited() throws {
+        let running = try self.start()
+        defer { try? running.server.close().wait() }
+        #expect(try self.call(running, token: self.token()).status == .ok)
+        let fetches = self.backend.jwksFetches
+        // The identity provider rotates its key.
+        let rotated = TestSigner.p256(kid: "k2")
+        self.backend.setJWKS(TestSigner.jwks([self.signer, rotated]))
+        #expect(try self.call(running, token: self.token(signer: rotated)).status == .ok)
+        #expect(self.backend.jwksFetches == fetches + 1)
+        // A forged kid right after: no new fetch (interval 60 s), refused.
+        let forged = TestSigner.p256(kid: "k3")
+        #expect(try self.call(running, token: self.token(signer: forged)).status == .unauthorized)
+        #expect(self.backend.jwksFetches == fetches + 1)
+    }
+
+    @Test func upstreamDownIs502WithTheRequestID() throws {
+        let running = try self.start(upstream: "http://127.0.0.1:1/mcp")
+        defer { try? running.server.close().wait() }
+        let response = try self.call(running, token: self.token(), id: 77)
+        #expect(response.status == .badGateway)
+        #expect(response.body.contains(#""id":77"#))
+    }
+
+    @Test func slowUpstreamIs504() throws {
+        let running = try self.start()
+        defer { try? running.server.close().wait() }
+        self.backend.setUpstreamDelay(.seconds(3))
+        defer { self.backend.setUpstreamDelay(.zero) }
+        let response = try self.call(running, token: self.token(), id: 5)
+        #expect(response.status == .gatewayTimeout)
+        #expect(response.body.contains(#""id":5"#))
+    }
+
+    @Test func unreachableKeySetIs503() throws {
+        let policy = try PolicyLoader.load(yaml: """
+            listen: 127.0.0.1:0
+            public_url: http://127.0.0.1:8443
+            authorization_servers:
+              local:
+                issuer: \(self.issuer)
+                jwks_uri: http://127.0.0.1:1/jwks
+            resources:
+              - path: /mcp
+                authorization_server: local
+                upstream: \(self.backend.url)/mcp
+                methods:
+                  tools/call: { echo: [] }
+            """, secrets: .empty)
+        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: self.group), logger: Logger(label: "test"))
+        let server = try GatewayServer(gateway: gateway, group: self.group).bind().wait()
+        defer { try? server.close().wait() }
+        let response = try self.call(Running(server: server, port: server.localAddress!.port!, gateway: gateway), token: self.token())
+        #expect(response.status == .serviceUnavailable)
+    }
+}

@@ -1,0 +1,160 @@
+import Crypto
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A loopback HTTP server standing in for the authorization server's JWKS endpoint and for a
+/// legacy MCP upstream in the Swift tests (the interop suite uses the real third-party ones).
+final class LoopbackBackend: Sendable {
+    struct Recorded: Sendable {
+        var method: HTTPMethod
+        var uri: String
+        var headers: HTTPHeaders
+        var body: String
+    }
+
+    private struct State {
+        var jwks = #"{"keys":[]}"#
+        var jwksFetches = 0
+        var requests: [Recorded] = []
+        var connections = 0
+        var upstreamDelay: TimeAmount = .zero
+    }
+
+    private let state = NIOLockedValueBox(State())
+    let channel: any Channel
+
+    var port: Int { self.channel.localAddress!.port! }
+    var url: String { "http://127.0.0.1:\(self.port)" }
+
+    init(group: any EventLoopGroup) throws {
+        let state = self.state
+        self.channel = try ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                state.withLockedValue { $0.connections += 1 }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(BackendHandler(state: state))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+    }
+
+    func setJWKS(_ json: String) { self.state.withLockedValue { $0.jwks = json } }
+    func setUpstreamDelay(_ delay: TimeAmount) { self.state.withLockedValue { $0.upstreamDelay = delay } }
+    var jwksFetches: Int { self.state.withLockedValue { $0.jwksFetches } }
+    var requests: [Recorded] { self.state.withLockedValue { $0.requests } }
+    var connections: Int { self.state.withLockedValue { $0.connections } }
+
+    func close() throws { try self.channel.close().wait() }
+
+    private final class BackendHandler: ChannelInboundHandler {
+        typealias InboundIn = HTTPServerRequestPart
+        typealias OutboundOut = HTTPServerResponsePart
+
+        let state: NIOLockedValueBox<State>
+        var head: HTTPRequestHead?
+        var body = ""
+
+        init(state: NIOLockedValueBox<State>) { self.state = state }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch self.unwrapInboundIn(data) {
+            case .head(let head):
+                self.head = head
+                self.body = ""
+            case .body(let buffer):
+                self.body += String(buffer: buffer)
+            case .end:
+                guard let head = self.head else { return }
+                if head.uri == "/jwks" {
+                    let jwks = self.state.withLockedValue { state in
+                        state.jwksFetches += 1
+                        return state.jwks
+                    }
+                    self.respond(context: context, status: .ok, contentType: "application/json", body: jwks)
+                    return
+                }
+                let delay = self.state.withLockedValue { state in
+                    state.requests.append(Recorded(method: head.method, uri: head.uri, headers: head.headers, body: self.body))
+                    return state.upstreamDelay
+                }
+                let body = #"{"jsonrpc":"2.0","id":1,"result":{"echo":\#(self.body.isEmpty ? "null" : self.body)}}"#
+                if delay == .zero {
+                    self.respond(context: context, status: .ok, contentType: "application/json", body: body)
+                } else {
+                    let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                    context.eventLoop.scheduleTask(in: delay) {
+                        let (handler, context) = loopBound.value
+                        handler.respond(context: context, status: .ok, contentType: "application/json", body: body)
+                    }
+                }
+            }
+        }
+
+        func respond(context: ChannelHandlerContext, status: HTTPResponseStatus, contentType: String, body: String) {
+            var head = HTTPResponseHead(version: .http1_1, status: status)
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Content-Length", value: String(body.utf8.count))
+            context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 client for the tests: one request per connection.
+struct TestClient {
+    struct Response {
+        var status: HTTPResponseStatus
+        var headers: HTTPHeaders
+        var body: String
+    }
+
+    let group: any EventLoopGroup
+
+    func send(port: Int, method: HTTPMethod = .POST, uri: String, headers: [(String, String)] = [], body: String = "") throws -> Response {
+        let promise = self.group.next().makePromise(of: Response.self)
+        let channel = try ClientBootstrap(group: self.group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(Collector(promise: promise))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).wait()
+        var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri)
+        head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+        head.headers.add(name: "Content-Length", value: String(body.utf8.count))
+        head.headers.add(name: "Content-Type", value: "application/json")
+        head.headers.add(name: "Accept", value: "application/json, text/event-stream")
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: body))), promise: nil)
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        defer { channel.close(promise: nil) }
+        return try promise.futureResult.wait()
+    }
+
+    private final class Collector: ChannelInboundHandler {
+        typealias InboundIn = HTTPClientResponsePart
+        let promise: EventLoopPromise<Response>
+        var response: Response?
+
+        init(promise: EventLoopPromise<Response>) { self.promise = promise }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            switch self.unwrapInboundIn(data) {
+            case .head(let head): self.response = Response(status: head.status, headers: head.headers, body: "")
+            case .body(let buffer): self.response?.body += String(buffer: buffer)
+            case .end: if let response { self.promise.succeed(response) }
+            }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            self.promise.fail(ChannelError.eof)
+        }
+    }
+}
