@@ -108,6 +108,11 @@ final class GatewayHandler: ChannelDuplexHandler {
             log[metadataKey: "resource"] = "\(resource.path)"
         }
         self.state = .collecting(Request(head: head, route: route, body: nil, log: log))
+        if head.headers.first(name: "Expect")?.lowercased() == "100-continue" {
+            // The body is read here (it is inspected), so the gateway, not the upstream, says
+            // continue; oversized bodies are still refused with 413 as they arrive.
+            context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+        }
     }
 
     private func receivedBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
@@ -177,7 +182,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             let response = GatewayResponse(status: 200, headers: [
                 ("Content-Type", "application/json"), ("Cache-Control", "max-age=300"), ("Access-Control-Allow-Origin", "*"),
             ], body: resource.metadataDocument(issuer: self.gateway.issuer(of: resource)))
-            self.write(response, keepAlive: keepAlive, context: context)
+            self.write(response, keepAlive: keepAlive, omitBody: request.head.method == .HEAD, context: context)
         case .resource(let resource):
             self.processProtected(request, resource: resource, context: context)
         }
@@ -400,6 +405,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
         "proxy-authorization", "proxy-authenticate", "authorization", "host", "content-length",
         "x-forwarded-proto", "x-forwarded-host", "forwarded",
+        // The gateway already answered 100-continue and holds the whole body.
+        "expect",
     ]
 
     static func addressForHeader(_ address: String) -> String { address }
@@ -421,13 +428,13 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     // MARK: Writing
 
-    private func write(_ response: GatewayResponse, keepAlive: Bool, context: ChannelHandlerContext) {
+    private func write(_ response: GatewayResponse, keepAlive: Bool, omitBody: Bool = false, context: ChannelHandlerContext) {
         var head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: response.status))
         for (name, value) in response.headers { head.headers.add(name: name, value: value) }
         head.headers.add(name: "Content-Length", value: String(response.body.utf8.count))
         if !keepAlive { head.headers.add(name: "Connection", value: "close") }
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        if !response.body.isEmpty {
+        if !response.body.isEmpty, !omitBody {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: response.body)))), promise: nil)
         }
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))

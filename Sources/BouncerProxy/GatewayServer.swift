@@ -1,5 +1,6 @@
 import BouncerCore
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -11,6 +12,7 @@ public final class GatewayServer: Service, Sendable {
     public let gateway: Gateway
     private let group: any EventLoopGroup
     private let onListening: @Sendable (SocketAddress) -> Void
+    private let connections = NIOLockedValueBox([ObjectIdentifier: any Channel]())
 
     public init(gateway: Gateway, group: any EventLoopGroup, onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
         self.gateway = gateway
@@ -22,13 +24,17 @@ public final class GatewayServer: Service, Sendable {
     public func bind() -> EventLoopFuture<any Channel> {
         let gateway = self.gateway
         let limits = gateway.policy.limits
+        let connections = self.connections
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let id = ObjectIdentifier(channel)
+                connections.withLockedValue { $0[id] = channel }
+                channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[id] = nil } }
+                return channel.eventLoop.makeCompletedFuture {
                     let peer = channel.remoteAddress?.ipAddress ?? "unknown"
                     let sync = channel.pipeline.syncOperations
                     // TLS (issue 3) goes in front of everything here.
@@ -56,5 +62,24 @@ public final class GatewayServer: Service, Sendable {
             self.gateway.logger.info("shutting down: no longer accepting connections")
             channel.close(promise: nil)
         }
+        await self.drain(grace: .seconds(self.gateway.policy.limits.shutdownGraceSeconds))
+    }
+
+    /// Number of open client connections.
+    public var openConnections: Int { self.connections.withLockedValue { $0.count } }
+
+    /// Lets in-flight exchanges finish for up to `grace`, then closes what is left (long SSE
+    /// streams, idle keep-alive connections).
+    func drain(grace: Duration) async {
+        let clock = ContinuousClock()
+        let deadline = clock.now + grace
+        while self.openConnections > 0, clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        let remaining = self.connections.withLockedValue { Array($0.values) }
+        if !remaining.isEmpty {
+            self.gateway.logger.info("closing connections still open after the shutdown grace period", metadata: ["connections": "\(remaining.count)"])
+        }
+        for channel in remaining { channel.close(promise: nil) }
     }
 }

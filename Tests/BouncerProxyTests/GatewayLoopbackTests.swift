@@ -173,4 +173,33 @@ final class GatewayLoopbackTests {
         let response = try self.call(Running(server: server, port: server.localAddress!.port!, gateway: gateway), token: self.token())
         #expect(response.status == .serviceUnavailable)
     }
+
+    @Test func clientDisconnectClosesTheUpstreamExchange() async throws {
+        let running = try self.start()
+        self.backend.setUpstreamDelay(.seconds(10))
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#
+        let before = self.backend.requests.count
+        let client = try rawConnection(group: self.group, port: running.port, send: """
+            POST /mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(self.token())\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)
+            """)
+        #expect(await eventually { self.backend.requests.count == before + 1 })
+        let open = self.backend.openConnections
+        try await client.close().get()
+        // The gateway hangs up on the upstream too, instead of waiting for its answer.
+        #expect(await eventually { self.backend.openConnections == open - 1 })
+        self.backend.setUpstreamDelay(.zero)
+        try await running.server.close().get()
+    }
+
+    @Test func shutdownDrainClosesConnectionsLeftAfterTheGracePeriod() async throws {
+        let running = try self.start()
+        let server = GatewayServer(gateway: running.gateway, group: self.group)
+        let listener = try await server.bind().get()
+        let client = try rawConnection(group: self.group, port: listener.localAddress!.port!, send: "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(await eventually { server.openConnections == 1 })
+        try await listener.close().get()
+        await server.drain(grace: .milliseconds(100))
+        #expect(await eventually { !client.isActive })
+        try await running.server.close().get()
+    }
 }

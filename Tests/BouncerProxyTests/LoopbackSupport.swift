@@ -19,6 +19,7 @@ final class LoopbackBackend: Sendable {
         var jwksFetches = 0
         var requests: [Recorded] = []
         var connections = 0
+        var openConnections = 0
         var upstreamDelay: TimeAmount = .zero
     }
 
@@ -33,7 +34,11 @@ final class LoopbackBackend: Sendable {
         self.channel = try ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                state.withLockedValue { $0.connections += 1 }
+                state.withLockedValue {
+                    $0.connections += 1
+                    $0.openConnections += 1
+                }
+                channel.closeFuture.whenComplete { _ in state.withLockedValue { $0.openConnections -= 1 } }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(BackendHandler(state: state))
@@ -47,6 +52,7 @@ final class LoopbackBackend: Sendable {
     var jwksFetches: Int { self.state.withLockedValue { $0.jwksFetches } }
     var requests: [Recorded] { self.state.withLockedValue { $0.requests } }
     var connections: Int { self.state.withLockedValue { $0.connections } }
+    var openConnections: Int { self.state.withLockedValue { $0.openConnections } }
 
     func close() throws { try self.channel.close().wait() }
 
@@ -157,4 +163,22 @@ struct TestClient {
             self.promise.fail(ChannelError.eof)
         }
     }
+}
+
+/// Polls `condition` until it holds or `timeout` passes; for effects on other threads.
+func eventually(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
+    let clock = ContinuousClock()
+    let deadline = clock.now + timeout
+    while clock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(20))
+    }
+    return condition()
+}
+
+/// A raw TCP connection for tests that need to hang up mid-exchange.
+func rawConnection(group: any EventLoopGroup, port: Int, send text: String) throws -> any Channel {
+    let channel = try ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).wait()
+    try channel.writeAndFlush(ByteBuffer(string: text)).wait()
+    return channel
 }

@@ -51,6 +51,8 @@ public struct GatewayLimits: Sendable, Hashable {
     public var tokenCacheEntries = 10_000
     /// Idle keep-alive connections kept per upstream per event loop.
     public var upstreamMaxIdleConnections = 32
+    /// On SIGTERM/SIGINT, in-flight exchanges get this long to finish before connections close.
+    public var shutdownGraceSeconds: Int64 = 10
 
     public init() {}
 }

@@ -290,7 +290,7 @@ private final class PolicyWalker {
         guard let section = self.section(node, path, allowed: [
             "max_header_bytes", "max_body_bytes", "max_json_depth", "client_idle_timeout_seconds",
             "upstream_connect_timeout_seconds", "upstream_response_timeout_seconds", "token_cache_entries",
-            "upstream_max_idle_connections",
+            "upstream_max_idle_connections", "shutdown_grace_seconds",
         ]) else { return limits }
         func int(_ key: String, _ range: ClosedRange<Int64>) -> Int64? { self.integer(section[key], section.childPath(key), range: range) }
         if let value = int("max_header_bytes", 1024...1_048_576) { limits.maxHeaderBytes = Int(value) }
@@ -301,6 +301,7 @@ private final class PolicyWalker {
         if let value = int("upstream_response_timeout_seconds", 1...86_400) { limits.upstreamResponseTimeoutSeconds = value }
         if let value = int("token_cache_entries", 0...10_000_000) { limits.tokenCacheEntries = Int(value) }
         if let value = int("upstream_max_idle_connections", 0...10_000) { limits.upstreamMaxIdleConnections = Int(value) }
+        if let value = int("shutdown_grace_seconds", 0...3600) { limits.shutdownGraceSeconds = value }
         return limits
     }
 
