@@ -38,6 +38,11 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     private struct Exchange {
+        /// Kept for one retry on a fresh connection (see ``UpstreamLease/reused``).
+        var request: Request
+        var upstreamHead: HTTPRequestHead
+        var resource: ResourcePolicy
+        var retried = false
         var lease: UpstreamLease?
         var keepAlive: Bool
         var responseStarted: Bool
@@ -324,40 +329,53 @@ final class GatewayHandler: ChannelDuplexHandler {
     // MARK: Forwarding
 
     private func forward(_ request: Request, resource: ResourcePolicy, errorID: JSONValue?, context: ChannelHandlerContext) {
-        let exchange = Exchange(lease: nil, keepAlive: request.head.isKeepAlive, responseStarted: false, timeout: nil, errorID: errorID, log: request.log, startedAt: .now())
+        let exchange = Exchange(
+            request: request, upstreamHead: self.upstreamHead(for: request, resource: resource), resource: resource,
+            lease: nil, keepAlive: request.head.isKeepAlive, responseStarted: false, timeout: nil, errorID: errorID,
+            log: request.log, startedAt: .now()
+        )
         self.state = .forwarding(exchange)
-        let head = self.upstreamHead(for: request, resource: resource)
+        self.sendUpstream(fresh: false, context: context)
+    }
+
+    /// Leases a connection and writes the request of the current exchange to it.
+    private func sendUpstream(fresh: Bool, context: ChannelHandlerContext) {
+        guard case .forwarding(let exchange) = self.state else { return }
         let pool = self.gateway.pools.pool(for: context.eventLoop)
-        pool.connection(to: resource.upstream).assumeIsolated().whenComplete { result in
+        pool.connection(to: exchange.resource.upstream, fresh: fresh).assumeIsolated().whenComplete { result in
             guard case .forwarding(var exchange) = self.state, let context = self.context else {
                 // The client left while we were connecting.
-                if case .success(let channel) = result { channel.close(promise: nil) }
+                if case .success(let connection) = result { connection.channel.close(promise: nil) }
                 return
             }
+            let channel: any Channel
             switch result {
             case .failure(let error):
                 self.state = .idle
-                self.failExchange(exchange, .upstreamUnavailable("\(error)", id: errorID), context: context)
-            case .success(let channel):
+                self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
+                return
+            case .success(let connection):
+                channel = connection.channel
                 do {
-                    let lease = try pool.lease(channel: channel, target: resource.upstream)
-                    lease.handler.sink = self
-                    exchange.lease = lease
-                    exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds)) {
-                        self.responseTimedOut()
-                    }
-                    self.state = .forwarding(exchange)
-                    channel.write(HTTPClientRequestPart.head(head), promise: nil)
-                    if let body = request.body, body.readableBytes > 0 {
-                        channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-                    }
-                    channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+                    exchange.lease = try pool.lease(connection, target: exchange.resource.upstream)
                 } catch {
                     channel.close(promise: nil)
                     self.state = .idle
-                    self.failExchange(exchange, .upstreamUnavailable("\(error)", id: errorID), context: context)
+                    self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
+                    return
                 }
             }
+            exchange.lease?.handler.sink = self
+            exchange.timeout?.cancel()
+            exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds)) {
+                self.responseTimedOut()
+            }
+            self.state = .forwarding(exchange)
+            channel.write(HTTPClientRequestPart.head(exchange.upstreamHead), promise: nil)
+            if let body = exchange.request.body, body.readableBytes > 0 {
+                channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+            }
+            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         }
     }
 
@@ -536,8 +554,18 @@ extension GatewayHandler: UpstreamResponseSink {
     }
 
     func upstreamFailed(_ error: any Error) {
-        guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
+        guard case .forwarding(var exchange) = self.state, let context = self.context else { return }
         exchange.lease?.channel.close(promise: nil)
+        if !exchange.responseStarted, !exchange.retried, exchange.lease?.reused == true {
+            // A pooled connection the upstream had just closed (keep-alive race): it never
+            // saw the request, so send it once more on a new connection.
+            exchange.log.debug("pooled upstream connection failed before answering; retrying on a new connection", metadata: ["reason": "\(error)"])
+            exchange.retried = true
+            exchange.lease = nil
+            self.state = .forwarding(exchange)
+            self.sendUpstream(fresh: true, context: context)
+            return
+        }
         if exchange.responseStarted {
             // Part of the response is already with the client: the only honest signal left
             // is to cut the connection.

@@ -109,6 +109,15 @@ struct UpstreamLease {
     var channel: any Channel
     var handler: UpstreamHandler
     var key: String
+    /// Taken from the idle pool rather than freshly connected: the upstream may have closed
+    /// it an instant ago, so a failure before any response byte is worth one retry.
+    var reused: Bool
+}
+
+/// A connection handed out by the pool, before it is leased.
+struct PooledConnection: Sendable {
+    var channel: any Channel
+    var reused: Bool
 }
 
 /// Keep-alive connections to upstreams, one pool per event loop, used only from that loop:
@@ -126,13 +135,14 @@ final class UpstreamConnectionPool {
         self.maxIdle = maxIdle
     }
 
-    /// An idle connection to `target`, or a new one. Complete the lease with ``lease(channel:target:)``.
-    func connection(to target: UpstreamTarget) -> EventLoopFuture<any Channel> {
+    /// An idle connection to `target` (unless `fresh`), or a new one. Complete the lease with
+    /// ``lease(_:target:)``.
+    func connection(to target: UpstreamTarget, fresh: Bool = false) -> EventLoopFuture<PooledConnection> {
         self.eventLoop.preconditionInEventLoop()
         let key = Self.key(target)
-        while var list = self.idle[key], let channel = list.popLast() {
+        while !fresh, var list = self.idle[key], let channel = list.popLast() {
             self.idle[key] = list
-            if channel.isActive { return self.eventLoop.makeSucceededFuture(channel) }
+            if channel.isActive { return self.eventLoop.makeSucceededFuture(PooledConnection(channel: channel, reused: true)) }
         }
         return ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.connectTimeout)
@@ -144,12 +154,13 @@ final class UpstreamConnectionPool {
                 }
             }
             .connect(host: target.host, port: target.port)
+            .map { PooledConnection(channel: $0, reused: false) }
             .flatMapErrorThrowing { error in throw UpstreamError.connectFailed("\(target): \(error)") }
     }
 
-    func lease(channel: any Channel, target: UpstreamTarget) throws -> UpstreamLease {
-        let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
-        return UpstreamLease(channel: channel, handler: handler, key: Self.key(target))
+    func lease(_ connection: PooledConnection, target: UpstreamTarget) throws -> UpstreamLease {
+        let handler = try connection.channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+        return UpstreamLease(channel: connection.channel, handler: handler, key: Self.key(target), reused: connection.reused)
     }
 
     private static func key(_ target: UpstreamTarget) -> String { "\(target.host):\(target.port)" }

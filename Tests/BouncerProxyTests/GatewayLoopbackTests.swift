@@ -107,6 +107,17 @@ final class GatewayLoopbackTests {
         #expect(self.backend.connections - before <= 3)
     }
 
+    @Test func aPooledConnectionTheUpstreamDroppedIsRetriedOnceOnANewOne() throws {
+        let running = try self.start()
+        defer { try? running.server.close().wait() }
+        self.backend.setDropReusedConnections(true)
+        defer { self.backend.setDropReusedConnections(false) }
+        let token = self.token()
+        for id in 1...3 {
+            #expect(try self.call(running, token: token, id: id).status == .ok)
+        }
+    }
+
     @Test func insufficientScopeNeverReachesTheUpstream() throws {
         let running = try self.start()
         defer { try? running.server.close().wait() }

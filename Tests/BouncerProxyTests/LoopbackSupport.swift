@@ -21,6 +21,9 @@ final class LoopbackBackend: Sendable {
         var connections = 0
         var openConnections = 0
         var upstreamDelay: TimeAmount = .zero
+        /// Hang up on the second request of a keep-alive connection, as a server whose
+        /// idle timeout fired just as the request arrived.
+        var dropReusedConnections = false
     }
 
     private let state = NIOLockedValueBox(State())
@@ -49,6 +52,7 @@ final class LoopbackBackend: Sendable {
 
     func setJWKS(_ json: String) { self.state.withLockedValue { $0.jwks = json } }
     func setUpstreamDelay(_ delay: TimeAmount) { self.state.withLockedValue { $0.upstreamDelay = delay } }
+    func setDropReusedConnections(_ drop: Bool) { self.state.withLockedValue { $0.dropReusedConnections = drop } }
     var jwksFetches: Int { self.state.withLockedValue { $0.jwksFetches } }
     var requests: [Recorded] { self.state.withLockedValue { $0.requests } }
     var connections: Int { self.state.withLockedValue { $0.connections } }
@@ -63,6 +67,7 @@ final class LoopbackBackend: Sendable {
         let state: NIOLockedValueBox<State>
         var head: HTTPRequestHead?
         var body = ""
+        var requestsOnThisConnection = 0
 
         init(state: NIOLockedValueBox<State>) { self.state = state }
 
@@ -81,6 +86,11 @@ final class LoopbackBackend: Sendable {
                         return state.jwks
                     }
                     self.respond(context: context, status: .ok, contentType: "application/json", body: jwks)
+                    return
+                }
+                self.requestsOnThisConnection += 1
+                if self.requestsOnThisConnection > 1, self.state.withLockedValue({ $0.dropReusedConnections }) {
+                    context.close(promise: nil)
                     return
                 }
                 let delay = self.state.withLockedValue { state in
