@@ -51,11 +51,13 @@ let package = Package(
             name: "BouncerProxy",
             dependencies: [
                 "BouncerCore",
+                "BouncerTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -63,6 +65,7 @@ let package = Package(
             name: "mcp-bouncer",
             dependencies: [
                 "BouncerCore",
+                "BouncerTLS",
                 "BouncerProxy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -102,6 +105,7 @@ let package = Package(
             dependencies: [
                 "BouncerCore",
                 "BouncerProxy",
+                "BouncerTLS",
                 "BouncerTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -12,14 +12,17 @@ public final class Gateway: Sendable {
     let requirements: [String: TokenRequirements]
     let authenticator: TokenAuthenticator
     let pools: UpstreamPools
+    public let tls: GatewayTLSContexts
 
-    public init(policy: GatewayPolicy, fetcher: HTTPFetcher, logger: Logger) {
+    /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
+    public init(policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), logger: Logger) {
+        self.tls = tls
         self.policy = policy
         self.router = GatewayRouter(policy: policy)
         self.logger = logger
         var stores: [String: KeySetStore] = [:]
         for (name, server) in policy.authorizationServers {
-            stores[name] = KeySetStore(server: server, fetcher: fetcher, logger: logger)
+            stores[name] = KeySetStore(server: server, fetcher: fetcher, tls: tls.authorizationServers[name], logger: logger)
         }
         self.keyStores = stores
         var requirements: [String: TokenRequirements] = [:]

@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTLS
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -342,7 +343,10 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func sendUpstream(fresh: Bool, context: ChannelHandlerContext) {
         guard case .forwarding(let exchange) = self.state else { return }
         let pool = self.gateway.pools.pool(for: context.eventLoop)
-        pool.connection(to: exchange.resource.upstream, fresh: fresh).assumeIsolated().whenComplete { result in
+        pool.connection(
+            to: exchange.resource.upstream, tls: self.gateway.tls.upstreams[exchange.resource.path],
+            serverName: exchange.resource.upstreamTLS.serverName, fresh: fresh
+        ).assumeIsolated().whenComplete { result in
             guard case .forwarding(var exchange) = self.state, let context = self.context else {
                 // The client left while we were connecting.
                 if case .success(let connection) = result { connection.channel.close(promise: nil) }
@@ -501,7 +505,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.gateway.logger.debug("connection error", metadata: ["peer": "\(self.remoteAddress)", "error": "\(error)"])
+        // TLS failures carry OpenSSL's error queue: worth a line when a client cannot connect.
+        let level: Logger.Level = error is TLSError ? .info : .debug
+        self.gateway.logger.log(level: level, "connection error", metadata: ["peer": "\(self.remoteAddress)", "error": "\(error)"])
         self.closeConnection(context: context)
     }
 }

@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTLS
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -25,6 +26,8 @@ public final class GatewayServer: Service, Sendable {
         let gateway = self.gateway
         let limits = gateway.policy.limits
         let connections = self.connections
+        let tls = gateway.tls.server
+        let handshakeTimeout = TimeAmount.seconds(gateway.policy.tls?.handshakeTimeoutSeconds ?? 10)
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -37,7 +40,10 @@ public final class GatewayServer: Service, Sendable {
                 return channel.eventLoop.makeCompletedFuture {
                     let peer = channel.remoteAddress?.ipAddress ?? "unknown"
                     let sync = channel.pipeline.syncOperations
-                    // TLS (issue 3) goes in front of everything here.
+                    if let tls {
+                        // Each connection keeps the context it started with; reloads affect new ones.
+                        try sync.addHandler(TLSHandler(context: tls.current, handshakeTimeout: handshakeTimeout))
+                    }
                     try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
                     try sync.addHandler(IdleStateHandler(allTimeout: .seconds(limits.clientIdleTimeoutSeconds)))
                     try sync.addHandler(GatewayHandler(gateway: gateway, remoteAddress: peer))

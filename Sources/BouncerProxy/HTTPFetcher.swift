@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTLS
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -39,8 +40,9 @@ public struct HTTPFetcher: Sendable {
         self.maxResponseBytes = maxResponseBytes
     }
 
-    /// GETs `url` (http only until TLS lands) and returns the body of a 200 response.
-    public func get(_ url: String, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[UInt8]> {
+    /// GETs `url` and returns the body of a 200 response. https URLs need `tls`, a client
+    /// context; the certificate is verified against `serverName` or the URL's host.
+    public func get(_ url: String, tls: TLSContext? = nil, serverName: String? = nil, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[UInt8]> {
         let eventLoop = eventLoop ?? self.group.next()
         let parts = url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let uri: CanonicalURI
@@ -49,19 +51,25 @@ public struct HTTPFetcher: Sendable {
         } catch {
             return eventLoop.makeFailedFuture(FetchError(code: .invalidURL, reason: error.reason))
         }
-        guard uri.scheme == "http" else {
-            return eventLoop.makeFailedFuture(FetchError(code: .invalidURL, reason: "\(url): only http is supported until TLS support lands"))
+        if uri.scheme == "https", tls == nil {
+            return eventLoop.makeFailedFuture(FetchError(code: .invalidURL, reason: "\(url): https needs a TLS client context"))
         }
         let target = (uri.path.isEmpty ? "/" : uri.path) + (parts.count == 2 ? "?" + parts[1] : "")
         let host = uri.host.hasPrefix("[") ? String(uri.host.dropFirst().dropLast()) : uri.host
         let promise = eventLoop.makePromise(of: [UInt8].self)
         let limit = self.maxResponseBytes
         let hostHeader = uri.port.map { "\(uri.host):\($0)" } ?? uri.host
+        let tlsContext = uri.scheme == "https" ? tls : nil
+        let verifiedName = serverName ?? host
+        let handshakeTimeout = self.responseTimeout
 
         let connect = ClientBootstrap(group: eventLoop)
             .connectTimeout(self.connectTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tlsContext, serverHostname: verifiedName, handshakeTimeout: handshakeTimeout))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(CollectingResponseHandler(limit: limit, url: url, promise: promise))
                 }

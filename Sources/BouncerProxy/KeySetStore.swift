@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTLS
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -13,6 +14,8 @@ import NIOCore
 public final class KeySetStore: Sendable {
     public let server: AuthorizationServerPolicy
     private let fetcher: HTTPFetcher
+    /// For https discovery and key set URLs.
+    private let tls: TLSContext?
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
@@ -27,9 +30,10 @@ public final class KeySetStore: Sendable {
         var lastError: String?
     }
 
-    public init(server: AuthorizationServerPolicy, fetcher: HTTPFetcher, logger: Logger) {
+    public init(server: AuthorizationServerPolicy, fetcher: HTTPFetcher, tls: TLSContext?, logger: Logger) {
         self.server = server
         self.fetcher = fetcher
+        self.tls = tls
         var logger = logger
         logger[metadataKey: "authorization_server"] = "\(server.name)"
         self.logger = logger
@@ -126,7 +130,7 @@ public final class KeySetStore: Sendable {
             jwksURI = self.discover(self.server.metadataCandidates[...], on: eventLoop, failures: [])
         }
         return jwksURI.flatMap { uri in
-            self.fetcher.get(uri, on: eventLoop).flatMapThrowing { body in
+            self.fetcher.get(uri, tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body in
                 do {
                     let keys = try JSONWebKeySet(json: body)
                     guard !keys.keys.isEmpty else { throw KeySetError(reason: "\(uri) holds no usable signing key (\(keys.skipped.joined(separator: "; ")))") }
@@ -143,7 +147,7 @@ public final class KeySetStore: Sendable {
         guard let url = candidates.first else {
             return eventLoop.makeFailedFuture(KeySetError(reason: "no metadata document for issuer \(self.server.issuer): \(failures.joined(separator: "; "))"))
         }
-        return self.fetcher.get(url, on: eventLoop).flatMapThrowing { body -> String in
+        return self.fetcher.get(url, tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body -> String in
             let metadata: AuthorizationServerMetadata
             do {
                 metadata = try AuthorizationServerMetadata(json: body, expectedIssuer: self.server.issuer)

@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTLS
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -137,18 +138,23 @@ final class UpstreamConnectionPool {
 
     /// An idle connection to `target` (unless `fresh`), or a new one. Complete the lease with
     /// ``lease(_:target:)``.
-    func connection(to target: UpstreamTarget, fresh: Bool = false) -> EventLoopFuture<PooledConnection> {
+    func connection(to target: UpstreamTarget, tls: TLSContext?, serverName: String?, fresh: Bool = false) -> EventLoopFuture<PooledConnection> {
         self.eventLoop.preconditionInEventLoop()
         let key = Self.key(target)
         while !fresh, var list = self.idle[key], let channel = list.popLast() {
             self.idle[key] = list
             if channel.isActive { return self.eventLoop.makeSucceededFuture(PooledConnection(channel: channel, reused: true)) }
         }
+        let verifiedName = serverName ?? target.host
+        let handshakeTimeout = self.connectTimeout
         return ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls {
+                        try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls, serverHostname: verifiedName, handshakeTimeout: handshakeTimeout))
+                    }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
@@ -163,7 +169,7 @@ final class UpstreamConnectionPool {
         return UpstreamLease(channel: connection.channel, handler: handler, key: Self.key(target), reused: connection.reused)
     }
 
-    private static func key(_ target: UpstreamTarget) -> String { "\(target.host):\(target.port)" }
+    private static func key(_ target: UpstreamTarget) -> String { "\(target.uri.scheme)://\(target.host):\(target.port)" }
 
     /// Returns a connection whose response ended cleanly; anything else is closed.
     func release(_ lease: UpstreamLease, reusable: Bool) {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BouncerCore
 import BouncerProxy
+import BouncerTLS
 import Foundation
 import Logging
 import NIOCore
@@ -47,6 +48,9 @@ struct Check: ParsableCommand {
     func run() throws {
         do {
             let policy = try loadPolicy(self.file)
+            // Certificates, keys and CA files are loaded exactly as `run` would, so a key that
+            // does not match its certificate fails here, not at 3 a.m.
+            _ = try GatewayTLSContexts.load(policy, logger: Logger(label: "mcp-bouncer"))
             print("\(self.file): OK")
             print("  listen \(policy.listen), public URL \(policy.publicURL)")
             for resource in policy.resources {
@@ -58,6 +62,11 @@ struct Check: ParsableCommand {
             for problem in error.problems {
                 print("\(self.file):\(problem)", to: &stderr)
             }
+            throw ExitCode(1)
+        } catch let error as TLSLoadErrors {
+            var stderr = FileHandle.standardError
+            print("\(self.file): \(error.errors.count) TLS problem\(error.errors.count == 1 ? "" : "s")", to: &stderr)
+            for problem in error.errors { print("\(self.file):\(problem)", to: &stderr) }
             throw ExitCode(1)
         }
     }
@@ -93,22 +102,31 @@ struct Run: AsyncParsableCommand {
             for problem in error.problems { print("\(self.config):\(problem)", to: &stderr) }
             throw ExitCode(1)
         }
-        if policy.tls != nil {
-            throw ValidationError("\(self.config): the tls block needs TLS termination, which this version does not have yet; terminate TLS in front of the gateway and omit tls")
+        let tls: GatewayTLSContexts
+        do {
+            tls = try GatewayTLSContexts.load(policy, logger: logger)
+        } catch {
+            var stderr = FileHandle.standardError
+            for problem in error.errors { print("\(self.config):\(problem)", to: &stderr) }
+            throw ExitCode(1)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, self.threads))
         let fetcher = HTTPFetcher(group: group)
-        let gateway = Gateway(policy: policy, fetcher: fetcher, logger: logger)
+        let gateway = Gateway(policy: policy, fetcher: fetcher, tls: tls, logger: logger)
         let server = GatewayServer(gateway: gateway, group: group) { address in
             // A machine-readable line for scripts that start the gateway on port 0.
             FileHandle.standardOutput.write("mcp-bouncer listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n")
         }
-        let services = ServiceGroup(configuration: .init(
-            services: [.init(service: server)],
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
+        if let settings = policy.tls, let box = tls.server {
+            services.append(.init(service: TLSReloader(settings: settings, box: box, logger: logger)))
+        }
+        let serviceGroup = ServiceGroup(configuration: .init(
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))
-        try await services.run()
+        try await serviceGroup.run()
         try await group.shutdownGracefully()
     }
 }

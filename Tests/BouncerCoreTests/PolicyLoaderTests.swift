@@ -71,7 +71,7 @@ struct PolicyLoaderTests {
             public_url: ftp://x
             authorization_servers:
               corp:
-                issuer: https://login.example.com
+                issuer: http://login.example.com
                 algorithms: [HS256]
             resources:
               - path: jira
@@ -133,6 +133,38 @@ struct PolicyLoaderTests {
         #expect(self.problems("").first?.message == "the policy file is empty")
         #expect(self.problems("listen: [").first?.message.hasPrefix("not valid YAML") == true)
         #expect(self.problems("- a\n- b").first?.message == "expected a mapping of keys to values")
+    }
+
+    @Test func tlsBlocks() throws {
+        let yaml = Self.valid + """
+
+            tls:
+              certificate: /etc/tls/chain.pem
+              private_key: ${file:/run/secret}
+              min_version: "1.3"
+              client_ca: /etc/tls/clients.pem
+              client_verify: optional
+              sni:
+                - server_names: [Other.Example.com, "*.example.org"]
+                  certificate: /etc/tls/other.pem
+                  private_key: /etc/tls/other.key
+            """
+        let policy = try PolicyLoader.load(yaml: yaml, secrets: Self.secrets)
+        let tls = try #require(policy.tls)
+        #expect(tls.certificate == CertificateFiles(certificate: "/etc/tls/chain.pem", privateKey: "from-file"))
+        #expect(tls.minimumVersion == "1.3")
+        #expect(tls.clientVerification == "optional")
+        #expect(Set(tls.sniCertificates.keys) == ["other.example.com", "*.example.org"])
+        #expect(self.problems(yaml.replacingOccurrences(of: "\"1.3\"", with: "\"1.1\"")).first?.keyPath == "tls.min_version")
+        #expect(self.problems(yaml.replacingOccurrences(of: "  client_ca: /etc/tls/clients.pem\n", with: "")).first?.keyPath == "tls.client_verify")
+
+        let upstream = Self.valid
+            .replacingOccurrences(of: "upstream: http://10.0.0.5:8080/mcp", with: "upstream: https://jira.internal:8443/mcp\n    upstream_tls: { ca_file: /etc/ca.pem, server_name: jira.internal, insecure_skip_verify: false }")
+        let resource = try PolicyLoader.load(yaml: upstream, secrets: Self.secrets).resources[0]
+        #expect(resource.upstream.port == 8443)
+        #expect(resource.upstreamTLS == ClientTLSSettings(caFile: "/etc/ca.pem", serverName: "jira.internal"))
+        let halfPair = Self.valid.replacingOccurrences(of: "upstream: http://10.0.0.5:8080/mcp", with: "upstream: https://x/mcp\n    upstream_tls: { client_certificate: /a.pem }")
+        #expect(self.problems(halfPair).contains { $0.message.contains("go together") })
     }
 
     @Test func limitsAreRangeChecked() throws {

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -45,13 +46,13 @@ class Process:
             start_new_session=True,
         )
 
-    def wait_for(self, url: str, timeout: float = 60.0) -> None:
+    def wait_for(self, url: str, timeout: float = 60.0, verify=True) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.log_path.read_text()}")
             try:
-                httpx.get(url, timeout=1.0)
+                httpx.get(url, timeout=1.0, verify=ssl.create_default_context(cafile=verify) if isinstance(verify, str) else verify)
                 return
             except httpx.HTTPError:
                 time.sleep(0.2)

@@ -8,7 +8,7 @@ public struct GatewayPolicy: Sendable {
     public var publicURL: CanonicalURI
     /// Certificate and key for client-side TLS. `nil` means plain HTTP (loopback, or
     /// behind a TLS-terminating load balancer).
-    public var tls: TLSFiles?
+    public var tls: ServerTLSSettings?
     public var limits: GatewayLimits
     public var authorizationServers: [String: AuthorizationServerPolicy]
     public var resources: [ResourcePolicy]
@@ -26,10 +26,58 @@ public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
     public var description: String { self.host.contains(":") ? "[\(self.host)]:\(self.port)" : "\(self.host):\(self.port)" }
 }
 
-/// Paths of the PEM files for TLS termination.
-public struct TLSFiles: Sendable, Hashable {
+/// A certificate chain and its key, as PEM file paths.
+public struct CertificateFiles: Sendable, Hashable {
     public var certificate: String
     public var privateKey: String
+
+    public init(certificate: String, privateKey: String) {
+        self.certificate = certificate
+        self.privateKey = privateKey
+    }
+}
+
+/// TLS termination for clients (the `tls:` block). Files are named here and loaded by the
+/// TLS layer, off the event loop, at start and on reload.
+public struct ServerTLSSettings: Sendable, Hashable {
+    public var certificate: CertificateFiles
+    /// More certificates, chosen by SNI server name (lowercase; `*.example.com` allowed).
+    public var sniCertificates: [String: CertificateFiles] = [:]
+    /// `"1.2"` or `"1.3"`; never lower.
+    public var minimumVersion = "1.2"
+    public var clientCA: String?
+    /// `none`, `optional` or `required`.
+    public var clientVerification = "none"
+    public var handshakeTimeoutSeconds: Int64 = 10
+    /// How often certificate and key files are checked for changes (0: only on SIGHUP).
+    public var reloadIntervalSeconds: Int64 = 30
+
+    /// Every file the settings name, for change detection.
+    public var files: [String] {
+        var files = [self.certificate.certificate, self.certificate.privateKey]
+        for (_, pair) in self.sniCertificates.sorted(by: { $0.key < $1.key }) { files += [pair.certificate, pair.privateKey] }
+        if let clientCA { files.append(clientCA) }
+        return files
+    }
+}
+
+/// How the gateway speaks TLS to an https upstream or authorization server.
+public struct ClientTLSSettings: Sendable, Hashable {
+    /// A PEM file of trusted CAs; `nil` means the system trust store.
+    public var caFile: String?
+    /// Verify the certificate against this name instead of the URL's host.
+    public var serverName: String?
+    /// A client certificate for mTLS.
+    public var clientCertificate: CertificateFiles?
+    /// Skip verification entirely. Refused by default; logged loudly when set.
+    public var insecureSkipVerify = false
+
+    public init(caFile: String? = nil, serverName: String? = nil, clientCertificate: CertificateFiles? = nil, insecureSkipVerify: Bool = false) {
+        self.caFile = caFile
+        self.serverName = serverName
+        self.clientCertificate = clientCertificate
+        self.insecureSkipVerify = insecureSkipVerify
+    }
 }
 
 /// Limits and timeouts. Every value has a default that suits a gateway in front of
@@ -72,6 +120,8 @@ public struct AuthorizationServerPolicy: Sendable, Hashable {
     public var requireAccessTokenType: Bool
     /// Claims that carry granted scopes: `scope` (space-separated string), `scp` (array or string).
     public var scopeClaims: [String]
+    /// How to speak TLS to it when its URLs are https.
+    public var tls: ClientTLSSettings
     /// Unknown `kid`s trigger a key-set refresh at most this often.
     public var jwksRefreshMinIntervalSeconds: Int64
     /// Key sets are re-fetched after this long even when every `kid` is known.
@@ -95,6 +145,8 @@ public struct ResourcePolicy: Sendable {
     public var authorizationServer: String
     public var scopesSupported: [String]
     public var upstream: UpstreamTarget
+    /// For https upstreams.
+    public var upstreamTLS: ClientTLSSettings
     public var credentials: UpstreamCredentials
     public var methods: MethodTable
     /// Scopes needed to send a JSON-RPC response (an answer to a server-to-client

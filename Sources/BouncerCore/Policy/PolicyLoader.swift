@@ -222,7 +222,7 @@ private final class PolicyWalker {
 
         let listen = top["listen"].flatMap { self.listenAddress($0, "listen") }
         let publicURL = top["public_url"].flatMap { self.publicURL($0, "public_url") }
-        let tls = top["tls"].flatMap { self.tlsFiles($0, "tls") }
+        let tls = top["tls"].flatMap { self.serverTLS($0, "tls") }
         let limits = top["limits"].map { self.limits($0, "limits") } ?? GatewayLimits()
         let servers = top["authorization_servers"].map { self.authorizationServers($0, "authorization_servers") } ?? [:]
         var resources: [ResourcePolicy] = []
@@ -277,12 +277,83 @@ private final class PolicyWalker {
         }
     }
 
-    func tlsFiles(_ node: Node, _ path: String) -> TLSFiles? {
-        guard let section = self.section(node, path, allowed: ["certificate", "private_key"], required: ["certificate", "private_key"]) else { return nil }
-        guard let certificate = self.nonEmptyString(section["certificate"], section.childPath("certificate")),
-              let key = self.nonEmptyString(section["private_key"], section.childPath("private_key"))
+    func certificateFiles(_ section: Section, certificateKey: String = "certificate", keyKey: String = "private_key") -> CertificateFiles? {
+        guard let certificate = self.nonEmptyString(section[certificateKey], section.childPath(certificateKey)),
+              let key = self.nonEmptyString(section[keyKey], section.childPath(keyKey))
         else { return nil }
-        return TLSFiles(certificate: certificate, privateKey: key)
+        return CertificateFiles(certificate: certificate, privateKey: key)
+    }
+
+    func serverTLS(_ node: Node, _ path: String) -> ServerTLSSettings? {
+        guard let section = self.section(
+            node, path,
+            allowed: ["certificate", "private_key", "sni", "min_version", "client_ca", "client_verify", "handshake_timeout_seconds", "reload_interval_seconds"],
+            required: ["certificate", "private_key"]
+        ), let certificate = self.certificateFiles(section) else { return nil }
+        var settings = ServerTLSSettings(certificate: certificate)
+        var valid = true
+        if let version = self.string(section["min_version"], section.childPath("min_version")) {
+            if version == "1.2" || version == "1.3" {
+                settings.minimumVersion = version
+            } else {
+                self.report(section["min_version"], section.childPath("min_version"), "must be \"1.2\" or \"1.3\" (older versions are never offered)")
+                valid = false
+            }
+        }
+        settings.clientCA = self.string(section["client_ca"], section.childPath("client_ca"))
+        if let verify = self.string(section["client_verify"], section.childPath("client_verify")) {
+            if ["none", "optional", "required"].contains(verify) {
+                settings.clientVerification = verify
+                if verify != "none", settings.clientCA == nil {
+                    self.report(section["client_verify"], section.childPath("client_verify"), "client_verify \(verify) needs client_ca")
+                    valid = false
+                }
+            } else {
+                self.report(section["client_verify"], section.childPath("client_verify"), "must be none, optional or required")
+                valid = false
+            }
+        }
+        if let value = self.integer(section["handshake_timeout_seconds"], section.childPath("handshake_timeout_seconds"), range: 1...300) { settings.handshakeTimeoutSeconds = value }
+        if let value = self.integer(section["reload_interval_seconds"], section.childPath("reload_interval_seconds"), range: 0...86_400) { settings.reloadIntervalSeconds = value }
+        if let sniNode = section["sni"] {
+            guard case .sequence(let entries) = sniNode else {
+                self.report(sniNode, section.childPath("sni"), "expected a list of {server_names, certificate, private_key}")
+                return nil
+            }
+            for (index, entry) in entries.enumerated() {
+                let entryPath = "\(section.childPath("sni"))[\(index)]"
+                guard let fields = self.section(entry, entryPath, allowed: ["server_names", "certificate", "private_key"], required: ["server_names", "certificate", "private_key"]),
+                      let names = self.stringList(fields["server_names"], fields.childPath("server_names")),
+                      let files = self.certificateFiles(fields)
+                else { valid = false; continue }
+                for name in names {
+                    let lowered = name.lowercased()
+                    if settings.sniCertificates[lowered] != nil {
+                        self.report(fields["server_names"], fields.childPath("server_names"), "server name \(name) appears twice")
+                        valid = false
+                    }
+                    settings.sniCertificates[lowered] = files
+                }
+            }
+        }
+        return valid ? settings : nil
+    }
+
+    func clientTLS(_ node: Node?, _ path: String) -> ClientTLSSettings? {
+        guard let node else { return ClientTLSSettings() }
+        guard let section = self.section(node, path, allowed: ["ca_file", "server_name", "client_certificate", "client_key", "insecure_skip_verify"]) else { return nil }
+        var settings = ClientTLSSettings()
+        settings.caFile = self.string(section["ca_file"], section.childPath("ca_file"))
+        settings.serverName = self.string(section["server_name"], section.childPath("server_name"))
+        if section["client_certificate"] != nil || section["client_key"] != nil {
+            guard let files = self.certificateFiles(section, certificateKey: "client_certificate", keyKey: "client_key") else {
+                self.report(node, path, "client_certificate and client_key go together")
+                return nil
+            }
+            settings.clientCertificate = files
+        }
+        settings.insecureSkipVerify = self.bool(section["insecure_skip_verify"], section.childPath("insecure_skip_verify")) ?? false
+        return settings
     }
 
     func limits(_ node: Node, _ path: String) -> GatewayLimits {
@@ -334,7 +405,7 @@ private final class PolicyWalker {
         guard let section = self.section(
             node, path,
             allowed: ["issuer", "metadata_url", "jwks_uri", "algorithms", "leeway_seconds", "require_at_jwt_type",
-                      "scope_claims", "jwks_refresh_min_interval_seconds", "jwks_max_age_seconds"],
+                      "scope_claims", "jwks_refresh_min_interval_seconds", "jwks_max_age_seconds", "tls"],
             required: ["issuer"],
             later: [
                 "client": "'client' (the gateway's own credentials for token exchange and introspection) is not supported by this version",
@@ -379,10 +450,10 @@ private final class PolicyWalker {
         let minRefresh = self.integer(section["jwks_refresh_min_interval_seconds"], section.childPath("jwks_refresh_min_interval_seconds"), range: 1...3600) ?? 30
         let maxAge = self.integer(section["jwks_max_age_seconds"], section.childPath("jwks_max_age_seconds"), range: 60...604_800) ?? 3600
         let requireType = self.bool(section["require_at_jwt_type"], section.childPath("require_at_jwt_type")) ?? false
-        guard valid else { return nil }
+        guard valid, let tls = self.clientTLS(section["tls"], section.childPath("tls")) else { return nil }
         return AuthorizationServerPolicy(
             name: name, issuer: issuer, metadataURL: metadataURL, jwksURI: jwksURI, algorithms: algorithms,
-            leewaySeconds: leeway, requireAccessTokenType: requireType, scopeClaims: scopeClaims,
+            leewaySeconds: leeway, requireAccessTokenType: requireType, scopeClaims: scopeClaims, tls: tls,
             jwksRefreshMinIntervalSeconds: minRefresh, jwksMaxAgeSeconds: maxAge
         )
     }
@@ -394,10 +465,6 @@ private final class PolicyWalker {
             let uri = try CanonicalURI(base)
             if uri.scheme == "http", !Self.isLoopback(uri.host) {
                 self.report(node, path, "must be https unless its host is loopback")
-                return nil
-            }
-            if uri.scheme == "https" {
-                self.report(node, path, "https to an authorization server needs TLS support, which this version does not have yet; use a loopback http URL")
                 return nil
             }
             return uri
@@ -432,7 +499,7 @@ private final class PolicyWalker {
     func resource(_ node: Node, _ path: String, publicURL: CanonicalURI, servers: [String: AuthorizationServerPolicy]) -> ResourcePolicy? {
         guard let section = self.section(
             node, path,
-            allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream",
+            allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
                       "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions"],
             required: ["path", "authorization_server", "upstream", "methods"]
         ) else { return nil }
@@ -453,6 +520,8 @@ private final class PolicyWalker {
             valid = false
         }
         let upstream = section["upstream"].flatMap { self.upstream($0, section.childPath("upstream")) }
+        let upstreamTLS = self.clientTLS(section["upstream_tls"], section.childPath("upstream_tls"))
+        if upstreamTLS == nil { valid = false }
         let credentials = section["upstream_credentials"].map { self.credentials($0, section.childPath("upstream_credentials")) } ?? UpstreamCredentials.none
         let methods = section["methods"].flatMap { self.methodTable($0, section.childPath("methods")) }
         let responses = self.scopeList(section["client_responses"], section.childPath("client_responses"))
@@ -481,13 +550,13 @@ private final class PolicyWalker {
                 }
             }
         }
-        guard valid, let resourcePath, let serverName, let upstream, let methods, let credentials = Optional(credentials) else { return nil }
+        guard valid, let resourcePath, let serverName, let upstream, let upstreamTLS, let methods else { return nil }
         let uri = publicURL.appendingPath(resourcePath)
         // The resource's own origin is always allowed: a browser page served by it is same-origin.
         origins.insert(publicURL.origin)
         return ResourcePolicy(
             path: resourcePath, uri: uri, name: name, documentation: documentation, authorizationServer: serverName,
-            scopesSupported: scopesSupported, upstream: upstream, credentials: credentials, methods: methods,
+            scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
             clientResponses: responses, allowedOrigins: origins, protocolVersions: versions
         )
     }
@@ -521,10 +590,6 @@ private final class PolicyWalker {
             uri = try CanonicalURI(String(parts[0]))
         } catch {
             self.report(node, path, error.reason)
-            return nil
-        }
-        if uri.scheme == "https" {
-            self.report(node, path, "https upstreams need TLS support, which this version does not have yet")
             return nil
         }
         // Keep the upstream path as written: some servers care about a trailing slash.

@@ -70,9 +70,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--record", required=True)
+    parser.add_argument("--tls-cert", help="serve https with this certificate chain (PEM)")
+    parser.add_argument("--tls-key", help="... and this key")
     args = parser.parse_args()
     app = build_server().streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
-    uvicorn.run(HeaderRecorder(app, args.record), host="127.0.0.1", port=args.port, log_level="warning")
+    uvicorn.run(HeaderRecorder(app, args.record), host="127.0.0.1", port=args.port, log_level="warning",
+                ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
 
 
 if __name__ == "__main__":
