@@ -52,6 +52,10 @@ public struct ServerTLSSettings: Sendable, Hashable {
     /// How often certificate and key files are checked for changes (0: only on SIGHUP).
     public var reloadIntervalSeconds: Int64 = 30
 
+    public init(certificate: CertificateFiles) {
+        self.certificate = certificate
+    }
+
     /// Every file the settings name, for change detection.
     public var files: [String] {
         var files = [self.certificate.certificate, self.certificate.privateKey]
