@@ -3,6 +3,7 @@ import BouncerTLS
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOTLS
 
 /// The gateway's per-connection handler: routes, authenticates, authorises each JSON-RPC
 /// message and forwards to the upstream, streaming the response back.
@@ -60,6 +61,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var requestCounter = 0
     private let connectionID: String
+    /// `x5t#S256` of the client's verified TLS certificate, when it sent one (RFC 8705):
+    /// what certificate-bound tokens will be compared with.
+    private(set) var clientCertificateThumbprint: String?
 
     init(gateway: Gateway, remoteAddress: String) {
         self.gateway = gateway
@@ -100,6 +104,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         log[metadataKey: "request_id"] = "\(self.connectionID)-\(self.requestCounter)"
         log[metadataKey: "http_method"] = "\(head.method.rawValue)"
         log[metadataKey: "peer"] = "\(self.remoteAddress)"
+        if let thumbprint = self.clientCertificateThumbprint {
+            log[metadataKey: "client_cert"] = "\(thumbprint)"
+        }
 
         let headerBytes = head.headers.reduce(head.uri.utf8.count) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
         if headerBytes > self.gateway.policy.limits.maxHeaderBytes {
@@ -496,6 +503,11 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            if let tls = try? context.pipeline.syncOperations.handler(type: TLSHandler.self), let der = tls.peerCertificate {
+                self.clientCertificateThumbprint = CertificateThumbprint.sha256(der: der)
+            }
+        }
         if event is IdleStateHandler.IdleStateEvent {
             // Idle only counts between requests: a quiet SSE stream is not idle.
             if case .idle = self.state { self.closeConnection(context: context) }

@@ -3,6 +3,8 @@ client, and an https upstream (uvicorn's TLS in front of the SDK server)."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import shutil
@@ -58,6 +60,8 @@ tls:
   certificate: {cert}
   private_key: {key}
   reload_interval_seconds: 0
+  client_ca: {ca}
+  client_verify: optional
   sni:
     - server_names: [other.test]
       certificate: {other_cert}
@@ -237,6 +241,22 @@ def test_sighup_reloads_the_certificate_without_dropping_connections(tls):
         time.sleep(0.2)
     assert "TLS certificate reload failed" in tls["gateway"].log_path.read_text()
     assert _serial(port, certs.ca) == current
+
+
+def test_a_verified_client_certificate_reaches_the_request_path(tls):
+    certs = tls["certs"]
+    cert, key = certs.leaf("agent", "agent-1", "DNS:agent-1")
+    der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"], capture_output=True, check=True).stdout
+    thumbprint = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+    result = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", certs.ca, "--cert", cert, "--key", key,
+                             "-X", "POST", "-H", "Content-Type: application/json", "-d", '{"jsonrpc":"2.0","id":1,"method":"ping"}',
+                             f"{tls['url']}/mcp"], capture_output=True, text=True, timeout=30)
+    assert result.stdout == "401"
+    # The request's decision log carries the certificate's RFC 8705 x5t#S256 thumbprint.
+    assert f"client_cert={thumbprint}" in tls["gateway"].log_path.read_text()
+    # Without a certificate (optional mode) the request is still served.
+    plain = subprocess.run(["curl", "-sS", "--cacert", certs.ca, f"{tls['url']}/healthz"], capture_output=True, text=True, timeout=30)
+    assert plain.stdout == "ok\n"
 
 
 def test_check_reports_a_key_that_does_not_match(tls, tmp_path):

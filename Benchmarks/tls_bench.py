@@ -1,0 +1,205 @@
+"""Runs the TLS benchmark (see Benchmarks/tls). Everything on 127.0.0.1, bounded in time."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "Interop"))
+from interop_stack import Process, free_port  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+BULK_BYTES = 1024 * 1024
+CANNED = '{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}'
+
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {dir}/nginx-error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_requests 1000000;
+    sendfile on;
+    # The upstream and key server, plain http.
+    server {{
+        listen 127.0.0.1:{http_port};
+        root {dir}/www;
+        location = /jwks.json {{ default_type application/json; }}
+        location = /mcp {{ default_type application/json; return 200 '{canned}'; }}
+        location = /bulk {{ error_page 405 =200 /bulk.bin; }}
+        location = /bulk.bin {{ default_type application/octet-stream; }}
+    }}
+    # The baseline: nginx terminating TLS with the same certificate and OpenSSL.
+    server {{
+        listen 127.0.0.1:{tls_port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        root {dir}/www;
+        location = /mcp {{ default_type application/json; return 200 '{canned}'; }}
+        location = /bulk/mcp {{ error_page 405 =200 /bulk.bin; }}
+        location = /bulk.bin {{ default_type application/octet-stream; }}
+    }}
+}}
+"""
+
+POLICY = """
+listen: 127.0.0.1:{port}
+public_url: https://localhost:{port}
+tls:
+  certificate: {cert}
+  private_key: {key}
+  reload_interval_seconds: 0
+authorization_servers:
+  bench:
+    issuer: http://127.0.0.1:{http_port}
+    jwks_uri: http://127.0.0.1:{http_port}/jwks.json
+    algorithms: [ES256]
+resources:
+  - path: /mcp
+    authorization_server: bench
+    upstream: http://127.0.0.1:{http_port}/mcp
+    methods:
+      tools/call:
+        list_issues: [bench:read]
+  - path: /bulk/mcp
+    authorization_server: bench
+    upstream: http://127.0.0.1:{http_port}/bulk
+    methods:
+      tools/call:
+        list_issues: [bench:read]
+"""
+
+
+def b64(number: int, length: int) -> str:
+    return base64.urlsafe_b64encode(number.to_bytes(length, "big")).rstrip(b"=").decode()
+
+
+def handshakes_per_second(port: int, seconds: int) -> float:
+    out = subprocess.run(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(seconds)],
+                         capture_output=True, text=True, timeout=seconds * 4 + 30).stdout
+    match = re.search(r"(\d+) connections in (\d+) real seconds", out)
+    if not match:
+        raise RuntimeError(f"cannot parse openssl s_time output:\n{out}")
+    return int(match.group(1)) / max(int(match.group(2)), 1)
+
+
+def wrk(url: str, token: str | None, seconds: int, connections: int, directory: Path) -> dict:
+    script = directory / "post.lua"
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list_issues", "arguments": {}}})
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    lua_headers = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items())
+    script.write_text(f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{lua_headers}\n')
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, timeout=seconds * 4 + 30).stdout
+    requests = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if not requests or not transfer:
+        raise RuntimeError(f"cannot parse wrk output:\n{out}")
+    unit = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[transfer.group(2)]
+    return {"requests_per_second": float(requests.group(1)), "bytes_per_second": float(transfer.group(1)) * unit,
+            "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bouncer-tls-bench-"))
+    processes: list[Process] = []
+    try:
+        (work / "www").mkdir()
+        (work / "www" / "bulk.bin").write_bytes(os.urandom(BULK_BYTES))
+        cert, key = str(work / "cert.pem"), str(work / "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        signing = ec.generate_private_key(ec.SECP256R1())
+        numbers = signing.public_key().public_numbers()
+        (work / "www" / "jwks.json").write_text(json.dumps({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": "bench", "x": b64(numbers.x, 32), "y": b64(numbers.y, 32)}]}))
+
+        http_port, nginx_tls_port, gateway_port = free_port(), free_port(), free_port()
+        (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, http_port=http_port, tls_port=nginx_tls_port, cert=cert, key=key, canned=CANNED))
+        nginx = Process("nginx", ["nginx", "-c", str(work / "nginx.conf"), "-p", str(work)], work)
+        processes.append(nginx)
+        nginx.wait_for(f"http://127.0.0.1:{http_port}/jwks.json")
+
+        (work / "policy.yaml").write_text(POLICY.format(port=gateway_port, cert=cert, key=key, http_port=http_port))
+        gateway = Process("mcp-bouncer", [args.binary, "run", "--config", str(work / "policy.yaml"), "--threads", "1", "--log-level", "warning"], work)
+        processes.append(gateway)
+        gateway.wait_for(f"https://127.0.0.1:{gateway_port}/healthz", verify=False)
+
+        now = int(time.time())
+        def token(resource: str) -> str:
+            return jwt.encode({"iss": f"http://127.0.0.1:{http_port}", "sub": "bench", "aud": resource, "exp": now + 3600, "iat": now,
+                               "scope": "bench:read"}, signing, algorithm="ES256", headers={"kid": "bench"})
+
+        gateway_url = f"https://localhost:{gateway_port}"
+        nginx_url = f"https://localhost:{nginx_tls_port}"
+        check = httpx.post(f"{gateway_url}/bulk/mcp", verify=False, headers={"Authorization": f"Bearer {token(gateway_url + '/bulk/mcp')}"},
+                           json={"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list_issues"}})
+        if check.status_code != 200 or len(check.content) != BULK_BYTES:
+            raise RuntimeError(f"gateway bulk check failed: {check.status_code} {len(check.content)} bytes\n{gateway.log_path.read_text()}")
+
+        print(f"\nTLS benchmark, {args.seconds}s per figure, one event loop for the gateway, one worker for nginx, same certificate (ECDSA P-256)")
+        print(f"OpenSSL: {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}\n")
+        results = {}
+        for name, port in (("nginx", nginx_tls_port), ("mcp-bouncer", gateway_port)):
+            results.setdefault(name, {})["handshakes_per_second"] = handshakes_per_second(port, args.seconds)
+        results["nginx"]["bulk"] = wrk(f"{nginx_url}/bulk/mcp", None, args.seconds, 4, work)
+        results["mcp-bouncer"]["bulk"] = wrk(f"{gateway_url}/bulk/mcp", token(gateway_url + "/bulk/mcp"), args.seconds, 4, work)
+        results["nginx"]["small"] = wrk(f"{nginx_url}/mcp", None, args.seconds, 16, work)
+        results["mcp-bouncer"]["small"] = wrk(f"{gateway_url}/mcp", token(gateway_url + "/mcp"), args.seconds, 16, work)
+
+        print(f"{'':14}{'handshakes/s':>14}{'bulk MB/s':>12}{'small req/s':>14}")
+        for name in ("nginx", "mcp-bouncer"):
+            r = results[name]
+            print(f"{name:14}{r['handshakes_per_second']:14.0f}{r['bulk']['bytes_per_second'] / 1024**2:12.1f}{r['small']['requests_per_second']:14.0f}")
+        g, n = results["mcp-bouncer"], results["nginx"]
+        print(f"{'ratio':14}{g['handshakes_per_second'] / n['handshakes_per_second']:14.2f}"
+              f"{g['bulk']['bytes_per_second'] / n['bulk']['bytes_per_second']:12.2f}{g['small']['requests_per_second'] / n['small']['requests_per_second']:14.2f}")
+        print("\n(mcp-bouncer's small requests include JWT verification, the scope decision and a proxied upstream hop; nginx answers them itself)")
+        errors = {name: results[name][kind]["errors"] for name in results for kind in ("bulk", "small")}
+        if any(errors.values()):
+            print(f"non-2xx responses: {errors}")
+        out_dir = ROOT / "Benchmarks" / "results"
+        out_dir.mkdir(exist_ok=True)
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+        path = out_dir / f"tls-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+        path.write_text(json.dumps({"commit": commit, "seconds": args.seconds, "results": results}, indent=2))
+        print(f"\nwritten: {path}")
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
