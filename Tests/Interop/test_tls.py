@@ -85,6 +85,16 @@ resources:
     upstream: https://localhost:{tls_upstream_port}/mcp
     upstream_tls: {{ ca_file: {ca} }}
     methods: {{ initialize: [], notifications/*: [], tools/list: [jira:read] }}
+  - path: /mtls-upstream/mcp
+    authorization_server: authgent
+    upstream: https://localhost:{mtls_upstream_port}/mcp
+    upstream_tls: {{ ca_file: {ca}, client_certificate: {gateway_client_cert}, client_key: {gateway_client_key} }}
+    methods: {{ initialize: [] }}
+  - path: /mtls-without-cert/mcp
+    authorization_server: authgent
+    upstream: https://localhost:{mtls_upstream_port}/mcp
+    upstream_tls: {{ ca_file: {ca} }}
+    methods: {{ initialize: [] }}
   - path: /wrong-name/mcp
     authorization_server: authgent
     upstream: https://localhost:{tls_upstream_port}/mcp
@@ -112,12 +122,22 @@ def tls(stack, tmp_path_factory):
                                             "--record", str(work / "tls-upstream.jsonl"), "--tls-cert", upstream_cert, "--tls-key", upstream_key], work)
         processes.append(upstream)
         upstream.wait_for(f"https://localhost:{tls_upstream_port}/none", verify=certs.ca)
+        gateway_client_cert, gateway_client_key = certs.leaf("gateway-client", "mcp-bouncer", "DNS:mcp-bouncer")
+        mtls_upstream_port = free_port()
+        mtls = Process("mtls-upstream", [sys.executable, str(HERE / "servers" / "legacy_upstream.py"), "--port", str(mtls_upstream_port),
+                                         "--record", str(work / "mtls-upstream.jsonl"), "--tls-cert", upstream_cert, "--tls-key", upstream_key,
+                                         "--tls-client-ca", certs.ca], work)
+        processes.append(mtls)
+        mtls_context = ssl.create_default_context(cafile=certs.ca)
+        mtls_context.load_cert_chain(gateway_client_cert, gateway_client_key)
+        mtls.wait_for(f"https://localhost:{mtls_upstream_port}/none", verify=mtls_context)
 
         port = free_port()
         policy = work / "policy.yaml"
         policy.write_text(TLS_POLICY.replace("methods: &methods", "methods:").format(
             port=port, cert=live_cert, key=live_key, other_cert=other_cert, other_key=other_key, authgent=stack.authgent,
-            upstream=stack.upstream, tls_upstream_port=tls_upstream_port, ca=certs.ca))
+            upstream=stack.upstream, tls_upstream_port=tls_upstream_port, ca=certs.ca, mtls_upstream_port=mtls_upstream_port,
+            gateway_client_cert=gateway_client_cert, gateway_client_key=gateway_client_key))
         binary = os.environ.get("BOUNCER_BIN") or str(HERE.parent.parent / ".build" / "debug" / "mcp-bouncer")
         gateway = Process("tls-gateway", [binary, "run", "--config", str(policy)], work)
         processes.append(gateway)
@@ -207,6 +227,15 @@ def test_https_upstream_with_a_wrong_name_is_refused(tls, stack):
     assert response.status_code == 502
     log = tls["gateway"].log_path.read_text()
     assert "certificate verif" in log or "certificate verify failed" in log
+
+
+def test_mtls_to_the_upstream(tls, stack):
+    with_cert = f"{tls['url']}/mtls-upstream/mcp"
+    response = _initialize(with_cert, stack.authgent_token("jira:read", resource=with_cert), tls["certs"].ca)
+    assert response.status_code == 200, response.text
+    without = f"{tls['url']}/mtls-without-cert/mcp"
+    response = _initialize(without, stack.authgent_token("jira:read", resource=without), tls["certs"].ca)
+    assert response.status_code == 502
 
 
 def _serial(port: int, ca: str) -> str:

@@ -10,6 +10,7 @@ Usage: legacy_upstream.py --port PORT --record FILE
 import argparse
 import asyncio
 import json
+import ssl
 
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
@@ -72,10 +73,12 @@ def main() -> None:
     parser.add_argument("--record", required=True)
     parser.add_argument("--tls-cert", help="serve https with this certificate chain (PEM)")
     parser.add_argument("--tls-key", help="... and this key")
+    parser.add_argument("--tls-client-ca", help="require client certificates issued by this CA (mTLS)")
     args = parser.parse_args()
     app = build_server().streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+    mtls = {"ssl_ca_certs": args.tls_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED} if args.tls_client_ca else {}
     uvicorn.run(HeaderRecorder(app, args.record), host="127.0.0.1", port=args.port, log_level="warning",
-                ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key)
+                ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, **mtls)
 
 
 if __name__ == "__main__":
