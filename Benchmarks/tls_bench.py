@@ -45,11 +45,12 @@ http {{
     # The upstream and key server, plain http.
     server {{
         listen 127.0.0.1:{http_port};
-        root {dir}/www;
+        root {dir}/www-upstream;
+        default_type application/octet-stream;
         location = /jwks.json {{ default_type application/json; }}
         location = /mcp {{ default_type application/json; return 200 '{canned}'; }}
-        location = /bulk {{ error_page 405 =200 /bulk.bin; }}
-        location = /bulk.bin {{ default_type application/octet-stream; }}
+        # POST to a static file is 405 in nginx; serve the file anyway.
+        location / {{ error_page 405 =200 $uri; }}
     }}
     # The baseline: nginx terminating TLS with the same certificate and OpenSSL.
     server {{
@@ -57,10 +58,10 @@ http {{
         ssl_certificate {cert};
         ssl_certificate_key {key};
         ssl_protocols TLSv1.2 TLSv1.3;
-        root {dir}/www;
+        root {dir}/www-tls;
+        default_type application/octet-stream;
         location = /mcp {{ default_type application/json; return 200 '{canned}'; }}
-        location = /bulk/mcp {{ error_page 405 =200 /bulk.bin; }}
-        location = /bulk.bin {{ default_type application/octet-stream; }}
+        location / {{ error_page 405 =200 $uri; }}
     }}
 }}
 """
@@ -134,15 +135,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bouncer-tls-bench-"))
     processes: list[Process] = []
     try:
-        (work / "www").mkdir()
-        (work / "www" / "bulk.bin").write_bytes(os.urandom(BULK_BYTES))
+        payload = os.urandom(BULK_BYTES)
+        (work / "www-upstream").mkdir()
+        (work / "www-upstream" / "bulk").write_bytes(payload)
+        (work / "www-tls" / "bulk").mkdir(parents=True)
+        (work / "www-tls" / "bulk" / "mcp").write_bytes(payload)
         cert, key = str(work / "cert.pem"), str(work / "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
                         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
                        check=True, capture_output=True)
         signing = ec.generate_private_key(ec.SECP256R1())
         numbers = signing.public_key().public_numbers()
-        (work / "www" / "jwks.json").write_text(json.dumps({"keys": [
+        (work / "www-upstream" / "jwks.json").write_text(json.dumps({"keys": [
             {"kty": "EC", "crv": "P-256", "kid": "bench", "x": b64(numbers.x, 32), "y": b64(numbers.y, 32)}]}))
 
         http_port, nginx_tls_port, gateway_port = free_port(), free_port(), free_port()
