@@ -13,6 +13,10 @@ public final class Gateway: Sendable {
     let authenticator: TokenAuthenticator
     let pools: UpstreamPools
     public let tls: GatewayTLSContexts
+    /// The gateway's OAuth client per authorization server that configures one.
+    let oauthClients: [String: OAuthEndpointClient]
+    let exchanger: TokenExchanger
+    let introspector: Introspector
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     public init(policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), logger: Logger) {
@@ -25,6 +29,17 @@ public final class Gateway: Sendable {
             stores[name] = KeySetStore(server: server, fetcher: fetcher, tls: tls.authorizationServers[name], logger: logger)
         }
         self.keyStores = stores
+        var clients: [String: OAuthEndpointClient] = [:]
+        for (name, server) in policy.authorizationServers {
+            if let credentials = server.client, let store = stores[name] {
+                clients[name] = OAuthEndpointClient(
+                    server: server, credentials: credentials, keys: store, fetcher: fetcher, tls: tls.authorizationServers[name], logger: logger
+                )
+            }
+        }
+        self.oauthClients = clients
+        self.exchanger = TokenExchanger(capacity: policy.limits.exchangeCacheEntries, marginSeconds: policy.limits.exchangeExpiryMarginSeconds, logger: logger)
+        self.introspector = Introspector(capacity: policy.limits.tokenCacheEntries)
         var requirements: [String: TokenRequirements] = [:]
         for resource in policy.resources {
             if let server = policy.authorizationServers[resource.authorizationServer] {
@@ -46,6 +61,30 @@ public final class Gateway: Sendable {
             store.keys(on: eventLoop).map { _ in () }.recover { _ in () }
         }
         return EventLoopFuture.andAllComplete(loads, on: eventLoop)
+    }
+
+    /// Verified claims for a bearer token presented to `resource`: JWT verification or RFC 7662
+    /// introspection, as the authorization server's `token_format` says. Fails with a
+    /// ``GatewayRejection``.
+    func authenticate(token: String, resource: ResourcePolicy, on eventLoop: any EventLoop) -> EventLoopFuture<AccessTokenClaims> {
+        guard let server = self.policy.authorizationServers[resource.authorizationServer],
+              let requirements = self.requirements[resource.path], let keys = self.keyStores[resource.authorizationServer]
+        else {
+            return eventLoop.makeFailedFuture(GatewayRejection.authorizationServerUnavailable("no authorization server for \(resource.path)"))
+        }
+        let introspect: Bool
+        switch server.tokenFormat {
+        case .jwt: introspect = false
+        case .opaque: introspect = true
+        case .auto: introspect = !CompactJWS.looksLikeJWS(token)
+        }
+        guard introspect else {
+            return self.authenticator.authenticate(token: token, resource: resource, requirements: requirements, keys: keys, on: eventLoop)
+        }
+        guard let client = self.oauthClients[resource.authorizationServer] else {
+            return eventLoop.makeFailedFuture(GatewayRejection.invalidToken(TokenError(.malformed, "not a JWT, and no introspection client is configured for \(server.issuer)")))
+        }
+        return self.introspector.claims(token: token, resource: resource, requirements: requirements, client: client, on: eventLoop)
     }
 
     /// Ready when every authorization server's keys are loaded.

@@ -242,18 +242,14 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .token(let value):
             token = value
         }
-        guard let requirements = self.gateway.requirements[resource.path], let keys = self.gateway.keyStores[resource.authorizationServer] else {
-            self.finish(request, with: .authorizationServerUnavailable("no authorization server for \(resource.path)"), resource: resource, context: context)
-            return
-        }
         self.state = .authorizing(request)
-        self.gateway.authenticator.authenticate(token: token, resource: resource, requirements: requirements, keys: keys, on: context.eventLoop)
+        self.gateway.authenticate(token: token, resource: resource, on: context.eventLoop)
             .assumeIsolated()
             .whenComplete { result in
                 guard case .authorizing(let request) = self.state, let context = self.context else { return }
                 switch result {
                 case .success(let claims):
-                    self.authorize(request, resource: resource, claims: claims, context: context)
+                    self.authorize(request, resource: resource, token: token, claims: claims, context: context)
                 case .failure(let error):
                     let rejection = error as? GatewayRejection ?? .authorizationServerUnavailable("\(error)")
                     self.finish(request, with: rejection, resource: resource, context: context)
@@ -261,7 +257,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
     }
 
-    private func authorize(_ request: Request, resource: ResourcePolicy, claims: AccessTokenClaims, context: ChannelHandlerContext) {
+    private func authorize(_ request: Request, resource: ResourcePolicy, token: String, claims: AccessTokenClaims, context: ChannelHandlerContext) {
         var request = request
         request.log[metadataKey: "subject"] = "\(claims.subject ?? "-")"
         request.log[metadataKey: "client_id"] = "\(claims.clientID ?? "-")"
@@ -269,7 +265,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             // GET opens the server-to-client stream, DELETE ends a session: no JSON-RPC
             // method to check, a valid token for this resource is what they need.
             request.log.info("request allowed", metadata: ["outcome": "allowed", "operation": "\(request.head.method.rawValue) stream"])
-            self.forward(request, resource: resource, errorID: nil, context: context)
+            self.obtainUpstreamCredential(request, resource: resource, token: token, claims: claims, tool: nil, errorID: nil, context: context)
             return
         }
         let body: JSONRPCBody
@@ -310,7 +306,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         switch decision {
         case .allow:
             request.log.info("request allowed", metadata: ["outcome": "allowed"])
-            self.forward(request, resource: resource, errorID: body.errorID, context: context)
+            let tool = body.isBatch ? nil : body.messages.first.flatMap { $0.method == "tools/call" ? try? $0.target() : nil }
+            self.obtainUpstreamCredential(request, resource: resource, token: token, claims: claims, tool: tool, errorID: body.errorID, context: context)
         case .insufficientScope(let needed):
             self.finish(request, with: .insufficientScope(needed: needed, id: body.errorID), resource: resource, context: context)
         case .denied(let reason):
@@ -336,9 +333,46 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     // MARK: Forwarding
 
-    private func forward(_ request: Request, resource: ResourcePolicy, errorID: JSONValue?, context: ChannelHandlerContext) {
+    /// Token exchange when the resource asks for it (the client's token is the subject, never
+    /// the credential), then forwarding.
+    private func obtainUpstreamCredential(
+        _ request: Request, resource: ResourcePolicy, token: String, claims: AccessTokenClaims, tool: String?, errorID: JSONValue?, context: ChannelHandlerContext
+    ) {
+        guard case .tokenExchange(let policy) = resource.credentials else {
+            self.forward(request, resource: resource, upstreamToken: nil, errorID: errorID, context: context)
+            return
+        }
+        guard let client = self.gateway.oauthClients[resource.authorizationServer] else {
+            self.finish(request, with: .upstreamCredentialRefused(cause: "misconfigured", reason: "no client for token exchange", id: errorID), resource: resource, context: context)
+            return
+        }
+        self.state = .authorizing(request)
+        self.gateway.exchanger.upstreamToken(subjectToken: token, subjectClaims: claims, policy: policy, tool: tool, client: client, on: context.eventLoop)
+            .assumeIsolated()
+            .whenComplete { result in
+                guard case .authorizing(let request) = self.state, let context = self.context else { return }
+                switch result {
+                case .success(let upstreamToken):
+                    self.forward(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, context: context)
+                case .failure(let error):
+                    var rejection = error as? GatewayRejection ?? .upstreamCredentialUnavailable("\(error)", id: errorID)
+                    switch rejection {
+                    case .upstreamCredentialRefused(let cause, let reason, _): rejection = .upstreamCredentialRefused(cause: cause, reason: reason, id: errorID)
+                    case .upstreamCredentialUnavailable(let reason, _): rejection = .upstreamCredentialUnavailable(reason, id: errorID)
+                    default: break
+                    }
+                    self.finish(request, with: rejection, resource: resource, context: context)
+                }
+            }
+    }
+
+    private func forward(_ request: Request, resource: ResourcePolicy, upstreamToken: String?, errorID: JSONValue?, context: ChannelHandlerContext) {
+        var upstreamHead = self.upstreamHead(for: request, resource: resource)
+        if let upstreamToken {
+            upstreamHead.headers.add(name: "Authorization", value: "Bearer \(upstreamToken)")
+        }
         let exchange = Exchange(
-            request: request, upstreamHead: self.upstreamHead(for: request, resource: resource), resource: resource,
+            request: request, upstreamHead: upstreamHead, resource: resource,
             lease: nil, keepAlive: request.head.isKeepAlive, responseStarted: false, timeout: nil, errorID: errorID,
             log: request.log, startedAt: .now()
         )

@@ -43,6 +43,24 @@ public struct HTTPFetcher: Sendable {
     /// GETs `url` and returns the body of a 200 response. https URLs need `tls`, a client
     /// context; the certificate is verified against `serverName` or the URL's host.
     public func get(_ url: String, tls: TLSContext? = nil, serverName: String? = nil, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[UInt8]> {
+        self.send(.GET, url, headers: [("Accept", "application/json")], body: nil, tls: tls, serverName: serverName, on: eventLoop)
+            .flatMapThrowing { response in
+                guard response.status == 200 else {
+                    throw FetchError(code: .badStatus, reason: "\(url) answered \(response.status)")
+                }
+                return response.body
+            }
+    }
+
+    /// POSTs a form (token and introspection endpoints) and returns the response whatever its
+    /// status: OAuth errors come as 400/401 with a JSON body the caller reads.
+    public func postForm(_ url: String, fields: [(String, String)], headers: [(String, String)], tls: TLSContext?, serverName: String?, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
+        let body = FormEncoding.body(fields)
+        return self.send(.POST, url, headers: headers + [("Accept", "application/json"), ("Content-Type", "application/x-www-form-urlencoded")],
+                         body: body, tls: tls, serverName: serverName, on: eventLoop)
+    }
+
+    func send(_ method: HTTPMethod, _ url: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?) -> EventLoopFuture<HTTPFetchResponse> {
         let eventLoop = eventLoop ?? self.group.next()
         let parts = url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let uri: CanonicalURI
@@ -56,7 +74,7 @@ public struct HTTPFetcher: Sendable {
         }
         let target = (uri.path.isEmpty ? "/" : uri.path) + (parts.count == 2 ? "?" + parts[1] : "")
         let host = uri.host.hasPrefix("[") ? String(uri.host.dropFirst().dropLast()) : uri.host
-        let promise = eventLoop.makePromise(of: [UInt8].self)
+        let promise = eventLoop.makePromise(of: HTTPFetchResponse.self)
         let limit = self.maxResponseBytes
         let hostHeader = uri.port.map { "\(uri.host):\($0)" } ?? uri.host
         let tlsContext = uri.scheme == "https" ? tls : nil
@@ -82,12 +100,14 @@ public struct HTTPFetcher: Sendable {
         connect.whenComplete { result in
             switch result {
             case .success(let channel):
-                var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: target)
+                var head = HTTPRequestHead(version: .http1_1, method: method, uri: target)
                 head.headers.add(name: "Host", value: hostHeader)
-                head.headers.add(name: "Accept", value: "application/json")
                 head.headers.add(name: "User-Agent", value: "mcp-bouncer")
                 head.headers.add(name: "Connection", value: "close")
+                for (name, value) in extraHeaders { head.headers.add(name: name, value: value) }
+                if let requestBody { head.headers.add(name: "Content-Length", value: String(requestBody.utf8.count)) }
                 channel.write(HTTPClientRequestPart.head(head), promise: nil)
+                if let requestBody { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: requestBody))), promise: nil) }
                 channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
                 promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
             case .failure(let error):
@@ -98,17 +118,23 @@ public struct HTTPFetcher: Sendable {
     }
 }
 
+/// A complete response from ``HTTPFetcher``.
+public struct HTTPFetchResponse: Sendable {
+    public var status: Int
+    public var body: [UInt8]
+}
+
 /// Collects one response body up to a limit.
 private final class CollectingResponseHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
 
     private let limit: Int
     private let url: String
-    private let promise: EventLoopPromise<[UInt8]>
+    private let promise: EventLoopPromise<HTTPFetchResponse>
     private var status: HTTPResponseStatus?
     private var body: [UInt8] = []
 
-    init(limit: Int, url: String, promise: EventLoopPromise<[UInt8]>) {
+    init(limit: Int, url: String, promise: EventLoopPromise<HTTPFetchResponse>) {
         self.limit = limit
         self.url = url
         self.promise = promise
@@ -126,11 +152,7 @@ private final class CollectingResponseHandler: ChannelInboundHandler {
             }
             self.body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
         case .end:
-            if self.status == .ok {
-                self.promise.succeed(self.body)
-            } else {
-                self.promise.fail(FetchError(code: .badStatus, reason: "\(self.url) answered \(self.status.map { "\($0.code)" } ?? "nothing")"))
-            }
+            self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), body: self.body))
             context.close(promise: nil)
         }
     }

@@ -28,6 +28,8 @@ public final class KeySetStore: Sendable {
         var lastUnknownKeyRefresh: NIODeadline?
         var inflight: EventLoopFuture<JSONWebKeySet>?
         var lastError: String?
+        /// The discovered RFC 8414 / OpenID metadata, kept once found.
+        var metadata: AuthorizationServerMetadata?
     }
 
     public init(server: AuthorizationServerPolicy, fetcher: HTTPFetcher, tls: TLSContext?, logger: Logger) {
@@ -127,7 +129,10 @@ public final class KeySetStore: Sendable {
         if let configured = self.server.jwksURI {
             jwksURI = eventLoop.makeSucceededFuture(configured)
         } else {
-            jwksURI = self.discover(self.server.metadataCandidates[...], on: eventLoop, failures: [])
+            jwksURI = self.metadata(on: eventLoop).flatMapThrowing { metadata in
+                guard let uri = metadata.jwksURI else { throw KeySetError(reason: "the metadata of \(self.server.issuer) has no jwks_uri") }
+                return uri
+            }
         }
         return jwksURI.flatMap { uri in
             self.fetcher.get(uri, tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body in
@@ -142,20 +147,31 @@ public final class KeySetStore: Sendable {
         }
     }
 
+    /// The authorization server's metadata (token, introspection and key set endpoints),
+    /// discovered once and then served from memory.
+    public func metadata(on eventLoop: any EventLoop) -> EventLoopFuture<AuthorizationServerMetadata> {
+        if let cached = self.state.withLockedValue({ $0.metadata }) {
+            return eventLoop.makeSucceededFuture(cached)
+        }
+        return self.discover(self.server.metadataCandidates[...], on: eventLoop, failures: []).map { metadata in
+            self.state.withLockedValue { $0.metadata = metadata }
+            return metadata
+        }
+    }
+
     /// Tries each discovery URL in turn; the first document whose `issuer` matches wins.
-    private func discover(_ candidates: ArraySlice<String>, on eventLoop: any EventLoop, failures: [String]) -> EventLoopFuture<String> {
+    private func discover(_ candidates: ArraySlice<String>, on eventLoop: any EventLoop, failures: [String]) -> EventLoopFuture<AuthorizationServerMetadata> {
         guard let url = candidates.first else {
             return eventLoop.makeFailedFuture(KeySetError(reason: "no metadata document for issuer \(self.server.issuer): \(failures.joined(separator: "; "))"))
         }
-        return self.fetcher.get(url, tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body -> String in
+        return self.fetcher.get(url, tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body -> AuthorizationServerMetadata in
             let metadata: AuthorizationServerMetadata
             do {
                 metadata = try AuthorizationServerMetadata(json: body, expectedIssuer: self.server.issuer)
             } catch let error as AuthorizationServerMetadata.ParseError {
                 throw KeySetError(reason: "\(url): \(error.reason)")
             }
-            guard let jwksURI = metadata.jwksURI else { throw KeySetError(reason: "\(url) has no jwks_uri") }
-            return jwksURI
+            return metadata
         }.flatMapError { error in
             // An issuer mismatch is a hard failure: trying other locations could only find a
             // document for some other issuer.

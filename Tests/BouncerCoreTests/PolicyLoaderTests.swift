@@ -112,9 +112,52 @@ struct PolicyLoaderTests {
         #expect(self.problems(yaml).count == 2)
     }
 
-    @Test func laterFeaturesAreNamedNotSilentlyIgnored() {
+    @Test func tokenExchangeNeedsTheGatewaysClient() {
         let yaml = Self.valid.replacingOccurrences(of: "static: { header: X-Api-Key, value: \"${env:JIRA_KEY}\" }", with: "token_exchange: { audience: jira }")
-        #expect(self.problems(yaml).first?.message.contains("token_exchange (RFC 8693) is not supported") == true)
+        #expect(self.problems(yaml).first?.message.contains("token_exchange needs the gateway's client at authorization server 'corp'") == true)
+    }
+
+    @Test func tokenExchangeWithPerToolOverrides() throws {
+        let yaml = Self.valid
+            .replacingOccurrences(of: "    issuer: http://127.0.0.1:9000/realms/corp", with: """
+                    issuer: http://127.0.0.1:9000/realms/corp
+                    client: { id: mcp-bouncer, secret: "${env:JIRA_KEY}", auth_method: client_secret_post }
+                    token_format: opaque
+                """)
+            .replacingOccurrences(of: "static: { header: X-Api-Key, value: \"${env:JIRA_KEY}\" }", with: """
+                token_exchange:
+                        resource: https://jira.internal/mcp
+                        audience: [jira-internal]
+                        scope: "jira.read jira.write"
+                        actor: true
+                        tools:
+                          delete_issue: { scope: jira.admin }
+                """)
+        let policy = try PolicyLoader.load(yaml: yaml, secrets: Self.secrets)
+        let server = try #require(policy.authorizationServers["corp"])
+        #expect(server.client?.method == .clientSecretPost)
+        #expect(server.client?.secret == "k-123")
+        #expect(server.tokenFormat == .opaque)
+        guard case .tokenExchange(let exchange) = policy.resources[0].credentials else {
+            Issue.record("expected token exchange")
+            return
+        }
+        #expect(exchange.target == TokenExchangeTarget(resources: ["https://jira.internal/mcp"], audiences: ["jira-internal"], scope: "jira.read jira.write"))
+        #expect(exchange.sendActorToken)
+        #expect(exchange.target(forTool: "delete_issue") == TokenExchangeTarget(resources: ["https://jira.internal/mcp"], audiences: ["jira-internal"], scope: "jira.admin"))
+        #expect(exchange.target(forTool: "list_issues") == exchange.target)
+    }
+
+    @Test func clientAuthenticationIsConsistent() {
+        func problem(_ client: String) -> String? {
+            let yaml = Self.valid.replacingOccurrences(of: "    issuer: http://127.0.0.1:9000/realms/corp", with: "    issuer: http://127.0.0.1:9000/realms/corp\n    client: \(client)")
+            return self.problems(yaml).first?.message
+        }
+        #expect(problem("{ id: x }")?.contains("client_secret_basic needs 'secret'") == true)
+        #expect(problem("{ id: x, secret: s, auth_method: private_key_jwt }")?.contains("private_key_jwt needs 'private_key'") == true)
+        #expect(problem("{ id: x, private_key: not-a-pem }")?.contains("not a PEM") == true)
+        #expect(problem("{ id: x, secret: s, auth_method: tls_client_auth }")?.contains("must be one of") == true)
+        #expect(problem("{ id: x, secret: s }") == nil)
     }
 
     @Test func perTargetRulesOnlyWhereTheyMeanSomething() {

@@ -51,6 +51,12 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     case authorizationServerUnavailable(String)
     case upstreamUnavailable(String, id: JSONValue?)
     case upstreamTimeout(id: JSONValue?)
+    /// The upstream credential could not be obtained because the authorization server is
+    /// down, slow or shedding load: 503, worth retrying.
+    case upstreamCredentialUnavailable(String, id: JSONValue?)
+    /// The authorization server refused the exchange (`invalid_target`, `invalid_scope`,
+    /// `unauthorized_client`, ...): 502 naming the cause class.
+    case upstreamCredentialRefused(cause: String, reason: String, id: JSONValue?)
 
     /// A stable short code for logs and metrics.
     public var code: String {
@@ -67,6 +73,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .authorizationServerUnavailable: return "authorization_server_unavailable"
         case .upstreamUnavailable: return "upstream_unavailable"
         case .upstreamTimeout: return "upstream_timeout"
+        case .upstreamCredentialUnavailable: return "upstream_credential_unavailable"
+        case .upstreamCredentialRefused(let cause, _, _): return "upstream_credential_refused.\(cause)"
         }
     }
 
@@ -83,6 +91,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .notFound: return "no route"
         case .upstreamUnavailable(let reason, _): return reason
         case .upstreamTimeout: return "upstream did not answer in time"
+        case .upstreamCredentialUnavailable(let reason, _): return reason
+        case .upstreamCredentialRefused(_, let reason, _): return reason
         }
     }
 
@@ -143,6 +153,18 @@ public enum GatewayRejection: Error, Sendable, Hashable {
             return GatewayResponse.json(502, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Bad Gateway: the MCP server is unavailable", id: id))
         case .upstreamTimeout(let id):
             return GatewayResponse.json(504, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Gateway Timeout: the MCP server did not answer in time", id: id))
+        case .upstreamCredentialUnavailable(_, let id):
+            return GatewayResponse.json(503, JSONRPCFailure.errorBody(
+                code: JSONRPCErrorCode.upstreamError,
+                message: "Service Unavailable: the authorization server cannot issue the upstream credential right now",
+                id: id, data: .object(["cause": .string("authorization_server_unavailable")])
+            ), extra: [("Retry-After", "5")])
+        case .upstreamCredentialRefused(let cause, _, let id):
+            return GatewayResponse.json(502, JSONRPCFailure.errorBody(
+                code: JSONRPCErrorCode.upstreamError,
+                message: "Bad Gateway: the authorization server refused to issue the upstream credential (\(cause))",
+                id: id, data: .object(["cause": .string(cause)])
+            ))
         }
     }
 }

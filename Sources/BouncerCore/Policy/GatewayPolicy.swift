@@ -105,12 +105,18 @@ public struct GatewayLimits: Sendable, Hashable {
     public var upstreamMaxIdleConnections = 32
     /// On SIGTERM/SIGINT, in-flight exchanges get this long to finish before connections close.
     public var shutdownGraceSeconds: Int64 = 10
+    /// Exchanged upstream tokens remembered (least recently used go first).
+    public var exchangeCacheEntries = 10_000
+    /// An exchanged token is reused until this long before it expires.
+    public var exchangeExpiryMarginSeconds: Int64 = 30
+    /// Time allowed for a token or introspection request to the authorization server.
+    public var authorizationServerTimeoutSeconds: Int64 = 10
 
     public init() {}
 }
 
 /// A trusted authorization server: where its keys come from and how its tokens are read.
-public struct AuthorizationServerPolicy: Sendable, Hashable {
+public struct AuthorizationServerPolicy: Sendable {
     public var name: String
     /// Compared byte for byte with the `iss` claim and the metadata document's `issuer`.
     public var issuer: String
@@ -126,6 +132,16 @@ public struct AuthorizationServerPolicy: Sendable, Hashable {
     public var scopeClaims: [String]
     /// How to speak TLS to it when its URLs are https.
     public var tls: ClientTLSSettings
+    /// The gateway's own client here, for token exchange and introspection.
+    public var client: OAuthClientCredentials?
+    /// Override the discovered endpoints.
+    public var tokenEndpoint: String?
+    public var introspectionEndpoint: String?
+    public var tokenFormat: TokenFormat = .auto
+    /// Introspection results are cached until the token's `exp`, at most this long.
+    public var introspectionCacheSeconds: Int64 = 300
+    /// `active: false` answers are remembered this long.
+    public var introspectionNegativeCacheSeconds: Int64 = 10
     /// Unknown `kid`s trigger a key-set refresh at most this often.
     public var jwksRefreshMinIntervalSeconds: Int64
     /// Key sets are re-fetched after this long even when every `kid` is known.
@@ -136,6 +152,16 @@ public struct AuthorizationServerPolicy: Sendable, Hashable {
         if let metadataURL { return [metadataURL] }
         return AuthorizationServerMetadata.discoveryURLs(forIssuer: self.issuer)
     }
+}
+
+/// How access tokens from an authorization server are checked.
+public enum TokenFormat: String, Sendable, Hashable {
+    /// Verify as a JWT against the key set.
+    case jwt
+    /// Ask the introspection endpoint (RFC 7662), whatever the token looks like.
+    case opaque
+    /// JWT when the token looks like a compact JWS, introspection otherwise.
+    case auto
 }
 
 /// One protected MCP server.
@@ -185,6 +211,9 @@ public enum UpstreamCredentials: Sendable, Hashable {
     case none
     /// A fixed header, its value read from the environment or a file at load time.
     case staticHeader(name: String, value: String)
+    /// A fresh token per subject from RFC 8693 token exchange at the resource's
+    /// authorization server, sent as `Authorization: Bearer`.
+    case tokenExchange(TokenExchangePolicy)
 }
 
 /// The protocol revisions the gateway understands.

@@ -361,7 +361,8 @@ private final class PolicyWalker {
         guard let section = self.section(node, path, allowed: [
             "max_header_bytes", "max_body_bytes", "max_json_depth", "client_idle_timeout_seconds",
             "upstream_connect_timeout_seconds", "upstream_response_timeout_seconds", "token_cache_entries",
-            "upstream_max_idle_connections", "shutdown_grace_seconds",
+            "upstream_max_idle_connections", "shutdown_grace_seconds", "exchange_cache_entries", "exchange_expiry_margin_seconds",
+            "authorization_server_timeout_seconds",
         ]) else { return limits }
         func int(_ key: String, _ range: ClosedRange<Int64>) -> Int64? { self.integer(section[key], section.childPath(key), range: range) }
         if let value = int("max_header_bytes", 1024...1_048_576) { limits.maxHeaderBytes = Int(value) }
@@ -373,6 +374,9 @@ private final class PolicyWalker {
         if let value = int("token_cache_entries", 0...10_000_000) { limits.tokenCacheEntries = Int(value) }
         if let value = int("upstream_max_idle_connections", 0...10_000) { limits.upstreamMaxIdleConnections = Int(value) }
         if let value = int("shutdown_grace_seconds", 0...3600) { limits.shutdownGraceSeconds = value }
+        if let value = int("exchange_cache_entries", 0...10_000_000) { limits.exchangeCacheEntries = Int(value) }
+        if let value = int("exchange_expiry_margin_seconds", 0...3600) { limits.exchangeExpiryMarginSeconds = value }
+        if let value = int("authorization_server_timeout_seconds", 1...300) { limits.authorizationServerTimeoutSeconds = value }
         return limits
     }
 
@@ -405,13 +409,10 @@ private final class PolicyWalker {
         guard let section = self.section(
             node, path,
             allowed: ["issuer", "metadata_url", "jwks_uri", "algorithms", "leeway_seconds", "require_at_jwt_type",
-                      "scope_claims", "jwks_refresh_min_interval_seconds", "jwks_max_age_seconds", "tls"],
-            required: ["issuer"],
-            later: [
-                "client": "'client' (the gateway's own credentials for token exchange and introspection) is not supported by this version",
-                "token_endpoint": "'token_endpoint' is used by token exchange, which this version does not support",
-                "introspection_endpoint": "'introspection_endpoint' is used by opaque-token introspection, which this version does not support",
-            ]
+                      "scope_claims", "jwks_refresh_min_interval_seconds", "jwks_max_age_seconds", "tls",
+                      "client", "token_endpoint", "introspection_endpoint", "token_format",
+                      "introspection_cache_seconds", "introspection_negative_cache_seconds"],
+            required: ["issuer"]
         ) else { return nil }
         guard let issuer = self.nonEmptyString(section["issuer"], section.childPath("issuer")) else { return nil }
         var valid = true
@@ -450,12 +451,85 @@ private final class PolicyWalker {
         let minRefresh = self.integer(section["jwks_refresh_min_interval_seconds"], section.childPath("jwks_refresh_min_interval_seconds"), range: 1...3600) ?? 30
         let maxAge = self.integer(section["jwks_max_age_seconds"], section.childPath("jwks_max_age_seconds"), range: 60...604_800) ?? 3600
         let requireType = self.bool(section["require_at_jwt_type"], section.childPath("require_at_jwt_type")) ?? false
+        var tokenEndpoint: String?
+        var introspectionEndpoint: String?
+        for (key, slot) in [("token_endpoint", 0), ("introspection_endpoint", 1)] {
+            guard let url = self.string(section[key], section.childPath(key)) else { continue }
+            if self.checkedURL(url, section[key], section.childPath(key), allowQuery: true) == nil { valid = false }
+            if slot == 0 { tokenEndpoint = url } else { introspectionEndpoint = url }
+        }
+        var format = TokenFormat.auto
+        if let text = self.string(section["token_format"], section.childPath("token_format")) {
+            if let value = TokenFormat(rawValue: text) { format = value } else {
+                self.report(section["token_format"], section.childPath("token_format"), "must be jwt, opaque or auto")
+                valid = false
+            }
+        }
+        var client: OAuthClientCredentials?
+        if let node = section["client"] {
+            client = self.oauthClient(node, section.childPath("client"))
+            if client == nil { valid = false }
+        }
+        if format == .opaque, client == nil {
+            self.report(section["token_format"], section.childPath("token_format"), "opaque tokens are introspected with the gateway's client: add 'client'")
+            valid = false
+        }
+        let positiveTTL = self.integer(section["introspection_cache_seconds"], section.childPath("introspection_cache_seconds"), range: 0...86_400) ?? 300
+        let negativeTTL = self.integer(section["introspection_negative_cache_seconds"], section.childPath("introspection_negative_cache_seconds"), range: 0...3600) ?? 10
         guard valid, let tls = self.clientTLS(section["tls"], section.childPath("tls")) else { return nil }
-        return AuthorizationServerPolicy(
+        var server = AuthorizationServerPolicy(
             name: name, issuer: issuer, metadataURL: metadataURL, jwksURI: jwksURI, algorithms: algorithms,
             leewaySeconds: leeway, requireAccessTokenType: requireType, scopeClaims: scopeClaims, tls: tls,
             jwksRefreshMinIntervalSeconds: minRefresh, jwksMaxAgeSeconds: maxAge
         )
+        server.client = client
+        server.tokenEndpoint = tokenEndpoint
+        server.introspectionEndpoint = introspectionEndpoint
+        server.tokenFormat = format
+        server.introspectionCacheSeconds = positiveTTL
+        server.introspectionNegativeCacheSeconds = negativeTTL
+        return server
+    }
+
+    func oauthClient(_ node: Node, _ path: String) -> OAuthClientCredentials? {
+        guard let section = self.section(node, path, allowed: ["id", "secret", "private_key", "auth_method"], required: ["id"]),
+              let id = self.nonEmptyString(section["id"], section.childPath("id"))
+        else { return nil }
+        let secret = self.string(section["secret"], section.childPath("secret"))
+        var key: AssertionSigningKey?
+        if let pem = self.string(section["private_key"], section.childPath("private_key")) {
+            do {
+                key = try AssertionSigningKey(pem: pem)
+            } catch {
+                self.report(section["private_key"], section.childPath("private_key"), "\(error.reason) (give the PEM itself, e.g. ${file:/run/secrets/key.pem})")
+                return nil
+            }
+        }
+        var method: ClientAuthenticationMethod = key != nil ? .privateKeyJWT : .clientSecretBasic
+        if let text = self.string(section["auth_method"], section.childPath("auth_method")) {
+            guard let value = ClientAuthenticationMethod(rawValue: text) else {
+                self.report(section["auth_method"], section.childPath("auth_method"), "must be one of \(ClientAuthenticationMethod.allCases.map(\.rawValue).joined(separator: ", "))")
+                return nil
+            }
+            method = value
+        }
+        switch method {
+        case .clientSecretBasic, .clientSecretPost:
+            guard secret != nil else {
+                self.report(node, path, "\(method.rawValue) needs 'secret'")
+                return nil
+            }
+        case .privateKeyJWT:
+            guard key != nil else {
+                self.report(node, path, "private_key_jwt needs 'private_key'")
+                return nil
+            }
+        }
+        if secret != nil, key != nil {
+            self.report(node, path, "give either 'secret' or 'private_key', not both")
+            return nil
+        }
+        return OAuthClientCredentials(clientID: id, method: method, secret: secret, key: key)
     }
 
     /// An http(s) URL the gateway will fetch: https, or http on loopback only.
@@ -550,6 +624,10 @@ private final class PolicyWalker {
                 }
             }
         }
+        if case .tokenExchange = credentials, let serverName, let server = servers[serverName], server.client == nil {
+            self.report(section["upstream_credentials"], section.childPath("upstream_credentials"), "token_exchange needs the gateway's client at authorization server '\(serverName)' (authorization_servers.\(serverName).client)")
+            valid = false
+        }
         guard valid, let resourcePath, let serverName, let upstream, let upstreamTLS, let methods else { return nil }
         let uri = publicURL.appendingPath(resourcePath)
         // The resource's own origin is always allowed: a browser page served by it is same-origin.
@@ -605,15 +683,15 @@ private final class PolicyWalker {
             self.report(node, path, "expected 'none' or a mapping with 'static'")
             return .none
         }
-        guard let section = self.section(
-            node, path, allowed: ["none", "static"],
-            later: ["token_exchange": "token_exchange (RFC 8693) is not supported by this version; use 'none' or 'static'"]
-        ) else { return .none }
+        guard let section = self.section(node, path, allowed: ["none", "static", "token_exchange"]) else { return .none }
         if section.entries.count != 1 {
-            self.report(node, path, "exactly one of 'none' or 'static' is required")
+            self.report(node, path, "exactly one of 'none', 'static' or 'token_exchange' is required")
             return .none
         }
         if section["none"] != nil { return .none }
+        if let exchange = section["token_exchange"] {
+            return self.tokenExchange(exchange, section.childPath("token_exchange")).map { .tokenExchange($0) } ?? .none
+        }
         guard let staticNode = section["static"],
               let fields = self.section(staticNode, section.childPath("static"), allowed: ["header", "value"], required: ["header", "value"]),
               let header = self.nonEmptyString(fields["header"], fields.childPath("header")),
@@ -629,6 +707,59 @@ private final class PolicyWalker {
             self.report(fields["value"], fields.childPath("value"), "must not contain line breaks")
         }
         return .staticHeader(name: header, value: value)
+    }
+
+    func tokenExchange(_ node: Node, _ path: String) -> TokenExchangePolicy? {
+        guard let section = self.section(node, path, allowed: ["resource", "audience", "scope", "requested_token_type", "actor", "tools"]),
+              let target = self.exchangeTarget(section)
+        else { return nil }
+        var policy = TokenExchangePolicy(target: target)
+        policy.sendActorToken = self.bool(section["actor"], section.childPath("actor")) ?? false
+        if let toolsNode = section["tools"] {
+            guard case .mapping(let tools) = toolsNode else {
+                self.report(toolsNode, section.childPath("tools"), "expected a mapping of tool names to {resource, audience, scope}")
+                return nil
+            }
+            for (nameNode, value) in tools {
+                guard let name = nameNode.scalar?.string, !name.isEmpty else { continue }
+                guard let fields = self.section(value, "\(section.childPath("tools")).\(name)", allowed: ["resource", "audience", "scope", "requested_token_type"]),
+                      var override = self.exchangeTarget(fields, requireTarget: false)
+                else { return nil }
+                // Unset fields inherit the resource-wide ones.
+                if override.resources.isEmpty { override.resources = target.resources }
+                if override.audiences.isEmpty { override.audiences = target.audiences }
+                if override.scope == nil { override.scope = target.scope }
+                if override.requestedTokenType == nil { override.requestedTokenType = target.requestedTokenType }
+                policy.toolTargets[name] = override
+            }
+        }
+        return policy
+    }
+
+    func exchangeTarget(_ section: Section, requireTarget: Bool = true) -> TokenExchangeTarget? {
+        func list(_ key: String) -> [String]? {
+            guard let node = section[key] else { return [] }
+            if case .scalar = node { return self.nonEmptyString(node, section.childPath(key)).map { [$0] } }
+            return self.stringList(node, section.childPath(key))
+        }
+        guard let resources = list("resource"), let audiences = list("audience") else { return nil }
+        for resource in resources where (try? CanonicalURI(resource)) == nil {
+            self.report(section["resource"], section.childPath("resource"), "'\(resource)' is not an absolute http(s) URI (use 'audience' for logical names)")
+            return nil
+        }
+        if requireTarget, resources.isEmpty, audiences.isEmpty {
+            self.report(section.node, section.path, "name the upstream with 'resource' (its URI) and/or 'audience' (a logical name)")
+            return nil
+        }
+        var scope: String?
+        if let scopes = self.scopeList(section["scope"].map { node -> Node in
+            if case .scalar(let scalar) = node { return .sequence(.init(scalar.string.split(separator: " ").map { .scalar(.init(String($0))) })) }
+            return node
+        }, section.childPath("scope")) {
+            scope = scopes.joined(separator: " ")
+        }
+        let requested = self.string(section["requested_token_type"], section.childPath("requested_token_type"))
+        return TokenExchangeTarget(resources: resources, audiences: audiences, scope: scope, requestedTokenType: requested)
     }
 
     func methodTable(_ node: Node, _ path: String) -> MethodTable? {

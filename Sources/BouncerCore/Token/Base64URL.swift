@@ -54,4 +54,11 @@ public enum Base64URL {
         }
         return String(decoding: out, as: UTF8.self)
     }
+
+    /// Standard base64 with padding (RFC 4648 section 4), for HTTP Basic credentials.
+    public static func encodeStandard(_ bytes: some Sequence<UInt8>) -> String {
+        var text = String(Self.encode(bytes).map { $0 == "-" ? "+" : $0 == "_" ? "/" : $0 })
+        while text.utf8.count % 4 != 0 { text += "=" }
+        return text
+    }
 }

@@ -8,3 +8,10 @@ public enum CertificateThumbprint {
         Base64URL.encode(SHA256.hash(data: der))
     }
 }
+
+/// Digests of bearer tokens, for cache keys: the cache then holds no usable credential.
+public enum TokenDigest {
+    public static func sha256(_ token: String) -> String {
+        Base64URL.encode(SHA256.hash(data: Array(token.utf8)))
+    }
+}

@@ -1,0 +1,147 @@
+import Crypto
+import CryptoExtras
+
+/// `application/x-www-form-urlencoded` as OAuth uses it (RFC 6749 appendix B).
+public enum FormEncoding {
+    /// Encodes one name or value: unreserved characters stay, space becomes `+`, the rest is
+    /// percent-encoded as UTF-8.
+    public static func encode(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "*"):
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            case UInt8(ascii: " "):
+                out += "+"
+            default:
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
+
+    public static func body(_ fields: [(String, String)]) -> String {
+        fields.map { "\(Self.encode($0.0))=\(Self.encode($0.1))" }.joined(separator: "&")
+    }
+}
+
+/// How the gateway authenticates itself to the token and introspection endpoints.
+public enum ClientAuthenticationMethod: String, Sendable, Hashable, CaseIterable {
+    case clientSecretBasic = "client_secret_basic"
+    case clientSecretPost = "client_secret_post"
+    case privateKeyJWT = "private_key_jwt"
+}
+
+/// A private key for RFC 7523 client assertions.
+public enum AssertionSigningKey: Sendable {
+    case rsa(_RSA.Signing.PrivateKey)
+    case p256(P256.Signing.PrivateKey)
+
+    /// Parses a PEM private key (PKCS#8, or SEC1/PKCS#1).
+    public init(pem: String) throws(AssertionKeyError) {
+        if let key = try? P256.Signing.PrivateKey(pemRepresentation: pem) {
+            self = .p256(key)
+        } else if let key = try? _RSA.Signing.PrivateKey(pemRepresentation: pem) {
+            guard key.keySizeInBits >= 2048 else { throw AssertionKeyError(reason: "RSA keys for client assertions must be at least 2048 bits") }
+            self = .rsa(key)
+        } else {
+            throw AssertionKeyError(reason: "not a PEM P-256 or RSA private key")
+        }
+    }
+
+    public var algorithm: JWSAlgorithm {
+        switch self {
+        case .rsa: return .rs256
+        case .p256: return .es256
+        }
+    }
+
+    func sign(_ input: [UInt8]) throws -> [UInt8] {
+        switch self {
+        case .rsa(let key):
+            return Array(try key.signature(for: SHA256.hash(data: input), padding: .insecurePKCS1v1_5).rawRepresentation)
+        case .p256(let key):
+            return Array(try key.signature(for: SHA256.hash(data: input)).rawRepresentation)
+        }
+    }
+}
+
+public struct AssertionKeyError: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { self.reason }
+}
+
+/// The gateway's own OAuth client at one authorization server.
+public struct OAuthClientCredentials: Sendable {
+    public var clientID: String
+    public var method: ClientAuthenticationMethod
+    public var secret: String?
+    public var key: AssertionSigningKey?
+
+    public init(clientID: String, method: ClientAuthenticationMethod, secret: String? = nil, key: AssertionSigningKey? = nil) {
+        self.clientID = clientID
+        self.method = method
+        self.secret = secret
+        self.key = key
+    }
+
+    /// Headers and extra form fields that authenticate one request to `endpoint`.
+    ///
+    /// - Parameters:
+    ///   - now: seconds since the epoch, for the assertion's `iat`/`exp`.
+    ///   - jti: a unique id for the assertion (the caller supplies randomness).
+    public func authenticate(endpoint: String, now: Int64, jti: String) throws(ClientAuthenticationError) -> (headers: [(String, String)], fields: [(String, String)]) {
+        switch self.method {
+        case .clientSecretBasic:
+            guard let secret else { throw ClientAuthenticationError(reason: "client_secret_basic needs a secret") }
+            // RFC 6749 2.3.1: form-encode id and secret before Base64.
+            let credentials = FormEncoding.encode(self.clientID) + ":" + FormEncoding.encode(secret)
+            return ([("Authorization", "Basic " + Base64URL.encodeStandard(credentials.utf8))], [])
+        case .clientSecretPost:
+            guard let secret else { throw ClientAuthenticationError(reason: "client_secret_post needs a secret") }
+            return ([], [("client_id", self.clientID), ("client_secret", secret)])
+        case .privateKeyJWT:
+            guard let key else { throw ClientAuthenticationError(reason: "private_key_jwt needs a private key") }
+            let assertion: String
+            do {
+                assertion = try ClientAssertion.make(clientID: self.clientID, audience: endpoint, key: key, now: now, jti: jti)
+            } catch {
+                throw ClientAuthenticationError(reason: "cannot sign the client assertion: \(error)")
+            }
+            return ([], [
+                ("client_id", self.clientID),
+                ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                ("client_assertion", assertion),
+            ])
+        }
+    }
+}
+
+public struct ClientAuthenticationError: Error, Sendable, CustomStringConvertible {
+    public var reason: String
+    public var description: String { self.reason }
+}
+
+/// RFC 7523 section 3: a JWT the gateway signs to authenticate as its client.
+public enum ClientAssertion {
+    /// Lifetime of an assertion: long enough for clock skew, short enough to be useless if
+    /// replayed later (the `jti` makes it single-use at servers that track them).
+    public static let lifetimeSeconds: Int64 = 60
+
+    public static func make(clientID: String, audience: String, key: AssertionSigningKey, now: Int64, jti: String) throws -> String {
+        var header = JSONWriter()
+        header.add("alg", key.algorithm.rawValue)
+        header.add("typ", "JWT")
+        var claims = JSONWriter()
+        claims.add("iss", clientID)
+        claims.add("sub", clientID)
+        claims.add("aud", audience)
+        claims.add("iat", .number(String(now)))
+        claims.add("exp", .number(String(now + Self.lifetimeSeconds)))
+        claims.add("jti", jti)
+        let input = Base64URL.encode(Array(header.string.utf8)) + "." + Base64URL.encode(Array(claims.string.utf8))
+        return input + "." + Base64URL.encode(try key.sign(Array(input.utf8)))
+    }
+}

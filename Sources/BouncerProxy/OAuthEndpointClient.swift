@@ -1,0 +1,143 @@
+import BouncerCore
+import BouncerTLS
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Why a call to a token or introspection endpoint failed.
+enum OAuthCallError: Error, CustomStringConvertible {
+    /// Network failure, timeout, 5xx, or the circuit breaker is open: try again later.
+    case unavailable(String)
+    /// The server answered with an OAuth error.
+    case refused(TokenEndpointError)
+
+    var description: String {
+        switch self {
+        case .unavailable(let reason): return "unavailable: \(reason)"
+        case .refused(let error): return "refused: \(error)"
+        }
+    }
+}
+
+/// The gateway as an OAuth client of one authorization server: token exchange, client
+/// credentials (for actor tokens) and introspection, authenticated with the configured
+/// method, guarded by a circuit breaker so a dead server is not hammered.
+final class OAuthEndpointClient: Sendable {
+    let server: AuthorizationServerPolicy
+    let credentials: OAuthClientCredentials
+    private let keys: KeySetStore
+    private let fetcher: HTTPFetcher
+    private let tls: TLSContext?
+    private let breaker = NIOLockedValueBox(CircuitBreaker())
+    private let logger: Logger
+    private let now: @Sendable () -> Int64
+
+    init(server: AuthorizationServerPolicy, credentials: OAuthClientCredentials, keys: KeySetStore, fetcher: HTTPFetcher, tls: TLSContext?, logger: Logger,
+         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.server = server
+        self.credentials = credentials
+        self.keys = keys
+        self.fetcher = fetcher
+        self.tls = tls
+        self.logger = logger
+        self.now = now
+    }
+
+    func exchange(subjectToken: String, target: TokenExchangeTarget, actorToken: String?, on eventLoop: any EventLoop) -> EventLoopFuture<IssuedToken> {
+        self.tokenEndpoint(on: eventLoop).flatMap { endpoint in
+            self.post(endpoint, fields: TokenExchange.formFields(subjectToken: subjectToken, target: target, actorToken: actorToken), on: eventLoop)
+        }.flatMapThrowing { response in
+            try IssuedToken.parse(status: response.status, body: response.body).mapError { OAuthCallError.refused($0) }.get()
+        }
+    }
+
+    /// The gateway's own token (client credentials), used as `actor_token`.
+    func clientCredentialsToken(on eventLoop: any EventLoop) -> EventLoopFuture<IssuedToken> {
+        self.tokenEndpoint(on: eventLoop).flatMap { endpoint in
+            self.post(endpoint, fields: [("grant_type", "client_credentials")], on: eventLoop)
+        }.flatMapThrowing { response in
+            try IssuedToken.parse(status: response.status, body: response.body).mapError { OAuthCallError.refused($0) }.get()
+        }
+    }
+
+    /// The raw 200 body of an introspection call.
+    func introspect(_ token: String, on eventLoop: any EventLoop) -> EventLoopFuture<[UInt8]> {
+        self.introspectionEndpoint(on: eventLoop).flatMap { endpoint in
+            self.post(endpoint, fields: Introspection.formFields(token: token), on: eventLoop)
+        }.flatMapThrowing { response in
+            guard response.status == 200 else {
+                throw OAuthCallError.refused(TokenEndpointError(code: "http_\(response.status)", description_: "introspection failed", status: response.status))
+            }
+            return response.body
+        }
+    }
+
+    private func tokenEndpoint(on eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        if let configured = self.server.tokenEndpoint { return eventLoop.makeSucceededFuture(configured) }
+        return self.discovered(\.tokenEndpoint, "token_endpoint", on: eventLoop)
+    }
+
+    private func introspectionEndpoint(on eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        if let configured = self.server.introspectionEndpoint { return eventLoop.makeSucceededFuture(configured) }
+        return self.discovered(\.introspectionEndpoint, "introspection_endpoint", on: eventLoop)
+    }
+
+    private func discovered(_ field: any KeyPath<AuthorizationServerMetadata, String?> & Sendable, _ name: String, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        self.keys.metadata(on: eventLoop).flatMapErrorThrowing { error in
+            throw OAuthCallError.unavailable("\(error)")
+        }.flatMapThrowing { metadata in
+            guard let url = metadata[keyPath: field] else {
+                throw OAuthCallError.refused(TokenEndpointError(code: "misconfigured", description_: "the metadata of \(self.server.issuer) has no \(name)", status: 0))
+            }
+            let supported = metadata.tokenEndpointAuthMethods
+            if !supported.isEmpty, !supported.contains(self.credentials.method.rawValue) {
+                throw OAuthCallError.refused(TokenEndpointError(
+                    code: "misconfigured",
+                    description_: "\(self.server.issuer) does not support \(self.credentials.method.rawValue) (it supports \(supported.joined(separator: ", ")))",
+                    status: 0
+                ))
+            }
+            return url
+        }
+    }
+
+    private func post(_ endpoint: String, fields: [(String, String)], on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
+        let now = self.now()
+        guard self.breaker.withLockedValue({ $0.allow(now: now) }) else {
+            return eventLoop.makeFailedFuture(OAuthCallError.unavailable("circuit open after repeated failures of \(self.server.issuer)"))
+        }
+        let authentication: (headers: [(String, String)], fields: [(String, String)])
+        do {
+            authentication = try self.credentials.authenticate(endpoint: endpoint, now: now, jti: UUID().uuidString)
+        } catch {
+            self.breaker.withLockedValue { $0.recordSuccess() }
+            return eventLoop.makeFailedFuture(OAuthCallError.refused(TokenEndpointError(code: "misconfigured", description_: error.reason, status: 0)))
+        }
+        return self.fetcher.postForm(endpoint, fields: fields + authentication.fields, headers: authentication.headers, tls: self.tls,
+                                     serverName: self.server.tls.serverName, on: eventLoop)
+            .flatMapErrorThrowing { error in
+                self.recordFailure(now: now, reason: "\(error)")
+                throw OAuthCallError.unavailable("\(endpoint): \(error)")
+            }
+            .flatMapThrowing { response in
+                if response.status >= 500 || response.status == 429 {
+                    self.recordFailure(now: now, reason: "HTTP \(response.status)")
+                    throw OAuthCallError.unavailable("\(endpoint) answered \(response.status)")
+                }
+                self.breaker.withLockedValue { $0.recordSuccess() }
+                return response
+            }
+    }
+
+    private func recordFailure(now: Int64, reason: String) {
+        let opened = self.breaker.withLockedValue { breaker -> Bool in
+            breaker.recordFailure(now: now)
+            if case .open = breaker.state { return true }
+            return false
+        }
+        if opened {
+            self.logger.error("authorization server failing; calls fail fast for a while", metadata: ["issuer": "\(self.server.issuer)", "reason": "\(reason)"])
+        }
+    }
+}

@@ -1,0 +1,162 @@
+import BouncerCore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Upstream tokens by RFC 8693 token exchange: cached per (subject token digest, server,
+/// target), reused until shortly before they expire and never past the subject token's own
+/// expiry, with concurrent misses for the same key coalesced into one exchange.
+///
+/// The cache lives behind a lock that is held only to read or update it, never across a call.
+final class TokenExchanger: Sendable {
+    private struct State {
+        var cache: ExpiringCache<String>
+        var inflight: [String: EventLoopFuture<String>] = [:]
+    }
+
+    private let state: NIOLockedValueBox<State>
+    private let marginSeconds: Int64
+    private let logger: Logger
+    private let now: @Sendable () -> Int64
+
+    init(capacity: Int, marginSeconds: Int64, logger: Logger, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.state = NIOLockedValueBox(State(cache: ExpiringCache(capacity: capacity)))
+        self.marginSeconds = marginSeconds
+        self.logger = logger
+        self.now = now
+    }
+
+    /// The token to send upstream for this subject. Fails with a ``GatewayRejection``.
+    func upstreamToken(
+        subjectToken: String, subjectClaims: AccessTokenClaims, policy: TokenExchangePolicy, tool: String?,
+        client: OAuthEndpointClient, on eventLoop: any EventLoop
+    ) -> EventLoopFuture<String> {
+        let target = policy.target(forTool: tool)
+        let key = "\(TokenDigest.sha256(subjectToken))|\(client.server.name)|\(target.cacheKey)|actor=\(policy.sendActorToken)"
+        let now = self.now()
+        enum Next {
+            case cached(String)
+            case wait(EventLoopFuture<String>)
+            case exchange(EventLoopPromise<String>)
+        }
+        let next: Next = self.state.withLockedValue { state in
+            if let token = state.cache.value(for: key, now: now) { return .cached(token) }
+            if let inflight = state.inflight[key] { return .wait(inflight) }
+            let promise = eventLoop.makePromise(of: String.self)
+            state.inflight[key] = promise.futureResult
+            return .exchange(promise)
+        }
+        switch next {
+        case .cached(let token):
+            return eventLoop.makeSucceededFuture(token)
+        case .wait(let future):
+            return future.hop(to: eventLoop)
+        case .exchange(let promise):
+            let actor: EventLoopFuture<String?> = policy.sendActorToken
+                ? self.actorToken(client: client, on: eventLoop).map { Optional($0) }
+                : eventLoop.makeSucceededFuture(nil)
+            actor.flatMap { actorToken in
+                client.exchange(subjectToken: subjectToken, target: target, actorToken: actorToken, on: eventLoop)
+            }.whenComplete { result in
+                let finished = self.now()
+                self.state.withLockedValue { state in
+                    state.inflight[key] = nil
+                    if case .success(let issued) = result {
+                        let until = ExchangedTokenLifetime.cacheUntil(
+                            now: finished, expiresIn: issued.expiresIn, subjectExpiresAt: subjectClaims.expiresAt, marginSeconds: self.marginSeconds
+                        )
+                        state.cache.set(issued.accessToken, for: key, expiresAt: until, now: finished)
+                    }
+                }
+                switch result {
+                case .success(let issued):
+                    self.logger.debug("token exchanged", metadata: [
+                        "issuer": "\(client.server.issuer)", "target": "\(target.cacheKey)", "expires_in": "\(issued.expiresIn.map { "\($0)" } ?? "-")",
+                    ])
+                    promise.succeed(issued.accessToken)
+                case .failure(let error):
+                    promise.fail(Self.rejection(for: error, issuer: client.server.issuer))
+                }
+            }
+            return promise.futureResult
+        }
+    }
+
+    /// The gateway's own access token for `actor_token`, cached like exchanged ones.
+    private func actorToken(client: OAuthEndpointClient, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
+        let key = "actor|\(client.server.name)"
+        let now = self.now()
+        if let token = self.state.withLockedValue({ $0.cache.value(for: key, now: now) }) {
+            return eventLoop.makeSucceededFuture(token)
+        }
+        return client.clientCredentialsToken(on: eventLoop).map { issued in
+            let until = now + max(0, (issued.expiresIn ?? 0) - self.marginSeconds)
+            self.state.withLockedValue { $0.cache.set(issued.accessToken, for: key, expiresAt: until, now: now) }
+            return issued.accessToken
+        }
+    }
+
+    /// Maps a failed call to what the client is told. `invalid_grant` means the subject
+    /// token itself was refused: that is the client's token problem (401).
+    static func rejection(for error: any Error, issuer: String) -> GatewayRejection {
+        switch error {
+        case OAuthCallError.unavailable(let reason):
+            return .upstreamCredentialUnavailable("token exchange at \(issuer): \(reason)", id: nil)
+        case OAuthCallError.refused(let refusal) where refusal.code == "invalid_grant":
+            return .invalidToken(TokenError(.expired, "token exchange at \(issuer) refused the subject token: \(refusal)"))
+        case OAuthCallError.refused(let refusal):
+            return .upstreamCredentialRefused(cause: refusal.code, reason: "token exchange at \(issuer): \(refusal)", id: nil)
+        default:
+            return .upstreamCredentialUnavailable("token exchange at \(issuer): \(error)", id: nil)
+        }
+    }
+
+    var cachedCount: Int { self.state.withLockedValue { $0.cache.count } }
+}
+
+/// Opaque tokens by RFC 7662 introspection: positive answers cached until the token's
+/// `exp` (at most `introspection_cache_seconds`), negative ones briefly.
+final class Introspector: Sendable {
+    private let cache: NIOLockedValueBox<ExpiringCache<Introspection.Outcome>>
+    private let now: @Sendable () -> Int64
+
+    init(capacity: Int, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.cache = NIOLockedValueBox(ExpiringCache(capacity: capacity))
+        self.now = now
+    }
+
+    /// Fails with a ``GatewayRejection``.
+    func claims(token: String, resource: ResourcePolicy, requirements: TokenRequirements, client: OAuthEndpointClient, on eventLoop: any EventLoop) -> EventLoopFuture<AccessTokenClaims> {
+        let key = "\(TokenDigest.sha256(token))|\(resource.path)"
+        let now = self.now()
+        if let outcome = self.cache.withLockedValue({ $0.value(for: key, now: now) }) {
+            return eventLoop.makeCompletedFuture(Self.result(outcome))
+        }
+        let server = client.server
+        return client.introspect(token, on: eventLoop).flatMapError { error in
+            eventLoop.makeFailedFuture(GatewayRejection.authorizationServerUnavailable("introspection at \(server.issuer): \(error)"))
+        }.flatMapThrowing { body in
+            let finished = self.now()
+            switch Introspection.parse(body: body, requirements: requirements, now: finished, maxLifetimeSeconds: server.introspectionCacheSeconds) {
+            case .failure(let error):
+                throw GatewayRejection.authorizationServerUnavailable("introspection at \(server.issuer): \(error)")
+            case .success(let outcome):
+                let until: Int64
+                switch outcome {
+                case .active(let claims): until = min(claims.expiresAt, finished + server.introspectionCacheSeconds)
+                case .rejected: until = finished + server.introspectionNegativeCacheSeconds
+                }
+                self.cache.withLockedValue { $0.set(outcome, for: key, expiresAt: until, now: finished) }
+                return try Self.result(outcome).get()
+            }
+        }
+    }
+
+    private static func result(_ outcome: Introspection.Outcome) -> Result<AccessTokenClaims, any Error> {
+        switch outcome {
+        case .active(let claims): return .success(claims)
+        case .rejected(let error): return .failure(GatewayRejection.invalidToken(error))
+        }
+    }
+}
