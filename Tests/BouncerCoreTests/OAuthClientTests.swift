@@ -156,7 +156,7 @@ struct OAuthClientTests {
         guard case .active(let noExp) = try parse(#"{"active":true,"aud":["https://mcp.example.com/mcp"]}"#) else { Issue.record("expected active"); return }
         #expect(noExp.expiresAt == 1_300, "no exp: bounded by the max lifetime")
         guard case .rejected(let inactive) = try parse(#"{"active":false}"#) else { Issue.record("expected rejected"); return }
-        #expect(inactive.code == .expired)
+        #expect(inactive.code == .inactive)
         guard case .rejected(let foreign) = try parse(#"{"active":true,"aud":"https://other/mcp"}"#) else { Issue.record("expected rejected"); return }
         #expect(foreign.code == .wrongAudience)
         guard case .rejected(let noAud) = try parse(#"{"active":true}"#) else { Issue.record("expected rejected"); return }

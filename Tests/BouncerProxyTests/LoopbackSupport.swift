@@ -24,6 +24,10 @@ final class LoopbackBackend: Sendable {
         /// Hang up on the second request of a keep-alive connection, as a server whose
         /// idle timeout fired just as the request arrived.
         var dropReusedConnections = false
+        /// What POST /token answers, and the form bodies it received.
+        var tokenReply: (status: HTTPResponseStatus, body: String) = (.ok, #"{"access_token":"exchanged-1","token_type":"Bearer","expires_in":300}"#)
+        var tokenDelay: TimeAmount = .zero
+        var tokenRequests: [String] = []
     }
 
     private let state = NIOLockedValueBox(State())
@@ -53,6 +57,13 @@ final class LoopbackBackend: Sendable {
     func setJWKS(_ json: String) { self.state.withLockedValue { $0.jwks = json } }
     func setUpstreamDelay(_ delay: TimeAmount) { self.state.withLockedValue { $0.upstreamDelay = delay } }
     func setDropReusedConnections(_ drop: Bool) { self.state.withLockedValue { $0.dropReusedConnections = drop } }
+    func setTokenReply(_ status: HTTPResponseStatus, _ body: String, delay: TimeAmount = .zero) {
+        self.state.withLockedValue {
+            $0.tokenReply = (status, body)
+            $0.tokenDelay = delay
+        }
+    }
+    var tokenRequests: [String] { self.state.withLockedValue { $0.tokenRequests } }
     var jwksFetches: Int { self.state.withLockedValue { $0.jwksFetches } }
     var requests: [Recorded] { self.state.withLockedValue { $0.requests } }
     var connections: Int { self.state.withLockedValue { $0.connections } }
@@ -86,6 +97,18 @@ final class LoopbackBackend: Sendable {
                         return state.jwks
                     }
                     self.respond(context: context, status: .ok, contentType: "application/json", body: jwks)
+                    return
+                }
+                if head.uri == "/token" {
+                    let (reply, delay) = self.state.withLockedValue { state in
+                        state.tokenRequests.append(self.body)
+                        return (state.tokenReply, state.tokenDelay)
+                    }
+                    let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+                    context.eventLoop.scheduleTask(in: delay) {
+                        let (handler, context) = loopBound.value
+                        handler.respond(context: context, status: reply.status, contentType: "application/json", body: reply.body)
+                    }
                     return
                 }
                 self.requestsOnThisConnection += 1

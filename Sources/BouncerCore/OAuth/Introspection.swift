@@ -24,7 +24,7 @@ public enum Introspection {
         guard case .bool(let active) = document["active"] else {
             return .failure(TokenEndpointError(code: "invalid_response", description_: "no boolean \"active\"", status: 200))
         }
-        guard active else { return .success(.rejected(TokenError(.expired, "introspection: active=false"))) }
+        guard active else { return .success(.rejected(TokenError(.inactive, "introspection: active=false"))) }
         if let issuer = document["iss"]?.stringValue, issuer != requirements.issuer {
             return .success(.rejected(TokenError(.wrongIssuer, "introspection: iss \(issuer) is not \(requirements.issuer)")))
         }

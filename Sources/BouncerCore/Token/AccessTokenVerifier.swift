@@ -13,6 +13,8 @@ public struct TokenError: Error, Hashable, Sendable, CustomStringConvertible {
         case expired
         case notYetValid = "not_yet_valid"
         case missingClaim = "missing_claim"
+        /// Introspection answered `active: false` (revoked, expired or unknown).
+        case inactive
     }
 
     public var code: Code
@@ -35,6 +37,7 @@ public struct TokenError: Error, Hashable, Sendable, CustomStringConvertible {
         case .expired: return "The access token expired"
         case .notYetValid: return "The access token is not valid yet"
         case .missingClaim: return "The access token lacks a required claim"
+        case .inactive: return "The access token is not active"
         }
     }
 }

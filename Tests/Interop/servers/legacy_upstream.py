@@ -67,6 +67,46 @@ class HeaderRecorder:
         await self.app(scope, receive, send)
 
 
+class ExchangedTokenGuard:
+    """ASGI middleware for the token-exchange tests: the upstream accepts only tokens issued
+    to it by the exchange (audience = this upstream, an `act` claim naming the gateway) and
+    refuses everything else, the client's original token included."""
+
+    def __init__(self, app, issuer: str, audience: str, jwks_url: str):
+        import jwt
+
+        self.app = app
+        self.issuer = issuer
+        self.audience = audience
+        self.jwks = jwt.PyJWKClient(jwks_url)
+        self.jwt = jwt
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            headers = dict((k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"])
+            reason = self.check(headers.get("authorization", ""))
+            if reason:
+                body = json.dumps({"error": "invalid_token", "reason": reason}).encode()
+                await send({"type": "http.response.start", "status": 401,
+                            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+    def check(self, authorization: str) -> str | None:
+        if not authorization.startswith("Bearer "):
+            return "no bearer token"
+        token = authorization[len("Bearer "):]
+        try:
+            key = self.jwks.get_signing_key_from_jwt(token)
+            claims = self.jwt.decode(token, key.key, algorithms=["ES256", "RS256"], audience=self.audience, issuer=self.issuer)
+        except Exception as error:  # noqa: BLE001 - any failure is a refusal
+            return f"token refused: {error}"
+        if "act" not in claims:
+            return "no act claim: not an exchanged token"
+        return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
@@ -74,8 +114,12 @@ def main() -> None:
     parser.add_argument("--tls-cert", help="serve https with this certificate chain (PEM)")
     parser.add_argument("--tls-key", help="... and this key")
     parser.add_argument("--tls-client-ca", help="require client certificates issued by this CA (mTLS)")
+    parser.add_argument("--require-exchanged-token", nargs=3, metavar=("ISSUER", "AUDIENCE", "JWKS_URL"),
+                        help="accept only exchanged tokens for AUDIENCE issued by ISSUER")
     args = parser.parse_args()
     app = build_server().streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
+    if args.require_exchanged_token:
+        app = ExchangedTokenGuard(app, *args.require_exchanged_token)
     mtls = {"ssl_ca_certs": args.tls_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED} if args.tls_client_ca else {}
     uvicorn.run(HeaderRecorder(app, args.record), host="127.0.0.1", port=args.port, log_level="warning",
                 ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, **mtls)
