@@ -1,5 +1,7 @@
 import BouncerCore
 import BouncerTLS
+import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -32,6 +34,7 @@ public struct HTTPFetcher: Sendable {
     public var connectTimeout: TimeAmount
     public var responseTimeout: TimeAmount
     public var maxResponseBytes: Int
+    private let metrics = FetchMetrics()
 
     public init(group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), responseTimeout: TimeAmount = .seconds(10), maxResponseBytes: Int = 1024 * 1024) {
         self.group = group
@@ -42,8 +45,8 @@ public struct HTTPFetcher: Sendable {
 
     /// GETs `url` and returns the body of a 200 response. https URLs need `tls`, a client
     /// context; the certificate is verified against `serverName` or the URL's host.
-    public func get(_ url: String, tls: TLSContext? = nil, serverName: String? = nil, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[UInt8]> {
-        self.send(.GET, url, headers: [("Accept", "application/json")], body: nil, tls: tls, serverName: serverName, on: eventLoop)
+    public func get(_ url: String, purpose: String = "metadata", tls: TLSContext? = nil, serverName: String? = nil, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[UInt8]> {
+        self.send(.GET, url, purpose: purpose, headers: [("Accept", "application/json")], body: nil, tls: tls, serverName: serverName, on: eventLoop)
             .flatMapThrowing { response in
                 guard response.status == 200 else {
                     throw FetchError(code: .badStatus, reason: "\(url) answered \(response.status)")
@@ -54,13 +57,28 @@ public struct HTTPFetcher: Sendable {
 
     /// POSTs a form (token and introspection endpoints) and returns the response whatever its
     /// status: OAuth errors come as 400/401 with a JSON body the caller reads.
-    public func postForm(_ url: String, fields: [(String, String)], headers: [(String, String)], tls: TLSContext?, serverName: String?, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
+    public func postForm(_ url: String, purpose: String, fields: [(String, String)], headers: [(String, String)], tls: TLSContext?, serverName: String?, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
         let body = FormEncoding.body(fields)
-        return self.send(.POST, url, headers: headers + [("Accept", "application/json"), ("Content-Type", "application/x-www-form-urlencoded")],
+        return self.send(.POST, url, purpose: purpose, headers: headers + [("Accept", "application/json"), ("Content-Type", "application/x-www-form-urlencoded")],
                          body: body, tls: tls, serverName: serverName, on: eventLoop)
     }
 
-    func send(_ method: HTTPMethod, _ url: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?) -> EventLoopFuture<HTTPFetchResponse> {
+    /// Every call is counted and timed, labelled by purpose (`metadata`, `jwks`, `token`,
+    /// `introspection`) and outcome (`2xx`, `4xx`, `5xx`, `error`).
+    func send(_ method: HTTPMethod, _ url: String, purpose: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?) -> EventLoopFuture<HTTPFetchResponse> {
+        let started = NIODeadline.now()
+        let metrics = self.metrics
+        return self.sendUnmeasured(method, url, headers: extraHeaders, body: requestBody, tls: tls, serverName: serverName, on: eventLoop).always { result in
+            let outcome: String
+            switch result {
+            case .success(let response): outcome = "\(response.status / 100)xx"
+            case .failure: outcome = "error"
+            }
+            metrics.record(purpose: purpose, outcome: outcome, duration: NIODeadline.now() - started)
+        }
+    }
+
+    private func sendUnmeasured(_ method: HTTPMethod, _ url: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?) -> EventLoopFuture<HTTPFetchResponse> {
         let eventLoop = eventLoop ?? self.group.next()
         let parts = url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let uri: CanonicalURI
@@ -115,6 +133,30 @@ public struct HTTPFetcher: Sendable {
             }
         }
         return promise.futureResult.always { _ in timeout.cancel() }
+    }
+}
+
+/// Counters and timers for calls to authorization servers, made once per label set.
+final class FetchMetrics: Sendable {
+    private let counters = NIOLockedValueBox([String: Counter]())
+    private let timers = NIOLockedValueBox([String: Metrics.Timer]())
+
+    func record(purpose: String, outcome: String, duration: TimeAmount) {
+        let counter = self.counters.withLockedValue { counters in
+            let key = "\(purpose)|\(outcome)"
+            if let existing = counters[key] { return existing }
+            let created = Counter(label: "mcp_bouncer_authorization_server_requests_total", dimensions: [("purpose", purpose), ("outcome", outcome)])
+            counters[key] = created
+            return created
+        }
+        counter.increment()
+        let timer = self.timers.withLockedValue { timers in
+            if let existing = timers[purpose] { return existing }
+            let created = Metrics.Timer(label: "mcp_bouncer_authorization_server_request_duration_seconds", dimensions: [("purpose", purpose)])
+            timers[purpose] = created
+            return created
+        }
+        timer.recordNanoseconds(duration.nanoseconds)
     }
 }
 

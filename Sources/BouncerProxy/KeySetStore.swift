@@ -135,7 +135,7 @@ public final class KeySetStore: Sendable {
             }
         }
         return jwksURI.flatMap { uri in
-            self.fetcher.get(uri, tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body in
+            self.fetcher.get(uri, purpose: "jwks", tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body in
                 do {
                     let keys = try JSONWebKeySet(json: body)
                     guard !keys.keys.isEmpty else { throw KeySetError(reason: "\(uri) holds no usable signing key (\(keys.skipped.joined(separator: "; ")))") }
@@ -164,7 +164,7 @@ public final class KeySetStore: Sendable {
         guard let url = candidates.first else {
             return eventLoop.makeFailedFuture(KeySetError(reason: "no metadata document for issuer \(self.server.issuer): \(failures.joined(separator: "; "))"))
         }
-        return self.fetcher.get(url, tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body -> AuthorizationServerMetadata in
+        return self.fetcher.get(url, purpose: "metadata", tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body -> AuthorizationServerMetadata in
             let metadata: AuthorizationServerMetadata
             do {
                 metadata = try AuthorizationServerMetadata(json: body, expectedIssuer: self.server.issuer)

@@ -46,7 +46,7 @@ final class OAuthEndpointClient: Sendable {
 
     func exchange(subjectToken: String, target: TokenExchangeTarget, actorToken: String?, on eventLoop: any EventLoop) -> EventLoopFuture<IssuedToken> {
         self.tokenEndpoint(on: eventLoop).flatMap { endpoint in
-            self.post(endpoint, fields: TokenExchange.formFields(subjectToken: subjectToken, target: target, actorToken: actorToken), on: eventLoop)
+            self.post(endpoint, purpose: "token", fields: TokenExchange.formFields(subjectToken: subjectToken, target: target, actorToken: actorToken), on: eventLoop)
         }.flatMapThrowing { response in
             try IssuedToken.parse(status: response.status, body: response.body).mapError { OAuthCallError.refused($0) }.get()
         }
@@ -55,7 +55,7 @@ final class OAuthEndpointClient: Sendable {
     /// The gateway's own token (client credentials), used as `actor_token`.
     func clientCredentialsToken(on eventLoop: any EventLoop) -> EventLoopFuture<IssuedToken> {
         self.tokenEndpoint(on: eventLoop).flatMap { endpoint in
-            self.post(endpoint, fields: [("grant_type", "client_credentials")], on: eventLoop)
+            self.post(endpoint, purpose: "token", fields: [("grant_type", "client_credentials")], on: eventLoop)
         }.flatMapThrowing { response in
             try IssuedToken.parse(status: response.status, body: response.body).mapError { OAuthCallError.refused($0) }.get()
         }
@@ -64,7 +64,7 @@ final class OAuthEndpointClient: Sendable {
     /// The raw 200 body of an introspection call.
     func introspect(_ token: String, on eventLoop: any EventLoop) -> EventLoopFuture<[UInt8]> {
         self.introspectionEndpoint(on: eventLoop).flatMap { endpoint in
-            self.post(endpoint, fields: Introspection.formFields(token: token), on: eventLoop)
+            self.post(endpoint, purpose: "introspection", fields: Introspection.formFields(token: token), on: eventLoop)
         }.flatMapThrowing { response in
             guard response.status == 200 else {
                 throw OAuthCallError.refused(TokenEndpointError(code: "http_\(response.status)", description_: "introspection failed", status: response.status))
@@ -102,7 +102,7 @@ final class OAuthEndpointClient: Sendable {
         }
     }
 
-    private func post(_ endpoint: String, fields: [(String, String)], on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
+    private func post(_ endpoint: String, purpose: String, fields: [(String, String)], on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
         let now = self.now()
         guard self.breaker.withLockedValue({ $0.allow(now: now) }) else {
             return eventLoop.makeFailedFuture(OAuthCallError.unavailable("circuit open after repeated failures of \(self.server.issuer)"))
@@ -114,7 +114,7 @@ final class OAuthEndpointClient: Sendable {
             self.breaker.withLockedValue { $0.recordSuccess() }
             return eventLoop.makeFailedFuture(OAuthCallError.refused(TokenEndpointError(code: "misconfigured", description_: error.reason, status: 0)))
         }
-        return self.fetcher.postForm(endpoint, fields: fields + authentication.fields, headers: authentication.headers, tls: self.tls,
+        return self.fetcher.postForm(endpoint, purpose: purpose, fields: fields + authentication.fields, headers: authentication.headers, tls: self.tls,
                                      serverName: self.server.tls.serverName, on: eventLoop)
             .flatMapErrorThrowing { error in
                 self.recordFailure(now: now, reason: "\(error)")

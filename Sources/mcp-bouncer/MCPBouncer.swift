@@ -111,7 +111,8 @@ struct Run: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, self.threads))
-        let fetcher = HTTPFetcher(group: group)
+        let timeout = TimeAmount.seconds(policy.limits.authorizationServerTimeoutSeconds)
+        let fetcher = HTTPFetcher(group: group, connectTimeout: timeout, responseTimeout: timeout)
         let gateway = Gateway(policy: policy, fetcher: fetcher, tls: tls, logger: logger)
         let server = GatewayServer(gateway: gateway, group: group) { address in
             // A machine-readable line for scripts that start the gateway on port 0.
