@@ -49,6 +49,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "BouncerDevServer",
+            dependencies: [
+                "BouncerCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "BouncerProxy",
             dependencies: [
                 "BouncerCore",
@@ -64,9 +76,23 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        .target(
+            name: "BouncerDemo",
+            dependencies: [
+                "BouncerCore",
+                "BouncerProxy",
+                "BouncerDevServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "mcp-bouncer",
             dependencies: [
+                "BouncerDemo",
                 "BouncerCore",
                 "BouncerTLS",
                 "BouncerProxy",

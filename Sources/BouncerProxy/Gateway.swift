@@ -19,14 +19,18 @@ public final class Gateway: Sendable {
     let introspector: Introspector
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
-    public init(policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), logger: Logger) {
+    /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
+    public init(policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), allowDevelopmentAuthorizationServer: Bool = false, logger: Logger) {
         self.tls = tls
         self.policy = policy
         self.router = GatewayRouter(policy: policy)
         self.logger = logger
         var stores: [String: KeySetStore] = [:]
         for (name, server) in policy.authorizationServers {
-            stores[name] = KeySetStore(server: server, fetcher: fetcher, tls: tls.authorizationServers[name], logger: logger)
+            stores[name] = KeySetStore(
+                server: server, fetcher: fetcher, tls: tls.authorizationServers[name],
+                allowDevelopmentServer: allowDevelopmentAuthorizationServer, logger: logger
+            )
         }
         self.keyStores = stores
         var clients: [String: OAuthEndpointClient] = [:]

@@ -63,9 +63,11 @@ public struct HTTPFetcher: Sendable {
                          body: body, tls: tls, serverName: serverName, on: eventLoop)
     }
 
+    /// Any request, with the response whatever its status.
+    ///
     /// Every call is counted and timed, labelled by purpose (`metadata`, `jwks`, `token`,
     /// `introspection`) and outcome (`2xx`, `4xx`, `5xx`, `error`).
-    func send(_ method: HTTPMethod, _ url: String, purpose: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?) -> EventLoopFuture<HTTPFetchResponse> {
+    public func send(_ method: HTTPMethod, _ url: String, purpose: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?) -> EventLoopFuture<HTTPFetchResponse> {
         let started = NIODeadline.now()
         let metrics = self.metrics
         return self.sendUnmeasured(method, url, headers: extraHeaders, body: requestBody, tls: tls, serverName: serverName, on: eventLoop).always { result in
@@ -163,7 +165,11 @@ final class FetchMetrics: Sendable {
 /// A complete response from ``HTTPFetcher``.
 public struct HTTPFetchResponse: Sendable {
     public var status: Int
+    public var headers: [(String, String)]
     public var body: [UInt8]
+
+    public func header(_ name: String) -> String? { self.headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+    public var text: String { String(decoding: self.body, as: UTF8.self) }
 }
 
 /// Collects one response body up to a limit.
@@ -174,6 +180,7 @@ private final class CollectingResponseHandler: ChannelInboundHandler {
     private let url: String
     private let promise: EventLoopPromise<HTTPFetchResponse>
     private var status: HTTPResponseStatus?
+    private var headers: [(String, String)] = []
     private var body: [UInt8] = []
 
     init(limit: Int, url: String, promise: EventLoopPromise<HTTPFetchResponse>) {
@@ -186,6 +193,7 @@ private final class CollectingResponseHandler: ChannelInboundHandler {
         switch self.unwrapInboundIn(data) {
         case .head(let head):
             self.status = head.status
+            self.headers = head.headers.map { ($0.name, $0.value) }
         case .body(var buffer):
             guard self.body.count + buffer.readableBytes <= self.limit else {
                 self.promise.fail(FetchError(code: .responseTooLarge, reason: "\(self.url) sent more than \(self.limit) bytes"))
@@ -194,7 +202,7 @@ private final class CollectingResponseHandler: ChannelInboundHandler {
             }
             self.body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
         case .end:
-            self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), body: self.body))
+            self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), headers: self.headers, body: self.body))
             context.close(promise: nil)
         }
     }

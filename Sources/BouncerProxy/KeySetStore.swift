@@ -16,6 +16,8 @@ public final class KeySetStore: Sendable {
     private let fetcher: HTTPFetcher
     /// For https discovery and key set URLs.
     private let tls: TLSContext?
+    /// Only `mcp-bouncer demo` trusts its own development authorization server.
+    private let allowDevelopmentServer: Bool
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
@@ -32,10 +34,11 @@ public final class KeySetStore: Sendable {
         var metadata: AuthorizationServerMetadata?
     }
 
-    public init(server: AuthorizationServerPolicy, fetcher: HTTPFetcher, tls: TLSContext?, logger: Logger) {
+    public init(server: AuthorizationServerPolicy, fetcher: HTTPFetcher, tls: TLSContext?, allowDevelopmentServer: Bool = false, logger: Logger) {
         self.server = server
         self.fetcher = fetcher
         self.tls = tls
+        self.allowDevelopmentServer = allowDevelopmentServer
         var logger = logger
         logger[metadataKey: "authorization_server"] = "\(server.name)"
         self.logger = logger
@@ -138,6 +141,9 @@ public final class KeySetStore: Sendable {
             self.fetcher.get(uri, purpose: "jwks", tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body in
                 do {
                     let keys = try JSONWebKeySet(json: body)
+                    if keys.isDevelopmentOnly, !self.allowDevelopmentServer {
+                        throw KeySetError(reason: "\(uri) belongs to mcp-bouncer's development authorization server, which only `mcp-bouncer demo` trusts")
+                    }
                     guard !keys.keys.isEmpty else { throw KeySetError(reason: "\(uri) holds no usable signing key (\(keys.skipped.joined(separator: "; ")))") }
                     return keys
                 } catch let error as JSONWebKeySet.ParseError {
@@ -169,13 +175,17 @@ public final class KeySetStore: Sendable {
             do {
                 metadata = try AuthorizationServerMetadata(json: body, expectedIssuer: self.server.issuer)
             } catch let error as AuthorizationServerMetadata.ParseError {
-                throw KeySetError(reason: "\(url): \(error.reason)")
+                throw KeySetError(reason: "\(url): \(error.reason)", isFinal: error.isIssuerMismatch)
+            }
+            if metadata.isDevelopmentOnly, !self.allowDevelopmentServer {
+                // Stops the search: this issuer is the development server, wherever it is looked up.
+                throw KeySetError(reason: "\(url): \(self.server.issuer) is mcp-bouncer's development authorization server, which only `mcp-bouncer demo` trusts", isFinal: true)
             }
             return metadata
         }.flatMapError { error in
             // An issuer mismatch is a hard failure: trying other locations could only find a
             // document for some other issuer.
-            if let error = error as? KeySetError, error.reason.contains("does not match") {
+            if let error = error as? KeySetError, error.isFinal {
                 return eventLoop.makeFailedFuture(error)
             }
             return self.discover(candidates.dropFirst(), on: eventLoop, failures: failures + ["\(error)"])
@@ -185,5 +195,14 @@ public final class KeySetStore: Sendable {
 
 public struct KeySetError: Error, Sendable, CustomStringConvertible {
     public var reason: String
+    /// Discovery stops here instead of trying the next location (issuer mismatch, refused
+    /// development server): another location could only give a worse answer.
+    public var isFinal = false
+
+    public init(reason: String, isFinal: Bool = false) {
+        self.reason = reason
+        self.isFinal = isFinal
+    }
+
     public var description: String { self.reason }
 }

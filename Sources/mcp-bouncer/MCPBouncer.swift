@@ -1,5 +1,6 @@
 import ArgumentParser
 import BouncerCore
+import BouncerDemo
 import BouncerProxy
 import BouncerTLS
 import Foundation
@@ -13,7 +14,7 @@ struct MCPBouncer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mcp-bouncer",
         abstract: "An OAuth 2.1 resource-server gateway for MCP servers.",
-        subcommands: [Run.self, Check.self]
+        subcommands: [Demo.self, Run.self, Check.self]
     )
 }
 
@@ -135,5 +136,83 @@ struct Run: AsyncParsableCommand {
 extension FileHandle: @retroactive TextOutputStream {
     public func write(_ string: String) {
         self.write(Data(string.utf8))
+    }
+}
+
+struct Demo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a legacy MCP server, a development authorization server and mcp-bouncer in front, on 127.0.0.1.",
+        discussion: "The authorization server started here is for development only; `run` refuses to trust it."
+    )
+
+    @Flag(help: "Run the walkthrough: every step's request and outcome, then exit (non-zero if a step fails).")
+    var scenario = false
+
+    @Option(help: "The gateway's port (0: a free one).")
+    var port: Int = 0
+
+    @Option(name: .long, help: "Log level of the gateway (its decisions are logged at info).")
+    var logLevel: String = "warning"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: self.logLevel) ?? .warning
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "mcp-bouncer")
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let environment = try await DemoEnvironment.start(group: group, gatewayPort: self.port, logger: logger)
+        print("""
+            mcp-bouncer demo (the authorization server here is DEVELOPMENT-ONLY and auto-approves everything)
+              legacy MCP server, no auth:  \(environment.upstreamURL)/mcp
+              authorization server:        \(environment.issuer)
+              mcp-bouncer in front:        \(environment.resourceURL)
+
+            """)
+        if self.scenario {
+            let steps = await DemoScenario(environment: environment, group: group, print: { print($0) }).run()
+            await environment.stop()
+            try await group.shutdownGracefully()
+            let passed = steps.count == 8 && steps.allSatisfy(\.passed)
+            print(passed ? "All 8 steps behaved as expected." : "A step did not behave as expected.")
+            if !passed { throw ExitCode(1) }
+            return
+        }
+        let client = environment.walkthroughClient
+        print("""
+            Try it (Ctrl-C to stop):
+
+              # 1. No token: 401 and where to find out more
+              curl -si -X POST \(environment.resourceURL) -H 'Content-Type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
+
+              # 2. The protected resource metadata named in the challenge
+              curl -s \(environment.gatewayURL)/.well-known/oauth-protected-resource/mcp
+
+              # 3. A token bound to this server (RFC 8707 resource), read scope only
+              TOKEN=$(curl -s -u \(client.id):\(client.secret) \(environment.issuer)/token -d grant_type=client_credentials -d scope=jira:read -d resource=\(environment.resourceURL) | sed 's/.*"access_token":"\\([^"]*\\)".*/\\1/')
+
+              # 4. Allowed, then refused for lack of jira:write (403 with scope="jira:write")
+              curl -s -X POST \(environment.resourceURL) -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_issues","arguments":{}}}'
+              curl -si -X POST \(environment.resourceURL) -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"create_issue","arguments":{"title":"x"}}}'
+
+              # Or let mcp-bouncer run every step and check it: mcp-bouncer demo --scenario
+            """)
+        let service = DemoService(environment: environment)
+        let serviceGroup = ServiceGroup(configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await serviceGroup.run()
+        print("\nstopped")
+        try await group.shutdownGracefully()
+    }
+}
+
+/// Keeps the demo up until SIGINT/SIGTERM, then closes its listeners.
+struct DemoService: Service {
+    let environment: DemoEnvironment
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await self.environment.stop()
     }
 }

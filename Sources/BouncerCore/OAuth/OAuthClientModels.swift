@@ -25,6 +25,33 @@ public enum FormEncoding {
     public static func body(_ fields: [(String, String)]) -> String {
         fields.map { "\(Self.encode($0.0))=\(Self.encode($0.1))" }.joined(separator: "&")
     }
+
+    /// Decodes a form body into its fields, in order; `nil` for malformed percent-escapes.
+    public static func decode(_ body: String) -> [(String, String)]? {
+        var fields: [(String, String)] = []
+        for pair in body.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = Self.decodeComponent(parts[0]), let value = Self.decodeComponent(parts.count > 1 ? parts[1] : "") else { return nil }
+            fields.append((name, value))
+        }
+        return fields
+    }
+
+    public static func decodeComponent(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var iterator = text.utf8.makeIterator()
+        while let byte = iterator.next() {
+            switch byte {
+            case UInt8(ascii: "+"): bytes.append(0x20)
+            case UInt8(ascii: "%"):
+                guard let high = iterator.next(), let low = iterator.next(),
+                      let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16) else { return nil }
+                bytes.append(value)
+            default: bytes.append(byte)
+            }
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
 }
 
 /// How the gateway authenticates itself to the token and introspection endpoints.
@@ -51,6 +78,29 @@ public enum AssertionSigningKey: Sendable {
         }
     }
 
+    /// The public half as a JWK (for a development JWKS).
+    public func publicJWK(keyID: String) -> JSONWriter {
+        var jwk = JSONWriter()
+        switch self {
+        case .p256(let key):
+            let raw = Array(key.publicKey.rawRepresentation)
+            jwk.add("kty", "EC")
+            jwk.add("crv", "P-256")
+            jwk.add("x", Base64URL.encode(raw.prefix(32)))
+            jwk.add("y", Base64URL.encode(raw.suffix(32)))
+        case .rsa(let key):
+            jwk.add("kty", "RSA")
+            if let primitives = try? key.publicKey.getKeyPrimitives() {
+                jwk.add("n", Base64URL.encode(primitives.modulus))
+                jwk.add("e", Base64URL.encode(primitives.publicExponent))
+            }
+        }
+        jwk.add("kid", keyID)
+        jwk.add("use", "sig")
+        jwk.add("alg", self.algorithm.rawValue)
+        return jwk
+    }
+
     public var algorithm: JWSAlgorithm {
         switch self {
         case .rsa: return .rs256
@@ -58,7 +108,7 @@ public enum AssertionSigningKey: Sendable {
         }
     }
 
-    func sign(_ input: [UInt8]) throws -> [UInt8] {
+    public func sign(_ input: [UInt8]) throws -> [UInt8] {
         switch self {
         case .rsa(let key):
             return Array(try key.signature(for: SHA256.hash(data: input), padding: .insecurePKCS1v1_5).rawRepresentation)
@@ -124,6 +174,27 @@ public struct ClientAuthenticationError: Error, Sendable, CustomStringConvertibl
     public var description: String { self.reason }
 }
 
+/// Signs compact JWS tokens with a private key (ES256 or RS256).
+public struct JWSSigner: Sendable {
+    public let key: AssertionSigningKey
+    public let keyID: String?
+
+    public init(key: AssertionSigningKey, keyID: String? = nil) {
+        self.key = key
+        self.keyID = keyID
+    }
+
+    /// `header.payload.signature` for `claims`, with `alg`, `kid` (when set) and `typ`.
+    public func sign(_ claims: JSONWriter, type: String = "JWT") throws -> String {
+        var header = JSONWriter()
+        header.add("alg", self.key.algorithm.rawValue)
+        if let keyID { header.add("kid", keyID) }
+        header.add("typ", type)
+        let input = Base64URL.encode(Array(header.string.utf8)) + "." + Base64URL.encode(Array(claims.string.utf8))
+        return input + "." + Base64URL.encode(try self.key.sign(Array(input.utf8)))
+    }
+}
+
 /// RFC 7523 section 3: a JWT the gateway signs to authenticate as its client.
 public enum ClientAssertion {
     /// Lifetime of an assertion: long enough for clock skew, short enough to be useless if
@@ -131,9 +202,6 @@ public enum ClientAssertion {
     public static let lifetimeSeconds: Int64 = 60
 
     public static func make(clientID: String, audience: String, key: AssertionSigningKey, now: Int64, jti: String) throws -> String {
-        var header = JSONWriter()
-        header.add("alg", key.algorithm.rawValue)
-        header.add("typ", "JWT")
         var claims = JSONWriter()
         claims.add("iss", clientID)
         claims.add("sub", clientID)
@@ -141,7 +209,6 @@ public enum ClientAssertion {
         claims.add("iat", .number(String(now)))
         claims.add("exp", .number(String(now + Self.lifetimeSeconds)))
         claims.add("jti", jti)
-        let input = Base64URL.encode(Array(header.string.utf8)) + "." + Base64URL.encode(Array(claims.string.utf8))
-        return input + "." + Base64URL.encode(try key.sign(Array(input.utf8)))
+        return try JWSSigner(key: key).sign(claims)
     }
 }

@@ -5,9 +5,13 @@ public struct AuthorizationServerMetadata: Sendable, Hashable {
     public var tokenEndpoint: String?
     public var introspectionEndpoint: String?
     public var tokenEndpointAuthMethods: [String]
+    /// The document says it comes from mcp-bouncer's development server (`demo` only).
+    public var isDevelopmentOnly = false
 
     public struct ParseError: Error, Sendable, CustomStringConvertible {
         public var reason: String
+        /// The document is for another issuer (RFC 8414 section 3.3): never usable.
+        public var isIssuerMismatch = false
         public var description: String { self.reason }
     }
 
@@ -48,12 +52,19 @@ public struct AuthorizationServerMetadata: Sendable, Hashable {
         guard document.objectValue != nil else { throw ParseError(reason: "metadata is not a JSON object") }
         guard let issuer = document["issuer"]?.stringValue else { throw ParseError(reason: "metadata has no issuer") }
         guard issuer == expectedIssuer else {
-            throw ParseError(reason: "metadata issuer \(issuer) does not match the configured issuer \(expectedIssuer)")
+            throw ParseError(reason: "metadata issuer \(issuer) does not match the configured issuer \(expectedIssuer)", isIssuerMismatch: true)
         }
         self.issuer = issuer
         self.jwksURI = document["jwks_uri"]?.stringValue
         self.tokenEndpoint = document["token_endpoint"]?.stringValue
         self.introspectionEndpoint = document["introspection_endpoint"]?.stringValue
         self.tokenEndpointAuthMethods = document["token_endpoint_auth_methods_supported"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        self.isDevelopmentOnly = document[DevelopmentMarker.key] == .bool(true)
     }
+}
+
+/// The flag mcp-bouncer's development authorization server puts in its metadata and key set,
+/// so that `mcp-bouncer run` can refuse to trust it.
+public enum DevelopmentMarker {
+    public static let key = "mcp_bouncer_development_only"
 }

@@ -70,6 +70,8 @@ public struct JSONWebKeySet: Sendable {
     public var keys: [VerificationKey]
     /// Human-readable reasons for skipped keys, for the log.
     public var skipped: [String]
+    /// The set says it comes from mcp-bouncer's development server.
+    public var isDevelopmentOnly = false
 
     public struct ParseError: Error, Sendable, CustomStringConvertible {
         public var reason: String
@@ -102,6 +104,7 @@ public struct JSONWebKeySet: Sendable {
         }
         self.keys = keys
         self.skipped = skipped
+        self.isDevelopmentOnly = document[DevelopmentMarker.key] == .bool(true)
     }
 
     /// Keys that may verify a token with this `kid` and `alg`. Without a `kid`, every

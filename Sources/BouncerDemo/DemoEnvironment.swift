@@ -1,0 +1,92 @@
+import BouncerCore
+import BouncerDevServer
+import BouncerProxy
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The three processes of the demo, in one: the development authorization server, the legacy
+/// MCP server (no auth) and mcp-bouncer in front of it, all on 127.0.0.1.
+public final class DemoEnvironment: Sendable {
+    public let authorizationServer: DevAuthorizationServer
+    public let mcpServer: DemoMCPServer
+    public let gateway: Gateway
+    public let issuer: String
+    public let upstreamURL: String
+    public let gatewayURL: String
+    /// A confidential client the walkthrough uses for its token requests.
+    public let walkthroughClient: (id: String, secret: String)
+    private let channels: [any Channel]
+    private let group: any EventLoopGroup
+
+    public var resourceURL: String { self.gatewayURL + "/mcp" }
+    /// A resource the development server also issues tokens for: another MCP server.
+    public static let otherResource = "https://other-server.example/mcp"
+
+    /// Starts everything. `gatewayPort` 0 picks a free port.
+    public static func start(group: any EventLoopGroup, gatewayPort: Int = 0, logger: Logger) async throws -> DemoEnvironment {
+        let gatewayPort = gatewayPort == 0 ? try Self.freePort() : gatewayPort
+        let gatewayURL = "http://127.0.0.1:\(gatewayPort)"
+        let scopes = ["jira:read", "jira:write", "jira:admin"]
+        let authorizationServer = try DevAuthorizationServer(audiences: [
+            .init(name: gatewayURL + "/mcp", scopes: scopes),
+            .init(name: Self.otherResource, scopes: scopes),
+            .init(name: "demo-upstream", scopes: scopes),
+        ])
+        let asChannel = try await DevHTTPServer(group: group, handler: authorizationServer.handle).bind(host: "127.0.0.1", port: 0).get()
+        let issuer = "http://127.0.0.1:\(asChannel.localAddress!.port!)"
+        authorizationServer.issuer = issuer
+        let gatewaySecret = DevAuthorizationServer.random()
+        authorizationServer.registerClient(id: "mcp-bouncer-demo", secret: gatewaySecret, scope: scopes, grantTypes: [TokenType.grantType, "client_credentials"])
+        let walkthroughSecret = DevAuthorizationServer.random()
+        authorizationServer.registerClient(id: "demo-agent", secret: walkthroughSecret, scope: scopes)
+
+        let mcpServer = DemoMCPServer()
+        let mcpChannel = try await DevHTTPServer(group: group, handler: mcpServer.handle).bind(host: "127.0.0.1", port: 0).get()
+        let upstreamURL = "http://127.0.0.1:\(mcpChannel.localAddress!.port!)"
+
+        let environment = [
+            "DEMO_GATEWAY_PORT": String(gatewayPort), "DEMO_ISSUER": issuer, "DEMO_UPSTREAM": upstreamURL,
+            "DEMO_GATEWAY_CLIENT_SECRET": gatewaySecret,
+        ]
+        let policy = try PolicyLoader.load(yaml: DemoPolicy.yaml, secrets: SecretSource(
+            environment: { environment[$0] },
+            readFile: { _ in .failure(SecretReadError(reason: "the demo policy reads no files")) }
+        ))
+        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: group), allowDevelopmentAuthorizationServer: true, logger: logger)
+        let gatewayChannel = try await GatewayServer(gateway: gateway, group: group).bind().get()
+        _ = try? await gateway.warmUp(on: gatewayChannel.eventLoop).get()
+        return DemoEnvironment(
+            authorizationServer: authorizationServer, mcpServer: mcpServer, gateway: gateway, issuer: issuer, upstreamURL: upstreamURL,
+            gatewayURL: gatewayURL, walkthroughClient: ("demo-agent", walkthroughSecret), channels: [gatewayChannel, mcpChannel, asChannel], group: group
+        )
+    }
+
+    private init(authorizationServer: DevAuthorizationServer, mcpServer: DemoMCPServer, gateway: Gateway, issuer: String, upstreamURL: String,
+                 gatewayURL: String, walkthroughClient: (id: String, secret: String), channels: [any Channel], group: any EventLoopGroup) {
+        self.authorizationServer = authorizationServer
+        self.mcpServer = mcpServer
+        self.gateway = gateway
+        self.issuer = issuer
+        self.upstreamURL = upstreamURL
+        self.gatewayURL = gatewayURL
+        self.walkthroughClient = walkthroughClient
+        self.channels = channels
+        self.group = group
+    }
+
+    /// Stops accepting and closes the listeners.
+    public func stop() async {
+        for channel in self.channels { try? await channel.close().get() }
+    }
+
+    static func freePort() throws -> Int {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { try? group.syncShutdownGracefully() }
+        let channel = try ServerBootstrap(group: group).bind(host: "127.0.0.1", port: 0).wait()
+        let port = channel.localAddress!.port!
+        try channel.close().wait()
+        return port
+    }
+}

@@ -1,0 +1,124 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A request as the development servers see it: head and whole body.
+public struct DevRequest: Sendable {
+    public var method: HTTPMethod
+    public var path: String
+    public var query: String
+    public var headers: HTTPHeaders
+    public var body: [UInt8]
+
+    public func header(_ name: String) -> String? { self.headers.first(name: name) }
+}
+
+/// A development server's answer: whole, or a stream of chunks written with delays (SSE).
+public enum DevResponse: Sendable {
+    case full(status: HTTPResponseStatus, headers: [(String, String)], body: [UInt8])
+    case stream(status: HTTPResponseStatus, headers: [(String, String)], chunks: [(delay: TimeAmount, text: String)])
+
+    public static func json(_ status: HTTPResponseStatus, _ body: String, headers: [(String, String)] = []) -> DevResponse {
+        .full(status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")] + headers, body: Array(body.utf8))
+    }
+
+    public static func empty(_ status: HTTPResponseStatus, headers: [(String, String)] = []) -> DevResponse {
+        .full(status: status, headers: headers, body: [])
+    }
+}
+
+/// The small HTTP/1.1 server under the development authorization server and the sample MCP
+/// server. Development only: request bodies are capped at 1 MiB, nothing is tuned.
+public final class DevHTTPServer: Sendable {
+    private let group: any EventLoopGroup
+    private let handler: @Sendable (DevRequest) -> DevResponse
+
+    public init(group: any EventLoopGroup, handler: @escaping @Sendable (DevRequest) -> DevResponse) {
+        self.group = group
+        self.handler = handler
+    }
+
+    /// Binds and returns the listening channel (port 0 picks a free port).
+    public func bind(host: String, port: Int) -> EventLoopFuture<any Channel> {
+        let handler = self.handler
+        return ServerBootstrap(group: self.group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(DevConnectionHandler(handler: handler))
+                }
+            }
+            .bind(host: host, port: port)
+    }
+}
+
+private final class DevConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let handler: @Sendable (DevRequest) -> DevResponse
+    private var head: HTTPRequestHead?
+    private var body: [UInt8] = []
+
+    init(handler: @escaping @Sendable (DevRequest) -> DevResponse) {
+        self.handler = handler
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            self.body = []
+        case .body(var buffer):
+            guard self.body.count + buffer.readableBytes <= 1024 * 1024 else {
+                context.close(promise: nil)
+                return
+            }
+            self.body += buffer.readBytes(length: buffer.readableBytes) ?? []
+        case .end:
+            guard let head = self.head else { return }
+            let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+            let request = DevRequest(method: head.method, path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "", headers: head.headers, body: self.body)
+            self.respond(self.handler(request), keepAlive: head.isKeepAlive, context: context)
+        }
+    }
+
+    private func respond(_ response: DevResponse, keepAlive: Bool, context: ChannelHandlerContext) {
+        switch response {
+        case .full(let status, let headers, let body):
+            var head = HTTPResponseHead(version: .http1_1, status: status)
+            for (name, value) in headers { head.headers.add(name: name, value: value) }
+            head.headers.add(name: "Content-Length", value: String(body.count))
+            context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+            if !body.isEmpty { context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil) }
+            let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+            if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+        case .stream(let status, let headers, let chunks):
+            var head = HTTPResponseHead(version: .http1_1, status: status)
+            for (name, value) in headers { head.headers.add(name: name, value: value) }
+            context.writeAndFlush(self.wrapOutboundOut(.head(head)), promise: nil)
+            self.writeChunks(chunks[...], keepAlive: keepAlive, context: context)
+        }
+    }
+
+    private func writeChunks(_ chunks: ArraySlice<(delay: TimeAmount, text: String)>, keepAlive: Bool, context: ChannelHandlerContext) {
+        guard let first = chunks.first else {
+            let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+            if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+            return
+        }
+        context.eventLoop.assumeIsolated().scheduleTask(in: first.delay) {
+            guard context.channel.isActive else { return }
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: first.text)))), promise: nil)
+            self.writeChunks(chunks.dropFirst(), keepAlive: keepAlive, context: context)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension DevConnectionHandler: Sendable {}
