@@ -125,6 +125,21 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
+            name: "BouncerDemoTests",
+            dependencies: [
+                "BouncerDemo",
+                "BouncerDevServer",
+                "BouncerProxy",
+                "BouncerCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
             name: "BouncerCoreTests",
             dependencies: ["BouncerCore", "BouncerTestSupport"],
             swiftSettings: swiftSettings

@@ -10,6 +10,14 @@ public struct DevRequest: Sendable {
     public var headers: HTTPHeaders
     public var body: [UInt8]
 
+    public init(method: HTTPMethod, path: String, query: String = "", headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+        self.method = method
+        self.path = path
+        self.query = query
+        self.headers = headers
+        self.body = body
+    }
+
     public func header(_ name: String) -> String? { self.headers.first(name: name) }
 }
 

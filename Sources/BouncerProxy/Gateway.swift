@@ -91,6 +91,9 @@ public final class Gateway: Sendable {
         return self.introspector.claims(token: token, resource: resource, requirements: requirements, client: client, on: eventLoop)
     }
 
+    /// The key store of one authorization server, by its policy name.
+    public func keyStore(named name: String) -> KeySetStore? { self.keyStores[name] }
+
     /// Ready when every authorization server's keys are loaded.
     public var isReady: Bool { self.keyStores.values.allSatisfy(\.isLoaded) }
 

@@ -164,7 +164,7 @@ struct Demo: AsyncParsableCommand {
         let logger = Logger(label: "mcp-bouncer")
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         let environment = try await DemoEnvironment.start(group: group, gatewayPort: self.port, logger: logger)
-        print("""
+        say("""
             mcp-bouncer demo (the authorization server here is DEVELOPMENT-ONLY and auto-approves everything)
               legacy MCP server, no auth:  \(environment.upstreamURL)/mcp
               authorization server:        \(environment.issuer)
@@ -172,16 +172,16 @@ struct Demo: AsyncParsableCommand {
 
             """)
         if self.scenario {
-            let steps = await DemoScenario(environment: environment, group: group, print: { print($0) }).run()
+            let steps = await DemoScenario(environment: environment, group: group, print: { say($0) }).run()
             await environment.stop()
             try await group.shutdownGracefully()
             let passed = steps.count == 8 && steps.allSatisfy(\.passed)
-            print(passed ? "All 8 steps behaved as expected." : "A step did not behave as expected.")
+            say(passed ? "All 8 steps behaved as expected." : "A step did not behave as expected.")
             if !passed { throw ExitCode(1) }
             return
         }
         let client = environment.walkthroughClient
-        print("""
+        say("""
             Try it (Ctrl-C to stop):
 
               # 1. No token: 401 and where to find out more
@@ -202,7 +202,7 @@ struct Demo: AsyncParsableCommand {
         let service = DemoService(environment: environment)
         let serviceGroup = ServiceGroup(configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await serviceGroup.run()
-        print("\nstopped")
+        say("\nstopped")
         try await group.shutdownGracefully()
     }
 }
@@ -215,4 +215,10 @@ struct DemoService: Service {
         try? await gracefulShutdown()
         await self.environment.stop()
     }
+}
+
+/// Writes a line to standard output unbuffered, so a script or a test reading the pipe sees it
+/// at once.
+func say(_ text: String) {
+    FileHandle.standardOutput.write(text + "\n")
 }

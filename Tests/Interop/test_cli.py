@@ -16,7 +16,9 @@ def bouncer(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 def test_check_accepts_every_example_policy():
     for policy in sorted((REPO / "policies").glob("*.yaml")):
-        result = bouncer("check", str(policy), env={"JIRA_API_KEY": "x", "BOUNCER_CLIENT_SECRET": "y"})
+        result = bouncer("check", str(policy), env={"JIRA_API_KEY": "x", "BOUNCER_CLIENT_SECRET": "y", "DEMO_GATEWAY_PORT": "8443",
+                                                    "DEMO_ISSUER": "http://127.0.0.1:9000", "DEMO_UPSTREAM": "http://127.0.0.1:9001",
+                                                    "DEMO_GATEWAY_CLIENT_SECRET": "z"})
         assert result.returncode == 0, f"{policy}: {result.stderr}"
         assert "OK" in result.stdout
 

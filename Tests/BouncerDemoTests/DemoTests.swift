@@ -1,0 +1,60 @@
+import BouncerCore
+import BouncerDemo
+import BouncerDevServer
+import BouncerProxy
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+@Suite("mcp-bouncer demo", .serialized)
+struct DemoTests {
+    @Test func theScenarioRunsEveryStepEndToEnd() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let environment = try await DemoEnvironment.start(group: group, logger: Logger(label: "test"))
+        let steps = await DemoScenario(environment: environment, group: group, print: { _ in }).run()
+        await environment.stop()
+        try await group.shutdownGracefully()
+        #expect(steps.count == 8)
+        for step in steps {
+            #expect(step.passed, "\(step.title): \(step.outcome)")
+        }
+        #expect(steps.first?.outcome.hasPrefix("401") == true)
+        #expect(steps[4].outcome.contains(#"scope="jira:write""#))
+    }
+
+    @Test func theEmbeddedPolicyIsPoliciesDemoYaml() throws {
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("policies/demo.yaml")
+        let text = try String(contentsOf: file, encoding: .utf8)
+        #expect(text.trimmingCharacters(in: .newlines) == DemoPolicy.yaml.trimmingCharacters(in: .newlines))
+    }
+
+    @Test func aGatewayOutsideTheDemoRefusesTheDevelopmentServer() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = try DevAuthorizationServer(audiences: [.init(name: "http://127.0.0.1:8443/mcp", scopes: ["a"])])
+        let channel = try await DevHTTPServer(group: group, handler: server.handle).bind(host: "127.0.0.1", port: 0).get()
+        server.issuer = "http://127.0.0.1:\(channel.localAddress!.port!)"
+        let policy = try PolicyLoader.load(yaml: """
+            listen: 127.0.0.1:0
+            public_url: http://127.0.0.1:8443
+            authorization_servers:
+              dev:
+                issuer: \(server.issuer)
+            resources:
+              - path: /mcp
+                authorization_server: dev
+                upstream: http://127.0.0.1:1/mcp
+                methods: { initialize: [] }
+            """, secrets: .empty)
+        let refusing = Gateway(policy: policy, fetcher: HTTPFetcher(group: group), logger: Logger(label: "test"))
+        let store = try #require(refusing.keyStore(named: "dev"))
+        await #expect(throws: KeySetError.self) { try await store.keys(on: group.next()).get() }
+        let demo = Gateway(policy: policy, fetcher: HTTPFetcher(group: group), allowDevelopmentAuthorizationServer: true, logger: Logger(label: "test"))
+        let keys = try await #require(demo.keyStore(named: "dev")).keys(on: group.next()).get()
+        #expect(keys.keys.count == 2)
+        try await channel.close().get()
+        try await group.shutdownGracefully()
+    }
+}
