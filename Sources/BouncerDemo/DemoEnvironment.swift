@@ -37,6 +37,7 @@ public final class DemoEnvironment: Sendable {
         let asChannel = try await DevHTTPServer(group: group, handler: authorizationServer.handle).bind(host: "127.0.0.1", port: 0).get()
         let issuer = "http://127.0.0.1:\(asChannel.localAddress!.port!)"
         authorizationServer.issuer = issuer
+        logger.warning("development-only authorization server started: it auto-approves every request and must never protect anything real", metadata: ["issuer": "\(issuer)"])
         let gatewaySecret = DevAuthorizationServer.random()
         authorizationServer.registerClient(id: "mcp-bouncer-demo", secret: gatewaySecret, scope: scopes, grantTypes: [TokenType.grantType, "client_credentials"])
         let walkthroughSecret = DevAuthorizationServer.random()
