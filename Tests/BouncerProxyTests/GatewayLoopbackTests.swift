@@ -12,31 +12,20 @@ import Testing
 /// The gateway on real loopback sockets, between a test client and a stand-in backend that
 /// serves the JWKS and plays the upstream.
 @Suite("Gateway on loopback", .serialized)
-final class GatewayLoopbackTests {
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-    let backend: LoopbackBackend
-    let signer = TestSigner.p256(kid: "k1")
-    /// Only compared as a string: nothing is fetched from it (the JWKS URI is configured).
-    let issuer = "http://127.0.0.1:1/issuer"
+struct GatewayLoopbackTests {
+    typealias Running = LoopbackHarness.Running
+    let harness: LoopbackHarness
+    var group: MultiThreadedEventLoopGroup { self.harness.group }
+    var backend: LoopbackBackend { self.harness.backend }
+    var signer: TestSigner { self.harness.signer }
+    var issuer: String { self.harness.issuer }
 
     init() throws {
-        self.backend = try LoopbackBackend(group: self.group)
-        self.backend.setJWKS(TestSigner.jwks([self.signer]))
-    }
-
-    deinit {
-        try? self.backend.close()
-        try? self.group.syncShutdownGracefully()
-    }
-
-    struct Running {
-        var server: any Channel
-        var port: Int
-        var gateway: Gateway
+        self.harness = try LoopbackHarness()
     }
 
     func start(upstream: String? = nil, extraLimits: String = "") throws -> Running {
-        let yaml = """
+        try self.harness.start("""
             listen: 127.0.0.1:0
             public_url: http://127.0.0.1:8443
             limits:
@@ -57,26 +46,15 @@ final class GatewayLoopbackTests {
                 methods:
                   tools/call:
                     echo: [read]
-            """
-        let policy = try PolicyLoader.load(yaml: yaml, secrets: .empty)
-        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: self.group), logger: Logger(label: "test"))
-        let server = try GatewayServer(gateway: gateway, group: self.group).bind().wait()
-        return Running(server: server, port: server.localAddress!.port!, gateway: gateway)
+            """)
     }
 
-    func token(scope: String = "read", kid: String? = nil, signer: TestSigner? = nil) -> String {
-        let now = Int64(Date().timeIntervalSince1970)
-        let claims = #"{"iss":"\#(self.issuer)","sub":"alice","aud":"http://127.0.0.1:8443/mcp","exp":\#(now + 300),"iat":\#(now),"scope":"\#(scope)"}"#
-        return (signer ?? self.signer).sign(claims, kid: kid.map { .some($0) })
+    func token(scope: String = "read", signer: TestSigner? = nil) -> String {
+        self.harness.token(scope: scope, signer: signer)
     }
 
     func call(_ running: Running, token: String?, id: Int = 1, tool: String = "echo", headers: [(String, String)] = []) throws -> TestClient.Response {
-        var all = headers
-        if let token { all.append(("Authorization", "Bearer \(token)")) }
-        return try TestClient(group: self.group).send(
-            port: running.port, uri: "/mcp", headers: all,
-            body: #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"\#(tool)"}}"#
-        )
+        try self.harness.call(port: running.port, token: token, id: id, tool: tool, headers: headers)
     }
 
     @Test func forwardsWithoutTheClientTokenAndWithTheGatewayCredential() throws {

@@ -1,8 +1,14 @@
+import BouncerCore
+import BouncerTestSupport
 import Crypto
+import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+
+@testable import BouncerProxy
 
 /// A loopback HTTP server standing in for the authorization server's JWKS endpoint and for a
 /// legacy MCP upstream in the Swift tests (the interop suite uses the real third-party ones).
@@ -214,4 +220,56 @@ func rawConnection(group: any EventLoopGroup, port: Int, send text: String) thro
     let channel = try ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).wait()
     try channel.writeAndFlush(ByteBuffer(string: text)).wait()
     return channel
+}
+
+/// What the loopback suites share: an event loop group, the stand-in backend publishing a
+/// signing key, and helpers to start a gateway and mint tokens for it.
+final class LoopbackHarness {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let backend: LoopbackBackend
+    let signer = TestSigner.p256(kid: "k1")
+    /// Only compared as a string: nothing is fetched from it (the JWKS URI is configured).
+    let issuer = "http://127.0.0.1:1/issuer"
+    /// The gateways' public URL; tokens name `\(publicURL)/mcp`.
+    let publicURL = "http://127.0.0.1:8443"
+
+    struct Running {
+        var server: any Channel
+        var port: Int
+        var gateway: Gateway
+    }
+
+    init() throws {
+        self.backend = try LoopbackBackend(group: self.group)
+        self.backend.setJWKS(TestSigner.jwks([self.signer]))
+    }
+
+    deinit {
+        try? self.backend.close()
+        try? self.group.syncShutdownGracefully()
+    }
+
+    /// Binds a gateway for `yaml` on a free port.
+    func start(_ yaml: String) throws -> Running {
+        let policy = try PolicyLoader.load(yaml: yaml, secrets: .empty)
+        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: self.group), logger: Logger(label: "test"))
+        let server = try GatewayServer(gateway: gateway, group: self.group).bind().wait()
+        return Running(server: server, port: server.localAddress!.port!, gateway: gateway)
+    }
+
+    func token(subject: String = "alice", scope: String = "read", signer: TestSigner? = nil) -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        let claims = #"{"iss":"\#(self.issuer)","sub":"\#(subject)","aud":"\#(self.publicURL)/mcp","exp":\#(now + 300),"iat":\#(now),"scope":"\#(scope)"}"#
+        return (signer ?? self.signer).sign(claims)
+    }
+
+    /// POSTs a `tools/call` to the gateway's `/mcp`.
+    func call(port: Int, token: String?, id: Int = 1, tool: String = "echo", headers: [(String, String)] = []) throws -> TestClient.Response {
+        var all = headers
+        if let token { all.append(("Authorization", "Bearer \(token)")) }
+        return try TestClient(group: self.group).send(
+            port: port, uri: "/mcp", headers: all,
+            body: #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"\#(tool)"}}"#
+        )
+    }
 }

@@ -12,24 +12,18 @@ import Testing
 
 /// Token exchange against a stand-in token endpoint that records what it is asked.
 @Suite("Token exchange on loopback", .serialized)
-final class TokenExchangeLoopbackTests {
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-    let backend: LoopbackBackend
-    let signer = TestSigner.p256(kid: "k1")
-    let issuer = "http://127.0.0.1:1/issuer"
+struct TokenExchangeLoopbackTests {
+    let harness: LoopbackHarness
+    var group: MultiThreadedEventLoopGroup { self.harness.group }
+    var backend: LoopbackBackend { self.harness.backend }
+    var issuer: String { self.harness.issuer }
 
     init() throws {
-        self.backend = try LoopbackBackend(group: self.group)
-        self.backend.setJWKS(TestSigner.jwks([self.signer]))
-    }
-
-    deinit {
-        try? self.backend.close()
-        try? self.group.syncShutdownGracefully()
+        self.harness = try LoopbackHarness()
     }
 
     func start(actor: Bool = false) throws -> (server: any Channel, port: Int) {
-        let policy = try PolicyLoader.load(yaml: """
+        let running = try self.harness.start("""
             listen: 127.0.0.1:0
             public_url: http://127.0.0.1:8443
             authorization_servers:
@@ -46,20 +40,16 @@ final class TokenExchangeLoopbackTests {
                   token_exchange: { audience: jira-internal, scope: jira.read, actor: \(actor) }
                 methods:
                   tools/call: { echo: [] }
-            """, secrets: .empty)
-        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: self.group), logger: Logger(label: "test"))
-        let server = try GatewayServer(gateway: gateway, group: self.group).bind().wait()
-        return (server, server.localAddress!.port!)
+            """)
+        return (running.server, running.port)
     }
 
     func token(sub: String = "alice") -> String {
-        let now = Int64(Date().timeIntervalSince1970)
-        return self.signer.sign(#"{"iss":"\#(self.issuer)","sub":"\#(sub)","aud":"http://127.0.0.1:8443/mcp","exp":\#(now + 300),"iat":\#(now)}"#)
+        self.harness.token(subject: sub)
     }
 
     func call(_ port: Int, _ token: String, id: Int = 1) throws -> TestClient.Response {
-        try TestClient(group: self.group).send(port: port, uri: "/mcp", headers: [("Authorization", "Bearer \(token)")],
-                                               body: #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#)
+        try self.harness.call(port: port, token: token, id: id)
     }
 
     @Test func theExchangedTokenGoesUpstreamWithTheRightRequest() throws {

@@ -7,19 +7,15 @@ import base64
 import json
 import os
 import subprocess
-from urllib.parse import parse_qs, urlparse
-
 import anyio
 import httpx
 import httpx2
 import pytest
 from mcp import ClientSession
-from mcp.client.auth import OAuthClientProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 
 from interop_stack import HERE, Process, free_port
-from test_gateway import MemoryStorage
+from test_gateway import pkce_provider
 
 
 @pytest.fixture(scope="module")
@@ -36,27 +32,9 @@ def demo(tmp_path_factory):
 
 def test_sdk_oauth_client_against_the_demo(demo):
     url = demo["url"]
-    redirect_uri = "http://127.0.0.1:9/callback"
-    captured = {}
-
-    async def redirect_handler(authorization_url: str) -> None:
-        query = parse_qs(urlparse(authorization_url).query)
-        assert query["resource"] == [url]
-        assert query["code_challenge_method"] == ["S256"]
-        response = httpx.get(authorization_url, follow_redirects=False)
-        assert response.status_code == 302, response.text
-        captured.update({k: v[0] for k, v in parse_qs(urlparse(response.headers["location"]).query).items()})
-
-    async def callback_handler() -> AuthorizationCodeResult:
-        return AuthorizationCodeResult(code=captured["code"], state=captured.get("state"), iss=captured.get("iss"))
+    auth, captured = pkce_provider(url, "sdk-against-demo")
 
     async def main():
-        auth = OAuthClientProvider(
-            url,
-            OAuthClientMetadata(client_name="sdk-against-demo", redirect_uris=[redirect_uri], grant_types=["authorization_code", "refresh_token"],
-                                response_types=["code"], token_endpoint_auth_method="client_secret_post"),
-            MemoryStorage(), redirect_handler=redirect_handler, callback_handler=callback_handler,
-        )
         async with httpx2.AsyncClient(auth=auth) as http:
             async with streamable_http_client(url, http_client=http) as (read, write, *_):
                 async with ClientSession(read, write) as session:

@@ -150,15 +150,16 @@ def test_sdk_client_credentials_discovers_everything_and_calls_a_tool(stack):
     assert claims["aud"] == stack.jira
 
 
-def test_sdk_authorization_code_with_pkce_and_dynamic_registration(stack):
+def pkce_provider(url: str, client_name: str, scope: str | None = None) -> tuple[OAuthClientProvider, dict]:
+    """The SDK's authorization-code provider with dynamic registration and PKCE, driving the
+    (auto-approving) authorization endpoint itself; `captured` gets the redirect's parameters."""
     redirect_uri = "http://127.0.0.1:9/callback"
-    captured = {}
+    captured: dict = {}
 
     async def redirect_handler(authorization_url: str) -> None:
         query = parse_qs(urlparse(authorization_url).query)
-        assert query["resource"] == [stack.jira]
+        assert query["resource"] == [url]
         assert query["code_challenge_method"] == ["S256"]
-        # authgent-server in auto_approve mode redirects straight back with the code.
         response = httpx.get(authorization_url, follow_redirects=False)
         assert response.status_code == 302, response.text
         captured.update({k: v[0] for k, v in parse_qs(urlparse(response.headers["location"]).query).items()})
@@ -166,13 +167,15 @@ def test_sdk_authorization_code_with_pkce_and_dynamic_registration(stack):
     async def callback_handler() -> AuthorizationCodeResult:
         return AuthorizationCodeResult(code=captured["code"], state=captured.get("state"), iss=captured.get("iss"))
 
+    metadata = OAuthClientMetadata(client_name=client_name, redirect_uris=[redirect_uri], grant_types=["authorization_code", "refresh_token"],
+                                   response_types=["code"], scope=scope, token_endpoint_auth_method="client_secret_post")
+    return OAuthClientProvider(url, metadata, MemoryStorage(), redirect_handler=redirect_handler, callback_handler=callback_handler), captured
+
+
+def test_sdk_authorization_code_with_pkce_and_dynamic_registration(stack):
+    auth, captured = pkce_provider(stack.jira, "interop-pkce", scope="jira:read")
+
     async def main():
-        auth = OAuthClientProvider(
-            stack.jira,
-            OAuthClientMetadata(client_name="interop-pkce", redirect_uris=[redirect_uri], grant_types=["authorization_code", "refresh_token"],
-                                response_types=["code"], scope="jira:read", token_endpoint_auth_method="client_secret_post"),
-            MemoryStorage(), redirect_handler=redirect_handler, callback_handler=callback_handler,
-        )
         async with httpx2.AsyncClient(auth=auth) as http:
             async with streamable_http_client(stack.jira, http_client=http) as (read, write, *_):
                 async with ClientSession(read, write) as session:
