@@ -36,7 +36,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         var head: HTTPRequestHead
         var route: Route
         var body: ByteBuffer?
-        var log: Logger
+        var log: RequestLog
     }
 
     private struct Exchange {
@@ -50,7 +50,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         var responseStarted: Bool
         var timeout: Scheduled<Void>?
         var errorID: JSONValue?
-        var log: Logger
+        var log: RequestLog
         var startedAt: NIODeadline
         var status: UInt = 0
     }
@@ -100,7 +100,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             return
         }
         self.requestCounter += 1
-        var log = self.gateway.logger
+        var log = RequestLog(logger: self.gateway.logger)
         log[metadataKey: "request_id"] = "\(self.connectionID)-\(self.requestCounter)"
         log[metadataKey: "http_method"] = "\(head.method.rawValue)"
         log[metadataKey: "peer"] = "\(self.remoteAddress)"
