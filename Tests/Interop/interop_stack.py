@@ -178,14 +178,15 @@ def running_stack(work: Path, binary: str):
         nanoidp_port = free_port()
         nanoidp = f"http://127.0.0.1:{nanoidp_port}"
         nano_dir = work / "nanoidp"
-        subprocess.run([sys.executable, "-m", "nanoidp", "init", str(nano_dir)], check=True, capture_output=True)
+        # nanoidp writes key material into its working directory: keep it in the scratch area.
+        subprocess.run([sys.executable, "-m", "nanoidp", "init", str(nano_dir)], check=True, capture_output=True, cwd=work)
         settings = nano_dir / "settings.yaml"
         text = settings.read_text()
         text = text.replace('issuer: "http://localhost:8000"', f'issuer: "{nanoidp}"')
         text = text.replace("  token_expiry_minutes: 60", '  token_expiry_minutes: 60\n  scopes_supported: ["openid", "jira:read", "jira:write", "jira:admin"]')
         assert nanoidp in text and "jira:read" in text, "nanoidp's settings.yaml template changed"
         settings.write_text(text)
-        nano = Process("nanoidp", [sys.executable, "-m", "nanoidp", "--config", str(nano_dir), "--host", "127.0.0.1", "--port", str(nanoidp_port)], work)
+        nano = Process("nanoidp", [sys.executable, "-m", "nanoidp", "--config", str(nano_dir), "--host", "127.0.0.1", "--port", str(nanoidp_port)], work, cwd=work)
         processes.append(nano)
 
         upstream_port = free_port()
