@@ -3,40 +3,21 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Verified tokens, remembered until they expire so a token is verified once, not once per
-/// request. Bounded: when full, expired entries go first, then the entries closest to expiry.
+/// Verified tokens, remembered until they expire (plus the leeway the verifier allows) so a
+/// token is verified once, not once per request. Bounded, least recently used first out.
 final class VerifiedTokenCache: Sendable {
-    private let capacity: Int
-    private let entries = NIOLockedValueBox([String: AccessTokenClaims]())
+    private let entries: NIOLockedValueBox<ExpiringCache<AccessTokenClaims>>
 
     init(capacity: Int) {
-        self.capacity = capacity
+        self.entries = NIOLockedValueBox(ExpiringCache(capacity: capacity))
     }
 
-    func lookup(_ key: String, now: Int64, leeway: Int64) -> AccessTokenClaims? {
-        guard self.capacity > 0 else { return nil }
-        return self.entries.withLockedValue { entries in
-            guard let claims = entries[key] else { return nil }
-            if now >= claims.expiresAt + leeway {
-                entries[key] = nil
-                return nil
-            }
-            return claims
-        }
+    func lookup(_ key: String, now: Int64) -> AccessTokenClaims? {
+        self.entries.withLockedValue { $0.value(for: key, now: now) }
     }
 
-    func store(_ key: String, _ claims: AccessTokenClaims, now: Int64) {
-        guard self.capacity > 0 else { return }
-        self.entries.withLockedValue { entries in
-            if entries.count >= self.capacity {
-                entries = entries.filter { $0.value.expiresAt > now }
-                if entries.count >= self.capacity {
-                    let evict = entries.sorted { $0.value.expiresAt < $1.value.expiresAt }.prefix(entries.count - self.capacity / 2)
-                    for (key, _) in evict { entries[key] = nil }
-                }
-            }
-            entries[key] = claims
-        }
+    func store(_ key: String, _ claims: AccessTokenClaims, leeway: Int64, now: Int64) {
+        self.entries.withLockedValue { $0.set(claims, for: key, expiresAt: claims.expiresAt + leeway, now: now) }
     }
 
     var count: Int { self.entries.withLockedValue { $0.count } }
@@ -62,7 +43,7 @@ public final class TokenAuthenticator: Sendable {
     ) -> EventLoopFuture<AccessTokenClaims> {
         let now = self.now()
         let cacheKey = resource.path + " " + token
-        if let claims = self.cache.lookup(cacheKey, now: now, leeway: requirements.leewaySeconds) {
+        if let claims = self.cache.lookup(cacheKey, now: now) {
             return eventLoop.makeSucceededFuture(claims)
         }
         // Parse before touching the network: garbage must not trigger a key fetch.
@@ -100,7 +81,7 @@ public final class TokenAuthenticator: Sendable {
         try AccessTokenVerifier.verifySignature(jws, keys: keySet, requirements: requirements)
         let now = self.now()
         let claims = try AccessTokenVerifier.validateClaims(jws, requirements: requirements, now: now)
-        self.cache.store(cacheKey, claims, now: now)
+        self.cache.store(cacheKey, claims, leeway: requirements.leewaySeconds, now: now)
         return claims
     }
 

@@ -1,6 +1,7 @@
 @testable import CoreMetrics
 import MetricsTestKit
 import NIOCore
+import BouncerCore
 import Testing
 
 @testable import BouncerProxy
@@ -20,5 +21,17 @@ struct FetchMetricsTests {
         #expect(failed.totalValue == 1)
         let timer = try metrics.expectTimer("mcp_bouncer_authorization_server_request_duration_seconds", [("purpose", "token")])
         #expect(timer.values.count == 3)
+    }
+}
+
+@Suite("Verified-token cache")
+struct VerifiedTokenCacheTests {
+    @Test func entriesLiveUntilExpiryPlusLeeway() {
+        let cache = VerifiedTokenCache(capacity: 10)
+        let claims = AccessTokenClaims(issuer: "i", subject: "s", clientID: nil, audiences: ["a"], expiresAt: 100, notBefore: nil, issuedAt: nil, tokenID: nil, scopes: [])
+        cache.store("k", claims, leeway: 60, now: 50)
+        #expect(cache.lookup("k", now: 159) == claims)
+        #expect(cache.lookup("k", now: 160) == nil)
+        #expect(VerifiedTokenCache(capacity: 0).lookup("k", now: 0) == nil)
     }
 }

@@ -54,6 +54,19 @@ public struct AccessTokenClaims: Sendable, Hashable {
     public var issuedAt: Int64?
     public var tokenID: String?
     public var scopes: Set<String>
+
+    public init(issuer: String, subject: String?, clientID: String?, audiences: [String], expiresAt: Int64, notBefore: Int64?,
+                issuedAt: Int64?, tokenID: String?, scopes: Set<String>) {
+        self.issuer = issuer
+        self.subject = subject
+        self.clientID = clientID
+        self.audiences = audiences
+        self.expiresAt = expiresAt
+        self.notBefore = notBefore
+        self.issuedAt = issuedAt
+        self.tokenID = tokenID
+        self.scopes = scopes
+    }
 }
 
 /// The parts of a compact JWS, split and decoded, signature not yet checked.
