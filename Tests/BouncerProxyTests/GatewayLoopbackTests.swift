@@ -180,6 +180,19 @@ struct GatewayLoopbackTests {
         try await running.server.close().get()
     }
 
+    @Test func malformedHTTPIsRefusedAndTheGatewayKeepsServing() async throws {
+        let running = try self.start()
+        for garbage in ["GARBAGE\r\n\r\n", "POST /mcp HTTP/1.1\r\nContent-Length: -5\r\n\r\n", "\u{0}\u{1}\u{2}\r\n\r\n",
+                        "POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"] {
+            let channel = try rawConnection(group: self.group, port: running.port, send: garbage)
+            #expect(await eventually { !channel.isActive }, "the gateway hangs up on \(garbage.debugDescription)")
+        }
+        let health = try TestClient(group: self.group).send(port: running.port, method: .GET, uri: "/healthz")
+        #expect(health.status == .ok)
+        #expect(self.backend.requests.isEmpty || !self.backend.requests.contains { $0.uri.contains("GARBAGE") })
+        try await running.server.close().get()
+    }
+
     @Test func shutdownDrainClosesConnectionsLeftAfterTheGracePeriod() async throws {
         let running = try self.start()
         let server = GatewayServer(gateway: running.gateway, group: self.group)
