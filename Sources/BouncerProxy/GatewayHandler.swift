@@ -579,13 +579,21 @@ extension GatewayHandler: UpstreamResponseSink {
             head.headers.replaceOrAdd(name: "X-Accel-Buffering", value: "no")
         }
         if !exchange.keepAlive { head.headers.add(name: "Connection", value: "close") }
-        context.writeAndFlush(self.wrapOutboundOut(.head(head)), promise: nil)
+        // Flushed when the upstream read completes: one write for a response that arrived in
+        // one read, and still every SSE event as soon as it arrives.
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+    }
+
+    func upstreamReadComplete() {
+        guard case .forwarding(let exchange) = self.state, exchange.responseStarted, let context = self.context else { return }
+        context.flush()
     }
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
-        // Each chunk goes out as it arrives: an SSE event is never held back.
-        context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        // Each chunk goes out with the upstream read it came in (flushed in
+        // `upstreamReadComplete`): an SSE event is never held back.
+        context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
         if !context.channel.isWritable {
             exchange.lease?.handler.pause()
         }

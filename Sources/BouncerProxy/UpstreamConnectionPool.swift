@@ -11,6 +11,8 @@ protocol UpstreamResponseSink: AnyObject {
     func upstreamResponseHead(_ head: HTTPResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
     func upstreamResponseEnd(keepAlive: Bool)
+    /// The upstream has no more bytes for now: time to flush what was relayed.
+    func upstreamReadComplete()
     func upstreamFailed(_ error: any Error)
 }
 
@@ -49,6 +51,11 @@ final class UpstreamHandler: ChannelInboundHandler {
             self.sink = nil
             sink.upstreamResponseEnd(keepAlive: self.responseKeepAlive)
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.sink?.upstreamReadComplete()
+        context.fireChannelReadComplete()
     }
 
     func read(context: ChannelHandlerContext) {
