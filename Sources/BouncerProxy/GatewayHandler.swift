@@ -34,6 +34,8 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private struct Request {
         var head: HTTPRequestHead
+        /// The request target's query, split off once.
+        var query: Substring?
         var route: Route
         var body: ByteBuffer?
         var log: RequestLog
@@ -115,12 +117,12 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.write(GatewayRejection.headersTooLarge.response(resource: nil), keepAlive: false, context: context)
             return
         }
-        let (path, _) = GatewayRouter.split(target: head.uri)
+        let (path, query) = GatewayRouter.split(target: head.uri)
         let route = self.gateway.router.route(path)
         if case .resource(let resource) = route {
             log[metadataKey: "resource"] = "\(resource.path)"
         }
-        self.state = .collecting(Request(head: head, route: route, body: nil, log: log))
+        self.state = .collecting(Request(head: head, query: query, route: route, body: nil, log: log))
         if head.headers.first(name: "Expect")?.lowercased() == "100-continue" {
             // The body is read here (it is inspected), so the gateway, not the upstream, says
             // continue; oversized bodies are still refused with 413 as they arrive.
@@ -221,8 +223,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             return
         }
         // RFC 6750 2.2 / 2.3 and MCP: tokens travel in the Authorization header only.
-        let (_, query) = GatewayRouter.split(target: request.head.uri)
-        if let query, BearerTokenExtractor.carriesAccessToken(formEncoded: query) {
+        if let query = request.query, BearerTokenExtractor.carriesAccessToken(formEncoded: query) {
             self.finish(request, with: .invalidRequest("Access tokens are accepted in the Authorization header only, not in the query string"), resource: resource, context: context)
             return
         }
@@ -355,13 +356,8 @@ final class GatewayHandler: ChannelDuplexHandler {
                 case .success(let upstreamToken):
                     self.forward(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, context: context)
                 case .failure(let error):
-                    var rejection = error as? GatewayRejection ?? .upstreamCredentialUnavailable("\(error)", id: errorID)
-                    switch rejection {
-                    case .upstreamCredentialRefused(let cause, let reason, _): rejection = .upstreamCredentialRefused(cause: cause, reason: reason, id: errorID)
-                    case .upstreamCredentialUnavailable(let reason, _): rejection = .upstreamCredentialUnavailable(reason, id: errorID)
-                    default: break
-                    }
-                    self.finish(request, with: rejection, resource: resource, context: context)
+                    let rejection = error as? GatewayRejection ?? .upstreamCredentialUnavailable("\(error)", id: nil)
+                    self.finish(request, with: rejection.answering(errorID), resource: resource, context: context)
                 }
             }
     }
@@ -428,9 +424,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// the gateway's own credential if configured, and `X-Forwarded-*`.
     private func upstreamHead(for request: Request, resource: ResourcePolicy) -> HTTPRequestHead {
         let upstream = resource.upstream
-        let (_, query) = GatewayRouter.split(target: request.head.uri)
         var uri = upstream.requestPath
-        if let query, !query.isEmpty { uri += (uri.contains("?") ? "&" : "?") + query }
+        if let query = request.query, !query.isEmpty { uri += (uri.contains("?") ? "&" : "?") + query }
         var head = HTTPRequestHead(version: .http1_1, method: request.head.method, uri: uri)
         let incoming = request.head.headers
         var dropped = Self.hopByHopHeaders
@@ -452,7 +447,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         } else if request.head.method == .POST {
             head.headers.add(name: "Content-Length", value: "0")
         }
-        forwardedFor.append(Self.addressForHeader(self.remoteAddress))
+        forwardedFor.append(self.remoteAddress)
         head.headers.add(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", "))
         head.headers.add(name: "X-Forwarded-Proto", value: self.gateway.policy.publicURL.scheme)
         head.headers.add(name: "X-Forwarded-Host", value: incoming.first(name: "Host") ?? self.gateway.policy.publicURL.host)
@@ -472,7 +467,11 @@ final class GatewayHandler: ChannelDuplexHandler {
         "expect",
     ]
 
-    static func addressForHeader(_ address: String) -> String { address }
+
+    /// Never relayed to the client: connection-scoped response headers (RFC 9110 7.6.1).
+    static let hopByHopResponseHeaders: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate",
+    ]
 
     private func responseTimedOut() {
         guard case .forwarding(let exchange) = self.state, let context = self.context, !exchange.responseStarted else { return }
@@ -569,7 +568,7 @@ extension GatewayHandler: UpstreamResponseSink {
         exchange.status = upstreamHead.status.code
         self.state = .forwarding(exchange)
         var head = HTTPResponseHead(version: .http1_1, status: upstreamHead.status)
-        var dropped: Set<String> = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate"]
+        var dropped = Self.hopByHopResponseHeaders
         for token in upstreamHead.headers[canonicalForm: "Connection"] { dropped.insert(token.lowercased()) }
         for (name, value) in upstreamHead.headers where !dropped.contains(name.lowercased()) {
             head.headers.add(name: name, value: value)

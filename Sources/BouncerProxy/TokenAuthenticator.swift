@@ -19,8 +19,6 @@ final class VerifiedTokenCache: Sendable {
     func store(_ key: String, _ claims: AccessTokenClaims, leeway: Int64, now: Int64) {
         self.entries.withLockedValue { $0.set(claims, for: key, expiresAt: claims.expiresAt + leeway, now: now) }
     }
-
-    var count: Int { self.entries.withLockedValue { $0.count } }
 }
 
 /// Turns a bearer token into verified claims for one resource: cache, then signature and
@@ -84,6 +82,4 @@ public final class TokenAuthenticator: Sendable {
         self.cache.store(cacheKey, claims, leeway: requirements.leewaySeconds, now: now)
         return claims
     }
-
-    var cachedTokenCount: Int { self.cache.count }
 }

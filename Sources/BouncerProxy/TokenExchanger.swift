@@ -111,8 +111,6 @@ final class TokenExchanger: Sendable {
             return .upstreamCredentialUnavailable("token exchange at \(issuer): \(error)", id: nil)
         }
     }
-
-    var cachedCount: Int { self.state.withLockedValue { $0.cache.count } }
 }
 
 /// Opaque tokens by RFC 7662 introspection: positive answers cached until the token's

@@ -194,8 +194,6 @@ final class UpstreamConnectionPool {
             self?.idle[key]?.removeAll { ObjectIdentifier($0) == channelID }
         }
     }
-
-    var idleCount: Int { self.idle.values.reduce(0) { $0 + $1.count } }
 }
 
 /// One ``UpstreamConnectionPool`` per event loop, created on first use.

@@ -104,11 +104,10 @@ final class TLSConnection {
         while true {
             _ = drainErrorQueue()
             var count = 0
-            let status = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { pointer -> Int in
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 * 1024) { pointer -> Int in
                 count = Int(SSL_read(self.ssl, pointer.baseAddress, Int32(pointer.count)))
                 return max(count, 0)
             }
-            _ = status
             if count > 0 { continue }
             return self.status(for: Int32(count), failure: .readFailed, "read failed")
         }

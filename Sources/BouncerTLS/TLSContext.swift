@@ -16,6 +16,8 @@ public final class TLSContext: @unchecked Sendable {
     private let sniContexts: [String: TLSContext]
     /// ALPN protocols in wire format, owned here because OpenSSL keeps pointers into it.
     private let alpnWire: UnsafeMutableBufferPointer<UInt8>
+    /// Bytes of `alpnWire` in use (the allocation is never empty).
+    private let alpnWireCount: Int
 
     public init(configuration: TLSConfiguration) throws(TLSError) {
         _ = drainErrorQueue()
@@ -32,6 +34,7 @@ public final class TLSContext: @unchecked Sendable {
         }
         self.alpnWire = .allocate(capacity: max(wire.count, 1))
         _ = self.alpnWire.initialize(from: wire)
+        self.alpnWireCount = wire.count
 
         var children: [String: TLSContext] = [:]
         if configuration.role == .server {
@@ -43,7 +46,7 @@ public final class TLSContext: @unchecked Sendable {
             }
         }
         self.sniContexts = children
-        try self.configure(wireCount: wire.count)
+        try self.configure()
     }
 
     deinit {
@@ -51,7 +54,8 @@ public final class TLSContext: @unchecked Sendable {
         self.alpnWire.deallocate()
     }
 
-    private func configure(wireCount: Int) throws(TLSError) {
+    private func configure() throws(TLSError) {
+        let wireCount = self.alpnWireCount
         let configuration = self.configuration
         let context = self.context
         let minimum = configuration.minimumVersion == .tls13 ? bouncer_TLS1_3_VERSION() : bouncer_TLS1_2_VERSION()
@@ -148,7 +152,7 @@ public final class TLSContext: @unchecked Sendable {
         // Server preference order: the first of ours the client offers.
         var ours = 0
         let wire = UnsafeBufferPointer(self.alpnWire)
-        while ours < self.configuration.applicationProtocols.reduce(0, { $0 + $1.utf8.count + 1 }) {
+        while ours < self.alpnWireCount {
             let length = Int(wire[ours])
             let candidate = UnsafeBufferPointer(rebasing: wire[(ours + 1)..<(ours + 1 + length)])
             var theirs = 0

@@ -58,6 +58,20 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     /// `unauthorized_client`, ...): 502 naming the cause class.
     case upstreamCredentialRefused(cause: String, reason: String, id: JSONValue?)
 
+    /// The same refusal, with the JSON-RPC id of the request it answers where the error body
+    /// carries one (refusals made away from the request, e.g. by the token exchanger, have none).
+    public func answering(_ id: JSONValue?) -> GatewayRejection {
+        switch self {
+        case .insufficientScope(let needed, _): return .insufficientScope(needed: needed, id: id)
+        case .policyDenied(let reason, _): return .policyDenied(reason: reason, id: id)
+        case .upstreamUnavailable(let reason, _): return .upstreamUnavailable(reason, id: id)
+        case .upstreamTimeout: return .upstreamTimeout(id: id)
+        case .upstreamCredentialUnavailable(let reason, _): return .upstreamCredentialUnavailable(reason, id: id)
+        case .upstreamCredentialRefused(let cause, let reason, _): return .upstreamCredentialRefused(cause: cause, reason: reason, id: id)
+        default: return self
+        }
+    }
+
     /// A stable short code for logs and metrics.
     public var code: String {
         switch self {

@@ -29,12 +29,7 @@ public enum Introspection {
             return .success(.rejected(TokenError(.wrongIssuer, "introspection: iss \(issuer) is not \(requirements.issuer)")))
         }
         // The gateway checks the audience itself (RFC 7662 leaves it to the resource server).
-        let audiences: [String]
-        switch document["aud"] {
-        case .string(let value): audiences = [value]
-        case .array(let values): audiences = values.compactMap(\.stringValue)
-        default: audiences = []
-        }
+        let audiences = TokenRequirements.audiences(in: document) ?? []
         guard audiences.contains(where: { requirements.audience.isNamed(by: $0) }) else {
             return .success(.rejected(TokenError(.wrongAudience, "introspection: aud \(audiences) does not include \(requirements.audience)")))
         }
@@ -45,14 +40,7 @@ public enum Introspection {
         if let notBefore = document["nbf"]?.int64Value, now + requirements.leewaySeconds < notBefore {
             return .success(.rejected(TokenError(.notYetValid, "introspection: not before \(notBefore)")))
         }
-        var scopes: Set<String> = []
-        for claim in requirements.scopeClaims {
-            switch document[claim] {
-            case .string(let value): scopes.formUnion(value.split(separator: " ").map(String.init))
-            case .array(let values): scopes.formUnion(values.compactMap(\.stringValue))
-            default: break
-            }
-        }
+        let scopes = requirements.scopes(in: document)
         return .success(.active(AccessTokenClaims(
             issuer: document["iss"]?.stringValue ?? requirements.issuer,
             subject: document["sub"]?.stringValue,

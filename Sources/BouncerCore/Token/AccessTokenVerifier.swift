@@ -136,6 +136,29 @@ public struct TokenRequirements: Sendable {
         self.scopeClaims = scopeClaims
     }
 
+    /// `aud` as a list (RFC 7519 allows a string or an array); `nil` when absent or malformed.
+    public static func audiences(in claims: JSONValue) -> [String]? {
+        switch claims["aud"] {
+        case .string(let value): return [value]
+        case .array(let values): return values.compactMap(\.stringValue)
+        default: return nil
+        }
+    }
+
+    /// Granted scopes from the configured claims: `scope` as a space-separated string, `scp`
+    /// as an array (either accepts both shapes).
+    public func scopes(in claims: JSONValue) -> Set<String> {
+        var scopes: Set<String> = []
+        for claim in self.scopeClaims {
+            switch claims[claim] {
+            case .string(let value): scopes.formUnion(value.split(separator: " ").map(String.init))
+            case .array(let values): scopes.formUnion(values.compactMap(\.stringValue))
+            default: break
+            }
+        }
+        return scopes
+    }
+
     public init(server: AuthorizationServerPolicy, resource: ResourcePolicy) {
         self.init(
             issuer: server.issuer, audience: resource.uri, algorithms: server.algorithms, leewaySeconds: server.leewaySeconds,
@@ -181,12 +204,7 @@ public enum AccessTokenVerifier {
         guard let issuer = claims["iss"]?.stringValue else { throw TokenError(.missingClaim, "no iss") }
         guard issuer == requirements.issuer else { throw TokenError(.wrongIssuer, "iss \(issuer) is not \(requirements.issuer)") }
 
-        let audiences: [String]
-        switch claims["aud"] {
-        case .string(let value): audiences = [value]
-        case .array(let values): audiences = values.compactMap(\.stringValue)
-        default: throw TokenError(.missingClaim, "no aud")
-        }
+        guard let audiences = TokenRequirements.audiences(in: claims) else { throw TokenError(.missingClaim, "no aud") }
         guard audiences.contains(where: { requirements.audience.isNamed(by: $0) }) else {
             throw TokenError(.wrongAudience, "aud \(audiences) does not include \(requirements.audience)")
         }
@@ -205,14 +223,7 @@ public enum AccessTokenVerifier {
             throw TokenError(.notYetValid, "issued in the future (\(issuedAt)), now \(now)")
         }
 
-        var scopes: Set<String> = []
-        for claim in requirements.scopeClaims {
-            switch claims[claim] {
-            case .string(let value): scopes.formUnion(value.split(separator: " ").map(String.init))
-            case .array(let values): scopes.formUnion(values.compactMap(\.stringValue))
-            default: break
-            }
-        }
+        let scopes = requirements.scopes(in: claims)
         return AccessTokenClaims(
             issuer: issuer,
             subject: claims["sub"]?.stringValue,
