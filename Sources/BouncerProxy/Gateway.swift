@@ -70,6 +70,18 @@ public final class Gateway: Sendable {
     /// Verified claims for a bearer token presented to `resource`: JWT verification or RFC 7662
     /// introspection, as the authorization server's `token_format` says. Fails with a
     /// ``GatewayRejection``.
+    /// Claims for a JWT already verified for `resource` and still valid, or `nil` when the
+    /// token needs ``authenticate(token:resource:on:)`` (first sight, expiry, introspection).
+    func cachedClaims(token: String, resource: ResourcePolicy) -> AccessTokenClaims? {
+        guard let server = self.policy.authorizationServers[resource.authorizationServer] else { return nil }
+        switch server.tokenFormat {
+        case .opaque: return nil
+        case .auto: guard CompactJWS.looksLikeJWS(token) else { return nil }
+        case .jwt: break
+        }
+        return self.authenticator.cachedClaims(token: token, resource: resource)
+    }
+
     func authenticate(token: String, resource: ResourcePolicy, on eventLoop: any EventLoop) -> EventLoopFuture<AccessTokenClaims> {
         guard let server = self.policy.authorizationServers[resource.authorizationServer],
               let requirements = self.requirements[resource.path], let keys = self.keyStores[resource.authorizationServer]

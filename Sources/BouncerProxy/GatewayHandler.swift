@@ -8,9 +8,17 @@ import NIOTLS
 /// The gateway's per-connection handler: routes, authenticates, authorises each JSON-RPC
 /// message and forwards to the upstream, streaming the response back.
 ///
-/// One request at a time per connection (`HTTPServerPipelineHandler` in front of it queues
-/// pipelined requests). Everything here runs on the connection's event loop, including the
-/// upstream connection, so there are no locks on the data path.
+/// One request at a time per connection: pipelined requests (RFC 9112 9.3.2) wait in a queue
+/// and are answered in order, and reading from the client pauses while one waits. Malformed
+/// HTTP is answered with 400 and the connection closed. Everything here runs on the
+/// connection's event loop, including the upstream connection, so there are no locks on the
+/// data path.
+///
+/// The request path is written to keep per-request work small (see Benchmarks/): the request
+/// and the exchange are objects the state refers to (a state change moves one reference, not
+/// a dozen fields), the route's policy is shared, the idle timer is one scheduled task per
+/// connection rather than a promise per write, and decision-log metadata is rendered only
+/// when a line is written.
 final class GatewayHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = Never
@@ -32,29 +40,46 @@ final class GatewayHandler: ChannelDuplexHandler {
         case closed
     }
 
-    private struct Request {
-        var head: HTTPRequestHead
+    private final class Request {
+        let head: HTTPRequestHead
         /// The request target's query, split off once.
-        var query: Substring?
-        var route: Route
+        let query: Substring?
+        let route: Route
         var body: ByteBuffer?
         var log: RequestLog
+
+        init(head: HTTPRequestHead, query: Substring?, route: Route, log: RequestLog) {
+            self.head = head
+            self.query = query
+            self.route = route
+            self.log = log
+        }
     }
 
-    private struct Exchange {
+    private final class Exchange {
         /// Kept for one retry on a fresh connection (see ``UpstreamLease/reused``).
-        var request: Request
-        var upstreamHead: HTTPRequestHead
-        var resource: ResourcePolicy
+        let request: Request
+        let upstreamHead: HTTPRequestHead
+        let resource: ResourcePolicy
+        let keepAlive: Bool
+        let errorID: JSONValue?
+        let startedAt: NIODeadline
         var retried = false
         var lease: UpstreamLease?
-        var keepAlive: Bool
-        var responseStarted: Bool
+        var responseStarted = false
         var timeout: Scheduled<Void>?
-        var errorID: JSONValue?
-        var log: RequestLog
-        var startedAt: NIODeadline
         var status: UInt = 0
+
+        var log: RequestLog { self.request.log }
+
+        init(request: Request, upstreamHead: HTTPRequestHead, resource: ResourcePolicy, errorID: JSONValue?) {
+            self.request = request
+            self.upstreamHead = upstreamHead
+            self.resource = resource
+            self.keepAlive = request.head.isKeepAlive
+            self.errorID = errorID
+            self.startedAt = .now()
+        }
     }
 
     private let gateway: Gateway
@@ -66,25 +91,120 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// `x5t#S256` of the client's verified TLS certificate, when it sent one (RFC 8705):
     /// what certificate-bound tokens will be compared with.
     private(set) var clientCertificateThumbprint: String?
+    /// This event loop's upstream pool, looked up once.
+    private var pool: UpstreamConnectionPool?
+    /// How long the client may keep the connection without sending (between requests, or
+    /// in the middle of one) before it is closed.
+    private let idleTimeout: TimeAmount
+    /// When the client last sent bytes or a response finished (event-loop time).
+    private var lastActivity = NIODeadline.uptimeNanoseconds(0)
+    private var idleCheck: Scheduled<Void>?
+    /// Parts of requests that arrived while an earlier one was being answered.
+    private var pipelined = CircularBuffer<HTTPServerRequestPart>()
+    /// A read the channel asked for while pipelined requests were waiting.
+    private var readPending = false
+    private var servingPipelined = false
 
     init(gateway: Gateway, remoteAddress: String) {
         self.gateway = gateway
         self.remoteAddress = remoteAddress
         self.connectionID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        self.idleTimeout = .seconds(gateway.policy.limits.clientIdleTimeoutSeconds)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.lastActivity = context.eventLoop.now
+        self.scheduleIdleCheck(at: self.lastActivity + self.idleTimeout, context: context)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        self.idleCheck?.cancel()
+        self.idleCheck = nil
         self.context = nil
+    }
+
+    // MARK: Idle connections
+
+    private func scheduleIdleCheck(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        self.idleCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            self.idleCheckFired()
+        }
+    }
+
+    /// Closes a connection whose client has sent nothing for `idleTimeout` while the gateway
+    /// was waiting on it. A quiet SSE stream or a slow upstream is not the client idling.
+    private func idleCheckFired() {
+        guard let context = self.context else { return }
+        let now = context.eventLoop.now
+        let waitingOnClient: Bool
+        switch self.state {
+        case .idle, .collecting, .discarding: waitingOnClient = true
+        case .authorizing, .forwarding, .closed: waitingOnClient = false
+        }
+        let expiry = self.lastActivity + self.idleTimeout
+        if waitingOnClient, now >= expiry {
+            self.gateway.logger.debug("closing idle client connection", metadata: ["peer": "\(self.remoteAddress)"])
+            self.closeConnection(context: context)
+            return
+        }
+        self.scheduleIdleCheck(at: waitingOnClient ? expiry : now + self.idleTimeout, context: context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.lastActivity = context.eventLoop.now
+        context.fireChannelReadComplete()
     }
 
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch self.unwrapInboundIn(data) {
+        let part = self.unwrapInboundIn(data)
+        if !self.pipelined.isEmpty || self.isAnswering {
+            // A pipelined request: its turn comes when the current response is done.
+            self.pipelined.append(part)
+            return
+        }
+        self.handle(part, context: context)
+    }
+
+    /// A request is being authorised or its response relayed.
+    private var isAnswering: Bool {
+        switch self.state {
+        case .authorizing, .forwarding: return true
+        case .idle, .collecting, .discarding, .closed: return false
+        }
+    }
+
+    /// Reading pauses while pipelined requests wait, so a client cannot queue without bound.
+    func read(context: ChannelHandlerContext) {
+        if self.pipelined.isEmpty {
+            context.read()
+        } else {
+            self.readPending = true
+        }
+    }
+
+    /// Called when a response is complete: serves the requests that were pipelined behind it.
+    private func servePipelined(context: ChannelHandlerContext) {
+        guard !self.servingPipelined else { return }
+        self.servingPipelined = true
+        defer { self.servingPipelined = false }
+        while !self.isAnswering, let part = self.pipelined.popFirst() {
+            if case .closed = self.state {
+                self.pipelined.removeAll()
+                return
+            }
+            self.handle(part, context: context)
+        }
+        if self.pipelined.isEmpty, self.readPending {
+            self.readPending = false
+            context.read()
+        }
+    }
+
+    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head):
             self.receivedHead(head, context: context)
         case .body(let buffer):
@@ -96,19 +216,17 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func receivedHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
         guard case .idle = self.state else {
-            // HTTPServerPipelineHandler delivers one request at a time; anything else is a bug
-            // or a hostile peer. Close rather than guess.
+            // Requests are handed over one at a time (pipelined ones wait in `pipelined`);
+            // anything else is a bug or a hostile peer. Close rather than guess.
             self.closeConnection(context: context)
             return
         }
         self.requestCounter += 1
-        var log = RequestLog(logger: self.gateway.logger)
-        log[metadataKey: "request_id"] = "\(self.connectionID)-\(self.requestCounter)"
-        log[metadataKey: "http_method"] = "\(head.method.rawValue)"
-        log[metadataKey: "peer"] = "\(self.remoteAddress)"
-        if let thumbprint = self.clientCertificateThumbprint {
-            log[metadataKey: "client_cert"] = "\(thumbprint)"
-        }
+        var log = RequestLog(
+            logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter,
+            method: head.method.rawValue, peer: self.remoteAddress
+        )
+        log.clientCertificate = self.clientCertificateThumbprint
 
         let headerBytes = head.headers.reduce(head.uri.utf8.count) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
         if headerBytes > self.gateway.policy.limits.maxHeaderBytes {
@@ -120,9 +238,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         let (path, query) = GatewayRouter.split(target: head.uri)
         let route = self.gateway.router.route(path)
         if case .resource(let resource) = route {
-            log[metadataKey: "resource"] = "\(resource.path)"
+            log.resource = resource.path
         }
-        self.state = .collecting(Request(head: head, query: query, route: route, body: nil, log: log))
+        self.state = .collecting(Request(head: head, query: query, route: route, log: log))
         if head.headers.first(name: "Expect")?.lowercased() == "100-continue" {
             // The body is read here (it is inspected), so the gateway, not the upstream, says
             // continue; oversized bodies are still refused with 413 as they arrive.
@@ -132,7 +250,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func receivedBody(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
         switch self.state {
-        case .collecting(var request):
+        case .collecting(let request):
             let size = (request.body?.readableBytes ?? 0) + buffer.readableBytes
             let limit = self.gateway.policy.limits.maxBodyBytes
             guard size <= limit else {
@@ -148,7 +266,6 @@ final class GatewayHandler: ChannelDuplexHandler {
                 var incoming = buffer
                 request.body!.writeBuffer(&incoming)
             }
-            self.state = .collecting(request)
         case .discarding, .closed:
             break
         case .idle, .authorizing, .forwarding:
@@ -165,6 +282,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 self.closeConnection(context: context)
             } else {
                 self.state = .idle
+                self.servePipelined(context: context)
             }
         case .closed:
             break
@@ -243,6 +361,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .token(let value):
             token = value
         }
+        if let claims = self.gateway.cachedClaims(token: token, resource: resource) {
+            self.authorize(request, resource: resource, token: token, claims: claims, context: context)
+            return
+        }
         self.state = .authorizing(request)
         self.gateway.authenticate(token: token, resource: resource, on: context.eventLoop)
             .assumeIsolated()
@@ -259,9 +381,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     private func authorize(_ request: Request, resource: ResourcePolicy, token: String, claims: AccessTokenClaims, context: ChannelHandlerContext) {
-        var request = request
-        request.log[metadataKey: "subject"] = "\(claims.subject ?? "-")"
-        request.log[metadataKey: "client_id"] = "\(claims.clientID ?? "-")"
+        request.log.subject = claims.subject ?? "-"
+        request.log.clientID = claims.clientID ?? "-"
         guard request.head.method == .POST else {
             // GET opens the server-to-client stream, DELETE ends a session: no JSON-RPC
             // method to check, a valid token for this resource is what they need.
@@ -276,10 +397,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.finish(request, with: .jsonRPC(error), resource: resource, context: context)
             return
         }
-        let operations = body.messages.map { message in
-            OperationLabel(method: message.method ?? "(response)", target: try? message.target()).description
-        }.joined(separator: ", ")
-        request.log[metadataKey: "operation"] = "\(operations)"
+        request.log.body = body
         let version = request.head.headers.first(name: "MCP-Protocol-Version")
         if body.isBatch, !resource.acceptsBatches || (version != nil && version != "2025-03-26") {
             let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: JSON-RPC batches are not supported by this protocol revision", id: nil)
@@ -347,6 +465,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.finish(request, with: .upstreamCredentialRefused(cause: "misconfigured", reason: "no client for token exchange", id: errorID), resource: resource, context: context)
             return
         }
+        if let upstreamToken = self.gateway.exchanger.cachedUpstreamToken(subjectToken: token, policy: policy, tool: tool, client: client) {
+            self.forward(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, context: context)
+            return
+        }
         self.state = .authorizing(request)
         self.gateway.exchanger.upstreamToken(subjectToken: token, subjectClaims: claims, policy: policy, tool: tool, client: client, on: context.eventLoop)
             .assumeIsolated()
@@ -367,57 +489,57 @@ final class GatewayHandler: ChannelDuplexHandler {
         if let upstreamToken {
             upstreamHead.headers.add(name: "Authorization", value: "Bearer \(upstreamToken)")
         }
-        let exchange = Exchange(
-            request: request, upstreamHead: upstreamHead, resource: resource,
-            lease: nil, keepAlive: request.head.isKeepAlive, responseStarted: false, timeout: nil, errorID: errorID,
-            log: request.log, startedAt: .now()
-        )
+        let exchange = Exchange(request: request, upstreamHead: upstreamHead, resource: resource, errorID: errorID)
         self.state = .forwarding(exchange)
-        self.sendUpstream(fresh: false, context: context)
+        self.sendUpstream(exchange, fresh: false, context: context)
     }
 
-    /// Leases a connection and writes the request of the current exchange to it.
-    private func sendUpstream(fresh: Bool, context: ChannelHandlerContext) {
-        guard case .forwarding(let exchange) = self.state else { return }
+    private func upstreamPool(_ context: ChannelHandlerContext) -> UpstreamConnectionPool {
+        if let pool { return pool }
         let pool = self.gateway.pools.pool(for: context.eventLoop)
-        pool.connection(
-            to: exchange.resource.upstream, tls: self.gateway.tls.upstreams[exchange.resource.path],
-            serverName: exchange.resource.upstreamTLS.serverName, fresh: fresh
+        self.pool = pool
+        return pool
+    }
+
+    /// Leases a connection (a pooled one unless `fresh`) and writes the exchange's request.
+    private func sendUpstream(_ exchange: Exchange, fresh: Bool, context: ChannelHandlerContext) {
+        let pool = self.upstreamPool(context)
+        let target = exchange.resource.upstream
+        if !fresh, let lease = pool.idleConnection(to: target) {
+            self.write(exchange, to: lease, context: context)
+            return
+        }
+        pool.connect(
+            to: target, tls: self.gateway.tls.upstreams[exchange.resource.path], serverName: exchange.resource.upstreamTLS.serverName
         ).assumeIsolated().whenComplete { result in
-            guard case .forwarding(var exchange) = self.state, let context = self.context else {
+            guard case .forwarding(let current) = self.state, current === exchange, let context = self.context else {
                 // The client left while we were connecting.
-                if case .success(let connection) = result { connection.channel.close(promise: nil) }
+                if case .success(let lease) = result { lease.channel.close(promise: nil) }
                 return
             }
-            let channel: any Channel
             switch result {
             case .failure(let error):
                 self.state = .idle
                 self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
-                return
-            case .success(let connection):
-                channel = connection.channel
-                do {
-                    exchange.lease = try pool.lease(connection, target: exchange.resource.upstream)
-                } catch {
-                    channel.close(promise: nil)
-                    self.state = .idle
-                    self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
-                    return
-                }
+            case .success(let lease):
+                self.write(exchange, to: lease, context: context)
             }
-            exchange.lease?.handler.sink = self
-            exchange.timeout?.cancel()
-            exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds)) {
-                self.responseTimedOut()
-            }
-            self.state = .forwarding(exchange)
-            channel.write(HTTPClientRequestPart.head(exchange.upstreamHead), promise: nil)
-            if let body = exchange.request.body, body.readableBytes > 0 {
-                channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-            }
-            channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         }
+    }
+
+    private func write(_ exchange: Exchange, to lease: UpstreamLease, context: ChannelHandlerContext) {
+        exchange.lease = lease
+        lease.handler.sink = self
+        exchange.timeout?.cancel()
+        exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds)) {
+            self.responseTimedOut()
+        }
+        let channel = lease.channel
+        channel.write(HTTPClientRequestPart.head(exchange.upstreamHead), promise: nil)
+        if let body = exchange.request.body, body.readableBytes > 0 {
+            channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
+        }
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
     }
 
     /// The request as the upstream sees it: no client credentials, no hop-by-hop headers,
@@ -428,17 +550,21 @@ final class GatewayHandler: ChannelDuplexHandler {
         if let query = request.query, !query.isEmpty { uri += (uri.contains("?") ? "&" : "?") + query }
         var head = HTTPRequestHead(version: .http1_1, method: request.head.method, uri: uri)
         let incoming = request.head.headers
-        var dropped = Self.hopByHopHeaders
-        for token in incoming[canonicalForm: "Connection"] { dropped.insert(token.lowercased()) }
-        if case .staticHeader(let name, _) = resource.credentials { dropped.insert(name.lowercased()) }
+        head.headers.reserveCapacity(incoming.count + 6)
+        // Headers the client named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+        let connectionTokens = incoming[canonicalForm: "Connection"]
+        let staticName: String?
+        if case .staticHeader(let name, _) = resource.credentials { staticName = name } else { staticName = nil }
         var forwardedFor: [String] = []
         for (name, value) in incoming {
-            let lowered = name.lowercased()
-            if lowered == "x-forwarded-for" {
+            if name.equalsIgnoringASCIICase("x-forwarded-for") {
                 forwardedFor.append(value)
                 continue
             }
-            if dropped.contains(lowered) { continue }
+            if HopByHop.isRequestHeader(name) || connectionTokens.contains(where: { name.equalsIgnoringASCIICase($0) })
+                || staticName.map({ name.equalsIgnoringASCIICase($0) }) == true {
+                continue
+            }
             head.headers.add(name: name, value: value)
         }
         head.headers.add(name: "Host", value: upstream.hostHeader)
@@ -456,22 +582,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         return head
     }
-
-    /// Never forwarded: connection-scoped headers (RFC 9110 7.6.1), the client's
-    /// credentials (no token passthrough), and headers the gateway sets itself.
-    static let hopByHopHeaders: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "proxy-authorization", "proxy-authenticate", "authorization", "host", "content-length",
-        "x-forwarded-proto", "x-forwarded-host", "forwarded",
-        // The gateway already answered 100-continue and holds the whole body.
-        "expect",
-    ]
-
-
-    /// Never relayed to the client: connection-scoped response headers (RFC 9110 7.6.1).
-    static let hopByHopResponseHeaders: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate",
-    ]
 
     private func responseTimedOut() {
         guard case .forwarding(let exchange) = self.state, let context = self.context, !exchange.responseStarted else { return }
@@ -500,12 +610,18 @@ final class GatewayHandler: ChannelDuplexHandler {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: response.body)))), promise: nil)
         }
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
-        if !keepAlive {
+        if keepAlive {
+            self.servePipelined(context: context)
+        } else {
+            // Nothing after a "Connection: close" response is answered.
+            self.state = .closed
             done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 
     private func closeConnection(context: ChannelHandlerContext) {
+        self.idleCheck?.cancel()
+        self.idleCheck = nil
         if case .forwarding(let exchange) = self.state {
             exchange.timeout?.cancel()
             exchange.lease?.handler.sink = nil
@@ -516,6 +632,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        self.idleCheck?.cancel()
+        self.idleCheck = nil
         if case .forwarding(let exchange) = self.state {
             // Client disconnect cancels the upstream exchange (MCP: closing the stream is
             // cancellation). The connection is not returned to the pool.
@@ -541,15 +659,26 @@ final class GatewayHandler: ChannelDuplexHandler {
                 self.clientCertificateThumbprint = CertificateThumbprint.sha256(der: der)
             }
         }
-        if event is IdleStateHandler.IdleStateEvent {
-            // Idle only counts between requests: a quiet SSE stream is not idle.
-            if case .idle = self.state { self.closeConnection(context: context) }
-            return
-        }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if error is HTTPParserError {
+            self.gateway.logger.info("malformed HTTP request", metadata: ["peer": "\(self.remoteAddress)", "error": "\(error)"])
+            let answerPending: Bool
+            switch self.state {
+            case .idle, .collecting: answerPending = !self.pipelined.isEmpty
+            case .discarding, .authorizing, .forwarding, .closed: answerPending = true
+            }
+            if answerPending {
+                // A response is (or will be) on the wire: a 400 now would corrupt it.
+                self.closeConnection(context: context)
+            } else {
+                // No response has started: say why before hanging up (RFC 9112 2.2).
+                self.write(GatewayResponse(status: 400, headers: [("Content-Type", "text/plain")], body: "Bad Request: malformed HTTP\n"), keepAlive: false, context: context)
+            }
+            return
+        }
         // TLS failures carry OpenSSL's error queue: worth a line when a client cannot connect.
         let level: Logger.Level = error is TLSError ? .info : .debug
         self.gateway.logger.log(level: level, "connection error", metadata: ["peer": "\(self.remoteAddress)", "error": "\(error)"])
@@ -561,16 +690,16 @@ final class GatewayHandler: ChannelDuplexHandler {
 
 extension GatewayHandler: UpstreamResponseSink {
     func upstreamResponseHead(_ upstreamHead: HTTPResponseHead) {
-        guard case .forwarding(var exchange) = self.state, let context = self.context else { return }
+        guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         exchange.timeout?.cancel()
         exchange.timeout = nil
         exchange.responseStarted = true
         exchange.status = upstreamHead.status.code
-        self.state = .forwarding(exchange)
         var head = HTTPResponseHead(version: .http1_1, status: upstreamHead.status)
-        var dropped = Self.hopByHopResponseHeaders
-        for token in upstreamHead.headers[canonicalForm: "Connection"] { dropped.insert(token.lowercased()) }
-        for (name, value) in upstreamHead.headers where !dropped.contains(name.lowercased()) {
+        head.headers.reserveCapacity(upstreamHead.headers.count + 1)
+        let connectionTokens = upstreamHead.headers[canonicalForm: "Connection"]
+        for (name, value) in upstreamHead.headers {
+            if HopByHop.isResponseHeader(name) || connectionTokens.contains(where: { name.equalsIgnoringASCIICase($0) }) { continue }
             head.headers.add(name: name, value: value)
         }
         if let contentType = upstreamHead.headers.first(name: "Content-Type"), contentType.lowercased().hasPrefix("text/event-stream") {
@@ -601,19 +730,23 @@ extension GatewayHandler: UpstreamResponseSink {
     func upstreamResponseEnd(keepAlive upstreamKeepAlive: Bool) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         if let lease = exchange.lease {
-            self.gateway.pools.pool(for: context.eventLoop).release(lease, reusable: upstreamKeepAlive)
+            self.upstreamPool(context).release(lease, target: exchange.resource.upstream, reusable: upstreamKeepAlive)
         }
         self.state = .idle
+        self.lastActivity = context.eventLoop.now
         let elapsed = NIODeadline.now() - exchange.startedAt
         exchange.log.info("response relayed", metadata: ["outcome": "forwarded", "status": "\(exchange.status)", "upstream_ms": "\(elapsed.nanoseconds / 1_000_000)"])
         let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
-        if !exchange.keepAlive {
+        if exchange.keepAlive {
+            self.servePipelined(context: context)
+        } else {
+            self.state = .closed
             done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 
     func upstreamFailed(_ error: any Error) {
-        guard case .forwarding(var exchange) = self.state, let context = self.context else { return }
+        guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         exchange.lease?.channel.close(promise: nil)
         if !exchange.responseStarted, !exchange.retried, exchange.lease?.reused == true {
             // A pooled connection the upstream had just closed (keep-alive race): it never
@@ -621,8 +754,7 @@ extension GatewayHandler: UpstreamResponseSink {
             exchange.log.debug("pooled upstream connection failed before answering; retrying on a new connection", metadata: ["reason": "\(error)"])
             exchange.retried = true
             exchange.lease = nil
-            self.state = .forwarding(exchange)
-            self.sendUpstream(fresh: true, context: context)
+            self.sendUpstream(exchange, fresh: true, context: context)
             return
         }
         if exchange.responseStarted {

@@ -24,7 +24,6 @@ public final class GatewayServer: Service, Sendable {
     /// Binds the listener and returns its channel.
     public func bind() -> EventLoopFuture<any Channel> {
         let gateway = self.gateway
-        let limits = gateway.policy.limits
         let connections = self.connections
         let tls = gateway.tls.server
         let handshakeTimeout = TimeAmount.seconds(gateway.policy.tls?.handshakeTimeoutSeconds ?? 10)
@@ -44,8 +43,9 @@ public final class GatewayServer: Service, Sendable {
                         // Each connection keeps the context it started with; reloads affect new ones.
                         try sync.addHandler(TLSHandler(context: tls.current, handshakeTimeout: handshakeTimeout))
                     }
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
-                    try sync.addHandler(IdleStateHandler(allTimeout: .seconds(limits.clientIdleTimeoutSeconds)))
+                    // Pipelining and malformed requests are handled by GatewayHandler itself: one
+                    // handler fewer on every read and write.
+                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
                     try sync.addHandler(GatewayHandler(gateway: gateway, remoteAddress: peer))
                 }
             }

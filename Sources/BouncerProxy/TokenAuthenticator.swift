@@ -35,12 +35,22 @@ public final class TokenAuthenticator: Sendable {
         self.now = now
     }
 
+    /// The claims of a token this authenticator verified for `resource` and that has not
+    /// expired: the warm path, answered without a future.
+    public func cachedClaims(token: String, resource: ResourcePolicy) -> AccessTokenClaims? {
+        self.cache.lookup(Self.cacheKey(token: token, resource: resource), now: self.now())
+    }
+
+    private static func cacheKey(token: String, resource: ResourcePolicy) -> String {
+        resource.path + " " + token
+    }
+
     /// Fails with a ``GatewayRejection``: `.invalidToken` or `.authorizationServerUnavailable`.
     public func authenticate(
         token: String, resource: ResourcePolicy, requirements: TokenRequirements, keys: KeySetStore, on eventLoop: any EventLoop
     ) -> EventLoopFuture<AccessTokenClaims> {
         let now = self.now()
-        let cacheKey = resource.path + " " + token
+        let cacheKey = Self.cacheKey(token: token, resource: resource)
         if let claims = self.cache.lookup(cacheKey, now: now) {
             return eventLoop.makeSucceededFuture(claims)
         }

@@ -27,13 +27,26 @@ final class TokenExchanger: Sendable {
         self.now = now
     }
 
+    /// The cache key: the subject token only as a digest, so the cache never holds it.
+    private static func cacheKey(subjectToken: String, target: TokenExchangeTarget, policy: TokenExchangePolicy, client: OAuthEndpointClient) -> String {
+        "\(TokenDigest.sha256(subjectToken))|\(client.server.name)|\(target.cacheKey)|actor=\(policy.sendActorToken)"
+    }
+
+    /// A cached upstream token for this subject that is still fresh: the warm path, answered
+    /// without a future. `nil` means ``upstreamToken(subjectToken:subjectClaims:policy:tool:client:on:)``.
+    func cachedUpstreamToken(subjectToken: String, policy: TokenExchangePolicy, tool: String?, client: OAuthEndpointClient) -> String? {
+        let key = Self.cacheKey(subjectToken: subjectToken, target: policy.target(forTool: tool), policy: policy, client: client)
+        let now = self.now()
+        return self.state.withLockedValue { $0.cache.value(for: key, now: now) }
+    }
+
     /// The token to send upstream for this subject. Fails with a ``GatewayRejection``.
     func upstreamToken(
         subjectToken: String, subjectClaims: AccessTokenClaims, policy: TokenExchangePolicy, tool: String?,
         client: OAuthEndpointClient, on eventLoop: any EventLoop
     ) -> EventLoopFuture<String> {
         let target = policy.target(forTool: tool)
-        let key = "\(TokenDigest.sha256(subjectToken))|\(client.server.name)|\(target.cacheKey)|actor=\(policy.sendActorToken)"
+        let key = Self.cacheKey(subjectToken: subjectToken, target: target, policy: policy, client: client)
         let now = self.now()
         enum Next {
             case cached(String)

@@ -116,15 +116,8 @@ enum UpstreamError: Error, CustomStringConvertible {
 struct UpstreamLease {
     var channel: any Channel
     var handler: UpstreamHandler
-    var key: String
     /// Taken from the idle pool rather than freshly connected: the upstream may have closed
     /// it an instant ago, so a failure before any response byte is worth one retry.
-    var reused: Bool
-}
-
-/// A connection handed out by the pool, before it is leased.
-struct PooledConnection: Sendable {
-    var channel: any Channel
     var reused: Bool
 }
 
@@ -135,7 +128,8 @@ final class UpstreamConnectionPool {
     private let eventLoop: any EventLoop
     private let connectTimeout: TimeAmount
     private let maxIdle: Int
-    private var idle: [String: [any Channel]] = [:]
+    /// Idle connections by ``UpstreamTarget/connectionKey``, most recently used last.
+    private var idle: [String: [UpstreamLease]] = [:]
 
     init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdle: Int) {
         self.eventLoop = eventLoop
@@ -143,17 +137,22 @@ final class UpstreamConnectionPool {
         self.maxIdle = maxIdle
     }
 
-    /// An idle connection to `target` (unless `fresh`), or a new one. Complete the lease with
-    /// ``lease(_:target:)``.
-    func connection(to target: UpstreamTarget, tls: TLSContext?, serverName: String?, fresh: Bool = false) -> EventLoopFuture<PooledConnection> {
+    /// An idle keep-alive connection to `target`, if the pool has one: the common case, with
+    /// no future and no allocation.
+    func idleConnection(to target: UpstreamTarget) -> UpstreamLease? {
         self.eventLoop.preconditionInEventLoop()
-        let key = Self.key(target)
-        while !fresh, var list = self.idle[key], let channel = list.popLast() {
-            self.idle[key] = list
-            if channel.isActive { return self.eventLoop.makeSucceededFuture(PooledConnection(channel: channel, reused: true)) }
+        while let lease = self.idle[target.connectionKey]?.popLast() {
+            if lease.channel.isActive { return lease }
         }
+        return nil
+    }
+
+    /// A new connection to `target`.
+    func connect(to target: UpstreamTarget, tls: TLSContext?, serverName: String?) -> EventLoopFuture<UpstreamLease> {
+        self.eventLoop.preconditionInEventLoop()
         let verifiedName = serverName ?? target.host
         let handshakeTimeout = self.connectTimeout
+        let key = target.connectionKey
         return ClientBootstrap(group: self.eventLoop)
             .connectTimeout(self.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -167,32 +166,32 @@ final class UpstreamConnectionPool {
                 }
             }
             .connect(host: target.host, port: target.port)
-            .map { PooledConnection(channel: $0, reused: false) }
             .flatMapErrorThrowing { error in throw UpstreamError.connectFailed("\(target): \(error)") }
+            .assumeIsolated()
+            .flatMapThrowing { channel in
+                let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+                // Once per connection: forget it when it closes, wherever it is then.
+                channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in
+                    self?.idle[key]?.removeAll { $0.channel === channel }
+                }
+                return UpstreamLease(channel: channel, handler: handler, reused: false)
+            }
+            .nonisolated()
     }
-
-    func lease(_ connection: PooledConnection, target: UpstreamTarget) throws -> UpstreamLease {
-        let handler = try connection.channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
-        return UpstreamLease(channel: connection.channel, handler: handler, key: Self.key(target), reused: connection.reused)
-    }
-
-    private static func key(_ target: UpstreamTarget) -> String { "\(target.uri.scheme)://\(target.host):\(target.port)" }
 
     /// Returns a connection whose response ended cleanly; anything else is closed.
-    func release(_ lease: UpstreamLease, reusable: Bool) {
+    func release(_ lease: UpstreamLease, target: UpstreamTarget, reusable: Bool) {
         self.eventLoop.preconditionInEventLoop()
         lease.handler.sink = nil
         lease.handler.resume()
-        guard reusable, lease.channel.isActive, (self.idle[lease.key]?.count ?? 0) < self.maxIdle else {
+        let key = target.connectionKey
+        guard reusable, lease.channel.isActive, (self.idle[key]?.count ?? 0) < self.maxIdle else {
             lease.channel.close(promise: nil)
             return
         }
-        self.idle[lease.key, default: []].append(lease.channel)
-        let channelID = ObjectIdentifier(lease.channel)
-        let key = lease.key
-        lease.channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in
-            self?.idle[key]?.removeAll { ObjectIdentifier($0) == channelID }
-        }
+        var returned = lease
+        returned.reused = true
+        self.idle[key, default: []].append(returned)
     }
 }
 

@@ -279,3 +279,36 @@ struct CertificateThumbprintTests {
         #expect(CertificateThumbprint.sha256(der: Array("abc".utf8)) == "ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0")
     }
 }
+
+@Suite("Hop-by-hop headers")
+struct HopByHopTests {
+    @Test func fieldNamesCompareIgnoringASCIICaseOnly() {
+        #expect("Content-Type".equalsIgnoringASCIICase("content-type"))
+        #expect("X-FORWARDED-FOR".equalsIgnoringASCIICase("x-forwarded-for"))
+        #expect(!"Content-Type".equalsIgnoringASCIICase("Content-Typ"))
+        #expect(!"Content-Type".equalsIgnoringASCIICase("Content_Type"))
+        // Only A-Z fold: '@' (0x40) and '`' (0x60) differ by the same bit but are not letters.
+        #expect(!"@".equalsIgnoringASCIICase("`"))
+        #expect(!"É".equalsIgnoringASCIICase("é"))
+    }
+
+    @Test func requestAndResponseSets() {
+        for name in ["Authorization", "authorization", "Connection", "TRANSFER-ENCODING", "Host", "Content-Length", "Expect", "Forwarded", "Proxy-Authorization"] {
+            #expect(HopByHop.isRequestHeader(name), "\(name) is not forwarded upstream")
+        }
+        for name in ["Content-Type", "Accept", "Mcp-Session-Id", "MCP-Protocol-Version", "X-Forwarded-For", "Authorization-Extra"] {
+            #expect(!HopByHop.isRequestHeader(name), "\(name) is forwarded")
+        }
+        #expect(HopByHop.isResponseHeader("Keep-Alive"))
+        #expect(HopByHop.isResponseHeader("transfer-encoding"))
+        #expect(!HopByHop.isResponseHeader("Content-Type"))
+        #expect(!HopByHop.isResponseHeader("WWW-Authenticate"))
+    }
+
+    @Test func jwsShapeIsTwoDots() {
+        #expect(CompactJWS.looksLikeJWS("a.b.c"))
+        #expect(!CompactJWS.looksLikeJWS("a.b"))
+        #expect(!CompactJWS.looksLikeJWS("a.b.c.d.e"))
+        #expect(!CompactJWS.looksLikeJWS("opaque-token"))
+    }
+}

@@ -161,4 +161,29 @@ struct GatewayHandlerTests {
         #expect(response.head.status.code == 431)
         #expect(!channel.isActive)
     }
+
+    @Test func aClientThatSendsNothingForTheIdleTimeoutIsDisconnected() throws {
+        let channel = try self.makeChannel()
+        let loop = try #require(channel.eventLoop as? EmbeddedEventLoop)
+        // Default client_idle_timeout_seconds: 120. Activity restarts the clock.
+        loop.advanceTime(by: .seconds(100))
+        #expect(channel.isActive)
+        let response = try #require(try self.send(channel, .GET, "/healthz"))
+        #expect(response.head.status == .ok)
+        loop.advanceTime(by: .seconds(110))
+        #expect(channel.isActive, "110 s after the last request")
+        loop.advanceTime(by: .seconds(11))
+        #expect(!channel.isActive, "121 s after the last request")
+    }
+
+    @Test func aRequestWhoseBodyStopsArrivingIsDisconnectedToo() throws {
+        let channel = try self.makeChannel()
+        let loop = try #require(channel.eventLoop as? EmbeddedEventLoop)
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/jira/mcp")
+        head.headers.add(name: "Content-Length", value: "100")
+        try channel.writeInbound(HTTPServerRequestPart.head(head))
+        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "{")))
+        loop.advanceTime(by: .seconds(121))
+        #expect(!channel.isActive)
+    }
 }

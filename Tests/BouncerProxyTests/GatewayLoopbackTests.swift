@@ -184,12 +184,51 @@ struct GatewayLoopbackTests {
         let running = try self.start()
         for garbage in ["GARBAGE\r\n\r\n", "POST /mcp HTTP/1.1\r\nContent-Length: -5\r\n\r\n", "\u{0}\u{1}\u{2}\r\n\r\n",
                         "POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"] {
-            let channel = try rawConnection(group: self.group, port: running.port, send: garbage)
+            let (channel, received) = try rawExchange(group: self.group, port: running.port, send: garbage)
             #expect(await eventually { !channel.isActive }, "the gateway hangs up on \(garbage.debugDescription)")
+            let answer = received.withLockedValue { $0 }
+            #expect(answer.hasPrefix("HTTP/1.1 400 Bad Request\r\n"), "a 400 before hanging up on \(garbage.debugDescription)")
+            #expect(answer.lowercased().contains("connection: close\r\n"))
         }
         let health = try TestClient(group: self.group).send(port: running.port, method: .GET, uri: "/healthz")
         #expect(health.status == .ok)
         #expect(self.backend.requests.isEmpty || !self.backend.requests.contains { $0.uri.contains("GARBAGE") })
+        try await running.server.close().get()
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderOnePerUpstreamExchange() async throws {
+        let running = try self.start()
+        let token = self.token()
+        // The first answer is slow, so the second request waits behind it in the gateway.
+        self.backend.setUpstreamDelay(.milliseconds(200))
+        defer { self.backend.setUpstreamDelay(.zero) }
+        let before = self.backend.requests.count
+        var wire = ""
+        for id in 1...3 {
+            let body = #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#
+            wire += "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\n"
+                + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        }
+        // All three in one write: the gateway reads them together.
+        let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
+        #expect(await eventually { received.withLockedValue { $0.components(separatedBy: "HTTP/1.1 200 OK").count - 1 } == 3 })
+        let text = received.withLockedValue { $0 }
+        let positions = (1...3).map { id in text.range(of: #""id":\#(id),"#)?.lowerBound }
+        #expect(positions.allSatisfy { $0 != nil })
+        #expect(positions.compactMap { $0 } == positions.compactMap { $0 }.sorted(), "answers in request order")
+        #expect(self.backend.requests.count - before == 3)
+        #expect(channel.isActive, "pipelining keeps the connection")
+        try await channel.close().get()
+        try await running.server.close().get()
+    }
+
+    @Test func aConnectionCloseRequestEndsTheConnectionAndNothingPipelinedAfterItIsServed() async throws {
+        let running = try self.start()
+        let wire = "GET /healthz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\nGET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n"
+        let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
+        #expect(await eventually { !channel.isActive })
+        let text = received.withLockedValue { $0 }
+        #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count - 1 == 1)
         try await running.server.close().get()
     }
 

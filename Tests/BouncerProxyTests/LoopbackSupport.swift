@@ -215,11 +215,33 @@ func eventually(timeout: Duration = .seconds(5), _ condition: () -> Bool) async 
     return condition()
 }
 
-/// A raw TCP connection for tests that need to hang up mid-exchange.
+/// A raw TCP connection for tests that need to hang up mid-exchange, send malformed or
+/// pipelined requests; `received` is everything the gateway sent back so far.
 func rawConnection(group: any EventLoopGroup, port: Int, send text: String) throws -> any Channel {
-    let channel = try ClientBootstrap(group: group).connect(host: "127.0.0.1", port: port).wait()
+    try rawExchange(group: group, port: port, send: text).channel
+}
+
+func rawExchange(group: any EventLoopGroup, port: Int, send text: String) throws -> (channel: any Channel, received: NIOLockedValueBox<String>) {
+    let received = NIOLockedValueBox("")
+    let channel = try ClientBootstrap(group: group)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RawRecorder(received: received)) }
+        }
+        .connect(host: "127.0.0.1", port: port).wait()
     try channel.writeAndFlush(ByteBuffer(string: text)).wait()
-    return channel
+    return (channel, received)
+}
+
+private final class RawRecorder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let received: NIOLockedValueBox<String>
+
+    init(received: NIOLockedValueBox<String>) { self.received = received }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let text = String(buffer: self.unwrapInboundIn(data))
+        self.received.withLockedValue { $0 += text }
+    }
 }
 
 /// What the loopback suites share: an event loop group, the stand-in backend publishing a

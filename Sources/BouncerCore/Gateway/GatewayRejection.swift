@@ -206,7 +206,14 @@ public enum BearerTokenExtractor {
         // RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
         var seenPadding = false
         for byte in token.utf8 {
-            let isBase = (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || "-._~+/".utf8.contains(byte)
+            let isBase: Bool
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                 UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "+"), UInt8(ascii: "/"):
+                isBase = true
+            default:
+                isBase = false
+            }
             if byte == UInt8(ascii: "=") {
                 seenPadding = true
             } else if !isBase || seenPadding {

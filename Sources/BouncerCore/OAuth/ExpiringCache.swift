@@ -20,15 +20,15 @@ public struct ExpiringCache<Value: Sendable>: Sendable {
 
     /// The value if present and `now` is before its expiry.
     public mutating func value(for key: String, now: Int64) -> Value? {
-        guard var entry = self.entries[key] else { return nil }
-        guard now < entry.expiresAt else {
-            self.entries[key] = nil
+        // One hash of the key (tokens are long): find, then update in place.
+        guard let index = self.entries.index(forKey: key) else { return nil }
+        guard now < self.entries.values[index].expiresAt else {
+            self.entries.remove(at: index)
             return nil
         }
         self.clock &+= 1
-        entry.lastUsed = self.clock
-        self.entries[key] = entry
-        return entry.value
+        self.entries.values[index].lastUsed = self.clock
+        return self.entries.values[index].value
     }
 
     /// Stores `value` until `expiresAt` (exclusive). Values already expired are not stored.

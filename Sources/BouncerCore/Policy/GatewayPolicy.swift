@@ -164,44 +164,79 @@ public enum TokenFormat: String, Sendable, Hashable {
     case auto
 }
 
-/// One protected MCP server.
-public struct ResourcePolicy: Sendable {
+/// One protected MCP server. A class: routed on every request and referenced from each exchange, so it is shared, not
+/// copied field by field (it holds a dozen reference-counted values).
+public final class ResourcePolicy: Sendable {
     /// Public path, e.g. `/jira/mcp`.
-    public var path: String
+    public let path: String
     /// The canonical resource URI: `public_url` + `path`. Tokens must name it in `aud`.
-    public var uri: CanonicalURI
-    public var name: String?
-    public var documentation: String?
-    public var authorizationServer: String
-    public var scopesSupported: [String]
-    public var upstream: UpstreamTarget
+    public let uri: CanonicalURI
+    public let name: String?
+    public let documentation: String?
+    public let authorizationServer: String
+    public let scopesSupported: [String]
+    public let upstream: UpstreamTarget
     /// For https upstreams.
-    public var upstreamTLS: ClientTLSSettings
-    public var credentials: UpstreamCredentials
-    public var methods: MethodTable
+    public let upstreamTLS: ClientTLSSettings
+    public let credentials: UpstreamCredentials
+    public let methods: MethodTable
     /// Scopes needed to send a JSON-RPC response (an answer to a server-to-client
     /// request such as `elicitation/create`). `nil`: responses are refused.
-    public var clientResponses: [String]?
+    public let clientResponses: [String]?
     /// Origins allowed in an `Origin` header. Requests without `Origin` (non-browser
     /// clients) are not affected.
-    public var allowedOrigins: Set<String>
-    public var protocolVersions: Set<String>
+    public let allowedOrigins: Set<String>
+    public let protocolVersions: Set<String>
 
     /// Batches are a 2025-03-26 feature; removed in 2025-06-18.
-    public var acceptsBatches: Bool { self.protocolVersions.contains("2025-03-26") }
+    public let acceptsBatches: Bool
+
+    public init(
+        path: String, uri: CanonicalURI, name: String?, documentation: String?, authorizationServer: String,
+        scopesSupported: [String], upstream: UpstreamTarget, upstreamTLS: ClientTLSSettings, credentials: UpstreamCredentials,
+        methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>
+    ) {
+        self.path = path
+        self.uri = uri
+        self.name = name
+        self.documentation = documentation
+        self.authorizationServer = authorizationServer
+        self.scopesSupported = scopesSupported
+        self.upstream = upstream
+        self.upstreamTLS = upstreamTLS
+        self.credentials = credentials
+        self.methods = methods
+        self.clientResponses = clientResponses
+        self.allowedOrigins = allowedOrigins
+        self.protocolVersions = protocolVersions
+        self.acceptsBatches = protocolVersions.contains("2025-03-26")
+    }
+
     public var metadataURL: String { self.uri.protectedResourceMetadataURL }
 }
 
 /// Where an upstream MCP server listens.
 public struct UpstreamTarget: Sendable, Hashable, CustomStringConvertible {
-    public var uri: CanonicalURI
+    public let uri: CanonicalURI
     /// Path and query sent upstream (at least `/`).
-    public var requestPath: String
-
-    public var host: String { self.uri.host.hasPrefix("[") ? String(self.uri.host.dropFirst().dropLast()) : self.uri.host }
-    public var port: Int { self.uri.effectivePort }
+    public let requestPath: String
+    /// The host to connect to (IPv6 without brackets). Derived once: used on every request.
+    public let host: String
+    public let port: Int
     /// `Host` header value for the upstream.
-    public var hostHeader: String { self.uri.port.map { "\(self.uri.host):\($0)" } ?? self.uri.host }
+    public let hostHeader: String
+    /// `scheme://host:port`: what pooled connections are keyed by.
+    public let connectionKey: String
+
+    public init(uri: CanonicalURI, requestPath: String) {
+        self.uri = uri
+        self.requestPath = requestPath
+        self.host = uri.host.hasPrefix("[") ? String(uri.host.dropFirst().dropLast()) : uri.host
+        self.port = uri.effectivePort
+        self.hostHeader = uri.port.map { "\(uri.host):\($0)" } ?? uri.host
+        self.connectionKey = "\(uri.scheme)://\(self.host):\(self.port)"
+    }
+
     public var description: String { self.uri.description }
 }
 

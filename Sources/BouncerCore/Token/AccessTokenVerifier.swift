@@ -81,7 +81,11 @@ public struct CompactJWS: Sendable {
 
     /// Cheap test for "looks like a JWS", so opaque tokens can be told apart.
     public static func looksLikeJWS(_ token: String) -> Bool {
-        token.utf8.reduce(0) { $1 == UInt8(ascii: ".") ? $0 + 1 : $0 } == 2
+        var dots = 0
+        for byte in token.utf8 where byte == UInt8(ascii: ".") {
+            dots += 1
+        }
+        return dots == 2
     }
 
     public init(_ token: String) throws(TokenError) {

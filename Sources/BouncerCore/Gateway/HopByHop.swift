@@ -1,0 +1,47 @@
+/// Header names a proxy must not pass on, matched case-insensitively without allocating
+/// (header names are compared on every request, both directions).
+public enum HopByHop {
+    /// Never forwarded upstream: connection-scoped headers (RFC 9110 7.6.1), the client's
+    /// credentials (no token passthrough), and headers the gateway sets itself.
+    public static let requestHeaders: [String] = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
+        "proxy-authorization", "proxy-authenticate", "authorization", "host", "content-length",
+        "x-forwarded-proto", "x-forwarded-host", "forwarded",
+        // The gateway already answered 100-continue and holds the whole body.
+        "expect",
+    ]
+
+    /// Never relayed to the client: connection-scoped response headers (RFC 9110 7.6.1).
+    public static let responseHeaders: [String] = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate",
+    ]
+
+    public static func isRequestHeader(_ name: String) -> Bool {
+        Self.contains(Self.requestHeaders, name)
+    }
+
+    public static func isResponseHeader(_ name: String) -> Bool {
+        Self.contains(Self.responseHeaders, name)
+    }
+
+    private static func contains(_ names: [String], _ name: String) -> Bool {
+        names.contains { name.equalsIgnoringASCIICase($0) }
+    }
+}
+
+extension StringProtocol {
+    /// ASCII case-insensitive equality, as HTTP field names compare (RFC 9110 5.1). Bytes
+    /// outside ASCII compare exactly.
+    public func equalsIgnoringASCIICase(_ other: some StringProtocol) -> Bool {
+        guard self.utf8.count == other.utf8.count else { return false }
+        for (a, b) in zip(self.utf8, other.utf8) where a != b {
+            guard Self.asciiLowercase(a) == Self.asciiLowercase(b) else { return false }
+        }
+        return true
+    }
+
+    @inline(__always)
+    private static func asciiLowercase(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
+    }
+}
