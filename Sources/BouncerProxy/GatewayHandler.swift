@@ -534,12 +534,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds)) {
             self.responseTimedOut()
         }
-        let channel = lease.channel
-        channel.write(HTTPClientRequestPart.head(exchange.upstreamHead), promise: nil)
-        if let body = exchange.request.body, body.readableBytes > 0 {
-            channel.write(HTTPClientRequestPart.body(.byteBuffer(body)), promise: nil)
-        }
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        lease.handler.send(exchange.upstreamHead, body: exchange.request.body)
     }
 
     /// The request as the upstream sees it: no client credentials, no hop-by-hop headers,

@@ -16,10 +16,12 @@ protocol UpstreamResponseSink: AnyObject {
     func upstreamFailed(_ error: any Error)
 }
 
-/// The last handler of an upstream connection: hands response parts to the current sink
-/// and holds reads while the downstream cannot take more (backpressure).
-final class UpstreamHandler: ChannelInboundHandler {
+/// The last handler of an upstream connection: writes the request, hands response parts to
+/// the current sink and holds reads while the downstream cannot take more (backpressure).
+final class UpstreamHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = Never
+    typealias OutboundOut = HTTPClientRequestPart
 
     weak var sink: (any UpstreamResponseSink)?
     private var context: ChannelHandlerContext?
@@ -33,6 +35,17 @@ final class UpstreamHandler: ChannelInboundHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+    }
+
+    /// Writes one request and flushes it. Through this handler's context, not
+    /// `Channel.write`: the parts stay concretely typed all the way to the encoder.
+    func send(_ head: HTTPRequestHead, body: ByteBuffer?) {
+        guard let context = self.context else { return }
+        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        if let body, body.readableBytes > 0 {
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        }
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

@@ -197,15 +197,25 @@ public enum BearerTokenExtractor {
         guard !values.isEmpty else { return .none }
         guard values.count == 1 else { return .invalid("more than one Authorization header") }
         let value = values[0]
-        guard value.count > 7, value.prefix(7).lowercased() == "bearer " else {
+        guard value.utf8.count > 7, value.prefix(7).equalsIgnoringASCIICase("bearer ") else {
             // Another scheme (Basic, DPoP, ...) carries no bearer token for us.
             return .none
         }
-        let token = value.dropFirst(7).trimmingSpaces()
-        guard !token.isEmpty else { return .invalid("empty bearer token") }
+        let trimmed = value.dropFirst(7).trimmingSpaces()
+        guard !trimmed.isEmpty else { return .invalid("empty bearer token") }
         // RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-        var seenPadding = false
-        for byte in token.utf8 {
+        let token = String(trimmed)
+        guard Self.isB64Token(token) else {
+            return .invalid("the bearer token has characters outside the b64token syntax")
+        }
+        return .token(token)
+    }
+
+    private static func isB64Token(_ token: String) -> Bool {
+        var token = token
+        return token.withUTF8 { bytes in
+            var seenPadding = false
+            for byte in bytes {
             let isBase: Bool
             switch byte {
             case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
@@ -217,10 +227,11 @@ public enum BearerTokenExtractor {
             if byte == UInt8(ascii: "=") {
                 seenPadding = true
             } else if !isBase || seenPadding {
-                return .invalid("the bearer token has characters outside the b64token syntax")
+                return false
             }
+            }
+            return true
         }
-        return .token(String(token))
     }
 
     /// Whether a query string or form body carries `access_token` (RFC 6750 2.2/2.3,

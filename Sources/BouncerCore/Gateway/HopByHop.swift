@@ -34,7 +34,17 @@ extension StringProtocol {
     /// outside ASCII compare exactly.
     public func equalsIgnoringASCIICase(_ other: some StringProtocol) -> Bool {
         guard self.utf8.count == other.utf8.count else { return false }
-        for (a, b) in zip(self.utf8, other.utf8) where a != b {
+        let fast = self.utf8.withContiguousStorageIfAvailable { mine in
+            other.utf8.withContiguousStorageIfAvailable { theirs in
+                Self.equalIgnoringASCIICase(mine, theirs)
+            }
+        }
+        if let fast, let result = fast { return result }
+        return Self.equalIgnoringASCIICase(self.utf8, other.utf8)
+    }
+
+    private static func equalIgnoringASCIICase(_ mine: some Sequence<UInt8>, _ theirs: some Sequence<UInt8>) -> Bool {
+        for (a, b) in zip(mine, theirs) where a != b {
             guard Self.asciiLowercase(a) == Self.asciiLowercase(b) else { return false }
         }
         return true

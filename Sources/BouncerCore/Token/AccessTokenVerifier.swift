@@ -81,11 +81,14 @@ public struct CompactJWS: Sendable {
 
     /// Cheap test for "looks like a JWS", so opaque tokens can be told apart.
     public static func looksLikeJWS(_ token: String) -> Bool {
-        var dots = 0
-        for byte in token.utf8 where byte == UInt8(ascii: ".") {
-            dots += 1
+        var token = token
+        return token.withUTF8 { bytes in
+            var dots = 0
+            for byte in bytes where byte == UInt8(ascii: ".") {
+                dots += 1
+            }
+            return dots == 2
         }
-        return dots == 2
     }
 
     public init(_ token: String) throws(TokenError) {
