@@ -31,17 +31,24 @@ public struct JSONParser {
     }
 
     public func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
-        let array = Array(bytes)
-        return try array.withUnsafeBufferPointer { buffer throws(JSONParseError) in
-            var cursor = Cursor(bytes: buffer, maxDepth: self.maxDepth)
-            cursor.skipWhitespace()
-            let value = try cursor.parseValue(depth: 0)
-            cursor.skipWhitespace()
-            guard cursor.index == buffer.count else {
-                throw cursor.error(.syntax, "unexpected data after the JSON value")
-            }
-            return value
+        // Contiguous input (a request body's ByteBufferView, an Array) is parsed in place;
+        // anything else is copied once.
+        let inPlace = bytes.withContiguousStorageIfAvailable { buffer in
+            Result { () throws(JSONParseError) in try self.parse(buffer: buffer) }
         }
+        if let inPlace { return try inPlace.get() }
+        return try Array(bytes).withUnsafeBufferPointer { buffer throws(JSONParseError) in try self.parse(buffer: buffer) }
+    }
+
+    private func parse(buffer: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
+        var cursor = Cursor(bytes: buffer, maxDepth: self.maxDepth)
+        cursor.skipWhitespace()
+        let value = try cursor.parseValue(depth: 0)
+        cursor.skipWhitespace()
+        guard cursor.index == buffer.count else {
+            throw cursor.error(.syntax, "unexpected data after the JSON value")
+        }
+        return value
     }
 
     public func parse(_ text: String) throws(JSONParseError) -> JSONValue {

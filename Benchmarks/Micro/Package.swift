@@ -1,0 +1,28 @@
+// swift-tools-version: 6.1
+// Microbenchmarks of the request path's pure parts (BouncerCore), with ordo-one/benchmark:
+// wall time, CPU and malloc counts per operation. A separate package so the gateway and its
+// test suite never build the benchmark tooling. Run: ../micro (or `swift package benchmark`).
+import PackageDescription
+
+let package = Package(
+    name: "mcp-bouncer-micro",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "mcp-bouncer", path: "../.."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    ],
+    targets: [
+        .executableTarget(
+            name: "RequestPath",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "BouncerCore", package: "mcp-bouncer"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Benchmarks/RequestPath",
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)
