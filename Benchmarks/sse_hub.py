@@ -23,7 +23,10 @@ async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n")
             await writer.drain()
             streams.append(writer)
-            await reader.read()  # hold until the gateway closes
+            try:
+                await reader.read()  # hold until the client (or the gateway) closes
+            finally:
+                streams.remove(writer)
             return
     except (asyncio.IncompleteReadError, ConnectionError):
         return
