@@ -690,12 +690,14 @@ extension GatewayHandler: UpstreamResponseSink {
         exchange.timeout = nil
         exchange.responseStarted = true
         exchange.status = upstreamHead.status.code
-        var head = HTTPResponseHead(version: .http1_1, status: upstreamHead.status)
-        head.headers.reserveCapacity(upstreamHead.headers.count + 1)
+        // The upstream's head, minus what is connection-scoped: usually one or two removals
+        // rather than a rebuilt header list.
+        var head = upstreamHead
+        head.version = .http1_1
         let connectionTokens = upstreamHead.headers[canonicalForm: "Connection"]
-        for (name, value) in upstreamHead.headers {
-            if HopByHop.isResponseHeader(name) || connectionTokens.contains(where: { name.equalsIgnoringASCIICase($0) }) { continue }
-            head.headers.add(name: name, value: value)
+        for (name, _) in upstreamHead.headers
+        where HopByHop.isResponseHeader(name) || connectionTokens.contains(where: { name.equalsIgnoringASCIICase($0) }) {
+            head.headers.remove(name: name)
         }
         if let contentType = upstreamHead.headers.first(name: "Content-Type"), contentType.lowercased().hasPrefix("text/event-stream") {
             // Tell any buffering proxy in front of us not to hold events back.

@@ -83,6 +83,13 @@ struct OAuthClientTests {
         #expect(throws: TokenEndpointError.self) { try parse(200, #"{"access_token":"x","token_type":"DPoP"}"#).get() }
         #expect(throws: TokenEndpointError.self) { try parse(200, #"{"access_token":"x","token_type":"Bearer","expires_in":"soon"}"#).get() }
         #expect(throws: TokenEndpointError.self) { try parse(200, "not json").get() }
+        // The token becomes an upstream header: anything that could end or split it is refused.
+        for hostile in [#"x\r\nX-Admin: 1"#, "two words", #"quote\"d"#, "a,b", "\u{7f}"] {
+            let body = #"{"access_token":"\#(hostile)","token_type":"Bearer"}"#
+            guard case .failure(let refused) = parse(200, body) else { Issue.record("accepted \(hostile.debugDescription)"); continue }
+            #expect(refused.code == "invalid_response")
+        }
+        #expect(try parse(200, #"{"access_token":"eyJ.a-b_c~d+e/f==","token_type":"Bearer"}"#).get().accessToken == "eyJ.a-b_c~d+e/f==")
         guard case .failure(let refused) = parse(400, #"{"error":"invalid_target","error_description":"unknown audience"}"#) else { Issue.record("expected a failure"); return }
         #expect(refused.code == "invalid_target" && refused.status == 400)
         guard case .failure(let odd) = parse(400, #"{"error":"made_up"}"#) else { Issue.record("expected a failure"); return }

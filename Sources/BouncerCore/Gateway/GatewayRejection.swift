@@ -211,7 +211,9 @@ public enum BearerTokenExtractor {
         return .token(token)
     }
 
-    private static func isB64Token(_ token: String) -> Bool {
+    /// RFC 6750 `b64token`: what a bearer token may contain, so it can travel in a header
+    /// without escaping (no spaces, quotes, commas or line breaks).
+    public static func isB64Token(_ token: String) -> Bool {
         var token = token
         return token.withUTF8 { bytes in
             var seenPadding = false

@@ -116,6 +116,9 @@ extension IssuedToken {
         }
         guard let document, document.objectValue != nil else { return invalid("the response is not a JSON object") }
         guard let accessToken = document["access_token"]?.stringValue, !accessToken.isEmpty else { return invalid("no access_token") }
+        // It goes upstream as "Authorization: Bearer <token>": nothing that could end or split
+        // the header (the upstream request's headers are not re-validated).
+        guard BearerTokenExtractor.isB64Token(accessToken) else { return invalid("access_token has characters outside the RFC 6750 b64token syntax") }
         guard let tokenType = document["token_type"]?.stringValue else { return invalid("no token_type") }
         guard tokenType.lowercased() == "bearer" else { return invalid("token_type \(tokenType) is not Bearer") }
         var expiresIn: Int64?
