@@ -123,6 +123,28 @@ struct OAuthClientTests {
         #expect(ExpiringCache<String>(capacity: 0).count == 0)
     }
 
+    @Test func aFullCacheEvictsTheLeastRecentlyUsedEighthAtOnce() {
+        var cache = ExpiringCache<Int>(capacity: 16)
+        for index in 0..<16 { cache.set(index, for: "k\(index)", expiresAt: 100, now: 0) }
+        for index in 0..<4 { _ = cache.value(for: "k\(index)", now: 1) }  // the oldest four, used again
+        cache.set(16, for: "k16", expiresAt: 100, now: 2)
+        // Two (16 / 8) went in one pass, the least recently used: k4 and k5.
+        #expect(cache.count == 15)
+        #expect(cache.value(for: "k4", now: 3) == nil && cache.value(for: "k5", now: 3) == nil)
+        for index in [0, 1, 2, 3, 6, 15, 16] { #expect(cache.value(for: "k\(index)", now: 3) == index) }
+        // The next insert fits without evicting anything.
+        cache.set(17, for: "k17", expiresAt: 100, now: 4)
+        #expect(cache.count == 16)
+        // Expired entries go first: when they make room, nothing still valid is evicted (k7
+        // and k8 are the least recently used and would be next).
+        cache.remove("k17")
+        cache.set(18, for: "short", expiresAt: 5, now: 4)
+        #expect(cache.count == 16)
+        cache.set(19, for: "k19", expiresAt: 100, now: 6)
+        #expect(cache.count == 16)
+        for index in [0, 1, 2, 3, 6, 7, 8, 15, 16, 19] { #expect(cache.value(for: "k\(index)", now: 7) == index) }
+    }
+
     @Test func circuitBreaker() {
         var breaker = CircuitBreaker(threshold: 2, openSeconds: 2, maxOpenSeconds: 8)
         var allowed = breaker.allow(now: 0)

@@ -1,6 +1,9 @@
 /// A bounded cache whose entries expire at a time of their own, evicting the least recently
-/// used entry when full. Pure: the time is passed in. O(1) lookups; eviction scans when full,
-/// which amortises because it removes every expired entry at once.
+/// used entries when full. Pure: the time is passed in. O(1) lookups. When an insert finds it
+/// full, it drops every expired entry and, if that is not enough, the least recently used
+/// eighth in one pass: the next eviction is then at least capacity/8 inserts away, so a cache
+/// churning at capacity (more distinct tokens than entries) pays O(log n) per insert, not a
+/// scan of every entry per insert.
 public struct ExpiringCache<Value: Sendable>: Sendable {
     private struct Entry: Sendable {
         var value: Value
@@ -34,14 +37,19 @@ public struct ExpiringCache<Value: Sendable>: Sendable {
     /// Stores `value` until `expiresAt` (exclusive). Values already expired are not stored.
     public mutating func set(_ value: Value, for key: String, expiresAt: Int64, now: Int64) {
         guard self.capacity > 0, expiresAt > now else { return }
-        if self.entries[key] == nil, self.entries.count >= self.capacity {
-            self.entries = self.entries.filter { $0.value.expiresAt > now }
-            if self.entries.count >= self.capacity, let oldest = self.entries.min(by: { $0.value.lastUsed < $1.value.lastUsed }) {
-                self.entries[oldest.key] = nil
-            }
+        if self.entries.count >= self.capacity, self.entries.index(forKey: key) == nil {
+            self.evict(now: now)
         }
         self.clock &+= 1
         self.entries[key] = Entry(value: value, expiresAt: expiresAt, lastUsed: self.clock)
+    }
+
+    private mutating func evict(now: Int64) {
+        self.entries = self.entries.filter { $0.value.expiresAt > now }
+        guard self.entries.count >= self.capacity else { return }
+        let batch = max(1, self.capacity / 8)
+        let cutoff = self.entries.values.map(\.lastUsed).sorted()[batch - 1]
+        self.entries = self.entries.filter { $0.value.lastUsed > cutoff }
     }
 
     public mutating func remove(_ key: String) {
