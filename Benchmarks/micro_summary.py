@@ -47,11 +47,11 @@ def main() -> int:
         print(f"no benchmark results in {path}", file=sys.stderr)
         return 1
     print("\nper operation, p50:")
-    print(f"  {'benchmark':68} {'wall':>10} {'mallocs':>8}")
+    print(f"  {'benchmark':76} {'wall':>10} {'mallocs':>8}")
     for name, figures in results.items():
         wall = figures.get("wall_ns")
         wall_text = f"{wall / 1000:8.2f} µs" if wall is not None else "-"
-        print(f"  {name:68} {wall_text:>10} {figures.get('mallocs', float('nan')):8.0f}")
+        print(f"  {name:76} {wall_text:>10} {figures.get('mallocs', float('nan')):8.0f}")
     warm = next((figures for name, figures in results.items() if name.startswith("Warm path")), None)
     verdict = warm is not None and warm.get("mallocs", 1e9) <= WARM_PATH_MALLOC_LIMIT
     print(f"\n  warm path allocations per request <= {WARM_PATH_MALLOC_LIMIT}: {'PASS' if verdict else 'FAIL'}")

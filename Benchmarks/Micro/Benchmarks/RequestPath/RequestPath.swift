@@ -123,6 +123,22 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    Benchmark("Token cache churning at capacity: insert into a full 10,000-entry cache") { benchmark in
+        // More distinct tokens than entries (a busy gateway, or a token spray): every insert
+        // evicts. Keys are made outside the measured loop.
+        let keys = (0..<(Fixture.operations * 2)).map { fixture.cacheKey("token-\($0)") }
+        var cache = ExpiringCache<AccessTokenClaims>(capacity: 10_000)
+        for index in 0..<10_000 { cache.set(claims, for: "warm-\(index)", expiresAt: claims.expiresAt, now: fixture.now) }
+        var next = 0
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            cache.set(claims, for: keys[next % keys.count], expiresAt: claims.expiresAt, now: fixture.now)
+            next += 1
+        }
+        benchmark.stopMeasurement()
+        blackHole(cache.count)
+    }
+
     Benchmark("Warm path: cached token (extract, cache hit, parse, decide)") { benchmark in
         var cache = ExpiringCache<AccessTokenClaims>(capacity: 100_000)
         cache.set(claims, for: fixture.cacheKey(fixture.token), expiresAt: claims.expiresAt, now: fixture.now)
