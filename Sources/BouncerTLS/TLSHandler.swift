@@ -6,7 +6,8 @@ import NIOTLS
 /// side depending on its ``TLSContext``.
 ///
 /// Modelled on swift-nio-ssl's `NIOSSLHandler`: writes are buffered until the handshake
-/// completes; `close` sends close_notify and waits for the peer's (with a timeout); EOF
+/// completes, and after it until the next flush, when small writes (an HTTP head and its body)
+/// are encrypted together as one record; `close` sends close_notify and waits for the peer's (with a timeout); EOF
 /// without close_notify is reported as ``TLSError/Code/uncleanShutdown``; a handshake that does
 /// not finish in time fails with ``TLSError/Code/handshakeTimeout``; completion fires
 /// `TLSUserEvent.handshakeCompleted(negotiatedProtocol:)`. Reads are passed through, so a
@@ -211,10 +212,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let buffer = self.unwrapOutboundIn(data)
         switch self.state {
-        case .idle, .handshaking:
+        case .idle, .handshaking, .active:
             self.bufferedWrites.append((buffer, promise))
-        case .active:
-            self.encrypt(buffer, promise: promise, context: context)
         case .closing, .closed:
             promise?.fail(ChannelError.ioOnClosedChannel)
         }
@@ -224,7 +223,9 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch self.state {
         case .idle, .handshaking:
             self.bufferedFlush = true
-        case .active, .closing:
+        case .active:
+            self.writeBuffered(context: context)
+        case .closing:
             context.flush()
         case .closed:
             break
@@ -234,6 +235,8 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
     public func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         switch self.state {
         case .active where mode != .input:
+            // What was written before close goes out before close_notify.
+            self.encryptBuffered(context: context)
             self.state = .closing(promise)
             _ = self.connection?.shutdown()
             self.writeOutput(context: context, flush: true)
@@ -270,14 +273,39 @@ public final class TLSHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// Encrypts and flushes what was written since the last flush.
     private func writeBuffered(context: ChannelHandlerContext) {
-        let writes = self.bufferedWrites
-        self.bufferedWrites = []
-        for (buffer, promise) in writes { self.encrypt(buffer, promise: promise, context: context) }
-        if self.bufferedFlush || !writes.isEmpty {
+        let wrote = self.encryptBuffered(context: context)
+        if self.bufferedFlush || wrote {
             self.bufferedFlush = false
             context.flush()
         }
+    }
+
+    /// Up to this many plaintext bytes written between flushes are copied into one buffer and
+    /// encrypted as one TLS record (a record holds 16 KiB); larger writes go one by one.
+    static let coalescingLimit = 16 * 1024
+
+    /// Encrypts the buffered writes; returns whether there were any.
+    @discardableResult
+    private func encryptBuffered(context: ChannelHandlerContext) -> Bool {
+        guard !self.bufferedWrites.isEmpty else { return false }
+        let writes = self.bufferedWrites
+        self.bufferedWrites.removeAll(keepingCapacity: true)
+        let total = writes.reduce(0) { $0 + $1.0.readableBytes }
+        guard writes.count > 1, total <= Self.coalescingLimit else {
+            for (buffer, promise) in writes { self.encrypt(buffer, promise: promise, context: context) }
+            return true
+        }
+        var combined = context.channel.allocator.buffer(capacity: total)
+        var promise: EventLoopPromise<Void>?
+        for (buffer, writePromise) in writes {
+            combined.writeImmutableBuffer(buffer)
+            guard let writePromise else { continue }
+            if let promise { promise.futureResult.cascade(to: writePromise) } else { promise = writePromise }
+        }
+        self.encrypt(combined, promise: promise, context: context)
+        return true
     }
 
     private func writeOutput(context: ChannelHandlerContext, flush: Bool) {

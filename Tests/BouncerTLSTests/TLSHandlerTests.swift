@@ -157,6 +157,34 @@ struct TLSHandlerTests {
         #expect(String(buffer: pair.serverRecorder.received) == "early")
     }
 
+    @Test("small writes between flushes go out as one record, and each write's promise completes", arguments: [TLSConfiguration.Version.tls12, .tls13])
+    func smallWritesAreCoalescedIntoOneRecord(version: TLSConfiguration.Version) throws {
+        let pair = try TLSPair(server: try self.serverContext(minimum: version), client: try self.clientContext(minimum: version, maximum: version))
+        try pair.handshake()
+        while try pair.server.readOutbound(as: ByteBuffer.self) != nil {}  // post-handshake messages (TLS 1.3 tickets)
+        let head = pair.server.write(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"))
+        let body = pair.server.write(ByteBuffer(string: "hello"))
+        var flushed = false
+        head.assumeIsolated().whenComplete { _ in flushed = true }
+        #expect(try pair.server.readOutbound(as: ByteBuffer.self) == nil, "nothing leaves before the flush")
+        try pair.server.writeAndFlush(ByteBuffer(string: "!")).wait()
+        try head.wait()
+        try body.wait()
+        #expect(flushed)
+        var wire = ByteBuffer()
+        while var bytes = try pair.server.readOutbound(as: ByteBuffer.self) { wire.writeBuffer(&bytes) }
+        // Count TLS records: 5-byte headers (type, version, length).
+        var records: [UInt8] = []
+        var scan = wire
+        while let type = scan.readInteger(as: UInt8.self), scan.readInteger(as: UInt16.self) != nil, let length = scan.readInteger(as: UInt16.self) {
+            records.append(type)
+            scan.moveReaderIndex(forwardBy: Int(length))
+        }
+        #expect(records == [23], "one application-data record for three writes")
+        try pair.client.writeInbound(wire)
+        #expect(String(buffer: pair.clientRecorder.received) == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello!")
+    }
+
     @Test func largeWritesAreSplitIntoRecordsAndReassembled() throws {
         let pair = try TLSPair(server: try self.serverContext(), client: try self.clientContext())
         try pair.handshake()
