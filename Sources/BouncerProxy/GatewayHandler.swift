@@ -659,6 +659,8 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if error is HTTPParserError {
+            // Bytes after a "Connection: close" request are not worth a line: we are hanging up.
+            if case .closed = self.state { return }
             self.gateway.logger.info("malformed HTTP request", metadata: ["peer": "\(self.remoteAddress)", "error": "\(error)"])
             let answerPending: Bool
             switch self.state {
