@@ -40,7 +40,15 @@ final class UpstreamHandler: ChannelDuplexHandler {
     /// Writes one request and flushes it. Through this handler's context, not
     /// `Channel.write`: the parts stay concretely typed all the way to the encoder.
     func send(_ head: HTTPRequestHead, body: ByteBuffer?) {
-        guard let context = self.context else { return }
+        guard let context = self.context else {
+            // The connection was torn down between lease and write: fail now, not at the
+            // response timeout.
+            if let sink = self.sink {
+                self.sink = nil
+                sink.upstreamFailed(UpstreamError.closedEarly)
+            }
+            return
+        }
         context.write(self.wrapOutboundOut(.head(head)), promise: nil)
         if let body, body.readableBytes > 0 {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
