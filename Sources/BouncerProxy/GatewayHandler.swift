@@ -716,11 +716,20 @@ extension GatewayHandler: UpstreamResponseSink {
         context.flush()
     }
 
+    /// Body chunks at least this large are flushed as they arrive rather than at the end of
+    /// the upstream read (a TLS record's worth).
+    static let immediateFlushBytes = 16 * 1024
+
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         // Each chunk goes out with the upstream read it came in (flushed in
-        // `upstreamReadComplete`): an SSE event is never held back.
-        context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        // `upstreamReadComplete`): an SSE event is never held back. A large chunk is flushed
+        // at once, so the client receives a big body while the next upstream read happens.
+        if buffer.readableBytes >= Self.immediateFlushBytes {
+            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        } else {
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+        }
         if !context.channel.isWritable {
             exchange.lease?.handler.pause()
         }
