@@ -127,10 +127,21 @@ def wrk(url: str, token: str | None, seconds: int, connections: int, directory: 
             "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
+def median(values: list, key: str | None):
+    """The middle run: of numbers, or of wrk results by `key` (errors summed)."""
+    if key is None:
+        return sorted(values)[len(values) // 2]
+    middle = dict(sorted(values, key=lambda run: run[key])[len(values) // 2])
+    middle["errors"] = sum(run["errors"] for run in values)
+    middle["all"] = [run[key] for run in values]
+    return middle
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--seconds", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per figure, alternating nginx and mcp-bouncer; the median is reported")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bouncer-tls-bench-"))
     processes: list[Process] = []
@@ -172,15 +183,32 @@ def main() -> None:
         if check.status_code != 200 or len(check.content) != BULK_BYTES:
             raise RuntimeError(f"gateway bulk check failed: {check.status_code} {len(check.content)} bytes\n{gateway.log_path.read_text()}")
 
-        print(f"\nTLS benchmark, {args.seconds}s per figure, one event loop for the gateway, one worker for nginx, same certificate (ECDSA P-256)")
+        print(f"\nTLS benchmark, median of {args.repeat} x {args.seconds}s per figure (alternating), one event loop for the gateway, one worker for nginx, same certificate (ECDSA P-256)")
         print(f"OpenSSL: {subprocess.run(['openssl', 'version'], capture_output=True, text=True).stdout.strip()}\n")
-        results = {}
-        for name, port in (("nginx", nginx_tls_port), ("mcp-bouncer", gateway_port)):
-            results.setdefault(name, {})["handshakes_per_second"] = handshakes_per_second(port, args.seconds)
-        results["nginx"]["bulk"] = wrk(f"{nginx_url}/bulk/mcp", None, args.seconds, 4, work)
-        results["mcp-bouncer"]["bulk"] = wrk(f"{gateway_url}/bulk/mcp", token(gateway_url + "/bulk/mcp"), args.seconds, 4, work)
-        results["nginx"]["small"] = wrk(f"{nginx_url}/mcp", None, args.seconds, 16, work)
-        results["mcp-bouncer"]["small"] = wrk(f"{gateway_url}/mcp", token(gateway_url + "/mcp"), args.seconds, 16, work)
+        # Each figure: `repeat` runs, nginx and mcp-bouncer alternating, median reported (single
+        # runs on a shared 2-core machine move by +-30%).
+        results: dict = {"nginx": {}, "mcp-bouncer": {}}
+        figures = {
+            "handshakes_per_second": {
+                "nginx": lambda: handshakes_per_second(nginx_tls_port, args.seconds),
+                "mcp-bouncer": lambda: handshakes_per_second(gateway_port, args.seconds),
+            },
+            "bulk": {
+                "nginx": lambda: wrk(f"{nginx_url}/bulk/mcp", None, args.seconds, 4, work),
+                "mcp-bouncer": lambda: wrk(f"{gateway_url}/bulk/mcp", token(gateway_url + "/bulk/mcp"), args.seconds, 4, work),
+            },
+            "small": {
+                "nginx": lambda: wrk(f"{nginx_url}/mcp", None, args.seconds, 16, work),
+                "mcp-bouncer": lambda: wrk(f"{gateway_url}/mcp", token(gateway_url + "/mcp"), args.seconds, 16, work),
+            },
+        }
+        for figure, measures in figures.items():
+            runs: dict[str, list] = {name: [] for name in measures}
+            for _ in range(args.repeat):
+                for name, measure in measures.items():
+                    runs[name].append(measure())
+            for name, values in runs.items():
+                results[name][figure] = median(values, {"bulk": "bytes_per_second", "small": "requests_per_second"}.get(figure))
 
         print(f"{'':14}{'handshakes/s':>14}{'bulk MB/s':>12}{'small req/s':>14}")
         for name in ("nginx", "mcp-bouncer"):
@@ -197,7 +225,7 @@ def main() -> None:
         out_dir.mkdir(exist_ok=True)
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
         path = out_dir / f"tls-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps({"commit": commit, "seconds": args.seconds, "results": results}, indent=2))
+        path.write_text(json.dumps({"commit": commit, "seconds": args.seconds, "repeat": args.repeat, "results": results}, indent=2))
         print(f"\nwritten: {path}")
     finally:
         for process in reversed(processes):
