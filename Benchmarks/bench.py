@@ -152,13 +152,13 @@ def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path)
             "p999_ms": float(lat.group(3)) / 1000, "errors": int(err.group(1)) if err else 0}
 
 
-def measure(name: str, url: str, token: str | None, pid: int | None, args, work: Path) -> dict:
+def measure(name: str, url: str, token: str | None, pid: int | None, args, work: Path, connections: int | None = None) -> dict:
     """`args.repeat` runs of wrk; the run with the median throughput is reported (on a shared
     2-core machine single runs move by +-20%), with every run's req/s kept in the JSON."""
     runs = []
     for _ in range(args.repeat):
         before = cpu_seconds(pid) if pid else 0.0
-        run = wrk(url, token, args.seconds, args.connections, work)
+        run = wrk(url, token, args.seconds, connections or args.connections, work)
         if pid:
             run["cpu_seconds"] = cpu_seconds(pid) - before
             run["peak_rss_mb"] = memory_mb(pid, "VmHWM")
@@ -322,6 +322,13 @@ def main() -> None:
         warm = token("/exchange/mcp", "http", gateway_port)
         httpx.post(f"http://127.0.0.1:{gateway_port}/exchange/mcp", headers={"Authorization": f"Bearer {warm}"}, content=BODY).raise_for_status()
         results["c_gateway"] = measure("(c) mcp-bouncer, full enforcement", f"http://127.0.0.1:{gateway_port}/static/mcp", token("/static/mcp", "http", gateway_port), one.proc.pid, args, work)
+        # Latency without queueing: one connection, one request at a time.
+        for name, label, url, bearer, pid in (
+            ("a_direct_1c", "(a) direct, 1 connection", f"http://127.0.0.1:{upstream}/mcp", None, up.proc.pid),
+            ("b_nginx_1c", "(b) nginx, 1 connection", f"http://127.0.0.1:{proxy}/mcp", None, nginx_proxy.proc.pid),
+            ("c_gateway_1c", "(c) mcp-bouncer, 1 connection", f"http://127.0.0.1:{gateway_port}/static/mcp", token("/static/mcp", "http", gateway_port), one.proc.pid),
+        ):
+            results[name] = measure(label, url, bearer, pid, args, work, connections=1)
         results["d_exchange"] = measure("(d) mcp-bouncer, token exchange (warm)", f"http://127.0.0.1:{gateway_port}/exchange/mcp", warm, one.proc.pid, args, work)
         sse_token = token("/sse/mcp", "http", gateway_port)
         print(f"  opening {args.streams} SSE streams straight to the hub (baseline) ...", flush=True)
@@ -361,6 +368,9 @@ def main() -> None:
         per_cpu = [r["rps"] * args.seconds / max(r["cpu_seconds"], 1e-6) for r in (c, results["c_gateway_2_loops"])]
         print(f"\n  requests per gateway CPU-second: 1 loop {per_cpu[0]:.0f}, 2 loops {per_cpu[1]:.0f} ({per_cpu[1] / per_cpu[0]:.2f} x)")
         results["requests_per_cpu_second"] = {"one_loop": per_cpu[0], "two_loops": per_cpu[1]}
+        low = [added_latency_check(p, results["a_direct_1c"], results["b_nginx_1c"], results["c_gateway_1c"]) for p in ("p50", "p99")]
+        print("  added latency at one connection (no queueing), vs nginx's: "
+              + ", ".join(f"{p} {ratio:.2f} x" for p, (_, ratio, _) in zip(("p50", "p99"), low)))
         print("\ntargets:")
         for name, value, passed in checks:
             print(f"  {'PASS' if passed else 'FAIL'}  {name:48} ({value:.2f})")
