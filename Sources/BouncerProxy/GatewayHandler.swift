@@ -241,7 +241,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             log.resource = resource.path
         }
         self.state = .collecting(Request(head: head, query: query, route: route, log: log))
-        if head.headers.first(name: "Expect")?.lowercased() == "100-continue" {
+        if let expect = head.headers.first(name: "Expect"), expect.equalsIgnoringASCIICase("100-continue") {
             // The body is read here (it is inspected), so the gateway, not the upstream, says
             // continue; oversized bodies are still refused with 413 as they arrive.
             context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
@@ -345,13 +345,19 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.finish(request, with: .invalidRequest("Access tokens are accepted in the Authorization header only, not in the query string"), resource: resource, context: context)
             return
         }
-        if let contentType = headers.first(name: "Content-Type"), contentType.lowercased().hasPrefix("application/x-www-form-urlencoded"),
+        if let contentType = headers.first(name: "Content-Type"), contentType.hasPrefixIgnoringASCIICase("application/x-www-form-urlencoded"),
            let body = request.body, BearerTokenExtractor.carriesAccessToken(formEncoded: String(buffer: body)) {
             self.finish(request, with: .invalidRequest("Access tokens are accepted in the Authorization header only, not in a form body"), resource: resource, context: context)
             return
         }
         let token: String
-        switch BearerTokenExtractor.extract(authorization: headers["Authorization"]) {
+        var authorization: String?
+        var authorizationCount = 0
+        for (name, value) in headers where name.equalsIgnoringASCIICase("Authorization") {
+            authorization = authorization ?? value
+            authorizationCount += 1
+        }
+        switch BearerTokenExtractor.extract(first: authorization, count: authorizationCount) {
         case .none:
             self.finish(request, with: .missingToken, resource: resource, context: context)
             return
@@ -547,7 +553,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         let incoming = request.head.headers
         head.headers.reserveCapacity(incoming.count + 6)
         // Headers the client named in Connection are hop-by-hop too (RFC 9110 7.6.1).
-        let connectionTokens = incoming[canonicalForm: "Connection"]
+        let connection = ConnectionOptions(incoming)
         let staticName: String?
         if case .staticHeader(let name, _) = resource.credentials { staticName = name } else { staticName = nil }
         var forwardedFor: [String] = []
@@ -556,7 +562,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 forwardedFor.append(value)
                 continue
             }
-            if HopByHop.isRequestHeader(name) || connectionTokens.contains(where: { name.equalsIgnoringASCIICase($0) })
+            if HopByHop.isRequestHeader(name) || connection.names(name)
                 || staticName.map({ name.equalsIgnoringASCIICase($0) }) == true {
                 continue
             }
@@ -604,13 +610,13 @@ final class GatewayHandler: ChannelDuplexHandler {
         if !response.body.isEmpty, !omitBody {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: response.body)))), promise: nil)
         }
-        let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
         if keepAlive {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
             self.servePipelined(context: context)
         } else {
             // Nothing after a "Connection: close" response is answered.
             self.state = .closed
-            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 
@@ -696,12 +702,11 @@ extension GatewayHandler: UpstreamResponseSink {
         // rather than a rebuilt header list.
         var head = upstreamHead
         head.version = .http1_1
-        let connectionTokens = upstreamHead.headers[canonicalForm: "Connection"]
-        for (name, _) in upstreamHead.headers
-        where HopByHop.isResponseHeader(name) || connectionTokens.contains(where: { name.equalsIgnoringASCIICase($0) }) {
+        let connection = ConnectionOptions(upstreamHead.headers)
+        for (name, _) in upstreamHead.headers where HopByHop.isResponseHeader(name) || connection.names(name) {
             head.headers.remove(name: name)
         }
-        if let contentType = upstreamHead.headers.first(name: "Content-Type"), contentType.lowercased().hasPrefix("text/event-stream") {
+        if let contentType = upstreamHead.headers.first(name: "Content-Type"), contentType.hasPrefixIgnoringASCIICase("text/event-stream") {
             // Tell any buffering proxy in front of us not to hold events back.
             head.headers.replaceOrAdd(name: "X-Accel-Buffering", value: "no")
         }
@@ -744,12 +749,12 @@ extension GatewayHandler: UpstreamResponseSink {
         self.lastActivity = context.eventLoop.now
         let elapsed = NIODeadline.now() - exchange.startedAt
         exchange.log.info("response relayed", metadata: ["outcome": "forwarded", "status": "\(exchange.status)", "upstream_ms": "\(elapsed.nanoseconds / 1_000_000)"])
-        let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
         if exchange.keepAlive {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
             self.servePipelined(context: context)
         } else {
             self.state = .closed
-            done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 
@@ -779,3 +784,21 @@ extension GatewayHandler: UpstreamResponseSink {
 
 @available(*, unavailable)
 extension GatewayHandler: Sendable {}
+
+/// The field names a message's `Connection` headers list (RFC 9110 7.6.1), checked in place:
+/// no array for the usual single header.
+private struct ConnectionOptions {
+    private var first: String?
+    private var more: [String] = []
+
+    init(_ headers: HTTPHeaders) {
+        for (name, value) in headers where name.equalsIgnoringASCIICase("Connection") {
+            if self.first == nil { self.first = value } else { self.more.append(value) }
+        }
+    }
+
+    func names(_ field: String) -> Bool {
+        guard let first else { return false }
+        return HopByHop.connectionValue(first, names: field) || self.more.contains { HopByHop.connectionValue($0, names: field) }
+    }
+}

@@ -149,8 +149,14 @@ final class UpstreamConnectionPool {
     private let eventLoop: any EventLoop
     private let connectTimeout: TimeAmount
     private let maxIdle: Int
-    /// Idle connections by ``UpstreamTarget/connectionKey``, most recently used last.
-    private var idle: [String: [UpstreamLease]] = [:]
+    /// Idle connections of one upstream, most recently used last. A class, so taking and
+    /// returning a connection mutates the list in place instead of through the dictionary.
+    private final class IdleList {
+        var leases: [UpstreamLease] = []
+    }
+
+    /// By ``UpstreamTarget/connectionKey``.
+    private var idle: [String: IdleList] = [:]
 
     init(eventLoop: any EventLoop, connectTimeout: TimeAmount, maxIdle: Int) {
         self.eventLoop = eventLoop
@@ -162,7 +168,8 @@ final class UpstreamConnectionPool {
     /// no future and no allocation.
     func idleConnection(to target: UpstreamTarget) -> UpstreamLease? {
         self.eventLoop.preconditionInEventLoop()
-        while let lease = self.idle[target.connectionKey]?.popLast() {
+        guard let list = self.idle[target.connectionKey] else { return nil }
+        while let lease = list.leases.popLast() {
             if lease.channel.isActive { return lease }
         }
         return nil
@@ -196,7 +203,7 @@ final class UpstreamConnectionPool {
                 let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
                 // Once per connection: forget it when it closes, wherever it is then.
                 channel.closeFuture.assumeIsolated().whenComplete { [weak self] _ in
-                    self?.idle[key]?.removeAll { $0.channel === channel }
+                    self?.idle[key]?.leases.removeAll { $0.channel === channel }
                 }
                 return UpstreamLease(channel: channel, handler: handler, reused: false)
             }
@@ -208,14 +215,20 @@ final class UpstreamConnectionPool {
         self.eventLoop.preconditionInEventLoop()
         lease.handler.sink = nil
         lease.handler.resume()
-        let key = target.connectionKey
-        guard reusable, lease.channel.isActive, (self.idle[key]?.count ?? 0) < self.maxIdle else {
+        let list: IdleList
+        if let existing = self.idle[target.connectionKey] {
+            list = existing
+        } else {
+            list = IdleList()
+            self.idle[target.connectionKey] = list
+        }
+        guard reusable, lease.channel.isActive, list.leases.count < self.maxIdle else {
             lease.channel.close(promise: nil)
             return
         }
         var returned = lease
         returned.reused = true
-        self.idle[key, default: []].append(returned)
+        list.leases.append(returned)
     }
 }
 

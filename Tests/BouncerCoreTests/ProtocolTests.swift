@@ -305,6 +305,25 @@ struct HopByHopTests {
         #expect(!HopByHop.isResponseHeader("WWW-Authenticate"))
     }
 
+    @Test func connectionHeaderListsAreReadInPlace() {
+        #expect(HopByHop.connectionValue("keep-alive, X-Hop", names: "x-hop"))
+        #expect(HopByHop.connectionValue(" X-Hop ,close", names: "X-HOP"))
+        #expect(HopByHop.connectionValue("close", names: "close"))
+        #expect(!HopByHop.connectionValue("keep-alive, X-Hop2", names: "X-Hop"))
+        #expect(!HopByHop.connectionValue("", names: "X-Hop"))
+        #expect(!HopByHop.connectionValue(",,", names: "X-Hop"))
+        #expect("Text/Event-Stream; charset=utf-8".hasPrefixIgnoringASCIICase("text/event-stream"))
+        #expect(!"text/event".hasPrefixIgnoringASCIICase("text/event-stream"))
+        #expect(!"application/json".hasPrefixIgnoringASCIICase("text/event-stream"))
+    }
+
+    @Test func authorizationHeaderCountsMatter() {
+        #expect(BearerTokenExtractor.extract(first: nil, count: 0) == .none)
+        #expect(BearerTokenExtractor.extract(first: "Bearer abc", count: 1) == .token("abc"))
+        #expect(BearerTokenExtractor.extract(first: "Bearer abc", count: 2) == .invalid("more than one Authorization header"))
+        #expect(BearerTokenExtractor.extract(first: "Basic abc", count: 1) == .none)
+    }
+
     @Test func jwsShapeIsTwoDots() {
         #expect(CompactJWS.looksLikeJWS("a.b.c"))
         #expect(!CompactJWS.looksLikeJWS("a.b"))

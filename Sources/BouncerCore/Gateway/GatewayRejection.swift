@@ -194,9 +194,15 @@ public enum BearerTokenExtractor {
 
     /// - Parameter values: every `Authorization` header of the request.
     public static func extract(authorization values: [String]) -> Outcome {
-        guard !values.isEmpty else { return .none }
-        guard values.count == 1 else { return .invalid("more than one Authorization header") }
-        let value = values[0]
+        Self.extract(first: values.first, count: values.count)
+    }
+
+    /// - Parameters:
+    ///   - value: the request's first `Authorization` header.
+    ///   - count: how many `Authorization` headers it has.
+    public static func extract(first value: String?, count: Int) -> Outcome {
+        guard let value else { return .none }
+        guard count == 1 else { return .invalid("more than one Authorization header") }
         guard value.utf8.count > 7, value.prefix(7).equalsIgnoringASCIICase("bearer ") else {
             // Another scheme (Basic, DPoP, ...) carries no bearer token for us.
             return .none
@@ -247,7 +253,7 @@ public enum BearerTokenExtractor {
 }
 
 extension Substring {
-    func trimmingSpaces() -> Substring {
+    public func trimmingSpaces() -> Substring {
         var result = self
         while result.first == " " || result.first == "\t" { result = result.dropFirst() }
         while result.last == " " || result.last == "\t" { result = result.dropLast() }

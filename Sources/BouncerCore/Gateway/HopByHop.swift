@@ -27,9 +27,29 @@ public enum HopByHop {
     private static func contains(_ names: [String], _ name: String) -> Bool {
         names.contains { name.equalsIgnoringASCIICase($0) }
     }
+
+    /// Whether a `Connection` header value (a comma-separated list of field names, RFC 9110
+    /// 7.6.1) names `field`, compared in place, without splitting into an array.
+    public static func connectionValue(_ value: String, names field: String) -> Bool {
+        var start = value.startIndex
+        while start < value.endIndex {
+            let end = value[start...].firstIndex(of: ",") ?? value.endIndex
+            if value[start..<end].trimmingSpaces().equalsIgnoringASCIICase(field) { return true }
+            start = end < value.endIndex ? value.index(after: end) : end
+        }
+        return false
+    }
 }
 
 extension StringProtocol {
+    /// ASCII case-insensitive prefix test, for media types and similar tokens.
+    public func hasPrefixIgnoringASCIICase(_ prefix: some StringProtocol) -> Bool {
+        guard self.utf8.count >= prefix.utf8.count else { return false }
+        return self.utf8.prefix(prefix.utf8.count).elementsEqual(prefix.utf8) { mine, theirs in
+            Self.asciiLowercase(mine) == Self.asciiLowercase(theirs)
+        }
+    }
+
     /// ASCII case-insensitive equality, as HTTP field names compare (RFC 9110 5.1). Bytes
     /// outside ASCII compare exactly.
     public func equalsIgnoringASCIICase(_ other: some StringProtocol) -> Bool {

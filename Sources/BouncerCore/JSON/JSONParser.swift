@@ -106,7 +106,8 @@ private struct Cursor {
     mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         guard depth <= self.maxDepth else { throw self.error(.tooDeep, "nesting deeper than \(self.maxDepth)") }
         self.index += 1
-        var members: [String: JSONValue] = [:]
+        // JSON-RPC objects have a handful of members: one allocation instead of growing 1, 2, 4...
+        var members: [String: JSONValue] = Dictionary(minimumCapacity: 4)
         self.skipWhitespace()
         if self.current == UInt8(ascii: "}") {
             self.index += 1
