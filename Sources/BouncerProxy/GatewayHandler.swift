@@ -67,7 +67,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         var retried = false
         var lease: UpstreamLease?
         var responseStarted = false
-        var timeout: Scheduled<Void>?
+        /// When the upstream must have sent the response head (set when the request is written).
+        var responseDeadline = NIODeadline.distantFuture
         var status: UInt = 0
 
         var log: RequestLog { self.request.log }
@@ -99,6 +100,12 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// When the client last sent bytes or a response finished (event-loop time).
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
     private var idleCheck: Scheduled<Void>?
+    /// The upstream-response timer: armed for the earliest deadline that matters and re-armed
+    /// when it fires, never cancelled per request (NIO cancels a scheduled task by scanning
+    /// every task on the loop, and a task per request is three allocations).
+    private var responseTimer: Scheduled<Void>?
+    private var responseTimerDeadline: NIODeadline?
+    private var responseTimerGeneration = 0
     /// Parts of requests that arrived while an earlier one was being answered.
     private var pipelined = CircularBuffer<HTTPServerRequestPart>()
     /// A read the channel asked for while pipelined requests were waiting.
@@ -121,6 +128,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.idleCheck?.cancel()
         self.idleCheck = nil
+        self.cancelResponseTimer()
         self.context = nil
     }
 
@@ -536,10 +544,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func write(_ exchange: Exchange, to lease: UpstreamLease, context: ChannelHandlerContext) {
         exchange.lease = lease
         lease.handler.sink = self
-        exchange.timeout?.cancel()
-        exchange.timeout = context.eventLoop.assumeIsolated().scheduleTask(in: .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds)) {
-            self.responseTimedOut()
-        }
+        exchange.responseDeadline = context.eventLoop.now + .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds)
+        self.armResponseTimer(for: exchange.responseDeadline, context: context)
         lease.handler.send(exchange.upstreamHead, body: exchange.request.body)
     }
 
@@ -584,6 +590,37 @@ final class GatewayHandler: ChannelDuplexHandler {
         return head
     }
 
+    /// Makes sure the response timer fires no later than `deadline`. A timer already armed for
+    /// an earlier moment (a previous request's deadline) is kept: it re-arms when it fires.
+    private func armResponseTimer(for deadline: NIODeadline, context: ChannelHandlerContext) {
+        if let armed = self.responseTimerDeadline, armed <= deadline { return }
+        // A later timer (rare: a shorter deadline than before) is left to fire and be ignored.
+        self.responseTimerGeneration &+= 1
+        let generation = self.responseTimerGeneration
+        self.responseTimerDeadline = deadline
+        self.responseTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
+            guard generation == self.responseTimerGeneration else { return }
+            self.responseTimerFired()
+        }
+    }
+
+    private func responseTimerFired() {
+        self.responseTimer = nil
+        self.responseTimerDeadline = nil
+        guard case .forwarding(let exchange) = self.state, let context = self.context, !exchange.responseStarted else { return }
+        if context.eventLoop.now >= exchange.responseDeadline {
+            self.responseTimedOut()
+        } else {
+            self.armResponseTimer(for: exchange.responseDeadline, context: context)
+        }
+    }
+
+    private func cancelResponseTimer() {
+        self.responseTimer?.cancel()
+        self.responseTimer = nil
+        self.responseTimerDeadline = nil
+    }
+
     private func responseTimedOut() {
         guard case .forwarding(let exchange) = self.state, let context = self.context, !exchange.responseStarted else { return }
         exchange.lease?.handler.sink = nil
@@ -593,7 +630,6 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     private func failExchange(_ exchange: Exchange, _ rejection: GatewayRejection, context: ChannelHandlerContext) {
-        exchange.timeout?.cancel()
         let response = rejection.response(resource: nil)
         exchange.log.error("upstream failed", metadata: ["outcome": "upstream_error", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)"])
         self.write(response, keepAlive: exchange.keepAlive, context: context)
@@ -623,8 +659,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func closeConnection(context: ChannelHandlerContext) {
         self.idleCheck?.cancel()
         self.idleCheck = nil
+        self.cancelResponseTimer()
         if case .forwarding(let exchange) = self.state {
-            exchange.timeout?.cancel()
             exchange.lease?.handler.sink = nil
             exchange.lease?.channel.close(promise: nil)
         }
@@ -635,10 +671,10 @@ final class GatewayHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         self.idleCheck?.cancel()
         self.idleCheck = nil
+        self.cancelResponseTimer()
         if case .forwarding(let exchange) = self.state {
             // Client disconnect cancels the upstream exchange (MCP: closing the stream is
             // cancellation). The connection is not returned to the pool.
-            exchange.timeout?.cancel()
             exchange.lease?.handler.sink = nil
             exchange.lease?.channel.close(promise: nil)
             exchange.log.info("client disconnected during the exchange", metadata: ["outcome": "client_closed"])
@@ -694,8 +730,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 extension GatewayHandler: UpstreamResponseSink {
     func upstreamResponseHead(_ upstreamHead: HTTPResponseHead) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
-        exchange.timeout?.cancel()
-        exchange.timeout = nil
+        // The response timer, if armed, finds the response started and does nothing.
         exchange.responseStarted = true
         exchange.status = upstreamHead.status.code
         // The upstream's head, minus what is connection-scoped: usually one or two removals

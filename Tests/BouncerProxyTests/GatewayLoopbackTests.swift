@@ -2,6 +2,7 @@ import BouncerCore
 import Foundation
 import BouncerTestSupport
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -139,6 +140,38 @@ struct GatewayLoopbackTests {
         let response = try self.call(running, token: self.token(), id: 5)
         #expect(response.status == .gatewayTimeout)
         #expect(response.body.contains(#""id":5"#))
+    }
+
+    /// The response timeout is one timer per connection, re-armed when it fires: a request on a
+    /// kept-alive connection gets its own full timeout, not what was left of the previous one's,
+    /// and a slow one on the same connection still times out.
+    @Test func eachRequestOnAKeptAliveConnectionGetsItsOwnResponseTimeout() async throws {
+        let running = try self.start()  // upstream_response_timeout_seconds: 1
+        let token = self.token()
+        func request(_ id: Int) -> String {
+            let body = #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#
+            return "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\n"
+                + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        }
+        func answers(_ received: NIOLockedValueBox<String>) -> Int {
+            received.withLockedValue { $0.components(separatedBy: "HTTP/1.1 ").count - 1 }
+        }
+        defer { self.backend.setUpstreamDelay(.zero) }
+        let (channel, received) = try rawExchange(group: self.group, port: running.port, send: request(1))
+        #expect(await eventually { answers(received) == 1 })
+        // 0.6 s later, a request that takes 0.7 s: past the first request's deadline, inside its own.
+        try await Task.sleep(for: .milliseconds(600))
+        self.backend.setUpstreamDelay(.milliseconds(700))
+        try await channel.writeAndFlush(ByteBuffer(string: request(2))).get()
+        #expect(await eventually { answers(received) == 2 })
+        #expect(received.withLockedValue { $0.components(separatedBy: "HTTP/1.1 200 OK").count - 1 } == 2)
+        // Then one that takes too long.
+        self.backend.setUpstreamDelay(.seconds(3))
+        try await channel.writeAndFlush(ByteBuffer(string: request(3))).get()
+        #expect(await eventually { answers(received) == 3 })
+        #expect(received.withLockedValue { $0.contains("HTTP/1.1 504 Gateway Timeout") })
+        try await channel.close().get()
+        try await running.server.close().get()
     }
 
     @Test func unreachableKeySetIs503() throws {
