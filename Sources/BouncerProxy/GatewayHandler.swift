@@ -562,10 +562,11 @@ final class GatewayHandler: ChannelDuplexHandler {
         let connection = ConnectionOptions(incoming)
         let staticName: String?
         if case .staticHeader(let name, _) = resource.credentials { staticName = name } else { staticName = nil }
-        var forwardedFor: [String] = []
+        // Earlier proxies' X-Forwarded-For values, then the client's address.
+        var forwardedFor: String?
         for (name, value) in incoming {
             if name.equalsIgnoringASCIICase("x-forwarded-for") {
-                forwardedFor.append(value)
+                forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
                 continue
             }
             if HopByHop.isRequestHeader(name) || connection.names(name)
@@ -580,8 +581,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         } else if request.head.method == .POST {
             head.headers.add(name: "Content-Length", value: "0")
         }
-        forwardedFor.append(self.remoteAddress)
-        head.headers.add(name: "X-Forwarded-For", value: forwardedFor.joined(separator: ", "))
+        head.headers.add(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(self.remoteAddress)" } ?? self.remoteAddress)
         head.headers.add(name: "X-Forwarded-Proto", value: self.gateway.policy.publicURL.scheme)
         head.headers.add(name: "X-Forwarded-Host", value: incoming.first(name: "Host") ?? self.gateway.policy.publicURL.host)
         if case .staticHeader(let name, let value) = resource.credentials {

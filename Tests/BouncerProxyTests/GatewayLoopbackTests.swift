@@ -61,7 +61,7 @@ struct GatewayLoopbackTests {
     @Test func forwardsWithoutTheClientTokenAndWithTheGatewayCredential() throws {
         let running = try self.start()
         defer { try? running.server.close().wait() }
-        let response = try self.call(running, token: self.token(), headers: [("X-Api-Key", "client-forged"), ("Connection", "keep-alive, X-Hop"), ("X-Hop", "1")])
+        let response = try self.call(running, token: self.token(), headers: [("X-Api-Key", "client-forged"), ("Connection", "keep-alive, X-Hop"), ("X-Hop", "1"), ("X-Forwarded-For", "203.0.113.7")])
         #expect(response.status == .ok)
         #expect(response.body.contains(#""echo":{"jsonrpc":"2.0""#))
         let recorded = try #require(self.backend.requests.last)
@@ -69,7 +69,7 @@ struct GatewayLoopbackTests {
         #expect(recorded.headers["Authorization"].isEmpty)
         #expect(recorded.headers["X-Api-Key"] == ["gateway-secret"])
         #expect(recorded.headers["X-Hop"].isEmpty)
-        #expect(recorded.headers.first(name: "X-Forwarded-For") == "127.0.0.1")
+        #expect(recorded.headers["X-Forwarded-For"] == ["203.0.113.7, 127.0.0.1"], "earlier proxies first, then the client, in one header")
         #expect(recorded.headers.first(name: "X-Forwarded-Proto") == "http")
         #expect(recorded.headers.first(name: "Host") == "127.0.0.1:\(self.backend.port)")
     }
