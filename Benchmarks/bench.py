@@ -152,6 +152,17 @@ def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path)
             "p999_ms": float(lat.group(3)) / 1000, "errors": int(err.group(1)) if err else 0}
 
 
+def median(values: list, key: str | None = None):
+    """The middle of several runs: of numbers, or of result dicts by `key`, with `errors`
+    summed over all runs and every run's `key` kept in `all`. Shared with tls_bench.py."""
+    if key is None:
+        return sorted(values)[len(values) // 2]
+    middle = dict(sorted(values, key=lambda run: run[key])[len(values) // 2])
+    middle["errors"] = sum(run["errors"] for run in values)
+    middle["all"] = [run[key] for run in values]
+    return middle
+
+
 def measure(name: str, url: str, token: str | None, pid: int | None, args, work: Path, connections: int | None = None) -> dict:
     """`args.repeat` runs of wrk; the run with the median throughput is reported (on a shared
     2-core machine single runs move by +-20%), with every run's req/s kept in the JSON."""
@@ -163,9 +174,7 @@ def measure(name: str, url: str, token: str | None, pid: int | None, args, work:
             run["cpu_seconds"] = cpu_seconds(pid) - before
             run["peak_rss_mb"] = memory_mb(pid, "VmHWM")
         runs.append(run)
-    result = dict(sorted(runs, key=lambda run: run["rps"])[len(runs) // 2])
-    result["all_rps"] = [run["rps"] for run in runs]
-    result["errors"] = sum(run["errors"] for run in runs)
+    result = median(runs, "rps")
     print(f"  {name:34} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:6.2f}  p99 {result['p99_ms']:6.2f}  p99.9 {result['p999_ms']:6.2f} ms"
           + (f"  cpu {result['cpu_seconds']:5.1f}s  rss {result['peak_rss_mb']:5.0f} MB" if pid else "")
           + (f"  ERRORS {result['errors']}" if result["errors"] else ""), flush=True)

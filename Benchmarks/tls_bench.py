@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "Interop"))
 from interop_stack import Process, free_port  # noqa: E402
+from bench import median  # noqa: E402  (the same directory)
 
 ROOT = Path(__file__).resolve().parents[1]
 BULK_BYTES = 1024 * 1024
@@ -125,16 +126,6 @@ def wrk(url: str, token: str | None, seconds: int, connections: int, directory: 
     unit = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[transfer.group(2)]
     return {"requests_per_second": float(requests.group(1)), "bytes_per_second": float(transfer.group(1)) * unit,
             "errors": int(non2xx.group(1)) if non2xx else 0}
-
-
-def median(values: list, key: str | None):
-    """The middle run: of numbers, or of wrk results by `key` (errors summed)."""
-    if key is None:
-        return sorted(values)[len(values) // 2]
-    middle = dict(sorted(values, key=lambda run: run[key])[len(values) // 2])
-    middle["errors"] = sum(run["errors"] for run in values)
-    middle["all"] = [run[key] for run in values]
-    return middle
 
 
 def main() -> None:

@@ -18,7 +18,7 @@ public final class DemoMCPServer: Sendable {
         public var method: String
         public var headers: [(String, String)]
 
-        public func header(_ name: String) -> String? { self.headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+        public func header(_ name: String) -> String? { self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1 }
     }
 
     private let seen = NIOLockedValueBox([Seen]())

@@ -67,34 +67,23 @@ public final class Gateway: Sendable {
         return EventLoopFuture.andAllComplete(loads, on: eventLoop)
     }
 
-    /// Verified claims for a bearer token presented to `resource`: JWT verification or RFC 7662
-    /// introspection, as the authorization server's `token_format` says. Fails with a
-    /// ``GatewayRejection``.
     /// Claims for a JWT already verified for `resource` and still valid, or `nil` when the
     /// token needs ``authenticate(token:resource:on:)`` (first sight, expiry, introspection).
     func cachedClaims(token: String, resource: ResourcePolicy) -> AccessTokenClaims? {
-        guard let server = self.policy.authorizationServers[resource.authorizationServer] else { return nil }
-        switch server.tokenFormat {
-        case .opaque: return nil
-        case .auto: guard CompactJWS.looksLikeJWS(token) else { return nil }
-        case .jwt: break
-        }
+        guard let server = self.policy.authorizationServers[resource.authorizationServer], server.tokenFormat.verifiesAsJWT(token) else { return nil }
         return self.authenticator.cachedClaims(token: token, resource: resource)
     }
 
+    /// Verified claims for a bearer token presented to `resource`: JWT verification or RFC 7662
+    /// introspection, as the authorization server's `token_format` says. Fails with a
+    /// ``GatewayRejection``.
     func authenticate(token: String, resource: ResourcePolicy, on eventLoop: any EventLoop) -> EventLoopFuture<AccessTokenClaims> {
         guard let server = self.policy.authorizationServers[resource.authorizationServer],
               let requirements = self.requirements[resource.path], let keys = self.keyStores[resource.authorizationServer]
         else {
             return eventLoop.makeFailedFuture(GatewayRejection.authorizationServerUnavailable("no authorization server for \(resource.path)"))
         }
-        let introspect: Bool
-        switch server.tokenFormat {
-        case .jwt: introspect = false
-        case .opaque: introspect = true
-        case .auto: introspect = !CompactJWS.looksLikeJWS(token)
-        }
-        guard introspect else {
+        if server.tokenFormat.verifiesAsJWT(token) {
             return self.authenticator.authenticate(token: token, resource: resource, requirements: requirements, keys: keys, on: eventLoop)
         }
         guard let client = self.oauthClients[resource.authorizationServer] else {

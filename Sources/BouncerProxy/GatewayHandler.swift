@@ -47,6 +47,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         let route: Route
         var body: ByteBuffer?
         var log: RequestLog
+        /// `MCP-Protocol-Version`, read once (checked before the token, used again after).
+        var protocolVersion: String?
 
         init(head: HTTPRequestHead, query: Substring?, route: Route, log: RequestLog) {
             self.head = head
@@ -126,9 +128,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.idleCheck?.cancel()
-        self.idleCheck = nil
-        self.cancelResponseTimer()
+        self.cancelTimers()
         self.context = nil
     }
 
@@ -336,6 +336,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             return
         }
         let version = headers.first(name: "MCP-Protocol-Version")
+        request.protocolVersion = version
         if let version, !resource.protocolVersions.contains(version) {
             let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Bad Request: unsupported MCP-Protocol-Version \(version) (supported: \(resource.protocolVersions.sorted().joined(separator: ", ")))", id: nil)
             self.finish(request, with: .jsonRPC(failure), resource: resource, context: context)
@@ -412,7 +413,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             return
         }
         request.log.body = body
-        let version = request.head.headers.first(name: "MCP-Protocol-Version")
+        let version = request.protocolVersion
         if body.isBatch, !resource.acceptsBatches || (version != nil && version != "2025-03-26") {
             let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: JSON-RPC batches are not supported by this protocol revision", id: nil)
             self.finish(request, with: .jsonRPC(failure), resource: resource, context: context)
@@ -615,16 +616,24 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
-    private func cancelResponseTimer() {
+    private func cancelTimers() {
+        self.idleCheck?.cancel()
+        self.idleCheck = nil
         self.responseTimer?.cancel()
         self.responseTimer = nil
         self.responseTimerDeadline = nil
     }
 
-    private func responseTimedOut() {
-        guard case .forwarding(let exchange) = self.state, let context = self.context, !exchange.responseStarted else { return }
+    /// Drops the upstream side of an exchange the client will not see finish: its connection
+    /// is closed, not returned to the pool.
+    private func abandon(_ exchange: Exchange) {
         exchange.lease?.handler.sink = nil
         exchange.lease?.channel.close(promise: nil)
+    }
+
+    private func responseTimedOut() {
+        guard case .forwarding(let exchange) = self.state, let context = self.context, !exchange.responseStarted else { return }
+        self.abandon(exchange)
         self.state = .idle
         self.failExchange(exchange, .upstreamTimeout(id: exchange.errorID), context: context)
     }
@@ -646,37 +655,36 @@ final class GatewayHandler: ChannelDuplexHandler {
         if !response.body.isEmpty, !omitBody {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: response.body)))), promise: nil)
         }
+        self.endResponse(keepAlive: keepAlive, context: context)
+    }
+
+    /// Ends the current response: serves what was pipelined behind it, or closes the
+    /// connection once it is written (nothing after a "Connection: close" response is answered).
+    private func endResponse(keepAlive: Bool, context: ChannelHandlerContext) {
         if keepAlive {
             context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
             self.servePipelined(context: context)
         } else {
-            // Nothing after a "Connection: close" response is answered.
             self.state = .closed
             context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 
     private func closeConnection(context: ChannelHandlerContext) {
-        self.idleCheck?.cancel()
-        self.idleCheck = nil
-        self.cancelResponseTimer()
+        self.cancelTimers()
         if case .forwarding(let exchange) = self.state {
-            exchange.lease?.handler.sink = nil
-            exchange.lease?.channel.close(promise: nil)
+            self.abandon(exchange)
         }
         self.state = .closed
         context.close(promise: nil)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        self.idleCheck?.cancel()
-        self.idleCheck = nil
-        self.cancelResponseTimer()
+        self.cancelTimers()
         if case .forwarding(let exchange) = self.state {
             // Client disconnect cancels the upstream exchange (MCP: closing the stream is
-            // cancellation). The connection is not returned to the pool.
-            exchange.lease?.handler.sink = nil
-            exchange.lease?.channel.close(promise: nil)
+            // cancellation).
+            self.abandon(exchange)
             exchange.log.info("client disconnected during the exchange", metadata: ["outcome": "client_closed"])
         }
         self.state = .closed
@@ -784,13 +792,7 @@ extension GatewayHandler: UpstreamResponseSink {
         self.lastActivity = context.eventLoop.now
         let elapsed = NIODeadline.now() - exchange.startedAt
         exchange.log.info("response relayed", metadata: ["outcome": "forwarded", "status": "\(exchange.status)", "upstream_ms": "\(elapsed.nanoseconds / 1_000_000)"])
-        if exchange.keepAlive {
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-            self.servePipelined(context: context)
-        } else {
-            self.state = .closed
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
-        }
+        self.endResponse(keepAlive: exchange.keepAlive, context: context)
     }
 
     func upstreamFailed(_ error: any Error) {

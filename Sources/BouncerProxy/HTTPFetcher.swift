@@ -168,7 +168,7 @@ public struct HTTPFetchResponse: Sendable {
     public var headers: [(String, String)]
     public var body: [UInt8]
 
-    public func header(_ name: String) -> String? { self.headers.first { $0.0.lowercased() == name.lowercased() }?.1 }
+    public func header(_ name: String) -> String? { self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1 }
     public var text: String { String(decoding: self.body, as: UTF8.self) }
 }
 

@@ -20,7 +20,7 @@ public struct GatewayResponse: Sendable, Hashable {
     }
 
     public func header(_ name: String) -> String? {
-        self.headers.first { $0.0.lowercased() == name.lowercased() }?.1
+        self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1
     }
 
     static func json(_ status: Int, _ body: String, extra: [(String, String)] = []) -> GatewayResponse {

@@ -120,7 +120,7 @@ extension IssuedToken {
         // the header (the upstream request's headers are not re-validated).
         guard BearerTokenExtractor.isB64Token(accessToken) else { return invalid("access_token has characters outside the RFC 6750 b64token syntax") }
         guard let tokenType = document["token_type"]?.stringValue else { return invalid("no token_type") }
-        guard tokenType.lowercased() == "bearer" else { return invalid("token_type \(tokenType) is not Bearer") }
+        guard tokenType.equalsIgnoringASCIICase("bearer") else { return invalid("token_type \(tokenType) is not Bearer") }
         var expiresIn: Int64?
         switch document["expires_in"] {
         case .none, .some(.null): expiresIn = nil

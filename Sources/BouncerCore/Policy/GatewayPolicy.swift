@@ -162,6 +162,15 @@ public enum TokenFormat: String, Sendable, Hashable {
     case opaque
     /// JWT when the token looks like a compact JWS, introspection otherwise.
     case auto
+
+    /// Whether `token` is verified as a JWT (else it is introspected).
+    public func verifiesAsJWT(_ token: String) -> Bool {
+        switch self {
+        case .jwt: return true
+        case .opaque: return false
+        case .auto: return CompactJWS.looksLikeJWS(token)
+        }
+    }
 }
 
 /// One protected MCP server. A class: routed on every request and referenced from each exchange, so it is shared, not
