@@ -305,6 +305,31 @@ struct HopByHopTests {
         #expect(!HopByHop.isResponseHeader("WWW-Authenticate"))
     }
 
+    @Test func foldedNamesMatchOnlyTheWholeName() {
+        // Names are folded into words by position: every word boundary and the length count.
+        #expect(HopByHop.isRequestHeader("PROXY-AUTHORIZATION"))  // 19 bytes, three words
+        #expect(!HopByHop.isRequestHeader("proxy-authorizatioN-"))
+        #expect(!HopByHop.isRequestHeader("proxy-authorizatio"))
+        #expect(!HopByHop.isRequestHeader("x-forwarded-protx"))
+        #expect(!HopByHop.isRequestHeader("connection\u{0}"))
+        #expect(!HopByHop.isRequestHeader(""))
+        #expect(!HopByHop.isRequestHeader(String(repeating: "a", count: 25)))
+        #expect(!HopByHop.isRequestHeader("Authorization" + String(repeating: " ", count: 20)))
+        // Only A-Z fold, as in field-name comparison.
+        #expect(!HopByHop.isRequestHeader("HO\u{300}ST"))
+        #expect(!HopByHop.isResponseHeader("Te\u{7F}"))
+        #expect(!HopByHop.isRequestHeader("Hos\u{54}\u{0}"))
+    }
+
+    @Test func substringsCompareIgnoringASCIICase() {
+        let value = "x, Keep-Alive ,y"
+        let middle = value.dropFirst(3).dropLast(2)
+        #expect(middle.equalsIgnoringASCIICase("keep-alive "))
+        #expect(!middle.equalsIgnoringASCIICase("keep-alive"))
+        #expect(middle.hasPrefixIgnoringASCIICase("KEEP"))
+        #expect(!middle.hasPrefixIgnoringASCIICase("x, "))
+    }
+
     @Test func connectionHeaderListsAreReadInPlace() {
         #expect(HopByHop.connectionValue("keep-alive, X-Hop", names: "x-hop"))
         #expect(HopByHop.connectionValue(" X-Hop ,close", names: "X-HOP"))

@@ -197,14 +197,18 @@ private struct Cursor {
         self.index += 1  // opening quote
         let start = self.index
         // Fast path: no escapes.
+        var nonASCII: UInt8 = 0
         while let byte = self.current, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") {
             guard byte >= 0x20 else { throw self.error(.syntax, "control character in string") }
+            nonASCII |= byte & 0x80
             self.index += 1
         }
         guard let stop = self.current else { throw self.error(.syntax, "unterminated string") }
         let plain = UnsafeBufferPointer(rebasing: self.bytes[start..<self.index])
         if stop == UInt8(ascii: "\"") {
             self.index += 1
+            // ASCII is valid UTF-8 as it stands, and decoding it needs no validation pass.
+            if nonASCII == 0 { return String(decoding: plain, as: UTF8.self) }
             guard let string = String(validating: plain, as: UTF8.self) else {
                 throw self.error(.invalidString, "string is not valid UTF-8")
             }
