@@ -570,7 +570,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
                 continue
             }
-            if HopByHop.isRequestHeader(name) || connection.names(name)
+            if HopByHop.isRequestHeader(name, connection: connection)
                 || staticName.map({ name.equalsIgnoringASCIICase($0) }) == true {
                 continue
             }
@@ -746,7 +746,7 @@ extension GatewayHandler: UpstreamResponseSink {
         var head = upstreamHead
         head.version = .http1_1
         let connection = ConnectionOptions(upstreamHead.headers)
-        for (name, _) in upstreamHead.headers where HopByHop.isResponseHeader(name) || connection.names(name) {
+        for (name, _) in upstreamHead.headers where HopByHop.isResponseHeader(name, connection: connection) {
             head.headers.remove(name: name)
         }
         if let contentType = upstreamHead.headers.first(name: "Content-Type"), contentType.hasPrefixIgnoringASCIICase("text/event-stream") {
@@ -822,20 +822,9 @@ extension GatewayHandler: UpstreamResponseSink {
 @available(*, unavailable)
 extension GatewayHandler: Sendable {}
 
-/// The field names a message's `Connection` headers list (RFC 9110 7.6.1), checked in place:
-/// no array for the usual single header.
-private struct ConnectionOptions {
-    private var first: String?
-    private var more: [String] = []
-
+extension ConnectionOptions {
     init(_ headers: HTTPHeaders) {
-        for (name, value) in headers where name.equalsIgnoringASCIICase("Connection") {
-            if self.first == nil { self.first = value } else { self.more.append(value) }
-        }
-    }
-
-    func names(_ field: String) -> Bool {
-        guard let first else { return false }
-        return HopByHop.connectionValue(first, names: field) || self.more.contains { HopByHop.connectionValue($0, names: field) }
+        self.init()
+        for (name, value) in headers where name.equalsIgnoringASCIICase("Connection") { self.add(value) }
     }
 }

@@ -331,12 +331,29 @@ struct HopByHopTests {
     }
 
     @Test func connectionHeaderListsAreReadInPlace() {
-        #expect(HopByHop.connectionValue("keep-alive, X-Hop", names: "x-hop"))
-        #expect(HopByHop.connectionValue(" X-Hop ,close", names: "X-HOP"))
-        #expect(HopByHop.connectionValue("close", names: "close"))
-        #expect(!HopByHop.connectionValue("keep-alive, X-Hop2", names: "X-Hop"))
-        #expect(!HopByHop.connectionValue("", names: "X-Hop"))
-        #expect(!HopByHop.connectionValue(",,", names: "X-Hop"))
+        func options(_ values: String...) -> ConnectionOptions {
+            var options = ConnectionOptions()
+            for value in values { options.add(value) }
+            return options
+        }
+        #expect(options("keep-alive, X-Hop").names("x-hop"))
+        #expect(options(" X-Hop ,close").names("X-HOP"))
+        #expect(options("close").names("close"))
+        #expect(options("\tX-A\t,\t X-B").names("x-b"))
+        #expect(options("keep-alive", "X-Second").names("x-second"))
+        #expect(options("a, b, c, d").names("d"))
+        #expect(!options("keep-alive, X-Hop2").names("X-Hop"))
+        #expect(!options("X-Hop").names("X-Ho"))
+        #expect(!options("").names("X-Hop"))
+        #expect(!options(",,").names("X-Hop"))
+        #expect(!options(" , ").names(""))
+        let long = "X-" + String(repeating: "Long", count: 10)
+        #expect(options("close, \(long)").names(long.uppercased()))
+        #expect(!options("close, \(long)x").names(long))
+        // Named in Connection, so hop-by-hop in both directions.
+        #expect(HopByHop.isRequestHeader("X-Hop", connection: options("X-Hop")))
+        #expect(HopByHop.isResponseHeader(long, connection: options(long)))
+        #expect(!HopByHop.isResponseHeader("X-Other", connection: options("X-Hop")))
         #expect("Text/Event-Stream; charset=utf-8".hasPrefixIgnoringASCIICase("text/event-stream"))
         #expect(!"text/event".hasPrefixIgnoringASCIICase("text/event-stream"))
         #expect(!"application/json".hasPrefixIgnoringASCIICase("text/event-stream"))
@@ -347,6 +364,19 @@ struct HopByHopTests {
         #expect(BearerTokenExtractor.extract(first: "Bearer abc", count: 1) == .token("abc"))
         #expect(BearerTokenExtractor.extract(first: "Bearer abc", count: 2) == .invalid("more than one Authorization header"))
         #expect(BearerTokenExtractor.extract(first: "Basic abc", count: 1) == .none)
+    }
+
+    @Test func bearerTokensAreB64Tokens() {
+        // RFC 6750 2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/".utf8)
+        for byte in UInt8.min...UInt8.max where byte != UInt8(ascii: "=") {
+            let token = String(decoding: [UInt8(ascii: "a"), byte, UInt8(ascii: "b")], as: UTF8.self)
+            #expect(BearerTokenExtractor.isB64Token(token) == allowed.contains(byte), "byte \(byte)")
+        }
+        #expect(BearerTokenExtractor.isB64Token("eyJ.a-b_c~d+e/f=="))
+        #expect(!BearerTokenExtractor.isB64Token("abc=d"))
+        #expect(!BearerTokenExtractor.isB64Token("abc= "))
+        #expect(BearerTokenExtractor.extract(first: "Bearer a\"b", count: 1) == .invalid("the bearer token has characters outside the b64token syntax"))
     }
 
     @Test func jwsShapeIsTwoDots() {

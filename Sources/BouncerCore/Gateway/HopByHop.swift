@@ -16,42 +16,83 @@ public enum HopByHop {
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate",
     ]
 
-    public static func isRequestHeader(_ name: String) -> Bool {
-        FoldedName(name).map(Self.foldedRequestHeaders.contains) ?? false
+    /// Whether `name` is not forwarded upstream: in the fixed set, or named in the request's
+    /// `Connection` headers (RFC 9110 7.6.1).
+    public static func isRequestHeader(_ name: String, connection: ConnectionOptions = ConnectionOptions()) -> Bool {
+        Self.matches(name, Self.foldedRequestHeaders, connection)
     }
 
-    public static func isResponseHeader(_ name: String) -> Bool {
-        FoldedName(name).map(Self.foldedResponseHeaders.contains) ?? false
+    /// Whether `name` is not relayed to the client: in the fixed set, or named in the
+    /// response's `Connection` headers.
+    public static func isResponseHeader(_ name: String, connection: ConnectionOptions = ConnectionOptions()) -> Bool {
+        Self.matches(name, Self.foldedResponseHeaders, connection)
     }
 
     // Every request and response header is looked up here, so the sets hold names folded into
     // integers: a lookup compares a few words, with no string comparisons or reference counting.
-    private static let foldedRequestHeaders = Self.requestHeaders.map { FoldedName($0)! }
-    private static let foldedResponseHeaders = Self.responseHeaders.map { FoldedName($0)! }
+    private static let foldedRequestHeaders = Self.requestHeaders.map { FoldedName($0.utf8)! }
+    private static let foldedResponseHeaders = Self.responseHeaders.map { FoldedName($0.utf8)! }
 
-    /// Whether a `Connection` header value (a comma-separated list of field names, RFC 9110
-    /// 7.6.1) names `field`, compared in place, without splitting into an array.
-    public static func connectionValue(_ value: String, names field: String) -> Bool {
-        var start = value.startIndex
-        while start < value.endIndex {
-            let end = value[start...].firstIndex(of: ",") ?? value.endIndex
-            if value[start..<end].trimmingSpaces().equalsIgnoringASCIICase(field[...]) { return true }
-            start = end < value.endIndex ? value.index(after: end) : end
+    private static func matches(_ name: String, _ set: [FoldedName], _ connection: ConnectionOptions) -> Bool {
+        guard let folded = FoldedName(name.utf8) else { return connection.namesUnfolded(name) }
+        return set.contains(folded) || connection.names(folded)
+    }
+}
+
+/// The field names a message's `Connection` headers list (RFC 9110 7.6.1: comma-separated,
+/// optional whitespace), folded once per message. The usual single option (`keep-alive`,
+/// `close`) is held without allocating.
+public struct ConnectionOptions: Sendable {
+    private var first: FoldedName?
+    private var more: [FoldedName] = []
+    /// Listed names too long to fold, compared as strings (none in practice).
+    private var long: [String] = []
+
+    public init() {}
+
+    /// Adds the names one `Connection` header value lists; empty list elements are skipped.
+    public mutating func add(_ value: String) {
+        var rest = value.utf8[...]
+        while !rest.isEmpty {
+            let end = rest.firstIndex(of: UInt8(ascii: ",")) ?? rest.endIndex
+            var element = rest[..<end]
+            rest = end < rest.endIndex ? rest[rest.index(after: end)...] : rest[end...]
+            while let byte = element.first, byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") { element.removeFirst() }
+            while let byte = element.last, byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") { element.removeLast() }
+            guard !element.isEmpty else { continue }
+            if let folded = FoldedName(element) {
+                if self.first == nil { self.first = folded } else { self.more.append(folded) }
+            } else {
+                self.long.append(String(Substring(element)))
+            }
         }
-        return false
+    }
+
+    /// Whether the `Connection` headers list `field`.
+    public func names(_ field: String) -> Bool {
+        guard let folded = FoldedName(field.utf8) else { return self.namesUnfolded(field) }
+        return self.names(folded)
+    }
+
+    fileprivate func names(_ field: FoldedName) -> Bool {
+        self.first == field || (!self.more.isEmpty && self.more.contains(field))
+    }
+
+    fileprivate func namesUnfolded(_ field: String) -> Bool {
+        !self.long.isEmpty && self.long.contains { $0.equalsIgnoringASCIICase(field) }
     }
 }
 
 /// A header name of at most 24 bytes, ASCII-lowercased and packed into three words with its
 /// length. Longer names are not folded (no hop-by-hop name is longer than 19 bytes).
-struct FoldedName: Equatable {
+struct FoldedName: Equatable, Sendable {
     private var words: (UInt64, UInt64, UInt64) = (0, 0, 0)
     private let length: Int
 
-    init?(_ name: String) {
-        self.length = name.utf8.count
+    init?<Bytes: Collection<UInt8>>(_ name: Bytes) {
+        self.length = name.count
         guard self.length <= 24 else { return nil }
-        for (offset, byte) in name.utf8.enumerated() {
+        for (offset, byte) in name.enumerated() {
             let folded = UInt64(asciiLowercase(byte)) << ((offset % 8) * 8)
             switch offset / 8 {
             case 0: self.words.0 |= folded

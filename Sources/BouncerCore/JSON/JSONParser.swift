@@ -30,17 +30,15 @@ public struct JSONParser {
         self.maxDepth = maxDepth
     }
 
+    // Inlinable so that callers in other modules get it specialised for their collection (a
+    // request body's ByteBufferView): unspecialised, every call pays runtime metadata lookups.
+    @inlinable
     public func parse(_ bytes: some Collection<UInt8>) throws(JSONParseError) -> JSONValue {
-        // Contiguous input (a request body's ByteBufferView, an Array) is parsed in place;
-        // anything else is copied once.
-        let inPlace = bytes.withContiguousStorageIfAvailable { buffer in
-            Result { () throws(JSONParseError) in try self.parse(buffer: buffer) }
-        }
-        if let inPlace { return try inPlace.get() }
-        return try Array(bytes).withUnsafeBufferPointer { buffer throws(JSONParseError) in try self.parse(buffer: buffer) }
+        try withContiguousBytes(bytes) { buffer throws(JSONParseError) in try self.parse(buffer: buffer) }
     }
 
-    private func parse(buffer: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
+    @usableFromInline
+    func parse(buffer: UnsafeBufferPointer<UInt8>) throws(JSONParseError) -> JSONValue {
         var cursor = Cursor(bytes: buffer, maxDepth: self.maxDepth)
         cursor.skipWhitespace()
         let value = try cursor.parseValue(depth: 0)
@@ -54,6 +52,20 @@ public struct JSONParser {
     public func parse(_ text: String) throws(JSONParseError) -> JSONValue {
         try self.parse(Array(text.utf8))
     }
+}
+
+/// Calls `body` with `bytes` in place when they are contiguous (a ByteBufferView, an Array),
+/// else with one copy of them.
+@inlinable
+func withContiguousBytes<Result, Failure: Error>(
+    _ bytes: some Collection<UInt8>,
+    _ body: (UnsafeBufferPointer<UInt8>) throws(Failure) -> Result
+) throws(Failure) -> Result {
+    let inPlace = bytes.withContiguousStorageIfAvailable { buffer in
+        Swift.Result { () throws(Failure) in try body(buffer) }
+    }
+    if let inPlace { return try inPlace.get() }
+    return try Array(bytes).withUnsafeBufferPointer { buffer throws(Failure) in try body(buffer) }
 }
 
 private struct Cursor {

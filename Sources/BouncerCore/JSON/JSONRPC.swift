@@ -79,10 +79,16 @@ public struct JSONRPCBody: Sendable {
         self.isBatch = isBatch
     }
 
+    @inlinable
     public static func parse(_ bytes: some Collection<UInt8>, maxDepth: Int) throws(JSONRPCFailure) -> JSONRPCBody {
+        try withContiguousBytes(bytes) { buffer throws(JSONRPCFailure) in try Self.parse(buffer: buffer, maxDepth: maxDepth) }
+    }
+
+    @usableFromInline
+    static func parse(buffer bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) throws(JSONRPCFailure) -> JSONRPCBody {
         let value: JSONValue
         do {
-            value = try JSONParser(maxDepth: maxDepth).parse(bytes)
+            value = try JSONParser(maxDepth: maxDepth).parse(buffer: bytes)
         } catch {
             let message = error.kind == .tooDeep ? "Parse error: JSON nested too deeply" : "Parse error: \(error)"
             throw JSONRPCFailure(status: 400, code: JSONRPCErrorCode.parseError, message: message, id: nil)

@@ -5,15 +5,23 @@
 /// churning at capacity (more distinct tokens than entries) pays O(log n) per insert, not a
 /// scan of every entry per insert.
 public struct ExpiringCache<Value: Sendable>: Sendable {
-    private struct Entry: Sendable {
-        var value: Value
-        var expiresAt: Int64
-        var lastUsed: UInt64
+    @usableFromInline
+    struct Entry: Sendable {
+        @usableFromInline var value: Value
+        @usableFromInline var expiresAt: Int64
+        @usableFromInline var lastUsed: UInt64
+
+        @usableFromInline
+        init(value: Value, expiresAt: Int64, lastUsed: UInt64) {
+            self.value = value
+            self.expiresAt = expiresAt
+            self.lastUsed = lastUsed
+        }
     }
 
     public let capacity: Int
-    private var entries: [String: Entry] = [:]
-    private var clock: UInt64 = 0
+    @usableFromInline var entries: [String: Entry] = [:]
+    @usableFromInline var clock: UInt64 = 0
 
     public init(capacity: Int) {
         self.capacity = capacity
@@ -21,7 +29,9 @@ public struct ExpiringCache<Value: Sendable>: Sendable {
 
     public var count: Int { self.entries.count }
 
-    /// The value if present and `now` is before its expiry.
+    /// The value if present and `now` is before its expiry. Inlinable: it runs on every
+    /// request from other modules, and unspecialised it goes through value witnesses.
+    @inlinable
     public mutating func value(for key: String, now: Int64) -> Value? {
         // One hash of the key (tokens are long): find, then update in place.
         guard let index = self.entries.index(forKey: key) else { return nil }
