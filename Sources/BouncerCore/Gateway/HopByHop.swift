@@ -92,13 +92,15 @@ struct FoldedName: Equatable, Sendable {
     init?<Bytes: Collection<UInt8>>(_ name: Bytes) {
         self.length = name.count
         guard self.length <= 24 else { return nil }
-        for (offset, byte) in name.enumerated() {
-            let folded = UInt64(asciiLowercase(byte)) << ((offset % 8) * 8)
-            switch offset / 8 {
+        var offset = 0
+        for byte in name {
+            let folded = UInt64(asciiLowercase(byte)) << UInt64((offset & 7) * 8)
+            switch offset >> 3 {
             case 0: self.words.0 |= folded
             case 1: self.words.1 |= folded
             default: self.words.2 |= folded
             }
+            offset += 1
         }
     }
 
