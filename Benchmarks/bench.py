@@ -163,22 +163,37 @@ def median(values: list, key: str | None = None):
     return middle
 
 
-def measure(name: str, url: str, token: str | None, pid: int | None, args, work: Path, connections: int | None = None) -> dict:
-    """`args.repeat` runs of wrk; the run with the median throughput is reported (on a shared
-    2-core machine single runs move by +-20%), with every run's req/s kept in the JSON."""
-    runs = []
+# One benchmarked path: (key, label, url, bearer token or None, pid or None, connections).
+Figure = tuple[str, str, str, "str | None", "int | None", int]
+
+
+def measure(figures: list[Figure], args, work: Path) -> dict:
+    """`args.repeat` rounds of one wrk run per figure, the figures alternating within each
+    round, so that the host speeding up or slowing down during the run (it does, by +-20% and
+    for tens of seconds at a time) reaches every figure compared, not one of them. Each
+    figure reports its median-throughput run, with every run's req/s kept in order in `all`
+    for paired ratios."""
+    runs: dict[str, list] = {key: [] for key, *_ in figures}
     for _ in range(args.repeat):
-        before = cpu_seconds(pid) if pid else 0.0
-        run = wrk(url, token, args.seconds, connections or args.connections, work)
-        if pid:
-            run["cpu_seconds"] = cpu_seconds(pid) - before
-            run["peak_rss_mb"] = memory_mb(pid, "VmHWM")
-        runs.append(run)
-    result = median(runs, "rps")
-    print(f"  {name:34} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:6.2f}  p99 {result['p99_ms']:6.2f}  p99.9 {result['p999_ms']:6.2f} ms"
-          + (f"  cpu {result['cpu_seconds']:5.1f}s  rss {result['peak_rss_mb']:5.0f} MB" if pid else "")
-          + (f"  ERRORS {result['errors']}" if result["errors"] else ""), flush=True)
-    return result
+        for key, _, url, token, pid, connections in figures:
+            before = cpu_seconds(pid) if pid else 0.0
+            run = wrk(url, token, args.seconds, connections, work)
+            if pid:
+                run["cpu_seconds"] = cpu_seconds(pid) - before
+                run["peak_rss_mb"] = memory_mb(pid, "VmHWM")
+            runs[key].append(run)
+    results = {}
+    for key, name, _, _, pid, _ in figures:
+        result = results[key] = median(runs[key], "rps")
+        print(f"  {name:40} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:6.2f}  p99 {result['p99_ms']:6.2f}  p99.9 {result['p999_ms']:6.2f} ms"
+              + (f"  cpu {result['cpu_seconds']:5.1f}s  rss {result['peak_rss_mb']:5.0f} MB" if pid else "")
+              + (f"  ERRORS {result['errors']}" if result["errors"] else ""), flush=True)
+    return results
+
+
+def paired_ratio(numerator: dict, denominator: dict) -> float:
+    """The median over rounds of one figure's req/s over another's from the same round."""
+    return median([x / y for x, y in zip(numerator["all"], denominator["all"])])
 
 
 def sse_streams(port: int, path: str, token: str | None, hub_control: int, count: int, samples: int, pid: int | None) -> dict:
@@ -295,7 +310,7 @@ def main() -> None:
         numbers = signing.public_key().public_numbers()
         (work / "www" / "jwks.json").write_text(json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench", "x": b64(numbers.x), "y": b64(numbers.y)}]}))
 
-        upstream, proxy, proxy_tls, gateway_port, gateway_tls_port = free_port(), free_port(), free_port(), free_port(), free_port()
+        upstream, proxy, proxy_tls, gateway_port, gateway_two_loops_port, gateway_tls_port = free_port(), free_port(), free_port(), free_port(), free_port(), free_port()
         hub, hub_control = free_port(), free_port()
         (work / "upstream.conf").write_text(UPSTREAM_NGINX.format(dir=work, port=upstream, canned=CANNED, exchanged=EXCHANGED))
         (work / "proxy.conf").write_text(PROXY_NGINX.format(dir=work, port=proxy, tls_port=proxy_tls, upstream=upstream, cert=cert, key=key, workers=1))
@@ -324,21 +339,28 @@ def main() -> None:
                                "exp": now + 3600, "iat": now, "scope": "bench:read"}, signing, algorithm="ES256", headers={"kid": "bench"})
 
         results: dict = {}
-        print(f"\nmcp-bouncer benchmark: median of {args.repeat} x {args.seconds}s per figure, wrk -t1 -c{args.connections}, POST tools/call, keep-alive; nginx 1 worker; upstream nginx 1 worker\n", flush=True)
-        results["a_direct"] = measure("(a) direct to upstream", f"http://127.0.0.1:{upstream}/mcp", None, up.proc.pid, args, work)
-        results["b_nginx"] = measure("(b) nginx reverse proxy", f"http://127.0.0.1:{proxy}/mcp", None, nginx_proxy.proc.pid, args, work)
+        print(f"\nmcp-bouncer benchmark: {args.repeat} rounds x {args.seconds}s, figures alternating within a round, median per figure; "
+              f"wrk -t1 -c{args.connections}, POST tools/call, keep-alive; nginx 1 worker; upstream nginx 1 worker\n", flush=True)
         one = start_gateway("gateway-1-loop", gateway_port, 1, False)
+        two = start_gateway("gateway-2-loops", gateway_two_loops_port, 2, False)
         warm = token("/exchange/mcp", "http", gateway_port)
         httpx.post(f"http://127.0.0.1:{gateway_port}/exchange/mcp", headers={"Authorization": f"Bearer {warm}"}, content=BODY).raise_for_status()
-        results["c_gateway"] = measure("(c) mcp-bouncer, full enforcement", f"http://127.0.0.1:{gateway_port}/static/mcp", token("/static/mcp", "http", gateway_port), one.proc.pid, args, work)
+        static_one, static_two = token("/static/mcp", "http", gateway_port), token("/static/mcp", "http", gateway_two_loops_port)
+        results.update(measure([
+            ("a_direct", "(a) direct to upstream", f"http://127.0.0.1:{upstream}/mcp", None, up.proc.pid, args.connections),
+            ("b_nginx", "(b) nginx reverse proxy", f"http://127.0.0.1:{proxy}/mcp", None, nginx_proxy.proc.pid, args.connections),
+            ("c_gateway", "(c) mcp-bouncer, full enforcement", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, args.connections),
+            ("d_exchange", "(d) mcp-bouncer, token exchange (warm)", f"http://127.0.0.1:{gateway_port}/exchange/mcp", warm, one.proc.pid, args.connections),
+            ("c_gateway_2_loops", "(c) mcp-bouncer, 2 event loops", f"http://127.0.0.1:{gateway_two_loops_port}/static/mcp", static_two, two.proc.pid, args.connections),
+        ], args, work))
         # Latency without queueing: one connection, one request at a time.
-        for name, label, url, bearer, pid in (
-            ("a_direct_1c", "(a) direct, 1 connection", f"http://127.0.0.1:{upstream}/mcp", None, up.proc.pid),
-            ("b_nginx_1c", "(b) nginx, 1 connection", f"http://127.0.0.1:{proxy}/mcp", None, nginx_proxy.proc.pid),
-            ("c_gateway_1c", "(c) mcp-bouncer, 1 connection", f"http://127.0.0.1:{gateway_port}/static/mcp", token("/static/mcp", "http", gateway_port), one.proc.pid),
-        ):
-            results[name] = measure(label, url, bearer, pid, args, work, connections=1)
-        results["d_exchange"] = measure("(d) mcp-bouncer, token exchange (warm)", f"http://127.0.0.1:{gateway_port}/exchange/mcp", warm, one.proc.pid, args, work)
+        results.update(measure([
+            ("a_direct_1c", "(a) direct, 1 connection", f"http://127.0.0.1:{upstream}/mcp", None, up.proc.pid, 1),
+            ("b_nginx_1c", "(b) nginx, 1 connection", f"http://127.0.0.1:{proxy}/mcp", None, nginx_proxy.proc.pid, 1),
+            ("c_gateway_1c", "(c) mcp-bouncer, 1 connection", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, 1),
+        ], args, work))
+        two.stop()
+        processes.remove(two)
         sse_token = token("/sse/mcp", "http", gateway_port)
         print(f"  opening {args.streams} SSE streams straight to the hub (baseline) ...", flush=True)
         results["sse_direct"] = sse_streams(hub, "/mcp", None, hub_control, args.streams, args.sse_samples, None)
@@ -353,23 +375,24 @@ def main() -> None:
               f"event delivery p50 {results['sse']['p50_ms']:.3f} ms, p99 {results['sse']['p99_ms']:.3f} ms over {results['sse']['events']} events", flush=True)
         one.stop()
         processes.remove(one)
-        two = start_gateway("gateway-2-loops", gateway_port, 2, False)
-        results["c_gateway_2_loops"] = measure("(c) mcp-bouncer, 2 event loops", f"http://127.0.0.1:{gateway_port}/static/mcp", token("/static/mcp", "http", gateway_port), two.proc.pid, args, work)
-        two.stop()
-        processes.remove(two)
         tls_gateway = start_gateway("gateway-tls", gateway_tls_port, 1, True)
-        results["e_nginx_tls"] = measure("(e) nginx, TLS", f"https://127.0.0.1:{proxy_tls}/mcp", None, nginx_proxy.proc.pid, args, work)
-        results["e_gateway_tls"] = measure("(e) mcp-bouncer, TLS", f"https://127.0.0.1:{gateway_tls_port}/static/mcp", token("/static/mcp", "https", gateway_tls_port), tls_gateway.proc.pid, args, work)
+        results.update(measure([
+            ("e_nginx_tls", "(e) nginx, TLS", f"https://127.0.0.1:{proxy_tls}/mcp", None, nginx_proxy.proc.pid, args.connections),
+            ("e_gateway_tls", "(e) mcp-bouncer, TLS", f"https://127.0.0.1:{gateway_tls_port}/static/mcp", token("/static/mcp", "https", gateway_tls_port), tls_gateway.proc.pid, args.connections),
+        ], args, work))
 
         a, b, c = results["a_direct"], results["b_nginx"], results["c_gateway"]
+        # Ratios of runs from the same round, so both sides saw the same host.
+        throughput = paired_ratio(c, b)
+        tls = paired_ratio(results["e_gateway_tls"], results["e_nginx_tls"])
+        scaling = paired_ratio(results["c_gateway_2_loops"], c)
         checks = [
-            ("throughput (c) >= 0.9 x (b)", c["rps"] / b["rps"], c["rps"] >= 0.9 * b["rps"]),
-            ("throughput TLS gateway >= 0.9 x nginx TLS", results["e_gateway_tls"]["rps"] / results["e_nginx_tls"]["rps"],
-             results["e_gateway_tls"]["rps"] >= 0.9 * results["e_nginx_tls"]["rps"]),
+            ("throughput (c) >= 0.9 x (b)", throughput, throughput >= 0.9),
+            ("throughput TLS gateway >= 0.9 x nginx TLS", tls, tls >= 0.9),
             *[added_latency_check(p, a, b, c) for p in ("p50", "p99")],
             (f"{args.streams} idle SSE streams: RSS <= 150 MB", results["sse"]["rss_mb"], results["sse"]["rss_mb"] <= 150 and results["sse"]["streams"] == args.streams),
             ("SSE event delivery p99 <= 1 ms", results["sse"]["p99_ms"], results["sse"]["p99_ms"] <= 1.0),
-            ("2 event loops >= 1.7 x 1 loop", results["c_gateway_2_loops"]["rps"] / c["rps"], results["c_gateway_2_loops"]["rps"] >= 1.7 * c["rps"]),
+            ("2 event loops >= 1.7 x 1 loop", scaling, scaling >= 1.7),
         ]
         # On a machine where wrk and the upstream share the cores with the gateway, a second
         # loop also takes CPU from them; requests per gateway CPU-second show whether the
