@@ -22,7 +22,8 @@ import NIOTLS
 final class GatewayHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundIn = Never
-    typealias OutboundOut = HTTPServerResponsePart
+    /// Responses are serialised here (``ResponseSerializer``), not by NIO's encoder.
+    typealias OutboundOut = ByteBuffer
 
     /// Where the connection is in its current request.
     private enum State {
@@ -113,6 +114,13 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// A read the channel asked for while pipelined requests were waiting.
     private var readPending = false
     private var servingPipelined = false
+    /// The method of the request being answered (responses go out in request order), and how
+    /// its response's body is framed once the head is written.
+    private var responseMethod = HTTPMethod.GET
+    private var responseFraming = ResponseBodyFraming.none
+    /// A chunked body's last chunk, and the CRLF after a large chunk: shared, never written into.
+    private static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
+    private static let crlf = ByteBuffer(string: "\r\n")
 
     init(gateway: Gateway, remoteAddress: String) {
         self.gateway = gateway
@@ -230,6 +238,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             return
         }
         self.requestCounter += 1
+        self.responseMethod = head.method
         var log = RequestLog(
             logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter,
             method: head.method.rawValue, peer: self.remoteAddress
@@ -252,7 +261,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         if let expect = head.headers.first(name: "Expect"), expect.equalsIgnoringASCIICase("100-continue") {
             // The body is read here (it is inspected), so the gateway, not the upstream, says
             // continue; oversized bodies are still refused with 413 as they arrive.
-            context.writeAndFlush(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .continue))), promise: nil)
+            var interim = context.channel.allocator.buffer(capacity: 32)
+            _ = try? ResponseSerializer.writeHead(status: .continue, headers: [:], requestMethod: head.method, into: &interim)
+            context.writeAndFlush(self.wrapOutboundOut(interim), promise: nil)
         }
     }
 
@@ -323,7 +334,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             let response = GatewayResponse(status: 200, headers: [
                 ("Content-Type", "application/json"), ("Cache-Control", "max-age=300"), ("Access-Control-Allow-Origin", "*"),
             ], body: resource.metadataDocument(issuer: self.gateway.issuer(of: resource)))
-            self.write(response, keepAlive: keepAlive, omitBody: request.head.method == .HEAD, context: context)
+            self.write(response, keepAlive: keepAlive, context: context)
         case .resource(let resource):
             self.processProtected(request, resource: resource, context: context)
         }
@@ -646,27 +657,42 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     // MARK: Writing
 
-    private func write(_ response: GatewayResponse, keepAlive: Bool, omitBody: Bool = false, context: ChannelHandlerContext) {
-        var head = HTTPResponseHead(version: .http1_1, status: HTTPResponseStatus(statusCode: response.status))
-        for (name, value) in response.headers { head.headers.add(name: name, value: value) }
-        head.headers.add(name: "Content-Length", value: String(response.body.utf8.count))
-        if !keepAlive { head.headers.add(name: "Connection", value: "close") }
-        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        if !response.body.isEmpty, !omitBody {
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: response.body)))), promise: nil)
+    /// A response the gateway wrote itself (errors, metadata, health): head and body in one
+    /// buffer. No body is sent in answer to HEAD, though Content-Length still says how long it
+    /// would be.
+    private func write(_ response: GatewayResponse, keepAlive: Bool, context: ChannelHandlerContext) {
+        var extra = response.headers
+        extra.append(("Content-Length", String(response.body.utf8.count)))
+        if !keepAlive { extra.append(("Connection", "close")) }
+        var buffer = context.channel.allocator.buffer(capacity: response.body.utf8.count + 256)
+        do {
+            self.responseFraming = try ResponseSerializer.writeHead(
+                status: HTTPResponseStatus(statusCode: response.status), headers: [:], extra: extra,
+                requestMethod: self.responseMethod, into: &buffer
+            )
+        } catch {
+            // The gateway's own headers come from code and validated policy: a bug, not input.
+            self.gateway.logger.error("gateway response not sent", metadata: ["peer": "\(self.remoteAddress)", "error": "\(error)"])
+            self.closeConnection(context: context)
+            return
         }
+        if self.responseFraming != .none { buffer.writeString(response.body) }
+        context.write(self.wrapOutboundOut(buffer), promise: nil)
         self.endResponse(keepAlive: keepAlive, context: context)
     }
 
-    /// Ends the current response: serves what was pipelined behind it, or closes the
-    /// connection once it is written (nothing after a "Connection: close" response is answered).
+    /// Ends the current response (the last chunk of a chunked body): serves what was
+    /// pipelined behind it, or closes the connection once it is written (nothing after a
+    /// "Connection: close" response is answered).
     private func endResponse(keepAlive: Bool, context: ChannelHandlerContext) {
+        let end = self.responseFraming == .chunked ? Self.lastChunk : ByteBuffer()
+        self.responseFraming = .none
         if keepAlive {
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(end), promise: nil)
             self.servePipelined(context: context)
         } else {
             self.state = .closed
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            context.writeAndFlush(self.wrapOutboundOut(end)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
     }
 
@@ -741,22 +767,36 @@ extension GatewayHandler: UpstreamResponseSink {
         // The response timer, if armed, finds the response started and does nothing.
         exchange.responseStarted = true
         exchange.status = upstreamHead.status.code
-        // The upstream's head, minus what is connection-scoped: usually one or two removals
-        // rather than a rebuilt header list.
-        var head = upstreamHead
-        head.version = .http1_1
+        // The upstream's head, minus what is connection-scoped, serialised straight from the
+        // decoded header list.
         let connection = ConnectionOptions(upstreamHead.headers)
-        for (name, _) in upstreamHead.headers where HopByHop.isResponseHeader(name, connection: connection) {
-            head.headers.remove(name: name)
-        }
-        if let contentType = upstreamHead.headers.first(name: "Content-Type"), contentType.hasPrefixIgnoringASCIICase("text/event-stream") {
+        var extra: [(String, String)] = []
+        let eventStream = upstreamHead.headers.first(name: "Content-Type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true
+        if eventStream {
             // Tell any buffering proxy in front of us not to hold events back.
-            head.headers.replaceOrAdd(name: "X-Accel-Buffering", value: "no")
+            extra.append(("X-Accel-Buffering", "no"))
         }
-        if !exchange.keepAlive { head.headers.add(name: "Connection", value: "close") }
+        if !exchange.keepAlive { extra.append(("Connection", "close")) }
+        var buffer = context.channel.allocator.buffer(capacity: 0)
+        do {
+            self.responseFraming = try ResponseSerializer.writeHead(
+                status: upstreamHead.status, headers: upstreamHead.headers,
+                include: { name in
+                    !HopByHop.isResponseHeader(name, connection: connection) && !(eventStream && name.equalsIgnoringASCIICase("X-Accel-Buffering"))
+                },
+                extra: extra, requestMethod: self.responseMethod, into: &buffer
+            )
+        } catch {
+            // Relaying it could split the response: the client gets a 502 instead.
+            exchange.responseStarted = false
+            self.abandon(exchange)
+            self.state = .idle
+            self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
+            return
+        }
         // Flushed when the upstream read completes: one write for a response that arrived in
         // one read, and still every SSE event as soon as it arrives.
-        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+        context.write(self.wrapOutboundOut(buffer), promise: nil)
     }
 
     func upstreamReadComplete() {
@@ -773,10 +813,18 @@ extension GatewayHandler: UpstreamResponseSink {
         // Each chunk goes out with the upstream read it came in (flushed in
         // `upstreamReadComplete`): an SSE event is never held back. A large chunk is flushed
         // at once, so the client receives a big body while the next upstream read happens.
+        switch ResponseSerializer.frame(buffer, as: self.responseFraming, allocator: context.channel.allocator) {
+        case .nothing:
+            break
+        case .one(let framed):
+            context.write(self.wrapOutboundOut(framed), promise: nil)
+        case .chunk(let prefix, let body):
+            context.write(self.wrapOutboundOut(prefix), promise: nil)
+            context.write(self.wrapOutboundOut(body), promise: nil)
+            context.write(self.wrapOutboundOut(Self.crlf), promise: nil)
+        }
         if buffer.readableBytes >= Self.immediateFlushBytes {
-            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        } else {
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
+            context.flush()
         }
         if !context.channel.isWritable {
             exchange.lease?.handler.pause()

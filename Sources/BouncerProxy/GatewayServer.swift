@@ -43,9 +43,10 @@ public final class GatewayServer: Service, Sendable {
                         // Each connection keeps the context it started with; reloads affect new ones.
                         try sync.addHandler(TLSHandler(context: tls.current, handshakeTimeout: handshakeTimeout))
                     }
-                    // Pipelining and malformed requests are handled by GatewayHandler itself: one
-                    // handler fewer on every read and write.
-                    try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: false)
+                    // NIO's request decoder only: GatewayHandler handles pipelining and malformed
+                    // requests, and serialises responses itself (ResponseSerializer), so every
+                    // read and write crosses as few handlers as possible.
+                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
                     try sync.addHandler(GatewayHandler(gateway: gateway, remoteAddress: peer))
                 }
             }

@@ -41,7 +41,8 @@ struct GatewayHandlerTests {
         let policy = try PolicyLoader.load(yaml: Self.policyYAML, secrets: .empty)
         let loop = EmbeddedEventLoop()
         let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: loop), logger: Logger(label: "test"))
-        let channel = EmbeddedChannel(handler: GatewayHandler(gateway: gateway, remoteAddress: "192.0.2.1"), loop: loop)
+        let channel = EmbeddedChannel(loop: loop)
+        try channel.pipeline.syncOperations.addHandlers(WireDecoder(), GatewayHandler(gateway: gateway, remoteAddress: "192.0.2.1"))
         try channel.connect(to: SocketAddress(ipAddress: "192.0.2.1", port: 40000)).wait()
         return channel
     }
@@ -80,6 +81,35 @@ struct GatewayHandlerTests {
             #expect(document["authorization_servers"] == .array([.string("http://127.0.0.1:1/realms/corp")]))
         }
         #expect(try channel.finish().isClean)
+    }
+
+    @Test func aHeadRequestGetsTheHeadersWithoutTheBody() throws {
+        let channel = try self.makeChannel()
+        let get = try #require(try self.send(channel, .GET, "/.well-known/oauth-protected-resource/jira/mcp"))
+        let head = try #require(try self.send(channel, .HEAD, "/.well-known/oauth-protected-resource/jira/mcp"))
+        #expect(head.head.status == .ok)
+        #expect(head.body.isEmpty)
+        #expect(head.header("Content-Length") == String(get.body.utf8.count))
+        // The next response on the connection is intact: the HEAD one left no body bytes behind.
+        #expect(try self.send(channel, .GET, "/healthz")?.body == "ok\n")
+        _ = try channel.finish()
+    }
+
+    @Test func expectContinueGetsAnInterimResponseBeforeTheFinalOne() throws {
+        let channel = try self.makeChannel()
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/jira/mcp")
+        head.headers.add(name: "Expect", value: "100-continue")
+        try channel.writeInbound(HTTPServerRequestPart.head(head))
+        guard case .head(let interim) = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
+            Issue.record("no interim response")
+            return
+        }
+        #expect(interim.status == .continue)
+        #expect(try channel.readOutbound(as: HTTPServerResponsePart.self) == nil, "nothing else before the body")
+        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "{}")))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        #expect(try self.readResponse(channel)?.head.status == .unauthorized)
+        _ = try channel.finish()
     }
 
     @Test func noTokenIsChallenged() throws {
@@ -187,3 +217,42 @@ struct GatewayHandlerTests {
         #expect(!channel.isActive)
     }
 }
+
+/// Reads the bytes GatewayHandler writes back into response parts with NIO's own HTTP/1
+/// response parser, so the tests see parts and every response's serialisation is checked by
+/// an independent parser on the way. It learns each request's method as the request passes
+/// (responses to HEAD have no body).
+final class WireDecoder: ChannelDuplexHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let client = EmbeddedChannel(handler: ByteToMessageHandler(HTTPResponseDecoder(informationalResponseStrategy: .forward)))
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = self.unwrapInboundIn(data) {
+            try! self.client.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri)))
+            _ = try! self.client.readOutbound(as: HTTPClientRequestPart.self)
+        }
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        do {
+            try self.client.writeInbound(self.unwrapOutboundIn(data))
+            while let part = try self.client.readInbound(as: HTTPClientResponsePart.self) {
+                switch part {
+                case .head(let head): context.write(self.wrapOutboundOut(.head(head)), promise: nil)
+                case .body(let body): context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+                case .end(let trailers): context.write(self.wrapOutboundOut(.end(trailers)), promise: nil)
+                }
+            }
+            promise?.succeed()
+        } catch {
+            Issue.record("the gateway wrote bytes that do not parse as an HTTP/1.1 response: \(error)")
+            promise?.fail(error)
+        }
+    }
+}
+

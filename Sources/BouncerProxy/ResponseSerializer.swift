@@ -1,0 +1,161 @@
+import NIOCore
+import NIOHTTP1
+
+/// How the body of the response being written is delimited on the client connection.
+enum ResponseBodyFraming: Equatable {
+    /// No body bytes are sent: a response to HEAD, or a status that has no body (1xx, 204, 304).
+    case none
+    /// `Content-Length` delimits the body: its bytes are written as they come.
+    case contentLength
+    /// `Transfer-Encoding: chunked`: each body buffer is one chunk, and the response ends with
+    /// the last chunk.
+    case chunked
+}
+
+/// Writes HTTP/1.1 responses to the client as bytes: the gateway's own serialisation in place
+/// of NIO's `HTTPResponseEncoder` and `NIOHTTPResponseHeadersValidator`, which on every
+/// response copied the header list (framing-header removal on a shared array), grew a 256-byte
+/// head buffer, and cost two more pipeline hops.
+///
+/// The rules are theirs: framing is chosen as `HTTPResponseEncoder` chooses it (no body for
+/// 1xx, 204, 304 or a HEAD request; an existing `Content-Length` is kept and any
+/// `Transfer-Encoding` dropped; otherwise the body is chunked), and a head is written only if
+/// every header name is an RFC 9110 token and no value holds a control character other than
+/// HTAB (what the validator checks: no response splitting, whatever the upstream sent). The
+/// status line carries the standard reason phrase for the code, never the upstream's.
+enum ResponseSerializer {
+    /// A header that cannot be sent as it stands.
+    struct InvalidHeader: Error, CustomStringConvertible {
+        let name: String
+        var description: String { "response header \"\(name)\" has characters that cannot be sent" }
+    }
+
+    /// Appends the head of a response to `buffer` and returns the framing of the body that
+    /// follows. `include` filters `headers` (hop-by-hop ones out); `extra` are added after
+    /// them. Nothing is written if a header is invalid.
+    static func writeHead(
+        status: HTTPResponseStatus,
+        headers: HTTPHeaders,
+        include: (String) -> Bool = { _ in true },
+        extra: [(String, String)] = [],
+        requestMethod: HTTPMethod,
+        into buffer: inout ByteBuffer
+    ) throws(InvalidHeader) -> ResponseBodyFraming {
+        let code = status.code
+        guard (100...999).contains(code) else { throw InvalidHeader(name: ":status \(code)") }
+        let mayHaveBody = !(100..<200).contains(code) && code != 204 && code != 304
+        let start = buffer.writerIndex
+        buffer.reserveCapacity(minimumWritableBytes: Self.estimatedSize(headers, extra))
+        buffer.writeStaticString("HTTP/1.1 ")
+        buffer.writeInteger(UInt8(ascii: "0") + UInt8(code / 100))
+        buffer.writeInteger(UInt8(ascii: "0") + UInt8(code / 10 % 10))
+        buffer.writeInteger(UInt8(ascii: "0") + UInt8(code % 10))
+        buffer.writeInteger(UInt8(ascii: " "))
+        buffer.writeString(HTTPResponseStatus(statusCode: Int(code)).reasonPhrase)
+        buffer.writeStaticString("\r\n")
+
+        var hasContentLength = false
+        do {
+            for (name, value) in headers where include(name) {
+                guard try Self.writeField(name, value, mayHaveBody: mayHaveBody, into: &buffer) else { continue }
+                hasContentLength = hasContentLength || name.equalsIgnoringASCIICase("content-length")
+            }
+            for (name, value) in extra {
+                guard try Self.writeField(name, value, mayHaveBody: mayHaveBody, into: &buffer) else { continue }
+                hasContentLength = hasContentLength || name.equalsIgnoringASCIICase("content-length")
+            }
+        } catch {
+            buffer.moveWriterIndex(to: start)
+            throw error
+        }
+
+        let framing: ResponseBodyFraming
+        if (100..<200).contains(code) {
+            framing = .none  // interim: the final head follows
+        } else if !mayHaveBody {
+            framing = .none
+        } else if hasContentLength {
+            framing = .contentLength
+        } else {
+            buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
+            framing = .chunked
+        }
+        buffer.writeStaticString("\r\n")
+        // A HEAD response describes the body a GET would get, and has none.
+        return requestMethod == .HEAD ? .none : framing
+    }
+
+    /// Writes one header field unless framing rules drop it; returns whether it was written.
+    private static func writeField(_ name: String, _ value: String, mayHaveBody: Bool, into buffer: inout ByteBuffer) throws(InvalidHeader) -> Bool {
+        // Framing is the gateway's: Transfer-Encoding is re-derived, and a body-less status
+        // sends no Content-Length.
+        if name.equalsIgnoringASCIICase("transfer-encoding") { return false }
+        if !mayHaveBody, name.equalsIgnoringASCIICase("content-length") { return false }
+        guard Self.isToken(name), Self.isFieldValue(value) else { throw InvalidHeader(name: name) }
+        buffer.writeString(name)
+        buffer.writeStaticString(": ")
+        buffer.writeString(value)
+        buffer.writeStaticString("\r\n")
+        return true
+    }
+
+    private static func estimatedSize(_ headers: HTTPHeaders, _ extra: [(String, String)]) -> Int {
+        var size = 64 + 30  // status line, Transfer-Encoding, final CRLF
+        for (name, value) in headers { size += name.utf8.count + value.utf8.count + 4 }
+        for (name, value) in extra { size += name.utf8.count + value.utf8.count + 4 }
+        return size
+    }
+
+    /// RFC 9110 5.1 field-name: a token.
+    static func isToken(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+                UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+                UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+                return true
+            default:
+                return false
+            }
+        }
+    }
+
+    /// RFC 9110 5.5 field-value: no control characters but HTAB (so no CR, LF or NUL).
+    static func isFieldValue(_ value: String) -> Bool {
+        value.utf8.allSatisfy { $0 == UInt8(ascii: "\t") || ($0 >= 0x20 && $0 != 0x7F) }
+    }
+
+    /// The framing bytes around one body buffer: a chunk's size line before and CRLF after, or
+    /// nothing. Small chunks are copied into one buffer with their framing (one write instead
+    /// of three).
+    static func frame(_ body: ByteBuffer, as framing: ResponseBodyFraming, allocator: ByteBufferAllocator) -> FramedBody {
+        switch framing {
+        case .none:
+            return .nothing
+        case .contentLength:
+            return .one(body)
+        case .chunked:
+            let size = body.readableBytes
+            guard size > 0 else { return .nothing }  // an empty chunk would end the body
+            var prefix = allocator.buffer(capacity: size <= Self.copyLimit ? size + 20 : 20)
+            prefix.writeString(String(size, radix: 16))
+            prefix.writeStaticString("\r\n")
+            guard size <= Self.copyLimit else { return .chunk(prefix: prefix, body: body) }
+            var body = body
+            prefix.writeBuffer(&body)
+            prefix.writeStaticString("\r\n")
+            return .one(prefix)
+        }
+    }
+
+    /// Chunks up to this size are copied next to their framing.
+    static let copyLimit = 4096
+
+    enum FramedBody {
+        case nothing
+        case one(ByteBuffer)
+        /// A large chunk: the size line, the body as it came, then CRLF.
+        case chunk(prefix: ByteBuffer, body: ByteBuffer)
+    }
+}

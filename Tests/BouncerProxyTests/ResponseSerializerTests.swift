@@ -1,0 +1,104 @@
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import BouncerProxy
+
+@Suite("Response serialisation")
+struct ResponseSerializerTests {
+    func head(
+        _ status: HTTPResponseStatus, _ headers: [(String, String)], extra: [(String, String)] = [], method: HTTPMethod = .POST,
+        include: (String) -> Bool = { _ in true }
+    ) throws -> (String, ResponseBodyFraming) {
+        var buffer = ByteBuffer()
+        let framing = try ResponseSerializer.writeHead(
+            status: status, headers: HTTPHeaders(headers), include: include, extra: extra, requestMethod: method, into: &buffer
+        )
+        return (String(buffer: buffer), framing)
+    }
+
+    @Test func contentLengthIsKeptAndTransferEncodingDropped() throws {
+        let (text, framing) = try self.head(.ok, [("Content-Type", "application/json"), ("Transfer-Encoding", "chunked"), ("Content-Length", "2")])
+        #expect(text == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n")
+        #expect(framing == .contentLength)
+    }
+
+    @Test func aBodyWithoutALengthIsChunked() throws {
+        let (text, framing) = try self.head(.ok, [("Content-Type", "text/event-stream"), ("transfer-encoding", "gzip, chunked")])
+        #expect(text == "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        #expect(framing == .chunked)
+    }
+
+    @Test func statusesWithoutABodyCarryNoFraming() throws {
+        for status in [HTTPResponseStatus.noContent, .notModified] {
+            let (text, framing) = try self.head(status, [("ETag", "\"x\""), ("Content-Length", "10"), ("Transfer-Encoding", "chunked")])
+            #expect(text == "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nETag: \"x\"\r\n\r\n")
+            #expect(framing == .none)
+        }
+        let (interim, framing) = try self.head(.continue, [])
+        #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n")
+        #expect(framing == .none)
+    }
+
+    @Test func aHeadResponseDescribesTheBodyItDoesNotHave() throws {
+        let (sized, sizedFraming) = try self.head(.ok, [("Content-Length", "42")], method: .HEAD)
+        #expect(sized == "HTTP/1.1 200 OK\r\nContent-Length: 42\r\n\r\n")
+        #expect(sizedFraming == .none)
+        let (chunked, chunkedFraming) = try self.head(.ok, [], method: .HEAD)
+        #expect(chunked == "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        #expect(chunkedFraming == .none)
+    }
+
+    @Test func filteredAndExtraHeaders() throws {
+        let (text, _) = try self.head(
+            .ok, [("Connection", "keep-alive"), ("X-Kept", "1"), ("Keep-Alive", "timeout=5")], extra: [("Connection", "close"), ("Content-Length", "0")],
+            include: { !["connection", "keep-alive"].contains($0.lowercased()) }
+        )
+        #expect(text == "HTTP/1.1 200 OK\r\nX-Kept: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+    }
+
+    @Test func theReasonPhraseIsNeverTheUpstreams() throws {
+        let (text, _) = try self.head(.custom(code: 200, reasonPhrase: "Fine\r\nSet-Cookie: a=b"), [("Content-Length", "0")])
+        #expect(text == "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        let (unknown, _) = try self.head(.custom(code: 599, reasonPhrase: "Whatever"), [("Content-Length", "0")])
+        #expect(unknown.hasPrefix("HTTP/1.1 599 "))
+        #expect(!unknown.contains("Whatever"))
+        #expect(throws: ResponseSerializer.InvalidHeader.self) { try self.head(.custom(code: 1000, reasonPhrase: ""), []) }
+        #expect(throws: ResponseSerializer.InvalidHeader.self) { try self.head(.custom(code: 99, reasonPhrase: ""), []) }
+    }
+
+    @Test func headersThatCouldSplitTheResponseAreRefusedAndNothingIsWritten() throws {
+        let hostile: [(String, String)] = [
+            ("X-A", "a\r\nSet-Cookie: session=stolen"), ("X-A", "a\nb"), ("X-A", "a\rb"), ("X-A", "a\u{0}b"), ("X-A", "a\u{7F}b"), ("X-A", "a\u{1B}b"),
+            ("X A", "a"), ("X-A:", "a"), ("", "a"), ("X-\u{E9}", "a"), ("X-A\r\nX-B", "a"),
+        ]
+        for field in hostile {
+            var buffer = ByteBuffer(string: "kept")
+            #expect(throws: ResponseSerializer.InvalidHeader.self, "\(field)") {
+                try ResponseSerializer.writeHead(status: .ok, headers: HTTPHeaders([("Content-Length", "0"), field]), requestMethod: .GET, into: &buffer)
+            }
+            #expect(String(buffer: buffer) == "kept", "nothing written for \(field)")
+        }
+        // HTAB, and bytes beyond ASCII (obs-text), are legal in a value.
+        let (text, _) = try self.head(.ok, [("X-A", "a\tb"), ("X-B", "caf\u{E9}"), ("Content-Length", "0")])
+        #expect(text.contains("X-A: a\tb\r\nX-B: caf\u{E9}\r\n"))
+    }
+
+    @Test func bodiesAreFramedForTheirResponse() {
+        let allocator = ByteBufferAllocator()
+        func bytes(_ framed: ResponseSerializer.FramedBody) -> String? {
+            switch framed {
+            case .nothing: return nil
+            case .one(let buffer): return String(buffer: buffer)
+            case .chunk(let prefix, let body): return String(buffer: prefix) + "|" + String(buffer: body)
+            }
+        }
+        #expect(bytes(ResponseSerializer.frame(ByteBuffer(string: "hello"), as: .contentLength, allocator: allocator)) == "hello")
+        #expect(bytes(ResponseSerializer.frame(ByteBuffer(string: "hello"), as: .none, allocator: allocator)) == nil)
+        #expect(bytes(ResponseSerializer.frame(ByteBuffer(string: "data: x\n\n"), as: .chunked, allocator: allocator)) == "9\r\ndata: x\n\n\r\n")
+        // An empty chunk would end the body early: nothing is written for it.
+        #expect(bytes(ResponseSerializer.frame(ByteBuffer(), as: .chunked, allocator: allocator)) == nil)
+        let large = String(repeating: "x", count: ResponseSerializer.copyLimit + 1)
+        #expect(bytes(ResponseSerializer.frame(ByteBuffer(string: large), as: .chunked, allocator: allocator)) == "1001\r\n|" + large)
+    }
+}
