@@ -37,8 +37,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.context = nil
     }
 
-    /// Writes one request and flushes it. Through this handler's context, not
-    /// `Channel.write`: the parts stay concretely typed all the way to the encoder.
+    /// Writes one request and flushes it (one buffer on the wire: see UpstreamRequestEncoder).
+    /// Through this handler's context, not `Channel.write`: the parts stay concretely typed
+    /// all the way to the encoder.
     func send(_ head: HTTPRequestHead, body: ByteBuffer?) {
         guard let context = self.context else {
             // The connection was torn down between lease and write: fail now, not at the
@@ -189,10 +190,11 @@ final class UpstreamConnectionPool {
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls, serverHostname: verifiedName, handshakeTimeout: handshakeTimeout))
                     }
-                    // Every header of the upstream request comes from a request llhttp already
-                    // validated, from the policy (validated at load) or from a token-endpoint
-                    // response (checked as a b64token): not validated a second time.
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(enableOutboundHeaderValidation: false)
+                    // NIO's response decoder, with the gateway's own request encoder where NIO's
+                    // would be (see UpstreamRequestEncoder).
+                    try channel.pipeline.syncOperations.addHandlers(
+                        UpstreamRequestEncoder(), ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes))
+                    )
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }
