@@ -6,17 +6,24 @@ import NIOCore
 /// Verified tokens, remembered until they expire (plus the leeway the verifier allows) so a
 /// token is verified once, not once per request. Bounded, least recently used first out.
 final class VerifiedTokenCache: Sendable {
-    private let entries: NIOLockedValueBox<ExpiringCache<AccessTokenClaims>>
+    /// A token is verified for one resource (its audience): the pair is the key, hashed as
+    /// two strings rather than concatenated into a third per lookup.
+    struct Key: Hashable, Sendable {
+        let resource: String
+        let token: String
+    }
+
+    private let entries: NIOLockedValueBox<ExpiringCache<Key, AccessTokenClaims>>
 
     init(capacity: Int) {
         self.entries = NIOLockedValueBox(ExpiringCache(capacity: capacity))
     }
 
-    func lookup(_ key: String, now: Int64) -> AccessTokenClaims? {
+    func lookup(_ key: Key, now: Int64) -> AccessTokenClaims? {
         self.entries.withLockedValue { $0.value(for: key, now: now) }
     }
 
-    func store(_ key: String, _ claims: AccessTokenClaims, leeway: Int64, now: Int64) {
+    func store(_ key: Key, _ claims: AccessTokenClaims, leeway: Int64, now: Int64) {
         self.entries.withLockedValue { $0.set(claims, for: key, expiresAt: claims.expiresAt + leeway, now: now) }
     }
 }
@@ -41,8 +48,8 @@ public final class TokenAuthenticator: Sendable {
         self.cache.lookup(Self.cacheKey(token: token, resource: resource), now: self.now())
     }
 
-    private static func cacheKey(token: String, resource: ResourcePolicy) -> String {
-        resource.path + " " + token
+    private static func cacheKey(token: String, resource: ResourcePolicy) -> VerifiedTokenCache.Key {
+        VerifiedTokenCache.Key(resource: resource.path, token: token)
     }
 
     /// Fails with a ``GatewayRejection``: `.invalidToken` or `.authorizationServerUnavailable`.
@@ -85,7 +92,7 @@ public final class TokenAuthenticator: Sendable {
         }
     }
 
-    private func verify(_ jws: CompactJWS, keySet: JSONWebKeySet, requirements: TokenRequirements, cacheKey: String) throws(TokenError) -> AccessTokenClaims {
+    private func verify(_ jws: CompactJWS, keySet: JSONWebKeySet, requirements: TokenRequirements, cacheKey: VerifiedTokenCache.Key) throws(TokenError) -> AccessTokenClaims {
         try AccessTokenVerifier.verifySignature(jws, keys: keySet, requirements: requirements)
         let now = self.now()
         let claims = try AccessTokenVerifier.validateClaims(jws, requirements: requirements, now: now)

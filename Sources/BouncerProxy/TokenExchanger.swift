@@ -11,7 +11,7 @@ import NIOCore
 /// The cache lives behind a lock that is held only to read or update it, never across a call.
 final class TokenExchanger: Sendable {
     private struct State {
-        var cache: ExpiringCache<String>
+        var cache: ExpiringCache<String, String>
         var inflight: [String: EventLoopFuture<String>] = [:]
     }
 
@@ -129,7 +129,7 @@ final class TokenExchanger: Sendable {
 /// Opaque tokens by RFC 7662 introspection: positive answers cached until the token's
 /// `exp` (at most `introspection_cache_seconds`), negative ones briefly.
 final class Introspector: Sendable {
-    private let cache: NIOLockedValueBox<ExpiringCache<Introspection.Outcome>>
+    private let cache: NIOLockedValueBox<ExpiringCache<String, Introspection.Outcome>>
     private let now: @Sendable () -> Int64
 
     init(capacity: Int, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {

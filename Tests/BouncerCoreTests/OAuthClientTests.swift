@@ -105,7 +105,7 @@ struct OAuthClientTests {
     }
 
     @Test func expiringCache() {
-        var cache = ExpiringCache<String>(capacity: 2)
+        var cache = ExpiringCache<String, String>(capacity: 2)
         cache.set("a", for: "1", expiresAt: 100, now: 0)
         cache.set("b", for: "2", expiresAt: 100, now: 0)
         var value = cache.value(for: "1", now: 10)  // 1 is now the most recently used
@@ -120,11 +120,11 @@ struct OAuthClientTests {
         cache.set("d", for: "4", expiresAt: 5, now: 10)
         value = cache.value(for: "4", now: 10)
         #expect(value == nil, "already expired values are not stored")
-        #expect(ExpiringCache<String>(capacity: 0).count == 0)
+        #expect(ExpiringCache<String, String>(capacity: 0).count == 0)
     }
 
     @Test func aFullCacheEvictsTheLeastRecentlyUsedEighthAtOnce() {
-        var cache = ExpiringCache<Int>(capacity: 16)
+        var cache = ExpiringCache<String, Int>(capacity: 16)
         for index in 0..<16 { cache.set(index, for: "k\(index)", expiresAt: 100, now: 0) }
         for index in 0..<4 { _ = cache.value(for: "k\(index)", now: 1) }  // the oldest four, used again
         cache.set(16, for: "k16", expiresAt: 100, now: 2)

@@ -29,9 +29,20 @@ struct VerifiedTokenCacheTests {
     @Test func entriesLiveUntilExpiryPlusLeeway() {
         let cache = VerifiedTokenCache(capacity: 10)
         let claims = AccessTokenClaims(issuer: "i", subject: "s", clientID: nil, audiences: ["a"], expiresAt: 100, notBefore: nil, issuedAt: nil, tokenID: nil, scopes: [])
-        cache.store("k", claims, leeway: 60, now: 50)
-        #expect(cache.lookup("k", now: 159) == claims)
-        #expect(cache.lookup("k", now: 160) == nil)
-        #expect(VerifiedTokenCache(capacity: 0).lookup("k", now: 0) == nil)
+        let key = VerifiedTokenCache.Key(resource: "/a/mcp", token: "t")
+        cache.store(key, claims, leeway: 60, now: 50)
+        #expect(cache.lookup(key, now: 159) == claims)
+        #expect(cache.lookup(key, now: 160) == nil)
+        #expect(VerifiedTokenCache(capacity: 0).lookup(key, now: 0) == nil)
+    }
+
+    @Test func aTokenIsCachedForOneResourceOnly() {
+        let cache = VerifiedTokenCache(capacity: 10)
+        let claims = AccessTokenClaims(issuer: "i", subject: "s", clientID: nil, audiences: ["a"], expiresAt: 100, notBefore: nil, issuedAt: nil, tokenID: nil, scopes: [])
+        cache.store(VerifiedTokenCache.Key(resource: "/a/mcp", token: "t"), claims, leeway: 0, now: 50)
+        #expect(cache.lookup(VerifiedTokenCache.Key(resource: "/b/mcp", token: "t"), now: 50) == nil)
+        // Not a concatenation: "/a/mcp" + "x t" and "/a/mcp x" + "t" are different keys.
+        cache.store(VerifiedTokenCache.Key(resource: "/a/mcp", token: "x t"), claims, leeway: 0, now: 50)
+        #expect(cache.lookup(VerifiedTokenCache.Key(resource: "/a/mcp x", token: "t"), now: 50) == nil)
     }
 }

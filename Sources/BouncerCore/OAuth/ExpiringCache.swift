@@ -4,7 +4,7 @@
 /// eighth in one pass: the next eviction is then at least capacity/8 inserts away, so a cache
 /// churning at capacity (more distinct tokens than entries) pays O(log n) per insert, not a
 /// scan of every entry per insert.
-public struct ExpiringCache<Value: Sendable>: Sendable {
+public struct ExpiringCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     @usableFromInline
     struct Entry: Sendable {
         @usableFromInline var value: Value
@@ -20,7 +20,7 @@ public struct ExpiringCache<Value: Sendable>: Sendable {
     }
 
     public let capacity: Int
-    @usableFromInline var entries: [String: Entry] = [:]
+    @usableFromInline var entries: [Key: Entry] = [:]
     @usableFromInline var clock: UInt64 = 0
 
     public init(capacity: Int) {
@@ -32,7 +32,7 @@ public struct ExpiringCache<Value: Sendable>: Sendable {
     /// The value if present and `now` is before its expiry. Inlinable: it runs on every
     /// request from other modules, and unspecialised it goes through value witnesses.
     @inlinable
-    public mutating func value(for key: String, now: Int64) -> Value? {
+    public mutating func value(for key: Key, now: Int64) -> Value? {
         // One hash of the key (tokens are long): find, then update in place.
         guard let index = self.entries.index(forKey: key) else { return nil }
         guard now < self.entries.values[index].expiresAt else {
@@ -45,7 +45,7 @@ public struct ExpiringCache<Value: Sendable>: Sendable {
     }
 
     /// Stores `value` until `expiresAt` (exclusive). Values already expired are not stored.
-    public mutating func set(_ value: Value, for key: String, expiresAt: Int64, now: Int64) {
+    public mutating func set(_ value: Value, for key: Key, expiresAt: Int64, now: Int64) {
         guard self.capacity > 0, expiresAt > now else { return }
         if self.entries.count >= self.capacity, self.entries.index(forKey: key) == nil {
             self.evict(now: now)
@@ -62,7 +62,7 @@ public struct ExpiringCache<Value: Sendable>: Sendable {
         self.entries = self.entries.filter { $0.value.lastUsed > cutoff }
     }
 
-    public mutating func remove(_ key: String) {
+    public mutating func remove(_ key: Key) {
         self.entries[key] = nil
     }
 }

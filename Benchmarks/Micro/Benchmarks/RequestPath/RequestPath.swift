@@ -112,7 +112,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("Cold path: first sight of a token (verify, cache, parse, decide)") { benchmark in
-        var cache = ExpiringCache<AccessTokenClaims>(capacity: 100_000)
+        var cache = ExpiringCache<String, AccessTokenClaims>(capacity: 100_000)
         for _ in benchmark.scaledIterations {
             guard case .token(let token) = BearerTokenExtractor.extract(authorization: fixture.authorization) else { fatalError() }
             let verified = try fixture.verify()
@@ -127,7 +127,7 @@ let benchmarks: @Sendable () -> Void = {
         // More distinct tokens than entries (a busy gateway, or a token spray): every insert
         // evicts. Keys are made outside the measured loop.
         let keys = (0..<(Fixture.operations * 2)).map { fixture.cacheKey("token-\($0)") }
-        var cache = ExpiringCache<AccessTokenClaims>(capacity: 10_000)
+        var cache = ExpiringCache<String, AccessTokenClaims>(capacity: 10_000)
         for index in 0..<10_000 { cache.set(claims, for: "warm-\(index)", expiresAt: claims.expiresAt, now: fixture.now) }
         var next = 0
         benchmark.startMeasurement()
@@ -140,7 +140,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("Warm path: cached token (extract, cache hit, parse, decide)") { benchmark in
-        var cache = ExpiringCache<AccessTokenClaims>(capacity: 100_000)
+        var cache = ExpiringCache<String, AccessTokenClaims>(capacity: 100_000)
         cache.set(claims, for: fixture.cacheKey(fixture.token), expiresAt: claims.expiresAt, now: fixture.now)
         for _ in benchmark.scaledIterations {
             guard case .token(let token) = BearerTokenExtractor.extract(authorization: fixture.authorization),
