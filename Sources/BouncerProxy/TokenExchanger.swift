@@ -11,8 +11,16 @@ import NIOCore
 /// The cache lives behind a lock that is held only to read or update it, never across a call.
 final class TokenExchanger: Sendable {
     private struct State {
-        var cache: ExpiringCache<String, String>
-        var inflight: [String: EventLoopFuture<String>] = [:]
+        var cache: ExpiringCache<CacheKey, String>
+        var inflight: [CacheKey: EventLoopFuture<String>] = [:]
+    }
+
+    /// Compared and hashed as fields, with no key string built per request.
+    private enum CacheKey: Hashable, Sendable {
+        /// The subject token only as a digest, so the cache never holds it.
+        case exchanged(subject: TokenDigest.Value, server: String, target: TokenExchangeTarget, sendActorToken: Bool)
+        /// The gateway's own token from `server`, sent as `actor_token`.
+        case actor(server: String)
     }
 
     private let state: NIOLockedValueBox<State>
@@ -27,9 +35,8 @@ final class TokenExchanger: Sendable {
         self.now = now
     }
 
-    /// The cache key: the subject token only as a digest, so the cache never holds it.
-    private static func cacheKey(subjectToken: String, target: TokenExchangeTarget, policy: TokenExchangePolicy, client: OAuthEndpointClient) -> String {
-        "\(TokenDigest.sha256(subjectToken))|\(client.server.name)|\(target.cacheKey)|actor=\(policy.sendActorToken)"
+    private static func cacheKey(subjectToken: String, target: TokenExchangeTarget, policy: TokenExchangePolicy, client: OAuthEndpointClient) -> CacheKey {
+        .exchanged(subject: TokenDigest.value(subjectToken), server: client.server.name, target: target, sendActorToken: policy.sendActorToken)
     }
 
     /// A cached upstream token for this subject that is still fresh: the warm path, answered
@@ -98,7 +105,7 @@ final class TokenExchanger: Sendable {
 
     /// The gateway's own access token for `actor_token`, cached like exchanged ones.
     private func actorToken(client: OAuthEndpointClient, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
-        let key = "actor|\(client.server.name)"
+        let key = CacheKey.actor(server: client.server.name)
         let now = self.now()
         if let token = self.state.withLockedValue({ $0.cache.value(for: key, now: now) }) {
             return eventLoop.makeSucceededFuture(token)
@@ -129,7 +136,13 @@ final class TokenExchanger: Sendable {
 /// Opaque tokens by RFC 7662 introspection: positive answers cached until the token's
 /// `exp` (at most `introspection_cache_seconds`), negative ones briefly.
 final class Introspector: Sendable {
-    private let cache: NIOLockedValueBox<ExpiringCache<String, Introspection.Outcome>>
+    private let cache: NIOLockedValueBox<ExpiringCache<CacheKey, Introspection.Outcome>>
+
+    /// The token only as a digest (see ``TokenExchanger``), for one resource.
+    private struct CacheKey: Hashable, Sendable {
+        let token: TokenDigest.Value
+        let resource: String
+    }
     private let now: @Sendable () -> Int64
 
     init(capacity: Int, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
@@ -139,7 +152,7 @@ final class Introspector: Sendable {
 
     /// Fails with a ``GatewayRejection``.
     func claims(token: String, resource: ResourcePolicy, requirements: TokenRequirements, client: OAuthEndpointClient, on eventLoop: any EventLoop) -> EventLoopFuture<AccessTokenClaims> {
-        let key = "\(TokenDigest.sha256(token))|\(resource.path)"
+        let key = CacheKey(token: TokenDigest.value(token), resource: resource.path)
         let now = self.now()
         if let outcome = self.cache.withLockedValue({ $0.value(for: key, now: now) }) {
             return eventLoop.makeCompletedFuture(Self.result(outcome))

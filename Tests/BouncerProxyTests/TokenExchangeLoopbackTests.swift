@@ -87,6 +87,19 @@ struct TokenExchangeLoopbackTests {
         self.backend.setTokenReply(.ok, #"{"access_token":"exchanged-1","token_type":"Bearer","expires_in":300}"#)
     }
 
+    @Test func eachSubjectTokenHasItsOwnCachedExchange() throws {
+        let (server, port) = try self.start()
+        defer { try? server.close().wait() }
+        let before = self.backend.tokenRequests.count
+        let dave = self.token(sub: "dave"), erin = self.token(sub: "erin")
+        #expect(try self.call(port, dave).status == .ok)
+        #expect(try self.call(port, dave, id: 2).status == .ok)
+        #expect(self.backend.tokenRequests.count == before + 1, "the second call used the cache")
+        #expect(try self.call(port, erin).status == .ok)
+        #expect(self.backend.tokenRequests.count == before + 2, "another subject token is exchanged for itself")
+        #expect(self.backend.tokenRequests.last?.contains("subject_token=\(erin)") == true)
+    }
+
     @Test func actorTokenIsTheGatewaysOwnClientCredentialsToken() throws {
         let (server, port) = try self.start(actor: true)
         defer { try? server.close().wait() }
