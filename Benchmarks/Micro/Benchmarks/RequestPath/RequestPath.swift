@@ -72,9 +72,15 @@ struct Fixture: Sendable {
         try JSONRPCBody.parse(self.body, maxDepth: 64)
     }
 
-    /// The gateway's cache key: resource path and token (TokenAuthenticator).
-    func cacheKey(_ token: String) -> String {
-        self.resource.path + " " + token
+    /// The gateway's cache key: resource path and token, as a pair (BouncerProxy's
+    /// `VerifiedTokenCache.Key`, which is internal to that module).
+    struct CacheKey: Hashable, Sendable {
+        let resource: String
+        let token: String
+    }
+
+    func cacheKey(_ token: String) -> CacheKey {
+        CacheKey(resource: self.resource.path, token: token)
     }
 }
 
@@ -112,7 +118,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("Cold path: first sight of a token (verify, cache, parse, decide)") { benchmark in
-        var cache = ExpiringCache<String, AccessTokenClaims>(capacity: 100_000)
+        var cache = ExpiringCache<Fixture.CacheKey, AccessTokenClaims>(capacity: 100_000)
         for _ in benchmark.scaledIterations {
             guard case .token(let token) = BearerTokenExtractor.extract(authorization: fixture.authorization) else { fatalError() }
             let verified = try fixture.verify()
@@ -127,8 +133,8 @@ let benchmarks: @Sendable () -> Void = {
         // More distinct tokens than entries (a busy gateway, or a token spray): every insert
         // evicts. Keys are made outside the measured loop.
         let keys = (0..<(Fixture.operations * 2)).map { fixture.cacheKey("token-\($0)") }
-        var cache = ExpiringCache<String, AccessTokenClaims>(capacity: 10_000)
-        for index in 0..<10_000 { cache.set(claims, for: "warm-\(index)", expiresAt: claims.expiresAt, now: fixture.now) }
+        var cache = ExpiringCache<Fixture.CacheKey, AccessTokenClaims>(capacity: 10_000)
+        for index in 0..<10_000 { cache.set(claims, for: fixture.cacheKey("warm-\(index)"), expiresAt: claims.expiresAt, now: fixture.now) }
         var next = 0
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
@@ -140,7 +146,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("Warm path: cached token (extract, cache hit, parse, decide)") { benchmark in
-        var cache = ExpiringCache<String, AccessTokenClaims>(capacity: 100_000)
+        var cache = ExpiringCache<Fixture.CacheKey, AccessTokenClaims>(capacity: 100_000)
         cache.set(claims, for: fixture.cacheKey(fixture.token), expiresAt: claims.expiresAt, now: fixture.now)
         for _ in benchmark.scaledIterations {
             guard case .token(let token) = BearerTokenExtractor.extract(authorization: fixture.authorization),
