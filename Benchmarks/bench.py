@@ -294,7 +294,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--sse-samples", type=int, default=1000)
-    parser.add_argument("--repeat", type=int, default=3, help="wrk runs per figure; the median is reported")
+    parser.add_argument("--repeat", type=int, default=5, help="rounds (one wrk run per figure each); the median is reported")
     args = parser.parse_args()
     # Two sockets per stream (baseline, then through the gateway) plus the client's own.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
