@@ -90,6 +90,17 @@ struct FoldedName: Equatable, Sendable {
     private let length: Int
 
     init?<Bytes: Collection<UInt8>>(_ name: Bytes) {
+        // Header names are contiguous UTF-8: folded from a buffer, not through the
+        // collection's own (slower) iterator.
+        guard let folded = name.withContiguousStorageIfAvailable({ Self(buffer: $0) }) else {
+            self.init(buffer: Array(name))
+            return
+        }
+        guard let folded else { return nil }
+        self = folded
+    }
+
+    private init?(buffer name: some Collection<UInt8>) {
         self.length = name.count
         guard self.length <= 24 else { return nil }
         var offset = 0
