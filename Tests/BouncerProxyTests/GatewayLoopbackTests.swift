@@ -124,6 +124,39 @@ struct GatewayLoopbackTests {
         #expect(self.backend.jwksFetches == fetches + 1)
     }
 
+    @Test func aCloseDelimitedUpstreamBodyReachesTheClientChunked() throws {
+        let upstream = try rawUpstream(group: self.group, reply: "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: one\n\ndata: two\n\n", close: true)
+        defer { try? upstream.close().wait() }
+        let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
+        defer { try? running.server.close().wait() }
+        let response = try self.call(running, token: self.token())
+        #expect(response.status == .ok)
+        #expect(response.body == "data: one\n\ndata: two\n\n")
+        #expect(response.headers.first(name: "Transfer-Encoding") == "chunked")
+        #expect(response.headers.first(name: "X-Accel-Buffering") == "no")
+        #expect(response.headers["Connection"].isEmpty, "the upstream's Connection header is its own")
+    }
+
+    @Test func ambiguousOrHostileUpstreamFramingIsA502NotARelay() throws {
+        let replies = [
+            // Both framings (RFC 9112 6.3: a smuggling vector when relayed).
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            // Two different lengths.
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+            // A control character in a header value, and a header name that is not a token.
+            "HTTP/1.1 200 OK\r\nX-A: a\u{1}b\r\nContent-Length: 2\r\n\r\n{}",
+            "HTTP/1.1 200 OK\r\nX A: b\r\nContent-Length: 2\r\n\r\n{}",
+        ]
+        for reply in replies {
+            let upstream = try rawUpstream(group: self.group, reply: reply, close: true)
+            defer { try? upstream.close().wait() }
+            let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
+            defer { try? running.server.close().wait() }
+            let response = try self.call(running, token: self.token())
+            #expect(response.status == .badGateway, "relayed: \(reply.debugDescription)")
+        }
+    }
+
     @Test func upstreamDownIs502WithTheRequestID() throws {
         let running = try self.start(upstream: "http://127.0.0.1:1/mcp")
         defer { try? running.server.close().wait() }

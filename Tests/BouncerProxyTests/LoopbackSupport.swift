@@ -244,6 +244,33 @@ private final class RawRecorder: ChannelInboundHandler, Sendable {
     }
 }
 
+/// An upstream that answers every request it reads with the same raw bytes, then closes if
+/// `close` says so: for responses a well-behaved HTTP library would not send.
+func rawUpstream(group: any EventLoopGroup, reply: String, close: Bool) throws -> any Channel {
+    try ServerBootstrap(group: group)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RawResponder(reply: reply, close: close)) }
+        }
+        .bind(host: "127.0.0.1", port: 0).wait()
+}
+
+private final class RawResponder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let reply: String
+    let close: Bool
+
+    init(reply: String, close: Bool) {
+        self.reply = reply
+        self.close = close
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // One read holds the whole (small) request in these tests.
+        let written = context.writeAndFlush(NIOAny(ByteBuffer(string: self.reply)))
+        if self.close { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+}
+
 /// What the loopback suites share: an event loop group, the stand-in backend publishing a
 /// signing key, and helpers to start a gateway and mint tokens for it.
 final class LoopbackHarness {
