@@ -788,7 +788,6 @@ extension GatewayHandler: UpstreamResponseSink {
             )
         } catch {
             // Relaying it could split the response: the client gets a 502 instead.
-            exchange.responseStarted = false
             self.abandon(exchange)
             self.state = .idle
             self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)

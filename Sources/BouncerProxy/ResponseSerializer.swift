@@ -55,15 +55,14 @@ enum ResponseSerializer {
         buffer.writeStaticString("\r\n")
 
         var hasContentLength = false
+        func write(_ name: String, _ value: String) throws(InvalidHeader) {
+            if try Self.writeField(name, value, mayHaveBody: mayHaveBody, into: &buffer) {
+                hasContentLength = hasContentLength || name.equalsIgnoringASCIICase("content-length")
+            }
+        }
         do {
-            for (name, value) in headers where include(name) {
-                guard try Self.writeField(name, value, mayHaveBody: mayHaveBody, into: &buffer) else { continue }
-                hasContentLength = hasContentLength || name.equalsIgnoringASCIICase("content-length")
-            }
-            for (name, value) in extra {
-                guard try Self.writeField(name, value, mayHaveBody: mayHaveBody, into: &buffer) else { continue }
-                hasContentLength = hasContentLength || name.equalsIgnoringASCIICase("content-length")
-            }
+            for (name, value) in headers where include(name) { try write(name, value) }
+            for (name, value) in extra { try write(name, value) }
         } catch {
             buffer.moveWriterIndex(to: start)
             throw error
@@ -92,10 +91,7 @@ enum ResponseSerializer {
         if name.equalsIgnoringASCIICase("transfer-encoding") { return false }
         if !mayHaveBody, name.equalsIgnoringASCIICase("content-length") { return false }
         guard Self.isToken(name), Self.isFieldValue(value) else { throw InvalidHeader(name: name) }
-        buffer.writeString(name)
-        buffer.writeStaticString(": ")
-        buffer.writeString(value)
-        buffer.writeStaticString("\r\n")
+        buffer.writeHeaderField(name, value)
         return true
     }
 
@@ -164,5 +160,16 @@ enum ResponseSerializer {
         case one(ByteBuffer)
         /// A large chunk: the size line, the body as it came, then CRLF.
         case chunk(prefix: ByteBuffer, body: ByteBuffer)
+    }
+}
+
+extension ByteBuffer {
+    /// `name: value` and CRLF, as HTTP/1.1 writes a field line (RFC 9112 5). The caller has
+    /// checked, or knows, that both can be sent as they are.
+    mutating func writeHeaderField(_ name: String, _ value: String) {
+        self.writeString(name)
+        self.writeStaticString(": ")
+        self.writeString(value)
+        self.writeStaticString("\r\n")
     }
 }

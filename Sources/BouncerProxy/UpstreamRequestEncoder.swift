@@ -45,12 +45,7 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             buffer.writeInteger(UInt8(ascii: " "))
             buffer.writeString(head.uri)
             buffer.writeStaticString(" HTTP/1.1\r\n")
-            for (name, value) in head.headers {
-                buffer.writeString(name)
-                buffer.writeStaticString(": ")
-                buffer.writeString(value)
-                buffer.writeStaticString("\r\n")
-            }
+            for (name, value) in head.headers { buffer.writeHeaderField(name, value) }
             buffer.writeStaticString("\r\n")
             self.pending = buffer
         case .body(let body):
