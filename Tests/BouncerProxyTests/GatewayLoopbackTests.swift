@@ -146,6 +146,7 @@ struct GatewayLoopbackTests {
             // A control character in a header value, and a header name that is not a token.
             "HTTP/1.1 200 OK\r\nX-A: a\u{1}b\r\nContent-Length: 2\r\n\r\n{}",
             "HTTP/1.1 200 OK\r\nX A: b\r\nContent-Length: 2\r\n\r\n{}",
+            "HTTP/1.1 200 OK\r\nX-A: a\u{7F}b\r\nContent-Length: 2\r\n\r\n{}",
         ]
         for reply in replies {
             let upstream = try rawUpstream(group: self.group, reply: reply, close: true)
