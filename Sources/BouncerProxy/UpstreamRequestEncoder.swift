@@ -85,3 +85,6 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
         }
     }
 }
+
+@available(*, unavailable)
+extension UpstreamRequestEncoder: Sendable {}
