@@ -1,0 +1,95 @@
+"""Runs the A/B comparison (see Benchmarks/ab): gateway binaries alternating on one upstream,
+compared by the gateway's CPU time per proxied request. Everything on 127.0.0.1."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from bench import EXCHANGED, CANNED, POLICY, ROOT, UPSTREAM_NGINX, b64, cpu_seconds, wrk  # noqa: E402  (the same directory)
+
+sys.path.insert(0, str(ROOT / "Tests" / "Interop"))
+from interop_stack import Process, free_port  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("binaries", nargs="+", help="mcp-bouncer binaries to compare, the first one the baseline")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--resource", default="static", choices=["static", "exchange"], help="full enforcement with a static credential, or token exchange (warm)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bouncer-ab-"))
+    processes: list[Process] = []
+    try:
+        (work / "www").mkdir()
+        signing = ec.generate_private_key(ec.SECP256R1())
+        numbers = signing.public_key().public_numbers()
+        (work / "www" / "jwks.json").write_text(json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench", "x": b64(numbers.x), "y": b64(numbers.y)}]}))
+        upstream, hub = free_port(), free_port()
+        (work / "upstream.conf").write_text(UPSTREAM_NGINX.format(dir=work, port=upstream, canned=CANNED, exchanged=EXCHANGED))
+        up = Process("nginx-upstream", ["nginx", "-c", str(work / "upstream.conf"), "-p", str(work)], work)
+        processes.append(up)
+        up.wait_for(f"http://127.0.0.1:{upstream}/jwks.json")
+
+        now = int(time.time())
+        gateways = []
+        for index, binary in enumerate(args.binaries):
+            port = free_port()
+            (work / f"gateway-{index}.yaml").write_text(POLICY.format(port=port, scheme="http", tls="", upstream=upstream, hub=hub))
+            process = Process(f"gateway-{index}", [binary, "run", "--config", str(work / f"gateway-{index}.yaml"), "--threads", "1", "--log-level", "error"], work)
+            processes.append(process)
+            process.wait_for(f"http://127.0.0.1:{port}/healthz")
+            path = f"/{args.resource}/mcp"
+            token = jwt.encode({"iss": f"http://127.0.0.1:{upstream}", "sub": "bench", "aud": f"http://127.0.0.1:{port}{path}", "exp": now + 3600, "iat": now,
+                                "scope": "bench:read"}, signing, algorithm="ES256", headers={"kid": "bench"})
+            gateways.append((binary, process, f"http://127.0.0.1:{port}{path}", token))
+
+        print(f"\nA/B: {args.rounds} rounds x {args.seconds}s, the binaries alternating within a round; 1 event loop each, wrk -t1 -c{args.connections}, "
+              f"POST tools/call to /{args.resource}/mcp\n", flush=True)
+        runs: list[list[dict]] = [[] for _ in gateways]
+        for round_index in range(args.rounds):
+            cells = []
+            for index, (_, process, url, token) in enumerate(gateways):
+                wrk(url, token, 1, args.connections, work)  # warm: token cache, upstream pool, exchange cache
+                before = cpu_seconds(process.proc.pid)
+                run = wrk(url, token, args.seconds, args.connections, work)
+                requests = run["rps"] * args.seconds
+                run["cpu_us_per_request"] = (cpu_seconds(process.proc.pid) - before) * 1e6 / requests if requests else float("nan")
+                runs[index].append(run)
+                cells.append(f"{run['rps']:8.0f} req/s {run['cpu_us_per_request']:6.1f} µs")
+            print(f"  round {round_index + 1}: " + "   ".join(cells), flush=True)
+
+        print()
+        summary = []
+        for index, (binary, _, _, _) in enumerate(gateways):
+            cpu = statistics.median(run["cpu_us_per_request"] for run in runs[index])
+            rps = statistics.median(run["rps"] for run in runs[index])
+            # Same-round pairs against the baseline, so a slow spell of the host hits both sides.
+            ratio = statistics.median(run["cpu_us_per_request"] / base["cpu_us_per_request"] for run, base in zip(runs[index], runs[0]))
+            summary.append({"binary": binary, "median_rps": rps, "median_cpu_us_per_request": cpu, "cpu_vs_baseline": ratio, "runs": runs[index]})
+            print(f"  {binary}\n      median {rps:8.0f} req/s, {cpu:6.1f} µs CPU per request" + ("" if index == 0 else f", {ratio:.2f} x the baseline's CPU (median of same-round pairs)"))
+        out_dir = ROOT / "Benchmarks" / "results"
+        out_dir.mkdir(exist_ok=True)
+        path = out_dir / f"ab-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+        path.write_text(json.dumps({"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections, "resource": args.resource, "gateways": summary}, indent=2))
+        print(f"\nwritten: {path}")
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
