@@ -545,7 +545,6 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
             switch result {
             case .failure(let error):
-                self.state = .idle
                 self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
             case .success(let lease):
                 self.write(exchange, to: lease, context: context)
@@ -644,12 +643,14 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func responseTimedOut() {
         guard case .forwarding(let exchange) = self.state, let context = self.context, !exchange.responseStarted else { return }
-        self.abandon(exchange)
-        self.state = .idle
         self.failExchange(exchange, .upstreamTimeout(id: exchange.errorID), context: context)
     }
 
+    /// Ends an exchange none of whose response reached the client with the gateway's own error
+    /// response: the upstream side is dropped and the connection is free for the next request.
     private func failExchange(_ exchange: Exchange, _ rejection: GatewayRejection, context: ChannelHandlerContext) {
+        self.abandon(exchange)
+        self.state = .idle
         let response = rejection.response(resource: nil)
         exchange.log.error("upstream failed", metadata: ["outcome": "upstream_error", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)"])
         self.write(response, keepAlive: exchange.keepAlive, context: context)
@@ -788,8 +789,6 @@ extension GatewayHandler: UpstreamResponseSink {
             )
         } catch {
             // Relaying it could split the response: the client gets a 502 instead.
-            self.abandon(exchange)
-            self.state = .idle
             self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
             return
         }
@@ -860,7 +859,6 @@ extension GatewayHandler: UpstreamResponseSink {
             exchange.log.error("upstream failed mid-response", metadata: ["outcome": "upstream_error", "reason": "\(error)"])
             self.closeConnection(context: context)
         } else {
-            self.state = .idle
             self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
         }
     }

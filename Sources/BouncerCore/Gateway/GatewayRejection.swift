@@ -253,7 +253,7 @@ public enum BearerTokenExtractor {
 }
 
 extension Substring {
-    public func trimmingSpaces() -> Substring {
+    func trimmingSpaces() -> Substring {
         var result = self
         while result.first == " " || result.first == "\t" { result = result.dropFirst() }
         while result.last == " " || result.last == "\t" { result = result.dropLast() }
