@@ -10,13 +10,9 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
-
-from bench import EXCHANGED, CANNED, POLICY, ROOT, UPSTREAM_NGINX, b64, cpu_seconds, wrk  # noqa: E402  (the same directory)
+from bench import EXCHANGED, CANNED, POLICY, ROOT, UPSTREAM_NGINX, bench_token, cpu_seconds, signing_key, wrk  # noqa: E402  (the same directory)
 
 sys.path.insert(0, str(ROOT / "Tests" / "Interop"))
 from interop_stack import Process, free_port  # noqa: E402
@@ -34,16 +30,13 @@ def main() -> None:
     processes: list[Process] = []
     try:
         (work / "www").mkdir()
-        signing = ec.generate_private_key(ec.SECP256R1())
-        numbers = signing.public_key().public_numbers()
-        (work / "www" / "jwks.json").write_text(json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench", "x": b64(numbers.x), "y": b64(numbers.y)}]}))
+        signing = signing_key(work / "www")
         upstream, hub = free_port(), free_port()
         (work / "upstream.conf").write_text(UPSTREAM_NGINX.format(dir=work, port=upstream, canned=CANNED, exchanged=EXCHANGED))
         up = Process("nginx-upstream", ["nginx", "-c", str(work / "upstream.conf"), "-p", str(work)], work)
         processes.append(up)
         up.wait_for(f"http://127.0.0.1:{upstream}/jwks.json")
 
-        now = int(time.time())
         gateways = []
         for index, binary in enumerate(args.binaries):
             port = free_port()
@@ -52,8 +45,7 @@ def main() -> None:
             processes.append(process)
             process.wait_for(f"http://127.0.0.1:{port}/healthz")
             path = f"/{args.resource}/mcp"
-            token = jwt.encode({"iss": f"http://127.0.0.1:{upstream}", "sub": "bench", "aud": f"http://127.0.0.1:{port}{path}", "exp": now + 3600, "iat": now,
-                                "scope": "bench:read"}, signing, algorithm="ES256", headers={"kid": "bench"})
+            token = bench_token(signing, f"http://127.0.0.1:{upstream}", f"http://127.0.0.1:{port}{path}")
             gateways.append((binary, process, f"http://127.0.0.1:{port}{path}", token))
 
         print(f"\nA/B: {args.rounds} rounds x {args.seconds}s, the binaries alternating within a round; 1 event loop each, wrk -t1 -c{args.connections}, "

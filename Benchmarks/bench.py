@@ -114,6 +114,22 @@ def b64(number: int) -> str:
     return base64.urlsafe_b64encode(number.to_bytes(32, "big")).rstrip(b"=").decode()
 
 
+def signing_key(www: Path) -> ec.EllipticCurvePrivateKey:
+    """A fresh ES256 key; its JWKS (kid "bench") is written to `www`/jwks.json for nginx to serve.
+    Shared with tls_bench.py and ab.py."""
+    signing = ec.generate_private_key(ec.SECP256R1())
+    numbers = signing.public_key().public_numbers()
+    (www / "jwks.json").write_text(json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench", "x": b64(numbers.x), "y": b64(numbers.y)}]}))
+    return signing
+
+
+def bench_token(signing: ec.EllipticCurvePrivateKey, issuer: str, audience: str) -> str:
+    """An hour-long access token with scope bench:read for `audience`."""
+    now = int(time.time())
+    return jwt.encode({"iss": issuer, "sub": "bench", "aud": audience, "exp": now + 3600, "iat": now, "scope": "bench:read"},
+                      signing, algorithm="ES256", headers={"kid": "bench"})
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -306,9 +322,7 @@ def main() -> None:
         cert, key = str(work / "cert.pem"), str(work / "key.pem")
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-subj", "/CN=localhost",
                         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert], check=True, capture_output=True)
-        signing = ec.generate_private_key(ec.SECP256R1())
-        numbers = signing.public_key().public_numbers()
-        (work / "www" / "jwks.json").write_text(json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "bench", "x": b64(numbers.x), "y": b64(numbers.y)}]}))
+        signing = signing_key(work / "www")
 
         upstream, proxy, proxy_tls, gateway_port, gateway_two_loops_port, gateway_tls_port = free_port(), free_port(), free_port(), free_port(), free_port(), free_port()
         hub, hub_control = free_port(), free_port()
@@ -333,10 +347,8 @@ def main() -> None:
             process.wait_for(f"{'https' if tls else 'http'}://127.0.0.1:{port}/healthz", verify=False)
             return process
 
-        now = int(time.time())
         def token(path: str, scheme: str, port: int) -> str:
-            return jwt.encode({"iss": f"http://127.0.0.1:{upstream}", "sub": "bench", "aud": f"{scheme}://127.0.0.1:{port}{path}",
-                               "exp": now + 3600, "iat": now, "scope": "bench:read"}, signing, algorithm="ES256", headers={"kid": "bench"})
+            return bench_token(signing, f"http://127.0.0.1:{upstream}", f"{scheme}://127.0.0.1:{port}{path}")
 
         results: dict = {}
         print(f"\nmcp-bouncer benchmark: {args.repeat} rounds x {args.seconds}s, figures alternating within a round, median per figure; "

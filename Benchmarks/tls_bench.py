@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
 import json
 import os
@@ -12,16 +11,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "Interop"))
 from interop_stack import Process, free_port  # noqa: E402
-from bench import median  # noqa: E402  (the same directory)
+from bench import bench_token, median, signing_key  # noqa: E402  (the same directory)
 
 ROOT = Path(__file__).resolve().parents[1]
 BULK_BYTES = 1024 * 1024
@@ -95,10 +91,6 @@ resources:
 """
 
 
-def b64(number: int, length: int) -> str:
-    return base64.urlsafe_b64encode(number.to_bytes(length, "big")).rstrip(b"=").decode()
-
-
 def handshakes_per_second(port: int, seconds: int) -> float:
     out = subprocess.run(["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new", "-time", str(seconds)],
                          capture_output=True, text=True, timeout=seconds * 4 + 30).stdout
@@ -146,10 +138,7 @@ def main() -> None:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
                         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", key, "-out", cert],
                        check=True, capture_output=True)
-        signing = ec.generate_private_key(ec.SECP256R1())
-        numbers = signing.public_key().public_numbers()
-        (work / "www-upstream" / "jwks.json").write_text(json.dumps({"keys": [
-            {"kty": "EC", "crv": "P-256", "kid": "bench", "x": b64(numbers.x, 32), "y": b64(numbers.y, 32)}]}))
+        signing = signing_key(work / "www-upstream")
 
         http_port, nginx_tls_port, gateway_port = free_port(), free_port(), free_port()
         (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, http_port=http_port, tls_port=nginx_tls_port, cert=cert, key=key, canned=CANNED))
@@ -162,10 +151,8 @@ def main() -> None:
         processes.append(gateway)
         gateway.wait_for(f"https://127.0.0.1:{gateway_port}/healthz", verify=False)
 
-        now = int(time.time())
         def token(resource: str) -> str:
-            return jwt.encode({"iss": f"http://127.0.0.1:{http_port}", "sub": "bench", "aud": resource, "exp": now + 3600, "iat": now,
-                               "scope": "bench:read"}, signing, algorithm="ES256", headers={"kid": "bench"})
+            return bench_token(signing, f"http://127.0.0.1:{http_port}", resource)
 
         gateway_url = f"https://localhost:{gateway_port}"
         nginx_url = f"https://localhost:{nginx_tls_port}"
