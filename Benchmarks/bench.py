@@ -303,9 +303,32 @@ def added_latency_check(percentile: str, a: dict, b: dict, c: dict) -> tuple[str
     return (f"added {percentile} latency (c)-(a) <= 1.2 x ((b)-(a))", ratio, nginx > 0 and ours <= 1.2 * nginx)
 
 
+def floor_context(results: dict, seconds: int) -> dict:
+    """Where the distance to nginx lies (with --floor): CPU per request of each proxy, and
+    paired throughput ratios of the SwiftNIO byte relay and the bare SwiftNIO HTTP/1 proxy to
+    nginx, and of the gateway to the bare proxy. Context for the targets, not targets."""
+    proxies = {"b_nginx": "nginx", "r_nio_relay": "SwiftNIO byte relay", "n_nio_http": "SwiftNIO HTTP/1 proxy", "c_gateway": "mcp-bouncer"}
+    cpu = {key: results[key]["cpu_seconds"] * 1e6 / (results[key]["rps"] * seconds) for key in proxies}
+    ratios = {
+        "relay_vs_nginx": paired_ratio(results["r_nio_relay"], results["b_nginx"]),
+        "nio_http_vs_nginx": paired_ratio(results["n_nio_http"], results["b_nginx"]),
+        "gateway_vs_nio_http": paired_ratio(results["c_gateway"], results["n_nio_http"]),
+    }
+    print("\n  where the distance to nginx lies (32 connections): CPU per request "
+          + ", ".join(f"{name} {cpu[key]:.1f} µs" for key, name in proxies.items()))
+    print(f"  throughput: byte relay / nginx {ratios['relay_vs_nginx']:.2f}, SwiftNIO HTTP/1 proxy / nginx {ratios['nio_http_vs_nginx']:.2f}, "
+          f"mcp-bouncer / SwiftNIO HTTP/1 proxy {ratios['gateway_vs_nio_http']:.2f}")
+    added = {key: {p: results[f"{key}_1c"][f"{p}_ms"] - results["a_direct_1c"][f"{p}_ms"] for p in ("p50", "p99")} for key in proxies}
+    print("  latency added at one connection, p50 / p99: "
+          + ", ".join(f"{name} {added[key]['p50'] * 1000:.0f} / {added[key]['p99'] * 1000:.0f} µs" for key, name in proxies.items()))
+    return {"cpu_us_per_request": cpu, "added_latency_1c_ms": added, **ratios}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
+    parser.add_argument("--floor", help="nio-floor binary (Benchmarks/Micro): adds a bare SwiftNIO HTTP/1 proxy and a SwiftNIO byte relay to both load sets, "
+                                        "to show how much of the distance to nginx is SwiftNIO's and how much the gateway's")
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--streams", type=int, default=5000)
@@ -337,6 +360,14 @@ def main() -> None:
         hub_process = Process("sse-hub", [sys.executable, str(ROOT / "Benchmarks" / "sse_hub.py"), str(hub), str(hub_control)], work)
         processes.append(hub_process)
         hub_process.wait_for(f"http://127.0.0.1:{hub_control}/count")
+        floors: list[tuple[str, str, Process, str]] = []
+        if args.floor:
+            for name, label, mode in (("n_nio_http", "(n) SwiftNIO HTTP/1 proxy, no auth", []), ("r_nio_relay", "(r) SwiftNIO byte relay, no HTTP", ["--raw"])):
+                port = free_port()
+                floor = Process(name, [args.floor, "--listen", str(port), "--upstream", str(upstream), "--threads", "1", *mode], work)
+                processes.append(floor)
+                floor.wait_for(f"http://127.0.0.1:{port}/jwks.json")
+                floors.append((name, label, floor, f"http://127.0.0.1:{port}/mcp"))
 
         def start_gateway(name: str, port: int, threads: int, tls: bool) -> Process:
             policy = work / f"{name}.yaml"
@@ -364,13 +395,18 @@ def main() -> None:
             ("c_gateway", "(c) mcp-bouncer, full enforcement", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, args.connections),
             ("d_exchange", "(d) mcp-bouncer, token exchange (warm)", f"http://127.0.0.1:{gateway_port}/exchange/mcp", warm, one.proc.pid, args.connections),
             ("c_gateway_2_loops", "(c) mcp-bouncer, 2 event loops", f"http://127.0.0.1:{gateway_two_loops_port}/static/mcp", static_two, two.proc.pid, args.connections),
+            *[(name, label, url, None, floor.proc.pid, args.connections) for name, label, floor, url in floors],
         ], args, work))
         # Latency without queueing: one connection, one request at a time.
         results.update(measure([
             ("a_direct_1c", "(a) direct, 1 connection", f"http://127.0.0.1:{upstream}/mcp", None, up.proc.pid, 1),
             ("b_nginx_1c", "(b) nginx, 1 connection", f"http://127.0.0.1:{proxy}/mcp", None, nginx_proxy.proc.pid, 1),
             ("c_gateway_1c", "(c) mcp-bouncer, 1 connection", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, 1),
+            *[(f"{name}_1c", f"{label.split(',')[0]}, 1 connection", url, None, floor.proc.pid, 1) for name, label, floor, url in floors],
         ], args, work))
+        for _, _, floor, _ in floors:
+            floor.stop()
+            processes.remove(floor)
         two.stop()
         processes.remove(two)
         sse_token = token("/sse/mcp", "http", gateway_port)
@@ -415,6 +451,8 @@ def main() -> None:
         low = [added_latency_check(p, results["a_direct_1c"], results["b_nginx_1c"], results["c_gateway_1c"]) for p in ("p50", "p99")]
         print("  added latency at one connection (no queueing), vs nginx's: "
               + ", ".join(f"{p} {ratio:.2f} x" for p, (_, ratio, _) in zip(("p50", "p99"), low)))
+        if floors:
+            results["floor"] = floor_context(results, args.seconds)
         print("\ntargets:")
         for name, value, passed in checks:
             print(f"  {'PASS' if passed else 'FAIL'}  {name:48} ({value:.2f})")

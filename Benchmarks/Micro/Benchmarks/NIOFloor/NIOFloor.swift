@@ -1,0 +1,245 @@
+// The floor the benchmark measures mcp-bouncer against: the least an HTTP/1.1 reverse proxy built
+// on SwiftNIO's own HTTP codecs does per request. No authentication, no policy, no header
+// rewriting; one keep-alive upstream connection per client connection, on the client's event
+// loop; every request part forwarded as it arrives and every response part sent back the same way.
+// Not a product: it trusts the upstream and the client, has no timeouts and no limits beyond
+// NIO's. Its throughput against nginx's is what SwiftNIO's HTTP/1 machinery allows on this host;
+// the gateway's against it is what authentication, policy and the gateway's own framing cost.
+// With --raw it does not parse HTTP at all: each client connection gets its own upstream
+// connection and bytes are copied across as they arrive, the least any SwiftNIO proxy can do.
+//
+//     nio-floor --listen PORT --upstream PORT [--threads N] [--raw]
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+@main
+enum NIOFloor {
+    static func main() throws {
+        var listen: Int?
+        var upstream: Int?
+        var threads = 1
+        var raw = false
+        var arguments = CommandLine.arguments.dropFirst().makeIterator()
+        while let flag = arguments.next() {
+            if flag == "--raw" {
+                raw = true
+                continue
+            }
+            guard let value = arguments.next().flatMap(Int.init) else { usage("\(flag) needs a number") }
+            switch flag {
+            case "--listen": listen = value
+            case "--upstream": upstream = value
+            case "--threads": threads = value
+            default: usage("unknown option \(flag)")
+            }
+        }
+        guard let listen, let upstream, threads > 0 else { usage("--listen and --upstream are required") }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let relayBytes = raw
+        let upstreamAddress = try SocketAddress(ipAddress: "127.0.0.1", port: upstream)
+        let server = try ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if relayBytes {
+                        try channel.pipeline.syncOperations.addHandler(RawClientSide(upstream: upstreamAddress))
+                    } else {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false)
+                        try channel.pipeline.syncOperations.addHandler(ClientSide(upstream: upstreamAddress))
+                    }
+                }
+            }
+            .bind(host: "127.0.0.1", port: listen)
+            .wait()
+        print("nio-floor listening on \(server.localAddress.map { "\($0)" } ?? "?"), upstream 127.0.0.1:\(upstream), \(threads) loop(s)\(raw ? ", raw bytes" : "")")
+        try server.closeFuture.wait()
+    }
+
+    static func usage(_ problem: String) -> Never {
+        print("nio-floor: \(problem)\nusage: nio-floor --listen PORT --upstream PORT [--threads N] [--raw]")
+        exit(2)
+    }
+}
+
+/// One client connection: opens its upstream connection on first use and forwards each request
+/// part to it; parts that arrive while it connects wait in order.
+final class ClientSide: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let upstreamAddress: SocketAddress
+    private var upstream: (any Channel)?
+    private var connecting = false
+    private var waiting: [HTTPClientRequestPart] = []
+
+    init(upstream: SocketAddress) {
+        self.upstreamAddress = upstream
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part: HTTPClientRequestPart
+        switch self.unwrapInboundIn(data) {
+        case .head(let head): part = .head(head)
+        case .body(let body): part = .body(.byteBuffer(body))
+        case .end(let trailers): part = .end(trailers)
+        }
+        if let upstream = self.upstream {
+            self.forward(part, to: upstream)
+            return
+        }
+        self.waiting.append(part)
+        guard !self.connecting else { return }
+        self.connecting = true
+        let client = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        ClientBootstrap(group: context.eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(UpstreamSide(client: client.value))
+                }
+            }
+            .connect(to: self.upstreamAddress)
+            .assumeIsolated()
+            .whenComplete { result in
+                let this = handler.value
+                switch result {
+                case .success(let channel):
+                    this.upstream = channel
+                    for part in this.waiting { this.forward(part, to: channel) }
+                    this.waiting = []
+                case .failure:
+                    client.value.close(promise: nil)
+                }
+            }
+    }
+
+    private func forward(_ part: HTTPClientRequestPart, to upstream: any Channel) {
+        if case .end = part {
+            upstream.pipeline.syncOperations.writeAndFlush(NIOAny(part), promise: nil)
+        } else {
+            upstream.pipeline.syncOperations.write(NIOAny(part), promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.upstream?.close(promise: nil)
+        context.fireChannelInactive()
+    }
+}
+
+/// The upstream connection: each response part goes straight back to the client.
+final class UpstreamSide: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+
+    private let client: ChannelHandlerContext
+
+    init(client: ChannelHandlerContext) {
+        self.client = client
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.client.write(NIOAny(HTTPServerResponsePart.head(head)), promise: nil)
+        case .body(let body):
+            self.client.write(NIOAny(HTTPServerResponsePart.body(.byteBuffer(body))), promise: nil)
+        case .end(let trailers):
+            self.client.writeAndFlush(NIOAny(HTTPServerResponsePart.end(trailers)), promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.client.close(promise: nil)
+    }
+}
+
+/// --raw: one upstream connection per client connection, opened when the client connects;
+/// bytes are relayed both ways unparsed, flushed once per read burst.
+final class RawClientSide: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let upstreamAddress: SocketAddress
+    private var upstream: (any Channel)?
+    private var waiting: [ByteBuffer] = []
+
+    init(upstream: SocketAddress) {
+        self.upstreamAddress = upstream
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let client = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        ClientBootstrap(group: context.eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RawUpstreamSide(client: client.value))
+                }
+            }
+            .connect(to: self.upstreamAddress)
+            .assumeIsolated()
+            .whenComplete { result in
+                let this = handler.value
+                switch result {
+                case .success(let channel):
+                    this.upstream = channel
+                    for bytes in this.waiting { channel.write(bytes, promise: nil) }
+                    channel.flush()
+                    this.waiting = []
+                case .failure:
+                    client.value.close(promise: nil)
+                }
+            }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = self.unwrapInboundIn(data)
+        if let upstream = self.upstream {
+            upstream.pipeline.syncOperations.write(NIOAny(bytes), promise: nil)
+        } else {
+            self.waiting.append(bytes)
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.upstream?.pipeline.syncOperations.flush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.upstream?.close(promise: nil)
+        context.fireChannelInactive()
+    }
+}
+
+final class RawUpstreamSide: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let client: ChannelHandlerContext
+
+    init(client: ChannelHandlerContext) {
+        self.client = client
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        self.client.write(data, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.client.flush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.client.close(promise: nil)
+    }
+}
