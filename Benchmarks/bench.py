@@ -51,7 +51,7 @@ http {{
 """
 
 PROXY_NGINX = """
-daemon off; master_process off; worker_processes {workers};
+daemon off; master_process {master}; worker_processes {workers};
 error_log {dir}/proxy-error.log warn; pid {dir}/proxy.pid;
 events {{ worker_connections 16384; }}
 http {{
@@ -59,11 +59,11 @@ http {{
     client_body_temp_path {dir}/p-body; proxy_temp_path {dir}/p-proxy; fastcgi_temp_path {dir}/p-fcgi; uwsgi_temp_path {dir}/p-uwsgi; scgi_temp_path {dir}/p-scgi;
     upstream mcp {{ server 127.0.0.1:{upstream}; keepalive 128; }}
     server {{
-        listen 127.0.0.1:{port} backlog=4096;
+        listen 127.0.0.1:{port} backlog=4096 {reuseport};
         location / {{ proxy_pass http://mcp; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }}
     }}
     server {{
-        listen 127.0.0.1:{tls_port} ssl backlog=4096;
+        listen 127.0.0.1:{tls_port} ssl backlog=4096 {reuseport};
         ssl_certificate {cert}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;
         location / {{ proxy_pass http://mcp; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }}
     }}
@@ -350,21 +350,32 @@ def main() -> None:
         upstream, proxy, proxy_tls, gateway_port, gateway_two_loops_port, gateway_tls_port = free_port(), free_port(), free_port(), free_port(), free_port(), free_port()
         hub, hub_control = free_port(), free_port()
         (work / "upstream.conf").write_text(UPSTREAM_NGINX.format(dir=work, port=upstream, canned=CANNED, exchanged=EXCHANGED))
-        (work / "proxy.conf").write_text(PROXY_NGINX.format(dir=work, port=proxy, tls_port=proxy_tls, upstream=upstream, cert=cert, key=key, workers=1))
+        (work / "proxy.conf").write_text(PROXY_NGINX.format(dir=work, port=proxy, tls_port=proxy_tls, upstream=upstream, cert=cert, key=key, workers=1, master="off", reuseport=""))
         up = Process("nginx-upstream", ["nginx", "-c", str(work / "upstream.conf"), "-p", str(work)], work)
         processes.append(up)
         up.wait_for(f"http://127.0.0.1:{upstream}/jwks.json")
         nginx_proxy = Process("nginx-proxy", ["nginx", "-c", str(work / "proxy.conf"), "-p", str(work)], work)
         processes.append(nginx_proxy)
         nginx_proxy.wait_for(f"http://127.0.0.1:{proxy}/jwks.json")
+        # The same with two workers (a master process and reuseport, so both get connections):
+        # what two cores give a proxy that shares them with wrk and the upstream.
+        proxy_two, proxy_two_tls, two_dir = free_port(), free_port(), work / "nginx-2-workers"
+        two_dir.mkdir()
+        (two_dir / "proxy.conf").write_text(PROXY_NGINX.format(dir=two_dir, port=proxy_two, tls_port=proxy_two_tls, upstream=upstream, cert=cert, key=key,
+                                                               workers=2, master="on", reuseport="reuseport"))
+        nginx_two = Process("nginx-proxy-2-workers", ["nginx", "-c", str(two_dir / "proxy.conf"), "-p", str(two_dir)], work)
+        processes.append(nginx_two)
+        nginx_two.wait_for(f"http://127.0.0.1:{proxy_two}/jwks.json")
         hub_process = Process("sse-hub", [sys.executable, str(ROOT / "Benchmarks" / "sse_hub.py"), str(hub), str(hub_control)], work)
         processes.append(hub_process)
         hub_process.wait_for(f"http://127.0.0.1:{hub_control}/count")
         floors: list[tuple[str, str, Process, str]] = []
         if args.floor:
-            for name, label, mode in (("n_nio_http", "(n) SwiftNIO HTTP/1 proxy, no auth", []), ("r_nio_relay", "(r) SwiftNIO byte relay, no HTTP", ["--raw"])):
+            for name, label, mode in (("n_nio_http", "(n) SwiftNIO HTTP/1 proxy, no auth", ["--threads", "1"]),
+                                      ("n_nio_http_2_loops", "(n) SwiftNIO HTTP/1 proxy, 2 event loops", ["--threads", "2"]),
+                                      ("r_nio_relay", "(r) SwiftNIO byte relay, no HTTP", ["--threads", "1", "--raw"])):
                 port = free_port()
-                floor = Process(name, [args.floor, "--listen", str(port), "--upstream", str(upstream), "--threads", "1", *mode], work)
+                floor = Process(name, [args.floor, "--listen", str(port), "--upstream", str(upstream), *mode], work)
                 processes.append(floor)
                 floor.wait_for(f"http://127.0.0.1:{port}/jwks.json")
                 floors.append((name, label, floor, f"http://127.0.0.1:{port}/mcp"))
@@ -392,6 +403,7 @@ def main() -> None:
         results.update(measure([
             ("a_direct", "(a) direct to upstream", f"http://127.0.0.1:{upstream}/mcp", None, up.proc.pid, args.connections),
             ("b_nginx", "(b) nginx reverse proxy", f"http://127.0.0.1:{proxy}/mcp", None, nginx_proxy.proc.pid, args.connections),
+            ("b_nginx_2_workers", "(b) nginx, 2 workers", f"http://127.0.0.1:{proxy_two}/mcp", None, None, args.connections),
             ("c_gateway", "(c) mcp-bouncer, full enforcement", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, args.connections),
             ("d_exchange", "(d) mcp-bouncer, token exchange (warm)", f"http://127.0.0.1:{gateway_port}/exchange/mcp", warm, one.proc.pid, args.connections),
             ("c_gateway_2_loops", "(c) mcp-bouncer, 2 event loops", f"http://127.0.0.1:{gateway_two_loops_port}/static/mcp", static_two, two.proc.pid, args.connections),
@@ -402,8 +414,10 @@ def main() -> None:
             ("a_direct_1c", "(a) direct, 1 connection", f"http://127.0.0.1:{upstream}/mcp", None, up.proc.pid, 1),
             ("b_nginx_1c", "(b) nginx, 1 connection", f"http://127.0.0.1:{proxy}/mcp", None, nginx_proxy.proc.pid, 1),
             ("c_gateway_1c", "(c) mcp-bouncer, 1 connection", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, 1),
-            *[(f"{name}_1c", f"{label.split(',')[0]}, 1 connection", url, None, floor.proc.pid, 1) for name, label, floor, url in floors],
+            *[(f"{name}_1c", f"{label.split(',')[0]}, 1 connection", url, None, floor.proc.pid, 1) for name, label, floor, url in floors if "2_loops" not in name],
         ], args, work))
+        nginx_two.stop()
+        processes.remove(nginx_two)
         for _, _, floor, _ in floors:
             floor.stop()
             processes.remove(floor)
@@ -448,6 +462,14 @@ def main() -> None:
         per_cpu = [r["rps"] * args.seconds / max(r["cpu_seconds"], 1e-6) for r in (c, results["c_gateway_2_loops"])]
         print(f"\n  requests per gateway CPU-second: 1 loop {per_cpu[0]:.0f}, 2 loops {per_cpu[1]:.0f} ({per_cpu[1] / per_cpu[0]:.2f} x)")
         results["requests_per_cpu_second"] = {"one_loop": per_cpu[0], "two_loops": per_cpu[1]}
+        # What a second core gives other proxies on this host, in the same rounds.
+        host_scaling = {"nginx_2_workers_vs_1": paired_ratio(results["b_nginx_2_workers"], b)}
+        if floors:
+            host_scaling["nio_http_2_loops_vs_1"] = paired_ratio(results["n_nio_http_2_loops"], results["n_nio_http"])
+        print("  the same for other proxies on this host: nginx 2 workers / 1 worker "
+              f"{host_scaling['nginx_2_workers_vs_1']:.2f} x"
+              + (f", SwiftNIO HTTP/1 proxy 2 loops / 1 loop {host_scaling['nio_http_2_loops_vs_1']:.2f} x" if floors else ""))
+        results["host_scaling"] = host_scaling
         low = [added_latency_check(p, results["a_direct_1c"], results["b_nginx_1c"], results["c_gateway_1c"]) for p in ("p50", "p99")]
         print("  added latency at one connection (no queueing), vs nginx's: "
               + ", ".join(f"{p} {ratio:.2f} x" for p, (_, ratio, _) in zip(("p50", "p99"), low)))
