@@ -12,6 +12,7 @@ let package = Package(
         .executable(name: "mcp-bouncer", targets: ["mcp-bouncer"]),
         .library(name: "BouncerCore", targets: ["BouncerCore"]),
         .library(name: "BouncerProxy", targets: ["BouncerProxy"]),
+        .library(name: "BouncerTLS", targets: ["BouncerTLS"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

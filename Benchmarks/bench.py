@@ -321,7 +321,18 @@ def floor_context(results: dict, seconds: int) -> dict:
     added = {key: {p: results[f"{key}_1c"][f"{p}_ms"] - results["a_direct_1c"][f"{p}_ms"] for p in ("p50", "p99")} for key in proxies}
     print("  latency added at one connection, p50 / p99: "
           + ", ".join(f"{name} {added[key]['p50'] * 1000:.0f} / {added[key]['p99'] * 1000:.0f} µs" for key, name in proxies.items()))
-    return {"cpu_us_per_request": cpu, "added_latency_1c_ms": added, **ratios}
+    tls_proxies = {"e_nginx_tls": "nginx", "r_nio_relay_tls": "SwiftNIO byte relay", "n_nio_http_tls": "SwiftNIO HTTP/1 proxy", "e_gateway_tls": "mcp-bouncer"}
+    tls_cpu = {key: results[key]["cpu_seconds"] * 1e6 / (results[key]["rps"] * seconds) for key in tls_proxies}
+    tls_ratios = {
+        "tls_relay_vs_nginx": paired_ratio(results["r_nio_relay_tls"], results["e_nginx_tls"]),
+        "tls_nio_http_vs_nginx": paired_ratio(results["n_nio_http_tls"], results["e_nginx_tls"]),
+        "tls_gateway_vs_nio_http": paired_ratio(results["e_gateway_tls"], results["n_nio_http_tls"]),
+    }
+    print("  with TLS (the SwiftNIO proxies through mcp-bouncer's TLSHandler): CPU per request "
+          + ", ".join(f"{name} {tls_cpu[key]:.1f} µs" for key, name in tls_proxies.items()))
+    print(f"  throughput: byte relay / nginx {tls_ratios['tls_relay_vs_nginx']:.2f}, SwiftNIO HTTP/1 proxy / nginx {tls_ratios['tls_nio_http_vs_nginx']:.2f}, "
+          f"mcp-bouncer / SwiftNIO HTTP/1 proxy {tls_ratios['tls_gateway_vs_nio_http']:.2f}")
+    return {"cpu_us_per_request": cpu, "added_latency_1c_ms": added, "tls_cpu_us_per_request": tls_cpu, **ratios, **tls_ratios}
 
 
 def main() -> None:
@@ -438,9 +449,18 @@ def main() -> None:
         one.stop()
         processes.remove(one)
         tls_gateway = start_gateway("gateway-tls", gateway_tls_port, 1, True)
+        tls_floors = []
+        if args.floor:
+            for name, label, mode in (("n_nio_http_tls", "(n) SwiftNIO HTTP/1 proxy, TLS", []), ("r_nio_relay_tls", "(r) SwiftNIO byte relay, TLS", ["--raw"])):
+                port = free_port()
+                floor = Process(name, [args.floor, "--listen", str(port), "--upstream", str(upstream), "--threads", "1", "--tls", cert, key, *mode], work)
+                processes.append(floor)
+                floor.wait_for(f"https://127.0.0.1:{port}/jwks.json", verify=False)
+                tls_floors.append((name, label, f"https://127.0.0.1:{port}/mcp", None, floor.proc.pid, args.connections))
         results.update(measure([
             ("e_nginx_tls", "(e) nginx, TLS", f"https://127.0.0.1:{proxy_tls}/mcp", None, nginx_proxy.proc.pid, args.connections),
             ("e_gateway_tls", "(e) mcp-bouncer, TLS", f"https://127.0.0.1:{gateway_tls_port}/static/mcp", token("/static/mcp", "https", gateway_tls_port), tls_gateway.proc.pid, args.connections),
+            *tls_floors,
         ], args, work))
 
         a, b, c = results["a_direct"], results["b_nginx"], results["c_gateway"]

@@ -29,6 +29,7 @@ let package = Package(
         .executableTarget(
             name: "nio-floor",
             dependencies: [
+                .product(name: "BouncerTLS", package: "mcp-bouncer"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -7,12 +7,15 @@
 // the gateway's against it is what authentication, policy and the gateway's own framing cost.
 // With --raw it does not parse HTTP at all: each client connection gets its own upstream
 // connection and bytes are copied across as they arrive, the least any SwiftNIO proxy can do.
+// With --tls CERT KEY the client side is TLS through mcp-bouncer's own TLSHandler (BouncerTLS),
+// as the gateway's is.
 //
-//     nio-floor --listen PORT --upstream PORT [--threads N] [--raw]
+//     nio-floor --listen PORT --upstream PORT [--threads N] [--raw] [--tls CERT KEY]
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import BouncerTLS
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -24,10 +27,16 @@ enum NIOFloor {
         var upstream: Int?
         var threads = 1
         var raw = false
+        var tls: TLSContext?
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let flag = arguments.next() {
             if flag == "--raw" {
                 raw = true
+                continue
+            }
+            if flag == "--tls" {
+                guard let certificate = arguments.next(), let key = arguments.next() else { usage("--tls needs a certificate and a key file") }
+                tls = try TLSContext(configuration: .server(certificate: .init(certificateChain: certificate, privateKey: key)))
                 continue
             }
             guard let value = arguments.next().flatMap(Int.init) else { usage("\(flag) needs a number") }
@@ -42,6 +51,7 @@ enum NIOFloor {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let relayBytes = raw
+        let serverTLS = tls
         let upstreamAddress = try SocketAddress(ipAddress: "127.0.0.1", port: upstream)
         let server = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
@@ -49,6 +59,9 @@ enum NIOFloor {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let serverTLS {
+                        try channel.pipeline.syncOperations.addHandler(TLSHandler(context: serverTLS))
+                    }
                     if relayBytes {
                         try channel.pipeline.syncOperations.addHandler(RawClientSide(upstream: upstreamAddress))
                     } else {
@@ -59,12 +72,12 @@ enum NIOFloor {
             }
             .bind(host: "127.0.0.1", port: listen)
             .wait()
-        print("nio-floor listening on \(server.localAddress.map { "\($0)" } ?? "?"), upstream 127.0.0.1:\(upstream), \(threads) loop(s)\(raw ? ", raw bytes" : "")")
+        print("nio-floor listening on \(server.localAddress.map { "\($0)" } ?? "?"), upstream 127.0.0.1:\(upstream), \(threads) loop(s)\(raw ? ", raw bytes" : "")\(tls == nil ? "" : ", TLS")")
         try server.closeFuture.wait()
     }
 
     static func usage(_ problem: String) -> Never {
-        print("nio-floor: \(problem)\nusage: nio-floor --listen PORT --upstream PORT [--threads N] [--raw]")
+        print("nio-floor: \(problem)\nusage: nio-floor --listen PORT --upstream PORT [--threads N] [--raw] [--tls CERT KEY]")
         exit(2)
     }
 }
