@@ -117,6 +117,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// The method of the request being answered (responses go out in request order), and how
     /// its response's body is framed once the head is written.
     private var responseMethod = HTTPMethod.GET
+    private var responseVersion = HTTPVersion.http1_1
     private var responseFraming = ResponseBodyFraming.none
     /// A chunked body's last chunk, and the CRLF after a large chunk: shared, never written into.
     private static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
@@ -239,6 +240,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         self.requestCounter += 1
         self.responseMethod = head.method
+        self.responseVersion = head.version
         var log = RequestLog(
             logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter,
             method: head.method.rawValue, peer: self.remoteAddress
@@ -258,11 +260,12 @@ final class GatewayHandler: ChannelDuplexHandler {
             log.resource = resource.path
         }
         self.state = .collecting(Request(head: head, query: query, route: route, log: log))
-        if let expect = head.headers.first(name: "Expect"), expect.equalsIgnoringASCIICase("100-continue") {
+        if head.version != .http1_0, let expect = head.headers.first(name: "Expect"), expect.equalsIgnoringASCIICase("100-continue") {
             // The body is read here (it is inspected), so the gateway, not the upstream, says
-            // continue; oversized bodies are still refused with 413 as they arrive.
+            // continue; oversized bodies are still refused with 413 as they arrive. An HTTP/1.0
+            // client's expectation is ignored: it gets no 1xx (RFC 9110 10.1.1, 15.2).
             var interim = context.channel.allocator.buffer(capacity: 32)
-            _ = try? ResponseSerializer.writeHead(status: .continue, headers: [:], requestMethod: head.method, into: &interim)
+            _ = try? ResponseSerializer.writeHead(status: .continue, headers: [:], requestMethod: head.method, requestVersion: head.version, keepAlive: true, into: &interim)
             context.writeAndFlush(self.wrapOutboundOut(interim), promise: nil)
         }
     }
@@ -664,12 +667,11 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func write(_ response: GatewayResponse, keepAlive: Bool, context: ChannelHandlerContext) {
         var extra = response.headers
         extra.append(("Content-Length", String(response.body.utf8.count)))
-        if !keepAlive { extra.append(("Connection", "close")) }
         var buffer = context.channel.allocator.buffer(capacity: response.body.utf8.count + 256)
         do {
             self.responseFraming = try ResponseSerializer.writeHead(
                 status: HTTPResponseStatus(statusCode: response.status), headers: [:], extra: extra,
-                requestMethod: self.responseMethod, into: &buffer
+                requestMethod: self.responseMethod, requestVersion: self.responseVersion, keepAlive: keepAlive, into: &buffer
             )
         } catch {
             // The gateway's own headers come from code and validated policy: a bug, not input.
@@ -687,6 +689,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// "Connection: close" response is answered).
     private func endResponse(keepAlive: Bool, context: ChannelHandlerContext) {
         let end = self.responseFraming == .chunked ? Self.lastChunk : ByteBuffer()
+        // A body delimited by the connection's end is complete only once it closes.
+        let keepAlive = keepAlive && self.responseFraming != .untilClose
         self.responseFraming = .none
         if keepAlive {
             context.writeAndFlush(self.wrapOutboundOut(end), promise: nil)
@@ -777,7 +781,6 @@ extension GatewayHandler: UpstreamResponseSink {
             // Tell any buffering proxy in front of us not to hold events back.
             extra.append(("X-Accel-Buffering", "no"))
         }
-        if !exchange.keepAlive { extra.append(("Connection", "close")) }
         var buffer = context.channel.allocator.buffer(capacity: 0)
         do {
             self.responseFraming = try ResponseSerializer.writeHead(
@@ -785,7 +788,7 @@ extension GatewayHandler: UpstreamResponseSink {
                 include: { name in
                     !HopByHop.isResponseHeader(name, connection: connection) && !(eventStream && name.equalsIgnoringASCIICase("X-Accel-Buffering"))
                 },
-                extra: extra, requestMethod: self.responseMethod, into: &buffer
+                extra: extra, requestMethod: self.responseMethod, requestVersion: self.responseVersion, keepAlive: exchange.keepAlive, into: &buffer
             )
         } catch {
             // Relaying it could split the response: the client gets a 502 instead.

@@ -10,6 +10,9 @@ enum ResponseBodyFraming: Equatable {
     /// `Transfer-Encoding: chunked`: each body buffer is one chunk, and the response ends with
     /// the last chunk.
     case chunked
+    /// The body ends when the connection closes (RFC 9112 6.3, rule 8): a body of unknown length
+    /// for an HTTP/1.0 client, which must not be sent chunked. The connection is closed after it.
+    case untilClose
 }
 
 /// Writes HTTP/1.1 responses to the client as bytes: the gateway's own serialisation in place
@@ -19,7 +22,11 @@ enum ResponseBodyFraming: Equatable {
 ///
 /// The rules are theirs: framing is chosen as `HTTPResponseEncoder` chooses it (no body for
 /// 1xx, 204, 304 or a HEAD request; an existing `Content-Length` is kept and any
-/// `Transfer-Encoding` dropped; otherwise the body is chunked), and a head is written only if
+/// `Transfer-Encoding` dropped; otherwise the body is chunked), except that an HTTP/1.0
+/// client never gets `Transfer-Encoding` (RFC 9112 6.1): a body of unknown length is sent as
+/// it comes and ends with the connection. `Connection` is the serialiser's too: `close` when
+/// the connection ends after this response, `keep-alive` to an HTTP/1.0 client that asked for
+/// it and keeps it (RFC 9112 9.3, 9.6). A head is written only if
 /// every header name is an RFC 9110 token and no value holds a control character other than
 /// HTAB (what the validator checks: no response splitting, whatever the upstream sent). The
 /// status line carries the standard reason phrase for the code, never the upstream's.
@@ -31,14 +38,18 @@ enum ResponseSerializer {
     }
 
     /// Appends the head of a response to `buffer` and returns the framing of the body that
-    /// follows. `include` filters `headers` (hop-by-hop ones out); `extra` are added after
-    /// them. Nothing is written if a header is invalid.
+    /// follows. `include` filters `headers` (hop-by-hop ones, `Connection` among them, out);
+    /// `extra` are added after them. `keepAlive` says whether the connection is meant to
+    /// persist after this response; it does not if the body is ``ResponseBodyFraming/untilClose``.
+    /// Nothing is written if a header is invalid.
     static func writeHead(
         status: HTTPResponseStatus,
         headers: HTTPHeaders,
         include: (String) -> Bool = { _ in true },
         extra: [(String, String)] = [],
         requestMethod: HTTPMethod,
+        requestVersion: HTTPVersion,
+        keepAlive: Bool,
         into buffer: inout ByteBuffer
     ) throws(InvalidHeader) -> ResponseBodyFraming {
         let code = status.code
@@ -70,25 +81,35 @@ enum ResponseSerializer {
 
         let framing: ResponseBodyFraming
         if (100..<200).contains(code) {
-            framing = .none  // interim: the final head follows
+            // Interim: the final head follows, and says what happens to the connection.
+            buffer.writeStaticString("\r\n")
+            return .none
         } else if !mayHaveBody {
             framing = .none
         } else if hasContentLength {
             framing = .contentLength
-        } else {
+        } else if requestVersion.major > 1 || (requestVersion.major == 1 && requestVersion.minor >= 1) {
             buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
             framing = .chunked
+        } else {
+            framing = .untilClose
+        }
+        // A HEAD response describes the body a GET would get, and has none.
+        let sent = requestMethod == .HEAD ? .none : framing
+        if !keepAlive || sent == .untilClose {
+            buffer.writeStaticString("Connection: close\r\n")
+        } else if requestVersion.major == 1 && requestVersion.minor == 0 {
+            buffer.writeStaticString("Connection: keep-alive\r\n")
         }
         buffer.writeStaticString("\r\n")
-        // A HEAD response describes the body a GET would get, and has none.
-        return requestMethod == .HEAD ? .none : framing
+        return sent
     }
 
     /// Writes one header field unless framing rules drop it; returns whether it was written.
     private static func writeField(_ name: String, _ value: String, mayHaveBody: Bool, into buffer: inout ByteBuffer) throws(InvalidHeader) -> Bool {
-        // Framing is the gateway's: Transfer-Encoding is re-derived, and a body-less status
-        // sends no Content-Length.
-        if name.equalsIgnoringASCIICase("transfer-encoding") { return false }
+        // Framing and persistence are the gateway's: Transfer-Encoding and Connection are
+        // re-derived, and a body-less status sends no Content-Length.
+        if name.equalsIgnoringASCIICase("transfer-encoding") || name.equalsIgnoringASCIICase("connection") { return false }
         if !mayHaveBody, name.equalsIgnoringASCIICase("content-length") { return false }
         guard Self.isToken(name), Self.isFieldValue(value) else { throw InvalidHeader(name: name) }
         buffer.writeHeaderField(name, value)
@@ -96,7 +117,7 @@ enum ResponseSerializer {
     }
 
     private static func estimatedSize(_ headers: HTTPHeaders, _ extra: [(String, String)]) -> Int {
-        var size = 64 + 30  // status line, Transfer-Encoding, final CRLF
+        var size = 64 + 30 + 24  // status line, Transfer-Encoding, Connection, final CRLF
         for (name, value) in headers { size += name.utf8.count + value.utf8.count + 4 }
         for (name, value) in extra { size += name.utf8.count + value.utf8.count + 4 }
         return size
@@ -136,8 +157,8 @@ enum ResponseSerializer {
         switch framing {
         case .none:
             return .nothing
-        case .contentLength:
-            return .one(body)
+        case .contentLength, .untilClose:
+            return body.readableBytes > 0 ? .one(body) : .nothing
         case .chunked:
             let size = body.readableBytes
             guard size > 0 else { return .nothing }  // an empty chunk would end the body

@@ -137,6 +137,38 @@ struct GatewayLoopbackTests {
         #expect(response.headers["Connection"].isEmpty, "the upstream's Connection header is its own")
     }
 
+    @Test func anHTTP10ClientGetsABodyOfUnknownLengthUnchunkedAndTheConnectionEnds() async throws {
+        // RFC 9112 6.1: no Transfer-Encoding to an HTTP/1.0 client; the body ends with the
+        // connection. And no 100 Continue for its Expect (RFC 9110 10.1.1).
+        let upstream = try rawUpstream(group: self.group, reply: "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\ndata: one\n\ndata: two\n\n", close: true)
+        let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#
+        let wire = "POST /mcp HTTP/1.0\r\nHost: gw\r\nAuthorization: Bearer \(self.token())\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+            + "Connection: keep-alive\r\nAccept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
+        #expect(await eventually { !channel.isActive }, "the end of the body is the end of the connection")
+        let text = received.withLockedValue { $0 }
+        #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"), "no interim response first: \(text.debugDescription)")
+        let head = text.components(separatedBy: "\r\n\r\n")[0]
+        #expect(!head.lowercased().contains("transfer-encoding"))
+        #expect(head.contains("\r\nConnection: close"))
+        #expect(text.hasSuffix("\r\n\r\ndata: one\n\ndata: two\n\n"), "the body as the upstream sent it: \(text.debugDescription)")
+        try await running.server.close().get()
+        try await upstream.close().get()
+    }
+
+    @Test func aKeepAliveHTTP10ClientIsToldTheConnectionPersists() async throws {
+        let running = try self.start()
+        let wire = "GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n"
+        let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
+        #expect(await eventually { !channel.isActive }, "the second request did not ask to keep the connection")
+        let responses = received.withLockedValue { $0 }.components(separatedBy: "HTTP/1.1 200 OK\r\n").dropFirst()
+        #expect(responses.count == 2)
+        #expect(responses.first?.contains("Connection: keep-alive\r\n") == true, "RFC 9112 9.3: the answer says it persists")
+        #expect(responses.last?.contains("Connection: close\r\n") == true)
+        try await running.server.close().get()
+    }
+
     @Test func ambiguousOrHostileUpstreamFramingIsA502NotARelay() throws {
         let replies = [
             // Both framings (RFC 9112 6.3: a smuggling vector when relayed).

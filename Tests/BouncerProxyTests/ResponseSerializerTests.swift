@@ -8,11 +8,12 @@ import Testing
 struct ResponseSerializerTests {
     func head(
         _ status: HTTPResponseStatus, _ headers: [(String, String)], extra: [(String, String)] = [], method: HTTPMethod = .POST,
-        include: (String) -> Bool = { _ in true }
+        version: HTTPVersion = .http1_1, keepAlive: Bool = true, include: (String) -> Bool = { _ in true }
     ) throws -> (String, ResponseBodyFraming) {
         var buffer = ByteBuffer()
         let framing = try ResponseSerializer.writeHead(
-            status: status, headers: HTTPHeaders(headers), include: include, extra: extra, requestMethod: method, into: &buffer
+            status: status, headers: HTTPHeaders(headers), include: include, extra: extra, requestMethod: method,
+            requestVersion: version, keepAlive: keepAlive, into: &buffer
         )
         return (String(buffer: buffer), framing)
     }
@@ -51,10 +52,39 @@ struct ResponseSerializerTests {
 
     @Test func filteredAndExtraHeaders() throws {
         let (text, _) = try self.head(
-            .ok, [("Connection", "keep-alive"), ("X-Kept", "1"), ("Keep-Alive", "timeout=5")], extra: [("Connection", "close"), ("Content-Length", "0")],
-            include: { !["connection", "keep-alive"].contains($0.lowercased()) }
+            .ok, [("X-Dropped", "1"), ("X-Kept", "1"), ("Keep-Alive", "timeout=5")], extra: [("X-Added", "2"), ("Content-Length", "0")],
+            include: { !["x-dropped", "keep-alive"].contains($0.lowercased()) }
         )
-        #expect(text == "HTTP/1.1 200 OK\r\nX-Kept: 1\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        #expect(text == "HTTP/1.1 200 OK\r\nX-Kept: 1\r\nX-Added: 2\r\nContent-Length: 0\r\n\r\n")
+    }
+
+    @Test func connectionIsTheSerialisersToSay() throws {
+        // Whatever the headers say, `Connection` follows `keepAlive`: one field, never two.
+        let (closing, _) = try self.head(.ok, [("Connection", "keep-alive"), ("Content-Length", "0")], extra: [("connection", "upgrade")], keepAlive: false)
+        #expect(closing == "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        let (persisting, _) = try self.head(.ok, [("Connection", "close"), ("Content-Length", "0")])
+        #expect(persisting == "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        // An interim response says nothing about the connection: the final one does.
+        let (interim, _) = try self.head(.continue, [], keepAlive: false)
+        #expect(interim == "HTTP/1.1 100 Continue\r\n\r\n")
+    }
+
+    @Test func anHTTP10ClientNeverGetsChunked() throws {
+        // RFC 9112 6.1: no Transfer-Encoding unless the request was HTTP/1.1; a body of unknown
+        // length ends with the connection (6.3, rule 8), and the head says so.
+        let (stream, streamFraming) = try self.head(.ok, [("Content-Type", "text/event-stream"), ("Transfer-Encoding", "chunked")], version: .http1_0)
+        #expect(stream == "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n")
+        #expect(streamFraming == .untilClose)
+        // With a length, a keep-alive HTTP/1.0 client is told the connection persists (9.3).
+        let (sized, sizedFraming) = try self.head(.ok, [("Content-Length", "2")], version: .http1_0)
+        #expect(sized == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n")
+        #expect(sizedFraming == .contentLength)
+        let (closing, _) = try self.head(.ok, [("Content-Length", "2")], version: .http1_0, keepAlive: false)
+        #expect(closing == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n")
+        // A HEAD response has no body to delimit: the connection can persist.
+        let (described, describedFraming) = try self.head(.ok, [], method: .HEAD, version: .http1_0)
+        #expect(described == "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n\r\n")
+        #expect(describedFraming == .none)
     }
 
     @Test func theReasonPhraseIsNeverTheUpstreams() throws {
@@ -75,7 +105,7 @@ struct ResponseSerializerTests {
         for field in hostile {
             var buffer = ByteBuffer(string: "kept")
             #expect(throws: ResponseSerializer.InvalidHeader.self, "\(field)") {
-                try ResponseSerializer.writeHead(status: .ok, headers: HTTPHeaders([("Content-Length", "0"), field]), requestMethod: .GET, into: &buffer)
+                try ResponseSerializer.writeHead(status: .ok, headers: HTTPHeaders([("Content-Length", "0"), field]), requestMethod: .GET, requestVersion: .http1_1, keepAlive: true, into: &buffer)
             }
             #expect(String(buffer: buffer) == "kept", "nothing written for \(field)")
         }
@@ -94,6 +124,7 @@ struct ResponseSerializerTests {
             }
         }
         #expect(bytes(ResponseSerializer.frame(ByteBuffer(string: "hello"), as: .contentLength, allocator: allocator)) == "hello")
+        #expect(bytes(ResponseSerializer.frame(ByteBuffer(string: "data: x\n\n"), as: .untilClose, allocator: allocator)) == "data: x\n\n")
         #expect(bytes(ResponseSerializer.frame(ByteBuffer(string: "hello"), as: .none, allocator: allocator)) == nil)
         #expect(bytes(ResponseSerializer.frame(ByteBuffer(string: "data: x\n\n"), as: .chunked, allocator: allocator)) == "9\r\ndata: x\n\n\r\n")
         // An empty chunk would end the body early: nothing is written for it.
