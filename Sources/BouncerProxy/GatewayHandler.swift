@@ -70,6 +70,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         var retried = false
         var lease: UpstreamLease?
         var responseStarted = false
+        /// The upstream answered with an interim (1xx) response: it has the request, so it is
+        /// never sent again, though a final error response can still follow.
+        var interimReceived = false
         /// When the upstream must have sent the response head (set when the request is written).
         var responseDeadline = NIODeadline.distantFuture
         var status: UInt = 0
@@ -767,6 +770,26 @@ final class GatewayHandler: ChannelDuplexHandler {
 // MARK: Upstream response relay
 
 extension GatewayHandler: UpstreamResponseSink {
+    /// A proxy forwards 1xx responses (RFC 9110 15.2), connection-scoped headers removed, but
+    /// never to an HTTP/1.0 client. One whose headers cannot be sent is dropped, not relayed.
+    func upstreamInterimResponse(_ upstreamHead: HTTPResponseHead) {
+        guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
+        exchange.interimReceived = true
+        guard self.responseVersion != .http1_0 else { return }
+        let connection = ConnectionOptions(upstreamHead.headers)
+        var buffer = context.channel.allocator.buffer(capacity: 0)
+        do {
+            _ = try ResponseSerializer.writeHead(
+                status: upstreamHead.status, headers: upstreamHead.headers, include: { !HopByHop.isResponseHeader($0, connection: connection) },
+                requestMethod: self.responseMethod, requestVersion: self.responseVersion, keepAlive: exchange.keepAlive, into: &buffer
+            )
+        } catch {
+            exchange.log.debug("interim response not relayed", metadata: ["status": "\(upstreamHead.status.code)", "reason": "\(error)"])
+            return
+        }
+        context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+    }
+
     func upstreamResponseHead(_ upstreamHead: HTTPResponseHead) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         // The response timer, if armed, finds the response started and does nothing.
@@ -847,7 +870,7 @@ extension GatewayHandler: UpstreamResponseSink {
     func upstreamFailed(_ error: any Error) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         exchange.lease?.channel.close(promise: nil)
-        if !exchange.responseStarted, !exchange.retried, exchange.lease?.reused == true {
+        if !exchange.responseStarted, !exchange.interimReceived, !exchange.retried, exchange.lease?.reused == true {
             // A pooled connection the upstream had just closed (keep-alive race): it never
             // saw the request, so send it once more on a new connection.
             exchange.log.debug("pooled upstream connection failed before answering; retrying on a new connection", metadata: ["reason": "\(error)"])

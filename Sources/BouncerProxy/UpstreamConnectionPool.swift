@@ -8,6 +8,8 @@ import NIOPosix
 /// Receives one upstream response. Implemented by the downstream connection's handler,
 /// which lives on the same event loop, so calls are direct.
 protocol UpstreamResponseSink: AnyObject {
+    /// An interim (1xx) response; the final head follows.
+    func upstreamInterimResponse(_ head: HTTPResponseHead)
     func upstreamResponseHead(_ head: HTTPResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
     func upstreamResponseEnd(keepAlive: Bool)
@@ -64,6 +66,9 @@ final class UpstreamHandler: ChannelDuplexHandler {
             return
         }
         switch self.unwrapInboundIn(data) {
+        case .head(let head) where (100..<200).contains(head.status.code):
+            // The decoder forwards interim responses (101 never: the gateway sends no Upgrade).
+            sink.upstreamInterimResponse(head)
         case .head(let head):
             self.responseKeepAlive = head.isKeepAlive
             sink.upstreamResponseHead(head)
@@ -193,7 +198,7 @@ final class UpstreamConnectionPool {
                     // NIO's response decoder, with the gateway's own request encoder where NIO's
                     // would be (see UpstreamRequestEncoder).
                     try channel.pipeline.syncOperations.addHandlers(
-                        UpstreamRequestEncoder(), ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes))
+                        UpstreamRequestEncoder(), ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward))
                     )
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }

@@ -169,6 +169,64 @@ struct GatewayLoopbackTests {
         try await running.server.close().get()
     }
 
+    @Test func interimResponsesAreRelayedButNotToHTTP10Clients() async throws {
+        // RFC 9110 15.2: a proxy forwards 1xx responses, and never sends one to an HTTP/1.0 client.
+        let upstream = try rawUpstream(
+            group: self.group,
+            reply: "HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\nConnection: X-Hop\r\nX-Hop: 1\r\n\r\n"
+                + "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+            close: false
+        )
+        let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#
+        for version in ["1.1", "1.0"] {
+            let wire = "POST /mcp HTTP/\(version)\r\nHost: gw\r\nAuthorization: Bearer \(self.token())\r\nContent-Type: application/json\r\n"
+                + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
+            #expect(await eventually { received.withLockedValue { $0.hasSuffix("\r\n\r\n{}") } }, "HTTP/\(version)")
+            let text = received.withLockedValue { $0 }
+            if version == "1.1" {
+                // The reason phrase is the standard one for the code, empty where NIO knows none.
+                #expect(text.hasPrefix("HTTP/1.1 103 "), "\(text.debugDescription)")
+                #expect(text.contains("\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"), "\(text.debugDescription)")
+            } else {
+                #expect(text.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(text.debugDescription)")
+            }
+            #expect(!text.contains("X-Hop"), "the interim response's connection-scoped headers stay behind")
+            try? await channel.close().get()  // the HTTP/1.0 one is closed by the gateway already
+        }
+        try await running.server.close().get()
+        try await upstream.close().get()
+    }
+
+    @Test func anUpstreamThatSentAnInterimResponseHasTheRequestAndItIsNotSentAgain() async throws {
+        // A pooled connection that fails before any response is retried once on a new one (the
+        // keep-alive race); one that answered 103 first saw the request: a 502, not a second call.
+        let (upstream, requests) = try scriptedUpstream(group: self.group, replies: [
+            ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", false),
+            ("HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n", true),
+            ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", false),
+        ])
+        let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
+        // Two requests on one client connection, so the second is served on the same event loop
+        // and leases the upstream connection the first one returned to the pool.
+        var wire = ""
+        for id in 1...2 {
+            let body = #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#
+            wire += "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(self.token())\r\nContent-Type: application/json\r\n"
+                + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        }
+        let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
+        #expect(await eventually { received.withLockedValue { $0.contains("HTTP/1.1 502 ") } })
+        let text = received.withLockedValue { $0 }
+        #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count - 1 == 1, "\(text.debugDescription)")
+        #expect(text.contains("HTTP/1.1 103 "))
+        #expect(requests.withLockedValue { $0 } == 2, "the request the upstream saw was not sent again")
+        try? await channel.close().get()
+        try await running.server.close().get()
+        try await upstream.close().get()
+    }
+
     @Test func ambiguousOrHostileUpstreamFramingIsA502NotARelay() throws {
         let replies = [
             // Both framings (RFC 9112 6.3: a smuggling vector when relayed).

@@ -271,6 +271,43 @@ private final class RawResponder: ChannelInboundHandler, Sendable {
     }
 }
 
+/// An upstream that answers the n-th request it reads (over all connections) with `replies[n]`,
+/// closing the connection after it if asked; requests past the script get the last reply.
+/// Returns the listener and how many requests arrived.
+func scriptedUpstream(group: any EventLoopGroup, replies: [(reply: String, close: Bool)]) throws -> (channel: any Channel, requests: NIOLockedValueBox<Int>) {
+    let requests = NIOLockedValueBox(0)
+    let channel = try ServerBootstrap(group: group)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(ScriptedResponder(replies: replies, requests: requests))
+            }
+        }
+        .bind(host: "127.0.0.1", port: 0).wait()
+    return (channel, requests)
+}
+
+private final class ScriptedResponder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    let replies: [(reply: String, close: Bool)]
+    let requests: NIOLockedValueBox<Int>
+
+    init(replies: [(reply: String, close: Bool)], requests: NIOLockedValueBox<Int>) {
+        self.replies = replies
+        self.requests = requests
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // One read holds the whole (small) request in these tests.
+        let index = self.requests.withLockedValue { count in
+            count += 1
+            return min(count, self.replies.count) - 1
+        }
+        let (reply, close) = self.replies[index]
+        let written = context.writeAndFlush(NIOAny(ByteBuffer(string: reply)))
+        if close { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+}
+
 /// What the loopback suites share: an event loop group, the stand-in backend publishing a
 /// signing key, and helpers to start a gateway and mint tokens for it.
 final class LoopbackHarness {
