@@ -777,7 +777,7 @@ extension GatewayHandler: UpstreamResponseSink {
         exchange.interimReceived = true
         guard self.responseVersion != .http1_0 else { return }
         let connection = ConnectionOptions(upstreamHead.headers)
-        var buffer = context.channel.allocator.buffer(capacity: 0)
+        var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead.headers))
         do {
             _ = try ResponseSerializer.writeHead(
                 status: upstreamHead.status, headers: upstreamHead.headers, include: { !HopByHop.isResponseHeader($0, connection: connection) },
@@ -804,7 +804,7 @@ extension GatewayHandler: UpstreamResponseSink {
             // Tell any buffering proxy in front of us not to hold events back.
             extra.append(("X-Accel-Buffering", "no"))
         }
-        var buffer = context.channel.allocator.buffer(capacity: 0)
+        var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead.headers, extra))
         do {
             self.responseFraming = try ResponseSerializer.writeHead(
                 status: upstreamHead.status, headers: upstreamHead.headers,

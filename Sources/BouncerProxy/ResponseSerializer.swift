@@ -116,7 +116,9 @@ enum ResponseSerializer {
         return true
     }
 
-    private static func estimatedSize(_ headers: HTTPHeaders, _ extra: [(String, String)]) -> Int {
+    /// Room for the head `writeHead` would write: allocate the buffer with it, and the head
+    /// is written without growing it.
+    static func estimatedSize(_ headers: HTTPHeaders, _ extra: [(String, String)] = []) -> Int {
         var size = 64 + 30 + 24  // status line, Transfer-Encoding, Connection, final CRLF
         for (name, value) in headers { size += name.utf8.count + value.utf8.count + 4 }
         for (name, value) in extra { size += name.utf8.count + value.utf8.count + 4 }

@@ -54,8 +54,11 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
                 context.fireErrorCaught(UnframedBody())
                 return
             }
-            if case .byteBuffer(var bytes) = body, bytes.readableBytes <= Self.copyLimit, self.pending != nil {
-                self.pending!.writeBuffer(&bytes)
+            if case .byteBuffer(var bytes) = body, bytes.readableBytes <= Self.copyLimit, var pending = self.pending {
+                // Taken out and put back, so the buffer is uniquely referenced when written to.
+                self.pending = nil
+                pending.writeBuffer(&bytes)
+                self.pending = pending
             } else {
                 self.emitPending(context: context)
                 context.write(self.wrapOutboundOut(body), promise: promise)
