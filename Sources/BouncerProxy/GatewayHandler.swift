@@ -263,7 +263,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             log.resource = resource.path
         }
         self.state = .collecting(Request(head: head, query: query, route: route, log: log))
-        if head.version != .http1_0, let expect = head.headers.first(name: "Expect"), expect.equalsIgnoringASCIICase("100-continue") {
+        if head.version.isHTTP11OrLater, let expect = head.headers.first(name: "Expect"), expect.equalsIgnoringASCIICase("100-continue") {
             // The body is read here (it is inspected), so the gateway, not the upstream, says
             // continue; oversized bodies are still refused with 413 as they arrive. An HTTP/1.0
             // client's expectation is ignored: it gets no 1xx (RFC 9110 10.1.1, 15.2).
@@ -775,7 +775,7 @@ extension GatewayHandler: UpstreamResponseSink {
     func upstreamInterimResponse(_ upstreamHead: HTTPResponseHead) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         exchange.interimReceived = true
-        guard self.responseVersion != .http1_0 else { return }
+        guard self.responseVersion.isHTTP11OrLater else { return }
         let connection = ConnectionOptions(upstreamHead.headers)
         var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead.headers))
         do {

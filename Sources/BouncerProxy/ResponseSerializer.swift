@@ -88,7 +88,7 @@ enum ResponseSerializer {
             framing = .none
         } else if hasContentLength {
             framing = .contentLength
-        } else if requestVersion.major > 1 || (requestVersion.major == 1 && requestVersion.minor >= 1) {
+        } else if requestVersion.isHTTP11OrLater {
             buffer.writeStaticString("Transfer-Encoding: chunked\r\n")
             framing = .chunked
         } else {
@@ -98,7 +98,7 @@ enum ResponseSerializer {
         let sent = requestMethod == .HEAD ? .none : framing
         if !keepAlive || sent == .untilClose {
             buffer.writeStaticString("Connection: close\r\n")
-        } else if requestVersion.major == 1 && requestVersion.minor == 0 {
+        } else if !requestVersion.isHTTP11OrLater {
             buffer.writeStaticString("Connection: keep-alive\r\n")
         }
         buffer.writeStaticString("\r\n")
@@ -184,6 +184,12 @@ enum ResponseSerializer {
         /// A large chunk: the size line, the body as it came, then CRLF.
         case chunk(prefix: ByteBuffer, body: ByteBuffer)
     }
+}
+
+extension HTTPVersion {
+    /// HTTP/1.1 or later: chunked bodies and 1xx responses may be sent (RFC 9112 6.1, RFC 9110
+    /// 15.2); an HTTP/1.0 client gets neither, and keeps its connection only if it said so.
+    var isHTTP11OrLater: Bool { self.major > 1 || (self.major == 1 && self.minor >= 1) }
 }
 
 extension ByteBuffer {
