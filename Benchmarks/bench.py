@@ -304,35 +304,29 @@ def added_latency_check(percentile: str, a: dict, b: dict, c: dict) -> tuple[str
 
 
 def floor_context(results: dict, seconds: int) -> dict:
-    """Where the distance to nginx lies (with --floor): CPU per request of each proxy, and
-    paired throughput ratios of the SwiftNIO byte relay and the bare SwiftNIO HTTP/1 proxy to
-    nginx, and of the gateway to the bare proxy. Context for the targets, not targets."""
-    proxies = {"b_nginx": "nginx", "r_nio_relay": "SwiftNIO byte relay", "n_nio_http": "SwiftNIO HTTP/1 proxy", "c_gateway": "mcp-bouncer"}
-    cpu = {key: results[key]["cpu_seconds"] * 1e6 / (results[key]["rps"] * seconds) for key in proxies}
-    ratios = {
-        "relay_vs_nginx": paired_ratio(results["r_nio_relay"], results["b_nginx"]),
-        "nio_http_vs_nginx": paired_ratio(results["n_nio_http"], results["b_nginx"]),
-        "gateway_vs_nio_http": paired_ratio(results["c_gateway"], results["n_nio_http"]),
-    }
-    print("\n  where the distance to nginx lies (32 connections): CPU per request "
-          + ", ".join(f"{name} {cpu[key]:.1f} µs" for key, name in proxies.items()))
-    print(f"  throughput: byte relay / nginx {ratios['relay_vs_nginx']:.2f}, SwiftNIO HTTP/1 proxy / nginx {ratios['nio_http_vs_nginx']:.2f}, "
-          f"mcp-bouncer / SwiftNIO HTTP/1 proxy {ratios['gateway_vs_nio_http']:.2f}")
-    added = {key: {p: results[f"{key}_1c"][f"{p}_ms"] - results["a_direct_1c"][f"{p}_ms"] for p in ("p50", "p99")} for key in proxies}
+    """Where the distance to nginx lies (with --floor): CPU per request of each proxy, paired
+    throughput ratios of the SwiftNIO byte relay and the bare SwiftNIO HTTP/1 proxy to nginx
+    and of the gateway to the bare proxy, without and with TLS, and the latency each adds at
+    one connection. Context for the targets, not targets."""
+    names = ("nginx", "SwiftNIO byte relay", "SwiftNIO HTTP/1 proxy", "mcp-bouncer")
+    context: dict = {}
+    for key, title, figures in (
+        ("plain", "32 connections", ("b_nginx", "r_nio_relay", "n_nio_http", "c_gateway")),
+        ("tls", "TLS, the SwiftNIO proxies through mcp-bouncer's TLSHandler", ("e_nginx_tls", "r_nio_relay_tls", "n_nio_http_tls", "e_gateway_tls")),
+    ):
+        nginx, relay, nio_http, gateway = (results[figure] for figure in figures)
+        cpu = {name: results[figure]["cpu_seconds"] * 1e6 / (results[figure]["rps"] * seconds) for name, figure in zip(names, figures)}
+        ratios = {"relay_vs_nginx": paired_ratio(relay, nginx), "nio_http_vs_nginx": paired_ratio(nio_http, nginx), "gateway_vs_nio_http": paired_ratio(gateway, nio_http)}
+        print(f"\n  where the distance to nginx lies ({title}): CPU per request " + ", ".join(f"{name} {value:.1f} µs" for name, value in cpu.items()))
+        print(f"  throughput: byte relay / nginx {ratios['relay_vs_nginx']:.2f}, SwiftNIO HTTP/1 proxy / nginx {ratios['nio_http_vs_nginx']:.2f}, "
+              f"mcp-bouncer / SwiftNIO HTTP/1 proxy {ratios['gateway_vs_nio_http']:.2f}")
+        context[key] = {"cpu_us_per_request": cpu, **ratios}
+    added = {name: {p: results[f"{figure}_1c"][f"{p}_ms"] - results["a_direct_1c"][f"{p}_ms"] for p in ("p50", "p99")}
+             for name, figure in zip(names, ("b_nginx", "r_nio_relay", "n_nio_http", "c_gateway"))}
     print("  latency added at one connection, p50 / p99: "
-          + ", ".join(f"{name} {added[key]['p50'] * 1000:.0f} / {added[key]['p99'] * 1000:.0f} µs" for key, name in proxies.items()))
-    tls_proxies = {"e_nginx_tls": "nginx", "r_nio_relay_tls": "SwiftNIO byte relay", "n_nio_http_tls": "SwiftNIO HTTP/1 proxy", "e_gateway_tls": "mcp-bouncer"}
-    tls_cpu = {key: results[key]["cpu_seconds"] * 1e6 / (results[key]["rps"] * seconds) for key in tls_proxies}
-    tls_ratios = {
-        "tls_relay_vs_nginx": paired_ratio(results["r_nio_relay_tls"], results["e_nginx_tls"]),
-        "tls_nio_http_vs_nginx": paired_ratio(results["n_nio_http_tls"], results["e_nginx_tls"]),
-        "tls_gateway_vs_nio_http": paired_ratio(results["e_gateway_tls"], results["n_nio_http_tls"]),
-    }
-    print("  with TLS (the SwiftNIO proxies through mcp-bouncer's TLSHandler): CPU per request "
-          + ", ".join(f"{name} {tls_cpu[key]:.1f} µs" for key, name in tls_proxies.items()))
-    print(f"  throughput: byte relay / nginx {tls_ratios['tls_relay_vs_nginx']:.2f}, SwiftNIO HTTP/1 proxy / nginx {tls_ratios['tls_nio_http_vs_nginx']:.2f}, "
-          f"mcp-bouncer / SwiftNIO HTTP/1 proxy {tls_ratios['tls_gateway_vs_nio_http']:.2f}")
-    return {"cpu_us_per_request": cpu, "added_latency_1c_ms": added, "tls_cpu_us_per_request": tls_cpu, **ratios, **tls_ratios}
+          + ", ".join(f"{name} {value['p50'] * 1000:.0f} / {value['p99'] * 1000:.0f} µs" for name, value in added.items()))
+    context["added_latency_1c_ms"] = added
+    return context
 
 
 def main() -> None:
@@ -380,16 +374,21 @@ def main() -> None:
         hub_process = Process("sse-hub", [sys.executable, str(ROOT / "Benchmarks" / "sse_hub.py"), str(hub), str(hub_control)], work)
         processes.append(hub_process)
         hub_process.wait_for(f"http://127.0.0.1:{hub_control}/count")
+
+        def start_floor(name: str, options: list[str]) -> tuple[Process, str]:
+            """A nio-floor proxy to the upstream; returns it and its /mcp URL."""
+            port, scheme = free_port(), "https" if "--tls" in options else "http"
+            floor = Process(name, [args.floor, "--listen", str(port), "--upstream", str(upstream), *options], work)
+            processes.append(floor)
+            floor.wait_for(f"{scheme}://127.0.0.1:{port}/jwks.json", verify=False)
+            return floor, f"{scheme}://127.0.0.1:{port}/mcp"
+
         floors: list[tuple[str, str, Process, str]] = []
         if args.floor:
-            for name, label, mode in (("n_nio_http", "(n) SwiftNIO HTTP/1 proxy, no auth", ["--threads", "1"]),
-                                      ("n_nio_http_2_loops", "(n) SwiftNIO HTTP/1 proxy, 2 event loops", ["--threads", "2"]),
-                                      ("r_nio_relay", "(r) SwiftNIO byte relay, no HTTP", ["--threads", "1", "--raw"])):
-                port = free_port()
-                floor = Process(name, [args.floor, "--listen", str(port), "--upstream", str(upstream), *mode], work)
-                processes.append(floor)
-                floor.wait_for(f"http://127.0.0.1:{port}/jwks.json")
-                floors.append((name, label, floor, f"http://127.0.0.1:{port}/mcp"))
+            for name, label, options in (("n_nio_http", "(n) SwiftNIO HTTP/1 proxy, no auth", ["--threads", "1"]),
+                                         ("n_nio_http_2_loops", "(n) SwiftNIO HTTP/1 proxy, 2 event loops", ["--threads", "2"]),
+                                         ("r_nio_relay", "(r) SwiftNIO byte relay, no HTTP", ["--threads", "1", "--raw"])):
+                floors.append((name, label, *start_floor(name, options)))
 
         def start_gateway(name: str, port: int, threads: int, tls: bool) -> Process:
             policy = work / f"{name}.yaml"
@@ -451,12 +450,9 @@ def main() -> None:
         tls_gateway = start_gateway("gateway-tls", gateway_tls_port, 1, True)
         tls_floors = []
         if args.floor:
-            for name, label, mode in (("n_nio_http_tls", "(n) SwiftNIO HTTP/1 proxy, TLS", []), ("r_nio_relay_tls", "(r) SwiftNIO byte relay, TLS", ["--raw"])):
-                port = free_port()
-                floor = Process(name, [args.floor, "--listen", str(port), "--upstream", str(upstream), "--threads", "1", "--tls", cert, key, *mode], work)
-                processes.append(floor)
-                floor.wait_for(f"https://127.0.0.1:{port}/jwks.json", verify=False)
-                tls_floors.append((name, label, f"https://127.0.0.1:{port}/mcp", None, floor.proc.pid, args.connections))
+            for name, label, options in (("n_nio_http_tls", "(n) SwiftNIO HTTP/1 proxy, TLS", []), ("r_nio_relay_tls", "(r) SwiftNIO byte relay, TLS", ["--raw"])):
+                floor, url = start_floor(name, ["--threads", "1", "--tls", cert, key, *options])
+                tls_floors.append((name, label, url, None, floor.proc.pid, args.connections))
         results.update(measure([
             ("e_nginx_tls", "(e) nginx, TLS", f"https://127.0.0.1:{proxy_tls}/mcp", None, nginx_proxy.proc.pid, args.connections),
             ("e_gateway_tls", "(e) mcp-bouncer, TLS", f"https://127.0.0.1:{gateway_tls_port}/static/mcp", token("/static/mcp", "https", gateway_tls_port), tls_gateway.proc.pid, args.connections),
