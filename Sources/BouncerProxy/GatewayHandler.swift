@@ -257,6 +257,14 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.write(GatewayRejection.headersTooLarge.response(resource: nil), keepAlive: false, context: context)
             return
         }
+        if !head.version.isHTTP11OrLater, head.headers.contains(name: "Transfer-Encoding") {
+            // RFC 9112 6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty,
+            // whatever else it says. Refused, and the connection closed.
+            log.notice("request refused", metadata: ["outcome": "rejected", "reason": "Transfer-Encoding in an HTTP/1.0 request", "status": "400"])
+            self.state = .discarding(closeAfter: true)
+            self.write(GatewayResponse(status: 400, headers: [("Content-Type", "text/plain")], body: "Bad Request: Transfer-Encoding in an HTTP/1.0 request\n"), keepAlive: false, context: context)
+            return
+        }
         let (path, query) = GatewayRouter.split(target: head.uri)
         let route = self.gateway.router.route(path)
         if case .resource(let resource) = route {

@@ -185,6 +185,22 @@ struct GatewayHandlerTests {
         #expect(!channel.isActive)
     }
 
+    @Test func transferEncodingInAnHTTP10RequestIsFaultyFraming() throws {
+        // RFC 9112 6.1: refused and the connection closed, even when the client asks to keep it.
+        let channel = try self.makeChannel()
+        var head = HTTPRequestHead(version: .http1_0, method: .POST, uri: "/jira/mcp")
+        head.headers.add(name: "Connection", value: "keep-alive")
+        head.headers.add(name: "Transfer-Encoding", value: "chunked")
+        try channel.writeInbound(HTTPServerRequestPart.head(head))
+        try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "{}")))
+        try channel.writeInbound(HTTPServerRequestPart.end(nil))
+        let response = try #require(try self.readResponse(channel))
+        #expect(response.head.status == .badRequest)
+        #expect(response.body.contains("Transfer-Encoding in an HTTP/1.0 request"))
+        #expect(response.header("Connection") == "close")
+        #expect(!channel.isActive)
+    }
+
     @Test func oversizedHeadersAre431() throws {
         let channel = try self.makeChannel()
         let response = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("X-Big", String(repeating: "a", count: 3000))]))
