@@ -250,22 +250,33 @@ final class GatewayHandler: ChannelDuplexHandler {
         )
         log.clientCertificate = self.clientCertificateThumbprint
 
-        let headerBytes = head.headers.reduce(head.uri.utf8.count) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+        var headerBytes = head.uri.utf8.count
+        var rules = RequestHeadRules()
+        for (name, value) in head.headers {
+            headerBytes += name.utf8.count + value.utf8.count + 4
+            rules.observe(name: name, value: value)
+        }
         if headerBytes > self.gateway.policy.limits.maxHeaderBytes {
             log.notice("request refused", metadata: ["outcome": "rejected", "reason": "headers of \(headerBytes) bytes exceed \(self.gateway.policy.limits.maxHeaderBytes)", "status": "431"])
             self.state = .discarding(closeAfter: true)
             self.write(GatewayRejection.headersTooLarge.response(resource: nil), keepAlive: false, context: context)
             return
         }
-        if !head.version.isHTTP11OrLater, head.headers.contains(name: "Transfer-Encoding") {
-            // RFC 9112 6.1: the framing of an HTTP/1.0 message with Transfer-Encoding is faulty,
-            // whatever else it says. Refused, and the connection closed.
-            log.notice("request refused", metadata: ["outcome": "rejected", "reason": "Transfer-Encoding in an HTTP/1.0 request", "status": "400"])
+        // What RFC 9112 has a server refuse and llhttp lets through (Host, transfer codings),
+        // and a target in neither origin- nor absolute-form: refused, and the connection closed.
+        let violation = rules.violation(isHTTP11OrLater: head.version.isHTTP11OrLater)
+        // `OPTIONS *` (asterisk-form) is a valid target; it names no resource here (404).
+        let asterisk: Substring? = head.method == .OPTIONS && head.uri == "*" ? "*" : nil
+        guard violation == nil, let target = RequestHeadRules.originForm(of: head.uri) ?? asterisk else {
+            let status = violation?.status ?? 400
+            let reason = violation?.description ?? "a request target that is not a path or an absolute URI"
+            log.notice("request refused", metadata: ["outcome": "rejected", "reason": "\(reason)", "status": "\(status)"])
             self.state = .discarding(closeAfter: true)
-            self.write(GatewayResponse(status: 400, headers: [("Content-Type", "text/plain")], body: "Bad Request: Transfer-Encoding in an HTTP/1.0 request\n"), keepAlive: false, context: context)
+            let text = status == 501 ? "Not Implemented" : "Bad Request"
+            self.write(GatewayResponse(status: status, headers: [("Content-Type", "text/plain")], body: "\(text): \(reason)\n"), keepAlive: false, context: context)
             return
         }
-        let (path, query) = GatewayRouter.split(target: head.uri)
+        let (path, query) = GatewayRouter.split(target: target)
         let route = self.gateway.router.route(path)
         if case .resource(let resource) = route {
             log.resource = resource.path

@@ -386,3 +386,53 @@ struct HopByHopTests {
         #expect(!CompactJWS.looksLikeJWS("opaque-token"))
     }
 }
+
+@Suite("Request head rules (RFC 9112 3.2, 3.2.2, 6.1)")
+struct RequestHeadRulesTests {
+    func violation(_ fields: [(String, String)], http11: Bool = true) -> RequestHeadRules.Violation? {
+        var rules = RequestHeadRules()
+        for (name, value) in fields { rules.observe(name: name, value: value) }
+        return rules.violation(isHTTP11OrLater: http11)
+    }
+
+    @Test func hostIsRequiredOnceAndWellFormed() {
+        #expect(self.violation([("Host", "mcp.example.com")]) == nil)
+        #expect(self.violation([]) == .missingHost)
+        #expect(self.violation([], http11: false) == nil, "HTTP/1.0 has no Host requirement")
+        #expect(self.violation([("host", "a"), ("HOST", "a")]) == .multipleHosts)
+        #expect(self.violation([("Host", "a b")]) == .invalidHost)
+        #expect(self.violation([("Host", "a b")], http11: false) == .invalidHost)
+    }
+
+    @Test func hostValues() {
+        for valid in ["", "mcp.example.com", "mcp.example.com:8443", "127.0.0.1:80", "[::1]", "[::1]:8080", "[v1.fe]", "xn--bcher-kva.example", "a%20b", "a:", "localhost"] {
+            #expect(RequestHeadRules.isValidHost(valid), "\(valid)")
+        }
+        for invalid in ["a b", "a/b", "a@b", "a:b", "a:80:80", "[::1", "[]", "[::1]x", "a%2", "a%zz", "a\tb", "a\"b", "é.example"] {
+            #expect(!RequestHeadRules.isValidHost(invalid), "\(invalid)")
+        }
+    }
+
+    @Test func transferCodings() {
+        let host = ("Host", "a")
+        #expect(self.violation([host, ("Transfer-Encoding", "chunked")]) == nil)
+        #expect(self.violation([host, ("transfer-encoding", " Chunked ")]) == nil)
+        #expect(self.violation([host, ("Transfer-Encoding", "gzip, chunked")]) == .unsupportedTransferCoding)
+        #expect(self.violation([host, ("Transfer-Encoding", "identity")]) == .unsupportedTransferCoding)
+        #expect(self.violation([host, ("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")]) == .unsupportedTransferCoding)
+        #expect(self.violation([("Transfer-Encoding", "chunked")], http11: false) == .transferEncodingInHTTP10)
+        #expect(RequestHeadRules.Violation.unsupportedTransferCoding.status == 501)
+        #expect(RequestHeadRules.Violation.missingHost.status == 400)
+    }
+
+    @Test func absoluteFormTargetsAreAcceptedAsTheirPath() {
+        #expect(RequestHeadRules.originForm(of: "/mcp?x=1") == "/mcp?x=1")
+        #expect(RequestHeadRules.originForm(of: "https://mcp.example.com/jira/mcp?x=1") == "/jira/mcp?x=1")
+        #expect(RequestHeadRules.originForm(of: "HTTP://mcp.example.com:8080/mcp") == "/mcp")
+        #expect(RequestHeadRules.originForm(of: "http://mcp.example.com") == "/")
+        #expect(RequestHeadRules.originForm(of: "http://mcp.example.com?x") == "/?x")
+        #expect(RequestHeadRules.originForm(of: "*") == nil)
+        #expect(RequestHeadRules.originForm(of: "mcp.example.com:443") == nil)
+        #expect(RequestHeadRules.originForm(of: "ftp://mcp.example.com/mcp") == nil)
+    }
+}

@@ -49,6 +49,7 @@ struct GatewayHandlerTests {
 
     func send(_ channel: EmbeddedChannel, _ method: HTTPMethod, _ uri: String, headers: [(String, String)] = [], body: String? = nil) throws -> Response? {
         var head = HTTPRequestHead(version: .http1_1, method: method, uri: uri)
+        head.headers.add(name: "Host", value: "mcp.example.com")
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         try channel.writeInbound(HTTPServerRequestPart.head(head))
         if let body { try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: body))) }
@@ -98,6 +99,7 @@ struct GatewayHandlerTests {
     @Test func expectContinueGetsAnInterimResponseBeforeTheFinalOne() throws {
         let channel = try self.makeChannel()
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/jira/mcp")
+        head.headers.add(name: "Host", value: "mcp.example.com")
         head.headers.add(name: "Expect", value: "100-continue")
         try channel.writeInbound(HTTPServerRequestPart.head(head))
         guard case .head(let interim) = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
@@ -175,6 +177,7 @@ struct GatewayHandlerTests {
     @Test func oversizedBodyIs413AndTheConnectionCloses() throws {
         let channel = try self.makeChannel()
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/jira/mcp")
+        head.headers.add(name: "Host", value: "mcp.example.com")
         head.headers.add(name: "Authorization", value: "Bearer abc")
         try channel.writeInbound(HTTPServerRequestPart.head(head))
         try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(repeating: 0x20, count: 2000)))
@@ -183,6 +186,36 @@ struct GatewayHandlerTests {
         #expect(response.head.status == .payloadTooLarge)
         #expect(response.header("Connection") == "close")
         #expect(!channel.isActive)
+    }
+
+    @Test func requestHeadsRFC9112HasRefusedAreRefusedAndTheConnectionCloses() throws {
+        let cases: [([(String, String)], UInt, String)] = [
+            ([], 400, "without Host"),
+            ([("Host", "a"), ("Host", "b")], 400, "more than one Host"),
+            ([("Host", "a b")], 400, "not host[:port]"),
+            ([("Host", "a"), ("Transfer-Encoding", "gzip, chunked")], 501, "other than chunked"),
+        ]
+        for (headers, status, reason) in cases {
+            let channel = try self.makeChannel()
+            var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/jira/mcp")
+            for (name, value) in headers { head.headers.add(name: name, value: value) }
+            try channel.writeInbound(HTTPServerRequestPart.head(head))
+            try channel.writeInbound(HTTPServerRequestPart.end(nil))
+            let response = try #require(try self.readResponse(channel))
+            #expect(response.head.status.code == status, "\(headers)")
+            #expect(response.body.contains(reason), "\(response.body)")
+            #expect(!channel.isActive)
+        }
+    }
+
+    @Test func anAbsoluteFormTargetIsRoutedByItsPath() throws {
+        let channel = try self.makeChannel()
+        let response = try #require(try self.send(channel, .GET, "https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp"))
+        #expect(response.head.status == .ok)
+        #expect(response.body.contains(#""resource":"https://mcp.example.com/jira/mcp""#))
+        // Asterisk-form names the server, not a resource; authority-form is for CONNECT only.
+        #expect(try self.send(channel, .OPTIONS, "*")?.head.status == .notFound)
+        #expect(try self.send(try self.makeChannel(), .GET, "mcp.example.com:443")?.head.status == .badRequest)
     }
 
     @Test func transferEncodingInAnHTTP10RequestIsFaultyFraming() throws {
@@ -226,6 +259,7 @@ struct GatewayHandlerTests {
         let channel = try self.makeChannel()
         let loop = try #require(channel.eventLoop as? EmbeddedEventLoop)
         var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/jira/mcp")
+        head.headers.add(name: "Host", value: "mcp.example.com")
         head.headers.add(name: "Content-Length", value: "100")
         try channel.writeInbound(HTTPServerRequestPart.head(head))
         try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "{")))

@@ -32,9 +32,10 @@ public struct GatewayRouter: Sendable {
         self.routes[path] ?? .notFound
     }
 
-    /// Splits a request target into path and query.
-    public static func split(target: String) -> (path: String, query: Substring?) {
-        guard let mark = target.firstIndex(of: "?") else { return (target, nil) }
+    /// Splits a request target (origin-form: see ``RequestHeadRules/originForm(of:)``) into
+    /// path and query.
+    public static func split(target: Substring) -> (path: String, query: Substring?) {
+        guard let mark = target.firstIndex(of: "?") else { return (String(target), nil) }
         return (String(target[..<mark]), target[target.index(after: mark)...])
     }
 }

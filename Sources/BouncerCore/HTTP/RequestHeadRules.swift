@@ -1,0 +1,146 @@
+/// What RFC 9112 requires a server to refuse in a request head that the HTTP/1.1 parser (llhttp)
+/// lets through, and the absolute-form request target a server must accept.
+///
+/// The gateway feeds every field of a request head to ``observe(name:value:)`` (one length
+/// switch per field; nothing is stored in the common case), then asks for the ``violation(isHTTP11OrLater:)``.
+public struct RequestHeadRules: Sendable {
+    /// A request head the gateway refuses before routing; the connection is closed after the answer.
+    public enum Violation: Equatable, Sendable, CustomStringConvertible {
+        /// RFC 9112 3.2: an HTTP/1.1 request without Host.
+        case missingHost
+        /// RFC 9112 3.2: more than one Host field line.
+        case multipleHosts
+        /// RFC 9112 3.2: a Host value that is not `uri-host [ ":" port ]` (RFC 9110 7.2).
+        case invalidHost
+        /// RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing.
+        case transferEncodingInHTTP10
+        /// RFC 9112 6.1: a transfer coding other than chunked (SHOULD be 501).
+        case unsupportedTransferCoding
+
+        /// 501 for a transfer coding the gateway does not implement, otherwise 400.
+        public var status: Int { self == .unsupportedTransferCoding ? 501 : 400 }
+
+        public var description: String {
+            switch self {
+            case .missingHost: return "an HTTP/1.1 request without Host"
+            case .multipleHosts: return "more than one Host header"
+            case .invalidHost: return "a Host header that is not host[:port]"
+            case .transferEncodingInHTTP10: return "Transfer-Encoding in an HTTP/1.0 request"
+            case .unsupportedTransferCoding: return "a transfer coding other than chunked"
+            }
+        }
+    }
+
+    private var hosts = 0
+    private var host: String?
+    private var transferCodingIsOnlyChunked = true
+    private var hasTransferEncoding = false
+
+    public init() {}
+
+    /// Takes note of one header field of the request head.
+    public mutating func observe(name: String, value: String) {
+        switch name.utf8.count {
+        case 4 where name.equalsIgnoringASCIICase("host"):
+            self.hosts += 1
+            if self.hosts == 1 { self.host = value }
+        case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
+            // llhttp has checked that chunked, if present, is the final coding; the gateway
+            // decodes no other coding, so anything but a lone "chunked" is refused.
+            let onlyChunked = value.split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
+                .elementsEqual(["chunked"]) { $0.equalsIgnoringASCIICase($1) }
+            self.transferCodingIsOnlyChunked = self.transferCodingIsOnlyChunked && !self.hasTransferEncoding && onlyChunked
+            self.hasTransferEncoding = true
+        default:
+            break
+        }
+    }
+
+    /// The first rule the observed head breaks, if any.
+    public func violation(isHTTP11OrLater: Bool) -> Violation? {
+        if self.hosts > 1 { return .multipleHosts }
+        if let host = self.host, !Self.isValidHost(host) { return .invalidHost }
+        if self.hosts == 0, isHTTP11OrLater { return .missingHost }
+        if self.hasTransferEncoding {
+            if !isHTTP11OrLater { return .transferEncodingInHTTP10 }
+            if !self.transferCodingIsOnlyChunked { return .unsupportedTransferCoding }
+        }
+        return nil
+    }
+
+    /// RFC 9110 7.2: `uri-host [ ":" port ]`, where uri-host is an IP literal in brackets or a
+    /// reg-name (unreserved, percent-encoded and sub-delims characters; IPv4 addresses are
+    /// reg-names lexically). An empty value is allowed (a target without authority).
+    public static func isValidHost(_ value: String) -> Bool {
+        var bytes = Substring(value).utf8[...]
+        if bytes.first == UInt8(ascii: "[") {
+            guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return false }
+            let literal = bytes[bytes.index(after: bytes.startIndex)..<close]
+            guard !literal.isEmpty, literal.allSatisfy({ isUnreserved($0) || isSubDelimiter($0) || $0 == UInt8(ascii: ":") }) else { return false }
+            bytes = bytes[bytes.index(after: close)...]
+        } else {
+            let end = bytes.firstIndex(of: UInt8(ascii: ":")) ?? bytes.endIndex
+            var name = bytes[..<end]
+            while let byte = name.first {
+                if byte == UInt8(ascii: "%") {
+                    let digits = name.dropFirst().prefix(2)
+                    guard digits.count == 2, digits.allSatisfy(isHexDigit) else { return false }
+                    name = name.dropFirst(3)
+                } else {
+                    guard isUnreserved(byte) || isSubDelimiter(byte) else { return false }
+                    name = name.dropFirst()
+                }
+            }
+            bytes = bytes[end...]
+        }
+        guard let colon = bytes.first else { return true }
+        // port = *DIGIT
+        return colon == UInt8(ascii: ":") && bytes.dropFirst().allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+
+    /// The origin-form (path and query) of a request target: an absolute-form target
+    /// (`http://host/path?query`, RFC 9112 3.2.2, which a server must accept) loses its scheme
+    /// and authority; an origin-form one is returned as it is. Nil for anything else.
+    public static func originForm(of target: String) -> Substring? {
+        if target.utf8.first == UInt8(ascii: "/") { return target[...] }
+        let schemeEnd: String.Index
+        if target.hasPrefixIgnoringASCIICase("http://") {
+            schemeEnd = target.utf8.index(target.startIndex, offsetBy: 7)
+        } else if target.hasPrefixIgnoringASCIICase("https://") {
+            schemeEnd = target.utf8.index(target.startIndex, offsetBy: 8)
+        } else {
+            return nil
+        }
+        let rest = target[schemeEnd...]
+        guard let pathStart = rest.utf8.firstIndex(where: { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") }) else { return "/" }
+        guard rest[pathStart] == "/" else { return "/" + rest[pathStart...] }
+        return rest[pathStart...]
+    }
+
+    private static func isUnreserved(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static func isSubDelimiter(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="):
+            return true
+        default:
+            return false
+        }
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "f"), UInt8(ascii: "A")...UInt8(ascii: "F"): return true
+        default: return false
+        }
+    }
+}
