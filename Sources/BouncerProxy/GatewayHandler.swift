@@ -791,9 +791,15 @@ final class GatewayHandler: ChannelDuplexHandler {
 extension GatewayHandler: UpstreamResponseSink {
     /// A proxy forwards 1xx responses (RFC 9110 15.2), connection-scoped headers removed, but
     /// never to an HTTP/1.0 client. One whose headers cannot be sent is dropped, not relayed.
+    /// A 101 answers an upgrade the gateway never asks for (it forwards no Upgrade): the
+    /// upstream broke the protocol, and the client gets a 502.
     func upstreamInterimResponse(_ upstreamHead: HTTPResponseHead) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         exchange.interimReceived = true
+        guard upstreamHead.status != .switchingProtocols else {
+            self.failExchange(exchange, .upstreamUnavailable("101 Switching Protocols to a request without Upgrade", id: exchange.errorID), context: context)
+            return
+        }
         guard self.responseVersion.isHTTP11OrLater else { return }
         let connection = ConnectionOptions(upstreamHead.headers)
         var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead.headers))

@@ -67,7 +67,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         }
         switch self.unwrapInboundIn(data) {
         case .head(let head) where (100..<200).contains(head.status.code):
-            // The decoder forwards interim responses (101 never: the gateway sends no Upgrade).
+            // The decoder forwards interim responses; a 101 is the sink's to refuse.
             sink.upstreamInterimResponse(head)
         case .head(let head):
             self.responseKeepAlive = head.isKeepAlive

@@ -199,6 +199,17 @@ struct GatewayLoopbackTests {
         try await upstream.close().get()
     }
 
+    @Test func anUnaskedForSwitchingProtocolsIsA502() throws {
+        // The gateway never forwards Upgrade, so a 101 is the upstream breaking the protocol:
+        // not relayed (it would leave the client waiting for a final response that never comes).
+        let upstream = try rawUpstream(group: self.group, reply: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nxyz", close: false)
+        defer { try? upstream.close().wait() }
+        let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
+        defer { try? running.server.close().wait() }
+        let response = try self.call(running, token: self.token())
+        #expect(response.status == .badGateway)
+    }
+
     @Test func anUpstreamThatSentAnInterimResponseHasTheRequestAndItIsNotSentAgain() async throws {
         // A pooled connection that fails before any response is retried once on a new one (the
         // keep-alive race); one that answered 103 first saw the request: a 502, not a second call.
