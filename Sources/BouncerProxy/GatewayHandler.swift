@@ -257,9 +257,8 @@ final class GatewayHandler: ChannelDuplexHandler {
             rules.observe(name: name, value: value)
         }
         if headerBytes > self.gateway.policy.limits.maxHeaderBytes {
-            log.notice("request refused", metadata: ["outcome": "rejected", "reason": "headers of \(headerBytes) bytes exceed \(self.gateway.policy.limits.maxHeaderBytes)", "status": "431"])
-            self.state = .discarding(closeAfter: true)
-            self.write(GatewayRejection.headersTooLarge.response(resource: nil), keepAlive: false, context: context)
+            let reason = "headers of \(headerBytes) bytes exceed \(self.gateway.policy.limits.maxHeaderBytes)"
+            self.refuseAndClose(GatewayRejection.headersTooLarge.response(resource: nil), reason: reason, log: log, context: context)
             return
         }
         // What RFC 9112 has a server refuse and llhttp lets through (Host, transfer codings),
@@ -270,10 +269,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         guard violation == nil, let target = RequestHeadRules.originForm(of: head.uri) ?? asterisk else {
             let status = violation?.status ?? 400
             let reason = violation?.description ?? "a request target that is not a path or an absolute URI"
-            log.notice("request refused", metadata: ["outcome": "rejected", "reason": "\(reason)", "status": "\(status)"])
-            self.state = .discarding(closeAfter: true)
             let text = status == 501 ? "Not Implemented" : "Bad Request"
-            self.write(GatewayResponse(status: status, headers: [("Content-Type", "text/plain")], body: "\(text): \(reason)\n"), keepAlive: false, context: context)
+            let response = GatewayResponse(status: status, headers: [("Content-Type", "text/plain")], body: "\(text): \(reason)\n")
+            self.refuseAndClose(response, reason: reason, log: log, context: context)
             return
         }
         let (path, query) = GatewayRouter.split(target: target)
@@ -298,10 +296,8 @@ final class GatewayHandler: ChannelDuplexHandler {
             let size = (request.body?.readableBytes ?? 0) + buffer.readableBytes
             let limit = self.gateway.policy.limits.maxBodyBytes
             guard size <= limit else {
-                request.log.notice("request refused", metadata: ["outcome": "rejected", "reason": "body larger than \(limit) bytes", "status": "413"])
                 let failure = JSONRPCFailure(status: 413, code: JSONRPCErrorCode.invalidRequest, message: "Payload Too Large: the body exceeds \(limit) bytes", id: nil)
-                self.state = .discarding(closeAfter: true)
-                self.write(GatewayRejection.jsonRPC(failure).response(resource: nil), keepAlive: false, context: context)
+                self.refuseAndClose(GatewayRejection.jsonRPC(failure).response(resource: nil), reason: "body larger than \(limit) bytes", log: request.log, context: context)
                 return
             }
             if request.body == nil {
@@ -315,6 +311,14 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .idle, .authorizing, .forwarding:
             self.closeConnection(context: context)
         }
+    }
+
+    /// Answers a request refused while it is being read (its head, or a body too large), drops
+    /// the rest of it, and closes the connection once the answer is written.
+    private func refuseAndClose(_ response: GatewayResponse, reason: String, log: RequestLog, context: ChannelHandlerContext) {
+        log.notice("request refused", metadata: ["outcome": "rejected", "reason": "\(reason)", "status": "\(response.status)"])
+        self.state = .discarding(closeAfter: true)
+        self.write(response, keepAlive: false, context: context)
     }
 
     private func receivedEnd(context: ChannelHandlerContext) {
