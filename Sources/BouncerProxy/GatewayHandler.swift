@@ -693,7 +693,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func write(_ response: GatewayResponse, keepAlive: Bool, context: ChannelHandlerContext) {
         var extra = response.headers
         extra.append(("Content-Length", String(response.body.utf8.count)))
-        var buffer = context.channel.allocator.buffer(capacity: response.body.utf8.count + 256)
+        var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize([:], extra) + response.body.utf8.count)
         do {
             self.responseFraming = try ResponseSerializer.writeHead(
                 status: HTTPResponseStatus(statusCode: response.status), headers: [:], extra: extra,

@@ -37,8 +37,8 @@ enum ResponseSerializer {
         var description: String { "response header \"\(name)\" has characters that cannot be sent" }
     }
 
-    /// Appends the head of a response to `buffer` and returns the framing of the body that
-    /// follows. `include` filters `headers` (hop-by-hop ones, `Connection` among them, out);
+    /// Appends the head of a response to `buffer` (allocate it with ``estimatedSize(_:_:)`` and
+    /// it does not grow) and returns the framing of the body that follows. `include` filters `headers` (hop-by-hop ones, `Connection` among them, out);
     /// `extra` are added after them. `keepAlive` says whether the connection is meant to
     /// persist after this response; it does not if the body is ``ResponseBodyFraming/untilClose``.
     /// Nothing is written if a header is invalid.
@@ -56,7 +56,6 @@ enum ResponseSerializer {
         guard (100...999).contains(code) else { throw InvalidHeader(name: ":status \(code)") }
         let mayHaveBody = !(100..<200).contains(code) && code != 204 && code != 304
         let start = buffer.writerIndex
-        buffer.reserveCapacity(minimumWritableBytes: Self.estimatedSize(headers, extra))
         buffer.writeStaticString("HTTP/1.1 ")
         buffer.writeInteger(UInt8(ascii: "0") + UInt8(code / 100))
         buffer.writeInteger(UInt8(ascii: "0") + UInt8(code / 10 % 10))
