@@ -805,18 +805,30 @@ extension GatewayHandler: UpstreamResponseSink {
             return
         }
         guard self.responseVersion.isHTTP11OrLater else { return }
-        let connection = ConnectionOptions(upstreamHead.headers)
-        var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead.headers))
         do {
-            _ = try ResponseSerializer.writeHead(
-                status: upstreamHead.status, headers: upstreamHead.headers, include: { !HopByHop.isResponseHeader($0, connection: connection) },
-                requestMethod: self.responseMethod, requestVersion: self.responseVersion, keepAlive: exchange.keepAlive, into: &buffer
-            )
+            let (buffer, _) = try self.serialise(upstreamHead, keepAlive: exchange.keepAlive, context: context)
+            context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
         } catch {
             exchange.log.debug("interim response not relayed", metadata: ["status": "\(upstreamHead.status.code)", "reason": "\(error)"])
-            return
         }
-        context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+    }
+
+    /// The upstream's head as the client gets it, serialised straight from the decoded header
+    /// list: connection-scoped headers (and those its `Connection` names) dropped, `extra`
+    /// in place of any the upstream sent under the same names.
+    private func serialise(
+        _ upstreamHead: HTTPResponseHead, extra: [(String, String)] = [], keepAlive: Bool, context: ChannelHandlerContext
+    ) throws(ResponseSerializer.InvalidHeader) -> (ByteBuffer, ResponseBodyFraming) {
+        let connection = ConnectionOptions(upstreamHead.headers)
+        var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead.headers, extra))
+        let framing = try ResponseSerializer.writeHead(
+            status: upstreamHead.status, headers: upstreamHead.headers,
+            include: { name in
+                !HopByHop.isResponseHeader(name, connection: connection) && !(!extra.isEmpty && extra.contains { name.equalsIgnoringASCIICase($0.0) })
+            },
+            extra: extra, requestMethod: self.responseMethod, requestVersion: self.responseVersion, keepAlive: keepAlive, into: &buffer
+        )
+        return (buffer, framing)
     }
 
     func upstreamResponseHead(_ upstreamHead: HTTPResponseHead) {
@@ -824,24 +836,14 @@ extension GatewayHandler: UpstreamResponseSink {
         // The response timer, if armed, finds the response started and does nothing.
         exchange.responseStarted = true
         exchange.status = upstreamHead.status.code
-        // The upstream's head, minus what is connection-scoped, serialised straight from the
-        // decoded header list.
-        let connection = ConnectionOptions(upstreamHead.headers)
         var extra: [(String, String)] = []
-        let eventStream = upstreamHead.headers.first(name: "Content-Type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true
-        if eventStream {
+        if upstreamHead.headers.first(name: "Content-Type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
             // Tell any buffering proxy in front of us not to hold events back.
             extra.append(("X-Accel-Buffering", "no"))
         }
-        var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead.headers, extra))
+        let buffer: ByteBuffer
         do {
-            self.responseFraming = try ResponseSerializer.writeHead(
-                status: upstreamHead.status, headers: upstreamHead.headers,
-                include: { name in
-                    !HopByHop.isResponseHeader(name, connection: connection) && !(eventStream && name.equalsIgnoringASCIICase("X-Accel-Buffering"))
-                },
-                extra: extra, requestMethod: self.responseMethod, requestVersion: self.responseVersion, keepAlive: exchange.keepAlive, into: &buffer
-            )
+            (buffer, self.responseFraming) = try self.serialise(upstreamHead, extra: extra, keepAlive: exchange.keepAlive, context: context)
         } catch {
             // Relaying it could split the response: the client gets a 502 instead.
             self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)

@@ -82,6 +82,31 @@ enum NIOFloor {
     }
 }
 
+/// Connects to the upstream on the client connection's event loop: `handlers` fills the new
+/// pipeline (given the client's context, to relay to), `connected` gets the channel on that
+/// loop, and a failed connection closes the client.
+func connectUpstream(
+    _ address: SocketAddress,
+    for client: ChannelHandlerContext,
+    handlers: @escaping @Sendable (ChannelPipeline.SynchronousOperations, ChannelHandlerContext) throws -> Void,
+    connected: @escaping (any Channel) -> Void
+) {
+    let bound = NIOLoopBound(client, eventLoop: client.eventLoop)
+    ClientBootstrap(group: client.eventLoop)
+        .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        .channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture { try handlers(channel.pipeline.syncOperations, bound.value) }
+        }
+        .connect(to: address)
+        .assumeIsolated()
+        .whenComplete { result in
+            switch result {
+            case .success(let channel): connected(channel)
+            case .failure: bound.value.close(promise: nil)
+            }
+        }
+}
+
 /// One client connection: opens its upstream connection on first use and forwards each request
 /// part to it; parts that arrive while it connects wait in order.
 final class ClientSide: ChannelInboundHandler {
@@ -111,29 +136,14 @@ final class ClientSide: ChannelInboundHandler {
         self.waiting.append(part)
         guard !self.connecting else { return }
         self.connecting = true
-        let client = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        ClientBootstrap(group: context.eventLoop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(UpstreamSide(client: client.value))
-                }
-            }
-            .connect(to: self.upstreamAddress)
-            .assumeIsolated()
-            .whenComplete { result in
-                let this = handler.value
-                switch result {
-                case .success(let channel):
-                    this.upstream = channel
-                    for part in this.waiting { this.forward(part, to: channel) }
-                    this.waiting = []
-                case .failure:
-                    client.value.close(promise: nil)
-                }
-            }
+        connectUpstream(self.upstreamAddress, for: context) { pipeline, client in
+            try pipeline.addHTTPClientHandlers()
+            try pipeline.addHandler(UpstreamSide(client: client))
+        } connected: { channel in
+            self.upstream = channel
+            for part in self.waiting { self.forward(part, to: channel) }
+            self.waiting = []
+        }
     }
 
     private func forward(_ part: HTTPClientRequestPart, to upstream: any Channel) {
@@ -190,29 +200,14 @@ final class RawClientSide: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let client = NIOLoopBound(context, eventLoop: context.eventLoop)
-        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
-        ClientBootstrap(group: context.eventLoop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RawUpstreamSide(client: client.value))
-                }
-            }
-            .connect(to: self.upstreamAddress)
-            .assumeIsolated()
-            .whenComplete { result in
-                let this = handler.value
-                switch result {
-                case .success(let channel):
-                    this.upstream = channel
-                    for bytes in this.waiting { channel.write(bytes, promise: nil) }
-                    channel.flush()
-                    this.waiting = []
-                case .failure:
-                    client.value.close(promise: nil)
-                }
-            }
+        connectUpstream(self.upstreamAddress, for: context) { pipeline, client in
+            try pipeline.addHandler(RawUpstreamSide(client: client))
+        } connected: { channel in
+            self.upstream = channel
+            for bytes in self.waiting { channel.write(bytes, promise: nil) }
+            channel.flush()
+            self.waiting = []
+        }
         context.fireChannelActive()
     }
 
