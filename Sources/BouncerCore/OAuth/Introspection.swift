@@ -25,32 +25,10 @@ public enum Introspection {
             return .failure(TokenEndpointError(code: "invalid_response", description_: "no boolean \"active\"", status: 200))
         }
         guard active else { return .success(.rejected(TokenError(.inactive, "introspection: active=false"))) }
-        if let issuer = document["iss"]?.stringValue, issuer != requirements.issuer {
-            return .success(.rejected(TokenError(.wrongIssuer, "introspection: iss \(issuer) is not \(requirements.issuer)")))
+        do {
+            return .success(.active(try ClaimChecks.validate(document, source: .introspection(maxLifetimeSeconds: maxLifetimeSeconds), requirements: requirements, now: now)))
+        } catch {
+            return .success(.rejected(error))
         }
-        // The gateway checks the audience itself (RFC 7662 leaves it to the resource server).
-        let audiences = TokenRequirements.audiences(in: document) ?? []
-        guard audiences.contains(where: { requirements.audience.isNamed(by: $0) }) else {
-            return .success(.rejected(TokenError(.wrongAudience, "introspection: aud \(audiences) does not include \(requirements.audience)")))
-        }
-        let expiresAt = document["exp"]?.int64Value ?? now + maxLifetimeSeconds
-        guard now < expiresAt + requirements.leewaySeconds else {
-            return .success(.rejected(TokenError(.expired, "introspection: expired at \(expiresAt)")))
-        }
-        if let notBefore = document["nbf"]?.int64Value, now + requirements.leewaySeconds < notBefore {
-            return .success(.rejected(TokenError(.notYetValid, "introspection: not before \(notBefore)")))
-        }
-        let scopes = requirements.scopes(in: document)
-        return .success(.active(AccessTokenClaims(
-            issuer: document["iss"]?.stringValue ?? requirements.issuer,
-            subject: document["sub"]?.stringValue,
-            clientID: document["client_id"]?.stringValue,
-            audiences: audiences,
-            expiresAt: expiresAt,
-            notBefore: document["nbf"]?.int64Value,
-            issuedAt: document["iat"]?.int64Value,
-            tokenID: document["jti"]?.stringValue,
-            scopes: scopes
-        )))
     }
 }
