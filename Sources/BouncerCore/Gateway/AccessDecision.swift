@@ -36,8 +36,16 @@ extension ResourcePolicy {
         case .scopes(let scopes):
             return .success(scopes)
         case .byTarget(let targets):
-            guard let target = try message.target() else {
+            guard var target = try message.target() else {
                 return .failure(AccessDenial(reason: "method \(method) has per-target rules but no target"))
+            }
+            if method == "resources/read" {
+                // Rules name URIs in normalised form (the loader normalises them too).
+                do {
+                    target = try ResourceURI.normalise(target)
+                } catch {
+                    throw JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidParams, message: "Invalid params: params.uri cannot be checked safely: \(error.reason)", id: message.id)
+                }
             }
             guard let (_, scopes) = targets.lookup(target) else {
                 return .failure(AccessDenial(reason: "\(method) \(target) is not allowed by the policy"))

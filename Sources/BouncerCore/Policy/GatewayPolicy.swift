@@ -95,6 +95,8 @@ public struct GatewayLimits: Sendable, Hashable {
     public var maxJSONDepth = 64
     /// A client connection with no request in flight is closed after this long.
     public var clientIdleTimeoutSeconds: Int64 = 120
+    /// A request head must arrive whole within this long of its first byte. Past it: 408.
+    public var headerReadTimeoutSeconds: Int64 = 10
     /// Time allowed to open a TCP connection to an upstream. Past it: 502.
     public var upstreamConnectTimeoutSeconds: Int64 = 5
     /// Time allowed between forwarding a request and the upstream's response head. Past it: 504.

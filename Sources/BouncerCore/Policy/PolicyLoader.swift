@@ -359,7 +359,7 @@ private final class PolicyWalker {
     func limits(_ node: Node, _ path: String) -> GatewayLimits {
         var limits = GatewayLimits()
         guard let section = self.section(node, path, allowed: [
-            "max_header_bytes", "max_body_bytes", "max_json_depth", "client_idle_timeout_seconds",
+            "max_header_bytes", "max_body_bytes", "max_json_depth", "client_idle_timeout_seconds", "header_read_timeout_seconds",
             "upstream_connect_timeout_seconds", "upstream_response_timeout_seconds", "token_cache_entries",
             "upstream_max_idle_connections", "shutdown_grace_seconds", "exchange_cache_entries", "exchange_expiry_margin_seconds",
             "authorization_server_timeout_seconds",
@@ -369,6 +369,7 @@ private final class PolicyWalker {
         if let value = int("max_body_bytes", 1024...(64 * 1_048_576)) { limits.maxBodyBytes = Int(value) }
         if let value = int("max_json_depth", 4...512) { limits.maxJSONDepth = Int(value) }
         if let value = int("client_idle_timeout_seconds", 1...86_400) { limits.clientIdleTimeoutSeconds = value }
+        if let value = int("header_read_timeout_seconds", 1...3600) { limits.headerReadTimeoutSeconds = value }
         if let value = int("upstream_connect_timeout_seconds", 1...300) { limits.upstreamConnectTimeoutSeconds = value }
         if let value = int("upstream_response_timeout_seconds", 1...86_400) { limits.upstreamResponseTimeoutSeconds = value }
         if let value = int("token_cache_entries", 0...10_000_000) { limits.tokenCacheEntries = Int(value) }
@@ -806,7 +807,20 @@ private final class PolicyWalker {
                         continue
                     }
                     guard let scopes = self.scopeList(scopesNode, "\(childPath).\(target)") else { valid = false; continue }
-                    rules.insert(NamePattern(target), scopes)
+                    var pattern = target
+                    // Matched against normalised request URIs (see ResourceURI). A glob that
+                    // starts before any scheme (`*`, `*.md`) has nothing to normalise.
+                    let leadingGlob = target.prefix { $0 != ":" }.contains("*")
+                    if method == "resources/read", !leadingGlob {
+                        do {
+                            pattern = try ResourceURI.normalise(target)
+                        } catch {
+                            self.report(targetKey, "\(childPath).\(target)", "not a URI that can be matched safely: \(error.reason)")
+                            valid = false
+                            continue
+                        }
+                    }
+                    rules.insert(NamePattern(pattern), scopes)
                 }
                 table.rules.insert(NamePattern(method), .byTarget(rules))
             default:

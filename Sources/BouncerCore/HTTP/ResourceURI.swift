@@ -1,0 +1,148 @@
+/// The form in which `resources/read` URIs are matched against the policy: RFC 3986 6.2.2
+/// syntax-based normalisation, so that a rule such as `file:///docs/*` cannot be stepped
+/// around by another spelling of a URI outside it (`file:///docs/../secret.txt`,
+/// `file:///docs/%2e%2e/secret.txt`, `FILE:///docs/...`).
+///
+/// What cannot be normalised safely is refused rather than guessed at: an upstream that
+/// decodes again, splits on `\` or stops at NUL would read such a URI differently from the
+/// gateway.
+public enum ResourceURI {
+    public struct Unsafe: Error, Sendable, Hashable, CustomStringConvertible {
+        public var reason: String
+        public var description: String { self.reason }
+    }
+
+    /// `uri` normalised: scheme and host lowercased, percent-encodings of unreserved
+    /// characters decoded and the others' hex digits uppercased (6.2.2.1-2), dot segments
+    /// removed from the path (6.2.2.3, 5.2.4). The query and fragment keep their text (only the
+    /// percent-encodings are normalised), and `*` stays as it is, so policy globs normalise
+    /// with the same function.
+    ///
+    /// Refused: no scheme; a control character, space or `\`, raw or encoded; an encoded `/`
+    /// (it would turn into a segment separator for an upstream that decodes); an encoded `%`
+    /// before two hex digits (double encoding); a malformed percent-encoding; dot segments
+    /// that climb above the root.
+    public static func normalise(_ uri: String) throws(Unsafe) -> String {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(uri.utf8.count)
+        var utf8 = Array(uri.utf8)
+        // 1. Percent-encodings and forbidden characters, over the whole URI.
+        var index = 0
+        while index < utf8.count {
+            let byte = utf8[index]
+            if byte < 0x21 || byte == 0x7F || byte == UInt8(ascii: "\\") {
+                throw Unsafe(reason: "the URI contains a space, a control character or a backslash")
+            }
+            guard byte == UInt8(ascii: "%") else {
+                bytes.append(byte)
+                index += 1
+                continue
+            }
+            guard index + 2 < utf8.count, let high = self.hexValue(utf8[index + 1]), let low = self.hexValue(utf8[index + 2]) else {
+                throw Unsafe(reason: "the URI has a malformed percent-encoding")
+            }
+            let decoded = high << 4 | low
+            switch decoded {
+            case _ where decoded < 0x21 || decoded == 0x7F || decoded == UInt8(ascii: "\\"):
+                throw Unsafe(reason: "the URI encodes a space, a control character or a backslash")
+            case UInt8(ascii: "/"):
+                throw Unsafe(reason: "the URI encodes '/' (%2F)")
+            case UInt8(ascii: "%") where index + 4 < utf8.count && self.hexValue(utf8[index + 3]) != nil && self.hexValue(utf8[index + 4]) != nil:
+                throw Unsafe(reason: "the URI is percent-encoded twice")
+            case _ where self.isUnreserved(decoded):
+                bytes.append(decoded)
+            default:
+                bytes.append(UInt8(ascii: "%"))
+                bytes.append(self.hexDigit(high))
+                bytes.append(self.hexDigit(low))
+            }
+            index += 3
+        }
+        utf8 = bytes
+
+        // 2. Scheme (RFC 3986 3.1), lowercased.
+        guard let colon = utf8.firstIndex(of: UInt8(ascii: ":")), colon > 0, self.isAlpha(utf8[0]),
+              utf8[1..<colon].allSatisfy({ self.isAlpha($0) || self.isDigit($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") })
+        else { throw Unsafe(reason: "the URI has no scheme") }
+        var out = utf8[..<colon].map(self.lowercased)
+        out.append(UInt8(ascii: ":"))
+        var rest = utf8[(colon + 1)...]
+
+        // 3. Authority: host lowercased (userinfo and port keep their text).
+        if rest.starts(with: [UInt8(ascii: "/"), UInt8(ascii: "/")]) {
+            rest = rest.dropFirst(2)
+            let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
+            let authority = rest[..<end]
+            let hostStart = (authority.lastIndex(of: UInt8(ascii: "@")).map { authority.index(after: $0) }) ?? authority.startIndex
+            out.append(contentsOf: [UInt8(ascii: "/"), UInt8(ascii: "/")])
+            out.append(contentsOf: authority[..<hostStart])
+            out.append(contentsOf: authority[hostStart...].map(self.lowercased))
+            rest = rest[end...]
+        }
+
+        // 4. Path: dot segments removed (RFC 3986 5.2.4), refusing any that climb above the root.
+        let pathEnd = rest.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
+        try self.appendRemovingDotSegments(rest[..<pathEnd], to: &out)
+        out.append(contentsOf: rest[pathEnd...])
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// RFC 3986 5.2.4 over segments: `.` dropped, `..` drops the segment before it, and a `..`
+    /// with nothing left to drop is refused (the standard algorithm would silently stop at the
+    /// root, which is exactly the spelling an attacker uses).
+    private static func appendRemovingDotSegments(_ path: ArraySlice<UInt8>, to out: inout [UInt8]) throws(Unsafe) {
+        guard !path.isEmpty else { return }
+        let absolute = path.first == UInt8(ascii: "/")
+        var segments: [ArraySlice<UInt8>] = []
+        let parts = path.split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        for (position, segment) in parts.enumerated() {
+            if absolute, position == 0 { continue }
+            let isLast = position == parts.count - 1
+            switch segment {
+            case [UInt8(ascii: ".")]:
+                // A trailing `.` still names a directory: keep the slash before it.
+                if isLast { segments.append([]) }
+            case [UInt8(ascii: "."), UInt8(ascii: ".")]:
+                guard segments.popLast() != nil else { throw Unsafe(reason: "the URI's path climbs above its root") }
+                if isLast { segments.append([]) }
+            default:
+                segments.append(segment)
+            }
+        }
+        if absolute { out.append(UInt8(ascii: "/")) }
+        for (position, segment) in segments.enumerated() {
+            if position > 0 { out.append(UInt8(ascii: "/")) }
+            out.append(contentsOf: segment)
+        }
+    }
+
+    private static func hexValue(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return byte - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "A") + value - 10
+    }
+
+    private static func isAlpha(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "a")...UInt8(ascii: "z")).contains(byte | 0x20)
+    }
+
+    private static func isDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+    }
+
+    private static func lowercased(_ byte: UInt8) -> UInt8 {
+        (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
+    }
+
+    /// RFC 3986 2.3: ALPHA / DIGIT / "-" / "." / "_" / "~".
+    private static func isUnreserved(_ byte: UInt8) -> Bool {
+        self.isAlpha(byte) || self.isDigit(byte) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "~")
+    }
+}
