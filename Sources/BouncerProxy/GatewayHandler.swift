@@ -37,6 +37,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         case authorizing(Request)
         /// The upstream has the request; its response is being relayed.
         case forwarding(Exchange)
+        /// The last response is written and the connection's output half-closed: what the
+        /// client still sends is read and dropped until it closes or ``lingerTime`` ends, so
+        /// that it reads the answer instead of a reset (RFC 9112 9.6).
+        case lingering
         /// The connection is gone or going.
         case closed
     }
@@ -106,6 +110,29 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// When the client last sent bytes or a response finished (event-loop time).
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
     private var idleCheck: Scheduled<Void>?
+    /// When `idleCheck` fires.
+    private var idleCheckDeadline = NIODeadline.distantFuture
+    /// How long a request head may take to arrive, from its first byte
+    /// (`limits.header_read_timeout_seconds`): each byte of a slow head is activity, so the
+    /// idle timeout alone would let one byte a second hold the connection for ever.
+    private let headerReadTimeout: TimeAmount
+    /// When the first byte of the head being read arrived, if one is being read.
+    private var headStartedAt: NIODeadline?
+    /// Bytes the request decoder has parsed (see ``RequestByteMeter``), and the count at the
+    /// end of the last read.
+    private let meter: RequestByteMeter
+    private var meterReading = 0
+    /// Parts received, and their bytes, since the last read completed; whether a head or an
+    /// end was among them.
+    private var partsInRead = 0
+    private var partBytesInRead = 0
+    private var headInRead = false
+    private var endInRead = false
+    /// Bytes parsed that no part accounts for since the last request ended: chunk sizes,
+    /// extensions and trailers, or a head still being read. Bounded (see ``framingAllowance``).
+    private var unaccountedBytes = 0
+    /// Body bytes of the request being read.
+    private var bodyBytes = 0
     /// The upstream-response timer: armed for the earliest deadline that matters and re-armed
     /// when it fires, never cancelled per request (NIO cancels a scheduled task by scanning
     /// every task on the loop, and a task per request is three allocations).
@@ -126,11 +153,17 @@ final class GatewayHandler: ChannelDuplexHandler {
     private static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
     private static let crlf = ByteBuffer(string: "\r\n")
 
-    init(gateway: Gateway, remoteAddress: String) {
+    /// How long a connection lingers after its last response (see ``State/lingering``).
+    static let lingerTime = TimeAmount.seconds(2)
+
+    /// - Parameter meter: the one the connection's ``MeteredRequestDecoder`` counts into.
+    init(gateway: Gateway, remoteAddress: String, meter: RequestByteMeter = RequestByteMeter()) {
         self.gateway = gateway
         self.remoteAddress = remoteAddress
         self.connectionID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
         self.idleTimeout = .seconds(gateway.policy.limits.clientIdleTimeoutSeconds)
+        self.headerReadTimeout = .seconds(gateway.policy.limits.headerReadTimeoutSeconds)
+        self.meter = meter
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -147,20 +180,27 @@ final class GatewayHandler: ChannelDuplexHandler {
     // MARK: Idle connections
 
     private func scheduleIdleCheck(at deadline: NIODeadline, context: ChannelHandlerContext) {
+        self.idleCheckDeadline = deadline
         self.idleCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) {
             self.idleCheckFired()
         }
     }
 
     /// Closes a connection whose client has sent nothing for `idleTimeout` while the gateway
-    /// was waiting on it. A quiet SSE stream or a slow upstream is not the client idling.
+    /// was waiting on it, or whose request head has taken longer than `headerReadTimeout`
+    /// since its first byte. A quiet SSE stream or a slow upstream is not the client idling.
     private func idleCheckFired() {
         guard let context = self.context else { return }
         let now = context.eventLoop.now
         let waitingOnClient: Bool
         switch self.state {
         case .idle, .collecting, .discarding: waitingOnClient = true
-        case .authorizing, .forwarding, .closed: waitingOnClient = false
+        case .authorizing, .forwarding, .lingering, .closed: waitingOnClient = false
+        }
+        if let started = self.headStartedAt, now >= started + self.headerReadTimeout {
+            self.headStartedAt = nil
+            self.headReadTimedOut(context: context)
+            return
         }
         let expiry = self.lastActivity + self.idleTimeout
         if waitingOnClient, now >= expiry {
@@ -168,11 +208,73 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.closeConnection(context: context)
             return
         }
-        self.scheduleIdleCheck(at: waitingOnClient ? expiry : now + self.idleTimeout, context: context)
+        var next = waitingOnClient ? expiry : now + self.idleTimeout
+        if let started = self.headStartedAt { next = min(next, started + self.headerReadTimeout) }
+        self.scheduleIdleCheck(at: next, context: context)
+    }
+
+    /// A head that did not arrive in time: 408 when no response is under way (RFC 9110
+    /// 15.5.9), else the connection is closed (a 408 now would corrupt the response).
+    private func headReadTimedOut(context: ChannelHandlerContext) {
+        let timeout = self.gateway.policy.limits.headerReadTimeoutSeconds
+        self.gateway.logger.notice("request refused", metadata: [
+            "peer": "\(self.remoteAddress)", "outcome": "rejected", "reason": "request head not received within \(timeout) s of its first byte", "status": "408",
+        ])
+        guard case .idle = self.state else {
+            self.closeConnection(context: context)
+            return
+        }
+        self.pipelined.removeAll()
+        self.responseMethod = .GET
+        self.responseVersion = .http1_1
+        self.state = .discarding(closeAfter: true)
+        self.write(GatewayResponse(status: 408, headers: [("Content-Type", "text/plain")], body: "Request Timeout: the request head took longer than \(timeout) s\n"), keepAlive: false, context: context)
+    }
+
+    /// Bytes a request may carry beyond its head and body (chunk sizes, chunk extensions,
+    /// trailers; RFC 9112 7.1.1 has a server bound them), or a head still being read: the
+    /// header limit plus a read's slack, plus as much again as the body so far (a body sent
+    /// in tiny chunks has framing larger than itself).
+    private var framingAllowance: Int {
+        self.gateway.policy.limits.maxHeaderBytes + 64 * 1024 + self.bodyBytes
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        self.lastActivity = context.eventLoop.now
+        let now = context.eventLoop.now
+        self.lastActivity = now
+        let parsed = self.meter.parsed - self.meterReading
+        self.meterReading = self.meter.parsed
+        defer {
+            self.partsInRead = 0
+            self.partBytesInRead = 0
+            self.headInRead = false
+            self.endInRead = false
+        }
+        // A request that ended in this read takes its framing with it (at most a read's worth
+        // of the next head is missed, caught by the next read).
+        self.unaccountedBytes = self.endInRead ? 0 : max(0, self.unaccountedBytes + parsed - self.partBytesInRead)
+        switch self.state {
+        case .idle, .authorizing, .forwarding:
+            // Waiting for the next head: bytes parsed with nothing to show for them are one.
+            if parsed > 0, self.partsInRead == 0, self.headStartedAt == nil {
+                self.headStartedAt = now
+                let deadline = now + self.headerReadTimeout
+                if deadline < self.idleCheckDeadline {
+                    self.idleCheck?.cancel()
+                    self.scheduleIdleCheck(at: deadline, context: context)
+                }
+            }
+            if self.unaccountedBytes > self.framingAllowance, self.pipelined.isEmpty, case .idle = self.state {
+                let limit = self.gateway.policy.limits.maxHeaderBytes
+                let log = RequestLog(logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter + 1, method: "-", peer: self.remoteAddress)
+                self.refuseAndClose(GatewayRejection.headersTooLarge.response(resource: nil), reason: "a request head still incomplete after \(self.unaccountedBytes) bytes (limit \(limit))", log: log, context: context)
+            }
+        case .collecting(let request) where self.unaccountedBytes > self.framingAllowance:
+            let response = GatewayResponse(status: 400, headers: [("Content-Type", "text/plain")], body: "Bad Request: chunk framing (sizes, extensions, trailers) too large\n")
+            self.refuseAndClose(response, reason: "\(self.unaccountedBytes) bytes of chunk framing for a body of \(self.bodyBytes) bytes", log: request.log, context: context)
+        case .collecting, .discarding, .lingering, .closed:
+            break
+        }
         context.fireChannelReadComplete()
     }
 
@@ -180,6 +282,25 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
+        self.partsInRead += 1
+        switch part {
+        case .head(let head):
+            self.headInRead = true
+            self.headStartedAt = nil
+            self.partBytesInRead += head.uri.utf8.count + 16
+            for (name, value) in head.headers { self.partBytesInRead += name.utf8.count + value.utf8.count + 4 }
+        case .body(let buffer):
+            self.partBytesInRead += buffer.readableBytes
+        case .end:
+            self.endInRead = true
+        }
+        switch self.state {
+        case .lingering, .closed:
+            // The answer is out and the connection is closing: nothing more is served.
+            return
+        case .idle, .collecting, .discarding, .authorizing, .forwarding:
+            break
+        }
         if !self.pipelined.isEmpty || self.isAnswering {
             // A pipelined request: its turn comes when the current response is done.
             self.pipelined.append(part)
@@ -192,7 +313,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var isAnswering: Bool {
         switch self.state {
         case .authorizing, .forwarding: return true
-        case .idle, .collecting, .discarding, .closed: return false
+        case .idle, .collecting, .discarding, .lingering, .closed: return false
         }
     }
 
@@ -212,6 +333,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         defer { self.servingPipelined = false }
         while !self.isAnswering, let part = self.pipelined.popFirst() {
             if case .closed = self.state {
+                self.pipelined.removeAll()
+                return
+            }
+            if case .lingering = self.state {
                 self.pipelined.removeAll()
                 return
             }
@@ -242,6 +367,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             return
         }
         self.requestCounter += 1
+        self.bodyBytes = 0
         self.responseMethod = head.method
         self.responseVersion = head.version
         var log = RequestLog(
@@ -263,15 +389,28 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         // What RFC 9112 has a server refuse and llhttp lets through (Host, transfer codings),
         // and a target in neither origin- nor absolute-form: refused, and the connection closed.
-        let violation = rules.violation(isHTTP11OrLater: head.version.isHTTP11OrLater)
+        let violation = rules.violation(method: head.method.rawValue, isHTTP11OrLater: head.version.isHTTP11OrLater)
         // `OPTIONS *` (asterisk-form) is a valid target; it names no resource here (404).
         let asterisk: Substring? = head.method == .OPTIONS && head.uri == "*" ? "*" : nil
         guard violation == nil, let target = RequestHeadRules.originForm(of: head.uri) ?? asterisk else {
             let status = violation?.status ?? 400
             let reason = violation?.description ?? "a request target that is not a path or an absolute URI"
-            let text = status == 501 ? "Not Implemented" : "Bad Request"
-            let response = GatewayResponse(status: status, headers: [("Content-Type", "text/plain")], body: "\(text): \(reason)\n")
+            var headers = [("Content-Type", "text/plain")]
+            let text: String
+            switch status {
+            case 501: text = "Not Implemented"
+            case 415:
+                text = "Unsupported Media Type"
+                headers.append(("Accept-Encoding", "identity"))
+            default: text = "Bad Request"
+            }
+            let response = GatewayResponse(status: status, headers: headers, body: "\(text): \(reason)\n")
             self.refuseAndClose(response, reason: reason, log: log, context: context)
+            return
+        }
+        if let length = rules.contentLength, length > self.gateway.policy.limits.maxBodyBytes {
+            // Refused before a byte of the body is read, and before any 100 Continue.
+            self.refuseBodyTooLarge(log: log, context: context)
             return
         }
         let (path, query) = GatewayRouter.split(target: target)
@@ -280,7 +419,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             log.resource = resource.path
         }
         self.state = .collecting(Request(head: head, query: query, route: route, log: log))
-        if head.version.isHTTP11OrLater, let expect = head.headers.first(name: "Expect"), expect.equalsIgnoringASCIICase("100-continue") {
+        if head.version.isHTTP11OrLater, rules.expectsContinue {
             // The body is read here (it is inspected), so the gateway, not the upstream, says
             // continue; oversized bodies are still refused with 413 as they arrive. An HTTP/1.0
             // client's expectation is ignored: it gets no 1xx (RFC 9110 10.1.1, 15.2).
@@ -294,10 +433,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         switch self.state {
         case .collecting(let request):
             let size = (request.body?.readableBytes ?? 0) + buffer.readableBytes
-            let limit = self.gateway.policy.limits.maxBodyBytes
-            guard size <= limit else {
-                let failure = JSONRPCFailure(status: 413, code: JSONRPCErrorCode.invalidRequest, message: "Payload Too Large: the body exceeds \(limit) bytes", id: nil)
-                self.refuseAndClose(GatewayRejection.jsonRPC(failure).response(resource: nil), reason: "body larger than \(limit) bytes", log: request.log, context: context)
+            self.bodyBytes = size
+            guard size <= self.gateway.policy.limits.maxBodyBytes else {
+                self.refuseBodyTooLarge(log: request.log, context: context)
                 return
             }
             if request.body == nil {
@@ -306,11 +444,18 @@ final class GatewayHandler: ChannelDuplexHandler {
                 var incoming = buffer
                 request.body!.writeBuffer(&incoming)
             }
-        case .discarding, .closed:
+        case .discarding, .lingering, .closed:
             break
         case .idle, .authorizing, .forwarding:
             self.closeConnection(context: context)
         }
+    }
+
+    /// 413 for a body over `max_body_bytes`, declared or counted.
+    private func refuseBodyTooLarge(log: RequestLog, context: ChannelHandlerContext) {
+        let limit = self.gateway.policy.limits.maxBodyBytes
+        let failure = JSONRPCFailure(status: 413, code: JSONRPCErrorCode.invalidRequest, message: "Payload Too Large: the body exceeds \(limit) bytes", id: nil)
+        self.refuseAndClose(GatewayRejection.jsonRPC(failure).response(resource: nil), reason: "body larger than \(limit) bytes", log: log, context: context)
     }
 
     /// Answers a request refused while it is being read (its head, or a body too large), drops
@@ -332,7 +477,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 self.state = .idle
                 self.servePipelined(context: context)
             }
-        case .closed:
+        case .lingering, .closed:
             break
         case .idle, .authorizing, .forwarding:
             self.closeConnection(context: context)
@@ -586,7 +731,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         lease.handler.sink = self
         exchange.responseDeadline = context.eventLoop.now + .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds)
         self.armResponseTimer(for: exchange.responseDeadline, context: context)
-        lease.handler.send(exchange.upstreamHead, body: exchange.request.body)
+        // Only a request on a reused connection may be sent again, so only there is the write
+        // watched (a promise per request).
+        lease.handler.send(exchange.upstreamHead, body: exchange.request.body, watchWrite: lease.reused)
     }
 
     /// The request as the upstream sees it: no client credentials, no hop-by-hop headers,
@@ -606,7 +753,11 @@ final class GatewayHandler: ChannelDuplexHandler {
         var forwardedFor: String?
         for (name, value) in incoming {
             if name.equalsIgnoringASCIICase("x-forwarded-for") {
-                forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
+                // Unless the client nominated it as hop-by-hop: then it is dropped like any
+                // field its Connection header names, and only the gateway's value goes on.
+                if !connection.names(name) {
+                    forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
+                }
                 continue
             }
             if HopByHop.isRequestHeader(name, connection: connection)
@@ -722,8 +873,36 @@ final class GatewayHandler: ChannelDuplexHandler {
             context.writeAndFlush(self.wrapOutboundOut(end), promise: nil)
             self.servePipelined(context: context)
         } else {
-            self.state = .closed
-            context.writeAndFlush(self.wrapOutboundOut(end)).assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            self.state = .lingering
+            self.pipelined.removeAll()
+            context.writeAndFlush(self.wrapOutboundOut(end)).assumeIsolated().whenComplete { _ in self.linger(context: context) }
+        }
+    }
+
+    /// Closes in stages once the last response is written (RFC 9112 9.6): the output is
+    /// half-closed, then the client's remaining bytes are read and dropped until it closes or
+    /// ``lingerTime`` passes. Closing at once, with unread bytes from the client (the rest
+    /// of a refused body), would reset the connection and could destroy the answer before the
+    /// client reads it.
+    private func linger(context: ChannelHandlerContext) {
+        guard case .lingering = self.state else { return }
+        self.cancelTimers()
+        context.close(mode: .output).assumeIsolated().whenComplete { result in
+            guard case .lingering = self.state else { return }
+            if case .failure = result {
+                // No half-close on this channel (or it is already gone): close outright.
+                self.closeConnection(context: context)
+                return
+            }
+            self.idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: Self.lingerTime) {
+                guard case .lingering = self.state else { return }
+                self.closeConnection(context: context)
+            }
+        }
+        // Reading goes on even if it was held for pipelined requests: they are dropped.
+        if self.readPending {
+            self.readPending = false
+            context.read()
         }
     }
 
@@ -765,6 +944,10 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case .lingering = self.state {
+            // Whatever the client still sends is being dropped; the linger timer closes.
+            return
+        }
         if error is HTTPParserError {
             // Bytes after a "Connection: close" request are not worth a line: we are hanging up.
             if case .closed = self.state { return }
@@ -772,7 +955,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             let answerPending: Bool
             switch self.state {
             case .idle, .collecting: answerPending = !self.pipelined.isEmpty
-            case .discarding, .authorizing, .forwarding, .closed: answerPending = true
+            case .discarding, .authorizing, .forwarding, .lingering, .closed: answerPending = true
             }
             if answerPending {
                 // A response is (or will be) on the wire: a 400 now would corrupt it.
@@ -901,9 +1084,11 @@ extension GatewayHandler: UpstreamResponseSink {
     func upstreamFailed(_ error: any Error) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         exchange.lease?.channel.close(promise: nil)
-        if !exchange.responseStarted, !exchange.interimReceived, !exchange.retried, exchange.lease?.reused == true {
-            // A pooled connection the upstream had just closed (keep-alive race): it never
-            // saw the request, so send it once more on a new connection.
+        if !exchange.responseStarted, !exchange.interimReceived, !exchange.retried, let lease = exchange.lease, lease.reused, !lease.handler.requestWritten {
+            // A pooled connection the upstream had closed (keep-alive race) before the request
+            // could be written: it never saw the request, so send it once more on a new
+            // connection. A request that was written may have been read and acted on
+            // (`tools/call` must not run twice; RFC 9110 9.2.2): that failure is a 502.
             exchange.log.debug("pooled upstream connection failed before answering; retrying on a new connection", metadata: ["reason": "\(error)"])
             exchange.retried = true
             exchange.lease = nil

@@ -46,8 +46,9 @@ public final class GatewayServer: Service, Sendable {
                     // NIO's request decoder only: GatewayHandler handles pipelining and malformed
                     // requests, and serialises responses itself (ResponseSerializer), so every
                     // read and write crosses as few handlers as possible.
-                    try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
-                    try sync.addHandler(GatewayHandler(gateway: gateway, remoteAddress: peer))
+                    let meter = RequestByteMeter()
+                    try sync.addHandler(ByteToMessageHandler(MeteredRequestDecoder(meter: meter)))
+                    try sync.addHandler(GatewayHandler(gateway: gateway, remoteAddress: peer, meter: meter))
                 }
             }
             .bind(host: gateway.policy.listen.host, port: gateway.policy.listen.port)

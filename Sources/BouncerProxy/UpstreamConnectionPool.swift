@@ -39,10 +39,19 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.context = nil
     }
 
+    /// Whether the request last sent was written to the socket whole (known only when its
+    /// write was watched). Until then the upstream cannot have acted on it: the gateway always
+    /// frames a body with Content-Length, and an incomplete request is never processed.
+    private(set) var requestWritten = false
+
     /// Writes one request and flushes it (one buffer on the wire: see UpstreamRequestEncoder).
     /// Through this handler's context, not `Channel.write`: the parts stay concretely typed
     /// all the way to the encoder.
-    func send(_ head: HTTPRequestHead, body: ByteBuffer?) {
+    ///
+    /// - Parameter watchWrite: record in ``requestWritten`` when the write completes (one
+    ///   promise): for requests that may be retried if the connection fails.
+    func send(_ head: HTTPRequestHead, body: ByteBuffer?, watchWrite: Bool = false) {
+        self.requestWritten = false
         guard let context = self.context else {
             // The connection was torn down between lease and write: fail now, not at the
             // response timeout.
@@ -56,7 +65,13 @@ final class UpstreamHandler: ChannelDuplexHandler {
         if let body, body.readableBytes > 0 {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        guard watchWrite else {
+            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        promise.futureResult.assumeIsolated().whenSuccess { self.requestWritten = true }
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {

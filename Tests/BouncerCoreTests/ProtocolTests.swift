@@ -389,10 +389,43 @@ struct HopByHopTests {
 
 @Suite("Request head rules (RFC 9112 3.2, 3.2.2, 6.1)")
 struct RequestHeadRulesTests {
-    func violation(_ fields: [(String, String)], http11: Bool = true) -> RequestHeadRules.Violation? {
+    func violation(_ fields: [(String, String)], method: String = "POST", http11: Bool = true) -> RequestHeadRules.Violation? {
         var rules = RequestHeadRules()
         for (name, value) in fields { rules.observe(name: name, value: value) }
-        return rules.violation(isHTTP11OrLater: http11)
+        return rules.violation(method: method, isHTTP11OrLater: http11)
+    }
+
+    @Test("GET, HEAD and DELETE carry no body: one would reach the upstream uninspected")
+    func bodiesWhereNoneBelongs() {
+        let host = ("Host", "a")
+        for method in ["GET", "HEAD", "DELETE"] {
+            #expect(self.violation([host, ("Content-Length", "5")], method: method) == .unexpectedBody)
+            #expect(self.violation([host, ("Transfer-Encoding", "chunked")], method: method) == .unexpectedBody)
+            #expect(self.violation([host, ("Content-Length", "0")], method: method) == nil)
+            #expect(self.violation([host], method: method) == nil)
+        }
+        #expect(self.violation([host, ("Content-Length", "5")], method: "POST") == nil)
+        #expect(RequestHeadRules.Violation.unexpectedBody.status == 400)
+    }
+
+    @Test("a body in a content coding the gateway cannot read is 415")
+    func contentCodings() {
+        let host = ("Host", "a")
+        #expect(self.violation([host, ("Content-Encoding", "identity")]) == nil)
+        #expect(self.violation([host, ("content-encoding", " Identity , ")]) == nil)
+        #expect(self.violation([host, ("Content-Encoding", "gzip")]) == .unsupportedContentCoding)
+        #expect(self.violation([host, ("Content-Encoding", "identity, br")]) == .unsupportedContentCoding)
+        #expect(self.violation([host, ("Content-Encoding", "identity"), ("Content-Encoding", "deflate")]) == .unsupportedContentCoding)
+        #expect(RequestHeadRules.Violation.unsupportedContentCoding.status == 415)
+    }
+
+    @Test func lengthAndExpectationAreGatheredInThePass() {
+        var rules = RequestHeadRules()
+        for (name, value) in [("Host", "a"), ("content-length", "2048"), ("EXPECT", "100-Continue")] { rules.observe(name: name, value: value) }
+        #expect(rules.contentLength == 2048 && rules.expectsContinue && rules.hasBody)
+        var none = RequestHeadRules()
+        none.observe(name: "Expect", value: "something-else")
+        #expect(none.contentLength == nil && !none.expectsContinue && !none.hasBody)
     }
 
     @Test func hostIsRequiredOnceAndWellFormed() {

@@ -86,15 +86,30 @@ struct GatewayLoopbackTests {
         #expect(self.backend.connections - before <= 3)
     }
 
-    @Test func aPooledConnectionTheUpstreamDroppedIsRetriedOnceOnANewOne() throws {
-        let running = try self.start()
-        defer { try? running.server.close().wait() }
-        self.backend.setDropReusedConnections(true)
-        defer { self.backend.setDropReusedConnections(false) }
-        let token = self.token()
-        for id in 1...3 {
-            #expect(try self.call(running, token: token, id: id).status == .ok)
+    /// RFC 9110 9.2.2: a request the upstream may have read and acted on is not sent again. The
+    /// upstream here reads the second request whole on the reused connection, then hangs up.
+    @Test func aRequestWrittenOnAReusedConnectionThatThenFailsIsA502NotASecondCall() async throws {
+        let (upstream, requests) = try scriptedUpstream(group: self.group, replies: [
+            ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", false),
+            ("", true),
+            ("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", false),
+        ])
+        let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
+        // Two requests on one client connection: the second leases the connection the first returned.
+        var wire = ""
+        for id in 1...2 {
+            let body = #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#
+            wire += "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(self.token())\r\nContent-Type: application/json\r\n"
+                + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
         }
+        let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
+        #expect(await eventually { received.withLockedValue { $0.contains("HTTP/1.1 502 ") } })
+        #expect(received.withLockedValue { $0.components(separatedBy: "HTTP/1.1 200 OK").count - 1 } == 1)
+        try await Task.sleep(for: .milliseconds(100))
+        #expect(requests.withLockedValue { $0 } == 2, "the tools/call the upstream read was not sent again")
+        try? await channel.close().get()
+        try await running.server.close().get()
+        try await upstream.close().get()
     }
 
     @Test func insufficientScopeNeverReachesTheUpstream() throws {

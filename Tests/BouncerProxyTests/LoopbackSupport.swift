@@ -27,9 +27,6 @@ final class LoopbackBackend: Sendable {
         var connections = 0
         var openConnections = 0
         var upstreamDelay: TimeAmount = .zero
-        /// Hang up on the second request of a keep-alive connection, as a server whose
-        /// idle timeout fired just as the request arrived.
-        var dropReusedConnections = false
         /// What POST /token answers, and the form bodies it received.
         var tokenReply: (status: HTTPResponseStatus, body: String) = (.ok, #"{"access_token":"exchanged-1","token_type":"Bearer","expires_in":300}"#)
         var tokenDelay: TimeAmount = .zero
@@ -62,7 +59,6 @@ final class LoopbackBackend: Sendable {
 
     func setJWKS(_ json: String) { self.state.withLockedValue { $0.jwks = json } }
     func setUpstreamDelay(_ delay: TimeAmount) { self.state.withLockedValue { $0.upstreamDelay = delay } }
-    func setDropReusedConnections(_ drop: Bool) { self.state.withLockedValue { $0.dropReusedConnections = drop } }
     func setTokenReply(_ status: HTTPResponseStatus, _ body: String, delay: TimeAmount = .zero) {
         self.state.withLockedValue {
             $0.tokenReply = (status, body)
@@ -84,7 +80,6 @@ final class LoopbackBackend: Sendable {
         let state: NIOLockedValueBox<State>
         var head: HTTPRequestHead?
         var body = ""
-        var requestsOnThisConnection = 0
 
         init(state: NIOLockedValueBox<State>) { self.state = state }
 
@@ -115,11 +110,6 @@ final class LoopbackBackend: Sendable {
                         let (handler, context) = loopBound.value
                         handler.respond(context: context, status: reply.status, contentType: "application/json", body: reply.body)
                     }
-                    return
-                }
-                self.requestsOnThisConnection += 1
-                if self.requestsOnThisConnection > 1, self.state.withLockedValue({ $0.dropReusedConnections }) {
-                    context.close(promise: nil)
                     return
                 }
                 let delay = self.state.withLockedValue { state in

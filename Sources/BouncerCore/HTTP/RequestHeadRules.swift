@@ -16,9 +16,22 @@ public struct RequestHeadRules: Sendable {
         case transferEncodingInHTTP10
         /// RFC 9112 6.1: a transfer coding other than chunked (SHOULD be 501).
         case unsupportedTransferCoding
+        /// A GET, HEAD or DELETE with a body (Content-Length > 0 or chunked): the body has no
+        /// meaning there (RFC 9110 9.3.1, 9.3.2, 9.3.5) and would reach the upstream uninspected.
+        case unexpectedBody
+        /// A `Content-Encoding` other than `identity`: the gateway cannot decide on a body it
+        /// cannot read (RFC 9110 15.5.16: 415).
+        case unsupportedContentCoding
 
-        /// 501 for a transfer coding the gateway does not implement, otherwise 400.
-        public var status: Int { self == .unsupportedTransferCoding ? 501 : 400 }
+        /// 501 for a transfer coding the gateway does not implement, 415 for a content coding,
+        /// otherwise 400.
+        public var status: Int {
+            switch self {
+            case .unsupportedTransferCoding: return 501
+            case .unsupportedContentCoding: return 415
+            case .missingHost, .multipleHosts, .invalidHost, .transferEncodingInHTTP10, .unexpectedBody: return 400
+            }
+        }
 
         public var description: String {
             switch self {
@@ -27,6 +40,8 @@ public struct RequestHeadRules: Sendable {
             case .invalidHost: return "a Host header that is not host[:port]"
             case .transferEncodingInHTTP10: return "Transfer-Encoding in an HTTP/1.0 request"
             case .unsupportedTransferCoding: return "a transfer coding other than chunked"
+            case .unexpectedBody: return "a body in a GET, HEAD or DELETE request"
+            case .unsupportedContentCoding: return "a content coding other than identity"
             }
         }
     }
@@ -35,6 +50,14 @@ public struct RequestHeadRules: Sendable {
     private var host: String?
     private var transferCodingIsOnlyChunked = true
     private var hasTransferEncoding = false
+    private var contentCodingIsIdentity = true
+    /// `Content-Length`, as llhttp has already checked it (one value, digits only).
+    public private(set) var contentLength: Int?
+    /// `Expect: 100-continue` (RFC 9110 10.1.1).
+    public private(set) var expectsContinue = false
+
+    /// Whether a body follows the head (RFC 9112 6.3): chunked, or a non-zero length.
+    public var hasBody: Bool { self.hasTransferEncoding || (self.contentLength ?? 0) > 0 }
 
     public init() {}
 
@@ -51,13 +74,25 @@ public struct RequestHeadRules: Sendable {
                 .elementsEqual(["chunked"]) { $0.equalsIgnoringASCIICase($1) }
             self.transferCodingIsOnlyChunked = self.transferCodingIsOnlyChunked && !self.hasTransferEncoding && onlyChunked
             self.hasTransferEncoding = true
+        case 14 where name.equalsIgnoringASCIICase("content-length"):
+            self.contentLength = Int(value[...].trimmingSpaces())
+        case 16 where name.equalsIgnoringASCIICase("content-encoding"):
+            // RFC 9110 8.4: a list of codings; only an empty list or identity leaves the body
+            // as the gateway reads it.
+            let identity = value.split(separator: ",").allSatisfy {
+                let coding = $0.trimmingSpaces()
+                return coding.isEmpty || coding.equalsIgnoringASCIICase("identity")
+            }
+            self.contentCodingIsIdentity = self.contentCodingIsIdentity && identity
+        case 6 where name.equalsIgnoringASCIICase("expect"):
+            self.expectsContinue = self.expectsContinue || value[...].trimmingSpaces().equalsIgnoringASCIICase("100-continue")
         default:
             break
         }
     }
 
-    /// The first rule the observed head breaks, if any.
-    public func violation(isHTTP11OrLater: Bool) -> Violation? {
+    /// The first rule the observed head of a `method` request breaks, if any.
+    public func violation(method: String, isHTTP11OrLater: Bool) -> Violation? {
         if self.hosts > 1 { return .multipleHosts }
         if let host = self.host, !Self.isValidHost(host) { return .invalidHost }
         if self.hosts == 0, isHTTP11OrLater { return .missingHost }
@@ -65,6 +100,8 @@ public struct RequestHeadRules: Sendable {
             if !isHTTP11OrLater { return .transferEncodingInHTTP10 }
             if !self.transferCodingIsOnlyChunked { return .unsupportedTransferCoding }
         }
+        if self.hasBody, method == "GET" || method == "HEAD" || method == "DELETE" { return .unexpectedBody }
+        if !self.contentCodingIsIdentity { return .unsupportedContentCoding }
         return nil
     }
 
