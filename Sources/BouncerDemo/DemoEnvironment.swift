@@ -55,8 +55,9 @@ public final class DemoEnvironment: Sendable {
             environment: { environment[$0] },
             readFile: { _ in .failure(SecretReadError(reason: "the demo policy reads no files")) }
         ))
-        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: group), allowDevelopmentAuthorizationServer: true, logger: logger)
-        let gatewayChannel = try await GatewayServer(gateway: gateway, group: group).bind().get()
+        let application = try GatewayApplication(policy: policy, group: group, allowDevelopmentAuthorizationServer: true, logger: logger)
+        let gateway = application.gateway
+        let gatewayChannel = try await application.bind()
         _ = try? await gateway.warmUp(on: gatewayChannel.eventLoop).get()
         return DemoEnvironment(
             authorizationServer: authorizationServer, mcpServer: mcpServer, gateway: gateway, issuer: issuer, upstreamURL: upstreamURL,

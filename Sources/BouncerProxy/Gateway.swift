@@ -3,18 +3,17 @@ import Logging
 import NIOCore
 
 /// Everything a connection needs, built once from a policy and shared (read-only) by all
-/// connections.
+/// connections: each resource resolved (``ResolvedResource``) and routed.
 public final class Gateway: Sendable {
     public let policy: GatewayPolicy
-    public let router: GatewayRouter
+    /// Routes to resolved resources.
+    let router: GatewayRouter<ResolvedResource>
+    public let resources: [ResolvedResource]
     public let logger: Logger
     let keyStores: [String: KeySetStore]
-    let requirements: [String: TokenRequirements]
     let authenticator: TokenAuthenticator
     let pools: UpstreamPools
     public let tls: GatewayTLSContexts
-    /// The gateway's OAuth client per authorization server that configures one.
-    let oauthClients: [String: OAuthEndpointClient]
     let exchanger: TokenExchanger
     let introspector: Introspector
 
@@ -23,34 +22,33 @@ public final class Gateway: Sendable {
     public init(policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), allowDevelopmentAuthorizationServer: Bool = false, logger: Logger) {
         self.tls = tls
         self.policy = policy
-        self.router = GatewayRouter(policy: policy)
         self.logger = logger
         var stores: [String: KeySetStore] = [:]
+        var clients: [String: OAuthEndpointClient] = [:]
         for (name, server) in policy.authorizationServers {
-            stores[name] = KeySetStore(
+            let store = KeySetStore(
                 server: server, fetcher: fetcher, tls: tls.authorizationServers[name],
                 allowDevelopmentServer: allowDevelopmentAuthorizationServer, logger: logger
             )
-        }
-        self.keyStores = stores
-        var clients: [String: OAuthEndpointClient] = [:]
-        for (name, server) in policy.authorizationServers {
-            if let credentials = server.client, let store = stores[name] {
+            stores[name] = store
+            if let credentials = server.client {
                 clients[name] = OAuthEndpointClient(
                     server: server, credentials: credentials, keys: store, fetcher: fetcher, tls: tls.authorizationServers[name], logger: logger
                 )
             }
         }
-        self.oauthClients = clients
+        self.keyStores = stores
+        self.resources = policy.resources.map { resource in
+            guard let server = policy.authorizationServers[resource.authorizationServer], let keys = stores[resource.authorizationServer] else {
+                preconditionFailure("PolicyLoader admitted \(resource.path) with an unknown authorization server \(resource.authorizationServer)")
+            }
+            return ResolvedResource(
+                policy: resource, server: server, keys: keys, client: clients[resource.authorizationServer], upstreamTLS: tls.upstreams[resource.path]
+            )
+        }
+        self.router = GatewayRouter(resources: self.resources.map { ($0.policy.uri.path, $0) })
         self.exchanger = TokenExchanger(capacity: policy.limits.exchangeCacheEntries, marginSeconds: policy.limits.exchangeExpiryMarginSeconds, logger: logger)
         self.introspector = Introspector(capacity: policy.limits.tokenCacheEntries)
-        var requirements: [String: TokenRequirements] = [:]
-        for resource in policy.resources {
-            if let server = policy.authorizationServers[resource.authorizationServer] {
-                requirements[resource.path] = TokenRequirements(server: server, resource: resource)
-            }
-        }
-        self.requirements = requirements
         self.authenticator = TokenAuthenticator(cacheCapacity: policy.limits.tokenCacheEntries)
         self.pools = UpstreamPools(
             connectTimeout: .seconds(policy.limits.upstreamConnectTimeoutSeconds),
@@ -69,27 +67,22 @@ public final class Gateway: Sendable {
 
     /// Claims for a JWT already verified for `resource` and still valid, or `nil` when the
     /// token needs ``authenticate(token:resource:on:)`` (first sight, expiry, introspection).
-    func cachedClaims(token: String, resource: ResourcePolicy) -> AccessTokenClaims? {
-        guard let server = self.policy.authorizationServers[resource.authorizationServer], server.tokenFormat.verifiesAsJWT(token) else { return nil }
-        return self.authenticator.cachedClaims(token: token, resource: resource)
+    func cachedClaims(token: String, resource: ResolvedResource) -> AccessTokenClaims? {
+        guard resource.server.tokenFormat.verifiesAsJWT(token) else { return nil }
+        return self.authenticator.cachedClaims(token: token, resource: resource.policy)
     }
 
     /// Verified claims for a bearer token presented to `resource`: JWT verification or RFC 7662
     /// introspection, as the authorization server's `token_format` says. Fails with a
     /// ``GatewayRejection``.
-    func authenticate(token: String, resource: ResourcePolicy, on eventLoop: any EventLoop) -> EventLoopFuture<AccessTokenClaims> {
-        guard let server = self.policy.authorizationServers[resource.authorizationServer],
-              let requirements = self.requirements[resource.path], let keys = self.keyStores[resource.authorizationServer]
-        else {
-            return eventLoop.makeFailedFuture(GatewayRejection.authorizationServerUnavailable("no authorization server for \(resource.path)"))
+    func authenticate(token: String, resource: ResolvedResource, on eventLoop: any EventLoop) -> EventLoopFuture<AccessTokenClaims> {
+        if resource.server.tokenFormat.verifiesAsJWT(token) {
+            return self.authenticator.authenticate(token: token, resource: resource.policy, requirements: resource.requirements, keys: resource.keys, on: eventLoop)
         }
-        if server.tokenFormat.verifiesAsJWT(token) {
-            return self.authenticator.authenticate(token: token, resource: resource, requirements: requirements, keys: keys, on: eventLoop)
+        guard let client = resource.client else {
+            return eventLoop.makeFailedFuture(GatewayRejection.invalidToken(TokenError(.malformed, "not a JWT, and no introspection client is configured for \(resource.server.issuer)")))
         }
-        guard let client = self.oauthClients[resource.authorizationServer] else {
-            return eventLoop.makeFailedFuture(GatewayRejection.invalidToken(TokenError(.malformed, "not a JWT, and no introspection client is configured for \(server.issuer)")))
-        }
-        return self.introspector.claims(token: token, resource: resource, requirements: requirements, client: client, on: eventLoop)
+        return self.introspector.claims(token: token, resource: resource.policy, requirements: resource.requirements, client: client, on: eventLoop)
     }
 
     /// The key store of one authorization server, by its policy name.
@@ -98,7 +91,4 @@ public final class Gateway: Sendable {
     /// Ready when every authorization server's keys are loaded.
     public var isReady: Bool { self.keyStores.values.allSatisfy(\.isLoaded) }
 
-    func issuer(of resource: ResourcePolicy) -> String {
-        self.policy.authorizationServers[resource.authorizationServer]?.issuer ?? ""
-    }
 }

@@ -49,13 +49,13 @@ final class GatewayHandler: ChannelDuplexHandler {
         let head: HTTPRequestHead
         /// The request target's query, split off once.
         let query: Substring?
-        let route: Route
+        let route: Route<ResolvedResource>
         var body: ByteBuffer?
         var log: RequestLog
         /// `MCP-Protocol-Version`, read once (checked before the token, used again after).
         var protocolVersion: String?
 
-        init(head: HTTPRequestHead, query: Substring?, route: Route, log: RequestLog) {
+        init(head: HTTPRequestHead, query: Substring?, route: Route<ResolvedResource>, log: RequestLog) {
             self.head = head
             self.query = query
             self.route = route
@@ -67,7 +67,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         /// Kept for one retry on a fresh connection (see ``UpstreamLease/reused``).
         let request: Request
         let upstreamHead: HTTPRequestHead
-        let resource: ResourcePolicy
+        let resource: ResolvedResource
         let keepAlive: Bool
         let errorID: JSONValue?
         let startedAt: NIODeadline
@@ -83,7 +83,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 
         var log: RequestLog { self.request.log }
 
-        init(request: Request, upstreamHead: HTTPRequestHead, resource: ResourcePolicy, errorID: JSONValue?) {
+        init(request: Request, upstreamHead: HTTPRequestHead, resource: ResolvedResource, errorID: JSONValue?) {
             self.request = request
             self.upstreamHead = upstreamHead
             self.resource = resource
@@ -133,6 +133,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var unaccountedBytes = 0
     /// Body bytes of the request being read.
     private var bodyBytes = 0
+    /// The gateway is shutting down: the response under way is the connection's last.
+    private var quiescing = false
     /// The upstream-response timer: armed for the earliest deadline that matters and re-armed
     /// when it fires, never cancelled per request (NIO cancels a scheduled task by scanning
     /// every task on the loop, and a task per request is three allocations).
@@ -413,10 +415,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.refuseBodyTooLarge(log: log, context: context)
             return
         }
-        let (path, query) = GatewayRouter.split(target: target)
+        let (path, query) = RequestTarget.split(target: target)
         let route = self.gateway.router.route(path)
         if case .resource(let resource) = route {
-            log.resource = resource.path
+            log.resource = resource.policy.path
         }
         self.state = .collecting(Request(head: head, query: query, route: route, log: log))
         if head.version.isHTTP11OrLater, rules.expectsContinue {
@@ -507,23 +509,24 @@ final class GatewayHandler: ChannelDuplexHandler {
             // Browser-based MCP clients fetch this cross-origin.
             let response = GatewayResponse(status: 200, headers: [
                 ("Content-Type", "application/json"), ("Cache-Control", "max-age=300"), ("Access-Control-Allow-Origin", "*"),
-            ], body: resource.metadataDocument(issuer: self.gateway.issuer(of: resource)))
+            ], body: resource.metadataDocument)
             self.write(response, keepAlive: keepAlive, context: context)
         case .resource(let resource):
             self.processProtected(request, resource: resource, context: context)
         }
     }
 
-    private func processProtected(_ request: Request, resource: ResourcePolicy, context: ChannelHandlerContext) {
+    private func processProtected(_ request: Request, resource: ResolvedResource, context: ChannelHandlerContext) {
+        let policy = resource.policy
         let headers = request.head.headers
-        if let origin = headers.first(name: "Origin"), !resource.allowedOrigins.contains(Self.normalisedOrigin(origin)) {
+        if let origin = headers.first(name: "Origin"), !policy.allowedOrigins.contains(Self.normalisedOrigin(origin)) {
             self.finish(request, with: .forbiddenOrigin("Origin \(origin) is not allowed"), resource: resource, context: context)
             return
         }
         let version = headers.first(name: "MCP-Protocol-Version")
         request.protocolVersion = version
-        if let version, !resource.protocolVersions.contains(version) {
-            let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Bad Request: unsupported MCP-Protocol-Version \(version) (supported: \(resource.protocolVersions.sorted().joined(separator: ", ")))", id: nil)
+        if let version, !policy.protocolVersions.contains(version) {
+            let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Bad Request: unsupported MCP-Protocol-Version \(version) (supported: \(policy.protocolVersions.sorted().joined(separator: ", ")))", id: nil)
             self.finish(request, with: .jsonRPC(failure), resource: resource, context: context)
             return
         }
@@ -580,7 +583,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
     }
 
-    private func authorize(_ request: Request, resource: ResourcePolicy, token: String, claims: AccessTokenClaims, context: ChannelHandlerContext) {
+    private func authorize(_ request: Request, resource: ResolvedResource, token: String, claims: AccessTokenClaims, context: ChannelHandlerContext) {
         request.log.subject = claims.subject ?? "-"
         request.log.clientID = claims.clientID ?? "-"
         guard request.head.method == .POST else {
@@ -599,7 +602,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         request.log.body = body
         let version = request.protocolVersion
-        if body.isBatch, !resource.acceptsBatches || (version != nil && version != "2025-03-26") {
+        if body.isBatch, !resource.policy.acceptsBatches || (version != nil && version != "2025-03-26") {
             let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: JSON-RPC batches are not supported by this protocol revision", id: nil)
             self.finish(request, with: .jsonRPC(failure), resource: resource, context: context)
             return
@@ -617,7 +620,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         let decision: AccessDecision
         do {
-            decision = try resource.decide(body, granted: claims.scopes)
+            decision = try resource.policy.decide(body, granted: claims.scopes)
         } catch {
             self.finish(request, with: .jsonRPC(error), resource: resource, context: context)
             return
@@ -635,8 +638,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     /// Answers a request with a refusal, logged with its reason.
-    private func finish(_ request: Request, with rejection: GatewayRejection, resource: ResourcePolicy?, context: ChannelHandlerContext) {
-        let response = rejection.response(resource: resource)
+    private func finish(_ request: Request, with rejection: GatewayRejection, resource: ResolvedResource?, context: ChannelHandlerContext) {
+        let response = rejection.response(resource: resource?.policy)
         let level: Logger.Level = response.status >= 500 ? .error : .notice
         request.log.log(level: level, "request refused", metadata: [
             "outcome": "rejected", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)",
@@ -655,14 +658,10 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// Token exchange when the resource asks for it (the client's token is the subject, never
     /// the credential), then forwarding.
     private func obtainUpstreamCredential(
-        _ request: Request, resource: ResourcePolicy, token: String, claims: AccessTokenClaims, tool: String?, errorID: JSONValue?, context: ChannelHandlerContext
+        _ request: Request, resource: ResolvedResource, token: String, claims: AccessTokenClaims, tool: String?, errorID: JSONValue?, context: ChannelHandlerContext
     ) {
-        guard case .tokenExchange(let policy) = resource.credentials else {
+        guard case .tokenExchange(let policy, let client) = resource.credential else {
             self.forward(request, resource: resource, upstreamToken: nil, errorID: errorID, context: context)
-            return
-        }
-        guard let client = self.gateway.oauthClients[resource.authorizationServer] else {
-            self.finish(request, with: .upstreamCredentialRefused(cause: "misconfigured", reason: "no client for token exchange", id: errorID), resource: resource, context: context)
             return
         }
         if let upstreamToken = self.gateway.exchanger.cachedUpstreamToken(subjectToken: token, policy: policy, tool: tool, client: client) {
@@ -684,7 +683,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
     }
 
-    private func forward(_ request: Request, resource: ResourcePolicy, upstreamToken: String?, errorID: JSONValue?, context: ChannelHandlerContext) {
+    private func forward(_ request: Request, resource: ResolvedResource, upstreamToken: String?, errorID: JSONValue?, context: ChannelHandlerContext) {
         var upstreamHead = self.upstreamHead(for: request, resource: resource)
         if let upstreamToken {
             upstreamHead.headers.add(name: "Authorization", value: "Bearer \(upstreamToken)")
@@ -710,7 +709,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             return
         }
         pool.connect(
-            to: target, tls: self.gateway.tls.upstreams[exchange.resource.path], serverName: exchange.resource.upstreamTLS.serverName
+            to: target, tls: exchange.resource.upstreamTLS, serverName: exchange.resource.policy.upstreamTLS.serverName
         ).assumeIsolated().whenComplete { result in
             guard case .forwarding(let current) = self.state, current === exchange, let context = self.context else {
                 // The client left while we were connecting.
@@ -738,7 +737,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     /// The request as the upstream sees it: no client credentials, no hop-by-hop headers,
     /// the gateway's own credential if configured, and `X-Forwarded-*`.
-    private func upstreamHead(for request: Request, resource: ResourcePolicy) -> HTTPRequestHead {
+    private func upstreamHead(for request: Request, resource: ResolvedResource) -> HTTPRequestHead {
         let upstream = resource.upstream
         var uri = upstream.requestPath
         if let query = request.query, !query.isEmpty { uri += (uri.contains("?") ? "&" : "?") + query }
@@ -748,7 +747,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         // Headers the client named in Connection are hop-by-hop too (RFC 9110 7.6.1).
         let connection = ConnectionOptions(incoming)
         let staticName: String?
-        if case .staticHeader(let name, _) = resource.credentials { staticName = name } else { staticName = nil }
+        if case .staticHeader(let name, _) = resource.credential { staticName = name } else { staticName = nil }
         // Earlier proxies' X-Forwarded-For values, then the client's address.
         var forwardedFor: String?
         for (name, value) in incoming {
@@ -775,7 +774,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         head.headers.add(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(self.remoteAddress)" } ?? self.remoteAddress)
         head.headers.add(name: "X-Forwarded-Proto", value: self.gateway.policy.publicURL.scheme)
         head.headers.add(name: "X-Forwarded-Host", value: incoming.first(name: "Host") ?? self.gateway.policy.publicURL.host)
-        if case .staticHeader(let name, let value) = resource.credentials {
+        if case .staticHeader(let name, let value) = resource.credential {
             head.headers.add(name: name, value: value)
         }
         return head
@@ -842,6 +841,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// buffer. No body is sent in answer to HEAD, though Content-Length still says how long it
     /// would be.
     private func write(_ response: GatewayResponse, keepAlive: Bool, context: ChannelHandlerContext) {
+        let keepAlive = keepAlive && !self.quiescing
         var extra = response.headers
         extra.append(("Content-Length", String(response.body.utf8.count)))
         var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize([:], extra) + response.body.utf8.count)
@@ -866,8 +866,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// "Connection: close" response is answered).
     private func endResponse(keepAlive: Bool, context: ChannelHandlerContext) {
         let end = self.responseFraming == .chunked ? Self.lastChunk : ByteBuffer()
-        // A body delimited by the connection's end is complete only once it closes.
-        let keepAlive = keepAlive && self.responseFraming != .untilClose
+        // A body delimited by the connection's end is complete only once it closes; a quiescing
+        // gateway serves nothing more on this connection.
+        let keepAlive = keepAlive && self.responseFraming != .untilClose && !self.quiescing
         self.responseFraming = .none
         if keepAlive {
             context.writeAndFlush(self.wrapOutboundOut(end), promise: nil)
@@ -935,12 +936,25 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            self.quiesce(context: context)
+            return
+        }
         if case .handshakeCompleted = event as? TLSUserEvent {
             if let tls = try? context.pipeline.syncOperations.handler(type: TLSHandler.self), let der = tls.peerCertificate {
                 self.clientCertificateThumbprint = CertificateThumbprint.sha256(der: der)
             }
         }
         context.fireUserInboundEventTriggered(event)
+    }
+
+    /// Graceful shutdown (see ``GatewayServer/run()``): a connection with nothing under way
+    /// closes now; one answering a request (or streaming) finishes that response, with
+    /// `Connection: close` if its head is still to be written, and closes after it.
+    private func quiesce(context: ChannelHandlerContext) {
+        self.quiescing = true
+        guard case .idle = self.state, self.pipelined.isEmpty, self.headStartedAt == nil else { return }
+        self.closeConnection(context: context)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -989,7 +1003,7 @@ extension GatewayHandler: UpstreamResponseSink {
         }
         guard self.responseVersion.isHTTP11OrLater else { return }
         do {
-            let (buffer, _) = try self.serialise(upstreamHead, keepAlive: exchange.keepAlive, context: context)
+            let (buffer, _) = try self.serialise(upstreamHead, keepAlive: exchange.keepAlive && !self.quiescing, context: context)
             context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
         } catch {
             exchange.log.debug("interim response not relayed", metadata: ["status": "\(upstreamHead.status.code)", "reason": "\(error)"])
@@ -1026,7 +1040,7 @@ extension GatewayHandler: UpstreamResponseSink {
         }
         let buffer: ByteBuffer
         do {
-            (buffer, self.responseFraming) = try self.serialise(upstreamHead, extra: extra, keepAlive: exchange.keepAlive, context: context)
+            (buffer, self.responseFraming) = try self.serialise(upstreamHead, extra: extra, keepAlive: exchange.keepAlive && !self.quiescing, context: context)
         } catch {
             // Relaying it could split the response: the client gets a 502 instead.
             self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)

@@ -69,15 +69,25 @@ public final class GatewayServer: Service, Sendable {
         } onGracefulShutdown: {
             self.gateway.logger.info("shutting down: no longer accepting connections")
             channel.close(promise: nil)
+            self.quiesce()
         }
         await self.drain(grace: .seconds(self.gateway.policy.limits.shutdownGraceSeconds))
+    }
+
+    /// Tells every open connection to finish what it is doing and close: idle keep-alive
+    /// connections close at once, the others after their response (NIO's quiesce event).
+    func quiesce() {
+        let open = self.connections.withLockedValue { Array($0.values) }
+        for channel in open {
+            channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+        }
     }
 
     /// Number of open client connections.
     public var openConnections: Int { self.connections.withLockedValue { $0.count } }
 
     /// Lets in-flight exchanges finish for up to `grace`, then closes what is left (long SSE
-    /// streams, idle keep-alive connections).
+    /// streams, clients that never read their last response).
     func drain(grace: Duration) async {
         let clock = ContinuousClock()
         let deadline = clock.now + grace

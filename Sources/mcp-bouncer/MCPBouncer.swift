@@ -103,33 +103,18 @@ struct Run: AsyncParsableCommand {
             for problem in error.problems { print("\(self.config):\(problem)", to: &stderr) }
             throw ExitCode(1)
         }
-        let tls: GatewayTLSContexts
+        let application: GatewayApplication
         do {
-            tls = try GatewayTLSContexts.load(policy, logger: logger)
+            application = try GatewayApplication(policy: policy, threads: self.threads, logger: logger) { address in
+                // A machine-readable line for scripts that start the gateway on port 0.
+                FileHandle.standardOutput.write("mcp-bouncer listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n")
+            }
         } catch {
             var stderr = FileHandle.standardError
             for problem in error.errors { print("\(self.config):\(problem)", to: &stderr) }
             throw ExitCode(1)
         }
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, self.threads))
-        let timeout = TimeAmount.seconds(policy.limits.authorizationServerTimeoutSeconds)
-        let fetcher = HTTPFetcher(group: group, connectTimeout: timeout, responseTimeout: timeout)
-        let gateway = Gateway(policy: policy, fetcher: fetcher, tls: tls, logger: logger)
-        let server = GatewayServer(gateway: gateway, group: group) { address in
-            // A machine-readable line for scripts that start the gateway on port 0.
-            FileHandle.standardOutput.write("mcp-bouncer listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n")
-        }
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: server)]
-        if let settings = policy.tls, let box = tls.server {
-            services.append(.init(service: TLSReloader(settings: settings, box: box, logger: logger)))
-        }
-        let serviceGroup = ServiceGroup(configuration: .init(
-            services: services,
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
-        try await serviceGroup.run()
-        try await group.shutdownGracefully()
+        try await application.run()
     }
 }
 

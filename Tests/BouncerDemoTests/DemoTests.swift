@@ -48,10 +48,10 @@ struct DemoTests {
                 upstream: http://127.0.0.1:1/mcp
                 methods: { initialize: [] }
             """, secrets: .empty)
-        let refusing = Gateway(policy: policy, fetcher: HTTPFetcher(group: group), logger: Logger(label: "test"))
+        let refusing = try GatewayApplication(policy: policy, group: group, logger: Logger(label: "test")).gateway
         let store = try #require(refusing.keyStore(named: "dev"))
         await #expect(throws: KeySetError.self) { try await store.keys(on: group.next()).get() }
-        let demo = Gateway(policy: policy, fetcher: HTTPFetcher(group: group), allowDevelopmentAuthorizationServer: true, logger: Logger(label: "test"))
+        let demo = try GatewayApplication(policy: policy, group: group, allowDevelopmentAuthorizationServer: true, logger: Logger(label: "test")).gateway
         let keys = try await #require(demo.keyStore(named: "dev")).keys(on: group.next()).get()
         #expect(keys.keys.count == 2)
         try await channel.close().get()

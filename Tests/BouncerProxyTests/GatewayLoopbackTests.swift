@@ -6,6 +6,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ServiceLifecycle
 import Testing
 
 @testable import BouncerProxy
@@ -339,8 +340,9 @@ struct GatewayLoopbackTests {
                 methods:
                   tools/call: { echo: [] }
             """, secrets: .empty)
-        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: self.group), logger: Logger(label: "test"))
-        let server = try GatewayServer(gateway: gateway, group: self.group).bind().wait()
+        let application = try GatewayApplication(policy: policy, group: self.group, logger: Logger(label: "test"))
+        let gateway = application.gateway
+        let server = try application.server.bind().wait()
         defer { try? server.close().wait() }
         let response = try self.call(Running(server: server, port: server.localAddress!.port!, gateway: gateway), token: self.token())
         #expect(response.status == .serviceUnavailable)
@@ -413,6 +415,52 @@ struct GatewayLoopbackTests {
         let text = received.withLockedValue { $0 }
         #expect(text.components(separatedBy: "HTTP/1.1 200 OK").count - 1 == 1)
         try await running.server.close().get()
+    }
+
+    /// SIGTERM through the service lifecycle: the listener closes, an idle keep-alive
+    /// connection closes at once, a request in flight is answered (its last, with
+    /// `Connection: close`) before its connection closes.
+    @Test func gracefulShutdownQuiescesIdleConnectionsAtOnceAndLetsInFlightRequestsFinish() async throws {
+        let policy = try PolicyLoader.load(yaml: """
+            listen: 127.0.0.1:0
+            public_url: http://127.0.0.1:8443
+            limits: { shutdown_grace_seconds: 5 }
+            authorization_servers:
+              local: { issuer: "\(self.issuer)", jwks_uri: "\(self.backend.url)/jwks" }
+            resources:
+              - path: /mcp
+                authorization_server: local
+                upstream: \(self.backend.url)/upstream/mcp
+                methods: { tools/call: { echo: [read] } }
+            """, secrets: .empty)
+        let port = NIOLockedValueBox(0)
+        let application = try GatewayApplication(policy: policy, group: self.group, logger: Logger(label: "test")) { address in
+            port.withLockedValue { $0 = address.port ?? 0 }
+        }
+        let serviceGroup = ServiceGroup(configuration: .init(services: [.init(service: application.server)], logger: Logger(label: "test")))
+        let running = Task { try await serviceGroup.run() }
+        #expect(await eventually { port.withLockedValue { $0 } != 0 })
+        let gatewayPort = port.withLockedValue { $0 }
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#
+        let request = "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(self.token())\r\nContent-Type: application/json\r\n"
+            + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let (idle, idleReceived) = try rawExchange(group: self.group, port: gatewayPort, send: request)
+        #expect(await eventually { idleReceived.withLockedValue { $0.contains("HTTP/1.1 200 OK") } })
+        self.backend.setUpstreamDelay(.milliseconds(800))
+        defer { self.backend.setUpstreamDelay(.zero) }
+        let (busy, busyReceived) = try rawExchange(group: self.group, port: gatewayPort, send: request)
+        try await Task.sleep(for: .milliseconds(200))
+        let clock = ContinuousClock()
+        let shutdownAt = clock.now
+        await serviceGroup.triggerGracefulShutdown()
+        #expect(await eventually(timeout: .milliseconds(400)) { !idle.isActive }, "the idle connection closed at once")
+        #expect(busy.isActive, "the busy one is still being answered")
+        #expect(await eventually { !busy.isActive })
+        let answer = busyReceived.withLockedValue { $0 }
+        #expect(answer.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(answer)")
+        #expect(answer.lowercased().contains("connection: close\r\n"))
+        try await running.value
+        #expect(clock.now - shutdownAt < .seconds(3), "done when the last exchange ended, not at the grace period")
     }
 
     @Test func shutdownDrainClosesConnectionsLeftAfterTheGracePeriod() async throws {

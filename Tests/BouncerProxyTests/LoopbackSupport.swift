@@ -328,9 +328,9 @@ final class LoopbackHarness {
     /// Binds a gateway for `yaml` on a free port.
     func start(_ yaml: String) throws -> Running {
         let policy = try PolicyLoader.load(yaml: yaml, secrets: .empty)
-        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: self.group), logger: Logger(label: "test"))
-        let server = try GatewayServer(gateway: gateway, group: self.group).bind().wait()
-        return Running(server: server, port: server.localAddress!.port!, gateway: gateway)
+        let application = try GatewayApplication(policy: policy, group: self.group, logger: Logger(label: "test"))
+        let server = try application.server.bind().wait()
+        return Running(server: server, port: server.localAddress!.port!, gateway: application.gateway)
     }
 
     func token(subject: String = "alice", scope: String = "read", signer: TestSigner? = nil) -> String {

@@ -1,42 +1,53 @@
-/// Where a request path leads.
-public enum Route: Sendable {
+/// Where a request path leads. `Resource` is what a protected resource resolves to: its
+/// policy here in the core, everything a request needs in the proxy (resolved once, at load).
+public enum Route<Resource: Sendable>: Sendable {
     /// The RFC 9728 document of a resource.
-    case metadata(ResourcePolicy)
+    case metadata(Resource)
     /// A protected MCP endpoint.
-    case resource(ResourcePolicy)
+    case resource(Resource)
     case health
     case readiness
     case notFound
 }
 
 /// Maps request paths to routes. Built once per policy; lookups are dictionary hits.
-public struct GatewayRouter: Sendable {
-    public static let metadataPrefix = "/.well-known/oauth-protected-resource"
+public struct GatewayRouter<Resource: Sendable>: Sendable {
+    public static var metadataPrefix: String { "/.well-known/oauth-protected-resource" }
 
-    private var routes: [String: Route] = [:]
+    private var routes: [String: Route<Resource>] = [:]
 
-    public init(policy: GatewayPolicy) {
-        for resource in policy.resources {
-            self.routes[resource.uri.path] = .resource(resource)
-            self.routes[Self.metadataPrefix + resource.uri.path] = .metadata(resource)
+    /// - Parameter resources: each resource's path (its URI's path) and what it resolves to.
+    public init(resources: [(path: String, resource: Resource)]) {
+        for (path, resource) in resources {
+            self.routes[path] = .resource(resource)
+            self.routes[Self.metadataPrefix + path] = .metadata(resource)
         }
-        if policy.resources.count == 1 {
-            self.routes[Self.metadataPrefix] = .metadata(policy.resources[0])
+        if resources.count == 1 {
+            self.routes[Self.metadataPrefix] = .metadata(resources[0].resource)
         }
         self.routes["/healthz"] = .health
         self.routes["/readyz"] = .readiness
     }
 
     /// - Parameter path: the request target without its query.
-    public func route(_ path: String) -> Route {
+    public func route(_ path: String) -> Route<Resource> {
         self.routes[path] ?? .notFound
     }
+}
 
+/// A request target in origin-form.
+public enum RequestTarget {
     /// Splits a request target (origin-form: see ``RequestHeadRules/originForm(of:)``) into
     /// path and query.
     public static func split(target: Substring) -> (path: String, query: Substring?) {
         guard let mark = target.firstIndex(of: "?") else { return (String(target), nil) }
         return (String(target[..<mark]), target[target.index(after: mark)...])
+    }
+}
+
+extension GatewayRouter where Resource == ResourcePolicy {
+    public init(policy: GatewayPolicy) {
+        self.init(resources: policy.resources.map { ($0.uri.path, $0) })
     }
 }
 
