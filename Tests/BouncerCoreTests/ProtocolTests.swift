@@ -213,7 +213,10 @@ struct ChallengeTests {
         #expect(try CanonicalURI("http://example.com:80").description == "http://example.com")
         #expect(try CanonicalURI("http://[::1]:8080/mcp").description == "http://[::1]:8080/mcp")
         #expect(try CanonicalURI("https://example.com:8443/x").protectedResourceMetadataURL == "https://example.com:8443/.well-known/oauth-protected-resource/x")
-        for bad in ["example.com/x", "ftp://x", "https://x/#f", "https://x/?q", "https://u@x/", "https://x:99999/", "https:///x"] {
+        // Hosts and ports found by fuzzing: each once canonicalised into a URI that read back
+        // with another host and port.
+        for bad in ["example.com/x", "ftp://x", "https://x/#f", "https://x/?q", "https://u@x/", "https://x:99999/", "https:///x",
+                    "https://a]b>:om:443/x", "https://a:b:443/", "https://exämple.com/", "https://a b/", "https://x:+443/", "https://x:-1/"] {
             #expect(throws: CanonicalURI.ParseError.self) { try CanonicalURI(bad) }
         }
     }

@@ -42,6 +42,11 @@ struct ResourceURITests {
         "file:///docs/%",
         "file:///docs/%4",
         "file:///docs/%zz",
+        // Found by fuzzing: dot segments whose removal would turn the path into an authority
+        // or a rootless path into an absolute one.
+        "dwwm:.///x",
+        "a:.//x",
+        "a:/.//x",
         "/docs/a.md",
         ":nothing",
         "1http://x/",

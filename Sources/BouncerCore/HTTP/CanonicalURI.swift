@@ -58,9 +58,15 @@ public struct CanonicalURI: Hashable, Sendable, CustomStringConvertible {
             host = authority
         }
         guard !host.isEmpty else { throw ParseError(reason: "'\(text)' has no host") }
+        // RFC 3986 3.2.2: an IP literal in brackets or a reg-name (ASCII; IDNs as punycode).
+        // Found by fuzzing: a host with ':' or ']' in it canonicalised to a URI that read back
+        // with another host and port.
+        guard host.hasPrefix("[") || !host.contains(":"), RequestHeadRules.isValidHost(String(host)) else {
+            throw ParseError(reason: "'\(text)' has an invalid host")
+        }
         var port: Int?
         if let portText {
-            guard let value = Int(portText), (1...65535).contains(value) else {
+            guard portText.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let value = Int(portText), (1...65535).contains(value) else {
                 throw ParseError(reason: "'\(text)' has an invalid port")
             }
             port = value

@@ -69,7 +69,8 @@ public enum ResourceURI {
         var rest = utf8[(colon + 1)...]
 
         // 3. Authority: host lowercased (userinfo and port keep their text).
-        if rest.starts(with: [UInt8(ascii: "/"), UInt8(ascii: "/")]) {
+        let hasAuthority = rest.starts(with: [UInt8(ascii: "/"), UInt8(ascii: "/")])
+        if hasAuthority {
             rest = rest.dropFirst(2)
             let end = rest.firstIndex { $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
             let authority = rest[..<end]
@@ -82,7 +83,7 @@ public enum ResourceURI {
 
         // 4. Path: dot segments removed (RFC 3986 5.2.4), refusing any that climb above the root.
         let pathEnd = rest.firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? rest.endIndex
-        try self.appendRemovingDotSegments(rest[..<pathEnd], to: &out)
+        try self.appendRemovingDotSegments(rest[..<pathEnd], hasAuthority: hasAuthority, to: &out)
         out.append(contentsOf: rest[pathEnd...])
         return String(decoding: out, as: UTF8.self)
     }
@@ -90,7 +91,11 @@ public enum ResourceURI {
     /// RFC 3986 5.2.4 over segments: `.` dropped, `..` drops the segment before it, and a `..`
     /// with nothing left to drop is refused (the standard algorithm would silently stop at the
     /// root, which is exactly the spelling an attacker uses).
-    private static func appendRemovingDotSegments(_ path: ArraySlice<UInt8>, to out: inout [UInt8]) throws(Unsafe) {
+    ///
+    /// A result that would read as another component is refused too: without an authority, a
+    /// path may not come out starting with `//` (it would become one), and a relative path
+    /// may not come out starting with `/` (`a:.//x`).
+    private static func appendRemovingDotSegments(_ path: ArraySlice<UInt8>, hasAuthority: Bool, to out: inout [UInt8]) throws(Unsafe) {
         guard !path.isEmpty else { return }
         let absolute = path.first == UInt8(ascii: "/")
         var segments: [ArraySlice<UInt8>] = []
@@ -108,6 +113,9 @@ public enum ResourceURI {
             default:
                 segments.append(segment)
             }
+        }
+        if segments.count > 1, segments[0].isEmpty, !absolute || !hasAuthority {
+            throw Unsafe(reason: "the URI's path would change form once its dot segments are removed")
         }
         if absolute { out.append(UInt8(ascii: "/")) }
         for (position, segment) in segments.enumerated() {

@@ -1,0 +1,26 @@
+// swift-tools-version: 6.1
+// libFuzzer targets for every BouncerCore parser that faces untrusted input. A separate
+// package, built with `-sanitize=fuzzer,address` by ../scripts/fuzz, so the gateway and its
+// test suite never build with the fuzzer runtime. One executable, whose main hands over to
+// libFuzzer's driver; BOUNCER_FUZZ_TARGET picks the target (see Targets.swift).
+import PackageDescription
+
+let package = Package(
+    name: "mcp-bouncer-fuzz",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "mcp-bouncer", path: ".."),
+    ],
+    targets: [
+        .target(name: "CFuzzerDriver", path: "Sources/CFuzzerDriver"),
+        .executableTarget(
+            name: "bouncer-fuzz",
+            dependencies: [
+                "CFuzzerDriver",
+                .product(name: "BouncerCore", package: "mcp-bouncer"),
+            ],
+            path: "Sources/BouncerFuzz",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
+    ]
+)

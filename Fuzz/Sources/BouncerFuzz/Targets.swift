@@ -1,0 +1,231 @@
+import BouncerCore
+import CFuzzerDriver
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The fuzz targets. Each takes the raw input, feeds it to one parser the gateway exposes to
+/// untrusted bytes, and checks properties that must hold for every input: no crash, no
+/// hang, and where a parser promises something about its output (idempotent normalisation,
+/// a header value without control characters), that promise. A broken property traps, so
+/// libFuzzer reports it as a crash with the input.
+enum FuzzTarget: String, CaseIterable {
+    case json
+    case jsonrpc
+    case jws
+    case jwks
+    case head
+    case uri
+    case headers
+    case policy
+    case oauth
+
+    func run(_ bytes: UnsafeRawBufferPointer) {
+        let data = Array(bytes)
+        switch self {
+        case .json: Self.json(data)
+        case .jsonrpc: Self.jsonRPC(data)
+        case .jws: Self.jws(data)
+        case .jwks: Self.jwks(data)
+        case .head: Self.head(data)
+        case .uri: Self.uri(data)
+        case .headers: Self.headers(data)
+        case .policy: Self.policy(data)
+        case .oauth: Self.oauth(data)
+        }
+    }
+
+    static func require(_ condition: Bool, _ message: @autoclosure () -> String) {
+        if !condition { fatalError("property broken: \(message())") }
+    }
+
+    /// JSON: whatever parses serialises to text that parses to the same value.
+    static func json(_ data: [UInt8]) {
+        guard let value = try? JSONParser(maxDepth: 32).parse(data) else { return }
+        let text = value.serialized
+        let again = try? JSONParser(maxDepth: 40).parse(text)
+        require(again == value, "serialised JSON does not parse back: \(text)")
+    }
+
+    static let resource: ResourcePolicy = {
+        let yaml = """
+            listen: 127.0.0.1:0
+            public_url: https://mcp.example.com
+            authorization_servers:
+              corp: { issuer: https://as.example.com }
+            resources:
+              - path: /mcp
+                authorization_server: corp
+                upstream: http://127.0.0.1:1/mcp
+                protocol_versions: ["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]
+                client_responses: [a]
+                methods:
+                  initialize: []
+                  notifications/*: []
+                  tools/call: { "*": [a], "admin_*": [b], "exact": [] }
+                  prompts/get: { "p*": [a] }
+                  resources/read: { "file:///docs/*": [a], "*": [c] }
+            """
+        do {
+            return try PolicyLoader.load(yaml: yaml, secrets: .empty).resources[0]
+        } catch {
+            fatalError("the fuzz policy does not load: \(error)")
+        }
+    }()
+
+    /// JSON-RPC: the envelope, the policy decision and the mirrored-header check, as the
+    /// gateway runs them on a body. The first line, if it starts with `#`, is `Mcp-Name`.
+    static func jsonRPC(_ data: [UInt8]) {
+        var body = data[...]
+        var mcpName: String?
+        if body.first == UInt8(ascii: "#"), let newline = body.firstIndex(of: 10) {
+            mcpName = String(decoding: body[body.index(after: body.startIndex)..<newline], as: UTF8.self)
+            body = body[(newline + 1)...]
+        }
+        guard let parsed = try? JSONRPCBody.parse(body, maxDepth: 64) else { return }
+        require(!parsed.messages.isEmpty, "a parsed body without messages")
+        _ = try? self.resource.decide(parsed, granted: ["a"])
+        _ = MCPHeaderRules.mirroredHeaderMismatch(mcpMethod: parsed.messages.first?.method, mcpName: mcpName, body: parsed)
+        if let message = parsed.messages.first { _ = MCPHeaderRules.metaProtocolVersion(message) }
+        _ = parsed.errorID
+    }
+
+    static let requirements: TokenRequirements = {
+        do {
+            return TokenRequirements(issuer: "https://as.example.com", audience: try CanonicalURI("https://mcp.example.com/mcp"),
+                                     algorithms: Set(JWSAlgorithm.allCases), leewaySeconds: 60, requireAccessTokenType: true, scopeClaims: ["scope", "scp"])
+        } catch {
+            fatalError("\(error)")
+        }
+    }()
+
+    /// JWS compact serialisation, then the claim checks on whatever payload it carries.
+    static func jws(_ data: [UInt8]) {
+        let token = String(decoding: data, as: UTF8.self)
+        _ = CompactJWS.looksLikeJWS(token)
+        guard let jws = try? CompactJWS(token) else { return }
+        _ = try? AccessTokenVerifier.validateClaims(jws, requirements: self.requirements, now: 1_800_000_000)
+        _ = try? AccessTokenVerifier.verifySignature(jws, keys: JSONWebKeySet(keys: []), requirements: self.requirements)
+    }
+
+    /// JWK sets: every key that parses is asked to verify a signature it did not make.
+    static func jwks(_ data: [UInt8]) {
+        guard let set = try? JSONWebKeySet(json: data) else { return }
+        for algorithm in JWSAlgorithm.allCases {
+            for key in set.candidates(keyID: nil, algorithm: algorithm) {
+                require(!key.verify(signature: Array(data.prefix(64)), signingInput: data, algorithm: algorithm), "a key verified garbage")
+            }
+        }
+    }
+
+    /// Request heads: the RFC 9112 rules over header lines (`name: value` per line; the first
+    /// line is the request target), host syntax, target forms and canonical resource URIs.
+    static func head(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let target = lines.isEmpty ? "" : String(lines.removeFirst())
+        var rules = RequestHeadRules()
+        for line in lines {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            rules.observe(name: String(parts.first ?? ""), value: parts.count > 1 ? String(parts[1]) : "")
+        }
+        _ = rules.violation(method: "POST", isHTTP11OrLater: true)
+        _ = rules.violation(method: "GET", isHTTP11OrLater: false)
+        if let origin = RequestHeadRules.originForm(of: target) {
+            require(origin.first == "/", "origin form \(origin) of \(target) is not a path")
+        }
+        _ = RequestHeadRules.isValidHost(target)
+        if let uri = try? CanonicalURI(target) {
+            // Canonical means canonical: parsing its own text gives it back.
+            require((try? CanonicalURI(uri.description)) == uri, "\(target) -> \(uri) is not stable")
+        }
+    }
+
+    /// resources/read URIs: normalising is idempotent, and what comes out has no dot segment,
+    /// no encoded '/' and no control characters.
+    static func uri(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        guard let once = try? ResourceURI.normalise(text) else { return }
+        require((try? ResourceURI.normalise(once)) == once, "normalising \(text) twice differs: \(once)")
+        var path = once.drop { $0 != ":" }.dropFirst().prefix { $0 != "?" && $0 != "#" }
+        if path.hasPrefix("//") { path = path.dropFirst(2).drop { $0 != "/" } }
+        require(!path.split(separator: "/").contains { $0 == ".." || $0 == "." }, "dot segment left in \(once)")
+        require(!once.utf8.contains { $0 < 0x21 || $0 == 0x7F || $0 == UInt8(ascii: "\\") }, "control character left in \(once)")
+        require(once.range(of: "%2F", options: []) == nil, "encoded slash left in \(once)")
+    }
+
+    /// Header helpers: bearer extraction, encoded `Mcp-Name` values, Connection options, and
+    /// the challenge the gateway writes, which must stay one well-formed header line.
+    static func headers(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        if case .token(let token) = BearerTokenExtractor.extract(first: text, count: 1) {
+            require(BearerTokenExtractor.isB64Token(token), "extracted token \(token) is not a b64token")
+        }
+        _ = BearerTokenExtractor.carriesAccessToken(formEncoded: text)
+        _ = MCPHeaderRules.decodeHeaderValue(text)
+        var options = ConnectionOptions()
+        options.add(text)
+        _ = options.names("x-forwarded-for")
+        _ = HopByHop.isRequestHeader(text, connection: options)
+        let challenge = BearerChallenge(resourceMetadata: text, scopes: [text], error: .invalidToken, errorDescription: text).headerValue
+        require(!challenge.utf8.contains { $0 < 0x20 || $0 == 0x7F }, "challenge with a control character: \(challenge)")
+        require(challenge.utf8.filter { $0 == UInt8(ascii: "\"") }.count % 2 == 0, "unbalanced quotes: \(challenge)")
+    }
+
+    /// The policy loader: any text is either a policy or a list of problems, never a crash.
+    static func policy(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        _ = try? PolicyLoader.load(yaml: text, secrets: .empty)
+    }
+
+    /// Authorization-server answers: token endpoint, introspection, metadata documents.
+    static func oauth(_ data: [UInt8]) {
+        _ = IssuedToken.parse(status: 200, body: data)
+        _ = IssuedToken.parse(status: 400, body: data)
+        _ = Introspection.parse(body: data, requirements: self.requirements, now: 1_800_000_000, maxLifetimeSeconds: 300)
+        _ = try? AuthorizationServerMetadata(json: data, expectedIssuer: "https://as.example.com")
+        if let form = FormEncoding.decode(String(decoding: data, as: UTF8.self)) {
+            require(FormEncoding.decode(FormEncoding.body(form)).map { $0.map { "\($0.0)=\($0.1)" } } == form.map { "\($0.0)=\($0.1)" }, "form round trip")
+        }
+    }
+}
+
+/// Builds the shared fixtures before the first input. LeakSanitizer (which libFuzzer runs
+/// when an input allocates more than it frees) cannot see references Swift keeps in enum
+/// payloads with tag bits set, so a fixture built lazily during an input would be reported
+/// as leaked.
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>?) -> Int32 {
+    _ = FuzzTarget.selected
+    _ = FuzzTarget.resource
+    _ = FuzzTarget.requirements
+    return 0
+}
+
+/// libFuzzer's callback. Exported by name too: when the toolchain links libFuzzer's own
+/// `main` (debug builds), that main calls it; otherwise ``FuzzMain`` hands over to the driver.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
+    FuzzTarget.selected.run(UnsafeRawBufferPointer(start: data, count: size))
+    return 0
+}
+
+/// Hands the command line to libFuzzer, which calls back with each input.
+@main
+enum FuzzMain {
+    static func main() {
+        var argc = CommandLine.argc
+        var argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = CommandLine.unsafeArgv
+        exit(LLVMFuzzerRunDriver(&argc, &argv) { data, size in fuzzOneInput(data, size) })
+    }
+}
+
+extension FuzzTarget {
+    /// From BOUNCER_FUZZ_TARGET, read once.
+    static let selected: FuzzTarget = {
+        guard let name = getenv("BOUNCER_FUZZ_TARGET").map({ String(cString: $0) }), let target = FuzzTarget(rawValue: name) else {
+            fatalError("set BOUNCER_FUZZ_TARGET to one of: \(FuzzTarget.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return target
+    }()
+}

@@ -1,0 +1,1 @@
+// CFuzzerDriver only declares libFuzzer's driver (include/CFuzzerDriver.h); a C target needs one source.
