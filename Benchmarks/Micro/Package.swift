@@ -20,7 +20,10 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "BouncerCore", package: "mcp-bouncer"),
+                .product(name: "BouncerProxy", package: "mcp-bouncer"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Benchmarks/RequestPath",
             swiftSettings: [.swiftLanguageMode(.v6)],

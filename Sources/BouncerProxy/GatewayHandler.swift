@@ -47,16 +47,17 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private final class Request {
         let head: HTTPRequestHead
+        /// What the enforcement stages read of the head, gathered in one pass.
+        let facts: RequestHeadFacts
         /// The request target's query, split off once.
         let query: Substring?
         let route: Route<ResolvedResource>
         var body: ByteBuffer?
         var log: RequestLog
-        /// `MCP-Protocol-Version`, read once (checked before the token, used again after).
-        var protocolVersion: String?
 
-        init(head: HTTPRequestHead, query: Substring?, route: Route<ResolvedResource>, log: RequestLog) {
+        init(head: HTTPRequestHead, facts: RequestHeadFacts, query: Substring?, route: Route<ResolvedResource>, log: RequestLog) {
             self.head = head
+            self.facts = facts
             self.query = query
             self.route = route
             self.log = log
@@ -218,19 +219,16 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// A head that did not arrive in time: 408 when no response is under way (RFC 9110
     /// 15.5.9), else the connection is closed (a 408 now would corrupt the response).
     private func headReadTimedOut(context: ChannelHandlerContext) {
-        let timeout = self.gateway.policy.limits.headerReadTimeoutSeconds
-        self.gateway.logger.notice("request refused", metadata: [
-            "peer": "\(self.remoteAddress)", "outcome": "rejected", "reason": "request head not received within \(timeout) s of its first byte", "status": "408",
-        ])
+        let rejection = GatewayRejection.headerReadTimeout(seconds: self.gateway.policy.limits.headerReadTimeoutSeconds)
         guard case .idle = self.state else {
+            self.connectionLog(method: "-").notice("request refused", metadata: ["outcome": "rejected", "code": "\(rejection.code)", "reason": "\(rejection.logReason)"])
             self.closeConnection(context: context)
             return
         }
         self.pipelined.removeAll()
         self.responseMethod = .GET
         self.responseVersion = .http1_1
-        self.state = .discarding(closeAfter: true)
-        self.write(GatewayResponse(status: 408, headers: [("Content-Type", "text/plain")], body: "Request Timeout: the request head took longer than \(timeout) s\n"), keepAlive: false, context: context)
+        self.refuseAndClose(rejection, context: context)
     }
 
     /// Bytes a request may carry beyond its head and body (chunk sizes, chunk extensions,
@@ -267,13 +265,11 @@ final class GatewayHandler: ChannelDuplexHandler {
                 }
             }
             if self.unaccountedBytes > self.framingAllowance, self.pipelined.isEmpty, case .idle = self.state {
-                let limit = self.gateway.policy.limits.maxHeaderBytes
-                let log = RequestLog(logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter + 1, method: "-", peer: self.remoteAddress)
-                self.refuseAndClose(GatewayRejection.headersTooLarge.response(resource: nil), reason: "a request head still incomplete after \(self.unaccountedBytes) bytes (limit \(limit))", log: log, context: context)
+                // A head still incomplete after more bytes than any head may have.
+                self.refuseAndClose(.headersTooLarge, context: context)
             }
         case .collecting(let request) where self.unaccountedBytes > self.framingAllowance:
-            let response = GatewayResponse(status: 400, headers: [("Content-Type", "text/plain")], body: "Bad Request: chunk framing (sizes, extensions, trailers) too large\n")
-            self.refuseAndClose(response, reason: "\(self.unaccountedBytes) bytes of chunk framing for a body of \(self.bodyBytes) bytes", log: request.log, context: context)
+            self.refuseAndClose(.chunkFramingTooLarge(bytes: self.unaccountedBytes, body: self.bodyBytes), log: request.log, context: context)
         case .collecting, .discarding, .lingering, .closed:
             break
         }
@@ -378,53 +374,23 @@ final class GatewayHandler: ChannelDuplexHandler {
         )
         log.clientCertificate = self.clientCertificateThumbprint
 
-        var headerBytes = head.uri.utf8.count
-        var rules = RequestHeadRules()
-        for (name, value) in head.headers {
-            headerBytes += name.utf8.count + value.utf8.count + 4
-            rules.observe(name: name, value: value)
-        }
-        if headerBytes > self.gateway.policy.limits.maxHeaderBytes {
-            let reason = "headers of \(headerBytes) bytes exceed \(self.gateway.policy.limits.maxHeaderBytes)"
-            self.refuseAndClose(GatewayRejection.headersTooLarge.response(resource: nil), reason: reason, log: log, context: context)
+        var facts = RequestHeadFacts(target: head.uri)
+        for (name, value) in head.headers { facts.observe(name: name, value: value) }
+        let target: Enforcement.Target
+        switch Enforcement.checkHead(facts, method: head.method.rawValue, isHTTP11OrLater: head.version.isHTTP11OrLater, target: head.uri, limits: self.gateway.policy.limits) {
+        case .failure(let rejection):
+            self.refuseAndClose(rejection, log: log, context: context)
             return
+        case .success(let admitted):
+            target = admitted
         }
-        // What RFC 9112 has a server refuse and llhttp lets through (Host, transfer codings),
-        // and a target in neither origin- nor absolute-form: refused, and the connection closed.
-        let violation = rules.violation(method: head.method.rawValue, isHTTP11OrLater: head.version.isHTTP11OrLater)
-        // `OPTIONS *` (asterisk-form) is a valid target; it names no resource here (404).
-        let asterisk: Substring? = head.method == .OPTIONS && head.uri == "*" ? "*" : nil
-        guard violation == nil, let target = RequestHeadRules.originForm(of: head.uri) ?? asterisk else {
-            let status = violation?.status ?? 400
-            let reason = violation?.description ?? "a request target that is not a path or an absolute URI"
-            var headers = [("Content-Type", "text/plain")]
-            let text: String
-            switch status {
-            case 501: text = "Not Implemented"
-            case 415:
-                text = "Unsupported Media Type"
-                headers.append(("Accept-Encoding", "identity"))
-            default: text = "Bad Request"
-            }
-            let response = GatewayResponse(status: status, headers: headers, body: "\(text): \(reason)\n")
-            self.refuseAndClose(response, reason: reason, log: log, context: context)
-            return
-        }
-        if let length = rules.contentLength, length > self.gateway.policy.limits.maxBodyBytes {
-            // Refused before a byte of the body is read, and before any 100 Continue.
-            self.refuseBodyTooLarge(log: log, context: context)
-            return
-        }
-        let (path, query) = RequestTarget.split(target: target)
-        let route = self.gateway.router.route(path)
+        let route = self.gateway.router.route(target.path)
         if case .resource(let resource) = route {
             log.resource = resource.policy.path
         }
-        self.state = .collecting(Request(head: head, query: query, route: route, log: log))
-        if head.version.isHTTP11OrLater, rules.expectsContinue {
-            // The body is read here (it is inspected), so the gateway, not the upstream, says
-            // continue; oversized bodies are still refused with 413 as they arrive. An HTTP/1.0
-            // client's expectation is ignored: it gets no 1xx (RFC 9110 10.1.1, 15.2).
+        self.state = .collecting(Request(head: head, facts: facts, query: target.query, route: route, log: log))
+        if Enforcement.answersContinue(facts, isHTTP11OrLater: head.version.isHTTP11OrLater) {
+            // Oversized bodies are still refused with 413 as they arrive.
             var interim = context.channel.allocator.buffer(capacity: 32)
             _ = try? ResponseSerializer.writeHead(status: .continue, headers: [:], requestMethod: head.method, requestVersion: head.version, keepAlive: true, into: &interim)
             context.writeAndFlush(self.wrapOutboundOut(interim), promise: nil)
@@ -437,7 +403,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             let size = (request.body?.readableBytes ?? 0) + buffer.readableBytes
             self.bodyBytes = size
             guard size <= self.gateway.policy.limits.maxBodyBytes else {
-                self.refuseBodyTooLarge(log: request.log, context: context)
+                self.refuseAndClose(.bodyTooLarge(limit: self.gateway.policy.limits.maxBodyBytes), log: request.log, context: context)
                 return
             }
             if request.body == nil {
@@ -453,19 +419,19 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
-    /// 413 for a body over `max_body_bytes`, declared or counted.
-    private func refuseBodyTooLarge(log: RequestLog, context: ChannelHandlerContext) {
-        let limit = self.gateway.policy.limits.maxBodyBytes
-        let failure = JSONRPCFailure(status: 413, code: JSONRPCErrorCode.invalidRequest, message: "Payload Too Large: the body exceeds \(limit) bytes", id: nil)
-        self.refuseAndClose(GatewayRejection.jsonRPC(failure).response(resource: nil), reason: "body larger than \(limit) bytes", log: log, context: context)
-    }
-
     /// Answers a request refused while it is being read (its head, or a body too large), drops
     /// the rest of it, and closes the connection once the answer is written.
-    private func refuseAndClose(_ response: GatewayResponse, reason: String, log: RequestLog, context: ChannelHandlerContext) {
-        log.notice("request refused", metadata: ["outcome": "rejected", "reason": "\(reason)", "status": "\(response.status)"])
+    private func refuseAndClose(_ rejection: GatewayRejection, log: RequestLog? = nil, context: ChannelHandlerContext) {
+        let response = rejection.response(resource: nil)
+        let log = log ?? self.connectionLog(method: "-")
+        log.notice("request refused", metadata: ["outcome": "rejected", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)"])
         self.state = .discarding(closeAfter: true)
         self.write(response, keepAlive: false, context: context)
+    }
+
+    /// The log of the connection's next request, for refusals made before its head is known.
+    private func connectionLog(method: String) -> RequestLog {
+        RequestLog(logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter + 1, method: method, peer: self.remoteAddress)
     }
 
     private func receivedEnd(context: ChannelHandlerContext) {
@@ -517,52 +483,13 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     private func processProtected(_ request: Request, resource: ResolvedResource, context: ChannelHandlerContext) {
-        let policy = resource.policy
-        let headers = request.head.headers
-        if let origin = headers.first(name: "Origin"), !policy.allowedOrigins.contains(Self.normalisedOrigin(origin)) {
-            self.finish(request, with: .forbiddenOrigin("Origin \(origin) is not allowed"), resource: resource, context: context)
-            return
-        }
-        let version = headers.first(name: "MCP-Protocol-Version")
-        request.protocolVersion = version
-        if let version, !policy.protocolVersions.contains(version) {
-            let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Bad Request: unsupported MCP-Protocol-Version \(version) (supported: \(policy.protocolVersions.sorted().joined(separator: ", ")))", id: nil)
-            self.finish(request, with: .jsonRPC(failure), resource: resource, context: context)
-            return
-        }
-        let methodAllowed = request.head.method == .POST
-            || (version != MCPProtocol.statelessVersion && (request.head.method == .GET || request.head.method == .DELETE))
-        if !methodAllowed {
-            let failure = JSONRPCFailure(status: 405, code: JSONRPCErrorCode.invalidRequest, message: "Method Not Allowed", id: nil)
-            self.finish(request, with: .jsonRPC(failure), resource: resource, context: context)
-            return
-        }
-        // RFC 6750 2.2 / 2.3 and MCP: tokens travel in the Authorization header only.
-        if let query = request.query, BearerTokenExtractor.carriesAccessToken(formEncoded: query) {
-            self.finish(request, with: .invalidRequest("Access tokens are accepted in the Authorization header only, not in the query string"), resource: resource, context: context)
-            return
-        }
-        if let contentType = headers.first(name: "Content-Type"), contentType.hasPrefixIgnoringASCIICase("application/x-www-form-urlencoded"),
-           let body = request.body, BearerTokenExtractor.carriesAccessToken(formEncoded: String(buffer: body)) {
-            self.finish(request, with: .invalidRequest("Access tokens are accepted in the Authorization header only, not in a form body"), resource: resource, context: context)
-            return
-        }
         let token: String
-        var authorization: String?
-        var authorizationCount = 0
-        for (name, value) in headers where name.equalsIgnoringASCIICase("Authorization") {
-            authorization = authorization ?? value
-            authorizationCount += 1
-        }
-        switch BearerTokenExtractor.extract(first: authorization, count: authorizationCount) {
-        case .none:
-            self.finish(request, with: .missingToken, resource: resource, context: context)
+        switch Enforcement.admit(request.facts, method: request.head.method.rawValue, query: request.query, body: request.body, resource: resource.policy) {
+        case .failure(let rejection):
+            self.finish(request, with: rejection, resource: resource, context: context)
             return
-        case .invalid(let reason):
-            self.finish(request, with: .invalidRequest(reason), resource: resource, context: context)
-            return
-        case .token(let value):
-            token = value
+        case .success(let admitted):
+            token = admitted
         }
         if let claims = self.gateway.cachedClaims(token: token, resource: resource) {
             self.authorize(request, resource: resource, token: token, claims: claims, context: context)
@@ -586,54 +513,20 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func authorize(_ request: Request, resource: ResolvedResource, token: String, claims: AccessTokenClaims, context: ChannelHandlerContext) {
         request.log.subject = claims.subject ?? "-"
         request.log.clientID = claims.clientID ?? "-"
-        guard request.head.method == .POST else {
-            // GET opens the server-to-client stream, DELETE ends a session: no JSON-RPC
-            // method to check, a valid token for this resource is what they need.
-            request.log.info("request allowed", metadata: ["outcome": "allowed", "operation": "\(request.head.method.rawValue) stream"])
-            self.obtainUpstreamCredential(request, resource: resource, token: token, claims: claims, tool: nil, errorID: nil, context: context)
-            return
-        }
-        let body: JSONRPCBody
-        do {
-            body = try JSONRPCBody.parse(request.body.map { $0.readableBytesView } ?? ByteBuffer().readableBytesView, maxDepth: self.gateway.policy.limits.maxJSONDepth)
-        } catch {
-            self.finish(request, with: .jsonRPC(error), resource: resource, context: context)
-            return
-        }
+        let method = request.head.method.rawValue
+        let (body, decision) = Enforcement.authorize(request.facts, method: method, body: request.body, scopes: claims.scopes, resource: resource.policy, limits: self.gateway.policy.limits)
         request.log.body = body
-        let version = request.protocolVersion
-        if body.isBatch, !resource.policy.acceptsBatches || (version != nil && version != "2025-03-26") {
-            let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: JSON-RPC batches are not supported by this protocol revision", id: nil)
-            self.finish(request, with: .jsonRPC(failure), resource: resource, context: context)
-            return
-        }
-        let headers = request.head.headers
-        if let mismatch = MCPHeaderRules.mirroredHeaderMismatch(mcpMethod: headers.first(name: "Mcp-Method"), mcpName: headers.first(name: "Mcp-Name"), body: body) {
-            let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.headerMismatch, message: "Bad Request: \(mismatch)", id: body.errorID)
-            self.finish(request, with: .jsonRPC(failure), resource: resource, context: context)
-            return
-        }
-        if version == MCPProtocol.statelessVersion, let message = body.messages.first, let meta = MCPHeaderRules.metaProtocolVersion(message), meta != version {
-            let failure = JSONRPCFailure(status: 400, code: JSONRPCErrorCode.headerMismatch, message: "Bad Request: MCP-Protocol-Version \(version ?? "") does not match _meta protocolVersion \(meta)", id: body.errorID)
-            self.finish(request, with: .jsonRPC(failure), resource: resource, context: context)
-            return
-        }
-        let decision: AccessDecision
-        do {
-            decision = try resource.policy.decide(body, granted: claims.scopes)
-        } catch {
-            self.finish(request, with: .jsonRPC(error), resource: resource, context: context)
-            return
-        }
         switch decision {
-        case .allow:
-            request.log.info("request allowed", metadata: ["outcome": "allowed"])
-            let tool = body.isBatch ? nil : body.messages.first.flatMap { $0.method == "tools/call" ? try? $0.target() : nil }
-            self.obtainUpstreamCredential(request, resource: resource, token: token, claims: claims, tool: tool, errorID: body.errorID, context: context)
-        case .insufficientScope(let needed):
-            self.finish(request, with: .insufficientScope(needed: needed, id: body.errorID), resource: resource, context: context)
-        case .denied(let reason):
-            self.finish(request, with: .policyDenied(reason: reason, id: body.errorID), resource: resource, context: context)
+        case .failure(let rejection):
+            self.finish(request, with: rejection, resource: resource, context: context)
+        case .success(let authorization):
+            if body == nil {
+                // GET opens the server-to-client stream, DELETE ends a session.
+                request.log.info("request allowed", metadata: ["outcome": "allowed", "operation": "\(method) stream"])
+            } else {
+                request.log.info("request allowed", metadata: ["outcome": "allowed"])
+            }
+            self.obtainUpstreamCredential(request, resource: resource, token: token, claims: claims, tool: authorization.tool, errorID: authorization.errorID, context: context)
         }
     }
 
@@ -646,11 +539,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         ])
         self.state = .idle
         self.write(response, keepAlive: request.head.isKeepAlive, context: context)
-    }
-
-    static func normalisedOrigin(_ origin: String) -> String {
-        if origin == "null" { return origin }
-        return (try? CanonicalURI(origin).origin) ?? origin
     }
 
     // MARK: Forwarding
@@ -684,10 +572,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     private func forward(_ request: Request, resource: ResolvedResource, upstreamToken: String?, errorID: JSONValue?, context: ChannelHandlerContext) {
-        var upstreamHead = self.upstreamHead(for: request, resource: resource)
-        if let upstreamToken {
-            upstreamHead.headers.add(name: "Authorization", value: "Bearer \(upstreamToken)")
-        }
+        let upstreamHead = self.upstreamHead(for: request, resource: resource, upstreamToken: upstreamToken)
         let exchange = Exchange(request: request, upstreamHead: upstreamHead, resource: resource, errorID: errorID)
         self.state = .forwarding(exchange)
         self.sendUpstream(exchange, fresh: false, context: context)
@@ -735,46 +620,17 @@ final class GatewayHandler: ChannelDuplexHandler {
         lease.handler.send(exchange.upstreamHead, body: exchange.request.body, watchWrite: lease.reused)
     }
 
-    /// The request as the upstream sees it: no client credentials, no hop-by-hop headers,
-    /// the gateway's own credential if configured, and `X-Forwarded-*`.
-    private func upstreamHead(for request: Request, resource: ResolvedResource) -> HTTPRequestHead {
+    /// The request as the upstream sees it (``Enforcement/upstreamHeaders(from:facts:resource:peer:publicURL:bodyLength:isPOST:upstreamToken:add:)``).
+    private func upstreamHead(for request: Request, resource: ResolvedResource, upstreamToken: String?) -> HTTPRequestHead {
         let upstream = resource.upstream
         var uri = upstream.requestPath
         if let query = request.query, !query.isEmpty { uri += (uri.contains("?") ? "&" : "?") + query }
         var head = HTTPRequestHead(version: .http1_1, method: request.head.method, uri: uri)
-        let incoming = request.head.headers
-        head.headers.reserveCapacity(incoming.count + 6)
-        // Headers the client named in Connection are hop-by-hop too (RFC 9110 7.6.1).
-        let connection = ConnectionOptions(incoming)
-        let staticName: String?
-        if case .staticHeader(let name, _) = resource.credential { staticName = name } else { staticName = nil }
-        // Earlier proxies' X-Forwarded-For values, then the client's address.
-        var forwardedFor: String?
-        for (name, value) in incoming {
-            if name.equalsIgnoringASCIICase("x-forwarded-for") {
-                // Unless the client nominated it as hop-by-hop: then it is dropped like any
-                // field its Connection header names, and only the gateway's value goes on.
-                if !connection.names(name) {
-                    forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
-                }
-                continue
-            }
-            if HopByHop.isRequestHeader(name, connection: connection)
-                || staticName.map({ name.equalsIgnoringASCIICase($0) }) == true {
-                continue
-            }
-            head.headers.add(name: name, value: value)
-        }
-        head.headers.add(name: "Host", value: upstream.hostHeader)
-        if let body = request.body {
-            head.headers.add(name: "Content-Length", value: String(body.readableBytes))
-        } else if request.head.method == .POST {
-            head.headers.add(name: "Content-Length", value: "0")
-        }
-        head.headers.add(name: "X-Forwarded-For", value: forwardedFor.map { "\($0), \(self.remoteAddress)" } ?? self.remoteAddress)
-        head.headers.add(name: "X-Forwarded-Proto", value: self.gateway.policy.publicURL.scheme)
-        head.headers.add(name: "X-Forwarded-Host", value: incoming.first(name: "Host") ?? self.gateway.policy.publicURL.host)
-        if case .staticHeader(let name, let value) = resource.credential {
+        head.headers.reserveCapacity(request.head.headers.count + 7)
+        Enforcement.upstreamHeaders(
+            from: request.head.headers, facts: request.facts, resource: resource.policy, peer: self.remoteAddress, publicURL: self.gateway.policy.publicURL,
+            bodyLength: request.body?.readableBytes, isPOST: request.head.method == .POST, upstreamToken: upstreamToken
+        ) { name, value in
             head.headers.add(name: name, value: value)
         }
         return head
@@ -976,7 +832,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 self.closeConnection(context: context)
             } else {
                 // No response has started: say why before hanging up (RFC 9112 2.2).
-                self.write(GatewayResponse(status: 400, headers: [("Content-Type", "text/plain")], body: "Bad Request: malformed HTTP\n"), keepAlive: false, context: context)
+                self.write(GatewayRejection.malformedHTTP("\(error)").response(resource: nil), keepAlive: false, context: context)
             }
             return
         }

@@ -92,6 +92,12 @@ public final class TokenAuthenticator: Sendable {
         }
     }
 
+    /// Verifies a JWT with a key set already in hand and remembers it for `resource`: what
+    /// ``authenticate(token:resource:requirements:keys:on:)`` does once the keys are loaded.
+    public func verify(token: String, resource: ResourcePolicy, requirements: TokenRequirements, keySet: JSONWebKeySet) throws(TokenError) -> AccessTokenClaims {
+        try self.verify(CompactJWS(token), keySet: keySet, requirements: requirements, cacheKey: Self.cacheKey(token: token, resource: resource))
+    }
+
     private func verify(_ jws: CompactJWS, keySet: JSONWebKeySet, requirements: TokenRequirements, cacheKey: VerifiedTokenCache.Key) throws(TokenError) -> AccessTokenClaims {
         try AccessTokenVerifier.verifySignature(jws, keys: keySet, requirements: requirements)
         let now = self.now()

@@ -391,9 +391,9 @@ struct HopByHopTests {
 }
 
 @Suite("Request head rules (RFC 9112 3.2, 3.2.2, 6.1)")
-struct RequestHeadRulesTests {
-    func violation(_ fields: [(String, String)], method: String = "POST", http11: Bool = true) -> RequestHeadRules.Violation? {
-        var rules = RequestHeadRules()
+struct RequestHeadFactsTests {
+    func violation(_ fields: [(String, String)], method: String = "POST", http11: Bool = true) -> RequestHeadFacts.Violation? {
+        var rules = RequestHeadFacts()
         for (name, value) in fields { rules.observe(name: name, value: value) }
         return rules.violation(method: method, isHTTP11OrLater: http11)
     }
@@ -408,7 +408,7 @@ struct RequestHeadRulesTests {
             #expect(self.violation([host], method: method) == nil)
         }
         #expect(self.violation([host, ("Content-Length", "5")], method: "POST") == nil)
-        #expect(RequestHeadRules.Violation.unexpectedBody.status == 400)
+        #expect(RequestHeadFacts.Violation.unexpectedBody.status == 400)
     }
 
     @Test("a body in a content coding the gateway cannot read is 415")
@@ -419,14 +419,14 @@ struct RequestHeadRulesTests {
         #expect(self.violation([host, ("Content-Encoding", "gzip")]) == .unsupportedContentCoding)
         #expect(self.violation([host, ("Content-Encoding", "identity, br")]) == .unsupportedContentCoding)
         #expect(self.violation([host, ("Content-Encoding", "identity"), ("Content-Encoding", "deflate")]) == .unsupportedContentCoding)
-        #expect(RequestHeadRules.Violation.unsupportedContentCoding.status == 415)
+        #expect(RequestHeadFacts.Violation.unsupportedContentCoding.status == 415)
     }
 
     @Test func lengthAndExpectationAreGatheredInThePass() {
-        var rules = RequestHeadRules()
+        var rules = RequestHeadFacts()
         for (name, value) in [("Host", "a"), ("content-length", "2048"), ("EXPECT", "100-Continue")] { rules.observe(name: name, value: value) }
         #expect(rules.contentLength == 2048 && rules.expectsContinue && rules.hasBody)
-        var none = RequestHeadRules()
+        var none = RequestHeadFacts()
         none.observe(name: "Expect", value: "something-else")
         #expect(none.contentLength == nil && !none.expectsContinue && !none.hasBody)
     }
@@ -442,10 +442,10 @@ struct RequestHeadRulesTests {
 
     @Test func hostValues() {
         for valid in ["", "mcp.example.com", "mcp.example.com:8443", "127.0.0.1:80", "[::1]", "[::1]:8080", "[v1.fe]", "xn--bcher-kva.example", "a%20b", "a:", "localhost"] {
-            #expect(RequestHeadRules.isValidHost(valid), "\(valid)")
+            #expect(RequestHeadFacts.isValidHost(valid), "\(valid)")
         }
         for invalid in ["a b", "a/b", "a@b", "a:b", "a:80:80", "[::1", "[]", "[::1]x", "a%2", "a%zz", "a\tb", "a\"b", "é.example"] {
-            #expect(!RequestHeadRules.isValidHost(invalid), "\(invalid)")
+            #expect(!RequestHeadFacts.isValidHost(invalid), "\(invalid)")
         }
     }
 
@@ -457,18 +457,18 @@ struct RequestHeadRulesTests {
         #expect(self.violation([host, ("Transfer-Encoding", "identity")]) == .unsupportedTransferCoding)
         #expect(self.violation([host, ("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "chunked")]) == .unsupportedTransferCoding)
         #expect(self.violation([("Transfer-Encoding", "chunked")], http11: false) == .transferEncodingInHTTP10)
-        #expect(RequestHeadRules.Violation.unsupportedTransferCoding.status == 501)
-        #expect(RequestHeadRules.Violation.missingHost.status == 400)
+        #expect(RequestHeadFacts.Violation.unsupportedTransferCoding.status == 501)
+        #expect(RequestHeadFacts.Violation.missingHost.status == 400)
     }
 
     @Test func absoluteFormTargetsAreAcceptedAsTheirPath() {
-        #expect(RequestHeadRules.originForm(of: "/mcp?x=1") == "/mcp?x=1")
-        #expect(RequestHeadRules.originForm(of: "https://mcp.example.com/jira/mcp?x=1") == "/jira/mcp?x=1")
-        #expect(RequestHeadRules.originForm(of: "HTTP://mcp.example.com:8080/mcp") == "/mcp")
-        #expect(RequestHeadRules.originForm(of: "http://mcp.example.com") == "/")
-        #expect(RequestHeadRules.originForm(of: "http://mcp.example.com?x") == "/?x")
-        #expect(RequestHeadRules.originForm(of: "*") == nil)
-        #expect(RequestHeadRules.originForm(of: "mcp.example.com:443") == nil)
-        #expect(RequestHeadRules.originForm(of: "ftp://mcp.example.com/mcp") == nil)
+        #expect(RequestHeadFacts.originForm(of: "/mcp?x=1") == "/mcp?x=1")
+        #expect(RequestHeadFacts.originForm(of: "https://mcp.example.com/jira/mcp?x=1") == "/jira/mcp?x=1")
+        #expect(RequestHeadFacts.originForm(of: "HTTP://mcp.example.com:8080/mcp") == "/mcp")
+        #expect(RequestHeadFacts.originForm(of: "http://mcp.example.com") == "/")
+        #expect(RequestHeadFacts.originForm(of: "http://mcp.example.com?x") == "/?x")
+        #expect(RequestHeadFacts.originForm(of: "*") == nil)
+        #expect(RequestHeadFacts.originForm(of: "mcp.example.com:443") == nil)
+        #expect(RequestHeadFacts.originForm(of: "ftp://mcp.example.com/mcp") == nil)
     }
 }

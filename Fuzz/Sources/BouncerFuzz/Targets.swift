@@ -124,17 +124,17 @@ enum FuzzTarget: String, CaseIterable {
         let text = String(decoding: data, as: UTF8.self)
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         let target = lines.isEmpty ? "" : String(lines.removeFirst())
-        var rules = RequestHeadRules()
+        var rules = RequestHeadFacts()
         for line in lines {
             let parts = line.split(separator: ":", maxSplits: 1)
             rules.observe(name: String(parts.first ?? ""), value: parts.count > 1 ? String(parts[1]) : "")
         }
         _ = rules.violation(method: "POST", isHTTP11OrLater: true)
         _ = rules.violation(method: "GET", isHTTP11OrLater: false)
-        if let origin = RequestHeadRules.originForm(of: target) {
+        if let origin = RequestHeadFacts.originForm(of: target) {
             require(origin.first == "/", "origin form \(origin) of \(target) is not a path")
         }
-        _ = RequestHeadRules.isValidHost(target)
+        _ = RequestHeadFacts.isValidHost(target)
         if let uri = try? CanonicalURI(target) {
             // Canonical means canonical: parsing its own text gives it back.
             require((try? CanonicalURI(uri.description)) == uri, "\(target) -> \(uri) is not stable")

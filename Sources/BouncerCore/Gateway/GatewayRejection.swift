@@ -26,6 +26,11 @@ public struct GatewayResponse: Sendable, Hashable {
     static func json(_ status: Int, _ body: String, extra: [(String, String)] = []) -> GatewayResponse {
         GatewayResponse(status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")] + extra, body: body)
     }
+
+    /// A plain-text answer, for refusals made before the request is known to be MCP.
+    static func plain(_ status: Int, _ text: String, extra: [(String, String)] = []) -> GatewayResponse {
+        GatewayResponse(status: status, headers: [("Content-Type", "text/plain")] + extra, body: text + "\n")
+    }
 }
 
 /// Every way the gateway refuses a request. This is the one place where refusals become
@@ -46,6 +51,18 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     /// 400/404/405/413/415 with a JSON-RPC error.
     case jsonRPC(JSONRPCFailure)
     case headersTooLarge
+    /// A request head RFC 9112 has a server refuse (400, 415 or 501, plain text); the
+    /// connection is closed after the answer.
+    case malformedHead(RequestHeadFacts.Violation)
+    /// Bytes llhttp could not parse as HTTP/1.1 (400, plain text).
+    case malformedHTTP(String)
+    /// A body over `limits.max_body_bytes`, declared or counted: 413.
+    case bodyTooLarge(limit: Int)
+    /// Chunk sizes, extensions and trailers past their bound (RFC 9112 7.1.1): 400.
+    case chunkFramingTooLarge(bytes: Int, body: Int)
+    /// A request head not received within `limits.header_read_timeout_seconds` of its
+    /// first byte: 408.
+    case headerReadTimeout(seconds: Int64)
     case notFound
     /// The authorization server's keys could not be fetched: the token cannot be checked.
     case authorizationServerUnavailable(String)
@@ -83,6 +100,11 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .forbiddenOrigin: return "forbidden_origin"
         case .jsonRPC(let failure): return "jsonrpc.\(failure.code)"
         case .headersTooLarge: return "headers_too_large"
+        case .malformedHead: return "malformed_head"
+        case .malformedHTTP: return "malformed_http"
+        case .bodyTooLarge: return "body_too_large"
+        case .chunkFramingTooLarge: return "chunk_framing_too_large"
+        case .headerReadTimeout: return "header_read_timeout"
         case .notFound: return "not_found"
         case .authorizationServerUnavailable: return "authorization_server_unavailable"
         case .upstreamUnavailable: return "upstream_unavailable"
@@ -102,6 +124,11 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .policyDenied(let reason, _): return reason
         case .jsonRPC(let failure): return failure.message
         case .headersTooLarge: return "request headers too large"
+        case .malformedHead(let violation): return violation.description
+        case .malformedHTTP(let reason): return reason
+        case .bodyTooLarge(let limit): return "body larger than \(limit) bytes"
+        case .chunkFramingTooLarge(let bytes, let body): return "\(bytes) bytes of chunk framing for a body of \(body) bytes"
+        case .headerReadTimeout(let seconds): return "request head not received within \(seconds) s of its first byte"
         case .notFound: return "no route"
         case .upstreamUnavailable(let reason, _): return reason
         case .upstreamTimeout: return "upstream did not answer in time"
@@ -159,6 +186,20 @@ public enum GatewayRejection: Error, Sendable, Hashable {
             return GatewayResponse.json(failure.status, failure.body, extra: extra)
         case .headersTooLarge:
             return GatewayResponse.json(431, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.invalidRequest, message: "Request header fields too large", id: nil))
+        case .malformedHead(let violation):
+            switch violation.status {
+            case 501: return .plain(501, "Not Implemented: \(violation)")
+            case 415: return .plain(415, "Unsupported Media Type: \(violation)", extra: [("Accept-Encoding", "identity")])
+            default: return .plain(violation.status, "Bad Request: \(violation)")
+            }
+        case .malformedHTTP:
+            return .plain(400, "Bad Request: malformed HTTP")
+        case .bodyTooLarge(let limit):
+            return GatewayResponse.json(413, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.invalidRequest, message: "Payload Too Large: the body exceeds \(limit) bytes", id: nil))
+        case .chunkFramingTooLarge:
+            return .plain(400, "Bad Request: chunk framing (sizes, extensions, trailers) too large")
+        case .headerReadTimeout(let seconds):
+            return .plain(408, "Request Timeout: the request head took longer than \(seconds) s")
         case .notFound:
             return GatewayResponse.json(404, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.methodNotFound, message: "Not Found", id: nil))
         case .authorizationServerUnavailable:

@@ -37,7 +37,7 @@ public struct GatewayRouter<Resource: Sendable>: Sendable {
 
 /// A request target in origin-form.
 public enum RequestTarget {
-    /// Splits a request target (origin-form: see ``RequestHeadRules/originForm(of:)``) into
+    /// Splits a request target (origin-form: see ``RequestHeadFacts/originForm(of:)``) into
     /// path and query.
     public static func split(target: Substring) -> (path: String, query: Substring?) {
         guard let mark = target.firstIndex(of: "?") else { return (String(target), nil) }

@@ -61,7 +61,7 @@ public struct CanonicalURI: Hashable, Sendable, CustomStringConvertible {
         // RFC 3986 3.2.2: an IP literal in brackets or a reg-name (ASCII; IDNs as punycode).
         // Found by fuzzing: a host with ':' or ']' in it canonicalised to a URI that read back
         // with another host and port.
-        guard host.hasPrefix("[") || !host.contains(":"), RequestHeadRules.isValidHost(String(host)) else {
+        guard host.hasPrefix("[") || !host.contains(":"), RequestHeadFacts.isValidHost(String(host)) else {
             throw ParseError(reason: "'\(text)' has an invalid host")
         }
         var port: Int?

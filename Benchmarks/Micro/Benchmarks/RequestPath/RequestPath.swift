@@ -1,12 +1,17 @@
 import Benchmark
 import BouncerCore
+import BouncerProxy
 import Crypto
 import Foundation
+import NIOCore
+import NIOHTTP1
 
-/// The pure parts of one request through the gateway, measured alone: what a token costs the
-/// first time it is seen (cold: JWS parse, ES256 signature, claims, policy) and every time
-/// after (warm: bearer extraction, verified-token cache hit, JSON-RPC parse, policy). The
-/// socket side (NIO's HTTP/1 codec, the upstream pool) is measured by Benchmarks/run.
+/// The decisions on one request through the gateway, measured alone with the functions the
+/// gateway's handler calls (``Enforcement``'s stages, the router, ``TokenAuthenticator``'s
+/// cache): what a token costs the first time it is seen (cold: JWS parse, ES256 signature,
+/// claims, policy) and every time after (warm: head facts, admission, verified-token cache hit,
+/// JSON-RPC parse and policy, the upstream head). The socket side (NIO's HTTP/1 codec, the
+/// upstream pool) is measured by Benchmarks/run.
 ///
 /// Every benchmark runs `Fixture.operations` operations per sample; the tables print
 /// per-sample totals, so divide by that for one request (`Benchmarks/micro` prints both).
@@ -14,11 +19,17 @@ struct Fixture: Sendable {
     static let operations = 1000
 
     let token: String
-    let authorization: [String]
+    let signingKey: P256.Signing.PrivateKey
+    let issuer: String
     let keys: JSONWebKeySet
     let requirements: TokenRequirements
+    let policy: GatewayPolicy
     let resource: ResourcePolicy
+    let router: GatewayRouter<ResourcePolicy>
     let body: [UInt8]
+    /// The request as NIO's decoder hands it to the gateway.
+    let head: HTTPRequestHead
+    let bodyBuffer: ByteBuffer
     let now: Int64
 
     init() {
@@ -44,7 +55,9 @@ struct Fixture: Sendable {
                     create_issue: [jira:write]
                     "*": [jira:admin]
             """, secrets: .empty)
+        self.policy = policy
         self.resource = policy.resources[0]
+        self.router = GatewayRouter(policy: policy)
         self.requirements = TokenRequirements(server: policy.authorizationServers["corp"]!, resource: self.resource)
 
         let key = P256.Signing.PrivateKey()
@@ -53,13 +66,32 @@ struct Fixture: Sendable {
         self.keys = try! JSONWebKeySet(json: Array(jwks.utf8))
 
         self.now = Int64(Date().timeIntervalSince1970)
+        self.signingKey = key
+        self.issuer = issuer
+        self.token = Self.mint(subject: "alice", key: key, issuer: issuer, now: self.now)
+        self.body = Array(#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"search_issues","arguments":{"jql":"project = OPS AND status = Open","limit":50}}}"#.utf8)
+        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/jira/mcp")
+        for (name, value) in [
+            ("Host", "mcp.example.com"), ("User-Agent", "mcp-client/1.0"), ("Authorization", "Bearer " + self.token),
+            ("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream"),
+            ("MCP-Protocol-Version", "2025-11-25"), ("Mcp-Session-Id", "3f2c1e0a9b8d7c6e"), ("Content-Length", String(self.body.count)),
+        ] {
+            head.headers.add(name: name, value: value)
+        }
+        self.head = head
+        self.bodyBuffer = ByteBuffer(bytes: self.body)
+    }
+
+    static func mint(subject: String, key: P256.Signing.PrivateKey, issuer: String, now: Int64) -> String {
         let header = #"{"alg":"ES256","typ":"at+jwt","kid":"k1"}"#
-        let claims = #"{"iss":"\#(issuer)","sub":"alice","client_id":"agent","aud":"https://mcp.example.com/jira/mcp","exp":\#(self.now + 3600),"iat":\#(self.now),"scope":"openid jira:read jira:write"}"#
+        let claims = #"{"iss":"\#(issuer)","sub":"\#(subject)","client_id":"agent","aud":"https://mcp.example.com/jira/mcp","exp":\#(now + 3600),"iat":\#(now),"scope":"openid jira:read jira:write"}"#
         let signingInput = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(claims.utf8))
         let signature = try! key.signature(for: Array(signingInput.utf8)).rawRepresentation
-        self.token = signingInput + "." + Base64URL.encode(signature)
-        self.authorization = ["Bearer " + self.token]
-        self.body = Array(#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"search_issues","arguments":{"jql":"project = OPS AND status = Open","limit":50}}}"#.utf8)
+        return signingInput + "." + Base64URL.encode(signature)
+    }
+
+    func mint(subject: String) -> String {
+        Self.mint(subject: subject, key: self.signingKey, issuer: self.issuer, now: self.now)
     }
 
     func verify() throws -> AccessTokenClaims {
@@ -72,15 +104,25 @@ struct Fixture: Sendable {
         try JSONRPCBody.parse(self.body, maxDepth: 64)
     }
 
-    /// The gateway's cache key: resource path and token, as a pair (BouncerProxy's
-    /// `VerifiedTokenCache.Key`, which is internal to that module).
-    struct CacheKey: Hashable, Sendable {
-        let resource: String
-        let token: String
-    }
-
-    func cacheKey(_ token: String) -> CacheKey {
-        CacheKey(resource: self.resource.path, token: token)
+    /// One request from its decoded head to the head sent upstream, with the token's claims
+    /// from `authenticator`'s cache (`nil` when the token is not cached): the handler's calls,
+    /// in its order.
+    func warmRequest(_ authenticator: TokenAuthenticator) -> HTTPRequestHead? {
+        var facts = RequestHeadFacts(target: self.head.uri)
+        for (name, value) in self.head.headers { facts.observe(name: name, value: value) }
+        guard case .success(let target) = Enforcement.checkHead(facts, method: "POST", isHTTP11OrLater: true, target: self.head.uri, limits: self.policy.limits),
+              case .resource(let resource) = self.router.route(target.path),
+              case .success(let token) = Enforcement.admit(facts, method: "POST", query: target.query, body: self.bodyBuffer, resource: resource),
+              let claims = authenticator.cachedClaims(token: token, resource: resource),
+              case .success = Enforcement.authorize(facts, method: "POST", body: self.bodyBuffer, scopes: claims.scopes, resource: resource, limits: self.policy.limits).decision
+        else { return nil }
+        var upstream = HTTPRequestHead(version: .http1_1, method: .POST, uri: resource.upstream.requestPath)
+        upstream.headers.reserveCapacity(self.head.headers.count + 7)
+        Enforcement.upstreamHeaders(
+            from: self.head.headers, facts: facts, resource: resource, peer: "192.0.2.1", publicURL: self.policy.publicURL,
+            bodyLength: self.body.count, isPOST: true, upstreamToken: nil
+        ) { name, value in upstream.headers.add(name: name, value: value) }
+        return upstream
     }
 }
 
@@ -118,41 +160,36 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("Cold path: first sight of a token (verify, cache, parse, decide)") { benchmark in
-        var cache = ExpiringCache<Fixture.CacheKey, AccessTokenClaims>(capacity: 100_000)
         for _ in benchmark.scaledIterations {
-            guard case .token(let token) = BearerTokenExtractor.extract(authorization: fixture.authorization) else { fatalError() }
-            let verified = try fixture.verify()
-            cache.set(verified, for: fixture.cacheKey(token), expiresAt: verified.expiresAt, now: fixture.now)
-            let parsed = try fixture.parse()
-            blackHole(try fixture.resource.decide(parsed, granted: verified.scopes))
-            cache = ExpiringCache(capacity: 100_000)
+            // A new authenticator each time: the token is verified, not found in the cache.
+            let authenticator = TokenAuthenticator(cacheCapacity: 100_000, now: { fixture.now })
+            blackHole(try authenticator.verify(token: fixture.token, resource: fixture.resource, requirements: fixture.requirements, keySet: fixture.keys))
+            guard let upstream = fixture.warmRequest(authenticator) else { fatalError("the fixture's request must be forwarded") }
+            blackHole(upstream)
         }
     }
 
-    Benchmark("Token cache churning at capacity: insert into a full 10,000-entry cache") { benchmark in
+    Benchmark("Warm path: cached token (head facts, admit, cache hit, parse, decide, upstream head)") { benchmark in
+        let authenticator = TokenAuthenticator(cacheCapacity: 100_000, now: { fixture.now })
+        _ = try authenticator.verify(token: fixture.token, resource: fixture.resource, requirements: fixture.requirements, keySet: fixture.keys)
+        for _ in benchmark.scaledIterations {
+            guard let upstream = fixture.warmRequest(authenticator) else { fatalError("the fixture's request must be forwarded") }
+            blackHole(upstream)
+        }
+    }
+
+    Benchmark("Token cache churning at capacity: verify into a full 10,000-entry cache") { benchmark in
         // More distinct tokens than entries (a busy gateway, or a token spray): every insert
-        // evicts. Keys are made outside the measured loop.
-        let keys = (0..<(Fixture.operations * 2)).map { fixture.cacheKey("token-\($0)") }
-        var cache = ExpiringCache<Fixture.CacheKey, AccessTokenClaims>(capacity: 10_000)
-        for index in 0..<10_000 { cache.set(claims, for: fixture.cacheKey("warm-\(index)"), expiresAt: claims.expiresAt, now: fixture.now) }
+        // evicts. Tokens are minted outside the measured loop; each is verified (ES256) too.
+        let authenticator = TokenAuthenticator(cacheCapacity: 10_000, now: { fixture.now })
+        let tokens = (0..<(Fixture.operations * 2)).map { fixture.mint(subject: "user-\($0)") }
+        for index in 0..<10_000 { _ = try authenticator.verify(token: fixture.mint(subject: "warm-\(index)"), resource: fixture.resource, requirements: fixture.requirements, keySet: fixture.keys) }
         var next = 0
         benchmark.startMeasurement()
         for _ in benchmark.scaledIterations {
-            cache.set(claims, for: keys[next % keys.count], expiresAt: claims.expiresAt, now: fixture.now)
+            blackHole(try authenticator.verify(token: tokens[next % tokens.count], resource: fixture.resource, requirements: fixture.requirements, keySet: fixture.keys))
             next += 1
         }
         benchmark.stopMeasurement()
-        blackHole(cache.count)
-    }
-
-    Benchmark("Warm path: cached token (extract, cache hit, parse, decide)") { benchmark in
-        var cache = ExpiringCache<Fixture.CacheKey, AccessTokenClaims>(capacity: 100_000)
-        cache.set(claims, for: fixture.cacheKey(fixture.token), expiresAt: claims.expiresAt, now: fixture.now)
-        for _ in benchmark.scaledIterations {
-            guard case .token(let token) = BearerTokenExtractor.extract(authorization: fixture.authorization),
-                  let cached = cache.value(for: fixture.cacheKey(token), now: fixture.now) else { fatalError() }
-            let parsed = try fixture.parse()
-            blackHole(try fixture.resource.decide(parsed, granted: cached.scopes))
-        }
     }
 }

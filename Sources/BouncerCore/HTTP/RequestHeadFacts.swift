@@ -1,9 +1,12 @@
-/// What RFC 9112 requires a server to refuse in a request head that the HTTP/1.1 parser (llhttp)
-/// lets through, and the absolute-form request target a server must accept.
+/// What the gateway needs to know about a request head, gathered in one pass over its fields:
+/// what RFC 9112 requires a server to refuse that the HTTP/1.1 parser (llhttp) lets through
+/// (``violation(method:isHTTP11OrLater:)``), and the fields the enforcement stages read
+/// (``Enforcement``): Origin, Authorization, the MCP headers, Content-Type, Connection.
 ///
-/// The gateway feeds every field of a request head to ``observe(name:value:)`` (one length
-/// switch per field; nothing is stored in the common case), then asks for the ``violation(isHTTP11OrLater:)``.
-public struct RequestHeadRules: Sendable {
+/// The gateway feeds every field of a request head to ``observe(name:value:)``: one length
+/// switch per field, then one case-insensitive comparison for the few lengths that matter.
+/// Values are kept as the strings the decoder made (no copy).
+public struct RequestHeadFacts: Sendable {
     /// A request head the gateway refuses before routing; the connection is closed after the answer.
     public enum Violation: Equatable, Sendable, CustomStringConvertible {
         /// RFC 9112 3.2: an HTTP/1.1 request without Host.
@@ -22,6 +25,8 @@ public struct RequestHeadRules: Sendable {
         /// A `Content-Encoding` other than `identity`: the gateway cannot decide on a body it
         /// cannot read (RFC 9110 15.5.16: 415).
         case unsupportedContentCoding
+        /// A request target in neither origin- nor absolute-form (nor `OPTIONS *`).
+        case invalidTarget
 
         /// 501 for a transfer coding the gateway does not implement, 415 for a content coding,
         /// otherwise 400.
@@ -29,7 +34,7 @@ public struct RequestHeadRules: Sendable {
             switch self {
             case .unsupportedTransferCoding: return 501
             case .unsupportedContentCoding: return 415
-            case .missingHost, .multipleHosts, .invalidHost, .transferEncodingInHTTP10, .unexpectedBody: return 400
+            case .missingHost, .multipleHosts, .invalidHost, .transferEncodingInHTTP10, .unexpectedBody, .invalidTarget: return 400
             }
         }
 
@@ -42,12 +47,30 @@ public struct RequestHeadRules: Sendable {
             case .unsupportedTransferCoding: return "a transfer coding other than chunked"
             case .unexpectedBody: return "a body in a GET, HEAD or DELETE request"
             case .unsupportedContentCoding: return "a content coding other than identity"
+            case .invalidTarget: return "a request target that is not a path or an absolute URI"
             }
         }
     }
 
     private var hosts = 0
-    private var host: String?
+    /// The first `Host` value.
+    public private(set) var host: String?
+    /// The request target's length plus every field's name and value (and 4 bytes of framing
+    /// each): what `limits.max_header_bytes` bounds.
+    public private(set) var headerBytes: Int
+    /// The first `Origin` value.
+    public private(set) var origin: String?
+    /// The first `Authorization` value, and how many there were (RFC 6750: one).
+    public private(set) var authorization: String?
+    public private(set) var authorizationCount = 0
+    /// `MCP-Protocol-Version`.
+    public private(set) var protocolVersion: String?
+    /// 2026-07-28 `Mcp-Method` and `Mcp-Name`, which must agree with the body.
+    public private(set) var mcpMethod: String?
+    public private(set) var mcpName: String?
+    public private(set) var contentType: String?
+    /// The field names the `Connection` headers list (hop-by-hop, RFC 9110 7.6.1).
+    public private(set) var connection = ConnectionOptions()
     private var transferCodingIsOnlyChunked = true
     private var hasTransferEncoding = false
     private var contentCodingIsIdentity = true
@@ -59,14 +82,33 @@ public struct RequestHeadRules: Sendable {
     /// Whether a body follows the head (RFC 9112 6.3): chunked, or a non-zero length.
     public var hasBody: Bool { self.hasTransferEncoding || (self.contentLength ?? 0) > 0 }
 
-    public init() {}
+    /// - Parameter target: the request target, counted towards ``headerBytes``.
+    public init(target: String = "") {
+        self.headerBytes = target.utf8.count
+    }
 
     /// Takes note of one header field of the request head.
     public mutating func observe(name: String, value: String) {
+        self.headerBytes += name.utf8.count + value.utf8.count + 4
         switch name.utf8.count {
         case 4 where name.equalsIgnoringASCIICase("host"):
             self.hosts += 1
             if self.hosts == 1 { self.host = value }
+        case 6 where name.equalsIgnoringASCIICase("origin"):
+            self.origin = self.origin ?? value
+        case 8 where name.equalsIgnoringASCIICase("mcp-name"):
+            self.mcpName = self.mcpName ?? value
+        case 10 where name.equalsIgnoringASCIICase("mcp-method"):
+            self.mcpMethod = self.mcpMethod ?? value
+        case 10 where name.equalsIgnoringASCIICase("connection"):
+            self.connection.add(value)
+        case 12 where name.equalsIgnoringASCIICase("content-type"):
+            self.contentType = self.contentType ?? value
+        case 13 where name.equalsIgnoringASCIICase("authorization"):
+            self.authorizationCount += 1
+            self.authorization = self.authorization ?? value
+        case 20 where name.equalsIgnoringASCIICase("mcp-protocol-version"):
+            self.protocolVersion = self.protocolVersion ?? value
         case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
             // llhttp has checked that chunked, if present, is the final coding; the gateway
             // decodes no other coding, so anything but a lone "chunked" is refused.

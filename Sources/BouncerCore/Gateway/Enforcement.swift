@@ -1,0 +1,215 @@
+import NIOCore
+
+/// What the gateway decides about a request, in the order the request meets it (the README's
+/// "What it does to a request"), read top to bottom in this one file. Pure: no IO and no
+/// clock; the NIO handler gathers the facts, calls these stages and applies what they return,
+/// and decides nothing itself.
+///
+/// 0. ``checkHead(_:method:isHTTP11OrLater:target:limits:)``: the head, RFC 9112 and the limits.
+/// 1. Routing: ``GatewayRouter``, one dictionary hit.
+/// 2-3. ``admit(_:method:query:body:resource:)``: Origin, method and protocol version, and the
+///    bearer token from the Authorization header only.
+/// 4. Token verification needs the authorization server's keys (or its introspection
+///    endpoint): the proxy does it, between 3 and 5.
+/// 5. ``authorize(_:method:body:scopes:resource:limits:)``: the JSON-RPC body parsed once,
+///    the batch rule, the mirrored headers, the policy decision.
+/// 6. ``upstreamHeaders(from:facts:resource:peer:publicURL:bodyLength:isPOST:upstreamToken:add:)``:
+///    the head the upstream gets, without the client's credentials or hop-by-hop fields.
+public enum Enforcement {
+    // MARK: 0. The request head
+
+    /// Where an admitted request goes: its origin-form target split once.
+    public struct Target: Sendable {
+        public var path: String
+        public var query: Substring?
+    }
+
+    /// Refuses what RFC 9112 has a server refuse and llhttp lets through, heads over
+    /// `max_header_bytes` and declared bodies over `max_body_bytes` (before a byte of them is
+    /// read, and before any 100 Continue). Every refusal here closes the connection.
+    public static func checkHead(
+        _ facts: RequestHeadFacts, method: String, isHTTP11OrLater: Bool, target: String, limits: GatewayLimits
+    ) -> Result<Target, GatewayRejection> {
+        if facts.headerBytes > limits.maxHeaderBytes { return .failure(.headersTooLarge) }
+        if let violation = facts.violation(method: method, isHTTP11OrLater: isHTTP11OrLater) {
+            return .failure(.malformedHead(violation))
+        }
+        // `OPTIONS *` (asterisk-form) is a valid target; it names no resource here (404).
+        let asterisk: Substring? = method == "OPTIONS" && target == "*" ? "*" : nil
+        guard let originForm = RequestHeadFacts.originForm(of: target) ?? asterisk else {
+            return .failure(.malformedHead(.invalidTarget))
+        }
+        if let length = facts.contentLength, length > limits.maxBodyBytes {
+            return .failure(.bodyTooLarge(limit: limits.maxBodyBytes))
+        }
+        let (path, query) = RequestTarget.split(target: originForm)
+        return .success(Target(path: path, query: query))
+    }
+
+    /// Whether the gateway answers `Expect: 100-continue` itself: it reads the body (to
+    /// inspect it), so it, not the upstream, says continue. An HTTP/1.0 client's expectation
+    /// is ignored: it gets no 1xx (RFC 9110 10.1.1, 15.2).
+    public static func answersContinue(_ facts: RequestHeadFacts, isHTTP11OrLater: Bool) -> Bool {
+        isHTTP11OrLater && facts.expectsContinue
+    }
+
+    // MARK: 2-3. Admission to a protected resource
+
+    /// Checks made before the token is verified, in this order: `Origin` on the allow-list
+    /// (DNS rebinding), a supported `MCP-Protocol-Version`, a method MCP uses, no token in the
+    /// query or a form body (RFC 6750 2.2/2.3, which MCP forbids), then the bearer token from
+    /// the one `Authorization` header. Returns the token.
+    public static func admit(
+        _ facts: RequestHeadFacts, method: String, query: Substring?, body: ByteBuffer?, resource: ResourcePolicy
+    ) -> Result<String, GatewayRejection> {
+        if let origin = facts.origin, !resource.allowedOrigins.contains(Self.normalisedOrigin(origin)) {
+            return .failure(.forbiddenOrigin("Origin \(origin) is not allowed"))
+        }
+        let version = facts.protocolVersion
+        if let version, !resource.protocolVersions.contains(version) {
+            let supported = resource.protocolVersions.sorted().joined(separator: ", ")
+            return .failure(.jsonRPC(JSONRPCFailure(
+                status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Bad Request: unsupported MCP-Protocol-Version \(version) (supported: \(supported))", id: nil
+            )))
+        }
+        // GET opens the server-to-client stream and DELETE ends a session, in the revisions
+        // that have them; the stateless one is POST only.
+        let methodAllowed = method == "POST" || (version != MCPProtocol.statelessVersion && (method == "GET" || method == "DELETE"))
+        if !methodAllowed {
+            return .failure(.jsonRPC(JSONRPCFailure(status: 405, code: JSONRPCErrorCode.invalidRequest, message: "Method Not Allowed", id: nil)))
+        }
+        if let query, BearerTokenExtractor.carriesAccessToken(formEncoded: query) {
+            return .failure(.invalidRequest("Access tokens are accepted in the Authorization header only, not in the query string"))
+        }
+        if let contentType = facts.contentType, contentType.hasPrefixIgnoringASCIICase("application/x-www-form-urlencoded"),
+           let body, BearerTokenExtractor.carriesAccessToken(formEncoded: String(buffer: body)) {
+            return .failure(.invalidRequest("Access tokens are accepted in the Authorization header only, not in a form body"))
+        }
+        switch BearerTokenExtractor.extract(first: facts.authorization, count: facts.authorizationCount) {
+        case .none: return .failure(.missingToken)
+        case .invalid(let reason): return .failure(.invalidRequest(reason))
+        case .token(let token): return .success(token)
+        }
+    }
+
+    /// An `Origin` as the allow-list holds it: canonical scheme, host and port (`null` stays).
+    public static func normalisedOrigin(_ origin: String) -> String {
+        if origin == "null" { return origin }
+        return (try? CanonicalURI(origin).origin) ?? origin
+    }
+
+    // MARK: 5. Authorisation of the JSON-RPC body
+
+    /// What a request allowed to go upstream carries forward: what token exchange and the
+    /// audit record need.
+    public struct Authorization: Sendable {
+        /// The parsed body; `nil` for GET and DELETE, which carry no JSON-RPC message.
+        public var body: JSONRPCBody?
+        /// The tool a single `tools/call` names (token exchange may narrow per tool).
+        public var tool: String?
+        /// The id errors about this request answer to.
+        public var errorID: JSONValue?
+    }
+
+    /// After the token is verified: the body is parsed once (bounded depth), batches are
+    /// refused where the protocol revision has none, `Mcp-Method`/`Mcp-Name` and the 2026-07-28
+    /// `_meta` version must agree with the body, and the policy decides with the granted
+    /// `scopes`. GET and DELETE need only a valid token for this resource.
+    ///
+    /// - Returns: the decision, and the body as parsed whatever the decision (a refusal is
+    ///   logged with the operation it refused).
+    public static func authorize(
+        _ facts: RequestHeadFacts, method: String, body: ByteBuffer?, scopes: Set<String>, resource: ResourcePolicy, limits: GatewayLimits
+    ) -> (body: JSONRPCBody?, decision: Result<Authorization, GatewayRejection>) {
+        guard method == "POST" else { return (nil, .success(Authorization())) }
+        let parsed: JSONRPCBody
+        do {
+            parsed = try JSONRPCBody.parse(body.map { $0.readableBytesView } ?? ByteBuffer().readableBytesView, maxDepth: limits.maxJSONDepth)
+        } catch {
+            return (nil, .failure(.jsonRPC(error)))
+        }
+        return (parsed, self.decide(parsed, facts: facts, scopes: scopes, resource: resource))
+    }
+
+    private static func decide(_ parsed: JSONRPCBody, facts: RequestHeadFacts, scopes: Set<String>, resource: ResourcePolicy) -> Result<Authorization, GatewayRejection> {
+        let version = facts.protocolVersion
+        if parsed.isBatch, !resource.acceptsBatches || (version != nil && version != "2025-03-26") {
+            return .failure(.jsonRPC(JSONRPCFailure(
+                status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: JSON-RPC batches are not supported by this protocol revision", id: nil
+            )))
+        }
+        if let mismatch = MCPHeaderRules.mirroredHeaderMismatch(mcpMethod: facts.mcpMethod, mcpName: facts.mcpName, body: parsed) {
+            return .failure(.jsonRPC(JSONRPCFailure(status: 400, code: JSONRPCErrorCode.headerMismatch, message: "Bad Request: \(mismatch)", id: parsed.errorID)))
+        }
+        if version == MCPProtocol.statelessVersion, let message = parsed.messages.first, let meta = MCPHeaderRules.metaProtocolVersion(message), meta != version {
+            return .failure(.jsonRPC(JSONRPCFailure(
+                status: 400, code: JSONRPCErrorCode.headerMismatch,
+                message: "Bad Request: MCP-Protocol-Version \(version ?? "") does not match _meta protocolVersion \(meta)", id: parsed.errorID
+            )))
+        }
+        let decision: AccessDecision
+        do {
+            decision = try resource.decide(parsed, granted: scopes)
+        } catch {
+            return .failure(.jsonRPC(error))
+        }
+        switch decision {
+        case .allow:
+            let tool = parsed.isBatch ? nil : parsed.messages.first.flatMap { $0.method == "tools/call" ? try? $0.target() : nil }
+            return .success(Authorization(body: parsed, tool: tool, errorID: parsed.errorID))
+        case .insufficientScope(let needed):
+            return .failure(.insufficientScope(needed: needed, id: parsed.errorID))
+        case .denied(let reason):
+            return .failure(.policyDenied(reason: reason, id: parsed.errorID))
+        }
+    }
+
+    // MARK: 6. The upstream head
+
+    /// The header fields the upstream gets, in order, handed to `add`: the client's fields
+    /// less the hop-by-hop ones (and those its `Connection` names, RFC 9110 7.6.1), its
+    /// credentials (no token passthrough) and any field the static credential replaces; then
+    /// Host, Content-Length, `X-Forwarded-For` (earlier proxies' values, then `peer`),
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host`, and the gateway's own credential: the static
+    /// header or the exchanged `upstreamToken`.
+    ///
+    /// Inlinable so that it is specialised for the proxy's header list and closure: it runs
+    /// over every header of every request.
+    @inlinable
+    public static func upstreamHeaders<Fields: Sequence>(
+        from fields: Fields, facts: RequestHeadFacts, resource: ResourcePolicy, peer: String, publicURL: CanonicalURI,
+        bodyLength: Int?, isPOST: Bool, upstreamToken: String?, add: (String, String) -> Void
+    ) where Fields.Element == (name: String, value: String) {
+        let staticHeader: (name: String, value: String)?
+        if case .staticHeader(let name, let value) = resource.credentials { staticHeader = (name, value) } else { staticHeader = nil }
+        var forwardedFor: String?
+        for (name, value) in fields {
+            if name.equalsIgnoringASCIICase("x-forwarded-for") {
+                // Unless the client nominated it as hop-by-hop: then only the gateway's value goes on.
+                if !facts.connection.names(name) {
+                    forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
+                }
+                continue
+            }
+            if HopByHop.isRequestHeader(name, connection: facts.connection) || staticHeader.map({ name.equalsIgnoringASCIICase($0.name) }) == true {
+                continue
+            }
+            add(name, value)
+        }
+        add("Host", resource.upstream.hostHeader)
+        if let bodyLength {
+            add("Content-Length", String(bodyLength))
+        } else if isPOST {
+            add("Content-Length", "0")
+        }
+        add("X-Forwarded-For", forwardedFor.map { "\($0), \(peer)" } ?? peer)
+        add("X-Forwarded-Proto", publicURL.scheme)
+        add("X-Forwarded-Host", facts.host ?? publicURL.host)
+        if let staticHeader {
+            add(staticHeader.name, staticHeader.value)
+        }
+        if let upstreamToken {
+            add("Authorization", "Bearer \(upstreamToken)")
+        }
+    }
+}
