@@ -97,12 +97,7 @@ struct GatewayLoopbackTests {
         ])
         let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
         // Two requests on one client connection: the second leases the connection the first returned.
-        var wire = ""
-        for id in 1...2 {
-            let body = #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#
-            wire += "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(self.token())\r\nContent-Type: application/json\r\n"
-                + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-        }
+        let wire = self.harness.wire(id: 1) + self.harness.wire(id: 2)
         let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
         #expect(await eventually { received.withLockedValue { $0.contains("HTTP/1.1 502 ") } })
         #expect(received.withLockedValue { $0.components(separatedBy: "HTTP/1.1 200 OK").count - 1 } == 1)
@@ -237,12 +232,7 @@ struct GatewayLoopbackTests {
         let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
         // Two requests on one client connection, so the second is served on the same event loop
         // and leases the upstream connection the first one returned to the pool.
-        var wire = ""
-        for id in 1...2 {
-            let body = #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#
-            wire += "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(self.token())\r\nContent-Type: application/json\r\n"
-                + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-        }
+        let wire = self.harness.wire(id: 1) + self.harness.wire(id: 2)
         let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
         #expect(await eventually { received.withLockedValue { $0.contains("HTTP/1.1 502 ") } })
         let text = received.withLockedValue { $0 }
@@ -299,11 +289,7 @@ struct GatewayLoopbackTests {
     @Test func eachRequestOnAKeptAliveConnectionGetsItsOwnResponseTimeout() async throws {
         let running = try self.start()  // upstream_response_timeout_seconds: 1
         let token = self.token()
-        func request(_ id: Int) -> String {
-            let body = #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#
-            return "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\n"
-                + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-        }
+        func request(_ id: Int) -> String { self.harness.wire(id: id, token: token) }
         func answers(_ received: NIOLockedValueBox<String>) -> Int {
             received.withLockedValue { $0.components(separatedBy: "HTTP/1.1 ").count - 1 }
         }
@@ -388,12 +374,7 @@ struct GatewayLoopbackTests {
         self.backend.setUpstreamDelay(.milliseconds(200))
         defer { self.backend.setUpstreamDelay(.zero) }
         let before = self.backend.requests.count
-        var wire = ""
-        for id in 1...3 {
-            let body = #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#
-            wire += "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\n"
-                + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
-        }
+        let wire = (1...3).map { self.harness.wire(id: $0, token: token) }.joined()
         // All three in one write: the gateway reads them together.
         let (channel, received) = try rawExchange(group: self.group, port: running.port, send: wire)
         #expect(await eventually { received.withLockedValue { $0.components(separatedBy: "HTTP/1.1 200 OK").count - 1 } == 3 })
@@ -441,9 +422,7 @@ struct GatewayLoopbackTests {
         let running = Task { try await serviceGroup.run() }
         #expect(await eventually { port.withLockedValue { $0 } != 0 })
         let gatewayPort = port.withLockedValue { $0 }
-        let body = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#
-        let request = "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(self.token())\r\nContent-Type: application/json\r\n"
-            + "Accept: application/json, text/event-stream\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        let request = self.harness.wire()
         let (idle, idleReceived) = try rawExchange(group: self.group, port: gatewayPort, send: request)
         #expect(await eventually { idleReceived.withLockedValue { $0.contains("HTTP/1.1 200 OK") } })
         self.backend.setUpstreamDelay(.milliseconds(800))

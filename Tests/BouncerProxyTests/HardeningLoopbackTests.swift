@@ -44,9 +44,8 @@ struct HardeningLoopbackTests {
             """)
     }
 
-    func post(body: String, headers: String = "", token: String? = nil) -> String {
-        "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token ?? self.harness.token())\r\nContent-Type: application/json\r\n"
-            + "Accept: application/json, text/event-stream\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    func post(body: String, headers: String = "") -> String {
+        self.harness.wire(body: body, fields: headers)
     }
 
     static let call = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#

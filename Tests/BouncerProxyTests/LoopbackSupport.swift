@@ -339,6 +339,14 @@ final class LoopbackHarness {
         return (signer ?? self.signer).sign(claims)
     }
 
+    /// A `tools/call` POST to `/mcp` as raw bytes, for tests that pipeline, trickle or inspect
+    /// the wire; `fields` are extra header lines, each ending in CRLF.
+    func wire(id: Int = 1, token: String? = nil, body: String? = nil, fields: String = "") -> String {
+        let body = body ?? #"{"jsonrpc":"2.0","id":\#(id),"method":"tools/call","params":{"name":"echo"}}"#
+        return "POST /mcp HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer \(token ?? self.token())\r\nContent-Type: application/json\r\n"
+            + "Accept: application/json, text/event-stream\r\n\(fields)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }
+
     /// POSTs a `tools/call` to the gateway's `/mcp`.
     func call(port: Int, token: String?, id: Int = 1, tool: String = "echo", headers: [(String, String)] = []) throws -> TestClient.Response {
         var all = headers
