@@ -65,31 +65,25 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     private final class Exchange {
-        /// Kept for one retry on a fresh connection (see ``UpstreamLease/reused``).
+        /// Kept for one retry on a fresh connection (see ``UpstreamExchangeStateMachine``).
         let request: Request
         let upstreamHead: HTTPRequestHead
         let resource: ResolvedResource
         let keepAlive: Bool
-        let errorID: JSONValue?
         let startedAt: NIODeadline
-        var retried = false
+        /// The exchange's rules (retry, 1xx, timeout), as a value; applied by ``run(_:_:context:relaying:)``.
+        var machine: UpstreamExchangeStateMachine
         var lease: UpstreamLease?
-        var responseStarted = false
-        /// The upstream answered with an interim (1xx) response: it has the request, so it is
-        /// never sent again, though a final error response can still follow.
-        var interimReceived = false
-        /// When the upstream must have sent the response head (set when the request is written).
-        var responseDeadline = NIODeadline.distantFuture
         var status: UInt = 0
 
         var log: RequestLog { self.request.log }
 
-        init(request: Request, upstreamHead: HTTPRequestHead, resource: ResolvedResource, errorID: JSONValue?) {
+        init(request: Request, upstreamHead: HTTPRequestHead, resource: ResolvedResource, machine: UpstreamExchangeStateMachine) {
             self.request = request
             self.upstreamHead = upstreamHead
             self.resource = resource
             self.keepAlive = request.head.isKeepAlive
-            self.errorID = errorID
+            self.machine = machine
             self.startedAt = .now()
         }
     }
@@ -573,7 +567,11 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     private func forward(_ request: Request, resource: ResolvedResource, upstreamToken: String?, errorID: JSONValue?, context: ChannelHandlerContext) {
         let upstreamHead = self.upstreamHead(for: request, resource: resource, upstreamToken: upstreamToken)
-        let exchange = Exchange(request: request, upstreamHead: upstreamHead, resource: resource, errorID: errorID)
+        let machine = UpstreamExchangeStateMachine(
+            responseTimeout: .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds), errorID: errorID,
+            clientTakesInterim: self.responseVersion.isHTTP11OrLater
+        )
+        let exchange = Exchange(request: request, upstreamHead: upstreamHead, resource: resource, machine: machine)
         self.state = .forwarding(exchange)
         self.sendUpstream(exchange, fresh: false, context: context)
     }
@@ -590,7 +588,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         let pool = self.upstreamPool(context)
         let target = exchange.resource.upstream
         if !fresh, let lease = pool.idleConnection(to: target) {
-            self.write(exchange, to: lease, context: context)
+            self.leased(lease, for: exchange, context: context)
             return
         }
         pool.connect(
@@ -603,21 +601,64 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
             switch result {
             case .failure(let error):
-                self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
+                self.run(exchange.machine.connectFailed("\(error)"), exchange, context: context)
             case .success(let lease):
-                self.write(exchange, to: lease, context: context)
+                self.leased(lease, for: exchange, context: context)
             }
         }
     }
 
-    private func write(_ exchange: Exchange, to lease: UpstreamLease, context: ChannelHandlerContext) {
+    private func leased(_ lease: UpstreamLease, for exchange: Exchange, context: ChannelHandlerContext) {
         exchange.lease = lease
         lease.handler.sink = self
-        exchange.responseDeadline = context.eventLoop.now + .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds)
-        self.armResponseTimer(for: exchange.responseDeadline, context: context)
-        // Only a request on a reused connection may be sent again, so only there is the write
-        // watched (a promise per request).
-        lease.handler.send(exchange.upstreamHead, body: exchange.request.body, watchWrite: lease.reused)
+        self.run(exchange.machine.leased(reused: lease.reused, now: context.eventLoop.now), exchange, context: context)
+    }
+
+    /// Applies what the exchange's state machine decided. `relaying` is the serialised head
+    /// for ``UpstreamExchangeStateMachine/Action/relayInterim`` and `relayHead`.
+    private func run(_ action: UpstreamExchangeStateMachine.Action, _ exchange: Exchange, context: ChannelHandlerContext, relaying head: ByteBuffer? = nil) {
+        switch action {
+        case .none:
+            break
+        case .sendRequest(let deadline):
+            guard let lease = exchange.lease else { return }
+            self.armResponseTimer(for: deadline, context: context)
+            // Only a request on a reused connection may be sent again, so only there is the
+            // write watched (a promise per request).
+            lease.handler.send(exchange.upstreamHead, body: exchange.request.body, watchWrite: lease.reused)
+        case .retryOnFreshConnection:
+            exchange.log.debug("pooled upstream connection failed before the request was written; retrying on a new connection")
+            exchange.lease?.handler.sink = nil
+            exchange.lease?.channel.close(promise: nil)
+            exchange.lease = nil
+            self.sendUpstream(exchange, fresh: true, context: context)
+        case .relayInterim:
+            if let head { context.writeAndFlush(self.wrapOutboundOut(head), promise: nil) }
+        case .relayHead:
+            // Flushed when the upstream read completes: one write for a response that arrived
+            // in one read, and still every SSE event as soon as it arrives.
+            if let head { context.write(self.wrapOutboundOut(head), promise: nil) }
+        case .fail(let rejection):
+            self.abandon(exchange)
+            self.state = .idle
+            let response = rejection.response(resource: nil)
+            exchange.log.error("upstream failed", metadata: ["outcome": "upstream_error", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)"])
+            self.write(response, keepAlive: exchange.keepAlive, context: context)
+        case .closeClient:
+            exchange.log.error("upstream failed mid-response", metadata: ["outcome": "upstream_error"])
+            self.closeConnection(context: context)
+        case .finish(let reusable):
+            if let lease = exchange.lease {
+                self.upstreamPool(context).release(lease, target: exchange.resource.upstream, reusable: reusable)
+            }
+            self.state = .idle
+            self.lastActivity = context.eventLoop.now
+            let elapsed = NIODeadline.now() - exchange.startedAt
+            exchange.log.info("response relayed", metadata: ["outcome": "forwarded", "status": "\(exchange.status)", "upstream_ms": "\(elapsed.nanoseconds / 1_000_000)"])
+            self.endResponse(keepAlive: exchange.keepAlive, context: context)
+        case .rearmTimer(let deadline):
+            self.armResponseTimer(for: deadline, context: context)
+        }
     }
 
     /// The request as the upstream sees it (``Enforcement/upstreamHeaders(from:facts:resource:peer:publicURL:bodyLength:isPOST:upstreamToken:add:)``).
@@ -653,12 +694,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func responseTimerFired() {
         self.responseTimer = nil
         self.responseTimerDeadline = nil
-        guard case .forwarding(let exchange) = self.state, let context = self.context, !exchange.responseStarted else { return }
-        if context.eventLoop.now >= exchange.responseDeadline {
-            self.responseTimedOut()
-        } else {
-            self.armResponseTimer(for: exchange.responseDeadline, context: context)
-        }
+        guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
+        self.run(exchange.machine.timerFired(now: context.eventLoop.now), exchange, context: context)
     }
 
     private func cancelTimers() {
@@ -676,20 +713,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         exchange.lease?.channel.close(promise: nil)
     }
 
-    private func responseTimedOut() {
-        guard case .forwarding(let exchange) = self.state, let context = self.context, !exchange.responseStarted else { return }
-        self.failExchange(exchange, .upstreamTimeout(id: exchange.errorID), context: context)
-    }
-
-    /// Ends an exchange none of whose response reached the client with the gateway's own error
-    /// response: the upstream side is dropped and the connection is free for the next request.
-    private func failExchange(_ exchange: Exchange, _ rejection: GatewayRejection, context: ChannelHandlerContext) {
-        self.abandon(exchange)
-        self.state = .idle
-        let response = rejection.response(resource: nil)
-        exchange.log.error("upstream failed", metadata: ["outcome": "upstream_error", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)"])
-        self.write(response, keepAlive: exchange.keepAlive, context: context)
-    }
 
     // MARK: Writing
 
@@ -777,6 +800,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         if case .forwarding(let exchange) = self.state {
             // Client disconnect cancels the upstream exchange (MCP: closing the stream is
             // cancellation).
+            exchange.machine.clientClosed()
             self.abandon(exchange)
             exchange.log.info("client disconnected during the exchange", metadata: ["outcome": "client_closed"])
         }
@@ -852,15 +876,14 @@ extension GatewayHandler: UpstreamResponseSink {
     /// upstream broke the protocol, and the client gets a 502.
     func upstreamInterimResponse(_ upstreamHead: HTTPResponseHead) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
-        exchange.interimReceived = true
-        guard upstreamHead.status != .switchingProtocols else {
-            self.failExchange(exchange, .upstreamUnavailable("101 Switching Protocols to a request without Upgrade", id: exchange.errorID), context: context)
+        let action = exchange.machine.interimReceived(status: Int(upstreamHead.status.code))
+        guard case .relayInterim = action else {
+            self.run(action, exchange, context: context)
             return
         }
-        guard self.responseVersion.isHTTP11OrLater else { return }
         do {
             let (buffer, _) = try self.serialise(upstreamHead, keepAlive: exchange.keepAlive && !self.quiescing, context: context)
-            context.writeAndFlush(self.wrapOutboundOut(buffer), promise: nil)
+            self.run(action, exchange, context: context, relaying: buffer)
         } catch {
             exchange.log.debug("interim response not relayed", metadata: ["status": "\(upstreamHead.status.code)", "reason": "\(error)"])
         }
@@ -886,29 +909,24 @@ extension GatewayHandler: UpstreamResponseSink {
 
     func upstreamResponseHead(_ upstreamHead: HTTPResponseHead) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
-        // The response timer, if armed, finds the response started and does nothing.
-        exchange.responseStarted = true
         exchange.status = upstreamHead.status.code
         var extra: [(String, String)] = []
         if upstreamHead.headers.first(name: "Content-Type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
             // Tell any buffering proxy in front of us not to hold events back.
             extra.append(("X-Accel-Buffering", "no"))
         }
-        let buffer: ByteBuffer
         do {
+            let buffer: ByteBuffer
             (buffer, self.responseFraming) = try self.serialise(upstreamHead, extra: extra, keepAlive: exchange.keepAlive && !self.quiescing, context: context)
+            self.run(exchange.machine.headReceived(), exchange, context: context, relaying: buffer)
         } catch {
             // Relaying it could split the response: the client gets a 502 instead.
-            self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
-            return
+            self.run(exchange.machine.headReceived(valid: false, reason: "\(error)"), exchange, context: context)
         }
-        // Flushed when the upstream read completes: one write for a response that arrived in
-        // one read, and still every SSE event as soon as it arrives.
-        context.write(self.wrapOutboundOut(buffer), promise: nil)
     }
 
     func upstreamReadComplete() {
-        guard case .forwarding(let exchange) = self.state, exchange.responseStarted, let context = self.context else { return }
+        guard case .forwarding(let exchange) = self.state, exchange.machine.responseStarted, let context = self.context else { return }
         context.flush()
     }
 
@@ -941,38 +959,19 @@ extension GatewayHandler: UpstreamResponseSink {
 
     func upstreamResponseEnd(keepAlive upstreamKeepAlive: Bool) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
-        if let lease = exchange.lease {
-            self.upstreamPool(context).release(lease, target: exchange.resource.upstream, reusable: upstreamKeepAlive)
-        }
-        self.state = .idle
-        self.lastActivity = context.eventLoop.now
-        let elapsed = NIODeadline.now() - exchange.startedAt
-        exchange.log.info("response relayed", metadata: ["outcome": "forwarded", "status": "\(exchange.status)", "upstream_ms": "\(elapsed.nanoseconds / 1_000_000)"])
-        self.endResponse(keepAlive: exchange.keepAlive, context: context)
+        self.run(exchange.machine.responseEnded(keepAlive: upstreamKeepAlive), exchange, context: context)
+    }
+
+    func upstreamRequestWritten() {
+        guard case .forwarding(let exchange) = self.state else { return }
+        exchange.machine.requestWritten()
     }
 
     func upstreamFailed(_ error: any Error) {
         guard case .forwarding(let exchange) = self.state, let context = self.context else { return }
         exchange.lease?.channel.close(promise: nil)
-        if !exchange.responseStarted, !exchange.interimReceived, !exchange.retried, let lease = exchange.lease, lease.reused, !lease.handler.requestWritten {
-            // A pooled connection the upstream had closed (keep-alive race) before the request
-            // could be written: it never saw the request, so send it once more on a new
-            // connection. A request that was written may have been read and acted on
-            // (`tools/call` must not run twice; RFC 9110 9.2.2): that failure is a 502.
-            exchange.log.debug("pooled upstream connection failed before answering; retrying on a new connection", metadata: ["reason": "\(error)"])
-            exchange.retried = true
-            exchange.lease = nil
-            self.sendUpstream(exchange, fresh: true, context: context)
-            return
-        }
-        if exchange.responseStarted {
-            // Part of the response is already with the client: the only honest signal left
-            // is to cut the connection.
-            exchange.log.error("upstream failed mid-response", metadata: ["outcome": "upstream_error", "reason": "\(error)"])
-            self.closeConnection(context: context)
-        } else {
-            self.failExchange(exchange, .upstreamUnavailable("\(error)", id: exchange.errorID), context: context)
-        }
+        exchange.log.debug("upstream connection failed", metadata: ["reason": "\(error)"])
+        self.run(exchange.machine.upstreamFailed("\(error)"), exchange, context: context)
     }
 }
 

@@ -13,6 +13,8 @@ protocol UpstreamResponseSink: AnyObject {
     func upstreamResponseHead(_ head: HTTPResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
     func upstreamResponseEnd(keepAlive: Bool)
+    /// The request was written whole (reported only when its write was watched).
+    func upstreamRequestWritten()
     /// The upstream has no more bytes for now: time to flush what was relayed.
     func upstreamReadComplete()
     func upstreamFailed(_ error: any Error)
@@ -39,19 +41,15 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.context = nil
     }
 
-    /// Whether the request last sent was written to the socket whole (known only when its
-    /// write was watched). Until then the upstream cannot have acted on it: the gateway always
-    /// frames a body with Content-Length, and an incomplete request is never processed.
-    private(set) var requestWritten = false
-
     /// Writes one request and flushes it (one buffer on the wire: see UpstreamRequestEncoder).
     /// Through this handler's context, not `Channel.write`: the parts stay concretely typed
     /// all the way to the encoder.
     ///
-    /// - Parameter watchWrite: record in ``requestWritten`` when the write completes (one
-    ///   promise): for requests that may be retried if the connection fails.
+    /// - Parameter watchWrite: tell the sink when the request is written whole (one promise):
+    ///   for requests that may be retried if the connection fails. Until then the upstream
+    ///   cannot have acted on it: the gateway always frames a body with Content-Length, and an
+    ///   incomplete request is never processed.
     func send(_ head: HTTPRequestHead, body: ByteBuffer?, watchWrite: Bool = false) {
-        self.requestWritten = false
         guard let context = self.context else {
             // The connection was torn down between lease and write: fail now, not at the
             // response timeout.
@@ -70,7 +68,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
             return
         }
         let promise = context.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.assumeIsolated().whenSuccess { self.requestWritten = true }
+        promise.futureResult.assumeIsolated().whenSuccess { self.sink?.upstreamRequestWritten() }
         context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: promise)
     }
 

@@ -1,0 +1,177 @@
+import NIOCore
+
+/// One exchange with an upstream, from the lease of a connection to the end of the response,
+/// as a value: each event-named method returns what to do, and the handler applies it. The
+/// rules of a proxy's exchange live here, tested without channels or sleeps:
+///
+/// - a request is sent again, once and on a fresh connection, only when a reused connection
+///   failed before the request was written whole: a written request may have been read and
+///   acted on (RFC 9110 9.2.2: `tools/call` must not run twice);
+/// - an interim (1xx) response means the upstream has the request: never sent again. A 101
+///   answers an upgrade the gateway never asks for: 502;
+/// - the upstream has `responseTimeout` from the request's write to the response head: 504;
+/// - once the head went to the client, a failure can only cut the connection.
+public struct UpstreamExchangeStateMachine: Sendable {
+    /// Where the exchange is.
+    enum State: Sendable, Equatable {
+        /// Waiting for a connection (a new one, or a fresh one for the retry).
+        case connecting(retried: Bool)
+        /// The request is being written or was written; no response byte yet.
+        case awaitingResponse(Attempt)
+        /// An interim response arrived: the upstream has the request.
+        case interim(deadline: NIODeadline)
+        /// The final head is with the client; the body is being relayed.
+        case streaming
+        /// Ended: relayed whole, failed, or abandoned.
+        case done
+    }
+
+    /// One attempt on one connection.
+    struct Attempt: Sendable, Equatable {
+        var reused: Bool
+        var retried: Bool
+        var written = false
+        var deadline: NIODeadline
+    }
+
+    public enum Action: Sendable, Equatable {
+        /// Nothing to do.
+        case none
+        /// Write the request on the leased connection; arm the response timer for `deadline`.
+        case sendRequest(deadline: NIODeadline)
+        /// Close the failed connection and send the request again on a fresh one.
+        case retryOnFreshConnection
+        /// Relay the interim response to the client (an HTTP/1.1 client; never to HTTP/1.0).
+        case relayInterim
+        /// Relay the final head; the body follows.
+        case relayHead
+        /// Nothing reached the client: answer with this refusal, drop the upstream connection.
+        case fail(GatewayRejection)
+        /// Part of the response is with the client: the only honest signal left is to close
+        /// the client connection (and the upstream one).
+        case closeClient
+        /// The response is relayed whole: return the connection to the pool when `reusable`.
+        case finish(reusable: Bool)
+        /// The timer fired early (an earlier request's deadline): arm it again.
+        case rearmTimer(NIODeadline)
+    }
+
+    private(set) var state: State
+    private let responseTimeout: TimeAmount
+    private let errorID: JSONValue?
+    /// Whether the client may be sent interim responses (HTTP/1.1 or later).
+    private let clientTakesInterim: Bool
+
+    public init(responseTimeout: TimeAmount, errorID: JSONValue?, clientTakesInterim: Bool) {
+        self.state = .connecting(retried: false)
+        self.responseTimeout = responseTimeout
+        self.errorID = errorID
+        self.clientTakesInterim = clientTakesInterim
+    }
+
+    /// Whether the response head has gone to the client.
+    public var responseStarted: Bool {
+        if case .streaming = self.state { return true }
+        return false
+    }
+
+    public var isDone: Bool { self.state == .done }
+
+    /// A connection was leased (`reused`: from the idle pool) at `now`.
+    public mutating func leased(reused: Bool, now: NIODeadline) -> Action {
+        guard case .connecting(let retried) = self.state else { return .none }
+        let deadline = now + self.responseTimeout
+        self.state = .awaitingResponse(Attempt(reused: reused, retried: retried, deadline: deadline))
+        return .sendRequest(deadline: deadline)
+    }
+
+    /// No connection could be made.
+    public mutating func connectFailed(_ reason: String) -> Action {
+        guard case .connecting = self.state else { return .none }
+        self.state = .done
+        return .fail(.upstreamUnavailable(reason, id: self.errorID))
+    }
+
+    /// The request was written whole to the connection.
+    public mutating func requestWritten() {
+        guard case .awaitingResponse(var attempt) = self.state else { return }
+        attempt.written = true
+        self.state = .awaitingResponse(attempt)
+    }
+
+    /// A 1xx response arrived.
+    public mutating func interimReceived(status: Int) -> Action {
+        let deadline: NIODeadline
+        switch self.state {
+        case .awaitingResponse(let attempt): deadline = attempt.deadline
+        case .interim(let current): deadline = current
+        case .connecting, .streaming, .done: return .none
+        }
+        guard status != 101 else {
+            self.state = .done
+            return .fail(.upstreamUnavailable("101 Switching Protocols to a request without Upgrade", id: self.errorID))
+        }
+        self.state = .interim(deadline: deadline)
+        return self.clientTakesInterim ? .relayInterim : .none
+    }
+
+    /// The final response head arrived; `valid` is false when it cannot be relayed safely
+    /// (its serialisation failed: a header that could split the response).
+    public mutating func headReceived(valid: Bool = true, reason: String = "") -> Action {
+        switch self.state {
+        case .awaitingResponse, .interim:
+            guard valid else {
+                self.state = .done
+                return .fail(.upstreamUnavailable(reason, id: self.errorID))
+            }
+            self.state = .streaming
+            return .relayHead
+        case .connecting, .streaming, .done:
+            return .none
+        }
+    }
+
+    /// The response ended; `keepAlive` is what the upstream said of its connection.
+    public mutating func responseEnded(keepAlive: Bool) -> Action {
+        guard case .streaming = self.state else { return .none }
+        self.state = .done
+        return .finish(reusable: keepAlive)
+    }
+
+    /// The upstream connection failed (closed, reset, malformed response).
+    public mutating func upstreamFailed(_ reason: String) -> Action {
+        switch self.state {
+        case .awaitingResponse(let attempt) where attempt.reused && !attempt.written && !attempt.retried:
+            // A pooled connection the upstream had closed (the keep-alive race) before the
+            // request could be written: it never saw it.
+            self.state = .connecting(retried: true)
+            return .retryOnFreshConnection
+        case .awaitingResponse, .interim:
+            self.state = .done
+            return .fail(.upstreamUnavailable(reason, id: self.errorID))
+        case .streaming:
+            self.state = .done
+            return .closeClient
+        case .connecting, .done:
+            return .none
+        }
+    }
+
+    /// The response timer fired at `now`.
+    public mutating func timerFired(now: NIODeadline) -> Action {
+        let deadline: NIODeadline
+        switch self.state {
+        case .awaitingResponse(let attempt): deadline = attempt.deadline
+        case .interim(let current): deadline = current
+        case .connecting, .streaming, .done: return .none
+        }
+        guard now >= deadline else { return .rearmTimer(deadline) }
+        self.state = .done
+        return .fail(.upstreamTimeout(id: self.errorID))
+    }
+
+    /// The client went away: whatever the upstream side is doing is abandoned.
+    public mutating func clientClosed() {
+        self.state = .done
+    }
+}
