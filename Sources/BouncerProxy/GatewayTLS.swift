@@ -59,9 +59,9 @@ public struct GatewayTLSContexts: Sendable {
         return .server(
             certificate: pair(settings.certificate),
             sniCertificates: settings.sniCertificates.mapValues(pair),
-            minimumVersion: settings.minimumVersion == "1.3" ? .tls13 : .tls12,
+            minimumVersion: settings.minimumVersion.tlsVersion,
             clientCA: settings.clientCA,
-            clientVerification: TLSConfiguration.ClientVerification(rawValue: settings.clientVerification) ?? .none
+            clientVerification: settings.clientVerification.tlsVerification
         )
     }
 
@@ -96,5 +96,24 @@ public final class ServerTLSContextBox: Sendable {
 
     func replace(with context: TLSContext) {
         self.box.withLockedValue { $0 = context }
+    }
+}
+
+extension MinimumTLSVersion {
+    var tlsVersion: TLSConfiguration.Version {
+        switch self {
+        case .tls12: return .tls12
+        case .tls13: return .tls13
+        }
+    }
+}
+
+extension ClientCertificateVerification {
+    var tlsVerification: TLSConfiguration.ClientVerification {
+        switch self {
+        case .none: return .none
+        case .optional: return .optional
+        case .required: return .required
+        }
     }
 }

@@ -37,17 +37,32 @@ public struct CertificateFiles: Sendable, Hashable {
     }
 }
 
+/// `tls.min_version`.
+public enum MinimumTLSVersion: String, Sendable, Hashable, CaseIterable {
+    case tls12 = "1.2"
+    case tls13 = "1.3"
+}
+
+/// `tls.client_verify`: whether clients are asked for a certificate (RFC 8705 mutual TLS).
+public enum ClientCertificateVerification: String, Sendable, Hashable, CaseIterable {
+    /// No certificate is asked for.
+    case none
+    /// Asked for; a client without one is served, one with an unverifiable one is not.
+    case optional
+    /// A client without a verifiable certificate cannot connect.
+    case required
+}
+
 /// TLS termination for clients (the `tls:` block). Files are named here and loaded by the
 /// TLS layer, off the event loop, at start and on reload.
 public struct ServerTLSSettings: Sendable, Hashable {
     public var certificate: CertificateFiles
     /// More certificates, chosen by SNI server name (lowercase; `*.example.com` allowed).
     public var sniCertificates: [String: CertificateFiles] = [:]
-    /// `"1.2"` or `"1.3"`; never lower.
-    public var minimumVersion = "1.2"
+    /// Never lower than 1.2.
+    public var minimumVersion = MinimumTLSVersion.tls12
     public var clientCA: String?
-    /// `none`, `optional` or `required`.
-    public var clientVerification = "none"
+    public var clientVerification = ClientCertificateVerification.none
     public var handshakeTimeoutSeconds: Int64 = 10
     /// How often certificate and key files are checked for changes (0: only on SIGHUP).
     public var reloadIntervalSeconds: Int64 = 30
@@ -115,6 +130,51 @@ public struct GatewayLimits: Sendable, Hashable {
     public var authorizationServerTimeoutSeconds: Int64 = 10
 
     public init() {}
+
+    /// One `limits:` key: its name, its range and the field it sets. The defaults are the
+    /// fields' initial values above, and nowhere else.
+    public struct Setting: Sendable {
+        public enum Field: Sendable {
+            case int(any WritableKeyPath<GatewayLimits, Int> & Sendable)
+            case int64(any WritableKeyPath<GatewayLimits, Int64> & Sendable)
+        }
+
+        public let key: String
+        public let range: ClosedRange<Int64>
+        public let field: Field
+
+        public func value(in limits: GatewayLimits) -> Int64 {
+            switch self.field {
+            case .int(let path): return Int64(limits[keyPath: path])
+            case .int64(let path): return limits[keyPath: path]
+            }
+        }
+
+        public func set(_ value: Int64, in limits: inout GatewayLimits) {
+            switch self.field {
+            case .int(let path): limits[keyPath: path] = Int(value)
+            case .int64(let path): limits[keyPath: path] = value
+            }
+        }
+    }
+
+    /// Every `limits:` key, in the order `policies/README.md` lists them. The loader reads the
+    /// section with this table, and a test checks the README against it.
+    public static let settings: [Setting] = [
+        Setting(key: "max_header_bytes", range: 1024...1_048_576, field: .int(\.maxHeaderBytes)),
+        Setting(key: "max_body_bytes", range: 1024...(64 * 1_048_576), field: .int(\.maxBodyBytes)),
+        Setting(key: "max_json_depth", range: 4...512, field: .int(\.maxJSONDepth)),
+        Setting(key: "client_idle_timeout_seconds", range: 1...86_400, field: .int64(\.clientIdleTimeoutSeconds)),
+        Setting(key: "header_read_timeout_seconds", range: 1...3600, field: .int64(\.headerReadTimeoutSeconds)),
+        Setting(key: "upstream_connect_timeout_seconds", range: 1...300, field: .int64(\.upstreamConnectTimeoutSeconds)),
+        Setting(key: "upstream_response_timeout_seconds", range: 1...86_400, field: .int64(\.upstreamResponseTimeoutSeconds)),
+        Setting(key: "token_cache_entries", range: 0...10_000_000, field: .int(\.tokenCacheEntries)),
+        Setting(key: "upstream_max_idle_connections", range: 0...10_000, field: .int(\.upstreamMaxIdleConnections)),
+        Setting(key: "exchange_cache_entries", range: 0...10_000_000, field: .int(\.exchangeCacheEntries)),
+        Setting(key: "exchange_expiry_margin_seconds", range: 0...3600, field: .int64(\.exchangeExpiryMarginSeconds)),
+        Setting(key: "authorization_server_timeout_seconds", range: 1...300, field: .int64(\.authorizationServerTimeoutSeconds)),
+        Setting(key: "shutdown_grace_seconds", range: 0...3600, field: .int64(\.shutdownGraceSeconds)),
+    ]
 }
 
 /// A trusted authorization server: where its keys come from and how its tokens are read.

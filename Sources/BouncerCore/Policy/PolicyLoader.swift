@@ -293,8 +293,8 @@ private final class PolicyWalker {
         var settings = ServerTLSSettings(certificate: certificate)
         var valid = true
         if let version = self.string(section["min_version"], section.childPath("min_version")) {
-            if version == "1.2" || version == "1.3" {
-                settings.minimumVersion = version
+            if let parsed = MinimumTLSVersion(rawValue: version) {
+                settings.minimumVersion = parsed
             } else {
                 self.report(section["min_version"], section.childPath("min_version"), "must be \"1.2\" or \"1.3\" (older versions are never offered)")
                 valid = false
@@ -302,9 +302,9 @@ private final class PolicyWalker {
         }
         settings.clientCA = self.string(section["client_ca"], section.childPath("client_ca"))
         if let verify = self.string(section["client_verify"], section.childPath("client_verify")) {
-            if ["none", "optional", "required"].contains(verify) {
-                settings.clientVerification = verify
-                if verify != "none", settings.clientCA == nil {
+            if let parsed = ClientCertificateVerification(rawValue: verify) {
+                settings.clientVerification = parsed
+                if parsed != .none, settings.clientCA == nil {
                     self.report(section["client_verify"], section.childPath("client_verify"), "client_verify \(verify) needs client_ca")
                     valid = false
                 }
@@ -358,26 +358,12 @@ private final class PolicyWalker {
 
     func limits(_ node: Node, _ path: String) -> GatewayLimits {
         var limits = GatewayLimits()
-        guard let section = self.section(node, path, allowed: [
-            "max_header_bytes", "max_body_bytes", "max_json_depth", "client_idle_timeout_seconds", "header_read_timeout_seconds",
-            "upstream_connect_timeout_seconds", "upstream_response_timeout_seconds", "token_cache_entries",
-            "upstream_max_idle_connections", "shutdown_grace_seconds", "exchange_cache_entries", "exchange_expiry_margin_seconds",
-            "authorization_server_timeout_seconds",
-        ]) else { return limits }
-        func int(_ key: String, _ range: ClosedRange<Int64>) -> Int64? { self.integer(section[key], section.childPath(key), range: range) }
-        if let value = int("max_header_bytes", 1024...1_048_576) { limits.maxHeaderBytes = Int(value) }
-        if let value = int("max_body_bytes", 1024...(64 * 1_048_576)) { limits.maxBodyBytes = Int(value) }
-        if let value = int("max_json_depth", 4...512) { limits.maxJSONDepth = Int(value) }
-        if let value = int("client_idle_timeout_seconds", 1...86_400) { limits.clientIdleTimeoutSeconds = value }
-        if let value = int("header_read_timeout_seconds", 1...3600) { limits.headerReadTimeoutSeconds = value }
-        if let value = int("upstream_connect_timeout_seconds", 1...300) { limits.upstreamConnectTimeoutSeconds = value }
-        if let value = int("upstream_response_timeout_seconds", 1...86_400) { limits.upstreamResponseTimeoutSeconds = value }
-        if let value = int("token_cache_entries", 0...10_000_000) { limits.tokenCacheEntries = Int(value) }
-        if let value = int("upstream_max_idle_connections", 0...10_000) { limits.upstreamMaxIdleConnections = Int(value) }
-        if let value = int("shutdown_grace_seconds", 0...3600) { limits.shutdownGraceSeconds = value }
-        if let value = int("exchange_cache_entries", 0...10_000_000) { limits.exchangeCacheEntries = Int(value) }
-        if let value = int("exchange_expiry_margin_seconds", 0...3600) { limits.exchangeExpiryMarginSeconds = value }
-        if let value = int("authorization_server_timeout_seconds", 1...300) { limits.authorizationServerTimeoutSeconds = value }
+        guard let section = self.section(node, path, allowed: Set(GatewayLimits.settings.map(\.key))) else { return limits }
+        for setting in GatewayLimits.settings {
+            if let value = self.integer(section[setting.key], section.childPath(setting.key), range: setting.range) {
+                setting.set(value, in: &limits)
+            }
+        }
         return limits
     }
 
