@@ -279,6 +279,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .head(let head):
             self.headInRead = true
             self.headStartedAt = nil
+            // The head's bytes, near enough (request line, fields, CRLFs): what the decoder
+            // parsed for it. O(1) per field.
             self.partBytesInRead += head.uri.utf8.count + 16
             for (name, value) in head.headers { self.partBytesInRead += name.utf8.count + value.utf8.count + 4 }
         case .body(let buffer):
@@ -623,9 +625,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .sendRequest(let deadline):
             guard let lease = exchange.lease else { return }
             self.armResponseTimer(for: deadline, context: context)
-            // Only a request on a reused connection may be sent again, so only there is the
-            // write watched (a promise per request).
-            lease.handler.send(exchange.upstreamHead, body: exchange.request.body, watchWrite: lease.reused)
+            lease.handler.send(exchange.upstreamHead, body: exchange.request.body)
         case .retryOnFreshConnection:
             exchange.log.debug("pooled upstream connection failed before the request was written; retrying on a new connection")
             exchange.lease?.handler.sink = nil

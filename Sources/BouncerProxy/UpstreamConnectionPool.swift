@@ -13,7 +13,7 @@ protocol UpstreamResponseSink: AnyObject {
     func upstreamResponseHead(_ head: HTTPResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
     func upstreamResponseEnd(keepAlive: Bool)
-    /// The request was written whole (reported only when its write was watched).
+    /// The request may have reached the upstream (see ``UpstreamHandler/send(_:body:)``).
     func upstreamRequestWritten()
     /// The upstream has no more bytes for now: time to flush what was relayed.
     func upstreamReadComplete()
@@ -45,11 +45,14 @@ final class UpstreamHandler: ChannelDuplexHandler {
     /// Through this handler's context, not `Channel.write`: the parts stay concretely typed
     /// all the way to the encoder.
     ///
-    /// - Parameter watchWrite: tell the sink when the request is written whole (one promise):
-    ///   for requests that may be retried if the connection fails. Until then the upstream
-    ///   cannot have acted on it: the gateway always frames a body with Content-Length, and an
-    ///   incomplete request is never processed.
-    func send(_ head: HTTPRequestHead, body: ByteBuffer?, watchWrite: Bool = false) {
+    /// Then tells the sink whether the request may have reached the upstream (what decides
+    /// whether it may be sent again if the connection fails). NIO writes a flushed
+    ///   buffer to the socket at once and, if that fails, closes the channel before `flush`
+    ///   returns: a connection still open afterwards took the request, whole or in part, and
+    ///   counts as written. One that is closed did not take it whole, and the upstream cannot
+    ///   have acted on an incomplete request (the gateway always frames a body with
+    ///   Content-Length). No promise, so no allocation per request.
+    func send(_ head: HTTPRequestHead, body: ByteBuffer?) {
         guard let context = self.context else {
             // The connection was torn down between lease and write: fail now, not at the
             // response timeout.
@@ -63,13 +66,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
         if let body, body.readableBytes > 0 {
             context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         }
-        guard watchWrite else {
-            context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
-            return
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        if context.channel.isActive {
+            self.sink?.upstreamRequestWritten()
         }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.assumeIsolated().whenSuccess { self.sink?.upstreamRequestWritten() }
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
