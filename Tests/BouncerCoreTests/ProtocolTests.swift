@@ -22,6 +22,22 @@ struct JSONParserTests {
         #expect(throws: JSONParseError.self) { try JSONParser().parse(text) }
     }
 
+    @Test("the client is told the class of a parse error and where, never text from its body")
+    func parseErrorsEchoNothing() {
+        for (body, expected) in [
+            (#"{"<script>":1,"<script>":2}"#, "Parse error: a duplicate object key at byte 14"),
+            ("{\"a\":1}x", "Parse error: not valid JSON at byte 7"),
+        ] {
+            do {
+                _ = try JSONRPCBody.parse(Array(body.utf8), maxDepth: 64)
+                Issue.record("\(body) parsed")
+            } catch {
+                #expect(error.message == expected)
+                #expect(!error.message.contains("script"))
+            }
+        }
+    }
+
     @Test func invalidUTF8() {
         #expect(throws: JSONParseError.self) { try JSONParser().parse([0x22, 0xC3, 0x28, 0x22]) }
     }

@@ -84,14 +84,24 @@ public struct JSONRPCBody: Sendable {
         try withContiguousBytes(bytes) { buffer throws(JSONRPCFailure) in try Self.parse(buffer: buffer, maxDepth: maxDepth) }
     }
 
+    /// What the client is told: the class of the error and where, never text taken from the
+    /// body (a duplicate key's name stays in the parser's `detail`).
+    static func parseErrorMessage(_ error: JSONParseError) -> String {
+        switch error.kind {
+        case .tooDeep: return "Parse error: JSON nested too deeply"
+        case .syntax: return "Parse error: not valid JSON at byte \(error.offset)"
+        case .duplicateKey: return "Parse error: a duplicate object key at byte \(error.offset)"
+        case .invalidString: return "Parse error: a string that is not valid UTF-8 at byte \(error.offset)"
+        }
+    }
+
     @usableFromInline
     static func parse(buffer bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) throws(JSONRPCFailure) -> JSONRPCBody {
         let value: JSONValue
         do {
             value = try JSONParser(maxDepth: maxDepth).parse(buffer: bytes)
         } catch {
-            let message = error.kind == .tooDeep ? "Parse error: JSON nested too deeply" : "Parse error: \(error)"
-            throw JSONRPCFailure(status: 400, code: JSONRPCErrorCode.parseError, message: message, id: nil)
+            throw JSONRPCFailure(status: 400, code: JSONRPCErrorCode.parseError, message: Self.parseErrorMessage(error), id: nil)
         }
         switch value {
         case .array(let elements):
