@@ -11,10 +11,14 @@ public enum Route<Resource: Sendable>: Sendable {
 }
 
 /// Maps request paths to routes. Built once per policy; lookups are dictionary hits.
+///
+/// Inlinable, so that the proxy's lookup is specialised for its resource type: called from
+/// another module unspecialised, every lookup paid for generic metadata at run time.
 public struct GatewayRouter<Resource: Sendable>: Sendable {
     public static var metadataPrefix: String { "/.well-known/oauth-protected-resource" }
 
-    private var routes: [String: Route<Resource>] = [:]
+    @usableFromInline
+    var routes: [String: Route<Resource>] = [:]
 
     /// - Parameter resources: each resource's path (its URI's path) and what it resolves to.
     public init(resources: [(path: String, resource: Resource)]) {
@@ -30,6 +34,7 @@ public struct GatewayRouter<Resource: Sendable>: Sendable {
     }
 
     /// - Parameter path: the request target without its query.
+    @inlinable
     public func route(_ path: String) -> Route<Resource> {
         self.routes[path] ?? .notFound
     }
