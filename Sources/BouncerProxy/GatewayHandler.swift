@@ -117,11 +117,10 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// end of the last read.
     private let meter: RequestByteMeter
     private var meterReading = 0
-    /// Parts received, and their bytes, since the last read completed; whether a head or an
-    /// end was among them.
+    /// Parts received, and their bytes, since the last read completed; whether an end was
+    /// among them.
     private var partsInRead = 0
     private var partBytesInRead = 0
-    private var headInRead = false
     private var endInRead = false
     /// Bytes parsed that no part accounts for since the last request ended: chunk sizes,
     /// extensions and trailers, or a head still being read. Bounded (see ``framingAllowance``).
@@ -241,7 +240,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         defer {
             self.partsInRead = 0
             self.partBytesInRead = 0
-            self.headInRead = false
             self.endInRead = false
         }
         // A request that ended in this read takes its framing with it (at most a read's worth
@@ -277,7 +275,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         self.partsInRead += 1
         switch part {
         case .head(let head):
-            self.headInRead = true
             self.headStartedAt = nil
             // The head's bytes, near enough (request line, fields, CRLFs): what the decoder
             // parsed for it. O(1) per field.
