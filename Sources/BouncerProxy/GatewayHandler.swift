@@ -136,7 +136,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var responseTimerDeadline: NIODeadline?
     private var responseTimerGeneration = 0
     /// Parts of requests that arrived while an earlier one was being answered.
-    private var pipelined = CircularBuffer<HTTPServerRequestPart>()
+    /// Each head with its facts, gathered once when it arrives.
+    private var pipelined = CircularBuffer<(part: HTTPServerRequestPart, facts: RequestHeadFacts?)>()
     /// A read the channel asked for while pipelined requests were waiting.
     private var readPending = false
     private var servingPipelined = false
@@ -273,13 +274,15 @@ final class GatewayHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = self.unwrapInboundIn(data)
         self.partsInRead += 1
+        var facts: RequestHeadFacts?
         switch part {
         case .head(let head):
             self.headStartedAt = nil
-            // The head's bytes, near enough (request line, fields, CRLFs): what the decoder
-            // parsed for it. O(1) per field.
-            self.partBytesInRead += head.uri.utf8.count + 16
-            for (name, value) in head.headers { self.partBytesInRead += name.utf8.count + value.utf8.count + 4 }
+            // The one pass over the head's fields (see ``Enforcement``); its size is also what
+            // the decoder parsed for it, near enough (plus the request line's framing).
+            let gathered = Self.facts(of: head)
+            self.partBytesInRead += gathered.headerBytes + 16
+            facts = gathered
         case .body(let buffer):
             self.partBytesInRead += buffer.readableBytes
         case .end:
@@ -294,10 +297,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         if !self.pipelined.isEmpty || self.isAnswering {
             // A pipelined request: its turn comes when the current response is done.
-            self.pipelined.append(part)
+            self.pipelined.append((part, facts))
             return
         }
-        self.handle(part, context: context)
+        self.handle(part, facts: facts, context: context)
     }
 
     /// A request is being authorised or its response relayed.
@@ -322,7 +325,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         guard !self.servingPipelined else { return }
         self.servingPipelined = true
         defer { self.servingPipelined = false }
-        while !self.isAnswering, let part = self.pipelined.popFirst() {
+        while !self.isAnswering, let (part, facts) = self.pipelined.popFirst() {
             if case .closed = self.state {
                 self.pipelined.removeAll()
                 return
@@ -331,7 +334,7 @@ final class GatewayHandler: ChannelDuplexHandler {
                 self.pipelined.removeAll()
                 return
             }
-            self.handle(part, context: context)
+            self.handle(part, facts: facts, context: context)
         }
         if self.pipelined.isEmpty, self.readPending {
             self.readPending = false
@@ -339,10 +342,18 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
-    private func handle(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+    /// What the enforcement stages read of a head, in one pass over its fields.
+    private static func facts(of head: HTTPRequestHead) -> RequestHeadFacts {
+        var facts = RequestHeadFacts(target: head.uri)
+        for (name, value) in head.headers { facts.observe(name: name, value: value) }
+        return facts
+    }
+
+    /// - Parameter facts: a head's, gathered when it arrived.
+    private func handle(_ part: HTTPServerRequestPart, facts: RequestHeadFacts?, context: ChannelHandlerContext) {
         switch part {
         case .head(let head):
-            self.receivedHead(head, context: context)
+            self.receivedHead(head, facts: facts ?? Self.facts(of: head), context: context)
         case .body(let buffer):
             self.receivedBody(buffer, context: context)
         case .end:
@@ -350,7 +361,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
-    private func receivedHead(_ head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func receivedHead(_ head: HTTPRequestHead, facts: RequestHeadFacts, context: ChannelHandlerContext) {
         guard case .idle = self.state else {
             // Requests are handed over one at a time (pipelined ones wait in `pipelined`);
             // anything else is a bug or a hostile peer. Close rather than guess.
@@ -367,8 +378,6 @@ final class GatewayHandler: ChannelDuplexHandler {
         )
         log.clientCertificate = self.clientCertificateThumbprint
 
-        var facts = RequestHeadFacts(target: head.uri)
-        for (name, value) in head.headers { facts.observe(name: name, value: value) }
         let target: Enforcement.Target
         switch Enforcement.checkHead(facts, method: head.method.rawValue, isHTTP11OrLater: head.version.isHTTP11OrLater, target: head.uri, limits: self.gateway.policy.limits) {
         case .failure(let rejection):
