@@ -196,7 +196,8 @@ public struct RequestHeadFacts: Sendable {
         return rest[pathStart...]
     }
 
-    private static func isUnreserved(_ byte: UInt8) -> Bool {
+    /// RFC 3986 2.3: ALPHA / DIGIT / "-" / "." / "_" / "~" (also what ``ResourceURI`` decodes).
+    static func isUnreserved(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):

@@ -49,7 +49,7 @@ public enum ResourceURI {
                 throw Unsafe(reason: "the URI encodes '/' (%2F)")
             case UInt8(ascii: "%") where index + 4 < utf8.count && self.hexValue(utf8[index + 3]) != nil && self.hexValue(utf8[index + 4]) != nil:
                 throw Unsafe(reason: "the URI is percent-encoded twice")
-            case _ where self.isUnreserved(decoded):
+            case _ where RequestHeadFacts.isUnreserved(decoded):
                 bytes.append(decoded)
             default:
                 bytes.append(UInt8(ascii: "%"))
@@ -147,10 +147,5 @@ public enum ResourceURI {
 
     private static func lowercased(_ byte: UInt8) -> UInt8 {
         (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
-    }
-
-    /// RFC 3986 2.3: ALPHA / DIGIT / "-" / "." / "_" / "~".
-    private static func isUnreserved(_ byte: UInt8) -> Bool {
-        self.isAlpha(byte) || self.isDigit(byte) || byte == UInt8(ascii: "-") || byte == UInt8(ascii: ".") || byte == UInt8(ascii: "_") || byte == UInt8(ascii: "~")
     }
 }
