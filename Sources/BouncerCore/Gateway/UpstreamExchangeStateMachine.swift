@@ -77,6 +77,15 @@ public struct UpstreamExchangeStateMachine: Sendable {
 
     public var isDone: Bool { self.state == .done }
 
+    /// When the response head is due: set while the request is out and no final head came.
+    private var responseDeadline: NIODeadline? {
+        switch self.state {
+        case .awaitingResponse(let attempt): return attempt.deadline
+        case .interim(let deadline): return deadline
+        case .connecting, .streaming, .done: return nil
+        }
+    }
+
     /// A connection was leased (`reused`: from the idle pool) at `now`.
     public mutating func leased(reused: Bool, now: NIODeadline) -> Action {
         guard case .connecting(let retried) = self.state else { return .none }
@@ -101,12 +110,7 @@ public struct UpstreamExchangeStateMachine: Sendable {
 
     /// A 1xx response arrived.
     public mutating func interimReceived(status: Int) -> Action {
-        let deadline: NIODeadline
-        switch self.state {
-        case .awaitingResponse(let attempt): deadline = attempt.deadline
-        case .interim(let current): deadline = current
-        case .connecting, .streaming, .done: return .none
-        }
+        guard let deadline = self.responseDeadline else { return .none }
         guard status != 101 else {
             self.state = .done
             return .fail(.upstreamUnavailable("101 Switching Protocols to a request without Upgrade", id: self.errorID))
@@ -159,12 +163,7 @@ public struct UpstreamExchangeStateMachine: Sendable {
 
     /// The response timer fired at `now`.
     public mutating func timerFired(now: NIODeadline) -> Action {
-        let deadline: NIODeadline
-        switch self.state {
-        case .awaitingResponse(let attempt): deadline = attempt.deadline
-        case .interim(let current): deadline = current
-        case .connecting, .streaming, .done: return .none
-        }
+        guard let deadline = self.responseDeadline else { return .none }
         guard now >= deadline else { return .rearmTimer(deadline) }
         self.state = .done
         return .fail(.upstreamTimeout(id: self.errorID))
