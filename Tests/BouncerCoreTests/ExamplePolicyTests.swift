@@ -34,31 +34,69 @@ struct ExamplePolicyTests {
     }
 }
 
-/// policies/README.md documents every `limits:` key with its default and range: it must say
-/// what the code does (``GatewayLimits/settings`` and the fields' initial values).
+/// policies/README.md documents every key with its default: it must say what the code does
+/// (the settings tables, and the initial values of the policy types' fields, where each
+/// default is written once).
 @Suite("The policy reference")
 struct PolicyReferenceTests {
-    /// The `limits` table's rows: key -> (default, range), as written.
-    static func documentedLimits() throws -> [(key: String, defaultValue: String, range: String)] {
+    /// The rows of the table under `heading`: key -> cells by column name, as written.
+    static func table(_ heading: String) throws -> [(key: String, cells: [String: String])] {
         let text = try String(contentsOf: ExamplePolicyTests.policiesDirectory.appendingPathComponent("README.md"), encoding: .utf8)
-        guard let start = text.range(of: "## `limits`") else { return [] }
-        let section = text[start.upperBound...].prefix { _ in true }
+        guard let start = text.range(of: "\n## \(heading)\n") else { return [] }
+        let section = text[start.upperBound...]
         let end = section.range(of: "\n## ")?.lowerBound ?? section.endIndex
-        return section[..<end].split(separator: "\n").compactMap { line in
-            let cells = line.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
-            guard cells.count >= 5, cells[1].hasPrefix("`"), cells[1].hasSuffix("`") else { return nil }
-            return (String(cells[1].dropFirst().dropLast()), cells[2], cells[3])
+        var columns: [String] = []
+        var rows: [(key: String, cells: [String: String])] = []
+        for line in section[..<end].split(separator: "\n") where line.hasPrefix("|") {
+            let cells = line.split(separator: "|", omittingEmptySubsequences: false).dropFirst().dropLast().map { $0.trimmingCharacters(in: .whitespaces) }
+            if columns.isEmpty {
+                columns = cells
+            } else if cells.first?.hasPrefix("`") == true {
+                rows.append((String(cells[0].dropFirst().dropLast()), Dictionary(uniqueKeysWithValues: zip(columns, cells))))
+            }
         }
+        return rows
+    }
+
+    /// A default as the README writes it: `none`, "1.2" and 10 all name the value itself.
+    static func plain(_ cell: String?) -> String {
+        (cell ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "`\""))
     }
 
     @Test func everyLimitIsDocumentedWithTheDefaultAndRangeTheCodeHas() throws {
-        let documented = try Self.documentedLimits()
+        let documented = try Self.table("`limits`")
         let defaults = GatewayLimits()
         #expect(documented.map(\.key) == GatewayLimits.settings.map(\.key), "the README lists every key, in the code's order")
         for setting in GatewayLimits.settings {
-            guard let row = documented.first(where: { $0.key == setting.key }) else { continue }
-            #expect(row.defaultValue == String(setting.value(in: defaults)), "\(setting.key): the README says \(row.defaultValue)")
-            #expect(row.range == "\(setting.range.lowerBound) - \(setting.range.upperBound)", "\(setting.key): the README says \(row.range)")
+            guard let row = documented.first(where: { $0.key == setting.key })?.cells else { continue }
+            #expect(row["default"] == String(setting.value(in: defaults)), "\(setting.key): the README says \(row["default"] ?? "-")")
+            #expect(row["range"] == "\(setting.range.lowerBound) - \(setting.range.upperBound)", "\(setting.key): the README says \(row["range"] ?? "-")")
         }
+    }
+
+    @Test func tlsDefaultsAreTheCodes() throws {
+        let rows = Dictionary(try Self.table("`tls`").map { ($0.key, $0.cells) }, uniquingKeysWith: { first, _ in first })
+        let defaults = ServerTLSSettings(certificate: CertificateFiles(certificate: "c", privateKey: "k"))
+        for setting in ServerTLSSettings.integerSettings {
+            #expect(Self.plain(rows[setting.key]?["default"]) == String(setting.value(in: defaults)), "tls.\(setting.key)")
+        }
+        #expect(Self.plain(rows["min_version"]?["default"]) == defaults.minimumVersion.rawValue)
+        #expect(Self.plain(rows["client_verify"]?["default"]) == defaults.clientVerification.rawValue)
+    }
+
+    @Test func authorizationServerDefaultsAreTheCodes() throws {
+        let rows = Dictionary(try Self.table("`authorization_servers.<name>`").map { ($0.key, $0.cells) }, uniquingKeysWith: { first, _ in first })
+        let defaults = AuthorizationServerPolicy(name: "n", issuer: "https://issuer.example")
+        for setting in AuthorizationServerPolicy.integerSettings {
+            #expect(Self.plain(rows[setting.key]?["default"]) == String(setting.value(in: defaults)), "authorization_servers.\(setting.key)")
+            // The ranges are in the meaning column where the README gives them.
+            if let meaning = rows[setting.key]?["meaning"], meaning.contains(" - ") {
+                #expect(meaning.contains("(\(setting.range.lowerBound) - \(setting.range.upperBound))"), "authorization_servers.\(setting.key) range")
+            }
+        }
+        #expect(Self.plain(rows["token_format"]?["default"]) == defaults.tokenFormat.rawValue)
+        #expect(Self.plain(rows["require_at_jwt_type"]?["default"]) == String(defaults.requireAccessTokenType))
+        #expect(rows["scope_claims"]?["default"] == "`[\(defaults.scopeClaims.map(\.rawValue).joined(separator: ", "))]`")
+        #expect(defaults.algorithms == Set(JWSAlgorithm.allCases) && rows["algorithms"]?["default"] == "all below")
     }
 }

@@ -173,7 +173,7 @@ struct OAuthClientTests {
 
     @Test func introspectionAnswers() throws {
         let requirements = TokenRequirements(issuer: "https://as", audience: try CanonicalURI("https://mcp.example.com/mcp"),
-                                             algorithms: [], leewaySeconds: 0, requireAccessTokenType: false, scopeClaims: ["scope"])
+                                             algorithms: [], leewaySeconds: 0, requireAccessTokenType: false, scopeClaims: [.scope])
         func parse(_ body: String) throws -> Introspection.Outcome {
             try Introspection.parse(body: Array(body.utf8), requirements: requirements, now: 1_000, maxLifetimeSeconds: 300).get()
         }

@@ -160,6 +160,21 @@ struct PolicyLoaderTests {
         #expect(problem("{ id: x, secret: s }") == nil)
     }
 
+    @Test("enumerated settings take their listed values only: a misspelling is a problem, never a silent default")
+    func enumeratedSettingsRefuseUnknownValues() {
+        func problem(_ setting: String) -> PolicyProblem? {
+            let yaml = Self.valid.replacingOccurrences(of: "    issuer: http://127.0.0.1:9000/realms/corp", with: "    issuer: http://127.0.0.1:9000/realms/corp\n    \(setting)")
+            return self.problems(yaml).first
+        }
+        #expect(problem("token_format: JWT")?.message == "must be jwt, opaque or auto")
+        #expect(problem("scope_claims: [scope, roles]")?.message == "unknown scope claim 'roles' (use scope and/or scp)")
+        #expect(problem("scope_claims: [scp]") == nil)
+        #expect(problem("algorithms: [RS256, HS256]")?.message.contains("symmetric and unsigned tokens are never accepted") == true)
+        #expect(problem("algorithms: []")?.message == "at least one algorithm is required")
+        #expect(problem("leeway_seconds: 301")?.keyPath == "authorization_servers.corp.leeway_seconds")
+        #expect(problem("require_at_jwt_type: yes")?.message == "expected true or false")
+    }
+
     @Test func perTargetRulesOnlyWhereTheyMeanSomething() {
         let yaml = Self.valid.replacingOccurrences(of: "tools/list: [jira:read]", with: "tools/list: { a: [b] }")
         #expect(self.problems(yaml).first?.keyPath == "resources[0].methods.tools/list")

@@ -98,7 +98,7 @@ public enum Fixtures {
     public static let now: Int64 = 1_800_000_000
 
     public static func requirements(typ: Bool = false, leeway: Int64 = 60, algorithms: Set<JWSAlgorithm> = Set(JWSAlgorithm.allCases)) -> TokenRequirements {
-        TokenRequirements(issuer: issuer, audience: resource, algorithms: algorithms, leewaySeconds: leeway, requireAccessTokenType: typ, scopeClaims: ["scope", "scp"])
+        TokenRequirements(issuer: issuer, audience: resource, algorithms: algorithms, leewaySeconds: leeway, requireAccessTokenType: typ, scopeClaims: [.scope, .scp])
     }
 
     public static func claims(aud: String = #""https://mcp.example.com/jira/mcp""#, exp: Int64 = now + 300, extra: String = #","scope":"jira:read jira:write""#) -> String {

@@ -93,7 +93,7 @@ enum FuzzTarget: String, CaseIterable {
     static let requirements: TokenRequirements = {
         do {
             return TokenRequirements(issuer: "https://as.example.com", audience: try CanonicalURI("https://mcp.example.com/mcp"),
-                                     algorithms: Set(JWSAlgorithm.allCases), leewaySeconds: 60, requireAccessTokenType: true, scopeClaims: ["scope", "scp"])
+                                     algorithms: Set(JWSAlgorithm.allCases), leewaySeconds: 60, requireAccessTokenType: true, scopeClaims: [.scope, .scp])
         } catch {
             fatalError("\(error)")
         }

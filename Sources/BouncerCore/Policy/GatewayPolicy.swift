@@ -71,6 +71,12 @@ public struct ServerTLSSettings: Sendable, Hashable {
         self.certificate = certificate
     }
 
+    /// The whole-number keys of `tls:`, in the order `policies/README.md` lists them.
+    public static let integerSettings: [IntegerSetting<ServerTLSSettings>] = [
+        IntegerSetting(key: "handshake_timeout_seconds", range: 1...300, field: .int64(\.handshakeTimeoutSeconds)),
+        IntegerSetting(key: "reload_interval_seconds", range: 0...86_400, field: .int64(\.reloadIntervalSeconds)),
+    ]
+
     /// Every file the settings name, for change detection.
     public var files: [String] {
         var files = [self.certificate.certificate, self.certificate.privateKey]
@@ -131,49 +137,22 @@ public struct GatewayLimits: Sendable, Hashable {
 
     public init() {}
 
-    /// One `limits:` key: its name, its range and the field it sets. The defaults are the
-    /// fields' initial values above, and nowhere else.
-    public struct Setting: Sendable {
-        public enum Field: Sendable {
-            case int(any WritableKeyPath<GatewayLimits, Int> & Sendable)
-            case int64(any WritableKeyPath<GatewayLimits, Int64> & Sendable)
-        }
-
-        public let key: String
-        public let range: ClosedRange<Int64>
-        public let field: Field
-
-        public func value(in limits: GatewayLimits) -> Int64 {
-            switch self.field {
-            case .int(let path): return Int64(limits[keyPath: path])
-            case .int64(let path): return limits[keyPath: path]
-            }
-        }
-
-        public func set(_ value: Int64, in limits: inout GatewayLimits) {
-            switch self.field {
-            case .int(let path): limits[keyPath: path] = Int(value)
-            case .int64(let path): limits[keyPath: path] = value
-            }
-        }
-    }
-
     /// Every `limits:` key, in the order `policies/README.md` lists them. The loader reads the
     /// section with this table, and a test checks the README against it.
-    public static let settings: [Setting] = [
-        Setting(key: "max_header_bytes", range: 1024...1_048_576, field: .int(\.maxHeaderBytes)),
-        Setting(key: "max_body_bytes", range: 1024...(64 * 1_048_576), field: .int(\.maxBodyBytes)),
-        Setting(key: "max_json_depth", range: 4...512, field: .int(\.maxJSONDepth)),
-        Setting(key: "client_idle_timeout_seconds", range: 1...86_400, field: .int64(\.clientIdleTimeoutSeconds)),
-        Setting(key: "header_read_timeout_seconds", range: 1...3600, field: .int64(\.headerReadTimeoutSeconds)),
-        Setting(key: "upstream_connect_timeout_seconds", range: 1...300, field: .int64(\.upstreamConnectTimeoutSeconds)),
-        Setting(key: "upstream_response_timeout_seconds", range: 1...86_400, field: .int64(\.upstreamResponseTimeoutSeconds)),
-        Setting(key: "token_cache_entries", range: 0...10_000_000, field: .int(\.tokenCacheEntries)),
-        Setting(key: "upstream_max_idle_connections", range: 0...10_000, field: .int(\.upstreamMaxIdleConnections)),
-        Setting(key: "exchange_cache_entries", range: 0...10_000_000, field: .int(\.exchangeCacheEntries)),
-        Setting(key: "exchange_expiry_margin_seconds", range: 0...3600, field: .int64(\.exchangeExpiryMarginSeconds)),
-        Setting(key: "authorization_server_timeout_seconds", range: 1...300, field: .int64(\.authorizationServerTimeoutSeconds)),
-        Setting(key: "shutdown_grace_seconds", range: 0...3600, field: .int64(\.shutdownGraceSeconds)),
+    public static let settings: [IntegerSetting<GatewayLimits>] = [
+        IntegerSetting(key: "max_header_bytes", range: 1024...1_048_576, field: .int(\.maxHeaderBytes)),
+        IntegerSetting(key: "max_body_bytes", range: 1024...(64 * 1_048_576), field: .int(\.maxBodyBytes)),
+        IntegerSetting(key: "max_json_depth", range: 4...512, field: .int(\.maxJSONDepth)),
+        IntegerSetting(key: "client_idle_timeout_seconds", range: 1...86_400, field: .int64(\.clientIdleTimeoutSeconds)),
+        IntegerSetting(key: "header_read_timeout_seconds", range: 1...3600, field: .int64(\.headerReadTimeoutSeconds)),
+        IntegerSetting(key: "upstream_connect_timeout_seconds", range: 1...300, field: .int64(\.upstreamConnectTimeoutSeconds)),
+        IntegerSetting(key: "upstream_response_timeout_seconds", range: 1...86_400, field: .int64(\.upstreamResponseTimeoutSeconds)),
+        IntegerSetting(key: "token_cache_entries", range: 0...10_000_000, field: .int(\.tokenCacheEntries)),
+        IntegerSetting(key: "upstream_max_idle_connections", range: 0...10_000, field: .int(\.upstreamMaxIdleConnections)),
+        IntegerSetting(key: "exchange_cache_entries", range: 0...10_000_000, field: .int(\.exchangeCacheEntries)),
+        IntegerSetting(key: "exchange_expiry_margin_seconds", range: 0...3600, field: .int64(\.exchangeExpiryMarginSeconds)),
+        IntegerSetting(key: "authorization_server_timeout_seconds", range: 1...300, field: .int64(\.authorizationServerTimeoutSeconds)),
+        IntegerSetting(key: "shutdown_grace_seconds", range: 0...3600, field: .int64(\.shutdownGraceSeconds)),
     ]
 }
 
@@ -186,14 +165,14 @@ public struct AuthorizationServerPolicy: Sendable {
     public var metadataURL: String?
     /// Overrides the `jwks_uri` from the metadata document (then no discovery is done).
     public var jwksURI: String?
-    public var algorithms: Set<JWSAlgorithm>
-    public var leewaySeconds: Int64
+    public var algorithms = Set(JWSAlgorithm.allCases)
+    public var leewaySeconds: Int64 = 60
     /// Require the RFC 9068 `typ` header (`at+jwt` / `application/at+jwt`).
-    public var requireAccessTokenType: Bool
+    public var requireAccessTokenType = false
     /// Claims that carry granted scopes: `scope` (space-separated string), `scp` (array or string).
-    public var scopeClaims: [String]
+    public var scopeClaims: [ScopeClaim] = [.scope, .scp]
     /// How to speak TLS to it when its URLs are https.
-    public var tls: ClientTLSSettings
+    public var tls = ClientTLSSettings()
     /// The gateway's own client here, for token exchange and introspection.
     public var client: OAuthClientCredentials?
     /// Override the discovered endpoints.
@@ -205,9 +184,24 @@ public struct AuthorizationServerPolicy: Sendable {
     /// `active: false` answers are remembered this long.
     public var introspectionNegativeCacheSeconds: Int64 = 10
     /// Unknown `kid`s trigger a key-set refresh at most this often.
-    public var jwksRefreshMinIntervalSeconds: Int64
+    public var jwksRefreshMinIntervalSeconds: Int64 = 30
     /// Key sets are re-fetched after this long even when every `kid` is known.
-    public var jwksMaxAgeSeconds: Int64
+    public var jwksMaxAgeSeconds: Int64 = 3600
+
+    public init(name: String, issuer: String) {
+        self.name = name
+        self.issuer = issuer
+    }
+
+    /// The whole-number keys of `authorization_servers.<name>`, in the order
+    /// `policies/README.md` lists them.
+    public static let integerSettings: [IntegerSetting<AuthorizationServerPolicy>] = [
+        IntegerSetting(key: "leeway_seconds", range: 0...300, field: .int64(\.leewaySeconds)),
+        IntegerSetting(key: "jwks_refresh_min_interval_seconds", range: 1...3600, field: .int64(\.jwksRefreshMinIntervalSeconds)),
+        IntegerSetting(key: "jwks_max_age_seconds", range: 60...604_800, field: .int64(\.jwksMaxAgeSeconds)),
+        IntegerSetting(key: "introspection_cache_seconds", range: 0...86_400, field: .int64(\.introspectionCacheSeconds)),
+        IntegerSetting(key: "introspection_negative_cache_seconds", range: 0...3600, field: .int64(\.introspectionNegativeCacheSeconds)),
+    ]
 
     /// The discovery URLs to try in order, or just the override.
     public var metadataCandidates: [String] {
@@ -216,8 +210,16 @@ public struct AuthorizationServerPolicy: Sendable {
     }
 }
 
+/// A claim that carries granted scopes.
+public enum ScopeClaim: String, Sendable, Hashable, CaseIterable {
+    /// A space-separated string (RFC 8693, RFC 9068).
+    case scope
+    /// An array of strings, or a string (Microsoft Entra, Okta).
+    case scp
+}
+
 /// How access tokens from an authorization server are checked.
-public enum TokenFormat: String, Sendable, Hashable {
+public enum TokenFormat: String, Sendable, Hashable, CaseIterable {
     /// Verify as a JWT against the key set.
     case jwt
     /// Ask the introspection endpoint (RFC 7662), whatever the token looks like.

@@ -136,9 +136,9 @@ public struct TokenRequirements: Sendable {
     public var algorithms: Set<JWSAlgorithm>
     public var leewaySeconds: Int64
     public var requireAccessTokenType: Bool
-    public var scopeClaims: [String]
+    public var scopeClaims: [ScopeClaim]
 
-    public init(issuer: String, audience: CanonicalURI, algorithms: Set<JWSAlgorithm>, leewaySeconds: Int64, requireAccessTokenType: Bool, scopeClaims: [String]) {
+    public init(issuer: String, audience: CanonicalURI, algorithms: Set<JWSAlgorithm>, leewaySeconds: Int64, requireAccessTokenType: Bool, scopeClaims: [ScopeClaim]) {
         self.issuer = issuer
         self.audience = audience
         self.algorithms = algorithms
@@ -161,7 +161,7 @@ public struct TokenRequirements: Sendable {
     public func scopes(in claims: JSONValue) -> Set<String> {
         var scopes: Set<String> = []
         for claim in self.scopeClaims {
-            switch claims[claim] {
+            switch claims[claim.rawValue] {
             case .string(let value): scopes.formUnion(value.split(separator: " ").map(String.init))
             case .array(let values): scopes.formUnion(values.compactMap(\.stringValue))
             default: break

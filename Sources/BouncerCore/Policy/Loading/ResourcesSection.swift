@@ -1,0 +1,131 @@
+import Yams
+
+/// `resources:`: the protected MCP servers, each with its public path, upstream and rules.
+extension PolicyReader {
+    func resources(_ node: Node, _ path: String, publicURL: CanonicalURI, servers: [String: AuthorizationServerPolicy]) -> [ResourcePolicy] {
+        guard case .sequence(let sequence) = node else {
+            self.report(node, path, "expected a list of resources")
+            return []
+        }
+        if sequence.count == 0 { self.report(node, path, "at least one resource is required") }
+        var resources: [ResourcePolicy] = []
+        var paths: Set<String> = []
+        for (index, element) in sequence.enumerated() {
+            let childPath = "\(path)[\(index)]"
+            guard let resource = self.resource(element, childPath, publicURL: publicURL, servers: servers) else { continue }
+            if !paths.insert(resource.path).inserted {
+                self.report(element, "\(childPath).path", "path '\(resource.path)' is used by another resource")
+                continue
+            }
+            resources.append(resource)
+        }
+        return resources
+    }
+
+    func resource(_ node: Node, _ path: String, publicURL: CanonicalURI, servers: [String: AuthorizationServerPolicy]) -> ResourcePolicy? {
+        guard let section = self.section(
+            node, path,
+            allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
+                      "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions"],
+            required: ["path", "authorization_server", "upstream", "methods"]
+        ) else { return nil }
+        var valid = true
+        let resourcePath = self.resourcePath(section["path"], section.childPath("path"))
+        if resourcePath == nil { valid = false }
+        let name = section.string("name")
+        let documentation = section.string("documentation")
+        let serverName = section.nonEmptyString("authorization_server")
+        if let serverName, servers[serverName] == nil {
+            let known = servers.keys.sorted().joined(separator: ", ")
+            section.report("authorization_server", "no authorization server named '\(serverName)' (defined: \(known.isEmpty ? "none" : known))")
+            valid = false
+        }
+        let scopesSupported = section.scopeList("scopes_supported") ?? []
+        if scopesSupported.contains("offline_access") {
+            section.report("scopes_supported", "must not list offline_access (MCP: scopes_supported is the baseline a client needs)")
+            valid = false
+        }
+        let upstream = section["upstream"].flatMap { self.upstream($0, section.childPath("upstream")) }
+        let upstreamTLS = self.clientTLS(section["upstream_tls"], section.childPath("upstream_tls"))
+        if upstreamTLS == nil { valid = false }
+        let credentials = section["upstream_credentials"].map { self.credentials($0, section.childPath("upstream_credentials")) } ?? UpstreamCredentials.none
+        let methods = section["methods"].flatMap { self.methodTable($0, section.childPath("methods")) }
+        let responses = section.scopeList("client_responses")
+        var origins: Set<String> = []
+        if let list = section.stringList("allowed_origins") {
+            for origin in list {
+                if origin == "null" {
+                    origins.insert(origin)
+                } else if let uri = try? CanonicalURI(origin), uri.path.isEmpty {
+                    origins.insert(uri.origin)
+                } else {
+                    section.report("allowed_origins", "'\(origin)' is not an origin (scheme://host[:port])")
+                    valid = false
+                }
+            }
+        }
+        var versions = MCPProtocol.defaultVersions
+        if let list = section.stringList("protocol_versions") {
+            versions = []
+            for version in list {
+                if MCPProtocol.knownVersions.contains(version) {
+                    versions.insert(version)
+                } else {
+                    section.report("protocol_versions", "unknown MCP protocol revision '\(version)' (known: \(MCPProtocol.knownVersions.sorted().joined(separator: ", ")))")
+                    valid = false
+                }
+            }
+        }
+        if case .tokenExchange = credentials, let serverName, let server = servers[serverName], server.client == nil {
+            section.report("upstream_credentials", "token_exchange needs the gateway's client at authorization server '\(serverName)' (authorization_servers.\(serverName).client)")
+            valid = false
+        }
+        guard valid, let resourcePath, let serverName, let upstream, let upstreamTLS, let methods else { return nil }
+        let uri = publicURL.appendingPath(resourcePath)
+        // The resource's own origin is always allowed: a browser page served by it is same-origin.
+        origins.insert(publicURL.origin)
+        return ResourcePolicy(
+            path: resourcePath, uri: uri, name: name, documentation: documentation, authorizationServer: serverName,
+            scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
+            clientResponses: responses, allowedOrigins: origins, protocolVersions: versions
+        )
+    }
+
+    func resourcePath(_ node: Node?, _ path: String) -> String? {
+        guard let text = self.nonEmptyString(node, path) else { return nil }
+        guard text.hasPrefix("/"), text.count > 1 else {
+            self.report(node, path, "must start with '/' and name an endpoint, e.g. /jira/mcp")
+            return nil
+        }
+        guard !text.hasSuffix("/") else {
+            self.report(node, path, "must not end with '/' (resource URIs have no trailing slash)")
+            return nil
+        }
+        guard !text.contains("?"), !text.contains("#"), !text.contains("//"), !text.contains(" "), !text.split(separator: "/").contains("..") else {
+            self.report(node, path, "must be a plain path without query, fragment, empty or '..' segments")
+            return nil
+        }
+        guard !text.hasPrefix("/.well-known/"), text != "/healthz", text != "/readyz" else {
+            self.report(node, path, "'\(text)' is reserved by the gateway")
+            return nil
+        }
+        return text
+    }
+
+    func upstream(_ node: Node, _ path: String) -> UpstreamTarget? {
+        guard let text = self.nonEmptyString(node, path) else { return nil }
+        let parts = text.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let uri: CanonicalURI
+        do {
+            uri = try CanonicalURI(String(parts[0]))
+        } catch {
+            self.report(node, path, error.reason)
+            return nil
+        }
+        // Keep the upstream path as written: some servers care about a trailing slash.
+        var requestPath = String(parts[0].drop { $0 != "/" }.dropFirst(2).drop { $0 != "/" })
+        if requestPath.isEmpty { requestPath = "/" }
+        if parts.count == 2 { requestPath += "?" + parts[1] }
+        return UpstreamTarget(uri: uri, requestPath: requestPath)
+    }
+}
