@@ -97,7 +97,7 @@ public final class KeySetStore: Sendable {
         switch next {
         case .wait(let future): return future.hop(to: eventLoop)
         case .current(let keys): return eventLoop.makeSucceededFuture(keys)
-        case .throttled(let error): return eventLoop.makeFailedFuture(KeySetError(reason: error))
+        case .throttled(let error): return eventLoop.makeFailedFuture(AuthorizationServerError(.refreshThrottled, error))
         case .fetch(let promise):
             self.logger.info("fetching signing keys", metadata: ["reason": "\(reason)"])
             self.fetch(on: eventLoop).whenComplete { result in
@@ -133,7 +133,7 @@ public final class KeySetStore: Sendable {
             jwksURI = eventLoop.makeSucceededFuture(configured)
         } else {
             jwksURI = self.metadata(on: eventLoop).flatMapThrowing { metadata in
-                guard let uri = metadata.jwksURI else { throw KeySetError(reason: "the metadata of \(self.server.issuer) has no jwks_uri") }
+                guard let uri = metadata.jwksURI else { throw AuthorizationServerError(.noKeySetURI, "the metadata of \(self.server.issuer) has no jwks_uri") }
                 return uri
             }
         }
@@ -142,12 +142,12 @@ public final class KeySetStore: Sendable {
                 do {
                     let keys = try JSONWebKeySet(json: body)
                     if keys.isDevelopmentOnly, !self.allowDevelopmentServer {
-                        throw KeySetError(reason: "\(uri) belongs to mcp-bouncer's development authorization server, which only `mcp-bouncer demo` trusts")
+                        throw AuthorizationServerError(.developmentServer, "\(uri) belongs to mcp-bouncer's development authorization server, which only `mcp-bouncer demo` trusts")
                     }
-                    guard !keys.keys.isEmpty else { throw KeySetError(reason: "\(uri) holds no usable signing key (\(keys.skipped.joined(separator: "; ")))") }
+                    guard !keys.keys.isEmpty else { throw AuthorizationServerError(.noUsableKey, "\(uri) holds no usable signing key (\(keys.skipped.joined(separator: "; ")))") }
                     return keys
-                } catch let error as JSONWebKeySet.ParseError {
-                    throw KeySetError(reason: "\(uri): \(error.reason)")
+                } catch let error as AuthorizationServerError where error.code == .keySetInvalid {
+                    throw AuthorizationServerError(.keySetInvalid, "\(uri): \(error.reason)")
                 }
             }
         }
@@ -168,41 +168,27 @@ public final class KeySetStore: Sendable {
     /// Tries each discovery URL in turn; the first document whose `issuer` matches wins.
     private func discover(_ candidates: ArraySlice<String>, on eventLoop: any EventLoop, failures: [String]) -> EventLoopFuture<AuthorizationServerMetadata> {
         guard let url = candidates.first else {
-            return eventLoop.makeFailedFuture(KeySetError(reason: "no metadata document for issuer \(self.server.issuer): \(failures.joined(separator: "; "))"))
+            return eventLoop.makeFailedFuture(AuthorizationServerError(.metadataNotFound, "no metadata document for issuer \(self.server.issuer): \(failures.joined(separator: "; "))"))
         }
         return self.fetcher.get(url, purpose: "metadata", tls: self.tls, serverName: self.server.tls.serverName, on: eventLoop).flatMapThrowing { body -> AuthorizationServerMetadata in
             let metadata: AuthorizationServerMetadata
             do {
                 metadata = try AuthorizationServerMetadata(json: body, expectedIssuer: self.server.issuer)
-            } catch let error as AuthorizationServerMetadata.ParseError {
-                throw KeySetError(reason: "\(url): \(error.reason)", isFinal: error.isIssuerMismatch)
+            } catch let error as AuthorizationServerError {
+                throw AuthorizationServerError(error.code, "\(url): \(error.reason)")
             }
             if metadata.isDevelopmentOnly, !self.allowDevelopmentServer {
                 // Stops the search: this issuer is the development server, wherever it is looked up.
-                throw KeySetError(reason: "\(url): \(self.server.issuer) is mcp-bouncer's development authorization server, which only `mcp-bouncer demo` trusts", isFinal: true)
+                throw AuthorizationServerError(.developmentServer, "\(url): \(self.server.issuer) is mcp-bouncer's development authorization server, which only `mcp-bouncer demo` trusts")
             }
             return metadata
         }.flatMapError { error in
             // An issuer mismatch is a hard failure: trying other locations could only find a
             // document for some other issuer.
-            if let error = error as? KeySetError, error.isFinal {
+            if let error = error as? AuthorizationServerError, error.endsDiscovery {
                 return eventLoop.makeFailedFuture(error)
             }
             return self.discover(candidates.dropFirst(), on: eventLoop, failures: failures + ["\(error)"])
         }
     }
-}
-
-public struct KeySetError: Error, Sendable, CustomStringConvertible {
-    public var reason: String
-    /// Discovery stops here instead of trying the next location (issuer mismatch, refused
-    /// development server): another location could only give a worse answer.
-    public var isFinal = false
-
-    public init(reason: String, isFinal: Bool = false) {
-        self.reason = reason
-        self.isFinal = isFinal
-    }
-
-    public var description: String { self.reason }
 }

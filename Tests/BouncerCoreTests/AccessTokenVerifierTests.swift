@@ -150,6 +150,6 @@ struct AccessTokenVerifierTests {
         let keys = try JSONWebKeySet(json: Array(json.utf8))
         #expect(keys.keys.count == 1)
         #expect(keys.skipped.count == 2)
-        #expect(throws: JSONWebKeySet.ParseError.self) { try JSONWebKeySet(json: Array(#"{"nokeys":[]}"#.utf8)) }
+        #expect(throws: AuthorizationServerError(.keySetInvalid, "")) { try JSONWebKeySet(json: Array(#"{"nokeys":[]}"#.utf8)) }
     }
 }

@@ -233,7 +233,7 @@ struct ChallengeTests {
         // with another host and port.
         for bad in ["example.com/x", "ftp://x", "https://x/#f", "https://x/?q", "https://u@x/", "https://x:99999/", "https:///x",
                     "https://a]b>:om:443/x", "https://a:b:443/", "https://exämple.com/", "https://a b/", "https://x:+443/", "https://x:-1/"] {
-            #expect(throws: CanonicalURI.ParseError.self) { try CanonicalURI(bad) }
+            #expect(throws: URIError.self) { try CanonicalURI(bad) }
         }
     }
 
@@ -251,7 +251,9 @@ struct ChallengeTests {
 
     @Test func metadataIssuerMustMatch() throws {
         let json = Array(#"{"issuer":"https://evil.example.com","jwks_uri":"https://evil.example.com/jwks"}"#.utf8)
-        #expect(throws: AuthorizationServerMetadata.ParseError.self) { try AuthorizationServerMetadata(json: json, expectedIssuer: "https://as.example.com") }
+        #expect(throws: AuthorizationServerError(.issuerMismatch, "")) { try AuthorizationServerMetadata(json: json, expectedIssuer: "https://as.example.com") }
+        #expect(AuthorizationServerError(.issuerMismatch, "").endsDiscovery, "another location could only give another issuer's document")
+        #expect(throws: AuthorizationServerError(.metadataInvalid, "")) { try AuthorizationServerMetadata(json: Array("[]".utf8), expectedIssuer: "https://as.example.com") }
         let good = Array(#"{"issuer":"https://as.example.com","jwks_uri":"https://as.example.com/jwks","token_endpoint_auth_methods_supported":["client_secret_basic"]}"#.utf8)
         let metadata = try AuthorizationServerMetadata(json: good, expectedIssuer: "https://as.example.com")
         #expect(metadata.jwksURI == "https://as.example.com/jwks")

@@ -53,7 +53,19 @@ struct ResourceURITests {
         "",
     ])
     func refuses(input: String) {
-        #expect(throws: ResourceURI.Unsafe.self) { try ResourceURI.normalise(input) }
+        #expect(throws: URIError.self) { try ResourceURI.normalise(input) }
+    }
+
+    @Test("each refusal carries the stable code of its class")
+    func refusalCodes() {
+        let cases: [(String, URIError.Code)] = [
+            ("file:///docs/%2F", .encodedSeparator), ("file:///docs/a b", .characters), ("file:///docs/%5c..", .characters),
+            ("file:///docs/%252e%252e/secret", .doubleEncoding), ("file:///docs/%zz", .malformedEncoding),
+            ("file:///../secret", .dotSegments), ("a:.//x", .dotSegments), ("/docs/a.md", .notAbsolute),
+        ]
+        for (input, code) in cases {
+            #expect(throws: URIError(code, "")) { try ResourceURI.normalise(input) }
+        }
     }
 
     @Test func normalisingTwiceChangesNothing() throws {

@@ -50,7 +50,7 @@ struct DemoTests {
             """, secrets: .empty)
         let refusing = try GatewayApplication(policy: policy, group: group, logger: Logger(label: "test")).gateway
         let store = try #require(refusing.keyStore(named: "dev"))
-        await #expect(throws: KeySetError.self) { try await store.keys(on: group.next()).get() }
+        await #expect(throws: AuthorizationServerError(.developmentServer, "")) { try await store.keys(on: group.next()).get() }
         let demo = try GatewayApplication(policy: policy, group: group, allowDevelopmentAuthorizationServer: true, logger: Logger(label: "test")).gateway
         let keys = try await #require(demo.keyStore(named: "dev")).keys(on: group.next()).get()
         #expect(keys.keys.count == 2)

@@ -13,24 +13,19 @@ public struct CanonicalURI: Hashable, Sendable, CustomStringConvertible {
     /// Empty or starting with `/`, never ending with `/`.
     public let path: String
 
-    public struct ParseError: Error, Hashable, Sendable, CustomStringConvertible {
-        public var reason: String
-        public var description: String { self.reason }
-    }
-
-    public init(_ text: String) throws(ParseError) {
+    public init(_ text: String) throws(URIError) {
         guard let schemeEnd = text.range(of: "://") else {
-            throw ParseError(reason: "'\(text)' is not an absolute URL (scheme://host/path)")
+            throw URIError(.notAbsolute, "'\(text)' is not an absolute URL (scheme://host/path)")
         }
         let scheme = text[..<schemeEnd.lowerBound].lowercased()
         guard scheme == "http" || scheme == "https" else {
-            throw ParseError(reason: "'\(text)' must use http or https")
+            throw URIError(.scheme, "'\(text)' must use http or https")
         }
         var rest = text[schemeEnd.upperBound...]
-        if rest.contains("#") { throw ParseError(reason: "'\(text)' must not have a fragment") }
-        if rest.contains("?") { throw ParseError(reason: "'\(text)' must not have a query") }
+        if rest.contains("#") { throw URIError(.fragment, "'\(text)' must not have a fragment") }
+        if rest.contains("?") { throw URIError(.query, "'\(text)' must not have a query") }
         if rest.contains(where: { $0 == " " || $0.asciiValue.map { $0 < 0x21 } ?? false }) {
-            throw ParseError(reason: "'\(text)' contains whitespace or control characters")
+            throw URIError(.characters, "'\(text)' contains whitespace or control characters")
         }
         let authority: Substring
         if let slash = rest.firstIndex(of: "/") {
@@ -40,15 +35,15 @@ public struct CanonicalURI: Hashable, Sendable, CustomStringConvertible {
             authority = rest
             rest = ""
         }
-        if authority.contains("@") { throw ParseError(reason: "'\(text)' must not carry user information") }
+        if authority.contains("@") { throw URIError(.authority, "'\(text)' must not carry user information") }
         var host: Substring
         var portText: Substring?
         if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { throw ParseError(reason: "'\(text)' has an unclosed IPv6 literal") }
+            guard let close = authority.firstIndex(of: "]") else { throw URIError(.authority, "'\(text)' has an unclosed IPv6 literal") }
             host = authority[...close]
             let after = authority[authority.index(after: close)...]
             if !after.isEmpty {
-                guard after.hasPrefix(":") else { throw ParseError(reason: "'\(text)' has an invalid authority") }
+                guard after.hasPrefix(":") else { throw URIError(.authority, "'\(text)' has an invalid authority") }
                 portText = after.dropFirst()
             }
         } else if let colon = authority.lastIndex(of: ":") {
@@ -57,17 +52,17 @@ public struct CanonicalURI: Hashable, Sendable, CustomStringConvertible {
         } else {
             host = authority
         }
-        guard !host.isEmpty else { throw ParseError(reason: "'\(text)' has no host") }
+        guard !host.isEmpty else { throw URIError(.host, "'\(text)' has no host") }
         // RFC 3986 3.2.2: an IP literal in brackets or a reg-name (ASCII; IDNs as punycode).
         // Found by fuzzing: a host with ':' or ']' in it canonicalised to a URI that read back
         // with another host and port.
         guard host.hasPrefix("[") || !host.contains(":"), RequestHeadFacts.isValidHost(String(host)) else {
-            throw ParseError(reason: "'\(text)' has an invalid host")
+            throw URIError(.host, "'\(text)' has an invalid host")
         }
         var port: Int?
         if let portText {
             guard portText.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let value = Int(portText), (1...65535).contains(value) else {
-                throw ParseError(reason: "'\(text)' has an invalid port")
+                throw URIError(.port, "'\(text)' has an invalid port")
             }
             port = value
         }

@@ -7,11 +7,6 @@
 /// decodes again, splits on `\` or stops at NUL would read such a URI differently from the
 /// gateway.
 public enum ResourceURI {
-    public struct Unsafe: Error, Sendable, Hashable, CustomStringConvertible {
-        public var reason: String
-        public var description: String { self.reason }
-    }
-
     /// `uri` normalised: scheme and host lowercased, percent-encodings of unreserved
     /// characters decoded and the others' hex digits uppercased (6.2.2.1-2), dot segments
     /// removed from the path (6.2.2.3, 5.2.4). The query and fragment keep their text (only the
@@ -22,7 +17,7 @@ public enum ResourceURI {
     /// (it would turn into a segment separator for an upstream that decodes); an encoded `%`
     /// before two hex digits (double encoding); a malformed percent-encoding; dot segments
     /// that climb above the root.
-    public static func normalise(_ uri: String) throws(Unsafe) -> String {
+    public static func normalise(_ uri: String) throws(URIError) -> String {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(uri.utf8.count)
         var utf8 = Array(uri.utf8)
@@ -31,7 +26,7 @@ public enum ResourceURI {
         while index < utf8.count {
             let byte = utf8[index]
             if byte < 0x21 || byte == 0x7F || byte == UInt8(ascii: "\\") {
-                throw Unsafe(reason: "the URI contains a space, a control character or a backslash")
+                throw URIError(.characters, "the URI contains a space, a control character or a backslash")
             }
             guard byte == UInt8(ascii: "%") else {
                 bytes.append(byte)
@@ -39,16 +34,16 @@ public enum ResourceURI {
                 continue
             }
             guard index + 2 < utf8.count, let high = self.hexValue(utf8[index + 1]), let low = self.hexValue(utf8[index + 2]) else {
-                throw Unsafe(reason: "the URI has a malformed percent-encoding")
+                throw URIError(.malformedEncoding, "the URI has a malformed percent-encoding")
             }
             let decoded = high << 4 | low
             switch decoded {
             case _ where decoded < 0x21 || decoded == 0x7F || decoded == UInt8(ascii: "\\"):
-                throw Unsafe(reason: "the URI encodes a space, a control character or a backslash")
+                throw URIError(.characters, "the URI encodes a space, a control character or a backslash")
             case UInt8(ascii: "/"):
-                throw Unsafe(reason: "the URI encodes '/' (%2F)")
+                throw URIError(.encodedSeparator, "the URI encodes '/' (%2F)")
             case UInt8(ascii: "%") where index + 4 < utf8.count && self.hexValue(utf8[index + 3]) != nil && self.hexValue(utf8[index + 4]) != nil:
-                throw Unsafe(reason: "the URI is percent-encoded twice")
+                throw URIError(.doubleEncoding, "the URI is percent-encoded twice")
             case _ where RequestHeadFacts.isUnreserved(decoded):
                 bytes.append(decoded)
             default:
@@ -63,7 +58,7 @@ public enum ResourceURI {
         // 2. Scheme (RFC 3986 3.1), lowercased.
         guard let colon = utf8.firstIndex(of: UInt8(ascii: ":")), colon > 0, self.isAlpha(utf8[0]),
               utf8[1..<colon].allSatisfy({ self.isAlpha($0) || self.isDigit($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ".") })
-        else { throw Unsafe(reason: "the URI has no scheme") }
+        else { throw URIError(.notAbsolute, "the URI has no scheme") }
         var out = utf8[..<colon].map(self.lowercased)
         out.append(UInt8(ascii: ":"))
         var rest = utf8[(colon + 1)...]
@@ -95,7 +90,7 @@ public enum ResourceURI {
     /// A result that would read as another component is refused too: without an authority, a
     /// path may not come out starting with `//` (it would become one), and a relative path
     /// may not come out starting with `/` (`a:.//x`).
-    private static func appendRemovingDotSegments(_ path: ArraySlice<UInt8>, hasAuthority: Bool, to out: inout [UInt8]) throws(Unsafe) {
+    private static func appendRemovingDotSegments(_ path: ArraySlice<UInt8>, hasAuthority: Bool, to out: inout [UInt8]) throws(URIError) {
         guard !path.isEmpty else { return }
         let absolute = path.first == UInt8(ascii: "/")
         var segments: [ArraySlice<UInt8>] = []
@@ -108,14 +103,14 @@ public enum ResourceURI {
                 // A trailing `.` still names a directory: keep the slash before it.
                 if isLast { segments.append([]) }
             case [UInt8(ascii: "."), UInt8(ascii: ".")]:
-                guard segments.popLast() != nil else { throw Unsafe(reason: "the URI's path climbs above its root") }
+                guard segments.popLast() != nil else { throw URIError(.dotSegments, "the URI's path climbs above its root") }
                 if isLast { segments.append([]) }
             default:
                 segments.append(segment)
             }
         }
         if segments.count > 1, segments[0].isEmpty, !absolute || !hasAuthority {
-            throw Unsafe(reason: "the URI's path would change form once its dot segments are removed")
+            throw URIError(.dotSegments, "the URI's path would change form once its dot segments are removed")
         }
         if absolute { out.append(UInt8(ascii: "/")) }
         for (position, segment) in segments.enumerated() {

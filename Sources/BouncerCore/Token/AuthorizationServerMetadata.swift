@@ -8,13 +8,6 @@ public struct AuthorizationServerMetadata: Sendable, Hashable {
     /// The document says it comes from mcp-bouncer's development server (`demo` only).
     public var isDevelopmentOnly = false
 
-    public struct ParseError: Error, Sendable, CustomStringConvertible {
-        public var reason: String
-        /// The document is for another issuer (RFC 8414 section 3.3): never usable.
-        public var isIssuerMismatch = false
-        public var description: String { self.reason }
-    }
-
     /// Where to look, in order (RFC 8414 section 3.1 path insertion, then OpenID
     /// discovery both inserted and appended, as the MCP authorization spec lists).
     public static func discoveryURLs(forIssuer issuer: String) -> [String] {
@@ -42,17 +35,17 @@ public struct AuthorizationServerMetadata: Sendable, Hashable {
 
     /// Parses a metadata document and checks that its `issuer` is exactly the configured
     /// one (RFC 8414 section 3.3), so a compromised discovery response cannot swap issuers.
-    public init(json: some Collection<UInt8>, expectedIssuer: String) throws(ParseError) {
+    public init(json: some Collection<UInt8>, expectedIssuer: String) throws(AuthorizationServerError) {
         let document: JSONValue
         do {
             document = try JSONParser(maxDepth: 16).parse(json)
         } catch {
-            throw ParseError(reason: "metadata is not valid JSON: \(error)")
+            throw AuthorizationServerError(.metadataInvalid, "metadata is not valid JSON: \(error)")
         }
-        guard document.objectValue != nil else { throw ParseError(reason: "metadata is not a JSON object") }
-        guard let issuer = document["issuer"]?.stringValue else { throw ParseError(reason: "metadata has no issuer") }
+        guard document.objectValue != nil else { throw AuthorizationServerError(.metadataInvalid, "metadata is not a JSON object") }
+        guard let issuer = document["issuer"]?.stringValue else { throw AuthorizationServerError(.metadataInvalid, "metadata has no issuer") }
         guard issuer == expectedIssuer else {
-            throw ParseError(reason: "metadata issuer \(issuer) does not match the configured issuer \(expectedIssuer)", isIssuerMismatch: true)
+            throw AuthorizationServerError(.issuerMismatch, "metadata issuer \(issuer) does not match the configured issuer \(expectedIssuer)")
         }
         self.issuer = issuer
         self.jwksURI = document["jwks_uri"]?.stringValue

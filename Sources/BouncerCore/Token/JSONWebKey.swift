@@ -73,25 +73,20 @@ public struct JSONWebKeySet: Sendable {
     /// The set says it comes from mcp-bouncer's development server.
     public var isDevelopmentOnly = false
 
-    public struct ParseError: Error, Sendable, CustomStringConvertible {
-        public var reason: String
-        public var description: String { self.reason }
-    }
-
     public init(keys: [VerificationKey]) {
         self.keys = keys
         self.skipped = []
     }
 
-    public init(json: some Collection<UInt8>) throws(ParseError) {
+    public init(json: some Collection<UInt8>) throws(AuthorizationServerError) {
         let document: JSONValue
         do {
             document = try JSONParser(maxDepth: 16).parse(json)
         } catch {
-            throw ParseError(reason: "JWKS is not valid JSON: \(error)")
+            throw AuthorizationServerError(.keySetInvalid, "not valid JSON: \(error)")
         }
         guard let entries = document["keys"]?.arrayValue else {
-            throw ParseError(reason: "JWKS has no \"keys\" array")
+            throw AuthorizationServerError(.keySetInvalid, "no \"keys\" array")
         }
         var keys: [VerificationKey] = []
         var skipped: [String] = []
@@ -117,18 +112,18 @@ public struct JSONWebKeySet: Sendable {
         }
     }
 
-    static func key(from entry: JSONValue) throws(ParseError) -> VerificationKey? {
-        guard entry.objectValue != nil else { throw ParseError(reason: "not an object") }
+    static func key(from entry: JSONValue) throws(AuthorizationServerError) -> VerificationKey? {
+        guard entry.objectValue != nil else { throw AuthorizationServerError(.keyInvalid, "not an object") }
         if let use = entry["use"]?.stringValue, use != "sig" { return nil }
         let keyID = entry["kid"]?.stringValue
         var algorithm: JWSAlgorithm?
         if let alg = entry["alg"]?.stringValue {
-            guard let known = JWSAlgorithm(rawValue: alg) else { throw ParseError(reason: "alg \(alg) is not accepted") }
+            guard let known = JWSAlgorithm(rawValue: alg) else { throw AuthorizationServerError(.keyInvalid, "alg \(alg) is not accepted") }
             algorithm = known
         }
-        func bytes(_ name: String) throws(ParseError) -> [UInt8] {
+        func bytes(_ name: String) throws(AuthorizationServerError) -> [UInt8] {
             guard let text = entry[name]?.stringValue, let value = Base64URL.decode(text), !value.isEmpty else {
-                throw ParseError(reason: "missing or invalid \"\(name)\"")
+                throw AuthorizationServerError(.keyInvalid, "missing or invalid \"\(name)\"")
             }
             return value
         }
@@ -139,12 +134,12 @@ public struct JSONWebKeySet: Sendable {
             let e = try bytes("e")
             do {
                 let key = try _RSA.Signing.PublicKey(n: n, e: e)
-                guard key.keySizeInBits >= 2048 else { throw ParseError(reason: "RSA key shorter than 2048 bits") }
+                guard key.keySizeInBits >= 2048 else { throw AuthorizationServerError(.keyInvalid, "RSA key shorter than 2048 bits") }
                 material = .rsa(key)
-            } catch let error as ParseError {
+            } catch let error as AuthorizationServerError {
                 throw error
             } catch {
-                throw ParseError(reason: "invalid RSA key: \(error)")
+                throw AuthorizationServerError(.keyInvalid, "invalid RSA key: \(error)")
             }
         case "EC":
             let x = try bytes("x")
@@ -152,26 +147,26 @@ public struct JSONWebKeySet: Sendable {
             do {
                 switch entry["crv"]?.stringValue {
                 case "P-256":
-                    guard x.count == 32, y.count == 32 else { throw ParseError(reason: "P-256 coordinates must be 32 bytes") }
+                    guard x.count == 32, y.count == 32 else { throw AuthorizationServerError(.keyInvalid, "P-256 coordinates must be 32 bytes") }
                     material = .p256(try P256.Signing.PublicKey(rawRepresentation: x + y))
                 case "P-384":
-                    guard x.count == 48, y.count == 48 else { throw ParseError(reason: "P-384 coordinates must be 48 bytes") }
+                    guard x.count == 48, y.count == 48 else { throw AuthorizationServerError(.keyInvalid, "P-384 coordinates must be 48 bytes") }
                     material = .p384(try P384.Signing.PublicKey(rawRepresentation: x + y))
                 default:
-                    throw ParseError(reason: "unsupported EC curve \(entry["crv"]?.stringValue ?? "none")")
+                    throw AuthorizationServerError(.keyInvalid, "unsupported EC curve \(entry["crv"]?.stringValue ?? "none")")
                 }
-            } catch let error as ParseError {
+            } catch let error as AuthorizationServerError {
                 throw error
             } catch {
-                throw ParseError(reason: "invalid EC key: \(error)")
+                throw AuthorizationServerError(.keyInvalid, "invalid EC key: \(error)")
             }
         case "OKP":
-            guard entry["crv"]?.stringValue == "Ed25519" else { throw ParseError(reason: "unsupported OKP curve \(entry["crv"]?.stringValue ?? "none")") }
+            guard entry["crv"]?.stringValue == "Ed25519" else { throw AuthorizationServerError(.keyInvalid, "unsupported OKP curve \(entry["crv"]?.stringValue ?? "none")") }
             let x = try bytes("x")
             do {
                 material = .ed25519(try Curve25519.Signing.PublicKey(rawRepresentation: x))
             } catch {
-                throw ParseError(reason: "invalid Ed25519 key: \(error)")
+                throw AuthorizationServerError(.keyInvalid, "invalid Ed25519 key: \(error)")
             }
         default:
             return nil  // "oct" and others: nothing a resource server can verify with.
