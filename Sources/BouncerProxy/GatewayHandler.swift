@@ -320,8 +320,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.write(GatewayResponse(status: ready ? 200 : 503, headers: [("Content-Type", "text/plain")], body: ready ? "ready\n" : "signing keys not loaded\n"), keepAlive: keepAlive, context: context)
         case .metadata(let resource):
             guard request.head.method == .GET || request.head.method == .HEAD else {
-                self.write(GatewayResponse(status: 405, headers: [("Allow", "GET")]), keepAlive: keepAlive, context: context)
-                return
+                return self.finish(request, with: .methodNotAllowed(allow: "GET"), resource: nil, context: context)
             }
             // Browser-based MCP clients fetch this cross-origin.
             let response = GatewayResponse(status: 200, headers: [

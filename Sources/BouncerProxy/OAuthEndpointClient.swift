@@ -5,21 +5,6 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Why a call to a token or introspection endpoint failed.
-enum OAuthCallError: Error, CustomStringConvertible {
-    /// Network failure, timeout, 5xx, or the circuit breaker is open: try again later.
-    case unavailable(String)
-    /// The server answered with an OAuth error.
-    case refused(TokenEndpointError)
-
-    var description: String {
-        switch self {
-        case .unavailable(let reason): return "unavailable: \(reason)"
-        case .refused(let error): return "refused: \(error)"
-        }
-    }
-}
-
 /// The gateway as an OAuth client of one authorization server: token exchange, client
 /// credentials (for actor tokens) and introspection, authenticated with the configured
 /// method, guarded by a circuit breaker so a dead server is not hammered.
@@ -48,7 +33,7 @@ final class OAuthEndpointClient: Sendable {
         self.tokenEndpoint(on: eventLoop).flatMap { endpoint in
             self.post(endpoint, purpose: "token", fields: TokenExchange.formFields(subjectToken: subjectToken, target: target, actorToken: actorToken), on: eventLoop)
         }.flatMapThrowing { response in
-            try IssuedToken.parse(status: response.status, body: response.body).mapError { OAuthCallError.refused($0) }.get()
+            try IssuedToken.parse(status: response.status, body: response.body).mapError { OAuthClientError.refused($0) }.get()
         }
     }
 
@@ -57,7 +42,7 @@ final class OAuthEndpointClient: Sendable {
         self.tokenEndpoint(on: eventLoop).flatMap { endpoint in
             self.post(endpoint, purpose: "token", fields: [("grant_type", "client_credentials")], on: eventLoop)
         }.flatMapThrowing { response in
-            try IssuedToken.parse(status: response.status, body: response.body).mapError { OAuthCallError.refused($0) }.get()
+            try IssuedToken.parse(status: response.status, body: response.body).mapError { OAuthClientError.refused($0) }.get()
         }
     }
 
@@ -67,7 +52,7 @@ final class OAuthEndpointClient: Sendable {
             self.post(endpoint, purpose: "introspection", fields: Introspection.formFields(token: token), on: eventLoop)
         }.flatMapThrowing { response in
             guard response.status == 200 else {
-                throw OAuthCallError.refused(TokenEndpointError(code: "http_\(response.status)", description_: "introspection failed", status: response.status))
+                throw OAuthClientError.refused(TokenEndpointError(code: "http_\(response.status)", description_: "introspection failed", status: response.status))
             }
             return response.body
         }
@@ -85,18 +70,16 @@ final class OAuthEndpointClient: Sendable {
 
     private func discovered(_ field: any KeyPath<AuthorizationServerMetadata, String?> & Sendable, _ name: String, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
         self.keys.metadata(on: eventLoop).flatMapErrorThrowing { error in
-            throw OAuthCallError.unavailable("\(error)")
+            throw OAuthClientError(.unavailable, "\(error)")
         }.flatMapThrowing { metadata in
             guard let url = metadata[keyPath: field] else {
-                throw OAuthCallError.refused(TokenEndpointError(code: "misconfigured", description_: "the metadata of \(self.server.issuer) has no \(name)", status: 0))
+                throw OAuthClientError(.misconfigured, "the metadata of \(self.server.issuer) has no \(name)")
             }
             let supported = metadata.tokenEndpointAuthMethods
             if !supported.isEmpty, !supported.contains(self.credentials.method.rawValue) {
-                throw OAuthCallError.refused(TokenEndpointError(
-                    code: "misconfigured",
-                    description_: "\(self.server.issuer) does not support \(self.credentials.method.rawValue) (it supports \(supported.joined(separator: ", ")))",
-                    status: 0
-                ))
+                throw OAuthClientError(
+                    .misconfigured, "\(self.server.issuer) does not support \(self.credentials.method.rawValue) (it supports \(supported.joined(separator: ", ")))"
+                )
             }
             return url
         }
@@ -105,25 +88,25 @@ final class OAuthEndpointClient: Sendable {
     private func post(_ endpoint: String, purpose: String, fields: [(String, String)], on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
         let now = self.now()
         guard self.breaker.withLockedValue({ $0.allow(now: now) }) else {
-            return eventLoop.makeFailedFuture(OAuthCallError.unavailable("circuit open after repeated failures of \(self.server.issuer)"))
+            return eventLoop.makeFailedFuture(OAuthClientError(.unavailable, "circuit open after repeated failures of \(self.server.issuer)"))
         }
         let authentication: (headers: [(String, String)], fields: [(String, String)])
         do {
             authentication = try self.credentials.authenticate(endpoint: endpoint, now: now, jti: UUID().uuidString)
         } catch {
             self.breaker.withLockedValue { $0.recordSuccess() }
-            return eventLoop.makeFailedFuture(OAuthCallError.refused(TokenEndpointError(code: "misconfigured", description_: error.reason, status: 0)))
+            return eventLoop.makeFailedFuture(error)
         }
         return self.fetcher.postForm(endpoint, purpose: purpose, fields: fields + authentication.fields, headers: authentication.headers, tls: self.tls,
                                      serverName: self.server.tls.serverName, on: eventLoop)
             .flatMapErrorThrowing { error in
                 self.recordFailure(now: now, reason: "\(error)")
-                throw OAuthCallError.unavailable("\(endpoint): \(error)")
+                throw OAuthClientError(.unavailable, "\(endpoint): \(error)")
             }
             .flatMapThrowing { response in
                 if response.status >= 500 || response.status == 429 {
                     self.recordFailure(now: now, reason: "HTTP \(response.status)")
-                    throw OAuthCallError.unavailable("\(endpoint) answered \(response.status)")
+                    throw OAuthClientError(.unavailable, "\(endpoint) answered \(response.status)")
                 }
                 self.breaker.withLockedValue { $0.recordSuccess() }
                 return response

@@ -120,15 +120,19 @@ final class TokenExchanger: Sendable {
     /// Maps a failed call to what the client is told. `invalid_grant` means the subject
     /// token itself was refused: that is the client's token problem (401).
     static func rejection(for error: any Error, issuer: String) -> GatewayRejection {
-        switch error {
-        case OAuthCallError.unavailable(let reason):
-            return .upstreamCredentialUnavailable("token exchange at \(issuer): \(reason)", id: nil)
-        case OAuthCallError.refused(let refusal) where refusal.code == "invalid_grant":
-            return .invalidToken(TokenError(.expired, "token exchange at \(issuer) refused the subject token: \(refusal)"))
-        case OAuthCallError.refused(let refusal):
-            return .upstreamCredentialRefused(cause: refusal.code, reason: "token exchange at \(issuer): \(refusal)", id: nil)
-        default:
+        guard let error = error as? OAuthClientError else {
             return .upstreamCredentialUnavailable("token exchange at \(issuer): \(error)", id: nil)
+        }
+        switch error.code {
+        case .unavailable:
+            return .upstreamCredentialUnavailable("token exchange at \(issuer): \(error.reason)", id: nil)
+        case .refused where error.refusal?.code == "invalid_grant":
+            return .invalidToken(TokenError(.expired, "token exchange at \(issuer) refused the subject token: \(error.reason)"))
+        case .refused:
+            return .upstreamCredentialRefused(cause: error.refusal?.code ?? "refused", reason: "token exchange at \(issuer): \(error.reason)", id: nil)
+        case .misconfigured, .authenticationFailed, .keyInvalid:
+            // The gateway cannot ask as configured: no retry helps, as with a refusal.
+            return .upstreamCredentialRefused(cause: "misconfigured", reason: "token exchange at \(issuer): \(error.reason)", id: nil)
         }
     }
 }

@@ -140,16 +140,33 @@ final class UpstreamHandler: ChannelDuplexHandler {
 @available(*, unavailable)
 extension UpstreamHandler: Sendable {}
 
-enum UpstreamError: Error, CustomStringConvertible {
-    case closedEarly
-    case connectFailed(String)
-
-    var description: String {
-        switch self {
-        case .closedEarly: return "the upstream closed the connection before the response ended"
-        case .connectFailed(let reason): return "cannot connect: \(reason)"
-        }
+/// Why an exchange with an upstream failed on the gateway's side of the wire. The `code` is
+/// stable (logs, tests); the `reason` is for the log.
+struct UpstreamError: Error, Hashable, CustomStringConvertible {
+    enum Code: String, Hashable {
+        /// No connection could be made (refused, unreachable, TLS, timeout).
+        case connectFailed = "connect_failed"
+        /// The upstream closed the connection before the response ended.
+        case closedEarly = "closed_early"
+        /// A request body was to be written without a length in its head (a bug, not input).
+        case unframedBody = "unframed_body"
     }
+
+    var code: Code
+    var reason: String
+
+    init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    static let closedEarly = UpstreamError(.closedEarly, "the upstream closed the connection before the response ended")
+    static let unframedBody = UpstreamError(.unframedBody, "request body without a Content-Length in the request head")
+
+    static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
+    func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
+
+    var description: String { self.code == .connectFailed ? "cannot connect: \(self.reason)" : self.reason }
 }
 
 /// An upstream connection lent to one exchange.
@@ -217,7 +234,7 @@ final class UpstreamConnectionPool {
                 }
             }
             .connect(host: target.host, port: target.port)
-            .flatMapErrorThrowing { error in throw UpstreamError.connectFailed("\(target): \(error)") }
+            .flatMapErrorThrowing { error in throw UpstreamError(.connectFailed, "\(target): \(error)") }
             .assumeIsolated()
             .flatMapThrowing { channel in
                 let handler = try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)

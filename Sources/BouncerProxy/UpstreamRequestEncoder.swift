@@ -19,10 +19,6 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
     /// Bodies up to this size are copied after the head; larger ones are written as they are.
     static let copyLimit = 16 * 1024
 
-    struct UnframedBody: Error, CustomStringConvertible {
-        var description: String { "request body without a Content-Length in the request head" }
-    }
-
     /// The bytes of the current request not yet passed on (written at its end, at a flush, or
     /// when a part comes with a promise).
     private var pending: ByteBuffer?
@@ -50,8 +46,8 @@ final class UpstreamRequestEncoder: ChannelOutboundHandler, RemovableChannelHand
             self.pending = buffer
         case .body(let body):
             guard self.bodyAllowed else {
-                promise?.fail(UnframedBody())
-                context.fireErrorCaught(UnframedBody())
+                promise?.fail(UpstreamError.unframedBody)
+                context.fireErrorCaught(UpstreamError.unframedBody)
                 return
             }
             if case .byteBuffer(var bytes) = body, bytes.readableBytes <= Self.copyLimit, var pending = self.pending {

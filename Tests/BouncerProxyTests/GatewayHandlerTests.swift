@@ -166,6 +166,15 @@ struct GatewayHandlerTests {
         _ = try channel.finish()
     }
 
+    @Test func metadataIsServedToGETAndHEADOnly() throws {
+        let channel = try self.makeChannel()
+        let post = try #require(try self.send(channel, .POST, "/.well-known/oauth-protected-resource/jira/mcp", body: "{}"))
+        #expect(post.head.status == .methodNotAllowed)
+        #expect(post.head.headers["Allow"] == ["GET"])
+        #expect(try self.send(channel, .GET, "/.well-known/oauth-protected-resource/jira/mcp")?.head.status == .ok, "the connection still serves")
+        _ = try channel.finish()
+    }
+
     @Test func unknownPathsAre404() throws {
         let channel = try self.makeChannel()
         #expect(try self.send(channel, .POST, "/other")?.head.status == .notFound)

@@ -97,8 +97,8 @@ struct UpstreamRequestEncoderTests {
         channel.write(self.head(.POST, "/mcp", [("Host", "up")]), promise: nil)
         let promise = channel.eventLoop.makePromise(of: Void.self)
         channel.write(self.body("{}"), promise: promise)
-        #expect(throws: UpstreamRequestEncoder.UnframedBody.self) { try promise.futureResult.wait() }
-        #expect(throws: UpstreamRequestEncoder.UnframedBody.self) { try channel.throwIfErrorCaught() }
+        #expect(throws: UpstreamError.unframedBody) { try promise.futureResult.wait() }
+        #expect(throws: UpstreamError.unframedBody) { try channel.throwIfErrorCaught() }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         #expect(recorder.writes == ["POST /mcp HTTP/1.1\r\nHost: up\r\n\r\n"], "the body never left")
         _ = try channel.finish()

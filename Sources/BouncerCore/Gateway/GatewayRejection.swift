@@ -64,6 +64,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     /// first byte: 408.
     case headerReadTimeout(seconds: Int64)
     case notFound
+    /// A gateway endpoint (a metadata document) asked for with a method it does not serve.
+    case methodNotAllowed(allow: String)
     /// The authorization server's keys could not be fetched: the token cannot be checked.
     case authorizationServerUnavailable(String)
     case upstreamUnavailable(String, id: JSONValue?)
@@ -106,6 +108,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .chunkFramingTooLarge: return "chunk_framing_too_large"
         case .headerReadTimeout: return "header_read_timeout"
         case .notFound: return "not_found"
+        case .methodNotAllowed: return "method_not_allowed"
         case .authorizationServerUnavailable: return "authorization_server_unavailable"
         case .upstreamUnavailable: return "upstream_unavailable"
         case .upstreamTimeout: return "upstream_timeout"
@@ -130,6 +133,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .chunkFramingTooLarge(let bytes, let body): return "\(bytes) bytes of chunk framing for a body of \(body) bytes"
         case .headerReadTimeout(let seconds): return "request head not received within \(seconds) s of its first byte"
         case .notFound: return "no route"
+        case .methodNotAllowed(let allow): return "only \(allow) is served here"
         case .upstreamUnavailable(let reason, _): return reason
         case .upstreamTimeout: return "upstream did not answer in time"
         case .upstreamCredentialUnavailable(let reason, _): return reason
@@ -200,6 +204,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
             return .plain(400, "Bad Request: chunk framing (sizes, extensions, trailers) too large")
         case .headerReadTimeout(let seconds):
             return .plain(408, "Request Timeout: the request head took longer than \(seconds) s")
+        case .methodNotAllowed(let allow):
+            return GatewayResponse(status: 405, headers: [("Allow", allow)])
         case .notFound:
             return GatewayResponse.json(404, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.methodNotFound, message: "Not Found", id: nil))
         case .authorizationServerUnavailable:

@@ -67,14 +67,14 @@ public enum AssertionSigningKey: Sendable {
     case p256(P256.Signing.PrivateKey)
 
     /// Parses a PEM private key (PKCS#8, or SEC1/PKCS#1).
-    public init(pem: String) throws(AssertionKeyError) {
+    public init(pem: String) throws(OAuthClientError) {
         if let key = try? P256.Signing.PrivateKey(pemRepresentation: pem) {
             self = .p256(key)
         } else if let key = try? _RSA.Signing.PrivateKey(pemRepresentation: pem) {
-            guard key.keySizeInBits >= 2048 else { throw AssertionKeyError(reason: "RSA keys for client assertions must be at least 2048 bits") }
+            guard key.keySizeInBits >= 2048 else { throw OAuthClientError(.keyInvalid, "RSA keys for client assertions must be at least 2048 bits") }
             self = .rsa(key)
         } else {
-            throw AssertionKeyError(reason: "not a PEM P-256 or RSA private key")
+            throw OAuthClientError(.keyInvalid, "not a PEM P-256 or RSA private key")
         }
     }
 
@@ -118,11 +118,6 @@ public enum AssertionSigningKey: Sendable {
     }
 }
 
-public struct AssertionKeyError: Error, Sendable, CustomStringConvertible {
-    public var reason: String
-    public var description: String { self.reason }
-}
-
 /// The gateway's own OAuth client at one authorization server.
 public struct OAuthClientCredentials: Sendable {
     public var clientID: String
@@ -142,23 +137,23 @@ public struct OAuthClientCredentials: Sendable {
     /// - Parameters:
     ///   - now: seconds since the epoch, for the assertion's `iat`/`exp`.
     ///   - jti: a unique id for the assertion (the caller supplies randomness).
-    public func authenticate(endpoint: String, now: Int64, jti: String) throws(ClientAuthenticationError) -> (headers: [(String, String)], fields: [(String, String)]) {
+    public func authenticate(endpoint: String, now: Int64, jti: String) throws(OAuthClientError) -> (headers: [(String, String)], fields: [(String, String)]) {
         switch self.method {
         case .clientSecretBasic:
-            guard let secret else { throw ClientAuthenticationError(reason: "client_secret_basic needs a secret") }
+            guard let secret else { throw OAuthClientError(.authenticationFailed, "client_secret_basic needs a secret") }
             // RFC 6749 2.3.1: form-encode id and secret before Base64.
             let credentials = FormEncoding.encode(self.clientID) + ":" + FormEncoding.encode(secret)
             return ([("Authorization", "Basic " + Base64URL.encodeStandard(credentials.utf8))], [])
         case .clientSecretPost:
-            guard let secret else { throw ClientAuthenticationError(reason: "client_secret_post needs a secret") }
+            guard let secret else { throw OAuthClientError(.authenticationFailed, "client_secret_post needs a secret") }
             return ([], [("client_id", self.clientID), ("client_secret", secret)])
         case .privateKeyJWT:
-            guard let key else { throw ClientAuthenticationError(reason: "private_key_jwt needs a private key") }
+            guard let key else { throw OAuthClientError(.authenticationFailed, "private_key_jwt needs a private key") }
             let assertion: String
             do {
                 assertion = try ClientAssertion.make(clientID: self.clientID, audience: endpoint, key: key, now: now, jti: jti)
             } catch {
-                throw ClientAuthenticationError(reason: "cannot sign the client assertion: \(error)")
+                throw OAuthClientError(.authenticationFailed, "cannot sign the client assertion: \(error)")
             }
             return ([], [
                 ("client_id", self.clientID),
@@ -167,11 +162,6 @@ public struct OAuthClientCredentials: Sendable {
             ])
         }
     }
-}
-
-public struct ClientAuthenticationError: Error, Sendable, CustomStringConvertible {
-    public var reason: String
-    public var description: String { self.reason }
 }
 
 /// Signs compact JWS tokens with a private key (ES256 or RS256).
