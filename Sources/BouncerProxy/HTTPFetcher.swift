@@ -7,7 +7,7 @@ import NIOHTTP1
 import NIOPosix
 
 /// Why an outbound fetch failed.
-public struct FetchError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct FetchError: CodedError {
     public enum Code: String, Sendable, Hashable {
         case invalidURL = "invalid_url"
         case connectFailed = "connect_failed"
@@ -19,8 +19,6 @@ public struct FetchError: Error, Hashable, Sendable, CustomStringConvertible {
 
     public var code: Code
     public var reason: String
-
-    public var description: String { "\(self.code.rawValue): \(self.reason)" }
 }
 
 /// A small HTTP/1.1 client for the gateway's own calls to authorization servers

@@ -142,7 +142,7 @@ extension UpstreamHandler: Sendable {}
 
 /// Why an exchange with an upstream failed on the gateway's side of the wire. The `code` is
 /// stable (logs, tests); the `reason` is for the log.
-struct UpstreamError: Error, Hashable, CustomStringConvertible {
+struct UpstreamError: CodedError {
     enum Code: String, Hashable {
         /// No connection could be made (refused, unreachable, TLS, timeout).
         case connectFailed = "connect_failed"
@@ -162,11 +162,6 @@ struct UpstreamError: Error, Hashable, CustomStringConvertible {
 
     static let closedEarly = UpstreamError(.closedEarly, "the upstream closed the connection before the response ended")
     static let unframedBody = UpstreamError(.unframedBody, "request body without a Content-Length in the request head")
-
-    static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
-    func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
-
-    var description: String { self.code == .connectFailed ? "cannot connect: \(self.reason)" : self.reason }
 }
 
 /// An upstream connection lent to one exchange.

@@ -3,7 +3,7 @@
 /// stable (logs, tests); the `reason` describes the problem in words. A ``CanonicalURI``
 /// reason quotes the text (it comes from the policy); a ``ResourceURI`` reason never does
 /// (it comes from a client and may be shown to it).
-public struct URIError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct URIError: CodedError {
     public enum Code: String, Sendable, Hashable {
         /// Not `scheme://authority...` (or, for a resource URI, no scheme at all).
         case notAbsolute = "not_absolute"
@@ -35,10 +35,4 @@ public struct URIError: Error, Hashable, Sendable, CustomStringConvertible {
         self.code = code
         self.reason = reason
     }
-
-    /// Errors are the same when their codes are: the reason is for people.
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
-
-    public var description: String { self.reason }
 }

@@ -2,7 +2,7 @@
 /// asked for (an exchanged token, its own token, an introspection answer), or could not
 /// authenticate at all. The `code` is stable (logs, metrics, tests); the `reason` is for the
 /// log; a refusal carries the server's OAuth error (RFC 6749 5.2).
-public struct OAuthClientError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct OAuthClientError: CodedError {
     public enum Code: String, Sendable, Hashable {
         /// The client-assertion key in the policy is not a usable PEM private key.
         case keyInvalid = "key_invalid"
@@ -36,6 +36,4 @@ public struct OAuthClientError: Error, Hashable, Sendable, CustomStringConvertib
     /// Errors are the same when their codes (and refusals' OAuth error codes) are.
     public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code && lhs.refusal?.code == rhs.refusal?.code }
     public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
-
-    public var description: String { "\(self.code.rawValue): \(self.reason)" }
 }

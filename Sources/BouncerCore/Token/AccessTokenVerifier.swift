@@ -1,6 +1,6 @@
 /// Why a token was refused. The `code` is stable (logs, metrics, tests); the `reason`
 /// goes to the log only, never to the client beyond a short description.
-public struct TokenError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct TokenError: CodedError {
     public enum Code: String, Sendable, Hashable {
         case malformed
         case unsupportedAlgorithm = "unsupported_algorithm"
@@ -24,12 +24,6 @@ public struct TokenError: Error, Hashable, Sendable, CustomStringConvertible {
         self.code = code
         self.reason = reason
     }
-
-    public var description: String { "\(self.code.rawValue): \(self.reason)" }
-
-    /// Errors are the same when their codes are: the reason is for the log.
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
 
     /// What the client is told in `error_description`: the class of failure, nothing
     /// that helps an attacker tune a forgery.

@@ -1,6 +1,6 @@
 /// Why an authorization server's metadata or signing keys could not be used. The `code` is
 /// stable (logs, metrics, tests); the `reason` says which document, URL or key, for the log.
-public struct AuthorizationServerError: Error, Hashable, Sendable, CustomStringConvertible {
+public struct AuthorizationServerError: CodedError {
     public enum Code: String, Sendable, Hashable {
         /// The metadata document is not JSON, not an object, or has no `issuer`.
         case metadataInvalid = "metadata_invalid"
@@ -30,13 +30,7 @@ public struct AuthorizationServerError: Error, Hashable, Sendable, CustomStringC
         self.reason = reason
     }
 
-    /// Errors are the same when their codes are: the reason is for people.
-    public static func == (lhs: Self, rhs: Self) -> Bool { lhs.code == rhs.code }
-    public func hash(into hasher: inout Hasher) { hasher.combine(self.code) }
-
     /// Discovery stops here instead of trying the next location: another location could only
     /// give a document for some other issuer, or the same development server.
     public var endsDiscovery: Bool { self.code == .issuerMismatch || self.code == .developmentServer }
-
-    public var description: String { "\(self.code.rawValue): \(self.reason)" }
 }
