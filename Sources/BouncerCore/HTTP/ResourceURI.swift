@@ -42,8 +42,6 @@ public enum ResourceURI {
                 throw URIError(.characters, "the URI encodes a space, a control character or a backslash")
             case UInt8(ascii: "/"):
                 throw URIError(.encodedSeparator, "the URI encodes '/' (%2F)")
-            case UInt8(ascii: "%") where index + 4 < utf8.count && self.hexValue(utf8[index + 3]) != nil && self.hexValue(utf8[index + 4]) != nil:
-                throw URIError(.doubleEncoding, "the URI is percent-encoded twice")
             case _ where RequestHeadFacts.isUnreserved(decoded):
                 bytes.append(decoded)
             default:
@@ -52,6 +50,13 @@ public enum ResourceURI {
                 bytes.append(self.hexDigit(low))
             }
             index += 3
+        }
+        // An encoded '%' before two hex digits is double encoding. Looked for in the decoded
+        // text: the digits may have been encoded themselves (%25%42%35 reads %25B5).
+        for start in bytes.indices.dropLast(4) where bytes[start] == UInt8(ascii: "%") && bytes[start + 1] == UInt8(ascii: "2") && bytes[start + 2] == UInt8(ascii: "5") {
+            if self.hexValue(bytes[start + 3]) != nil, self.hexValue(bytes[start + 4]) != nil {
+                throw URIError(.doubleEncoding, "the URI is percent-encoded twice")
+            }
         }
         utf8 = bytes
 
