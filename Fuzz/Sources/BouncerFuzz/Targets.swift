@@ -132,7 +132,8 @@ enum FuzzTarget: String, CaseIterable {
         _ = rules.violation(method: "POST", isHTTP11OrLater: true)
         _ = rules.violation(method: "GET", isHTTP11OrLater: false)
         if let origin = RequestHeadFacts.originForm(of: target) {
-            require(origin.first == "/", "origin form \(origin) of \(target) is not a path")
+            // Bytes, not Characters: "/" followed by a combining mark is one Character that is not "/".
+            require(origin.utf8.first == UInt8(ascii: "/"), "origin form \(origin) of \(target) is not a path")
         }
         _ = RequestHeadFacts.isValidHost(target)
         if let uri = try? CanonicalURI(target) {
