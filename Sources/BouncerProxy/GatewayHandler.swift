@@ -158,7 +158,9 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.request = nil
             self.servePipelined(context: context)
         case .closeAfterWrite:
-            preconditionFailure("applied where the response ends")
+            // Only `responseEnded` returns it, and `endResponse` applies it (it needs the end's
+            // write future). Should another path ever return it, closing is the safe reading.
+            self.closeConnection(context: context)
         case .abandonExchange:
             if let exchange = self.exchange {
                 self.abandon(exchange)
