@@ -103,7 +103,7 @@ public struct ClientConnectionStateMachine: Sendable {
     /// A read the channel asked for while parts were waiting.
     private var readHeld = false
     /// The gateway is shutting down: the response under way is the connection's last.
-    public private(set) var quiescing = false
+    private var quiescing = false
     /// When the client last sent bytes or a response finished.
     private var lastActivity = NIODeadline.uptimeNanoseconds(0)
     /// When the first byte of a head still being read arrived.
@@ -119,7 +119,7 @@ public struct ClientConnectionStateMachine: Sendable {
     /// head still being read.
     private var unaccountedBytes = 0
     /// Body bytes of the request being read.
-    public private(set) var bodyBytes = 0
+    private var bodyBytes = 0
 
     public init(
         idleTimeout: TimeAmount, headerReadTimeout: TimeAmount, maxHeaderBytes: Int, maxBodyBytes: Int,
@@ -190,7 +190,7 @@ public struct ClientConnectionStateMachine: Sendable {
         case .idle, .authorizing, .forwarding:
             if self.unaccountedBytes > self.framingAllowance, self.pipelined == 0, self.state == .idle {
                 // A head still incomplete after more bytes than any head may have.
-                return self.refuse(.headersTooLarge, now: now)
+                return self.refused(.headersTooLarge, now: now)
             }
             // Waiting for the next head: bytes parsed with nothing to show for them are one.
             if parsed > 0, self.partsInRead == 0, self.headStartedAt == nil {
@@ -199,7 +199,7 @@ public struct ClientConnectionStateMachine: Sendable {
             }
             return .none
         case .receiving where self.unaccountedBytes > self.framingAllowance:
-            return self.refuse(.chunkFramingTooLarge(bytes: self.unaccountedBytes, body: self.bodyBytes), now: now)
+            return self.refused(.chunkFramingTooLarge(bytes: self.unaccountedBytes, body: self.bodyBytes), now: now)
         case .receiving, .closing, .closed:
             return .none
         }
@@ -254,7 +254,7 @@ public struct ClientConnectionStateMachine: Sendable {
         switch self.state {
         case .receiving:
             self.bodyBytes += bytes
-            guard self.bodyBytes <= self.maxBodyBytes else { return self.refuse(.bodyTooLarge(limit: self.maxBodyBytes), now: now) }
+            guard self.bodyBytes <= self.maxBodyBytes else { return self.refused(.bodyTooLarge(limit: self.maxBodyBytes), now: now) }
             return .none
         case .closing, .closed:
             return .none
@@ -274,11 +274,6 @@ public struct ClientConnectionStateMachine: Sendable {
         case .idle, .authorizing, .forwarding:
             return self.close()
         }
-    }
-
-    /// The request stages refused the request while it is being read (its head): answer and close.
-    public mutating func refused(_ rejection: GatewayRejection, now: NIODeadline) -> Action {
-        self.refuse(rejection, now: now)
     }
 
     /// The request went to the upstream.
@@ -331,7 +326,7 @@ public struct ClientConnectionStateMachine: Sendable {
             // 408 when no response is under way (RFC 9110 15.5.9); a 408 now would corrupt one.
             guard self.state == .idle, self.pipelined == 0 else { return self.close() }
             let seconds = self.headerReadTimeout.nanoseconds / 1_000_000_000
-            return self.refuse(.headerReadTimeout(seconds: seconds), now: now)
+            return self.refused(.headerReadTimeout(seconds: seconds), now: now)
         }
         let waitingOnClient = self.state == .idle || self.state == .receiving
         let expiry = self.lastActivity + self.idleTimeout
@@ -359,7 +354,7 @@ public struct ClientConnectionStateMachine: Sendable {
             return .none
         case .idle where self.pipelined == 0, .receiving where self.pipelined == 0:
             // No response has started: say why before hanging up (RFC 9112 2.2).
-            return self.refuse(.malformedHTTP(reason), now: now)
+            return self.refused(.malformedHTTP(reason), now: now)
         case .idle, .receiving, .authorizing, .forwarding:
             return self.close()
         }
@@ -380,7 +375,9 @@ public struct ClientConnectionStateMachine: Sendable {
         return .close
     }
 
-    private mutating func refuse(_ rejection: GatewayRejection, now: NIODeadline) -> Action {
+    /// A refusal while the request is being read (by the request stages, or by the machine's
+    /// own limits): answer it and close.
+    public mutating func refused(_ rejection: GatewayRejection, now: NIODeadline) -> Action {
         self.beginClosing(now: now)
         return .refuse(rejection)
     }
