@@ -13,7 +13,7 @@ import NIOCore
 ///    endpoint): the proxy does it, between 3 and 5.
 /// 5. ``authorize(_:method:body:scopes:resource:limits:)``: the JSON-RPC body parsed once,
 ///    the batch rule, the mirrored headers, the policy decision.
-/// 6. ``upstreamHeaders(from:facts:resource:peer:publicURL:bodyLength:isPOST:upstreamToken:add:)``:
+/// 6. ``upstreamHeaders(from:facts:resource:peer:publicURL:bodyLength:isPOST:upstreamToken:traceparent:add:)``:
 ///    the head the upstream gets, without the client's credentials or hop-by-hop fields.
 public enum Enforcement {
     // MARK: 0. The request head
@@ -178,7 +178,7 @@ public enum Enforcement {
     @inlinable
     public static func upstreamHeaders<Fields: Sequence>(
         from fields: Fields, facts: RequestHeadFacts, resource: ResourcePolicy, peer: String, publicURL: CanonicalURI,
-        bodyLength: Int?, isPOST: Bool, upstreamToken: String?, add: (String, String) -> Void
+        bodyLength: Int?, isPOST: Bool, upstreamToken: String?, traceparent: String? = nil, add: (String, String) -> Void
     ) where Fields.Element == (name: String, value: String) {
         let staticHeader: (name: String, value: String)?
         if case .staticHeader(let name, let value) = resource.credentials { staticHeader = (name, value) } else { staticHeader = nil }
@@ -194,6 +194,7 @@ public enum Enforcement {
             if HopByHop.isRequestHeader(name, connection: facts.connection) || staticHeader.map({ name.equalsIgnoringASCIICase($0.name) }) == true {
                 continue
             }
+            if traceparent != nil, RequestTrace.isTraceField(name) { continue }
             add(name, value)
         }
         add("Host", resource.upstream.hostHeader)
@@ -210,6 +211,9 @@ public enum Enforcement {
         }
         if let upstreamToken {
             add("Authorization", "Bearer \(upstreamToken)")
+        }
+        if let traceparent {
+            add("traceparent", traceparent)
         }
     }
 }

@@ -69,6 +69,11 @@ public struct RequestHeadFacts: Sendable {
     public private(set) var mcpMethod: String?
     public private(set) var mcpName: String?
     public private(set) var contentType: String?
+    /// The W3C `traceparent` field, when there is exactly one (``RequestTrace``).
+    public private(set) var traceparent: String?
+    public private(set) var traceparentCount = 0
+    /// `Mcp-Session-Id`, for the audit record (digested there).
+    public private(set) var sessionID: String?
     /// The field names the `Connection` headers list (hop-by-hop, RFC 9110 7.6.1).
     public private(set) var connection = ConnectionOptions()
     private var transferCodingIsOnlyChunked = true
@@ -100,6 +105,11 @@ public struct RequestHeadFacts: Sendable {
             self.mcpName = self.mcpName ?? value
         case 10 where name.equalsIgnoringASCIICase("mcp-method"):
             self.mcpMethod = self.mcpMethod ?? value
+        case 11 where name.equalsIgnoringASCIICase("traceparent"):
+            self.traceparentCount += 1
+            self.traceparent = self.traceparentCount == 1 ? value : nil
+        case 14 where name.equalsIgnoringASCIICase("mcp-session-id"):
+            self.sessionID = self.sessionID ?? value
         case 10 where name.equalsIgnoringASCIICase("connection"):
             self.connection.add(value)
         case 12 where name.equalsIgnoringASCIICase("content-type"):

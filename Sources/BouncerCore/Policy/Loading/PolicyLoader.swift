@@ -31,7 +31,7 @@ extension PolicyReader {
     func policy(_ root: Node) -> GatewayPolicy? {
         guard let top = self.section(
             root, "",
-            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources"],
+            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources", "audit", "admin"],
             required: ["listen", "public_url", "authorization_servers", "resources"]
         ) else { return nil }
 
@@ -46,6 +46,8 @@ extension PolicyReader {
             let base = publicURL ?? (try! CanonicalURI("https://public-url.invalid"))
             resources = self.resources(node, "resources", publicURL: base, servers: servers)
         }
+        let audit = top["audit"].flatMap { self.audit($0, "audit") }
+        let admin = top["admin"].flatMap { self.admin($0, "admin", listen: listen) }
         guard let listen, let publicURL else { return nil }
         if publicURL.scheme == "http", !Self.isLoopback(publicURL.host), tls == nil {
             // Allowed: a TLS-terminating load balancer may sit in front and rewrite the scheme;
@@ -53,7 +55,9 @@ extension PolicyReader {
             // bearer tokens in the clear.
             self.report(top["public_url"], "public_url", "must be https unless its host is loopback (bearer tokens would travel in the clear)")
         }
-        return GatewayPolicy(listen: listen, publicURL: publicURL, tls: tls, limits: limits, authorizationServers: servers, resources: resources)
+        return GatewayPolicy(
+            listen: listen, publicURL: publicURL, tls: tls, limits: limits, authorizationServers: servers, resources: resources, audit: audit, admin: admin
+        )
     }
 
     func listenAddress(_ node: Node, _ path: String) -> ListenAddress? {

@@ -1,0 +1,242 @@
+import Crypto
+
+/// The audit trail's hash chain: every record carries `seq`, `prev` (the hash of the record
+/// before it) and `hash`, SHA-256 over the record's RFC 8785 form without its `hash` member
+/// (with `prev`). Deleting, inserting, reordering or editing a line breaks it. With a signing
+/// key, `checkpoint` records sign the chain head (``AuditSigner``).
+///
+/// A value: the writer thread owns one and asks it for lines. Time comes in as an argument.
+public struct AuditChain: Sendable {
+    /// `prev` of the first record of a new chain.
+    public static let genesis = String(repeating: "0", count: 64)
+
+    /// The `seq` of the last record written (0 before the first).
+    public private(set) var seq: Int64
+    /// The hash of the last record written.
+    public private(set) var head: String
+    /// Records written since the last checkpoint (or the start).
+    public private(set) var unsignedRecords = 0
+    /// When the oldest of them was written, for the 10-second rule.
+    public private(set) var oldestUnsignedAt: Int64?
+
+    public let formatter: AuditRecordFormatter
+    public let signer: AuditSigner?
+    /// Records between checkpoints (`audit.checkpoint_every`).
+    public let checkpointEvery: Int
+    /// The longest a record stays unsigned while records flow.
+    public let checkpointIntervalMilliseconds: Int64
+
+    public init(
+        formatter: AuditRecordFormatter, signer: AuditSigner?, checkpointEvery: Int = 1000, checkpointIntervalMilliseconds: Int64 = 10_000,
+        resumingAfter last: AuditChainPosition? = nil
+    ) {
+        self.formatter = formatter
+        self.signer = signer
+        self.checkpointEvery = max(1, checkpointEvery)
+        self.checkpointIntervalMilliseconds = checkpointIntervalMilliseconds
+        self.seq = last?.seq ?? 0
+        self.head = last?.hash ?? Self.genesis
+    }
+
+    /// The line (with its newline) for `entry`, written at `now` (milliseconds since the epoch),
+    /// followed by a checkpoint line when one is due by count.
+    public mutating func append(_ entry: AuditEntry, now: Int64) -> String {
+        var object = CanonicalObjectBuilder()
+        self.formatter.members(of: entry, into: &object)
+        var line = self.seal(object, now: now)
+        self.unsignedRecords += 1
+        if self.oldestUnsignedAt == nil { self.oldestUnsignedAt = now }
+        if self.signer != nil, self.unsignedRecords >= self.checkpointEvery {
+            line += self.checkpoint(now: now)
+        }
+        return line
+    }
+
+    /// Whether a checkpoint is due by time: records have waited unsigned for the interval.
+    public func checkpointDue(now: Int64) -> Bool {
+        guard self.signer != nil, let oldest = self.oldestUnsignedAt else { return false }
+        return now - oldest >= self.checkpointIntervalMilliseconds
+    }
+
+    /// A checkpoint line over the current head, or "" without a signer or with nothing to
+    /// sign (at shutdown, on reopen, by time).
+    public mutating func checkpoint(now: Int64) -> String {
+        guard let signer = self.signer, self.unsignedRecords > 0 else { return "" }
+        let signed = self.unsignedRecords
+        var object = CanonicalObjectBuilder()
+        object.add("event", AuditEvent.checkpoint.rawValue)
+        object.add("head", self.head)
+        object.add("head_seq", self.seq)
+        object.add("records", signed)
+        object.add("key_id", signer.keyID)
+        object.add("signature", signer.sign(headSeq: self.seq, head: self.head))
+        let line = self.seal(object, now: now)
+        self.unsignedRecords = 0
+        self.oldestUnsignedAt = nil
+        return line
+    }
+
+    /// Adds `v`, `seq`, `ts` and `prev`, hashes the canonical form and appends `hash`.
+    private mutating func seal(_ members: CanonicalObjectBuilder, now: Int64) -> String {
+        var object = members
+        self.seq += 1
+        object.add("v", AuditRecordFormatter.version)
+        object.add("seq", self.seq)
+        object.add("ts", RFC3339.format(millisecondsSinceEpoch: now))
+        object.add("prev", self.head)
+        var canonical = object.build()
+        let hash = Self.hash(canonical)
+        self.head = hash
+        // `hash` goes last, outside the canonical order: verifiers remove it and
+        // re-canonicalise, so its place does not matter.
+        canonical.removeLast()
+        canonical += ",\"hash\":\"\(hash)\"}\n"
+        return canonical
+    }
+
+    public static func hash(_ canonical: String) -> String {
+        var text = canonical
+        return text.withUTF8 { Hex.encode(SHA256.hash(data: UnsafeRawBufferPointer($0))) }
+    }
+}
+
+/// Where an existing chain ended: what a restarted gateway continues from.
+public struct AuditChainPosition: Sendable, Equatable {
+    public var seq: Int64
+    public var hash: String
+
+    public init(seq: Int64, hash: String) {
+        self.seq = seq
+        self.hash = hash
+    }
+
+    /// Reads the position from the last complete line of an audit file. `nil` when the line is
+    /// not a chained record (the caller refuses to continue an unknown file).
+    public init?(lastLine: some Collection<UInt8>) {
+        guard case .object(let members)? = try? JSONParser(maxDepth: 64).parse(lastLine),
+              let seq = members["seq"]?.int64Value, let hash = members["hash"]?.stringValue,
+              hash.utf8.count == 64, Hex.decode(hash) != nil
+        else { return nil }
+        self.seq = seq
+        self.hash = hash
+    }
+}
+
+/// Signs checkpoints with an Ed25519 key (`audit.signing_key`).
+public struct AuditSigner: Sendable {
+    public let key: Curve25519.Signing.PrivateKey
+    public var publicKey: Curve25519.Signing.PublicKey { self.key.publicKey }
+    public var keyID: String { AuditSigner.keyID(of: self.key.publicKey) }
+
+    public init(key: Curve25519.Signing.PrivateKey) {
+        self.key = key
+    }
+
+    /// Reads a PEM "PRIVATE KEY" (PKCS#8) holding an Ed25519 key.
+    public init(pem: String) throws(AuditKeyError) {
+        guard let der = PEMBlock.decode(pem, label: "PRIVATE KEY") else {
+            throw AuditKeyError(.notPEM, "expected a PEM block \"-----BEGIN PRIVATE KEY-----\" (PKCS#8)")
+        }
+        // PKCS#8 for Ed25519 (RFC 8410 7): SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 },
+        // OCTET STRING { OCTET STRING (32 bytes) } }, 48 bytes in all.
+        guard der.count == 48, der.starts(with: Self.pkcs8Prefix) else {
+            throw AuditKeyError(.notEd25519, "the key is not an Ed25519 private key in PKCS#8 (openssl genpkey -algorithm ed25519)")
+        }
+        do {
+            self.key = try Curve25519.Signing.PrivateKey(rawRepresentation: der.suffix(32))
+        } catch {
+            throw AuditKeyError(.notEd25519, "the Ed25519 key is invalid")
+        }
+    }
+
+    static let pkcs8Prefix: [UInt8] = [0x30, 0x2E, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]
+    static let spkiPrefix: [UInt8] = [0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x21, 0x00]
+
+    /// The private key as PEM PKCS#8, as `openssl genpkey -algorithm ed25519` writes it.
+    public var privateKeyPEM: String {
+        PEMBlock.encode(Self.pkcs8Prefix + Array(self.key.rawRepresentation), label: "PRIVATE KEY")
+    }
+
+    /// The public key as PEM SubjectPublicKeyInfo (`openssl pkey -pubout`).
+    public static func publicKeyPEM(_ key: Curve25519.Signing.PublicKey) -> String {
+        PEMBlock.encode(self.spkiPrefix + Array(key.rawRepresentation), label: "PUBLIC KEY")
+    }
+
+    public static func publicKey(pem: String) throws(AuditKeyError) -> Curve25519.Signing.PublicKey {
+        guard let der = PEMBlock.decode(pem, label: "PUBLIC KEY") else {
+            throw AuditKeyError(.notPEM, "expected a PEM block \"-----BEGIN PUBLIC KEY-----\"")
+        }
+        guard der.count == 44, der.starts(with: self.spkiPrefix),
+              let key = try? Curve25519.Signing.PublicKey(rawRepresentation: der.suffix(32))
+        else {
+            throw AuditKeyError(.notEd25519, "the key is not an Ed25519 public key (SubjectPublicKeyInfo)")
+        }
+        return key
+    }
+
+    /// The first 16 hex digits of SHA-256 of the raw public key.
+    public static func keyID(of key: Curve25519.Signing.PublicKey) -> String {
+        String(Hex.encode(SHA256.hash(data: key.rawRepresentation)).prefix(16))
+    }
+
+    /// What a checkpoint signs: the chain head and its position.
+    public static func signedMessage(headSeq: Int64, head: String) -> [UInt8] {
+        Array("mcp-bouncer-audit-v1|\(headSeq)|\(head)".utf8)
+    }
+
+    public func sign(headSeq: Int64, head: String) -> String {
+        // Ed25519 signing cannot fail for a valid key and a message in memory.
+        guard let signature = try? self.key.signature(for: Self.signedMessage(headSeq: headSeq, head: head)) else { return "" }
+        return Base64URL.encode(signature)
+    }
+}
+
+public struct AuditKeyError: CodedError {
+    public enum Code: String, Sendable {
+        case notPEM = "not_pem"
+        case notEd25519 = "not_ed25519"
+    }
+
+    public var code: Code
+    public var reason: String
+
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+}
+
+/// One PEM block (RFC 7468), strict about its label.
+public enum PEMBlock {
+    public static func decode(_ pem: String, label: String) -> [UInt8]? {
+        let begin = "-----BEGIN \(label)-----"
+        let end = "-----END \(label)-----"
+        guard let start = pem.range(of: begin), let stop = pem.range(of: end, range: start.upperBound..<pem.endIndex) else { return nil }
+        let body = pem[start.upperBound..<stop.lowerBound].filter { !$0.isWhitespace }
+        return Base64.decodeStandard(String(body))
+    }
+
+    public static func encode(_ der: [UInt8], label: String) -> String {
+        let body = Base64URL.encodeStandard(der)
+        var lines = ["-----BEGIN \(label)-----"]
+        var index = body.startIndex
+        while index < body.endIndex {
+            let next = body.index(index, offsetBy: 64, limitedBy: body.endIndex) ?? body.endIndex
+            lines.append(String(body[index..<next]))
+            index = next
+        }
+        lines.append("-----END \(label)-----")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Standard base64 with padding (PEM bodies).
+enum Base64 {
+    static func decodeStandard(_ text: String) -> [UInt8]? {
+        var trimmed = Substring(text)
+        while trimmed.hasSuffix("=") { trimmed = trimmed.dropLast() }
+        guard text.utf8.count % 4 == 0 || !text.hasSuffix("=") else { return nil }
+        let urlSafe = trimmed.map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 }
+        return Base64URL.decode(String(urlSafe))
+    }
+}

@@ -1,0 +1,322 @@
+import BouncerCore
+import Crypto
+import Testing
+
+@Suite("RFC 8785 canonical JSON and RFC 3339 time")
+struct CanonicalJSONTests {
+    func canonical(_ text: String) throws -> String {
+        CanonicalJSON.serialize(try JSONParser().parse(Array(text.utf8)))
+    }
+
+    /// RFC 8785 Appendix B and 3.2.2.3: numbers as ECMAScript writes the double they denote.
+    @Test(arguments: [
+        ("0", "0"), ("-0", "0"), ("1.0", "1"), ("4.50", "4.5"), ("2e-3", "0.002"), ("0.000001", "0.000001"),
+        ("1e-7", "1e-7"), ("1E3", "1000"), ("1e21", "1e+21"), ("1e20", "100000000000000000000"),
+        ("333333333.33333329", "333333333.3333333"), ("1E30", "1e+30"), ("-1.5e-10", "-1.5e-10"),
+        ("9007199254740993", "9007199254740992"), ("295147905179352830000", "295147905179352830000"),
+        ("5e-324", "5e-324"), ("1.7976931348623157e308", "1.7976931348623157e+308"), ("123456789012", "123456789012"),
+    ])
+    func numbers(_ input: String, _ expected: String) {
+        #expect(CanonicalJSON.number(input) == expected)
+    }
+
+    /// RFC 8785 3.2.3: members sorted by UTF-16 code units (the emoji's surrogates sort
+    /// before U+FB33, which Unicode scalar order would put after).
+    @Test func membersSortByUTF16CodeUnits() throws {
+        let text = #"{"\u20ac":"Euro Sign","\r":"Carriage Return","\ufb33":"Hebrew Letter Dalet With Dagesh","1":"One","\ud83d\ude00":"Emoji: Grinning Face","\u0080":"Control","\u00f6":"Latin Small Letter O With Diaeresis"}"#
+        let keys = try #require(try JSONParser().parse(Array(text.utf8)).objectValue).keys
+        #expect(CanonicalJSON.sortedKeys(keys) == ["\r", "1", "\u{80}", "ö", "€", "😀", "\u{FB33}"])
+    }
+
+    @Test func stringsEscapeOnlyWhatTheSchemeEscapes() throws {
+        #expect(try self.canonical(#"{"b":"\u0041\/\u00e9\b\f\u001f\"\\","a":[1.0,true,null]}"#) == "{\"a\":[1,true,null],\"b\":\"A/é\\b\\f\\u001f\\\"\\\\\"}")
+        // Whitespace and member order do not matter; values do.
+        #expect(try self.canonical(#" { "x" : 1 , "y" : [ ] } "#) == #"{"x":1,"y":[]}"#)
+    }
+
+    @Test(arguments: [
+        (Int64(0), "1970-01-01T00:00:00.000Z"), (1_764_554_888_123, "2025-12-01T02:08:08.123Z"),
+        (951_782_400_999, "2000-02-29T00:00:00.999Z"), (-1, "1969-12-31T23:59:59.999Z"),
+        (253_402_300_799_999, "9999-12-31T23:59:59.999Z"), (4_107_542_400_000, "2100-03-01T00:00:00.000Z"),
+    ])
+    func rfc3339(_ milliseconds: Int64, _ expected: String) {
+        #expect(RFC3339.format(millisecondsSinceEpoch: milliseconds) == expected)
+    }
+}
+
+/// Audit records, the hash chain, checkpoints and `verify`, without files: lines are strings.
+@Suite("Audit trail: records, chain, checkpoints, verification")
+struct AuditChainTests {
+    static let key = Curve25519.Signing.PrivateKey()
+    static let otherKey = Curve25519.Signing.PrivateKey()
+    static let token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlLXZhbHVlLXRoYXQtaXMtc2VjcmV0"
+
+    static func request(_ index: Int, arguments: String = #"{"title":"x","api_key":"k-secret-123"}"#) -> AuditEntry {
+        var request = AuditRequest(requestID: "c1-\(index)", httpMethod: "POST", peer: "127.0.0.1:5000")
+        request.resource = "/jira/mcp"
+        request.subject = "alice"
+        request.clientID = "agent"
+        request.issuer = "https://as.example"
+        request.token = AuditDigestSource(Self.token)
+        request.session = AuditDigestSource("session-1234")
+        request.body = try! JSONRPCBody.parse(Array(#"{"jsonrpc":"2.0","id":\#(index),"method":"tools/call","params":{"name":"create_issue","arguments":\#(arguments)}}"#.utf8), maxDepth: 16)
+        request.decision = .allowed
+        request.outcome = .forwarded
+        request.status = 200
+        request.bytesIn = 120
+        request.bytesOut = 340
+        request.durationNanoseconds = 12_345_678
+        request.upstreamNanoseconds = 10_000_000
+        request.upstreamCredential = .tokenExchange(audience: "jira-backend")
+        request.protocolVersion = "2025-11-25"
+        request.traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+        return .request(request)
+    }
+
+    /// `count` records (with checkpoints every `every` when signed), as lines without newlines.
+    static func lines(_ count: Int, signer: AuditSigner? = AuditSigner(key: key), every: Int = 3, arguments: AuditArgumentsMode = .hash, finish: Bool = true) -> [String] {
+        var chain = AuditChain(formatter: AuditRecordFormatter(arguments: arguments), signer: signer, checkpointEvery: every)
+        var text = ""
+        for index in 1...count { text += chain.append(self.request(index), now: 1_764_554_888_000 + Int64(index)) }
+        if finish { text += chain.checkpoint(now: 1_764_554_899_000) }
+        return text.split(separator: "\n").map(String.init)
+    }
+
+    static func verify(_ files: [(String, [String])], key: Curve25519.Signing.PublicKey? = key.publicKey) -> Result<AuditVerifier, AuditVerifier.Failure> {
+        var verifier = AuditVerifier(publicKey: key)
+        for (name, lines) in files {
+            verifier.beginFile(name)
+            for (index, line) in lines.enumerated() {
+                if let failure = verifier.verify(line: Array(line.utf8), number: index + 1) { return .failure(failure) }
+            }
+        }
+        if let failure = verifier.finish() { return .failure(failure) }
+        return .success(verifier)
+    }
+
+    static func failure(_ lines: [String], key: Curve25519.Signing.PublicKey? = key.publicKey) -> AuditVerifier.Failure? {
+        if case .failure(let failure) = self.verify([("audit.jsonl", lines)], key: key) { return failure }
+        return nil
+    }
+
+    /// What an attacker without the signing key can do: recompute every hash after an edit.
+    static func rechain(_ lines: [String]) -> [String] {
+        var prev: String?
+        return lines.map { line in
+            guard case .object(var members) = try! JSONParser().parse(Array(line.utf8)) else { return line }
+            members["hash"] = nil
+            if let prev {
+                members["prev"] = .string(prev)
+                if members["event"] == .string("checkpoint") { members["head"] = .string(prev) }
+            }
+            let hash = AuditChain.hash(CanonicalJSON.serialize(.object(members)))
+            prev = hash
+            members["hash"] = .string(hash)
+            return JSONValue.object(members).serialized
+        }
+    }
+
+    @Test func anIntactSignedChainVerifies() throws {
+        let lines = Self.lines(7)
+        // 7 records, checkpoints after 3, 6 and at the end.
+        #expect(lines.count == 10)
+        let verifier = try Self.verify([("a", lines)]).get()
+        #expect(verifier.records == 10)
+        #expect(verifier.checkpoints == 3)
+        // Without a key: the chain alone.
+        #expect(throws: Never.self) { try Self.verify([("a", lines)], key: nil).get() }
+    }
+
+    @Test func recordsCarryTheSchemaAndNoSecret() throws {
+        let line = Self.lines(1, signer: nil)[0]
+        let record = try #require(try JSONParser().parse(Array(line.utf8)).objectValue)
+        for key in ["v", "seq", "ts", "event", "request_id", "resource", "peer", "subject", "client_id", "issuer", "token_id", "mcp_method", "target",
+                    "decision", "status", "bytes_in", "bytes_out", "duration_ms", "upstream_ms", "upstream_credential", "upstream_audience", "session",
+                    "protocol_version", "trace_id", "arguments_sha256", "prev", "hash"] {
+            #expect(record[key] != nil, "missing \(key)")
+        }
+        #expect(record["v"] == .number("1"))
+        #expect(record["seq"] == .number("1"))
+        #expect(record["ts"] == .string("2025-12-01T02:08:08.001Z"))
+        #expect(record["event"] == .string("request"))
+        #expect(record["target"] == .string("create_issue"))
+        #expect(record["duration_ms"] == .number("12.345"))
+        #expect(record["upstream_credential"] == .string("token_exchange"))
+        #expect(record["prev"] == .string(AuditChain.genesis))
+        let expectedTokenID = String(Hex.encode(SHA256.hash(data: Array(Self.token.utf8))).prefix(16))
+        #expect(record["token_id"] == .string(expectedTokenID))
+        #expect(record["session"]?.stringValue?.count == 16)
+        // The token, its signature part, the session id and the argument values never appear.
+        for secret in [Self.token, "c2lnbmF0dXJlLXZhbHVlLXRoYXQtaXMtc2VjcmV0", "session-1234", "k-secret-123"] {
+            #expect(!line.contains(secret))
+        }
+        let canonicalArguments = #"{"api_key":"k-secret-123","title":"x"}"#
+        #expect(record["arguments_sha256"] == .string(Hex.encode(SHA256.hash(data: Array(canonicalArguments.utf8)))))
+    }
+
+    @Test func argumentsModes() throws {
+        let none = try #require(try JSONParser().parse(Array(Self.lines(1, signer: nil, arguments: .none)[0].utf8)).objectValue)
+        #expect(none["arguments"] == nil && none["arguments_sha256"] == nil)
+        let arguments = #"{"title":"x","API-Key":"k1","nested":{"password":"p","note":"Bearer abc"},"list":[{"client_secret":"s"}],"count":3}"#
+        var chain = AuditChain(formatter: AuditRecordFormatter(arguments: .full), signer: nil)
+        let line = chain.append(Self.request(1, arguments: arguments), now: 0)
+        let record = try #require(try JSONParser().parse(Array(line.utf8)).objectValue)
+        #expect(record["arguments"]?.serialized == #"{"API-Key":"[redacted]","count":3,"list":[{"client_secret":"[redacted]"}],"nested":{"note":"[redacted]","password":"[redacted]"},"title":"x"}"#)
+        #expect(record["arguments_sha256"] == nil)
+    }
+
+    @Test func theSecretKeyHeuristic() {
+        for key in ["password", "Password", "db_passwd", "apiKey", "x-api-key", "AccessToken", "refresh_token", "client.secret", "Authorization", "aws_credentials", "privateKey", "set-cookie"] {
+            #expect(AuditRedaction.isSecretKey(key), "\(key)")
+        }
+        for key in ["title", "author", "description", "path", "query", "count", "tokens_used_estimate_id"] where key != "tokens_used_estimate_id" {
+            #expect(!AuditRedaction.isSecretKey(key), "\(key)")
+        }
+        #expect(AuditRedaction.looksLikeCredential(Self.token))
+        #expect(AuditRedaction.looksLikeCredential("basic dXNlcjpwYXNz"))
+        #expect(!AuditRedaction.looksLikeCredential("a.b.c"))
+        #expect(!AuditRedaction.looksLikeCredential("hello world"))
+    }
+
+    @Test func aDigestSourceNeverPrintsItsValue() {
+        let source = AuditDigestSource("s3cr3t")
+        #expect("\(source)" == "[digested]")
+        #expect(String(describing: source) == "[digested]")
+    }
+
+    // MARK: Tampering: each kind is found at its line
+
+    @Test func anEditedLineFailsAtThatLine() throws {
+        var lines = Self.lines(5)
+        lines[1] = lines[1].replacingOccurrences(of: "\"status\":200", with: "\"status\":201")
+        let failure = try #require(Self.failure(lines))
+        #expect(failure.kind == .edited && failure.line == 2)
+    }
+
+    @Test func aDeletedLineBreaksTheChainAtTheNext() throws {
+        var lines = Self.lines(5)
+        lines.remove(at: 1)
+        let failure = try #require(Self.failure(lines))
+        #expect(failure.kind == .chainBroken && failure.line == 2)
+    }
+
+    @Test func anInsertedLineBreaksTheChain() throws {
+        var lines = Self.lines(5)
+        lines.insert(lines[0], at: 2)
+        let failure = try #require(Self.failure(lines))
+        #expect(failure.kind == .chainBroken && failure.line == 3)
+    }
+
+    @Test func swappedLinesBreakTheChain() throws {
+        var lines = Self.lines(5)
+        lines.swapAt(1, 2)
+        let failure = try #require(Self.failure(lines))
+        #expect(failure.kind == .chainBroken && failure.line == 2)
+    }
+
+    @Test func truncationAfterTheLastCheckpointIsFound() throws {
+        // 7 records with a checkpoint after every 3: cut after line 8 (the second checkpoint
+        // is line 8), keeping record 7 unsigned.
+        let lines = Array(Self.lines(7)[0..<9])
+        let failure = try #require(Self.failure(lines))
+        #expect(failure.kind == .unsignedTail && failure.line == 9)
+        // The chain alone cannot tell.
+        #expect(Self.failure(lines, key: nil) == nil)
+        // A line cut in the middle is malformed.
+        var cut = Self.lines(3)
+        cut[cut.count - 1] = String(cut[cut.count - 1].prefix(40))
+        #expect(Self.failure(cut)?.kind == .malformed)
+    }
+
+    @Test func aRechainedEditIsCaughtByTheSignature() throws {
+        var lines = Self.lines(5)
+        lines[1] = lines[1].replacingOccurrences(of: "\"subject\":\"alice\"", with: "\"subject\":\"mallory\"")
+        let forged = Self.rechain(lines)
+        // The chain alone is satisfied: that is what the signature is for.
+        #expect(Self.failure(forged, key: nil) == nil)
+        let failure = try #require(Self.failure(forged))
+        #expect(failure.kind == .badSignature && failure.line == 4)
+    }
+
+    @Test func aForgedCheckpointSignatureFails() throws {
+        var lines = Self.lines(3)
+        let signer = AuditSigner(key: Self.otherKey)
+        // A signature by another key under the right key id, with every hash recomputed.
+        guard case .object(var members) = try JSONParser().parse(Array(lines[3].utf8)) else { Issue.record("not an object"); return }
+        members["signature"] = .string(signer.sign(headSeq: 3, head: members["head"]!.stringValue!))
+        lines[3] = JSONValue.object(members).serialized
+        let failure = try #require(Self.failure(Self.rechain(lines)))
+        #expect(failure.kind == .badSignature && failure.line == 4)
+    }
+
+    @Test func theWrongPublicKeyIsNamed() throws {
+        let failure = try #require(Self.failure(Self.lines(3), key: Self.otherKey.publicKey))
+        #expect(failure.kind == .wrongKey && failure.line == 4)
+        #expect(failure.message.contains(AuditSigner(key: Self.key).keyID))
+    }
+
+    // MARK: Continuation
+
+    @Test func aRestartContinuesTheChainAcrossFiles() throws {
+        let first = Self.lines(4)
+        let position = try #require(AuditChainPosition(lastLine: Array(first.last!.utf8)))
+        #expect(position.seq == Int64(first.count))
+        var chain = AuditChain(formatter: AuditRecordFormatter(arguments: .hash), signer: AuditSigner(key: Self.key), checkpointEvery: 100, resumingAfter: position)
+        var text = chain.append(.gateway(.start, ["version": .string("test")]), now: 5)
+        text += chain.append(Self.request(9), now: 6)
+        text += chain.checkpoint(now: 7)
+        let second = text.split(separator: "\n").map(String.init)
+        // In one file (a restart appends) and across two (a reopen after rotation).
+        let verifier = try Self.verify([("a", first + second)]).get()
+        #expect(verifier.records == first.count + 3)
+        #expect(throws: Never.self) { try Self.verify([("a", first), ("b", second)]).get() }
+        // Out of order, the files break at the first line of the one that does not follow.
+        guard case .failure(let failure) = Self.verify([("b", second), ("a", first)]) else { Issue.record("verified"); return }
+        #expect(failure.file == "a" && failure.line == 1 && failure.kind == .chainBroken)
+        // A file that starts a new chain (a gateway started without its previous file) only
+        // verifies on its own, never as the continuation of another.
+        let fresh = Self.lines(2)
+        #expect(throws: Never.self) { try Self.verify([("c", fresh)]).get() }
+        guard case .failure(let restarted) = Self.verify([("a", first), ("c", fresh)]) else { Issue.record("verified"); return }
+        #expect(restarted.file == "c" && restarted.line == 1 && restarted.message.contains("new chain"))
+    }
+
+    @Test func checkpointsComeByCountAndByTime() {
+        var chain = AuditChain(formatter: AuditRecordFormatter(arguments: .none), signer: AuditSigner(key: Self.key), checkpointEvery: 1000, checkpointIntervalMilliseconds: 10_000)
+        _ = chain.append(.gateway(.start, [:]), now: 1_000)
+        #expect(!chain.checkpointDue(now: 10_999))
+        #expect(chain.checkpointDue(now: 11_000))
+        #expect(chain.checkpoint(now: 11_000).contains("\"event\":\"checkpoint\""))
+        #expect(!chain.checkpointDue(now: 99_000))
+        // Nothing to sign: no checkpoint.
+        #expect(chain.checkpoint(now: 99_000).isEmpty)
+        // Every record, with checkpoint_every 1.
+        var every = AuditChain(formatter: AuditRecordFormatter(arguments: .none), signer: AuditSigner(key: Self.key), checkpointEvery: 1)
+        #expect(every.append(.dropped(count: 3), now: 0).split(separator: "\n").count == 2)
+        // Unsigned chains never checkpoint.
+        var unsigned = AuditChain(formatter: AuditRecordFormatter(arguments: .none), signer: nil, checkpointEvery: 1)
+        #expect(unsigned.append(.dropped(count: 3), now: 0).split(separator: "\n").count == 1)
+        #expect(!unsigned.checkpointDue(now: .max))
+    }
+
+    @Test func gatewayEventsCannotOverwriteChainMembers() throws {
+        var chain = AuditChain(formatter: AuditRecordFormatter(arguments: .none), signer: nil)
+        let line = chain.append(.gateway(.reload, ["seq": .number("99"), "hash": .string("x"), "what": .string("tls")]), now: 0)
+        let record = try #require(try JSONParser().parse(Array(line.utf8)).objectValue)
+        #expect(record["seq"] == .number("1"))
+        #expect(record["what"] == .string("tls"))
+        #expect(Self.failure([String(line.dropLast())], key: nil) == nil)
+    }
+
+    @Test func keysRoundTripThroughPEM() throws {
+        let signer = AuditSigner(key: Self.key)
+        let reread = try AuditSigner(pem: signer.privateKeyPEM)
+        #expect(reread.keyID == signer.keyID)
+        let publicKey = try AuditSigner.publicKey(pem: AuditSigner.publicKeyPEM(signer.publicKey))
+        #expect(publicKey.rawRepresentation == signer.publicKey.rawRepresentation)
+        #expect(throws: AuditKeyError(.notPEM, "")) { try AuditSigner(pem: "not a key") }
+        // A P-256 key in PKCS#8 is not Ed25519.
+        let p256 = P256.Signing.PrivateKey().pemRepresentation
+        #expect(throws: AuditKeyError(.notEd25519, "")) { try AuditSigner(pem: p256) }
+    }
+}
