@@ -16,24 +16,33 @@ public final class Gateway: Sendable {
     public let tls: GatewayTLSContexts
     let exchanger: TokenExchanger
     let introspector: Introspector
+    public let metrics: GatewayMetrics
+    /// The audit trail, when the policy has one.
+    public let audit: AuditTrail?
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
-    public init(policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), allowDevelopmentAuthorizationServer: Bool = false, logger: Logger) {
+    public init(
+        policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), allowDevelopmentAuthorizationServer: Bool = false,
+        metrics: GatewayMetrics = GatewayMetrics(), audit: AuditTrail? = nil, logger: Logger
+    ) {
         self.tls = tls
+        self.metrics = metrics
+        self.audit = audit
         self.policy = policy
         self.logger = logger
+        let events = GatewayEvents(audit: audit, metrics: metrics)
         var stores: [String: KeySetStore] = [:]
         var clients: [String: OAuthEndpointClient] = [:]
         for (name, server) in policy.authorizationServers {
             let store = KeySetStore(
                 server: server, fetcher: fetcher, tls: tls.authorizationServers[name],
-                allowDevelopmentServer: allowDevelopmentAuthorizationServer, logger: logger
+                allowDevelopmentServer: allowDevelopmentAuthorizationServer, events: events, logger: logger
             )
             stores[name] = store
             if let credentials = server.client {
                 clients[name] = OAuthEndpointClient(
-                    server: server, credentials: credentials, keys: store, fetcher: fetcher, tls: tls.authorizationServers[name], logger: logger
+                    server: server, credentials: credentials, keys: store, fetcher: fetcher, tls: tls.authorizationServers[name], events: events, logger: logger
                 )
             }
         }
@@ -43,7 +52,8 @@ public final class Gateway: Sendable {
                 preconditionFailure("PolicyLoader admitted \(resource.path) with an unknown authorization server \(resource.authorizationServer)")
             }
             return ResolvedResource(
-                policy: resource, server: server, keys: keys, client: clients[resource.authorizationServer], upstreamTLS: tls.upstreams[resource.path]
+                policy: resource, server: server, keys: keys, client: clients[resource.authorizationServer], upstreamTLS: tls.upstreams[resource.path],
+                metrics: metrics.resource(resource.path)
             )
         }
         self.router = GatewayRouter(resources: self.resources.map { ($0.policy.uri.path, $0) })
@@ -82,7 +92,16 @@ public final class Gateway: Sendable {
         guard let client = resource.client else {
             return eventLoop.makeFailedFuture(GatewayRejection.invalidToken(TokenError(.malformed, "not a JWT, and no introspection client is configured for \(resource.server.issuer)")))
         }
+        let metrics = self.metrics
         return self.introspector.claims(token: token, resource: resource.policy, requirements: resource.requirements, client: client, on: eventLoop)
+            .always { result in
+                let outcome: String
+                switch result {
+                case .success: outcome = "active"
+                case .failure(let error): outcome = (error as? GatewayRejection).map { $0.response(resource: nil).status >= 500 } == false ? "inactive" : "unavailable"
+                }
+                metrics.counter("mcp_bouncer_introspections_total", [("result", outcome)]).increment()
+            }
     }
 
     /// The key store of one authorization server, by its policy name.

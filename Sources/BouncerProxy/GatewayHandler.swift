@@ -34,13 +34,29 @@ final class GatewayHandler: ChannelDuplexHandler {
         let route: Route<ResolvedResource>
         var body: ByteBuffer?
         var log: RequestLog
+        let startedAt: NIODeadline
+        /// What the audit record and metrics need, gathered as the request goes.
+        var token: String?
+        var claims: AccessTokenClaims?
+        var trace: RequestTrace?
+        var credential = AuditRequest.UpstreamCredential.none
+        /// A slot taken in the audit queue (`on_overflow: refuse`), spent by the record.
+        var auditSlot = false
+        /// Set once the request's outcome is recorded (``GatewayHandler/record(_:resource:decision:outcome:reason:status:bytesOut:exchange:)``).
+        var recorded = false
 
-        init(head: HTTPRequestHead, facts: RequestHeadFacts, query: Substring?, route: Route<ResolvedResource>, log: RequestLog) {
+        init(head: HTTPRequestHead, facts: RequestHeadFacts, query: Substring?, route: Route<ResolvedResource>, log: RequestLog, startedAt: NIODeadline) {
             self.head = head
             self.facts = facts
             self.query = query
             self.route = route
             self.log = log
+            self.startedAt = startedAt
+        }
+
+        var resource: ResolvedResource? {
+            if case .resource(let resource) = self.route { return resource }
+            return nil
         }
     }
 
@@ -55,6 +71,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         var machine: UpstreamExchangeStateMachine
         var lease: UpstreamLease?
         var status: UInt = 0
+        /// Response body bytes relayed to the client.
+        var bytesOut = 0
+        /// Counted in `mcp_bouncer_open_streams` (a `text/event-stream` response).
+        var streaming = false
 
         var log: RequestLog { self.request.log }
 
@@ -85,6 +105,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var context: ChannelHandlerContext?
     private var requestCounter = 0
     private let connectionID: String
+    /// Trace and span ids for requests without a valid `traceparent`.
+    private var random = SplitMix64()
     /// `x5t#S256` of the client's verified TLS certificate, when it sent one (RFC 8705):
     /// what certificate-bound tokens will be compared with.
     private(set) var clientCertificateThumbprint: String?
@@ -143,7 +165,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             let log = self.request?.log ?? self.connectionLog(method: "-")
             if self.request == nil { self.writer.answerUnreadRequest() }
             let response = rejection.response(resource: nil)
-            log.notice("request refused", metadata: ["outcome": "rejected", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)"])
+            log.debug("request refused", metadata: ["outcome": "rejected", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)"])
+            if let request = self.request, let resource = request.resource {
+                self.record(request, resource: resource, decision: .denied, outcome: .refused, reason: rejection.code, status: response.status, bytesOut: response.body.utf8.count)
+            }
             self.write(response, keepAlive: false, context: context)
         case .close:
             self.closeConnection(context: context)
@@ -164,7 +189,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .abandonExchange:
             if let exchange = self.exchange {
                 self.abandon(exchange)
-                exchange.log.info("client disconnected during the exchange", metadata: ["outcome": "client_closed"])
+                exchange.log.debug("client disconnected during the exchange", metadata: ["outcome": "client_closed"])
+                self.record(exchange.request, resource: exchange.resource, decision: .allowed, outcome: .clientClosed, reason: "client_closed", exchange: exchange)
             }
         }
     }
@@ -286,7 +312,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         let target: Enforcement.Target
         switch Enforcement.checkHead(facts, method: head.method.rawValue, isHTTP11OrLater: head.version.isHTTP11OrLater, target: head.uri, limits: self.gateway.policy.limits) {
         case .failure(let rejection):
-            self.request = Request(head: head, facts: facts, query: nil, route: .notFound, log: log)
+            self.request = Request(head: head, facts: facts, query: nil, route: .notFound, log: log, startedAt: context.eventLoop.now)
             self.run(self.machine.refused(rejection, now: context.eventLoop.now), context: context)
             return
         case .success(let admitted):
@@ -296,7 +322,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         if case .resource(let resource) = route {
             log.resource = resource.policy.path
         }
-        self.request = Request(head: head, facts: facts, query: target.query, route: route, log: log)
+        self.request = Request(head: head, facts: facts, query: target.query, route: route, log: log, startedAt: context.eventLoop.now)
         if Enforcement.answersContinue(facts, isHTTP11OrLater: head.version.isHTTP11OrLater) {
             // Oversized bodies are still refused with 413 as they arrive.
             self.writer.writeContinue(context: context)
@@ -335,6 +361,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     private func processProtected(_ request: Request, resource: ResolvedResource, context: ChannelHandlerContext) {
+        request.trace = RequestTrace.resolve(request.facts, using: &self.random)
         let token: String
         switch Enforcement.admit(request.facts, method: request.head.method.rawValue, query: request.query, body: request.body, resource: resource.policy) {
         case .failure(let rejection):
@@ -343,7 +370,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .success(let admitted):
             token = admitted
         }
+        request.token = token
         if let claims = self.gateway.cachedClaims(token: token, resource: resource) {
+            self.gateway.metrics.tokenVerification(result: "valid", cached: true)
             self.authorize(request, resource: resource, token: token, claims: claims, context: context)
             return
         }
@@ -353,9 +382,11 @@ final class GatewayHandler: ChannelDuplexHandler {
                 guard self.machine.state == .authorizing, self.request === request, let context = self.context else { return }
                 switch result {
                 case .success(let claims):
+                    self.gateway.metrics.tokenVerification(result: "valid", cached: false)
                     self.authorize(request, resource: resource, token: token, claims: claims, context: context)
                 case .failure(let error):
                     let rejection = error as? GatewayRejection ?? .authorizationServerUnavailable("\(error)")
+                    self.gateway.metrics.tokenVerification(result: rejection.response(resource: nil).status >= 500 ? "unavailable" : "invalid", cached: false)
                     self.finish(request, with: rejection, resource: resource, context: context)
                 }
             }
@@ -364,6 +395,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func authorize(_ request: Request, resource: ResolvedResource, token: String, claims: AccessTokenClaims, context: ChannelHandlerContext) {
         request.log.subject = claims.subject ?? "-"
         request.log.clientID = claims.clientID ?? "-"
+        request.claims = claims
         let method = request.head.method.rawValue
         let (body, decision) = Enforcement.authorize(request.facts, method: method, body: request.body, scopes: claims.scopes, resource: resource.policy, limits: self.gateway.policy.limits)
         request.log.body = body
@@ -371,24 +403,87 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .failure(let rejection):
             self.finish(request, with: rejection, resource: resource, context: context)
         case .success(let authorization):
+            if let audit = self.gateway.audit, audit.settings.onOverflow == .refuse {
+                // Nothing is forwarded that could go unrecorded.
+                guard audit.reserve() else {
+                    self.gateway.metrics.auditRefused.increment()
+                    return self.finish(request, with: .auditUnavailable(id: authorization.errorID), resource: resource, context: context)
+                }
+                request.auditSlot = true
+            }
             if body == nil {
                 // GET opens the server-to-client stream, DELETE ends a session.
-                request.log.info("request allowed", metadata: ["outcome": "allowed", "operation": "\(method) stream"])
+                request.log.debug("request allowed", metadata: ["outcome": "allowed", "operation": "\(method) stream"])
             } else {
-                request.log.info("request allowed", metadata: ["outcome": "allowed"])
+                request.log.debug("request allowed", metadata: ["outcome": "allowed"])
             }
             self.obtainUpstreamCredential(request, resource: resource, token: token, claims: claims, tool: authorization.tool, errorID: authorization.errorID, context: context)
         }
     }
 
-    /// Answers a request with a refusal, logged with its reason.
+    /// Answers a request with a refusal, logged (at debug, or error for a 5xx) and, on a
+    /// protected resource, recorded with its reason.
     private func finish(_ request: Request, with rejection: GatewayRejection, resource: ResolvedResource?, context: ChannelHandlerContext) {
         let response = rejection.response(resource: resource?.policy)
-        let level: Logger.Level = response.status >= 500 ? .error : .notice
+        let level: Logger.Level = response.status >= 500 ? .error : .debug
         request.log.log(level: level, "request refused", metadata: [
             "outcome": "rejected", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)",
         ])
+        if let resource {
+            self.record(request, resource: resource, decision: .denied, outcome: .refused, reason: rejection.code, status: response.status, bytesOut: response.body.utf8.count)
+        }
         self.write(response, keepAlive: request.head.isKeepAlive, context: context)
+    }
+
+    /// Records how a request to a protected resource ended, once: its audit record (when the
+    /// policy has an audit trail) and its metrics. `exchange` gives the status, bytes and
+    /// upstream time of a forwarded request.
+    private func record(
+        _ request: Request, resource: ResolvedResource, decision: AuditRequest.Decision, outcome: AuditRequest.Outcome, reason: String?,
+        status: Int = 0, bytesOut: Int = 0, exchange: Exchange? = nil
+    ) {
+        guard !request.recorded else { return }
+        request.recorded = true
+        let now = NIODeadline.now()
+        let status = exchange.map { Int($0.status) } ?? status
+        let bytesOut = exchange?.bytesOut ?? bytesOut
+        let message = request.log.body?.messages.first
+        let target = try? message?.target()
+        let metrics = self.gateway.metrics
+        metrics.countRequest(resource: resource.policy, httpMethod: request.head.method.rawValue, method: message?.method, target: target, outcome: outcome, decision: decision)
+        if let reason { metrics.rejection(resource: resource.policy.path, reason: reason) }
+        resource.metrics.requestDuration.record(Duration.nanoseconds((now - request.startedAt).nanoseconds))
+        resource.metrics.responseSize.record(Double(bytesOut))
+        if let exchange {
+            resource.metrics.upstreamDuration.record(Duration.nanoseconds((now - exchange.startedAt).nanoseconds))
+            if exchange.streaming {
+                exchange.streaming = false
+                metrics.openStreams.decrement()
+            }
+        }
+        guard let audit = self.gateway.audit else { return }
+        var entry = AuditRequest(requestID: "\(self.connectionID)-\(request.log.sequence)", httpMethod: request.head.method.rawValue, peer: self.remoteAddress)
+        entry.resource = resource.policy.path
+        entry.subject = request.claims?.subject
+        entry.clientID = request.claims?.clientID
+        entry.issuer = request.claims?.issuer
+        entry.token = request.token.map(AuditDigestSource.init)
+        entry.clientCertificate = self.clientCertificateThumbprint
+        entry.body = request.log.body
+        entry.decision = decision
+        entry.outcome = outcome
+        entry.reason = reason
+        entry.status = status
+        entry.bytesIn = request.body?.readableBytes ?? 0
+        entry.bytesOut = bytesOut
+        entry.durationNanoseconds = (now - request.startedAt).nanoseconds
+        entry.upstreamNanoseconds = exchange.map { (now - $0.startedAt).nanoseconds }
+        entry.upstreamCredential = request.credential
+        entry.session = request.facts.sessionID.map(AuditDigestSource.init)
+        entry.protocolVersion = request.facts.protocolVersion
+        entry.traceID = request.trace.map { "\($0.traceID)" }
+        audit.submit(.request(entry), reserved: request.auditSlot)
+        request.auditSlot = false
     }
 
     // MARK: Forwarding
@@ -399,10 +494,16 @@ final class GatewayHandler: ChannelDuplexHandler {
         _ request: Request, resource: ResolvedResource, token: String, claims: AccessTokenClaims, tool: String?, errorID: JSONValue?, context: ChannelHandlerContext
     ) {
         guard case .tokenExchange(let policy, let client) = resource.credential else {
+            if case .staticHeader = resource.policy.credentials { request.credential = .static }
             self.forward(request, resource: resource, upstreamToken: nil, errorID: errorID, context: context)
             return
         }
+        if self.gateway.audit != nil {
+            let target = policy.target(forTool: tool)
+            request.credential = .tokenExchange(audience: (target.resources + target.audiences).joined(separator: " "))
+        }
         if let upstreamToken = self.gateway.exchanger.cachedUpstreamToken(subjectToken: token, policy: policy, tool: tool, client: client) {
+            self.gateway.metrics.tokenExchange(result: "cached")
             self.forward(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, context: context)
             return
         }
@@ -412,9 +513,12 @@ final class GatewayHandler: ChannelDuplexHandler {
                 guard self.machine.state == .authorizing, self.request === request, let context = self.context else { return }
                 switch result {
                 case .success(let upstreamToken):
+                    self.gateway.metrics.tokenExchange(result: "ok")
                     self.forward(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, context: context)
                 case .failure(let error):
                     let rejection = error as? GatewayRejection ?? .upstreamCredentialUnavailable("\(error)", id: nil)
+                    let result = if case .upstreamCredentialRefused = rejection { "refused" } else { "unavailable" }
+                    self.gateway.metrics.tokenExchange(result: result)
                     self.finish(request, with: rejection.answering(errorID), resource: resource, context: context)
                 }
             }
@@ -495,17 +599,24 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.exchange = nil
             let response = rejection.response(resource: nil)
             exchange.log.error("upstream failed", metadata: ["outcome": "upstream_error", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)"])
+            exchange.status = UInt(response.status)
+            exchange.bytesOut = response.body.utf8.count
+            self.record(exchange.request, resource: exchange.resource, decision: .allowed, outcome: .upstreamError, reason: rejection.code, exchange: exchange)
             self.write(response, keepAlive: exchange.keepAlive, context: context)
         case .closeClient:
             exchange.log.error("upstream failed mid-response", metadata: ["outcome": "upstream_error"])
+            self.record(exchange.request, resource: exchange.resource, decision: .allowed, outcome: .upstreamError, reason: "upstream_closed_mid_response", exchange: exchange)
             self.run(self.machine.close(), context: context)
         case .finish(let reusable):
             if let lease = exchange.lease {
                 self.upstreamPool(context).release(lease, target: exchange.resource.upstream, reusable: reusable)
             }
             self.exchange = nil
-            let elapsed = NIODeadline.now() - exchange.startedAt
-            exchange.log.info("response relayed", metadata: ["outcome": "forwarded", "status": "\(exchange.status)", "upstream_ms": "\(elapsed.nanoseconds / 1_000_000)"])
+            if exchange.log.isEnabled(.debug) {
+                let elapsed = NIODeadline.now() - exchange.startedAt
+                exchange.log.debug("response relayed", metadata: ["outcome": "forwarded", "status": "\(exchange.status)", "upstream_ms": "\(elapsed.nanoseconds / 1_000_000)"])
+            }
+            self.record(exchange.request, resource: exchange.resource, decision: .allowed, outcome: .forwarded, reason: nil, exchange: exchange)
             self.endResponse(keepAlive: exchange.keepAlive, context: context)
         case .rearmTimer(let deadline):
             self.armResponseTimer(for: deadline, context: context)
@@ -521,7 +632,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         head.headers.reserveCapacity(request.head.headers.count + 7)
         Enforcement.upstreamHeaders(
             from: request.head.headers, facts: request.facts, resource: resource.policy, peer: self.remoteAddress, publicURL: self.gateway.policy.publicURL,
-            bodyLength: request.body?.readableBytes, isPOST: request.head.method == .POST, upstreamToken: upstreamToken
+            bodyLength: request.body?.readableBytes, isPOST: request.head.method == .POST, upstreamToken: upstreamToken,
+            traceparent: request.trace?.replacement
         ) { name, value in
             head.headers.add(name: name, value: value)
         }
@@ -627,6 +739,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         // Client disconnect cancels the upstream exchange (MCP: closing the stream is cancellation).
         self.exchange?.machine.clientClosed()
         self.run(self.machine.clientClosed(), context: context)
+        if let request = self.request, !request.recorded, let resource = request.resource, request.token != nil || self.exchange != nil {
+            // The client left while its request was being decided.
+            self.record(request, resource: resource, decision: .denied, outcome: .clientClosed, reason: "client_closed", exchange: self.exchange)
+        }
         self.exchange = nil
         self.pipelined.removeAll()
         context.fireChannelInactive()
@@ -695,6 +811,10 @@ extension GatewayHandler: UpstreamResponseSink {
     func upstreamResponseHead(_ upstreamHead: HTTPResponseHead) {
         guard let exchange = self.exchange, let context = self.context else { return }
         exchange.status = upstreamHead.status.code
+        if !exchange.streaming, upstreamHead.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
+            exchange.streaming = true
+            self.gateway.metrics.openStreams.increment()
+        }
         do {
             let head = try self.writer.serialiseHead(upstreamHead, keepAlive: self.machine.keepAlive(exchange.keepAlive), allocator: context.channel.allocator)
             self.run(exchange.machine.headReceived(), exchange, context: context, relaying: head)
@@ -711,6 +831,7 @@ extension GatewayHandler: UpstreamResponseSink {
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard let exchange = self.exchange, let context = self.context else { return }
+        exchange.bytesOut += buffer.readableBytes
         if !self.writer.writeBody(buffer, context: context) {
             exchange.lease?.handler.pause()
         }

@@ -1,6 +1,6 @@
 import BouncerCore
 import BouncerTLS
-import Metrics
+import Prometheus
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
@@ -32,9 +32,13 @@ public struct HTTPFetcher: Sendable {
     public var connectTimeout: TimeAmount
     public var responseTimeout: TimeAmount
     public var maxResponseBytes: Int
-    private let metrics = FetchMetrics()
+    private let metrics: FetchMetrics
 
-    public init(group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), responseTimeout: TimeAmount = .seconds(10), maxResponseBytes: Int = 1024 * 1024) {
+    public init(
+        group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), responseTimeout: TimeAmount = .seconds(10), maxResponseBytes: Int = 1024 * 1024,
+        metrics: GatewayMetrics = GatewayMetrics()
+    ) {
+        self.metrics = FetchMetrics(metrics)
         self.group = group
         self.connectTimeout = connectTimeout
         self.responseTimeout = responseTimeout
@@ -138,25 +142,25 @@ public struct HTTPFetcher: Sendable {
 
 /// Counters and timers for calls to authorization servers, made once per label set.
 final class FetchMetrics: Sendable {
-    private let counters = NIOLockedValueBox([String: Counter]())
-    private let timers = NIOLockedValueBox([String: Metrics.Timer]())
+    private let metrics: GatewayMetrics
+    private let histograms = NIOLockedValueBox([String: DurationHistogram]())
+
+    init(_ metrics: GatewayMetrics) {
+        self.metrics = metrics
+    }
 
     func record(purpose: String, outcome: String, duration: TimeAmount) {
-        let counter = self.counters.withLockedValue { counters in
-            let key = "\(purpose)|\(outcome)"
-            if let existing = counters[key] { return existing }
-            let created = Counter(label: "mcp_bouncer_authorization_server_requests_total", dimensions: [("purpose", purpose), ("outcome", outcome)])
-            counters[key] = created
+        self.metrics.counter("mcp_bouncer_authorization_server_requests_total", [("purpose", purpose), ("outcome", outcome)]).increment()
+        let histogram = self.histograms.withLockedValue { histograms in
+            if let existing = histograms[purpose] { return existing }
+            let created = self.metrics.registry.makeDurationHistogram(
+                descriptor: GatewayMetrics.descriptor("mcp_bouncer_authorization_server_request_duration_seconds"),
+                labels: [("purpose", purpose)], buckets: GatewayMetrics.durationBuckets
+            )
+            histograms[purpose] = created
             return created
         }
-        counter.increment()
-        let timer = self.timers.withLockedValue { timers in
-            if let existing = timers[purpose] { return existing }
-            let created = Metrics.Timer(label: "mcp_bouncer_authorization_server_request_duration_seconds", dimensions: [("purpose", purpose)])
-            timers[purpose] = created
-            return created
-        }
-        timer.recordNanoseconds(duration.nanoseconds)
+        histogram.record(Duration.nanoseconds(duration.nanoseconds))
     }
 }
 

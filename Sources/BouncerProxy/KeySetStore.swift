@@ -19,6 +19,7 @@ public final class KeySetStore: Sendable {
     /// Only `mcp-bouncer demo` trusts its own development authorization server.
     private let allowDevelopmentServer: Bool
     private let logger: Logger
+    private let events: GatewayEvents
     private let state = NIOLockedValueBox(State())
 
     private struct State {
@@ -30,11 +31,17 @@ public final class KeySetStore: Sendable {
         var lastUnknownKeyRefresh: NIODeadline?
         var inflight: EventLoopFuture<JSONWebKeySet>?
         var lastError: String?
+        /// Whether the last fetch succeeded (`nil` before the first), to report changes once.
+        var reachable: Bool?
         /// The discovered RFC 8414 / OpenID metadata, kept once found.
         var metadata: AuthorizationServerMetadata?
     }
 
-    public init(server: AuthorizationServerPolicy, fetcher: HTTPFetcher, tls: TLSContext?, allowDevelopmentServer: Bool = false, logger: Logger) {
+    public init(
+        server: AuthorizationServerPolicy, fetcher: HTTPFetcher, tls: TLSContext?, allowDevelopmentServer: Bool = false, events: GatewayEvents = GatewayEvents(),
+        logger: Logger
+    ) {
+        self.events = events
         self.server = server
         self.fetcher = fetcher
         self.tls = tls
@@ -101,16 +108,28 @@ public final class KeySetStore: Sendable {
         case .fetch(let promise):
             self.logger.info("fetching signing keys", metadata: ["reason": "\(reason)"])
             self.fetch(on: eventLoop).whenComplete { result in
-                self.state.withLockedValue { state in
+                let wasReachable = self.state.withLockedValue { state -> Bool? in
                     state.inflight = nil
+                    let was = state.reachable
                     switch result {
                     case .success(let keys):
                         state.keys = keys
                         state.fetchedAt = .now()
                         state.lastError = nil
+                        state.reachable = true
                     case .failure(let error):
                         state.lastError = "\(error)"
+                        state.reachable = false
                     }
+                    return was
+                }
+                switch result {
+                case .success where wasReachable != true:
+                    self.events.authorizationServer(self.server.issuer, reachable: true, reason: nil)
+                case .failure(let error) where wasReachable != false:
+                    self.events.authorizationServer(self.server.issuer, reachable: false, reason: "\(error)")
+                default:
+                    break
                 }
                 switch result {
                 case .success(let keys):

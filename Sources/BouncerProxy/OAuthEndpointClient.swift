@@ -16,10 +16,12 @@ final class OAuthEndpointClient: Sendable {
     private let tls: TLSContext?
     private let breaker = NIOLockedValueBox(CircuitBreaker())
     private let logger: Logger
+    private let events: GatewayEvents
     private let now: @Sendable () -> Int64
 
-    init(server: AuthorizationServerPolicy, credentials: OAuthClientCredentials, keys: KeySetStore, fetcher: HTTPFetcher, tls: TLSContext?, logger: Logger,
-         now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+    init(server: AuthorizationServerPolicy, credentials: OAuthClientCredentials, keys: KeySetStore, fetcher: HTTPFetcher, tls: TLSContext?,
+         events: GatewayEvents = GatewayEvents(), logger: Logger, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+        self.events = events
         self.server = server
         self.credentials = credentials
         self.keys = keys
@@ -108,19 +110,35 @@ final class OAuthEndpointClient: Sendable {
                     self.recordFailure(now: now, reason: "HTTP \(response.status)")
                     throw OAuthClientError(.unavailable, "\(endpoint) answered \(response.status)")
                 }
-                self.breaker.withLockedValue { $0.recordSuccess() }
+                self.recordSuccess()
                 return response
             }
     }
 
+    private func recordSuccess() {
+        let closed = self.breaker.withLockedValue { breaker -> Bool in
+            let wasOpen: Bool
+            if case .closed = breaker.state { wasOpen = false } else { wasOpen = true }
+            breaker.recordSuccess()
+            return wasOpen
+        }
+        if closed {
+            self.logger.notice("authorization server answering again", metadata: ["issuer": "\(self.server.issuer)"])
+            self.events.circuit(self.server.issuer, open: false, reason: nil)
+        }
+    }
+
     private func recordFailure(now: Int64, reason: String) {
         let opened = self.breaker.withLockedValue { breaker -> Bool in
+            let wasOpen: Bool
+            if case .closed = breaker.state { wasOpen = false } else { wasOpen = true }
             breaker.recordFailure(now: now)
-            if case .open = breaker.state { return true }
+            if case .open = breaker.state { return !wasOpen }
             return false
         }
         if opened {
             self.logger.error("authorization server failing; calls fail fast for a while", metadata: ["issuer": "\(self.server.issuer)", "reason": "\(reason)"])
+            self.events.circuit(self.server.issuer, open: true, reason: reason)
         }
     }
 }

@@ -20,6 +20,8 @@ public final class ResolvedResource: Sendable {
     let upstreamTLS: TLSContext?
     /// The RFC 9728 document, rendered once.
     let metadataDocument: String
+    /// The resource's histograms (request and upstream time, response size).
+    let metrics: GatewayMetrics.ResourceMetrics
 
     /// The credential the upstream gets, with what obtaining it needs.
     enum UpstreamCredential: Sendable {
@@ -30,7 +32,11 @@ public final class ResolvedResource: Sendable {
 
     /// The loader guarantees what this relies on: every resource names a configured
     /// authorization server, and token exchange has a client there (`check` reports it).
-    init(policy: ResourcePolicy, server: AuthorizationServerPolicy, keys: KeySetStore, client: OAuthEndpointClient?, upstreamTLS: TLSContext?) {
+    init(
+        policy: ResourcePolicy, server: AuthorizationServerPolicy, keys: KeySetStore, client: OAuthEndpointClient?, upstreamTLS: TLSContext?,
+        metrics: GatewayMetrics.ResourceMetrics
+    ) {
+        self.metrics = metrics
         self.policy = policy
         self.server = server
         self.requirements = TokenRequirements(server: server, resource: policy)

@@ -14,8 +14,10 @@ public struct TLSReloader: Service {
     let settings: ServerTLSSettings
     let box: ServerTLSContextBox
     let logger: Logger
+    let events: GatewayEvents
 
-    public init(settings: ServerTLSSettings, box: ServerTLSContextBox, logger: Logger) {
+    public init(settings: ServerTLSSettings, box: ServerTLSContextBox, events: GatewayEvents = GatewayEvents(), logger: Logger) {
+        self.events = events
         self.settings = settings
         self.box = box
         self.logger = logger
@@ -54,9 +56,11 @@ public struct TLSReloader: Service {
             let context = try TLSContext(configuration: GatewayTLSContexts.serverConfiguration(self.settings))
             self.box.replace(with: context)
             self.logger.info("TLS certificate reloaded", metadata: ["reason": "\(reason)", "certificate": "\(self.settings.certificate.certificate)"])
+            self.events.reload("tls_certificate", succeeded: true, reason: reason, error: nil)
             return true
         } catch {
             self.logger.error("TLS certificate reload failed; keeping the previous certificate", metadata: ["reason": "\(reason)", "error": "\(error)"])
+            self.events.reload("tls_certificate", succeeded: false, reason: reason, error: "\(error)")
             return false
         }
     }

@@ -14,7 +14,8 @@ struct MCPBouncer: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mcp-bouncer",
         abstract: "An OAuth 2.1 resource-server gateway for MCP servers.",
-        subcommands: [Demo.self, Run.self, Check.self]
+        version: MCPBouncerVersion.current,
+        subcommands: [Demo.self, Run.self, Check.self, Audit.self]
     )
 }
 
@@ -79,8 +80,11 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "The policy file.")
     var config: String
 
-    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical.")
+    @Option(name: .long, help: "trace, debug, info, notice, warning, error or critical. Per-request decisions are logged at debug; the audit trail records them.")
     var logLevel: String = "info"
+
+    @Option(name: .long, help: "text, or json (one object per line, for log shippers).")
+    var logFormat: String = "text"
 
     @Option(name: .long, help: "Event loop threads (default: one per core).")
     var threads: Int = System.coreCount
@@ -89,11 +93,10 @@ struct Run: AsyncParsableCommand {
         guard let level = Logger.Level(rawValue: self.logLevel) else {
             throw ValidationError("unknown log level \(self.logLevel)")
         }
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        guard let format = LogFormat(rawValue: self.logFormat) else {
+            throw ValidationError("unknown log format \(self.logFormat) (text or json)")
         }
+        format.bootstrap(level: level)
         let logger = Logger(label: "mcp-bouncer")
         let policy: GatewayPolicy
         do {
@@ -105,13 +108,19 @@ struct Run: AsyncParsableCommand {
         }
         let application: GatewayApplication
         do {
-            application = try GatewayApplication(policy: policy, threads: self.threads, logger: logger) { address in
-                // A machine-readable line for scripts that start the gateway on port 0.
-                FileHandle.standardOutput.write("mcp-bouncer listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)\n")
-            }
-        } catch {
+            application = try GatewayApplication(
+                policy: policy, threads: self.threads, logger: logger,
+                // Machine-readable lines for scripts that start the gateway on port 0.
+                onListening: { address in say("mcp-bouncer listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)") },
+                onAdminListening: { address in say("mcp-bouncer admin listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)") }
+            )
+        } catch let error as TLSLoadErrors {
             var stderr = FileHandle.standardError
             for problem in error.errors { print("\(self.config):\(problem)", to: &stderr) }
+            throw ExitCode(1)
+        } catch let error as AuditSinkError {
+            var stderr = FileHandle.standardError
+            print("\(self.config): audit.file: \(error.reason)", to: &stderr)
             throw ExitCode(1)
         }
         try await application.run()

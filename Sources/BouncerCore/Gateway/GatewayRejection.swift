@@ -76,6 +76,9 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     /// The authorization server refused the exchange (`invalid_target`, `invalid_scope`,
     /// `unauthorized_client`, ...): 502 naming the cause class.
     case upstreamCredentialRefused(cause: String, reason: String, id: JSONValue?)
+    /// The audit trail's queue is full and `audit.on_overflow` is `refuse`: nothing is
+    /// forwarded that would go unrecorded. 503, worth retrying.
+    case auditUnavailable(id: JSONValue?)
 
     /// The same refusal, with the JSON-RPC id of the request it answers where the error body
     /// carries one (refusals made away from the request, e.g. by the token exchanger, have none).
@@ -87,6 +90,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamTimeout: return .upstreamTimeout(id: id)
         case .upstreamCredentialUnavailable(let reason, _): return .upstreamCredentialUnavailable(reason, id: id)
         case .upstreamCredentialRefused(let cause, let reason, _): return .upstreamCredentialRefused(cause: cause, reason: reason, id: id)
+        case .auditUnavailable: return .auditUnavailable(id: id)
         default: return self
         }
     }
@@ -114,6 +118,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamTimeout: return "upstream_timeout"
         case .upstreamCredentialUnavailable: return "upstream_credential_unavailable"
         case .upstreamCredentialRefused(let cause, _, _): return "upstream_credential_refused.\(cause)"
+        case .auditUnavailable: return "audit_unavailable"
         }
     }
 
@@ -136,6 +141,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .methodNotAllowed(let allow): return "only \(allow) is served here"
         case .upstreamUnavailable(let reason, _): return reason
         case .upstreamTimeout: return "upstream did not answer in time"
+        case .auditUnavailable: return "the audit queue is full (audit.on_overflow: refuse)"
         case .upstreamCredentialUnavailable(let reason, _): return reason
         case .upstreamCredentialRefused(_, let reason, _): return reason
         }
@@ -226,6 +232,11 @@ public enum GatewayRejection: Error, Sendable, Hashable {
                 message: "Bad Gateway: the authorization server refused to issue the upstream credential (\(cause))",
                 id: id, data: .object(["cause": .string(cause)])
             ))
+        case .auditUnavailable(let id):
+            return GatewayResponse.json(503, JSONRPCFailure.errorBody(
+                code: JSONRPCErrorCode.upstreamError, message: "Service Unavailable: the request cannot be recorded in the audit trail right now, so it is not forwarded",
+                id: id, data: .object(["cause": .string("audit_unavailable")])
+            ), extra: [("Retry-After", "1")])
         }
     }
 }

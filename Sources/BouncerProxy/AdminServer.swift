@@ -1,0 +1,167 @@
+import BouncerCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+/// The admin listener (`admin.listen`): `/metrics` (Prometheus text exposition, from
+/// swift-prometheus), `/healthz` and `/readyz`, on an address of its own, never the public
+/// port. Plain HTTP/1.1 with NIO's server pipeline: scrapes are rare and small.
+public final class AdminServer: Service, Sendable {
+    let settings: AdminSettings
+    let group: any EventLoopGroup
+    let status: GatewayStatus
+    let logger: Logger
+    private let onListening: @Sendable (SocketAddress) -> Void
+
+    init(settings: AdminSettings, group: any EventLoopGroup, status: GatewayStatus, logger: Logger, onListening: @escaping @Sendable (SocketAddress) -> Void) {
+        self.settings = settings
+        self.group = group
+        self.status = status
+        self.logger = logger
+        self.onListening = onListening
+    }
+
+    public func bind() -> EventLoopFuture<any Channel> {
+        let status = self.status
+        return ServerBootstrap(group: self.group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                    try channel.pipeline.syncOperations.addHandler(AdminHandler(status: status))
+                }
+            }
+            .bind(host: self.settings.listen.host, port: self.settings.listen.port)
+    }
+
+    public func run() async throws {
+        let channel = try await self.bind().get()
+        if let address = channel.localAddress {
+            self.logger.info("admin listener (metrics, health)", metadata: ["address": "\(address)"])
+            self.onListening(address)
+        }
+        try await withGracefulShutdownHandler {
+            try await channel.closeFuture.get()
+        } onGracefulShutdown: {
+            channel.close(promise: nil)
+        }
+    }
+}
+
+/// What `/readyz` and `/metrics` read of the running gateway.
+struct GatewayStatus: Sendable {
+    let gateway: Gateway
+    let server: GatewayServer
+
+    /// Ready when every authorization server's keys are loaded and the audit sink writes; the
+    /// reasons it is not, otherwise.
+    var notReadyReasons: [String] {
+        var reasons: [String] = []
+        if !self.gateway.isReady { reasons.append("signing keys not loaded") }
+        if let audit = self.gateway.audit, let failure = audit.failureReason {
+            reasons.append("audit sink failing: \(failure)")
+        }
+        return reasons
+    }
+
+    /// The exposition, with the gauges read at scrape time brought up to date.
+    func metrics() -> [UInt8] {
+        let metrics = self.gateway.metrics
+        metrics.openConnections.set(Int64(self.server.openConnections))
+        if let audit = self.gateway.audit { metrics.auditQueueDepth.set(Int64(audit.queueDepth)) }
+        return metrics.exposition()
+    }
+}
+
+private final class AdminHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let status: GatewayStatus
+    private var head: HTTPRequestHead?
+
+    init(status: GatewayStatus) {
+        self.status = status
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch self.unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+        case .body:
+            break
+        case .end:
+            guard let head = self.head else { return }
+            self.head = nil
+            self.respond(to: head, context: context)
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? head.uri
+        let status: HTTPResponseStatus
+        let contentType: String
+        var body: [UInt8]
+        switch (head.method, path) {
+        case (.GET, "/metrics"), (.HEAD, "/metrics"):
+            status = .ok
+            contentType = "text/plain; version=0.0.4; charset=utf-8"
+            body = self.status.metrics()
+        case (.GET, "/healthz"), (.HEAD, "/healthz"):
+            status = .ok
+            contentType = "text/plain"
+            body = Array("ok\n".utf8)
+        case (.GET, "/readyz"), (.HEAD, "/readyz"):
+            let reasons = self.status.notReadyReasons
+            status = reasons.isEmpty ? .ok : .serviceUnavailable
+            contentType = "text/plain"
+            body = Array((reasons.isEmpty ? "ready\n" : reasons.joined(separator: "\n") + "\n").utf8)
+        case (_, "/metrics"), (_, "/healthz"), (_, "/readyz"):
+            status = .methodNotAllowed
+            contentType = "text/plain"
+            body = Array("method not allowed\n".utf8)
+        default:
+            status = .notFound
+            contentType = "text/plain"
+            body = Array("not found: the admin listener serves /metrics, /healthz and /readyz\n".utf8)
+        }
+        var headers = HTTPHeaders([("Content-Type", contentType), ("Content-Length", String(body.count))])
+        if status == .methodNotAllowed { headers.add(name: "Allow", value: "GET, HEAD") }
+        if !head.isKeepAlive { headers.add(name: "Connection", value: "close") }
+        if head.method == .HEAD { body = [] }
+        context.write(self.wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        if !body.isEmpty {
+            context.write(self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
+        }
+        let keepAlive = head.isKeepAlive
+        context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
+            if !keepAlive { context.close(promise: nil) }
+        }
+    }
+}
+
+@available(*, unavailable)
+extension AdminHandler: Sendable {}
+
+/// Runs the audit trail's writer for the life of the gateway: SIGUSR1 reopens the file
+/// (logrotate); graceful shutdown writes `stop` and the last checkpoint, after the server has
+/// finished its requests (the service group stops services in reverse order, and this one is
+/// first).
+struct AuditService: Service {
+    let trail: AuditTrail
+    let startDetails: [String: JSONValue]
+    let logger: Logger
+
+    func run() async throws {
+        self.trail.start(details: self.startDetails)
+        let signals = await UnixSignalsSequence(trapping: .sigusr1)
+        for await _ in signals.cancelOnGracefulShutdown() {
+            self.logger.notice("SIGUSR1: reopening the audit file", metadata: ["file": "\(self.trail.settings.file)"])
+            self.trail.reopen()
+        }
+        self.trail.stop()
+    }
+}

@@ -1,0 +1,437 @@
+import BouncerCore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The audit trail: event loops hand entries to a bounded queue; one writer thread drains it,
+/// chains the records (``AuditChain``), writes them in batches and syncs them as
+/// `audit.fsync` says. The event loop never touches a file and never waits: when the queue is
+/// full, `audit.on_overflow` drops the record (counted; a `dropped` record follows) or, with
+/// `refuse`, the request is refused before anything is forwarded (``reserve()``).
+///
+/// A failing sink (disk full, a file removed or replaced) is logged, counted, and makes
+/// ``isHealthy`` false (`/readyz`); records wait in memory (up to a bound) and are written
+/// when the sink recovers. SIGUSR1 (``reopen()``) closes the file and opens the path again,
+/// so logrotate works; the chain carries on into the new file, after a checkpoint closes the
+/// old one. A restarted gateway continues the chain of the file it finds.
+public final class AuditTrail: @unchecked Sendable {
+    // Everything below the condition is guarded by it; `settings`, `metrics` and `logger` are
+    // immutable. The writer thread alone touches `writer`.
+    private let condition = NSCondition()
+    private var queue: [(entry: AuditEntry, at: Int64)] = []
+    private var reserved = 0
+    private var dropped = 0
+    private var stopping = false
+    private var stopped = false
+    private var reopenRequested = false
+    private var writerWaiting = false
+    private var failure: String?
+
+    public let settings: AuditSettings
+    private let metrics: GatewayMetrics
+    private let logger: Logger
+    private var writer: Writer
+    private var thread: Thread?
+
+    /// The most bytes of chained records kept in memory while the sink fails.
+    static let maxPendingBytes = 16 * 1024 * 1024
+    static let fsyncInterval: Int64 = 1000
+
+    /// Opens the sink and reads where an existing file's chain ended. Throws when the file
+    /// cannot be opened or is not an audit file (it is never overwritten).
+    public init(settings: AuditSettings, metrics: GatewayMetrics, logger: Logger) throws(AuditSinkError) {
+        self.settings = settings
+        self.metrics = metrics
+        self.logger = logger
+        self.writer = try Writer(settings: settings)
+        metrics.auditSinkUp.set(Int64(1))
+    }
+
+    /// Starts the writer thread and writes the `start` record.
+    public func start(details: [String: JSONValue]) {
+        self.submit(.gateway(.start, details))
+        let thread = Thread { [self] in self.runWriter() }
+        thread.name = "mcp-bouncer-audit"
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Whether the sink accepts writes; `/readyz` reports false.
+    public var isHealthy: Bool {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return self.failure == nil
+    }
+
+    /// Why the sink fails, when it does.
+    public var failureReason: String? {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return self.failure
+    }
+
+    // MARK: The event loops' side
+
+    /// Queues an entry. `reserved` spends a slot taken by ``reserve()``. Never blocks beyond a
+    /// short lock; returns false when the entry was dropped.
+    @discardableResult
+    public func submit(_ entry: AuditEntry, reserved: Bool = false) -> Bool {
+        let now = Self.wallClockMilliseconds()
+        self.condition.lock()
+        if reserved {
+            self.reserved -= 1
+        } else if self.stopped || self.queue.count + self.reserved >= self.settings.queueCapacity {
+            self.dropped += 1
+            self.condition.unlock()
+            self.metrics.auditDropped.increment()
+            return false
+        }
+        self.queue.append((entry, now))
+        let wake = self.writerWaiting && self.queue.count == 1
+        self.condition.unlock()
+        if wake { self.condition.signal() }
+        return true
+    }
+
+    /// Takes a slot in the queue for a record that ``submit(_:reserved:)`` will bring later:
+    /// with `on_overflow: refuse`, a request is forwarded only when its record is sure to be
+    /// queued. False when the queue is full (or the trail stopped).
+    public func reserve() -> Bool {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        guard !self.stopped, self.queue.count + self.reserved < self.settings.queueCapacity else { return false }
+        self.reserved += 1
+        return true
+    }
+
+    /// Gives back a slot that will not be used.
+    public func release() {
+        self.condition.lock()
+        self.reserved -= 1
+        self.condition.unlock()
+    }
+
+    /// Reopens the file (SIGUSR1): after logrotate has moved it away.
+    public func reopen() {
+        self.condition.lock()
+        self.reopenRequested = true
+        self.condition.unlock()
+        self.condition.signal()
+    }
+
+    /// Writes the `stop` record and a final checkpoint, syncs, closes, and returns when the
+    /// writer thread is done. Entries submitted later are dropped.
+    public func stop(details: [String: JSONValue] = [:]) {
+        self.submit(.gateway(.stop, details))
+        self.condition.lock()
+        self.stopping = true
+        self.condition.signal()
+        while !self.stopped, self.thread != nil { self.condition.wait() }
+        self.stopped = true
+        self.condition.unlock()
+        if self.thread == nil {
+            // Never started (a test, or startup failed): write what there is on this thread.
+            self.drain(final: true)
+        }
+    }
+
+    static func wallClockMilliseconds() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
+    }
+
+    // MARK: The writer thread
+
+    private func runWriter() {
+        while true {
+            let final = self.waitForWork()
+            self.drain(final: final)
+            if final { break }
+        }
+        self.condition.lock()
+        self.stopped = true
+        self.condition.broadcast()
+        self.condition.unlock()
+    }
+
+    /// Waits until there is something to do: entries, a reopen, a stop, or a deadline (sync,
+    /// checkpoint, retry). Returns whether the trail is stopping.
+    private func waitForWork() -> Bool {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        while !self.stopping && !self.reopenRequested {
+            // While too much waits unwritten, entries stay queued (the queue's bound applies)
+            // until a retry succeeds.
+            let canTake = self.writer.pendingBytes < Self.maxPendingBytes
+            if canTake && (!self.queue.isEmpty || self.dropped > 0) { break }
+            guard let deadline = self.writer.nextDeadline() else {
+                self.writerWaiting = true
+                self.condition.wait()
+                self.writerWaiting = false
+                continue
+            }
+            let wait = Double(deadline - Self.wallClockMilliseconds()) / 1000
+            if wait <= 0 { break }
+            self.writerWaiting = true
+            let signalled = self.condition.wait(until: Date(timeIntervalSinceNow: wait))
+            self.writerWaiting = false
+            if !signalled { break }
+        }
+        return self.stopping
+    }
+
+    /// Entries waiting for the writer thread (`mcp_bouncer_audit_queue_depth`).
+    public var queueDepth: Int {
+        self.condition.lock()
+        defer { self.condition.unlock() }
+        return self.queue.count
+    }
+
+    /// Chains and writes what is queued. Runs on the writer thread (or, for a trail that was
+    /// never started, on the thread that stops it).
+    private func drain(final: Bool) {
+        self.condition.lock()
+        let batch: [(entry: AuditEntry, at: Int64)]
+        var droppedCount = 0
+        if self.writer.pendingBytes < Self.maxPendingBytes || final {
+            batch = self.queue
+            self.queue.removeAll(keepingCapacity: true)
+            droppedCount = self.dropped
+            self.dropped = 0
+        } else {
+            batch = []
+        }
+        let reopen = self.reopenRequested
+        self.reopenRequested = false
+        self.condition.unlock()
+
+        let now = Self.wallClockMilliseconds()
+        let written = self.writer.chain(batch, dropped: droppedCount, now: now, checkpoint: final || reopen)
+        self.metrics.auditRecords.increment(by: Int64(written))
+        self.report(self.writer.flush(now: now, sync: final))
+        if reopen {
+            self.report(self.writer.reopen())
+        } else if !final {
+            self.report(self.writer.checkReplaced(now: now))
+        }
+        if final { self.writer.close() }
+    }
+
+    /// Logs and counts a sink failure once when it starts, and its recovery.
+    private func report(_ result: Result<Void, AuditSinkError>?) {
+        guard let result else { return }
+        self.condition.lock()
+        let previous = self.failure
+        switch result {
+        case .success:
+            self.failure = nil
+        case .failure(let error):
+            self.failure = error.reason
+        }
+        let now = self.failure
+        self.condition.unlock()
+        switch (previous, now) {
+        case (nil, let reason?):
+            self.metrics.auditSinkErrors.increment()
+            self.metrics.auditSinkUp.set(Int64(0))
+            self.logger.error("audit sink failing; records are kept in memory and retried", metadata: ["file": "\(self.settings.file)", "reason": "\(reason)"])
+        case (_?, nil):
+            self.metrics.auditSinkUp.set(Int64(1))
+            self.logger.notice("audit sink recovered", metadata: ["file": "\(self.settings.file)"])
+        case (_?, _?):
+            self.metrics.auditSinkErrors.increment()
+        case (nil, nil):
+            break
+        }
+    }
+}
+
+/// Why the audit sink cannot be opened or written.
+public struct AuditSinkError: CodedError {
+    public enum Code: String, Sendable {
+        case open
+        case notAnAuditFile = "not_an_audit_file"
+        case write
+        case sync
+        case replaced
+    }
+
+    public var code: Code
+    public var reason: String
+
+    public init(_ code: Code, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+}
+
+extension AuditTrail {
+    /// The writer thread's state: the file, the chain, the bytes not yet written.
+    struct Writer {
+        let settings: AuditSettings
+        private var descriptor: Int32
+        /// The file's identity when opened, to notice it was removed or replaced.
+        private var identity: (device: UInt64, inode: UInt64)?
+        private(set) var chain: AuditChain
+        private var pending: [UInt8] = []
+        private var lastSync: Int64 = 0
+        private var unsynced = false
+        private var lastIdentityCheck: Int64 = 0
+        private var retryAt: Int64?
+
+        var pendingBytes: Int { self.pending.count }
+
+        init(settings: AuditSettings) throws(AuditSinkError) {
+            self.settings = settings
+            self.descriptor = -1
+            self.chain = AuditChain(formatter: AuditRecordFormatter(arguments: settings.arguments), signer: settings.signingKey, checkpointEvery: settings.checkpointEvery)
+            if settings.isStandardOutput {
+                self.descriptor = STDOUT_FILENO
+                return
+            }
+            let (descriptor, position, endsWithNewline) = try Self.open(settings.file)
+            self.descriptor = descriptor
+            self.identity = Self.identity(of: descriptor)
+            self.chain = AuditChain(
+                formatter: AuditRecordFormatter(arguments: settings.arguments), signer: settings.signingKey, checkpointEvery: settings.checkpointEvery,
+                resumingAfter: position
+            )
+            if !endsWithNewline { self.pending.append(UInt8(ascii: "\n")) }
+        }
+
+        /// Opens `path` for appending and finds where its chain ended: the last line that is a
+        /// record. A file with content but no record is refused, never appended to.
+        static func open(_ path: String) throws(AuditSinkError) -> (Int32, AuditChainPosition?, Bool) {
+            let descriptor = Glibc.open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            guard descriptor >= 0 else {
+                throw AuditSinkError(.open, "cannot open \(path): \(String(cString: strerror(errno)))")
+            }
+            let size = lseek(descriptor, 0, SEEK_END)
+            guard size > 0 else { return (descriptor, nil, true) }
+            // Read backwards until the last complete line that parses as a record.
+            var tail: [UInt8] = []
+            var offset = size
+            let chunk: off_t = 64 * 1024
+            while offset > 0 && tail.count < 64 * 1024 * 1024 {
+                let start = max(0, offset - chunk)
+                var buffer = [UInt8](repeating: 0, count: Int(offset - start))
+                let read = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, start) }
+                guard read == buffer.count else {
+                    Glibc.close(descriptor)
+                    throw AuditSinkError(.open, "cannot read \(path): \(String(cString: strerror(errno)))")
+                }
+                tail = buffer + tail
+                offset = start
+                let lines = tail.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
+                // The first piece may be cut unless the read reached the file's start.
+                for line in lines.reversed() where offset == 0 || line.startIndex != lines.first?.startIndex {
+                    if let position = AuditChainPosition(lastLine: line) {
+                        return (descriptor, position, tail.last == UInt8(ascii: "\n"))
+                    }
+                }
+            }
+            Glibc.close(descriptor)
+            throw AuditSinkError(.notAnAuditFile, "\(path) is not empty and holds no audit record; it is not appended to (move it away or name another file)")
+        }
+
+        static func identity(of descriptor: Int32) -> (device: UInt64, inode: UInt64)? {
+            var info = stat()
+            guard fstat(descriptor, &info) == 0 else { return nil }
+            return (UInt64(info.st_dev), UInt64(info.st_ino))
+        }
+
+        /// The earliest moment the writer must act without being woken: a sync, a checkpoint
+        /// by time, a retry.
+        func nextDeadline() -> Int64? {
+            var deadlines: [Int64] = []
+            if self.unsynced, self.settings.fsync == .interval { deadlines.append(self.lastSync + AuditTrail.fsyncInterval) }
+            if let oldest = self.chain.oldestUnsignedAt, self.chain.signer != nil { deadlines.append(oldest + self.chain.checkpointIntervalMilliseconds) }
+            if let retry = self.retryAt { deadlines.append(retry) }
+            return deadlines.min()
+        }
+
+        /// Chains the batch (and a `dropped` record, and a checkpoint when due) into the
+        /// pending bytes. Returns the number of records.
+        mutating func chain(_ batch: [(entry: AuditEntry, at: Int64)], dropped: Int, now: Int64, checkpoint: Bool) -> Int {
+            var text = ""
+            for (entry, at) in batch {
+                text += self.chain.append(entry, now: at)
+            }
+            if dropped > 0 {
+                text += self.chain.append(.dropped(count: dropped), now: now)
+            }
+            if checkpoint || self.chain.checkpointDue(now: now) {
+                text += self.chain.checkpoint(now: now)
+            }
+            self.pending.append(contentsOf: text.utf8)
+            // One line per record; checkpoints by count come with their records.
+            return text.utf8.reduce(0) { $0 + ($1 == UInt8(ascii: "\n") ? 1 : 0) }
+        }
+
+        /// Writes the pending bytes and syncs as `audit.fsync` says (or always, with `sync`).
+        /// `nil` when it waits for the retry time and tried nothing.
+        mutating func flush(now: Int64, sync: Bool) -> Result<Void, AuditSinkError>? {
+            if let retryAt, now < retryAt, !sync { return nil }
+            while !self.pending.isEmpty {
+                let written = self.pending.withUnsafeBytes { Glibc.write(self.descriptor, $0.baseAddress, $0.count) }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    self.retryAt = now + 1000
+                    return .failure(AuditSinkError(.write, "cannot write \(self.settings.file): \(String(cString: strerror(errno)))"))
+                }
+                self.pending.removeFirst(written)
+                self.unsynced = true
+            }
+            self.retryAt = nil
+            let due = sync || self.settings.fsync == .always || (self.settings.fsync == .interval && now - self.lastSync >= AuditTrail.fsyncInterval)
+            if self.unsynced, due, self.settings.fsync != .never || sync, !self.settings.isStandardOutput {
+                if fsync(self.descriptor) != 0 {
+                    return .failure(AuditSinkError(.sync, "cannot sync \(self.settings.file): \(String(cString: strerror(errno)))"))
+                }
+                self.unsynced = false
+                self.lastSync = now
+            }
+            return .success(())
+        }
+
+        /// Notices, at most once a second, that the file was removed or replaced behind the
+        /// gateway's back (records would go to a file nobody reads). It is reported; SIGUSR1
+        /// reopens.
+        mutating func checkReplaced(now: Int64) -> Result<Void, AuditSinkError> {
+            guard let identity = self.identity else { return .success(()) }
+            guard now - self.lastIdentityCheck >= 1000 else { return .success(()) }
+            self.lastIdentityCheck = now
+            var info = stat()
+            guard stat(self.settings.file, &info) == 0, UInt64(info.st_dev) == identity.device, UInt64(info.st_ino) == identity.inode else {
+                return .failure(AuditSinkError(.replaced, "\(self.settings.file) was removed or replaced; records go to the old file until SIGUSR1 reopens it"))
+            }
+            return .success(())
+        }
+
+        /// Closes the file and opens the path again; the chain continues from memory.
+        mutating func reopen() -> Result<Void, AuditSinkError> {
+            guard !self.settings.isStandardOutput else { return .success(()) }
+            _ = self.flush(now: AuditTrail.wallClockMilliseconds(), sync: true)
+            let descriptor = Glibc.open(self.settings.file, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+            guard descriptor >= 0 else {
+                return .failure(AuditSinkError(.open, "cannot reopen \(self.settings.file): \(String(cString: strerror(errno))); still writing to the old file"))
+            }
+            Glibc.close(self.descriptor)
+            self.descriptor = descriptor
+            self.identity = Self.identity(of: descriptor)
+            self.lastIdentityCheck = 0
+            return self.flush(now: AuditTrail.wallClockMilliseconds(), sync: false) ?? .success(())
+        }
+
+        mutating func close() {
+            guard !self.settings.isStandardOutput, self.descriptor >= 0 else { return }
+            Glibc.close(self.descriptor)
+            self.descriptor = -1
+        }
+    }
+}

@@ -1,0 +1,212 @@
+import BouncerCore
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// The gateway's Prometheus metrics, in one registry served by the admin listener
+/// (`docs/metrics.md` lists them; a test checks that list against ``catalogue``).
+///
+/// Labels are bounded by the policy: resources are the policy's paths, a tool (prompt,
+/// resource URI) is a label only when the policy names it (the matching pattern, exact or
+/// glob; anything else is `other`), an MCP method only when the specification defines it.
+/// Subjects, tokens and peers are never labels. Metric objects are made once per label set and
+/// kept; the request path increments atomics and takes one short lock per histogram.
+public final class GatewayMetrics: Sendable {
+    public let registry: PrometheusCollectorRegistry
+
+    /// Every metric: name, type and help, as `docs/metrics.md` documents them.
+    public static let catalogue: [(name: String, type: String, help: String)] = [
+        ("mcp_bouncer_build_info", "gauge", "Always 1; the version label says which build is running."),
+        ("mcp_bouncer_requests_total", "counter", "Requests to protected resources by resource, MCP method, target (a policy pattern or other) and outcome (forwarded, denied, upstream_error, client_closed)."),
+        ("mcp_bouncer_rejections_total", "counter", "Refusals by resource and stable reason code (invalid_token, insufficient_scope, ...)."),
+        ("mcp_bouncer_request_duration_seconds", "histogram", "Time from the request head to the end of the response, by resource."),
+        ("mcp_bouncer_upstream_duration_seconds", "histogram", "Time from sending to the upstream to the end of its response, by resource."),
+        ("mcp_bouncer_response_size_bytes", "histogram", "Response body bytes sent to the client, by resource."),
+        ("mcp_bouncer_token_verifications_total", "counter", "Bearer token checks by result (valid, invalid, unavailable) and cache (hit, miss)."),
+        ("mcp_bouncer_authorization_server_requests_total", "counter", "Calls to authorization servers (metadata, jwks, token, introspection) by purpose and outcome."),
+        ("mcp_bouncer_authorization_server_request_duration_seconds", "histogram", "Duration of calls to authorization servers, by purpose."),
+        ("mcp_bouncer_token_exchanges_total", "counter", "RFC 8693 token exchanges by result (ok, cached, refused, unavailable)."),
+        ("mcp_bouncer_introspections_total", "counter", "RFC 7662 introspections by result (active, inactive, unavailable)."),
+        ("mcp_bouncer_authorization_server_circuit_open", "gauge", "1 while calls to the authorization server fail fast after repeated failures, by issuer."),
+        ("mcp_bouncer_authorization_server_up", "gauge", "0 after the authorization server's keys or metadata could not be loaded, 1 once they could, by issuer."),
+        ("mcp_bouncer_open_connections", "gauge", "Client connections open now."),
+        ("mcp_bouncer_connections_total", "counter", "Client connections accepted."),
+        ("mcp_bouncer_open_streams", "gauge", "Responses being streamed to clients as text/event-stream now."),
+        ("mcp_bouncer_upstream_idle_connections", "gauge", "Keep-alive connections to upstreams waiting in the pools."),
+        ("mcp_bouncer_audit_records_total", "counter", "Audit records written (checkpoints included)."),
+        ("mcp_bouncer_audit_records_dropped_total", "counter", "Audit records dropped because the queue was full (audit.on_overflow: drop)."),
+        ("mcp_bouncer_audit_refused_total", "counter", "Requests refused with 503 because their audit record could not be queued (audit.on_overflow: refuse)."),
+        ("mcp_bouncer_audit_queue_depth", "gauge", "Audit records waiting for the writer thread."),
+        ("mcp_bouncer_audit_sink_up", "gauge", "1 while the audit sink accepts writes, 0 while it fails (disk full, file removed)."),
+        ("mcp_bouncer_audit_sink_errors_total", "counter", "Failed writes, syncs and reopens of the audit sink."),
+        ("mcp_bouncer_reloads_total", "counter", "Reloads (certificates) by what and result."),
+    ]
+
+    static let durationBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+        .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
+    ]
+    static let sizeBuckets: [Double] = [256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216, 67_108_864]
+
+    /// Methods the MCP specification defines (2024-11-05 to 2026-07-28): others count as `other`.
+    static let knownMethods: Set<String> = [
+        "initialize", "ping", "server/discover", "tools/list", "tools/call", "prompts/list", "prompts/get", "resources/list", "resources/read",
+        "resources/templates/list", "resources/subscribe", "resources/unsubscribe", "logging/setLevel", "completion/complete",
+        "notifications/initialized", "notifications/cancelled", "notifications/progress", "notifications/roots/list_changed",
+        "tasks/get", "tasks/list", "tasks/cancel", "tasks/result",
+    ]
+
+    public let openConnections: Gauge
+    public let connections: Counter
+    public let openStreams: Gauge
+    public let upstreamIdleConnections: Gauge
+    public let auditRecords: Counter
+    public let auditDropped: Counter
+    public let auditRefused: Counter
+    public let auditQueueDepth: Gauge
+    public let auditSinkUp: Gauge
+    public let auditSinkErrors: Counter
+    /// By result and cache (hit, miss): made up front, they count every request.
+    private let verifications: [String: (hit: Counter, miss: Counter)]
+    private let exchanges: [String: Counter]
+
+    private let requestCounters = NIOLockedValueBox([RequestKey: Counter]())
+    private let labelled = NIOLockedValueBox([LabelsKey: Counter]())
+
+    private struct RequestKey: Hashable {
+        var resource: String
+        var method: String
+        var target: String
+        var outcome: String
+    }
+
+    private struct LabelsKey: Hashable {
+        var name: String
+        var labels: [String]
+    }
+
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), version: String = MCPBouncerVersion.current) {
+        self.registry = registry
+        func gauge(_ name: String) -> Gauge { registry.makeGauge(descriptor: Self.descriptor(name)) }
+        func counter(_ name: String) -> Counter { registry.makeCounter(descriptor: Self.descriptor(name)) }
+        registry.makeGauge(descriptor: Self.descriptor("mcp_bouncer_build_info"), labels: [("version", version)]).set(Int64(1))
+        self.openConnections = gauge("mcp_bouncer_open_connections")
+        self.connections = counter("mcp_bouncer_connections_total")
+        self.openStreams = gauge("mcp_bouncer_open_streams")
+        self.upstreamIdleConnections = gauge("mcp_bouncer_upstream_idle_connections")
+        self.auditRecords = counter("mcp_bouncer_audit_records_total")
+        self.auditDropped = counter("mcp_bouncer_audit_records_dropped_total")
+        self.auditRefused = counter("mcp_bouncer_audit_refused_total")
+        self.auditQueueDepth = gauge("mcp_bouncer_audit_queue_depth")
+        self.auditSinkUp = gauge("mcp_bouncer_audit_sink_up")
+        self.auditSinkErrors = counter("mcp_bouncer_audit_sink_errors_total")
+        var verifications: [String: (hit: Counter, miss: Counter)] = [:]
+        for result in ["valid", "invalid", "unavailable"] {
+            let name = Self.descriptor("mcp_bouncer_token_verifications_total")
+            verifications[result] = (
+                registry.makeCounter(descriptor: name, labels: [("result", result), ("cache", "hit")]),
+                registry.makeCounter(descriptor: name, labels: [("result", result), ("cache", "miss")])
+            )
+        }
+        self.verifications = verifications
+        var exchanges: [String: Counter] = [:]
+        for result in ["ok", "cached", "refused", "unavailable"] {
+            exchanges[result] = registry.makeCounter(descriptor: Self.descriptor("mcp_bouncer_token_exchanges_total"), labels: [("result", result)])
+        }
+        self.exchanges = exchanges
+    }
+
+    static func descriptor(_ name: String) -> MetricNameDescriptor {
+        let help = Self.catalogue.first { $0.name == name }?.help
+        precondition(help != nil, "\(name) is not in GatewayMetrics.catalogue")
+        return MetricNameDescriptor(metricName: name, unitName: "", helpText: help ?? "")
+    }
+
+    /// The exposition text (`/metrics`).
+    public func exposition() -> [UInt8] {
+        self.registry.emitToBuffer()
+    }
+
+    // MARK: Per resource
+
+    /// A resource's histograms, made once when the gateway is built.
+    public struct ResourceMetrics: Sendable {
+        public let requestDuration: DurationHistogram
+        public let upstreamDuration: DurationHistogram
+        public let responseSize: ValueHistogram
+    }
+
+    public func resource(_ path: String) -> ResourceMetrics {
+        let labels = [("resource", path)]
+        return ResourceMetrics(
+            requestDuration: self.registry.makeDurationHistogram(descriptor: Self.descriptor("mcp_bouncer_request_duration_seconds"), labels: labels, buckets: Self.durationBuckets),
+            upstreamDuration: self.registry.makeDurationHistogram(descriptor: Self.descriptor("mcp_bouncer_upstream_duration_seconds"), labels: labels, buckets: Self.durationBuckets),
+            responseSize: self.registry.makeValueHistogram(descriptor: Self.descriptor("mcp_bouncer_response_size_bytes"), labels: labels, buckets: Self.sizeBuckets)
+        )
+    }
+
+    /// Counts a request to a protected resource. `method` and `target` are bounded here.
+    /// A request without a JSON-RPC body (GET, DELETE, or one refused before its body was
+    /// read) counts under its HTTP method.
+    public func countRequest(
+        resource: ResourcePolicy, httpMethod: String, method: String?, target: String?, outcome: AuditRequest.Outcome, decision: AuditRequest.Decision
+    ) {
+        let methodLabel: String
+        if let method {
+            methodLabel = Self.knownMethods.contains(method) ? method : "other"
+        } else {
+            methodLabel = ["GET", "POST", "DELETE"].contains(httpMethod) ? httpMethod : "other"
+        }
+        var targetLabel = ""
+        if let method, let target, case .byTarget(let table)? = resource.methods.rules.lookup(method)?.value {
+            targetLabel = table.lookup(target)?.pattern ?? "other"
+        }
+        let outcomeLabel = decision == .denied ? "denied" : outcome.rawValue
+        let key = RequestKey(resource: resource.path, method: methodLabel, target: targetLabel, outcome: outcomeLabel)
+        let counter = self.requestCounters.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = self.registry.makeCounter(
+                descriptor: Self.descriptor("mcp_bouncer_requests_total"),
+                labels: [("resource", key.resource), ("method", key.method), ("target", key.target), ("outcome", key.outcome)]
+            )
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    /// A counter by label values, made on first use. `labels` are (name, value) pairs whose
+    /// values the caller bounds.
+    public func counter(_ name: String, _ labels: [(String, String)]) -> Counter {
+        let key = LabelsKey(name: name, labels: labels.flatMap { [$0.0, $0.1] })
+        return self.labelled.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = self.registry.makeCounter(descriptor: Self.descriptor(name), labels: labels)
+            counters[key] = counter
+            return counter
+        }
+    }
+
+    public func gauge(_ name: String, _ labels: [(String, String)]) -> Gauge {
+        self.registry.makeGauge(descriptor: Self.descriptor(name), labels: labels)
+    }
+
+    public func rejection(resource: String?, reason: String) {
+        self.counter("mcp_bouncer_rejections_total", [("resource", resource ?? ""), ("reason", reason)]).increment()
+    }
+
+    /// `result`: valid, invalid or unavailable.
+    public func tokenVerification(result: String, cached: Bool) {
+        guard let counters = self.verifications[result] else { return }
+        (cached ? counters.hit : counters.miss).increment()
+    }
+
+    /// `result`: ok, cached, refused or unavailable.
+    public func tokenExchange(result: String) {
+        self.exchanges[result]?.increment()
+    }
+}
+
+/// The version `mcp-bouncer --version` and `mcp_bouncer_build_info` report.
+public enum MCPBouncerVersion {
+    public static let current = "0.13.0"
+}
