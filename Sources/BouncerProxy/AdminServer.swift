@@ -56,17 +56,6 @@ struct GatewayStatus: Sendable {
     let gateway: Gateway
     let server: GatewayServer
 
-    /// Ready when every authorization server's keys are loaded and the audit sink writes; the
-    /// reasons it is not, otherwise.
-    var notReadyReasons: [String] {
-        var reasons: [String] = []
-        if !self.gateway.isReady { reasons.append("signing keys not loaded") }
-        if let audit = self.gateway.audit, let failure = audit.failureReason {
-            reasons.append("audit sink failing: \(failure)")
-        }
-        return reasons
-    }
-
     /// The exposition, with the gauges read at scrape time brought up to date.
     func metrics() -> [UInt8] {
         let metrics = self.gateway.metrics
@@ -115,7 +104,7 @@ private final class AdminHandler: ChannelInboundHandler {
             contentType = "text/plain"
             body = Array("ok\n".utf8)
         case (.GET, "/readyz"), (.HEAD, "/readyz"):
-            let reasons = self.status.notReadyReasons
+            let reasons = self.status.gateway.notReadyReasons
             status = reasons.isEmpty ? .ok : .serviceUnavailable
             contentType = "text/plain"
             body = Array((reasons.isEmpty ? "ready\n" : reasons.joined(separator: "\n") + "\n").utf8)

@@ -213,40 +213,31 @@ public final class AuditTrail: @unchecked Sendable {
         let now = Self.wallClockMilliseconds()
         let written = self.writer.chain(batch, dropped: droppedCount, now: now, checkpoint: final || reopen)
         self.metrics.auditRecords.increment(by: Int64(written))
-        self.report(self.writer.flush(now: now, sync: final))
+        let errors = self.writer.errors
+        self.writer.flush(now: now, sync: final)
         if reopen {
-            self.report(self.writer.reopen())
+            self.writer.reopen()
         } else if !final {
-            self.report(self.writer.checkReplaced(now: now))
+            self.writer.checkReplaced(now: now)
         }
         if final { self.writer.close() }
+        self.metrics.auditSinkErrors.increment(by: Int64(self.writer.errors - errors))
+        self.report(self.writer.failure)
     }
 
-    /// Logs and counts a sink failure once when it starts, and its recovery.
-    private func report(_ result: Result<Void, AuditSinkError>?) {
-        guard let result else { return }
+    /// Logs a sink failure once when it starts (and when its reason changes), and its recovery.
+    private func report(_ failure: String?) {
         self.condition.lock()
         let previous = self.failure
-        switch result {
-        case .success:
-            self.failure = nil
-        case .failure(let error):
-            self.failure = error.reason
-        }
-        let now = self.failure
+        self.failure = failure
         self.condition.unlock()
-        switch (previous, now) {
-        case (nil, let reason?):
-            self.metrics.auditSinkErrors.increment()
+        guard previous != failure else { return }
+        if let failure {
             self.metrics.auditSinkUp.set(Int64(0))
-            self.logger.error("audit sink failing; records are kept in memory and retried", metadata: ["file": "\(self.settings.file)", "reason": "\(reason)"])
-        case (_?, nil):
+            self.logger.error("audit sink failing", metadata: ["file": "\(self.settings.file)", "reason": "\(failure)"])
+        } else {
             self.metrics.auditSinkUp.set(Int64(1))
             self.logger.notice("audit sink recovered", metadata: ["file": "\(self.settings.file)"])
-        case (_?, _?):
-            self.metrics.auditSinkErrors.increment()
-        case (nil, nil):
-            break
         }
     }
 }
@@ -283,6 +274,16 @@ extension AuditTrail {
         private var unsynced = false
         private var lastIdentityCheck: Int64 = 0
         private var retryAt: Int64?
+        /// Why writing, syncing or reopening last failed; cleared when it next succeeds.
+        private var writeFailure: String?
+        private var reopenFailure: String?
+        /// Set when the path no longer names the open file; cleared by a reopen.
+        private var replaced: String?
+        /// Failed operations, for `mcp_bouncer_audit_sink_errors_total`.
+        private(set) var errors = 0
+
+        /// Why the sink is failing now, if it is.
+        var failure: String? { self.writeFailure ?? self.reopenFailure ?? self.replaced }
 
         var pendingBytes: Int { self.pending.count }
 
@@ -374,58 +375,66 @@ extension AuditTrail {
         }
 
         /// Writes the pending bytes and syncs as `audit.fsync` says (or always, with `sync`).
-        /// `nil` when it waits for the retry time and tried nothing.
-        mutating func flush(now: Int64, sync: Bool) -> Result<Void, AuditSinkError>? {
-            if let retryAt, now < retryAt, !sync { return nil }
+        /// While a failed write waits for its retry time, nothing is tried.
+        mutating func flush(now: Int64, sync: Bool) {
+            if let retryAt, now < retryAt, !sync { return }
             while !self.pending.isEmpty {
                 let written = self.pending.withUnsafeBytes { Glibc.write(self.descriptor, $0.baseAddress, $0.count) }
                 if written < 0 {
                     if errno == EINTR { continue }
                     self.retryAt = now + 1000
-                    return .failure(AuditSinkError(.write, "cannot write \(self.settings.file): \(String(cString: strerror(errno)))"))
+                    self.errors += 1
+                    self.writeFailure = "cannot write \(self.settings.file): \(String(cString: strerror(errno))); records are kept in memory and retried"
+                    return
                 }
                 self.pending.removeFirst(written)
                 self.unsynced = true
             }
             self.retryAt = nil
+            self.writeFailure = nil
             let due = sync || self.settings.fsync == .always || (self.settings.fsync == .interval && now - self.lastSync >= AuditTrail.fsyncInterval)
             if self.unsynced, due, self.settings.fsync != .never || sync, !self.settings.isStandardOutput {
                 if fsync(self.descriptor) != 0 {
-                    return .failure(AuditSinkError(.sync, "cannot sync \(self.settings.file): \(String(cString: strerror(errno)))"))
+                    self.errors += 1
+                    self.writeFailure = "cannot sync \(self.settings.file): \(String(cString: strerror(errno)))"
+                    return
                 }
                 self.unsynced = false
                 self.lastSync = now
             }
-            return .success(())
         }
 
         /// Notices, at most once a second, that the file was removed or replaced behind the
         /// gateway's back (records would go to a file nobody reads). It is reported; SIGUSR1
         /// reopens.
-        mutating func checkReplaced(now: Int64) -> Result<Void, AuditSinkError> {
-            guard let identity = self.identity else { return .success(()) }
-            guard now - self.lastIdentityCheck >= 1000 else { return .success(()) }
+        mutating func checkReplaced(now: Int64) {
+            guard let identity = self.identity, self.replaced == nil, now - self.lastIdentityCheck >= 1000 else { return }
             self.lastIdentityCheck = now
             var info = stat()
             guard stat(self.settings.file, &info) == 0, UInt64(info.st_dev) == identity.device, UInt64(info.st_ino) == identity.inode else {
-                return .failure(AuditSinkError(.replaced, "\(self.settings.file) was removed or replaced; records go to the old file until SIGUSR1 reopens it"))
+                self.errors += 1
+                self.replaced = "\(self.settings.file) was removed or replaced; records go to the old file until SIGUSR1 reopens it"
+                return
             }
-            return .success(())
         }
 
         /// Closes the file and opens the path again; the chain continues from memory.
-        mutating func reopen() -> Result<Void, AuditSinkError> {
-            guard !self.settings.isStandardOutput else { return .success(()) }
-            _ = self.flush(now: AuditTrail.wallClockMilliseconds(), sync: true)
+        mutating func reopen() {
+            guard !self.settings.isStandardOutput else { return }
+            self.flush(now: AuditTrail.wallClockMilliseconds(), sync: true)
             let descriptor = Glibc.open(self.settings.file, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
             guard descriptor >= 0 else {
-                return .failure(AuditSinkError(.open, "cannot reopen \(self.settings.file): \(String(cString: strerror(errno))); still writing to the old file"))
+                self.errors += 1
+                self.reopenFailure = "cannot reopen \(self.settings.file): \(String(cString: strerror(errno))); still writing to the old file"
+                return
             }
             Glibc.close(self.descriptor)
             self.descriptor = descriptor
             self.identity = Self.identity(of: descriptor)
-            self.lastIdentityCheck = 0
-            return self.flush(now: AuditTrail.wallClockMilliseconds(), sync: false) ?? .success(())
+            self.lastIdentityCheck = AuditTrail.wallClockMilliseconds()
+            self.reopenFailure = nil
+            self.replaced = nil
+            self.flush(now: AuditTrail.wallClockMilliseconds(), sync: false)
         }
 
         mutating func close() {

@@ -107,7 +107,15 @@ public final class Gateway: Sendable {
     /// The key store of one authorization server, by its policy name.
     public func keyStore(named name: String) -> KeySetStore? { self.keyStores[name] }
 
-    /// Ready when every authorization server's keys are loaded.
-    public var isReady: Bool { self.keyStores.values.allSatisfy(\.isLoaded) }
+    /// Ready when every authorization server's keys are loaded and the audit sink writes.
+    public var isReady: Bool { self.notReadyReasons.isEmpty }
+
+    /// Why the gateway is not ready (`/readyz`), if it is not.
+    public var notReadyReasons: [String] {
+        var reasons: [String] = []
+        if !self.keyStores.values.allSatisfy(\.isLoaded) { reasons.append("signing keys not loaded") }
+        if let failure = self.audit?.failureReason { reasons.append("audit sink failing: \(failure)") }
+        return reasons
+    }
 
 }

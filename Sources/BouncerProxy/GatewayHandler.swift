@@ -344,8 +344,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .health:
             self.write(GatewayResponse(status: 200, headers: [("Content-Type", "text/plain")], body: "ok\n"), keepAlive: keepAlive, context: context)
         case .readiness:
-            let ready = self.gateway.isReady
-            self.write(GatewayResponse(status: ready ? 200 : 503, headers: [("Content-Type", "text/plain")], body: ready ? "ready\n" : "signing keys not loaded\n"), keepAlive: keepAlive, context: context)
+            let reasons = self.gateway.notReadyReasons
+            let body = reasons.isEmpty ? "ready\n" : reasons.joined(separator: "\n") + "\n"
+            self.write(GatewayResponse(status: reasons.isEmpty ? 200 : 503, headers: [("Content-Type", "text/plain")], body: body), keepAlive: keepAlive, context: context)
         case .metadata(let resource):
             guard request.head.method == .GET || request.head.method == .HEAD else {
                 return self.finish(request, with: .methodNotAllowed(allow: "GET"), resource: nil, context: context)

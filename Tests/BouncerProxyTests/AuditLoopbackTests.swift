@@ -1,0 +1,233 @@
+import BouncerCore
+import BouncerTestSupport
+import Crypto
+import Foundation
+import Logging
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import BouncerProxy
+
+/// The audit trail, metrics and trace context through the whole gateway on loopback.
+@Suite("Audit, metrics and tracing on loopback", .serialized)
+struct AuditLoopbackTests {
+    let harness: LoopbackHarness
+    let directory: URL
+    let key = Curve25519.Signing.PrivateKey()
+
+    init() throws {
+        self.harness = try LoopbackHarness()
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("audit-loop-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
+    }
+
+    var auditPath: String { self.directory.appendingPathComponent("audit.jsonl").path }
+
+    struct Running {
+        let application: GatewayApplication
+        let server: any Channel
+        let admin: (any Channel)?
+        var port: Int { self.server.localAddress!.port! }
+        var adminPort: Int? { self.admin?.localAddress?.port }
+
+        func stop() {
+            try? self.server.close().wait()
+            try? self.admin?.close().wait()
+            self.application.gateway.audit?.stop()
+        }
+    }
+
+    func start(audit: String? = nil, startTrail: Bool = true) throws -> Running {
+        let keyPath = self.directory.appendingPathComponent("signing.pem").path
+        try AuditSigner(key: self.key).privateKeyPEM.write(toFile: keyPath, atomically: true, encoding: .utf8)
+        let yaml = """
+            listen: 127.0.0.1:0
+            public_url: http://127.0.0.1:8443
+            admin:
+              listen: 127.0.0.1:0
+            audit:
+            \(audit ?? "  file: \(self.auditPath)\n  signing_key: \(keyPath)\n  checkpoint_every: 3")
+            authorization_servers:
+              local:
+                issuer: \(self.harness.issuer)
+                jwks_uri: \(self.harness.backend.url)/jwks
+            resources:
+              - path: /mcp
+                authorization_server: local
+                scopes_supported: [read]
+                upstream: \(self.harness.backend.url)/upstream/mcp
+                upstream_credentials:
+                  static: { header: X-Api-Key, value: gateway-secret }
+                methods:
+                  tools/call:
+                    echo: [read]
+                    "admin_*": [admin]
+            """
+        let policy = try PolicyLoader.load(yaml: yaml, secrets: SecretSource(environment: { _ in nil }, readFile: { path in
+            Result { try String(contentsOfFile: path, encoding: .utf8) }.mapError { SecretReadError(reason: "\($0)") }
+        }))
+        let application = try GatewayApplication(policy: policy, group: self.harness.group, logger: Logger(label: "test"))
+        if startTrail { application.gateway.audit?.start(details: ["test": .bool(true)]) }
+        let server = try application.server.bind().wait()
+        let admin = try application.admin?.bind().wait()
+        return Running(application: application, server: server, admin: admin)
+    }
+
+    func records() throws -> [[String: JSONValue]] {
+        try String(contentsOfFile: self.auditPath, encoding: .utf8).split(separator: "\n").map { line in
+            try #require(try JSONParser().parse(Array(line.utf8)).objectValue)
+        }
+    }
+
+    func call(_ running: Running, token: String?, tool: String = "echo", headers: [(String, String)] = []) throws -> TestClient.Response {
+        try self.harness.call(port: running.port, token: token, tool: tool, headers: headers)
+    }
+
+    @Test func everyDecisionIsRecordedWithoutASecretAndTheChainVerifies() throws {
+        let running = try self.start()
+        let good = self.harness.token(scope: "read")
+        let readOnly = self.harness.token(scope: "read")
+        let forged = self.harness.token(scope: "read admin", signer: TestSigner.p256(kid: "k1"))
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        #expect(try self.call(running, token: good, headers: [("traceparent", traceparent), ("tracestate", "vendor=1")]).status == .ok)
+        #expect(try self.call(running, token: good).status == .ok)
+        #expect(try self.call(running, token: readOnly, tool: "admin_purge").status == .forbidden)
+        #expect(try self.call(running, token: readOnly, tool: "unlisted").status == .forbidden)
+        #expect(try self.call(running, token: nil).status == .unauthorized)
+        #expect(try self.call(running, token: forged).status == .unauthorized)
+        running.stop()
+
+        // The chain and the signatures verify.
+        var verifier = AuditVerifier(publicKey: self.key.publicKey)
+        verifier.beginFile("audit.jsonl")
+        let lines = try String(contentsOfFile: self.auditPath, encoding: .utf8).split(separator: "\n")
+        for (index, line) in lines.enumerated() {
+            if let failure = verifier.verify(line: Array(line.utf8), number: index + 1) { Issue.record("\(failure)") }
+        }
+        #expect(verifier.finish() == nil)
+        #expect(verifier.checkpoints >= 3)
+
+        let records = try self.records()
+        let requests = records.filter { $0["event"] == .string("request") }
+        #expect(records.first?["event"] == .string("start"))
+        #expect(records.dropLast().last?["event"] == .string("stop"))
+        #expect(requests.count == 6)
+        let expected: [(String, String?, Int)] = [
+            ("allowed", nil, 200), ("allowed", nil, 200), ("denied", "insufficient_scope", 403), ("denied", "policy_denied", 403),
+            ("denied", "missing_token", 401), ("denied", "invalid_token.bad_signature", 401),
+        ]
+        for (record, (decision, reason, status)) in zip(requests, expected) {
+            #expect(record["decision"] == .string(decision))
+            #expect(record["reason"]?.stringValue == reason, "\(record)")
+            #expect(record["status"] == .number("\(status)"))
+            #expect(record["resource"] == .string("/mcp"))
+            #expect(record["peer"] == .string("127.0.0.1"))
+            #expect(record["trace_id"]?.stringValue?.count == 32)
+        }
+        #expect(requests[0]["trace_id"] == .string("4bf92f3577b34da6a3ce929d0e0e4736"))
+        #expect(requests[0]["subject"] == .string("alice"))
+        #expect(requests[0]["issuer"] == .string(self.harness.issuer))
+        #expect(requests[0]["mcp_method"] == .string("tools/call"))
+        #expect(requests[0]["target"] == .string("echo"))
+        #expect(requests[0]["upstream_credential"] == .string("static"))
+        #expect(requests[0]["outcome"] == .string("forwarded"))
+        #expect(requests[0]["token_id"] == .string(String(Hex.encode(SHA256.hash(data: Array(good.utf8))).prefix(16))))
+        #expect(requests[4]["token_id"] == nil)
+        if case .number(let bytes)? = requests[0]["bytes_out"] { #expect(Int(bytes)! > 0) } else { Issue.record("bytes_out") }
+
+        // No token, no credential, anywhere in the file.
+        let text = try String(contentsOfFile: self.auditPath, encoding: .utf8)
+        for secret in [good, forged, "gateway-secret"] + good.split(separator: ".").map(String.init) {
+            #expect(!text.contains(secret))
+        }
+
+        // Trace context: the client's is forwarded as it is; without one, the upstream gets the
+        // trace the audit record names.
+        let upstream = self.harness.backend.requests.suffix(2)
+        #expect(upstream.first?.headers["traceparent"] == [traceparent])
+        #expect(upstream.first?.headers["tracestate"] == ["vendor=1"])
+        let started = try #require(upstream.last?.headers.first(name: "traceparent"))
+        #expect(started.hasPrefix("00-\(requests[1]["trace_id"]!.stringValue!)-"))
+    }
+
+    @Test func aMalformedTraceparentStartsANewTrace() throws {
+        let running = try self.start()
+        defer { running.stop() }
+        #expect(try self.call(running, token: self.harness.token(), headers: [("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01"), ("tracestate", "a=1")]).status == .ok)
+        let forwarded = try #require(self.harness.backend.requests.last)
+        let header = try #require(forwarded.headers.first(name: "traceparent"))
+        #expect(!header.contains("00000000000000000000000000000000"))
+        #expect(forwarded.headers["traceparent"].count == 1)
+        #expect(forwarded.headers["tracestate"].isEmpty)
+    }
+
+    @Test func metricsAndHealthOnTheAdminListenerOnly() throws {
+        let running = try self.start()
+        defer { running.stop() }
+        let token = self.harness.token()
+        _ = try self.call(running, token: token)
+        _ = try self.call(running, token: token, tool: "admin_purge")
+        _ = try self.call(running, token: token, tool: "not_in_policy")
+        _ = try self.call(running, token: nil)
+        let adminPort = try #require(running.adminPort)
+        let client = TestClient(group: self.harness.group)
+        let scrape = try client.send(port: adminPort, method: .GET, uri: "/metrics")
+        #expect(scrape.status == .ok)
+        #expect(scrape.headers.first(name: "Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
+        let text = scrape.body
+        func value(_ name: String, _ labels: [String: String] = [:]) -> Double? { PrometheusText.value(text, name, labels) }
+        #expect(value("mcp_bouncer_requests_total", ["resource": "/mcp", "method": "tools/call", "target": "echo", "outcome": "forwarded"]) == 1)
+        // A glob the policy names is a label; a tool it does not name is "other".
+        #expect(value("mcp_bouncer_requests_total", ["resource": "/mcp", "method": "tools/call", "target": "admin_*", "outcome": "denied"]) == 1)
+        #expect(value("mcp_bouncer_requests_total", ["resource": "/mcp", "method": "tools/call", "target": "other", "outcome": "denied"]) == 1)
+        #expect(value("mcp_bouncer_requests_total", ["resource": "/mcp", "method": "POST", "outcome": "denied"]) == 1)
+        #expect(value("mcp_bouncer_rejections_total", ["resource": "/mcp", "reason": "missing_token"]) == 1)
+        #expect(value("mcp_bouncer_token_verifications_total", ["result": "valid", "cache": "miss"]) == 1)
+        #expect(value("mcp_bouncer_token_verifications_total", ["result": "valid", "cache": "hit"]) == 2)
+        #expect(value("mcp_bouncer_request_duration_seconds_count", ["resource": "/mcp"]) == 4)
+        #expect(value("mcp_bouncer_upstream_duration_seconds_count", ["resource": "/mcp"]) == 1)
+        #expect(value("mcp_bouncer_authorization_server_requests_total", ["purpose": "jwks", "outcome": "2xx"]) == 1)
+        #expect(value("mcp_bouncer_build_info", ["version": MCPBouncerVersion.current]) == 1)
+        #expect(value("mcp_bouncer_audit_sink_up") == 1)
+        #expect(value("mcp_bouncer_open_connections") != nil)
+        // Subjects and tokens are never labels.
+        #expect(!text.contains("alice"))
+        #expect(try client.send(port: adminPort, method: .GET, uri: "/healthz").status == .ok)
+        #expect(try client.send(port: adminPort, method: .GET, uri: "/readyz").status == .ok)
+        #expect(try client.send(port: adminPort, method: .GET, uri: "/other").status == .notFound)
+        #expect(try client.send(port: adminPort, method: .POST, uri: "/metrics").status == .methodNotAllowed)
+        // The public port does not serve metrics.
+        #expect(try client.send(port: running.port, method: .GET, uri: "/metrics").status == .notFound)
+    }
+
+    @Test func aFailingAuditSinkMakesTheGatewayNotReady() throws {
+        let running = try self.start(audit: "  file: /dev/full")
+        defer { running.stop() }
+        let client = TestClient(group: self.harness.group)
+        let adminPort = try #require(running.adminPort)
+        let deadline = Date().addingTimeInterval(10)
+        var readiness = try client.send(port: adminPort, method: .GET, uri: "/readyz")
+        while readiness.status == .ok, Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+            readiness = try client.send(port: adminPort, method: .GET, uri: "/readyz")
+        }
+        #expect(readiness.status == .serviceUnavailable)
+        #expect(readiness.body.contains("audit sink failing"))
+        #expect(try client.send(port: running.port, method: .GET, uri: "/readyz").status == .serviceUnavailable)
+    }
+
+    @Test func withRefuseNothingUnrecordedIsForwarded() throws {
+        // The writer is not started, so the queue fills: 16 slots, all taken.
+        let running = try self.start(audit: "  file: \(self.auditPath)\n  on_overflow: refuse\n  queue_capacity: 16", startTrail: false)
+        defer { running.stop() }
+        let audit = try #require(running.application.gateway.audit)
+        while audit.submit(.gateway(.reload, [:])) {}
+        let before = self.harness.backend.requests.count
+        let response = try self.call(running, token: self.harness.token())
+        #expect(response.status == .serviceUnavailable)
+        #expect(response.headers.first(name: "Retry-After") == "1")
+        #expect(response.body.contains("audit_unavailable"))
+        #expect(self.harness.backend.requests.count == before)
+    }
+}
