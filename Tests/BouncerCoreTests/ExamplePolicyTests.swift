@@ -74,6 +74,19 @@ struct PolicyReferenceTests {
         }
     }
 
+    @Test func auditDefaultsAreTheCodes() throws {
+        let rows = Dictionary(try Self.table("`audit`").map { ($0.key, $0.cells) }, uniquingKeysWith: { first, _ in first })
+        let defaults = AuditSettings(file: "f")
+        for setting in AuditSettings.integerSettings {
+            #expect(Self.plain(rows[setting.key]?["default"]) == String(setting.value(in: defaults)), "audit.\(setting.key)")
+            #expect(rows[setting.key]?["meaning"]?.contains("(\(setting.range.lowerBound) - \(setting.range.upperBound))") == true, "audit.\(setting.key) range")
+        }
+        #expect(Self.plain(rows["arguments"]?["default"]) == defaults.arguments.rawValue)
+        #expect(Self.plain(rows["fsync"]?["default"]) == defaults.fsync.rawValue)
+        #expect(Self.plain(rows["on_overflow"]?["default"]) == defaults.onOverflow.rawValue)
+        #expect(Set(rows.keys) == ["file", "arguments", "signing_key", "checkpoint_every", "fsync", "on_overflow", "queue_capacity"])
+    }
+
     @Test func tlsDefaultsAreTheCodes() throws {
         let rows = Dictionary(try Self.table("`tls`").map { ($0.key, $0.cells) }, uniquingKeysWith: { first, _ in first })
         let defaults = ServerTLSSettings(certificate: CertificateFiles(certificate: "c", privateKey: "k"))

@@ -236,4 +236,51 @@ struct PolicyLoaderTests {
         let yaml = Self.valid.replacingOccurrences(of: "path: /jira/mcp", with: "path: /.well-known/x")
         #expect(self.problems(yaml).first?.message.contains("reserved") == true)
     }
+
+    // MARK: audit and admin
+
+    static let auditKey = AuditSigner(key: .init()).privateKeyPEM
+
+    func auditPolicy(_ audit: String, admin: String = "") -> String {
+        Self.valid.replacingOccurrences(of: "public_url: https://MCP.example.com/\n", with: "public_url: https://MCP.example.com/\naudit:\n\(audit)\n\(admin)")
+    }
+
+    @Test func theAuditSectionWithItsDefaults() throws {
+        let secrets = SecretSource(environment: { ["JIRA_KEY": "k"][$0] }, readFile: { path in
+            path == "/run/audit.pem" ? .success(Self.auditKey) : .failure(SecretReadError(reason: "No such file"))
+        })
+        let policy = try PolicyLoader.load(yaml: self.auditPolicy("  file: /var/log/mcp-bouncer/audit.jsonl\n  signing_key: /run/audit.pem"), secrets: secrets)
+        let audit = try #require(policy.audit)
+        #expect(audit.file == "/var/log/mcp-bouncer/audit.jsonl")
+        #expect(audit.arguments == .hash && audit.fsync == .interval && audit.onOverflow == .drop && audit.checkpointEvery == 1000)
+        #expect(audit.signingKey?.keyID == (try AuditSigner(pem: Self.auditKey)).keyID)
+        #expect(policy.admin == nil)
+        // Inline, as ${file:...} gives it.
+        let inline = try PolicyLoader.load(yaml: self.auditPolicy("  file: \"-\"\n  signing_key: \"${file:/run/audit.pem}\"\n  checkpoint_every: 1\n  arguments: full\n  fsync: always\n  on_overflow: refuse"), secrets: secrets)
+        #expect(inline.audit?.isStandardOutput == true && inline.audit?.checkpointEvery == 1 && inline.audit?.arguments == .full)
+        #expect(inline.audit?.fsync == .always && inline.audit?.onOverflow == .refuse && inline.audit?.signingKey != nil)
+    }
+
+    @Test func auditProblemsAreReportedWithTheirKeys() {
+        let problems = self.problems(self.auditPolicy("  file: a.jsonl\n  on_overflow: block\n  arguments: some\n  checkpoint_every: 0\n  fsync: sometimes\n  signing_key: /missing.pem\n  colour: red"))
+        let text = problems.map(\.description).joined(separator: "\n")
+        #expect(text.contains("audit.on_overflow") && text.contains("block is not allowed"))
+        #expect(text.contains("audit.arguments") && text.contains("none, hash or full"))
+        #expect(text.contains("audit.checkpoint_every"))
+        #expect(text.contains("audit.fsync"))
+        #expect(text.contains("audit.signing_key") && text.contains("cannot read /missing.pem"))
+        #expect(text.contains("unknown key 'colour'"))
+        #expect(problems.count == 6)
+        // A key that is not Ed25519.
+        let notEd25519 = self.problems(self.auditPolicy("  file: a.jsonl\n  signing_key: \"-----BEGIN PRIVATE KEY-----\\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\\n-----END PRIVATE KEY-----\""))
+        #expect(notEd25519.count == 1)
+        #expect(self.problems(self.auditPolicy("  arguments: hash")).map(\.description).joined().contains("required key 'file'"))
+    }
+
+    @Test func theAdminListenerNeverSharesThePublicPort() {
+        let valid = Self.valid.replacingOccurrences(of: "public_url: https://MCP.example.com/\n", with: "public_url: https://MCP.example.com/\nadmin:\n  listen: 127.0.0.1:9464\n")
+        #expect(self.problems(valid).isEmpty)
+        let clash = Self.valid.replacingOccurrences(of: "public_url: https://MCP.example.com/\n", with: "public_url: https://MCP.example.com/\nadmin:\n  listen: 127.0.0.1:8443\n")
+        #expect(self.problems(clash).map(\.description).joined().contains("must not share the public port 8443"))
+    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import BouncerCore
 import Testing
@@ -40,5 +41,32 @@ struct VerifiedTokenCacheTests {
         // Not a concatenation: "/a/mcp" + "x t" and "/a/mcp x" + "t" are different keys.
         cache.store(VerifiedTokenCache.Key(resource: "/a/mcp", token: "x t"), claims, leeway: 0, now: 50)
         #expect(cache.lookup(VerifiedTokenCache.Key(resource: "/a/mcp x", token: "t"), now: 50) == nil)
+    }
+}
+
+@Suite("Metrics reference")
+struct MetricsReferenceTests {
+    /// docs/metrics.md lists every metric the code defines, with its type, and no other.
+    @Test func everyMetricIsDocumented() throws {
+        let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../docs/metrics.md")
+        let text = try String(contentsOf: file, encoding: .utf8)
+        let rows = text.split(separator: "\n").filter { $0.hasPrefix("| `mcp_bouncer_") }.map { line in
+            line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        #expect(rows.map { String($0[0].dropFirst().dropLast()) } == GatewayMetrics.catalogue.map(\.name))
+        #expect(rows.map { $0[1] } == GatewayMetrics.catalogue.map(\.type))
+        // Every name follows the conventions.
+        for (name, type, _) in GatewayMetrics.catalogue {
+            #expect(name.hasPrefix("mcp_bouncer_"))
+            #expect((type == "counter") == name.hasSuffix("_total"), "\(name)")
+        }
+    }
+
+    /// Each metric in the catalogue is exposed once the gateway counts something.
+    @Test func theExpositionCarriesTheHelpText() {
+        let metrics = GatewayMetrics()
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(text.contains("# HELP mcp_bouncer_open_connections Client connections open now."))
+        #expect(text.contains("# TYPE mcp_bouncer_audit_records_total counter"))
     }
 }
