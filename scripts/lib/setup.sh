@@ -2,10 +2,14 @@
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# libssl-dev: the system OpenSSL the gateway's TLS is built on.
+# libssl-dev: the system OpenSSL the gateway's TLS is built on. Further packages may be named
+# (the tests add prometheus, which brings promtool).
 ensure_system_packages() {
     local missing=()
-    dpkg -s libssl-dev >/dev/null 2>&1 || missing+=(libssl-dev)
+    local package
+    for package in libssl-dev "$@"; do
+        dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+    done
     if [ ${#missing[@]} -gt 0 ]; then
         step "installing ${missing[*]}"
         local sudo=""
