@@ -8,6 +8,7 @@ import datetime
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -20,7 +21,8 @@ from interop_stack import Process, free_port  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("binaries", nargs="+", help="mcp-bouncer binaries to compare, the first one the baseline")
+    parser.add_argument("binaries", nargs="+", help="mcp-bouncer binaries to compare, the first one the baseline; BINARY+audit runs that binary "
+                                                    "with the default audit configuration (a file, arguments hashed, signed checkpoints)")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
@@ -38,15 +40,21 @@ def main() -> None:
         up.wait_for(f"http://127.0.0.1:{upstream}/jwks.json")
 
         gateways = []
-        for index, binary in enumerate(args.binaries):
+        for index, spec in enumerate(args.binaries):
+            binary, audited = (spec[: -len("+audit")], True) if spec.endswith("+audit") else (spec, False)
             port = free_port()
-            (work / f"gateway-{index}.yaml").write_text(POLICY.format(port=port, scheme="http", tls="", upstream=upstream, hub=hub))
+            audit = ""
+            if audited:
+                key = work / f"audit-{index}.key"
+                subprocess.run([binary, "audit", "keygen", "--out", str(key)], check=True, capture_output=True)
+                audit = f"audit:\n  file: {work / f'audit-{index}.jsonl'}\n  signing_key: {key}\n  arguments: hash"
+            (work / f"gateway-{index}.yaml").write_text(POLICY.format(port=port, scheme="http", tls="", audit=audit, upstream=upstream, hub=hub))
             process = Process(f"gateway-{index}", [binary, "run", "--config", str(work / f"gateway-{index}.yaml"), "--threads", "1", "--log-level", "error"], work)
             processes.append(process)
             process.wait_for(f"http://127.0.0.1:{port}/healthz")
             path = f"/{args.resource}/mcp"
             token = bench_token(signing, f"http://127.0.0.1:{upstream}", f"http://127.0.0.1:{port}{path}")
-            gateways.append((binary, process, f"http://127.0.0.1:{port}{path}", token))
+            gateways.append((spec, process, f"http://127.0.0.1:{port}{path}", token))
 
         print(f"\nA/B: {args.rounds} rounds x {args.seconds}s, the binaries alternating within a round; 1 event loop each, wrk -t1 -c{args.connections}, "
               f"POST tools/call to /{args.resource}/mcp\n", flush=True)

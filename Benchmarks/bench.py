@@ -74,6 +74,7 @@ POLICY = """
 listen: 127.0.0.1:{port}
 public_url: {scheme}://127.0.0.1:{port}
 {tls}
+{audit}
 limits:
   max_header_bytes: 16384
 authorization_servers:
@@ -390,11 +391,17 @@ def main() -> None:
                                          ("r_nio_relay", "(r) SwiftNIO byte relay, no HTTP", ["--threads", "1", "--raw"])):
                 floors.append((name, label, *start_floor(name, options)))
 
-        def start_gateway(name: str, port: int, threads: int, tls: bool) -> Process:
+        # The default configuration: the audit trail on, to a file, arguments hashed, checkpoints
+        # signed; the operational log at its default level (info).
+        audit_key = work / "audit.key"
+        subprocess.run([args.binary, "audit", "keygen", "--out", str(audit_key)], check=True, capture_output=True)
+
+        def start_gateway(name: str, port: int, threads: int, tls: bool, audit: bool = True) -> Process:
             policy = work / f"{name}.yaml"
             tls_block = f"tls:\n  certificate: {cert}\n  private_key: {key}\n  reload_interval_seconds: 0" if tls else ""
-            policy.write_text(POLICY.format(port=port, scheme="https" if tls else "http", tls=tls_block, upstream=upstream, hub=hub))
-            process = Process(name, [args.binary, "run", "--config", str(policy), "--threads", str(threads), "--log-level", "error"], work)
+            audit_block = f"audit:\n  file: {work / (name + '-audit.jsonl')}\n  signing_key: {audit_key}\n  arguments: hash" if audit else ""
+            policy.write_text(POLICY.format(port=port, scheme="https" if tls else "http", tls=tls_block, audit=audit_block, upstream=upstream, hub=hub))
+            process = Process(name, [args.binary, "run", "--config", str(policy), "--threads", str(threads)], work)
             processes.append(process)
             process.wait_for(f"{'https' if tls else 'http'}://127.0.0.1:{port}/healthz", verify=False)
             return process
@@ -406,15 +413,19 @@ def main() -> None:
         print(f"\nmcp-bouncer benchmark: {args.repeat} rounds x {args.seconds}s, figures alternating within a round, median per figure; "
               f"wrk -t1 -c{args.connections}, POST tools/call, keep-alive; nginx 1 worker; upstream nginx 1 worker\n", flush=True)
         one = start_gateway("gateway-1-loop", gateway_port, 1, False)
+        gateway_no_audit_port = free_port()
+        no_audit = start_gateway("gateway-1-loop-no-audit", gateway_no_audit_port, 1, False, audit=False)
         two = start_gateway("gateway-2-loops", gateway_two_loops_port, 2, False)
         warm = token("/exchange/mcp", "http", gateway_port)
         httpx.post(f"http://127.0.0.1:{gateway_port}/exchange/mcp", headers={"Authorization": f"Bearer {warm}"}, content=BODY).raise_for_status()
         static_one, static_two = token("/static/mcp", "http", gateway_port), token("/static/mcp", "http", gateway_two_loops_port)
+        static_no_audit = token("/static/mcp", "http", gateway_no_audit_port)
         results.update(measure([
             ("a_direct", "(a) direct to upstream", f"http://127.0.0.1:{upstream}/mcp", None, up.proc.pid, args.connections),
             ("b_nginx", "(b) nginx reverse proxy", f"http://127.0.0.1:{proxy}/mcp", None, nginx_proxy.proc.pid, args.connections),
             ("b_nginx_2_workers", "(b) nginx, 2 workers", f"http://127.0.0.1:{proxy_two}/mcp", None, None, args.connections),
-            ("c_gateway", "(c) mcp-bouncer, full enforcement", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, args.connections),
+            ("c_gateway", "(c) mcp-bouncer, default config (audit on)", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, args.connections),
+            ("c_gateway_no_audit", "(c) mcp-bouncer, audit off", f"http://127.0.0.1:{gateway_no_audit_port}/static/mcp", static_no_audit, no_audit.proc.pid, args.connections),
             ("d_exchange", "(d) mcp-bouncer, token exchange (warm)", f"http://127.0.0.1:{gateway_port}/exchange/mcp", warm, one.proc.pid, args.connections),
             ("c_gateway_2_loops", "(c) mcp-bouncer, 2 event loops", f"http://127.0.0.1:{gateway_two_loops_port}/static/mcp", static_two, two.proc.pid, args.connections),
             *[(name, label, url, None, floor.proc.pid, args.connections) for name, label, floor, url in floors],
@@ -426,6 +437,8 @@ def main() -> None:
             ("c_gateway_1c", "(c) mcp-bouncer, 1 connection", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, 1),
             *[(f"{name}_1c", f"{label.split(',')[0]}, 1 connection", url, None, floor.proc.pid, 1) for name, label, floor, url in floors if "2_loops" not in name],
         ], args, work))
+        no_audit.stop()
+        processes.remove(no_audit)
         nginx_two.stop()
         processes.remove(nginx_two)
         for _, _, floor, _ in floors:
@@ -447,6 +460,13 @@ def main() -> None:
               f"event delivery p50 {results['sse']['p50_ms']:.3f} ms, p99 {results['sse']['p99_ms']:.3f} ms over {results['sse']['events']} events", flush=True)
         one.stop()
         processes.remove(one)
+        # The default configuration's audit file: every request recorded, and it verifies.
+        audit_file = work / "gateway-1-loop-audit.jsonl"
+        verified = subprocess.run([args.binary, "audit", "verify", str(audit_file)], capture_output=True, text=True)
+        records = sum(1 for _ in audit_file.open("rb"))
+        results["audit_file"] = {"records": records, "bytes": audit_file.stat().st_size, "verified": verified.returncode == 0}
+        print(f"  audit file of the default configuration: {records} records, {audit_file.stat().st_size / max(records, 1):.0f} bytes per record, "
+              f"verify: {verified.stdout.strip() or verified.stderr.strip()}", flush=True)
         tls_gateway = start_gateway("gateway-tls", gateway_tls_port, 1, True)
         tls_floors = []
         if args.floor:
@@ -462,10 +482,16 @@ def main() -> None:
         a, b, c = results["a_direct"], results["b_nginx"], results["c_gateway"]
         # Ratios of runs from the same round, so both sides saw the same host.
         throughput = paired_ratio(c, b)
+        audit_cost = paired_ratio(c, results["c_gateway_no_audit"])
+        cpu_per_request = {key: results[key]["cpu_seconds"] / max(results[key]["rps"] * args.seconds, 1) * 1e6 for key in ("c_gateway", "c_gateway_no_audit")}
+        print(f"\n  audit trail: throughput on / off {audit_cost:.2f} x; gateway CPU per request (writer thread included) "
+              f"{cpu_per_request['c_gateway']:.1f} µs on, {cpu_per_request['c_gateway_no_audit']:.1f} µs off")
+        results["audit_cost"] = {"throughput_ratio": audit_cost, "cpu_us_per_request": cpu_per_request}
         tls = paired_ratio(results["e_gateway_tls"], results["e_nginx_tls"])
         scaling = paired_ratio(results["c_gateway_2_loops"], c)
         checks = [
             ("throughput (c) >= 0.9 x (b)", throughput, throughput >= 0.9),
+            ("audit on >= 0.95 x audit off (throughput)", audit_cost, audit_cost >= 0.95),
             ("throughput TLS gateway >= 0.9 x nginx TLS", tls, tls >= 0.9),
             *[added_latency_check(p, a, b, c) for p in ("p50", "p99")],
             (f"{args.streams} idle SSE streams: RSS <= 150 MB", results["sse"]["rss_mb"], results["sse"]["rss_mb"] <= 150 and results["sse"]["streams"] == args.streams),

@@ -482,7 +482,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         entry.upstreamCredential = request.credential
         entry.session = request.facts.sessionID.map(AuditDigestSource.init)
         entry.protocolVersion = request.facts.protocolVersion
-        entry.traceID = request.trace.map { "\($0.traceID)" }
+        entry.traceID = request.trace?.traceID
         audit.submit(.request(entry), reserved: request.auditSlot)
         request.auditSlot = false
     }

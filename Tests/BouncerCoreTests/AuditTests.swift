@@ -69,7 +69,7 @@ struct AuditChainTests {
         request.upstreamNanoseconds = 10_000_000
         request.upstreamCredential = .tokenExchange(audience: "jira-backend")
         request.protocolVersion = "2025-11-25"
-        request.traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+        request.traceID = RequestTrace(traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")?.traceID
         return .request(request)
     }
 
@@ -318,5 +318,50 @@ struct AuditChainTests {
         // A P-256 key in PKCS#8 is not Ed25519.
         let p256 = P256.Signing.PrivateKey().pemRepresentation
         #expect(throws: AuditKeyError(.notEd25519, "")) { try AuditSigner(pem: p256) }
+    }
+}
+
+@Suite("W3C trace context")
+struct RequestTraceTests {
+    func facts(_ fields: [(String, String)]) -> RequestHeadFacts {
+        var facts = RequestHeadFacts(target: "/mcp")
+        for (name, value) in fields { facts.observe(name: name, value: value) }
+        return facts
+    }
+
+    @Test func aValidTraceparentIsKeptAndForwardedAsItIs() throws {
+        var random = SplitMix64(seed: 1)
+        let trace = RequestTrace.resolve(self.facts([("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")]), using: &random)
+        #expect(trace.replacement == nil)
+        #expect(Hex.encode(trace.traceIDBytes) == "4bf92f3577b34da6a3ce929d0e0e4736")
+    }
+
+    @Test(arguments: [
+        [], [("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")], [("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01")],
+        [("traceparent", "garbage")], [("traceparent", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01")],
+        [("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), ("traceparent", "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")],
+    ])
+    func otherwiseANewTraceStarts(_ fields: [(String, String)]) throws {
+        var random = SplitMix64(seed: 7)
+        let trace = RequestTrace.resolve(self.facts(fields), using: &random)
+        let replacement = try #require(trace.replacement)
+        // A well-formed traceparent naming the trace the audit record gets.
+        let parsed = try #require(RequestTrace(traceparent: replacement))
+        #expect(parsed.traceIDBytes == trace.traceIDBytes)
+        #expect(replacement.utf8.count == 55 && replacement.hasPrefix("00-") && replacement.hasSuffix("-00"))
+        #expect(trace.traceIDBytes != [UInt8](repeating: 0, count: 16))
+    }
+
+    @Test func theUpstreamGetsTheReplacementInsteadOfTheClientsTraceFields() {
+        let facts = self.facts([("Host", "gw"), ("traceparent", "bad"), ("TraceState", "a=1"), ("X-Other", "1")])
+        let resource = try! PolicyLoader.load(yaml: PolicyLoaderTests.valid, secrets: PolicyLoaderTests.secrets).resources[0]
+        var added: [(String, String)] = []
+        Enforcement.upstreamHeaders(
+            from: [(name: "Host", value: "gw"), (name: "traceparent", value: "bad"), (name: "TraceState", value: "a=1"), (name: "X-Other", value: "1")], facts: facts, resource: resource, peer: "192.0.2.1",
+            publicURL: try! CanonicalURI("https://mcp.example.com"), bodyLength: 0, isPOST: true, upstreamToken: nil, traceparent: "00-new"
+        ) { added.append(($0, $1)) }
+        #expect(added.filter { $0.0.lowercased() == "traceparent" }.map(\.1) == ["00-new"])
+        #expect(!added.contains { $0.0.lowercased() == "tracestate" })
+        #expect(added.contains { $0.0 == "X-Other" })
     }
 }

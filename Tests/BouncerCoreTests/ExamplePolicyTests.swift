@@ -23,8 +23,14 @@ struct ExamplePolicyTests {
     func valid(name: String) throws {
         let text = try String(contentsOf: Self.policiesDirectory.appendingPathComponent(name), encoding: .utf8)
         // Secrets come from the environment at run time; any value of the right shape will do.
-        let values = ["DEMO_GATEWAY_PORT": "8443", "DEMO_ISSUER": "http://127.0.0.1:9000", "DEMO_UPSTREAM": "http://127.0.0.1:9001"]
-        let secrets = SecretSource(environment: { values[$0] ?? "example-secret" }, readFile: { _ in .success("example-secret") })
+        let values = [
+            "DEMO_GATEWAY_PORT": "8443", "DEMO_ISSUER": "http://127.0.0.1:9000", "DEMO_UPSTREAM": "http://127.0.0.1:9001",
+            "CREDENTIALS_DIRECTORY": "/run/credentials/mcp-bouncer.service",
+        ]
+        let auditKey = AuditSigner(key: .init()).privateKeyPEM
+        let secrets = SecretSource(environment: { values[$0] ?? "example-secret" }, readFile: { path in
+            .success(path == "/run/credentials/mcp-bouncer.service/audit.key" ? auditKey : "example-secret")
+        })
         do {
             let policy = try PolicyLoader.load(yaml: text, secrets: secrets)
             #expect(!policy.resources.isEmpty)

@@ -208,7 +208,7 @@ struct AuditLoopbackTests {
         let adminPort = try #require(running.adminPort)
         let deadline = Date().addingTimeInterval(10)
         var readiness = try client.send(port: adminPort, method: .GET, uri: "/readyz")
-        while readiness.status == .ok, Date() < deadline {
+        while !readiness.body.contains("audit sink failing"), Date() < deadline {
             Thread.sleep(forTimeInterval: 0.05)
             readiness = try client.send(port: adminPort, method: .GET, uri: "/readyz")
         }

@@ -19,6 +19,7 @@ enum FuzzTarget: String, CaseIterable {
     case headers
     case policy
     case oauth
+    case audit
 
     func run(_ bytes: UnsafeRawBufferPointer) {
         let data = Array(bytes)
@@ -32,11 +33,36 @@ enum FuzzTarget: String, CaseIterable {
         case .headers: Self.headers(data)
         case .policy: Self.policy(data)
         case .oauth: Self.oauth(data)
+        case .audit: Self.audit(data)
         }
     }
 
     static func require(_ condition: Bool, _ message: @autoclosure () -> String) {
         if !condition { fatalError("property broken: \(message())") }
+    }
+
+    /// Audit files as `mcp-bouncer audit verify` reads them (an attacker may have written
+    /// them): no crash, a failure names a line that exists; and RFC 8785 canonical JSON is a
+    /// fixed point (canonicalising its own output changes no byte), which the chain's hashes
+    /// rely on.
+    static func audit(_ data: [UInt8]) {
+        var verifier = AuditVerifier(publicKey: nil)
+        verifier.beginFile("fuzz")
+        let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+        for (index, line) in lines.enumerated() {
+            if let failure = verifier.verify(line: line, number: index + 1) {
+                require(failure.line == index + 1, "failure at line \(failure.line), reading line \(index + 1)")
+                break
+            }
+        }
+        _ = verifier.finish()
+        guard let value = try? JSONParser(maxDepth: 32).parse(data) else { return }
+        let canonical = Array(CanonicalJSON.serialize(value).utf8)
+        guard let reparsed = try? JSONParser(maxDepth: 40).parse(canonical) else {
+            return require(false, "canonical JSON does not parse: \(String(decoding: canonical, as: UTF8.self))")
+        }
+        let again = Array(CanonicalJSON.serialize(reparsed).utf8)
+        require(again == canonical, "canonical JSON is not a fixed point: \(String(decoding: canonical, as: UTF8.self)) -> \(String(decoding: again, as: UTF8.self))")
     }
 
     /// JSON: whatever parses serialises to text that parses to the same value.

@@ -38,18 +38,27 @@ public struct AuditChain: Sendable {
         self.head = last?.hash ?? Self.genesis
     }
 
-    /// The line (with its newline) for `entry`, written at `now` (milliseconds since the epoch),
-    /// followed by a checkpoint line when one is due by count.
-    public mutating func append(_ entry: AuditEntry, now: Int64) -> String {
+    /// Appends the line (with its newline) for `entry`, written at `now` (milliseconds since
+    /// the epoch), followed by a checkpoint line when one is due by count. Returns the number
+    /// of records appended (1 or 2).
+    @discardableResult
+    public mutating func append(_ entry: AuditEntry, now: Int64, into out: inout [UInt8]) -> Int {
         var object = CanonicalObjectBuilder()
         self.formatter.members(of: entry, into: &object)
-        var line = self.seal(object, now: now)
+        self.seal(object, now: now, into: &out)
         self.unsignedRecords += 1
         if self.oldestUnsignedAt == nil { self.oldestUnsignedAt = now }
         if self.signer != nil, self.unsignedRecords >= self.checkpointEvery {
-            line += self.checkpoint(now: now)
+            return 1 + (self.checkpoint(now: now, into: &out) ? 1 : 0)
         }
-        return line
+        return 1
+    }
+
+    /// The same, as a string (tests and tools).
+    public mutating func append(_ entry: AuditEntry, now: Int64) -> String {
+        var out: [UInt8] = []
+        self.append(entry, now: now, into: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Whether a checkpoint is due by time: records have waited unsigned for the interval.
@@ -61,7 +70,16 @@ public struct AuditChain: Sendable {
     /// A checkpoint line over the current head, or "" without a signer or with nothing to
     /// sign (at shutdown, on reopen, by time).
     public mutating func checkpoint(now: Int64) -> String {
-        guard let signer = self.signer, self.unsignedRecords > 0 else { return "" }
+        var out: [UInt8] = []
+        self.checkpoint(now: now, into: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Appends a checkpoint line when there is a signer and something to sign; returns whether
+    /// it did.
+    @discardableResult
+    public mutating func checkpoint(now: Int64, into out: inout [UInt8]) -> Bool {
+        guard let signer = self.signer, self.unsignedRecords > 0 else { return false }
         let signed = self.unsignedRecords
         var object = CanonicalObjectBuilder()
         object.add("event", AuditEvent.checkpoint.rawValue)
@@ -70,33 +88,41 @@ public struct AuditChain: Sendable {
         object.add("records", signed)
         object.add("key_id", signer.keyID)
         object.add("signature", signer.sign(headSeq: self.seq, head: self.head))
-        let line = self.seal(object, now: now)
+        self.seal(object, now: now, into: &out)
         self.unsignedRecords = 0
         self.oldestUnsignedAt = nil
-        return line
+        return true
     }
 
-    /// Adds `v`, `seq`, `ts` and `prev`, hashes the canonical form and appends `hash`.
-    private mutating func seal(_ members: CanonicalObjectBuilder, now: Int64) -> String {
+    /// Adds `v`, `seq`, `ts` and `prev`, hashes the canonical form and appends the line with
+    /// `hash`.
+    private mutating func seal(_ members: CanonicalObjectBuilder, now: Int64, into out: inout [UInt8]) {
         var object = members
         self.seq += 1
         object.add("v", AuditRecordFormatter.version)
         object.add("seq", self.seq)
-        object.add("ts", RFC3339.format(millisecondsSinceEpoch: now))
+        object.add("ts", time: now)
         object.add("prev", self.head)
-        var canonical = object.build()
-        let hash = Self.hash(canonical)
-        self.head = hash
+        let start = out.count
+        object.build(into: &out)
+        let digest = out[start...].withUnsafeBytes { SHA256.hash(data: $0) }
         // `hash` goes last, outside the canonical order: verifiers remove it and
         // re-canonicalise, so its place does not matter.
-        canonical.removeLast()
-        canonical += ",\"hash\":\"\(hash)\"}\n"
-        return canonical
+        out.removeLast()
+        out.append(contentsOf: #","hash":""#.utf8)
+        let hashStart = out.count
+        Hex.append(digest, to: &out)
+        self.head = String(decoding: out[hashStart...], as: UTF8.self)
+        out.append(contentsOf: "\"}\n".utf8)
     }
 
     public static func hash(_ canonical: String) -> String {
         var text = canonical
         return text.withUTF8 { Hex.encode(SHA256.hash(data: UnsafeRawBufferPointer($0))) }
+    }
+
+    public static func hash(_ canonical: [UInt8]) -> String {
+        Hex.encode(SHA256.hash(data: canonical))
     }
 }
 

@@ -1,4 +1,5 @@
 import Crypto
+import W3CTraceContext
 
 /// One entry of the audit trail, as the gateway hands it over: plain fields, cheap to build on
 /// an event loop. The writer thread turns it into a record (``AuditRecordFormatter``): it
@@ -39,10 +40,13 @@ public struct AuditDigestSource: Sendable, CustomStringConvertible {
 
     /// The first 16 hex digits of SHA-256 of the value: enough to correlate records, too short
     /// and one-way to recover the value (a token is high-entropy; its hash is not an oracle).
-    public var shortDigest: String {
+    public var shortDigest: String { Hex.encode(self.digestPrefix) }
+
+    /// The first 8 bytes of SHA-256 of the value.
+    public var digestPrefix: [UInt8] {
         var value = self.value
         let digest = value.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
-        return String(Hex.encode(digest.prefix(8)))
+        return Array(digest.prefix(8))
     }
 }
 
@@ -96,7 +100,8 @@ public struct AuditRequest: Sendable {
     public var upstreamCredential: UpstreamCredential
     public var session: AuditDigestSource?
     public var protocolVersion: String?
-    public var traceID: String?
+    /// The W3C trace id, written as 32 hex digits.
+    public var traceID: TraceID?
     /// `x5t#S256` of the client's TLS certificate, when it presented one.
     public var clientCertificate: String?
 
@@ -126,50 +131,84 @@ public enum AuditArgumentsMode: String, Sendable, CaseIterable {
 }
 
 /// Builds a JSON object in RFC 8785 form: members sorted by the UTF-16 code units of their
-/// names, values already canonical.
+/// names, values already canonical. Bytes throughout: the writer thread builds one per record.
 public struct CanonicalObjectBuilder: Sendable {
-    private var members: [(key: String, value: String)] = []
+    private var keys: [String] = []
+    private var ranges: [Range<Int>] = []
+    private var values: [UInt8] = []
 
     public init() {
-        self.members.reserveCapacity(32)
+        self.keys.reserveCapacity(32)
+        self.ranges.reserveCapacity(32)
+        self.values.reserveCapacity(1024)
+    }
+
+    private mutating func add(_ key: String, writing value: (inout [UInt8]) -> Void) {
+        let start = self.values.count
+        value(&self.values)
+        self.keys.append(key)
+        self.ranges.append(start..<self.values.count)
     }
 
     public mutating func add(_ key: String, _ value: String?) {
         guard let value else { return }
-        var quoted = ""
-        CanonicalJSON.appendString(value, to: &quoted)
-        self.members.append((key, quoted))
+        self.add(key) { CanonicalJSON.appendString(value, to: &$0) }
     }
 
     public mutating func add(_ key: String, _ value: Int) {
-        self.members.append((key, String(value)))
+        self.add(key) { CanonicalJSON.appendInteger(Int64(value), to: &$0) }
     }
 
     public mutating func add(_ key: String, _ value: Int64) {
-        self.members.append((key, String(value)))
+        self.add(key) { CanonicalJSON.appendInteger(value, to: &$0) }
     }
 
+    /// Microsecond resolution, written as milliseconds (12.345).
     public mutating func add(_ key: String, milliseconds nanoseconds: Int64) {
-        // Microsecond resolution, written as milliseconds (12.345).
-        self.members.append((key, CanonicalJSON.number(Double(nanoseconds / 1000) / 1000)))
+        self.add(key) { CanonicalJSON.appendMilliseconds(microseconds: nanoseconds / 1000, to: &$0) }
+    }
+
+    /// An RFC 3339 time, from milliseconds since the epoch.
+    public mutating func add(_ key: String, time milliseconds: Int64) {
+        self.add(key) { out in
+            out.append(UInt8(ascii: "\""))
+            RFC3339.append(millisecondsSinceEpoch: milliseconds, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+    }
+
+    /// Bytes as a lower-case hex string.
+    public mutating func add(_ key: String, hex bytes: some Sequence<UInt8>) {
+        self.add(key) { out in
+            out.append(UInt8(ascii: "\""))
+            Hex.append(bytes, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
     }
 
     public mutating func add(_ key: String, _ value: JSONValue) {
-        self.members.append((key, CanonicalJSON.serialize(value)))
+        self.add(key) { CanonicalJSON.append(value, to: &$0) }
+    }
+
+    /// Appends the object in canonical form.
+    public func build(into out: inout [UInt8]) {
+        // Members are mostly added in order already; the sort is then a single pass.
+        let order = self.keys.indices.sorted { CanonicalJSON.precedes(self.keys[$0], self.keys[$1]) }
+        out.append(UInt8(ascii: "{"))
+        for (position, index) in order.enumerated() {
+            if position > 0 { out.append(UInt8(ascii: ",")) }
+            CanonicalJSON.appendString(self.keys[index], to: &out)
+            out.append(UInt8(ascii: ":"))
+            out.append(contentsOf: self.values[self.ranges[index]])
+        }
+        out.append(UInt8(ascii: "}"))
     }
 
     /// The object in canonical form.
     public func build() -> String {
-        let sorted = self.members.sorted { $0.key.utf16.lexicographicallyPrecedes($1.key.utf16) }
-        var out = "{"
-        for (index, member) in sorted.enumerated() {
-            if index > 0 { out += "," }
-            CanonicalJSON.appendString(member.key, to: &out)
-            out += ":"
-            out += member.value
-        }
-        out += "}"
-        return out
+        var out: [UInt8] = []
+        self.build(into: &out)
+        return String(decoding: out, as: UTF8.self)
     }
 }
 
@@ -211,7 +250,7 @@ public struct AuditRecordFormatter: Sendable {
         object.add("subject", request.subject)
         object.add("client_id", request.clientID)
         object.add("issuer", request.issuer)
-        object.add("token_id", request.token?.shortDigest)
+        if let token = request.token { object.add("token_id", hex: token.digestPrefix) }
         object.add("client_cert", request.clientCertificate)
         if let body = request.body, let message = body.messages.first {
             object.add("mcp_method", message.method)
@@ -222,8 +261,7 @@ public struct AuditRecordFormatter: Sendable {
                 case .none:
                     break
                 case .hash:
-                    let canonical = CanonicalJSON.serialize(arguments)
-                    object.add("arguments_sha256", String(Hex.encode(SHA256.hash(data: Array(canonical.utf8)))))
+                    object.add("arguments_sha256", hex: SHA256.hash(data: CanonicalJSON.bytes(arguments)))
                 case .full:
                     object.add("arguments", AuditRedaction.redact(arguments))
                 }
@@ -246,9 +284,11 @@ public struct AuditRecordFormatter: Sendable {
             object.add("upstream_credential", "token_exchange")
             object.add("upstream_audience", audience)
         }
-        object.add("session", request.session?.shortDigest)
+        if let session = request.session { object.add("session", hex: session.digestPrefix) }
         object.add("protocol_version", request.protocolVersion)
-        object.add("trace_id", request.traceID)
+        if let traceID = request.traceID {
+            object.add("trace_id", hex: withUnsafeBytes(of: traceID.bytes) { Array($0) })
+        }
     }
 }
 
@@ -299,14 +339,19 @@ public enum AuditRedaction {
 
 /// Lower-case hexadecimal.
 public enum Hex {
+    public static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+
     public static func encode(_ bytes: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
+        self.append(bytes, to: &out)
         return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func append(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
+        for byte in bytes {
+            out.append(self.digits[Int(byte >> 4)])
+            out.append(self.digits[Int(byte & 0x0F)])
+        }
     }
 
     public static func decode(_ text: some StringProtocol) -> [UInt8]? {

@@ -73,7 +73,7 @@ public struct AuditVerifier: Sendable {
         else {
             return failure(.malformed, "not an audit record of version \(AuditRecordFormatter.version) (v, seq, event, prev and hash are required)")
         }
-        guard AuditChain.hash(CanonicalJSON.serialize(.object(members))) == hash else {
+        guard AuditChain.hash(CanonicalJSON.bytes(.object(members))) == hash else {
             return failure(.edited, "the record was altered: its content does not match its hash")
         }
         // The first record read is taken as it is (it may continue a file not given); every

@@ -5,73 +5,133 @@
 public enum CanonicalJSON {
     /// The canonical form of `value`.
     public static func serialize(_ value: JSONValue) -> String {
-        var out = ""
+        String(decoding: self.bytes(value), as: UTF8.self)
+    }
+
+    public static func bytes(_ value: JSONValue) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
         self.append(value, to: &out)
         return out
     }
 
-    public static func append(_ value: JSONValue, to out: inout String) {
+    public static func append(_ value: JSONValue, to out: inout [UInt8]) {
         switch value {
-        case .null: out += "null"
-        case .bool(let flag): out += flag ? "true" : "false"
-        case .number(let text): out += self.number(text)
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let flag): out.append(contentsOf: (flag ? "true" : "false").utf8)
+        case .number(let text): out.append(contentsOf: self.number(text).utf8)
         case .string(let text): self.appendString(text, to: &out)
         case .array(let elements):
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (index, element) in elements.enumerated() {
-                if index > 0 { out += "," }
+                if index > 0 { out.append(UInt8(ascii: ",")) }
                 self.append(element, to: &out)
             }
-            out += "]"
+            out.append(UInt8(ascii: "]"))
         case .object(let members):
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             for (index, key) in self.sortedKeys(members.keys).enumerated() {
-                if index > 0 { out += "," }
+                if index > 0 { out.append(UInt8(ascii: ",")) }
                 self.appendString(key, to: &out)
-                out += ":"
+                out.append(UInt8(ascii: ":"))
                 self.append(members[key]!, to: &out)
             }
-            out += "}"
+            out.append(UInt8(ascii: "}"))
         }
     }
 
     /// RFC 8785 3.2.3: members sorted by the UTF-16 code units of their names (not by
     /// Swift's `String` order, which compares Unicode scalars after normalisation).
     public static func sortedKeys(_ keys: some Sequence<String>) -> [String] {
-        keys.sorted { $0.utf16.lexicographicallyPrecedes($1.utf16) }
+        keys.sorted(by: self.precedes)
+    }
+
+    /// UTF-16 code unit order. For ASCII names (every name the gateway writes) that is byte
+    /// order, compared without transcoding.
+    @inlinable
+    public static func precedes(_ lhs: String, _ rhs: String) -> Bool {
+        if lhs.utf8.allSatisfy({ $0 < 0x80 }) && rhs.utf8.allSatisfy({ $0 < 0x80 }) {
+            return lhs.utf8.lexicographicallyPrecedes(rhs.utf8)
+        }
+        return lhs.utf16.lexicographicallyPrecedes(rhs.utf16)
     }
 
     /// RFC 8785 3.2.2.2: `"` and `\` escaped, control characters as `\b \t \n \f \r` or
     /// `\u00xx` (lower-case hex), everything else as itself in UTF-8.
-    public static func appendString(_ text: String, to out: inout String) {
-        out += "\""
-        var plainStart = text.utf8.startIndex
-        var index = plainStart
-        let utf8 = text.utf8
-        while index != utf8.endIndex {
-            let byte = utf8[index]
+    public static func appendString(_ text: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
             if byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\") {
-                utf8.formIndex(after: &index)
+                out.append(byte)
                 continue
             }
-            out += text[plainStart..<index]
+            out.append(UInt8(ascii: "\\"))
             switch byte {
-            case UInt8(ascii: "\""): out += "\\\""
-            case UInt8(ascii: "\\"): out += "\\\\"
-            case 0x08: out += "\\b"
-            case 0x09: out += "\\t"
-            case 0x0A: out += "\\n"
-            case 0x0C: out += "\\f"
-            case 0x0D: out += "\\r"
+            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
+            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\"))
+            case 0x08: out.append(UInt8(ascii: "b"))
+            case 0x09: out.append(UInt8(ascii: "t"))
+            case 0x0A: out.append(UInt8(ascii: "n"))
+            case 0x0C: out.append(UInt8(ascii: "f"))
+            case 0x0D: out.append(UInt8(ascii: "r"))
             default:
-                let hex = String(byte, radix: 16)
-                out += "\\u00" + (hex.count == 1 ? "0" : "") + hex
+                out.append(contentsOf: "u00".utf8)
+                out.append(Hex.digits[Int(byte >> 4)])
+                out.append(Hex.digits[Int(byte & 0x0F)])
             }
-            utf8.formIndex(after: &index)
-            plainStart = index
         }
-        out += text[plainStart..<index]
-        out += "\""
+        out.append(UInt8(ascii: "\""))
+    }
+
+    /// The same, into a `String` (the JSON log handler writes strings).
+    public static func appendString(_ text: String, to out: inout String) {
+        var bytes: [UInt8] = []
+        self.appendString(text, to: &bytes)
+        out += String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// A whole number, in decimal.
+    @inlinable
+    public static func appendInteger(_ value: Int64, to out: inout [UInt8]) {
+        if value < 0 {
+            out.append(UInt8(ascii: "-"))
+            // -Int64.min does not fit; its magnitude does as UInt64.
+            self.appendUnsigned(UInt64(bitPattern: 0 &- value), to: &out)
+        } else {
+            self.appendUnsigned(UInt64(value), to: &out)
+        }
+    }
+
+    @usableFromInline
+    static func appendUnsigned(_ value: UInt64, to out: inout [UInt8]) {
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)  // 32 bytes: room for 20 digits
+        var count = 0
+        var rest = value
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            repeat {
+                buffer[31 - count] = UInt8(ascii: "0") + UInt8(rest % 10)
+                rest /= 10
+                count += 1
+            } while rest > 0
+            out.append(contentsOf: buffer[(32 - count)...])
+        }
+    }
+
+    /// A duration in microseconds written as milliseconds, as ECMAScript writes the double
+    /// `microseconds / 1000` (`12345` -> `12.345`, `12300` -> `12.3`, `5` -> `0.005`).
+    public static func appendMilliseconds(microseconds: Int64, to out: inout [UInt8]) {
+        let magnitude = microseconds < 0 ? 0 &- microseconds : microseconds
+        if microseconds < 0 { out.append(UInt8(ascii: "-")) }
+        self.appendUnsigned(UInt64(magnitude / 1000), to: &out)
+        var fraction = Int(magnitude % 1000)
+        guard fraction > 0 else { return }
+        out.append(UInt8(ascii: "."))
+        var divisor = 100
+        while fraction > 0 {
+            out.append(UInt8(ascii: "0") + UInt8(fraction / divisor))
+            fraction %= divisor
+            divisor /= 10
+        }
     }
 
     /// RFC 8785 3.2.2.3: a number as ECMAScript's `Number.prototype.toString` writes the
@@ -129,6 +189,12 @@ public enum CanonicalJSON {
 /// milliseconds since the Unix epoch; the caller reads the clock.
 public enum RFC3339 {
     public static func format(millisecondsSinceEpoch ms: Int64) -> String {
+        var out: [UInt8] = []
+        self.append(millisecondsSinceEpoch: ms, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    public static func append(millisecondsSinceEpoch ms: Int64, to out: inout [UInt8]) {
         let millis = Int((ms % 1000 + 1000) % 1000)
         let seconds = (ms - Int64(millis)) / 1000
         var days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
@@ -143,10 +209,29 @@ public enum RFC3339 {
         let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
         let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
         let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
+        func digits(_ value: Int, _ width: Int) {
+            var divisor = 1
+            for _ in 1..<width { divisor *= 10 }
+            var rest = max(0, value)
+            while divisor > 0 {
+                out.append(UInt8(ascii: "0") + UInt8(rest / divisor % 10))
+                rest %= divisor
+                divisor /= 10
+            }
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(millis, 3))Z"
+        digits(year, 4)
+        out.append(UInt8(ascii: "-"))
+        digits(month, 2)
+        out.append(UInt8(ascii: "-"))
+        digits(day, 2)
+        out.append(UInt8(ascii: "T"))
+        digits(secondOfDay / 3600, 2)
+        out.append(UInt8(ascii: ":"))
+        digits(secondOfDay / 60 % 60, 2)
+        out.append(UInt8(ascii: ":"))
+        digits(secondOfDay % 60, 2)
+        out.append(UInt8(ascii: "."))
+        digits(millis, 3)
+        out.append(UInt8(ascii: "Z"))
     }
 }

@@ -11,14 +11,57 @@ public struct RequestTrace: Sendable {
     /// `tracestate`; `nil` when the client's are forwarded as they are.
     public var replacement: String?
 
+    /// The trace a valid `traceparent` value names, as it is forwarded.
+    public init?(traceparent: String) {
+        guard let context = try? TraceContext(traceParentHeaderValue: traceparent) else { return nil }
+        self.init(traceID: context.traceID, replacement: nil)
+    }
+
+    public init(traceID: TraceID, replacement: String?) {
+        self.traceID = traceID
+        self.replacement = replacement
+    }
+
     public static func resolve(_ facts: RequestHeadFacts, using generator: inout some RandomNumberGenerator) -> RequestTrace {
         if let header = facts.traceparent, let context = try? TraceContext(traceParentHeaderValue: header) {
             return RequestTrace(traceID: context.traceID, replacement: nil)
         }
-        let context = TraceContext(
-            traceID: .random(using: &generator), spanID: .random(using: &generator), flags: [], state: TraceState()
-        )
-        return RequestTrace(traceID: context.traceID, replacement: context.traceParentHeaderValue)
+        let traceID = TraceID.random(using: &generator)
+        let spanID = SpanID.random(using: &generator)
+        return RequestTrace(traceID: traceID, replacement: Self.traceparent(traceID, spanID))
+    }
+
+    /// `00-<trace id>-<span id>-00`: version 0, not sampled (the gateway records no spans).
+    /// Written into one string (the package's formatter interpolates four).
+    static func traceparent(_ traceID: TraceID, _ spanID: SpanID) -> String {
+        String(unsafeUninitializedCapacity: 55) { buffer in
+            var index = 0
+            func put(_ byte: UInt8) {
+                buffer[index] = byte
+                index += 1
+            }
+            func hex(_ bytes: UnsafeRawBufferPointer) {
+                for byte in bytes {
+                    put(Hex.digits[Int(byte >> 4)])
+                    put(Hex.digits[Int(byte & 0x0F)])
+                }
+            }
+            put(UInt8(ascii: "0"))
+            put(UInt8(ascii: "0"))
+            put(UInt8(ascii: "-"))
+            withUnsafeBytes(of: traceID.bytes) { hex($0) }
+            put(UInt8(ascii: "-"))
+            withUnsafeBytes(of: spanID.bytes) { hex($0) }
+            put(UInt8(ascii: "-"))
+            put(UInt8(ascii: "0"))
+            put(UInt8(ascii: "0"))
+            return index
+        }
+    }
+
+    /// The trace id's 16 bytes.
+    public var traceIDBytes: [UInt8] {
+        withUnsafeBytes(of: self.traceID.bytes) { Array($0) }
     }
 
     /// Whether `name` is a trace context field (replaced with ``replacement``).

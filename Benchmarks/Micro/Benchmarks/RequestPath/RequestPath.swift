@@ -3,6 +3,7 @@ import BouncerCore
 import BouncerProxy
 import Crypto
 import Foundation
+import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -100,6 +101,28 @@ struct Fixture: Sendable {
         return try AccessTokenVerifier.validateClaims(jws, requirements: self.requirements, now: self.now)
     }
 
+    /// The audit entry of the fixture's request, as the handler builds it.
+    func auditEntry(body: JSONRPCBody, claims: AccessTokenClaims) -> AuditEntry {
+        var request = AuditRequest(requestID: "k3x9q-17", httpMethod: "POST", peer: "192.0.2.1")
+        request.resource = "/jira/mcp"
+        request.subject = claims.subject
+        request.clientID = claims.clientID
+        request.issuer = claims.issuer
+        request.token = AuditDigestSource(self.token)
+        request.body = body
+        request.decision = .allowed
+        request.outcome = .forwarded
+        request.status = 200
+        request.bytesIn = self.body.count
+        request.bytesOut = 412
+        request.durationNanoseconds = 812_345
+        request.upstreamNanoseconds = 601_002
+        request.upstreamCredential = .static
+        request.protocolVersion = "2025-11-25"
+        request.traceID = RequestTrace(traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")?.traceID
+        return .request(request)
+    }
+
     func parse() throws -> JSONRPCBody {
         try JSONRPCBody.parse(self.body, maxDepth: 64)
     }
@@ -176,6 +199,38 @@ let benchmarks: @Sendable () -> Void = {
             guard let upstream = fixture.warmRequest(authenticator) else { fatalError("the fixture's request must be forwarded") }
             blackHole(upstream)
         }
+    }
+
+    Benchmark("Audit record, writer side: format, digest token and arguments, hash, chain (signed checkpoint every 1000)") { benchmark in
+        var chain = AuditChain(formatter: AuditRecordFormatter(arguments: .hash), signer: AuditSigner(key: Curve25519.Signing.PrivateKey()), checkpointEvery: 1000)
+        let entry = fixture.auditEntry(body: body, claims: claims)
+        var now: Int64 = 1_764_554_888_000
+        var line: [UInt8] = []
+        for _ in benchmark.scaledIterations {
+            now += 1
+            line.removeAll(keepingCapacity: true)
+            chain.append(entry, now: now, into: &line)
+            blackHole(line)
+        }
+    }
+
+    Benchmark("Audit record, end to end: built and queued on this thread, written by the writer thread to a file (CPU of both)") { benchmark in
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("micro-audit-\(UUID().uuidString).jsonl").path
+        var settings = AuditSettings(file: path)
+        settings.signingKey = AuditSigner(key: Curve25519.Signing.PrivateKey())
+        settings.queueCapacity = 10_000_000
+        let trail = try AuditTrail(settings: settings, metrics: GatewayMetrics(), logger: Logger(label: "micro"))
+        trail.start(details: [:])
+        let entry = fixture.auditEntry(body: body, claims: claims)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            trail.submit(entry)
+        }
+        // The writer's share is measured too: the sample ends when the queue is written.
+        while trail.queueDepth > 0 { usleep(100) }
+        benchmark.stopMeasurement()
+        trail.stop()
+        try? FileManager.default.removeItem(atPath: path)
     }
 
     Benchmark("Token cache churning at capacity: verify into a full 10,000-entry cache") { benchmark in
