@@ -448,7 +448,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         let now = NIODeadline.now()
         let status = exchange.map { Int($0.status) } ?? status
         let bytesOut = exchange?.bytesOut ?? bytesOut
-        let message = request.log.body?.messages.first
+        let body = request.log.body
+        let message = body?.messages.first
         let target = try? message?.target()
         let metrics = self.gateway.metrics
         metrics.countRequest(resource: resource.policy, httpMethod: request.head.method.rawValue, method: message?.method, target: target, outcome: outcome, decision: decision)
@@ -470,7 +471,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         entry.issuer = request.claims?.issuer
         entry.token = request.token.map(AuditDigestSource.init)
         entry.clientCertificate = self.clientCertificateThumbprint
-        entry.body = request.log.body
+        entry.body = body
         entry.decision = decision
         entry.outcome = outcome
         entry.reason = reason

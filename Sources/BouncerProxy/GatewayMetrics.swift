@@ -147,9 +147,19 @@ public final class GatewayMetrics: Sendable {
     /// Counts a request to a protected resource. `method` and `target` are bounded here.
     /// A request without a JSON-RPC body (GET, DELETE, or one refused before its body was
     /// read) counts under its HTTP method.
+    ///
+    /// Counters are found by the request's own method and target, so the policy lookup that
+    /// bounds the labels runs once per distinct pair; pairs are remembered up to a bound (a
+    /// client spraying tool names cannot grow it), past which the lookup runs every time.
     public func countRequest(
         resource: ResourcePolicy, httpMethod: String, method: String?, target: String?, outcome: AuditRequest.Outcome, decision: AuditRequest.Decision
     ) {
+        let outcomeLabel = decision == .denied ? "denied" : outcome.rawValue
+        let raw = RequestKey(resource: resource.path, method: method ?? httpMethod, target: target ?? "", outcome: outcomeLabel)
+        if let counter = self.requestCounters.withLockedValue({ $0[raw] }) {
+            counter.increment()
+            return
+        }
         let methodLabel: String
         if let method {
             methodLabel = Self.knownMethods.contains(method) ? method : "other"
@@ -160,19 +170,20 @@ public final class GatewayMetrics: Sendable {
         if let method, let target, case .byTarget(let table)? = resource.methods.rules.lookup(method)?.value {
             targetLabel = table.lookup(target)?.pattern ?? "other"
         }
-        let outcomeLabel = decision == .denied ? "denied" : outcome.rawValue
-        let key = RequestKey(resource: resource.path, method: methodLabel, target: targetLabel, outcome: outcomeLabel)
+        let labelled = RequestKey(resource: resource.path, method: methodLabel, target: targetLabel, outcome: outcomeLabel)
         let counter = self.requestCounters.withLockedValue { counters in
-            if let counter = counters[key] { return counter }
-            let counter = self.registry.makeCounter(
+            let counter = counters[labelled] ?? self.registry.makeCounter(
                 descriptor: Self.descriptor("mcp_bouncer_requests_total"),
-                labels: [("resource", key.resource), ("method", key.method), ("target", key.target), ("outcome", key.outcome)]
+                labels: [("resource", labelled.resource), ("method", labelled.method), ("target", labelled.target), ("outcome", labelled.outcome)]
             )
-            counters[key] = counter
+            counters[labelled] = counter
+            if counters.count < Self.rememberedRequestKeys { counters[raw] = counter }
             return counter
         }
         counter.increment()
     }
+
+    static let rememberedRequestKeys = 4096
 
     /// A counter by label values, made on first use. `labels` are (name, value) pairs whose
     /// values the caller bounds.

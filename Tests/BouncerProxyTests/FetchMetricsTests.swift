@@ -70,3 +70,38 @@ struct MetricsReferenceTests {
         #expect(text.contains("# TYPE mcp_bouncer_audit_records_total counter"))
     }
 }
+
+@Suite("Metric labels")
+struct MetricLabelTests {
+    /// A client spraying tool and method names cannot grow the series: unknown ones are
+    /// `other`, and the counters remembered by raw name stop at a bound.
+    @Test func sprayedNamesCountAsOther() throws {
+        let policy = try PolicyLoader.load(yaml: """
+            listen: 127.0.0.1:0
+            public_url: http://127.0.0.1:8443
+            authorization_servers:
+              local: { issuer: http://127.0.0.1:1/issuer }
+            resources:
+              - path: /mcp
+                authorization_server: local
+                upstream: http://127.0.0.1:2/mcp
+                methods:
+                  tools/call: { echo: [read], "admin_*": [admin] }
+            """, secrets: .empty)
+        let metrics = GatewayMetrics()
+        let resource = policy.resources[0]
+        for index in 0..<(GatewayMetrics.rememberedRequestKeys + 500) {
+            metrics.countRequest(resource: resource, httpMethod: "POST", method: "tools/call", target: "tool-\(index)", outcome: .refused, decision: .denied)
+            metrics.countRequest(resource: resource, httpMethod: "POST", method: "x/\(index)", target: nil, outcome: .refused, decision: .denied)
+            metrics.countRequest(resource: resource, httpMethod: "M\(index)", method: nil, target: nil, outcome: .refused, decision: .denied)
+        }
+        metrics.countRequest(resource: resource, httpMethod: "POST", method: "tools/call", target: "admin_purge", outcome: .forwarded, decision: .allowed)
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        let series = PrometheusText.samples(text).filter { $0.name == "mcp_bouncer_requests_total" }
+        #expect(series.count == 3, "\(series.map(\.labels))")
+        let total = GatewayMetrics.rememberedRequestKeys + 500
+        #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["method": "tools/call", "target": "other"]) == Double(total))
+        #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["method": "other", "target": ""]) == Double(total * 2))
+        #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["target": "admin_*", "outcome": "forwarded"]) == 1)
+    }
+}

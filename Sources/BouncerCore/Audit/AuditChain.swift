@@ -19,7 +19,7 @@ public struct AuditChain: Sendable {
     /// When the oldest of them was written, for the 10-second rule.
     public private(set) var oldestUnsignedAt: Int64?
 
-    public let formatter: AuditRecordFormatter
+    public private(set) var formatter: AuditRecordFormatter
     public let signer: AuditSigner?
     /// Records between checkpoints (`audit.checkpoint_every`).
     public let checkpointEvery: Int
@@ -99,10 +99,10 @@ public struct AuditChain: Sendable {
     private mutating func seal(_ members: CanonicalObjectBuilder, now: Int64, into out: inout [UInt8]) {
         var object = members
         self.seq += 1
-        object.add("v", AuditRecordFormatter.version)
+        object.add("prev", self.head)
         object.add("seq", self.seq)
         object.add("ts", time: now)
-        object.add("prev", self.head)
+        object.add("v", AuditRecordFormatter.version)
         let start = out.count
         object.build(into: &out)
         let digest = out[start...].withUnsafeBytes { SHA256.hash(data: $0) }

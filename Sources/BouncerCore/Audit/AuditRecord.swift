@@ -34,7 +34,7 @@ public enum AuditEvent: String, Sendable, CaseIterable {
 /// token (`token_id`) and the upstream's session id (`session`). It has no description, so
 /// interpolating it by mistake prints nothing of it.
 public struct AuditDigestSource: Sendable, CustomStringConvertible {
-    fileprivate let value: String
+    let value: String
     public init(_ value: String) { self.value = value }
     public var description: String { "[digested]" }
 
@@ -130,24 +130,28 @@ public enum AuditArgumentsMode: String, Sendable, CaseIterable {
     case full
 }
 
-/// Builds a JSON object in RFC 8785 form: members sorted by the UTF-16 code units of their
-/// names, values already canonical. Bytes throughout: the writer thread builds one per record.
+/// Builds a JSON object in RFC 8785 form: members sorted by their names, values already
+/// canonical. Bytes throughout (the writer thread builds one per record): names and values
+/// are kept in one buffer and sorted by comparing bytes.
+///
+/// Names must be ASCII (the gateway's own), for which byte order is RFC 8785's UTF-16 order;
+/// objects with arbitrary names (tool arguments) go through ``CanonicalJSON``.
 public struct CanonicalObjectBuilder: Sendable {
-    private var keys: [String] = []
-    private var ranges: [Range<Int>] = []
-    private var values: [UInt8] = []
+    private var members: [(key: Range<Int>, value: Range<Int>)] = []
+    private var bytes: [UInt8] = []
 
     public init() {
-        self.keys.reserveCapacity(32)
-        self.ranges.reserveCapacity(32)
-        self.values.reserveCapacity(1024)
+        self.members.reserveCapacity(32)
+        self.bytes.reserveCapacity(1536)
     }
 
     private mutating func add(_ key: String, writing value: (inout [UInt8]) -> Void) {
-        let start = self.values.count
-        value(&self.values)
-        self.keys.append(key)
-        self.ranges.append(start..<self.values.count)
+        assert(key.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }, "\(key): names must be plain ASCII")
+        let keyStart = self.bytes.count
+        self.bytes.append(contentsOf: key.utf8)
+        let valueStart = self.bytes.count
+        value(&self.bytes)
+        self.members.append((keyStart..<valueStart, valueStart..<self.bytes.count))
     }
 
     public mutating func add(_ key: String, _ value: String?) {
@@ -192,14 +196,20 @@ public struct CanonicalObjectBuilder: Sendable {
 
     /// Appends the object in canonical form.
     public func build(into out: inout [UInt8]) {
-        // Members are mostly added in order already; the sort is then a single pass.
-        let order = self.keys.indices.sorted { CanonicalJSON.precedes(self.keys[$0], self.keys[$1]) }
+        // Members mostly arrive in order already: the (stable, run-detecting) sort is then
+        // about one comparison per member.
+        let sorted = self.bytes.withUnsafeBufferPointer { buffer in
+            self.members.sorted { lhs, rhs in
+                UnsafeBufferPointer(rebasing: buffer[lhs.key]).lexicographicallyPrecedes(UnsafeBufferPointer(rebasing: buffer[rhs.key]))
+            }
+        }
         out.append(UInt8(ascii: "{"))
-        for (position, index) in order.enumerated() {
+        for (position, member) in sorted.enumerated() {
             if position > 0 { out.append(UInt8(ascii: ",")) }
-            CanonicalJSON.appendString(self.keys[index], to: &out)
-            out.append(UInt8(ascii: ":"))
-            out.append(contentsOf: self.values[self.ranges[index]])
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: self.bytes[member.key])
+            out.append(contentsOf: #"":"#.utf8)
+            out.append(contentsOf: self.bytes[member.value])
         }
         out.append(UInt8(ascii: "}"))
     }
@@ -218,15 +228,26 @@ public struct AuditRecordFormatter: Sendable {
     /// The schema version, `v` in every record.
     public static let version = 1
     public var arguments: AuditArgumentsMode
+    /// Token digests already computed: a client sends the same token for many requests, and
+    /// comparing it costs far less than hashing it again. Bounded; emptied when full.
+    private var tokenDigests: [String: [UInt8]] = [:]
+    static let tokenDigestCapacity = 1024
 
     public init(arguments: AuditArgumentsMode) {
         self.arguments = arguments
     }
 
-    public func members(of entry: AuditEntry, into object: inout CanonicalObjectBuilder) {
+    mutating func tokenDigest(_ token: AuditDigestSource) -> [UInt8] {
+        if let known = self.tokenDigests[token.value] { return known }
+        if self.tokenDigests.count >= Self.tokenDigestCapacity { self.tokenDigests.removeAll(keepingCapacity: true) }
+        let digest = token.digestPrefix
+        self.tokenDigests[token.value] = digest
+        return digest
+    }
+
+    public mutating func members(of entry: AuditEntry, into object: inout CanonicalObjectBuilder) {
         switch entry {
         case .request(let request):
-            object.add("event", AuditEvent.request.rawValue)
             self.requestMembers(request, into: &object)
         case .gateway(let event, let members):
             object.add("event", event.rawValue)
@@ -242,53 +263,54 @@ public struct AuditRecordFormatter: Sendable {
     /// Members the chain writes; an event's own members never replace them.
     static let reservedKeys: Set<String> = ["v", "seq", "ts", "event", "prev", "hash"]
 
-    private func requestMembers(_ request: AuditRequest, into object: inout CanonicalObjectBuilder) {
-        object.add("request_id", request.requestID)
-        object.add("http_method", request.httpMethod)
-        object.add("peer", request.peer)
-        object.add("resource", request.resource)
-        object.add("subject", request.subject)
-        object.add("client_id", request.clientID)
-        object.add("issuer", request.issuer)
-        if let token = request.token { object.add("token_id", hex: token.digestPrefix) }
-        object.add("client_cert", request.clientCertificate)
-        if let body = request.body, let message = body.messages.first {
-            object.add("mcp_method", message.method)
-            if let target = try? message.target() { object.add("target", target) }
-            if body.isBatch { object.add("batch_size", body.messages.count) }
-            if let arguments = message.params?["arguments"] {
-                switch self.arguments {
-                case .none:
-                    break
-                case .hash:
-                    object.add("arguments_sha256", hex: SHA256.hash(data: CanonicalJSON.bytes(arguments)))
-                case .full:
-                    object.add("arguments", AuditRedaction.redact(arguments))
-                }
+    private mutating func requestMembers(_ request: AuditRequest, into object: inout CanonicalObjectBuilder) {
+        // In name order, so that sorting them is a single pass.
+        let message = request.body?.messages.first
+        if let message, let arguments = message.params?["arguments"] {
+            switch self.arguments {
+            case .none:
+                break
+            case .hash:
+                object.add("arguments_sha256", hex: SHA256.hash(data: CanonicalJSON.bytes(arguments)))
+            case .full:
+                object.add("arguments", AuditRedaction.redact(arguments))
             }
         }
-        object.add("decision", request.decision.rawValue)
-        object.add("outcome", request.outcome.rawValue)
-        object.add("reason", request.reason)
-        object.add("status", request.status)
+        if let body = request.body, body.isBatch { object.add("batch_size", body.messages.count) }
         object.add("bytes_in", request.bytesIn)
         object.add("bytes_out", request.bytesOut)
+        object.add("client_cert", request.clientCertificate)
+        object.add("client_id", request.clientID)
+        object.add("decision", request.decision.rawValue)
         object.add("duration_ms", milliseconds: request.durationNanoseconds)
-        if let upstream = request.upstreamNanoseconds { object.add("upstream_ms", milliseconds: upstream) }
+        object.add("event", AuditEvent.request.rawValue)
+        object.add("http_method", request.httpMethod)
+        object.add("issuer", request.issuer)
+        if let message { object.add("mcp_method", message.method) }
+        object.add("outcome", request.outcome.rawValue)
+        object.add("peer", request.peer)
+        object.add("protocol_version", request.protocolVersion)
+        object.add("reason", request.reason)
+        object.add("request_id", request.requestID)
+        object.add("resource", request.resource)
+        if let session = request.session { object.add("session", hex: session.digestPrefix) }
+        object.add("status", request.status)
+        object.add("subject", request.subject)
+        if let message, let target = try? message.target() { object.add("target", target) }
+        if let token = request.token { object.add("token_id", hex: self.tokenDigest(token)) }
+        if let traceID = request.traceID {
+            object.add("trace_id", hex: withUnsafeBytes(of: traceID.bytes) { Array($0) })
+        }
         switch request.upstreamCredential {
         case .none:
             object.add("upstream_credential", "none")
         case .static:
             object.add("upstream_credential", "static")
         case .tokenExchange(let audience):
-            object.add("upstream_credential", "token_exchange")
             object.add("upstream_audience", audience)
+            object.add("upstream_credential", "token_exchange")
         }
-        if let session = request.session { object.add("session", hex: session.digestPrefix) }
-        object.add("protocol_version", request.protocolVersion)
-        if let traceID = request.traceID {
-            object.add("trace_id", hex: withUnsafeBytes(of: traceID.bytes) { Array($0) })
-        }
+        if let upstream = request.upstreamNanoseconds { object.add("upstream_ms", milliseconds: upstream) }
     }
 }
 
