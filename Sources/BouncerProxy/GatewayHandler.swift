@@ -107,6 +107,9 @@ final class GatewayHandler: ChannelDuplexHandler {
     private let connectionID: String
     /// Trace and span ids for requests without a valid `traceparent`.
     private var random = SplitMix64()
+    /// The last token's audit digest: a connection usually carries one token for many
+    /// requests, so it is hashed once here rather than once per record.
+    private var lastToken: (token: String, digest: [UInt8])?
     /// `x5t#S256` of the client's verified TLS certificate, when it sent one (RFC 8705):
     /// what certificate-bound tokens will be compared with.
     private(set) var clientCertificateThumbprint: String?
@@ -469,7 +472,16 @@ final class GatewayHandler: ChannelDuplexHandler {
         entry.subject = request.claims?.subject
         entry.clientID = request.claims?.clientID
         entry.issuer = request.claims?.issuer
-        entry.token = request.token.map(AuditDigestSource.init)
+        if let token = request.token {
+            if let last = self.lastToken, last.token == token {
+                entry.token = AuditDigestSource(token, digestPrefix: last.digest)
+            } else {
+                let source = AuditDigestSource(token)
+                let digest = source.digestPrefix
+                self.lastToken = (token, digest)
+                entry.token = AuditDigestSource(token, digestPrefix: digest)
+            }
+        }
         entry.clientCertificate = self.clientCertificateThumbprint
         entry.body = body
         entry.decision = decision

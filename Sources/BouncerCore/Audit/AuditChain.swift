@@ -111,7 +111,7 @@ public struct AuditChain: Sendable {
         out.removeLast()
         out.append(contentsOf: #","hash":""#.utf8)
         let hashStart = out.count
-        Hex.append(digest, to: &out)
+        Hex.append(digest, to: &out)  // the Digest overload: through its buffer
         self.head = String(decoding: out[hashStart...], as: UTF8.self)
         out.append(contentsOf: "\"}\n".utf8)
     }

@@ -35,7 +35,20 @@ public enum AuditEvent: String, Sendable, CaseIterable {
 /// interpolating it by mistake prints nothing of it.
 public struct AuditDigestSource: Sendable, CustomStringConvertible {
     let value: String
-    public init(_ value: String) { self.value = value }
+    /// ``digestPrefix``, when the caller already has it (the gateway remembers its
+    /// connection's last token).
+    let knownDigest: [UInt8]?
+
+    public init(_ value: String) {
+        self.value = value
+        self.knownDigest = nil
+    }
+
+    /// A value whose ``digestPrefix`` is already known.
+    public init(_ value: String, digestPrefix: [UInt8]) {
+        self.value = value
+        self.knownDigest = digestPrefix
+    }
     public var description: String { "[digested]" }
 
     /// The first 16 hex digits of SHA-256 of the value: enough to correlate records, too short
@@ -44,6 +57,7 @@ public struct AuditDigestSource: Sendable, CustomStringConvertible {
 
     /// The first 8 bytes of SHA-256 of the value.
     public var digestPrefix: [UInt8] {
+        if let knownDigest { return knownDigest }
         var value = self.value
         let digest = value.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
         return Array(digest.prefix(8))
@@ -181,6 +195,15 @@ public struct CanonicalObjectBuilder: Sendable {
         }
     }
 
+    /// A digest as a lower-case hex string.
+    public mutating func add(_ key: String, hex digest: some Digest) {
+        self.add(key) { out in
+            out.append(UInt8(ascii: "\""))
+            Hex.append(digest, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+    }
+
     /// Bytes as a lower-case hex string.
     public mutating func add(_ key: String, hex bytes: some Sequence<UInt8>) {
         self.add(key) { out in
@@ -238,7 +261,7 @@ public struct AuditRecordFormatter: Sendable {
     }
 
     mutating func tokenDigest(_ token: AuditDigestSource) -> [UInt8] {
-        if let known = self.tokenDigests[token.value] { return known }
+        if let known = token.knownDigest ?? self.tokenDigests[token.value] { return known }
         if self.tokenDigests.count >= Self.tokenDigestCapacity { self.tokenDigests.removeAll(keepingCapacity: true) }
         let digest = token.digestPrefix
         self.tokenDigests[token.value] = digest
@@ -373,6 +396,17 @@ public enum Hex {
         for byte in bytes {
             out.append(self.digits[Int(byte >> 4)])
             out.append(self.digits[Int(byte & 0x0F)])
+        }
+    }
+
+    /// A digest's bytes, read through its buffer rather than byte by byte.
+    public static func append(_ digest: some Digest, to out: inout [UInt8]) {
+        digest.withUnsafeBytes { bytes in
+            out.reserveCapacity(out.count + bytes.count * 2)
+            for byte in bytes {
+                out.append(self.digits[Int(byte >> 4)])
+                out.append(self.digits[Int(byte & 0x0F)])
+            }
         }
     }
 
