@@ -132,6 +132,10 @@ public final class AuditTrail: @unchecked Sendable {
     /// Writes the `stop` record and a final checkpoint, syncs, closes, and returns when the
     /// writer thread is done. Entries submitted later are dropped.
     public func stop(details: [String: JSONValue] = [:]) {
+        self.condition.lock()
+        let already = self.stopped || self.stopping
+        self.condition.unlock()
+        guard !already else { return }
         self.submit(.gateway(.stop, details))
         self.condition.lock()
         self.stopping = true

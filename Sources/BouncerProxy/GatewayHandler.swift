@@ -743,6 +743,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         if let exchange = self.exchange {
             self.abandon(exchange)
             self.exchange = nil
+            self.record(exchange.request, resource: exchange.resource, decision: .allowed, outcome: .connectionClosed, reason: "connection_closed", exchange: exchange)
+        } else if let request = self.request, !request.recorded, request.token != nil, let resource = request.resource {
+            // Closed while its token or credential was being checked: nothing was forwarded.
+            self.record(request, resource: resource, decision: .denied, outcome: .connectionClosed, reason: "connection_closed")
         }
         self.pipelined.removeAll()
         context.close(promise: nil)

@@ -230,4 +230,26 @@ struct AuditLoopbackTests {
         #expect(response.body.contains("audit_unavailable"))
         #expect(self.harness.backend.requests.count == before)
     }
+
+    /// A connection the gateway closes mid-exchange (here: garbage pipelined behind a request
+    /// still with the upstream) still gets its record, and the exchange is not left counted.
+    @Test func anExchangeCutByTheGatewayIsRecorded() async throws {
+        let running = try self.start()
+        let token = self.harness.token()
+        // The key set is loaded and the token verified: the next request goes upstream at once.
+        #expect(try self.call(running, token: token).status == .ok)
+        self.harness.backend.setUpstreamDelay(.milliseconds(500))
+        defer { self.harness.backend.setUpstreamDelay(.zero) }
+        let (channel, _) = try rawExchange(group: self.harness.group, port: running.port, send: self.harness.wire(token: token) + "\u{0}\u{1} GARBAGE\r\n\r\n")
+        #expect(await eventually { !channel.isActive })
+        running.stop()
+        let requests = try self.records().filter { $0["event"] == .string("request") }
+        #expect(requests.count == 2)
+        #expect(requests.last?["outcome"] == .string("connection_closed"))
+        #expect(requests.last?["reason"] == .string("connection_closed"))
+        #expect(requests.last?["decision"] == .string("allowed"))
+        #expect(requests.last?["upstream_ms"] != nil)
+        let text = String(decoding: running.application.metrics.exposition(), as: UTF8.self)
+        #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["outcome": "connection_closed"]) == 1)
+    }
 }

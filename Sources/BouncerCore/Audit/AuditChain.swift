@@ -21,6 +21,8 @@ public struct AuditChain: Sendable {
 
     public private(set) var formatter: AuditRecordFormatter
     public let signer: AuditSigner?
+    /// Reused for every record: its storage is kept between records.
+    private var object = CanonicalObjectBuilder()
     /// Records between checkpoints (`audit.checkpoint_every`).
     public let checkpointEvery: Int
     /// The longest a record stays unsigned while records flow.
@@ -43,9 +45,9 @@ public struct AuditChain: Sendable {
     /// of records appended (1 or 2).
     @discardableResult
     public mutating func append(_ entry: AuditEntry, now: Int64, into out: inout [UInt8]) -> Int {
-        var object = CanonicalObjectBuilder()
-        self.formatter.members(of: entry, into: &object)
-        self.seal(object, now: now, into: &out)
+        self.object.removeAll()
+        self.formatter.members(of: entry, into: &self.object)
+        self.seal(now: now, into: &out)
         self.unsignedRecords += 1
         if self.oldestUnsignedAt == nil { self.oldestUnsignedAt = now }
         if self.signer != nil, self.unsignedRecords >= self.checkpointEvery {
@@ -81,14 +83,14 @@ public struct AuditChain: Sendable {
     public mutating func checkpoint(now: Int64, into out: inout [UInt8]) -> Bool {
         guard let signer = self.signer, self.unsignedRecords > 0 else { return false }
         let signed = self.unsignedRecords
-        var object = CanonicalObjectBuilder()
-        object.add("event", AuditEvent.checkpoint.rawValue)
-        object.add("head", self.head)
-        object.add("head_seq", self.seq)
-        object.add("records", signed)
-        object.add("key_id", signer.keyID)
-        object.add("signature", signer.sign(headSeq: self.seq, head: self.head))
-        self.seal(object, now: now, into: &out)
+        self.object.removeAll()
+        self.object.add("event", AuditEvent.checkpoint.rawValue)
+        self.object.add("head", self.head)
+        self.object.add("head_seq", self.seq)
+        self.object.add("key_id", signer.keyID)
+        self.object.add("records", signed)
+        self.object.add("signature", signer.sign(headSeq: self.seq, head: self.head))
+        self.seal(now: now, into: &out)
         self.unsignedRecords = 0
         self.oldestUnsignedAt = nil
         return true
@@ -96,15 +98,14 @@ public struct AuditChain: Sendable {
 
     /// Adds `v`, `seq`, `ts` and `prev`, hashes the canonical form and appends the line with
     /// `hash`.
-    private mutating func seal(_ members: CanonicalObjectBuilder, now: Int64, into out: inout [UInt8]) {
-        var object = members
+    private mutating func seal(now: Int64, into out: inout [UInt8]) {
         self.seq += 1
-        object.add("prev", self.head)
-        object.add("seq", self.seq)
-        object.add("ts", time: now)
-        object.add("v", AuditRecordFormatter.version)
+        self.object.add("prev", self.head)
+        self.object.add("seq", self.seq)
+        self.object.add("ts", time: now)
+        self.object.add("v", AuditRecordFormatter.version)
         let start = out.count
-        object.build(into: &out)
+        self.object.build(into: &out)
         let digest = out[start...].withUnsafeBytes { SHA256.hash(data: $0) }
         // `hash` goes last, outside the canonical order: verifiers remove it and
         // re-canonicalise, so its place does not matter.

@@ -74,13 +74,15 @@ public struct AuditRequest: Sendable {
     }
 
     /// How the request ended: `forwarded` (a response was relayed), `refused`,
-    /// `upstream_error` (the gateway answered 502/504 or cut a response short) or
-    /// `client_closed` (the client left first).
+    /// `upstream_error` (the gateway answered 502/504 or cut a response short),
+    /// `client_closed` (the client left first) or `connection_closed` (the gateway closed the
+    /// connection mid-exchange: a timeout, a protocol error, shutdown).
     public enum Outcome: String, Sendable {
         case forwarded
         case refused
         case upstreamError = "upstream_error"
         case clientClosed = "client_closed"
+        case connectionClosed = "connection_closed"
     }
 
     /// The credential the upstream received.
@@ -159,6 +161,12 @@ public struct CanonicalObjectBuilder: Sendable {
         self.bytes.reserveCapacity(1536)
     }
 
+    /// Empties the builder, keeping its storage for the next object.
+    public mutating func removeAll() {
+        self.members.removeAll(keepingCapacity: true)
+        self.bytes.removeAll(keepingCapacity: true)
+    }
+
     private mutating func add(_ key: String, writing value: (inout [UInt8]) -> Void) {
         assert(key.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x80 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }, "\(key): names must be plain ASCII")
         let keyStart = self.bytes.count
@@ -217,17 +225,17 @@ public struct CanonicalObjectBuilder: Sendable {
         self.add(key) { CanonicalJSON.append(value, to: &$0) }
     }
 
-    /// Appends the object in canonical form.
-    public func build(into out: inout [UInt8]) {
+    /// Appends the object in canonical form (sorting the members in place).
+    public mutating func build(into out: inout [UInt8]) {
         // Members mostly arrive in order already: the (stable, run-detecting) sort is then
         // about one comparison per member.
-        let sorted = self.bytes.withUnsafeBufferPointer { buffer in
-            self.members.sorted { lhs, rhs in
+        self.bytes.withUnsafeBufferPointer { buffer in
+            self.members.sort { lhs, rhs in
                 UnsafeBufferPointer(rebasing: buffer[lhs.key]).lexicographicallyPrecedes(UnsafeBufferPointer(rebasing: buffer[rhs.key]))
             }
         }
         out.append(UInt8(ascii: "{"))
-        for (position, member) in sorted.enumerated() {
+        for (position, member) in self.members.enumerated() {
             if position > 0 { out.append(UInt8(ascii: ",")) }
             out.append(UInt8(ascii: "\""))
             out.append(contentsOf: self.bytes[member.key])
@@ -240,7 +248,8 @@ public struct CanonicalObjectBuilder: Sendable {
     /// The object in canonical form.
     public func build() -> String {
         var out: [UInt8] = []
-        self.build(into: &out)
+        var copy = self
+        copy.build(into: &out)
         return String(decoding: out, as: UTF8.self)
     }
 }
@@ -322,7 +331,7 @@ public struct AuditRecordFormatter: Sendable {
         if let message, let target = try? message.target() { object.add("target", target) }
         if let token = request.token { object.add("token_id", hex: self.tokenDigest(token)) }
         if let traceID = request.traceID {
-            object.add("trace_id", hex: withUnsafeBytes(of: traceID.bytes) { Array($0) })
+            withUnsafeBytes(of: traceID.bytes) { object.add("trace_id", hex: $0) }
         }
         switch request.upstreamCredential {
         case .none:
