@@ -22,7 +22,8 @@ from interop_stack import Process, free_port  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("binaries", nargs="+", help="mcp-bouncer binaries to compare, the first one the baseline; BINARY+audit runs that binary "
-                                                    "with the default audit configuration (a file, arguments hashed, signed checkpoints)")
+                                                    "with the default audit configuration (a file, arguments hashed, signed checkpoints); "
+                                                    "BINARY+audit:fsync=never,arguments=none changes audit keys")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
@@ -41,13 +42,18 @@ def main() -> None:
 
         gateways = []
         for index, spec in enumerate(args.binaries):
-            binary, audited = (spec[: -len("+audit")], True) if spec.endswith("+audit") else (spec, False)
+            binary, _, options = spec.partition("+audit")
+            audited = "+audit" in spec
             port = free_port()
             audit = ""
             if audited:
                 key = work / f"audit-{index}.key"
                 subprocess.run([binary, "audit", "keygen", "--out", str(key)], check=True, capture_output=True)
                 audit = f"audit:\n  file: {work / f'audit-{index}.jsonl'}\n  signing_key: {key}\n  arguments: hash"
+                # BINARY+audit:KEY=VALUE,... sets further audit keys (e.g. +audit:fsync=never).
+                for option in filter(None, options.lstrip(":").split(",")):
+                    name, _, value = option.partition("=")
+                    audit += f"\n  {name}: {value}"
             (work / f"gateway-{index}.yaml").write_text(POLICY.format(port=port, scheme="http", tls="", audit=audit, upstream=upstream, hub=hub))
             process = Process(f"gateway-{index}", [binary, "run", "--config", str(work / f"gateway-{index}.yaml"), "--threads", "1", "--log-level", "error"], work)
             processes.append(process)

@@ -131,6 +131,15 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var responseTimerDeadline: NIODeadline?
     private var responseTimerGeneration = 0
 
+    /// A copy of `text` in storage of its own (see ``record(_:resource:decision:outcome:reason:status:bytesOut:exchange:)``).
+    private static func owned(_ text: String) -> String {
+        let count = text.utf8.count
+        return String(unsafeUninitializedCapacity: count) { buffer in
+            _ = buffer.initialize(from: text.utf8)
+            return count
+        }
+    }
+
     /// How long a connection lingers after its last response (see ``ClientConnectionStateMachine/State/closing``).
     static let lingerTime = TimeAmount.seconds(2)
 
@@ -467,22 +476,25 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
         }
         guard let audit = self.gateway.audit else { return }
-        var entry = AuditRequest(requestID: "\(self.connectionID)-\(request.log.sequence)", httpMethod: request.head.method.rawValue, peer: self.remoteAddress)
-        entry.resource = resource.policy.path
-        entry.subject = request.claims?.subject
-        entry.clientID = request.claims?.clientID
-        entry.issuer = request.claims?.issuer
+        // Strings every request shares (the policy's path, the connection's peer, the cached
+        // claims) are copied: the writer thread would otherwise retain and release the very
+        // objects this event loop does on every request, and the contended reference counts
+        // cost more than the copies.
+        var entry = AuditRequest(requestID: "\(self.connectionID)-\(request.log.sequence)", httpMethod: request.head.method.rawValue, peer: Self.owned(self.remoteAddress))
+        entry.resource = Self.owned(resource.policy.path)
+        entry.subject = request.claims?.subject.map(Self.owned)
+        entry.clientID = request.claims?.clientID.map(Self.owned)
+        entry.issuer = request.claims.map { Self.owned($0.issuer) }
         if let token = request.token {
             if let last = self.lastToken, last.token == token {
-                entry.token = AuditDigestSource(token, digestPrefix: last.digest)
+                entry.token = AuditDigestSource(digestPrefix: last.digest)
             } else {
-                let source = AuditDigestSource(token)
-                let digest = source.digestPrefix
+                let digest = AuditDigestSource(token).digestPrefix
                 self.lastToken = (token, digest)
-                entry.token = AuditDigestSource(token, digestPrefix: digest)
+                entry.token = AuditDigestSource(digestPrefix: digest)
             }
         }
-        entry.clientCertificate = self.clientCertificateThumbprint
+        entry.clientCertificate = self.clientCertificateThumbprint.map(Self.owned)
         entry.body = body
         entry.decision = decision
         entry.outcome = outcome

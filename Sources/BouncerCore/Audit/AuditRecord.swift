@@ -37,17 +37,18 @@ public struct AuditDigestSource: Sendable, CustomStringConvertible {
     let value: String
     /// ``digestPrefix``, when the caller already has it (the gateway remembers its
     /// connection's last token).
-    let knownDigest: [UInt8]?
+    let knownDigest: UInt64?
 
     public init(_ value: String) {
         self.value = value
         self.knownDigest = nil
     }
 
-    /// A value whose ``digestPrefix`` is already known.
-    public init(_ value: String, digestPrefix: [UInt8]) {
-        self.value = value
-        self.knownDigest = digestPrefix
+    /// A value whose ``digestPrefix`` is already known: the value itself is not kept. A plain
+    /// integer, so the entry shares no storage with the event loop that made it.
+    public init(digestPrefix: [UInt8]) {
+        self.value = ""
+        self.knownDigest = digestPrefix.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
     }
     public var description: String { "[digested]" }
 
@@ -57,7 +58,7 @@ public struct AuditDigestSource: Sendable, CustomStringConvertible {
 
     /// The first 8 bytes of SHA-256 of the value.
     public var digestPrefix: [UInt8] {
-        if let knownDigest { return knownDigest }
+        if let knownDigest { return (0..<8).map { UInt8(truncatingIfNeeded: knownDigest >> (56 - 8 * $0)) } }
         var value = self.value
         let digest = value.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
         return Array(digest.prefix(8))
@@ -270,7 +271,8 @@ public struct AuditRecordFormatter: Sendable {
     }
 
     mutating func tokenDigest(_ token: AuditDigestSource) -> [UInt8] {
-        if let known = token.knownDigest ?? self.tokenDigests[token.value] { return known }
+        if token.knownDigest != nil { return token.digestPrefix }
+        if let known = self.tokenDigests[token.value] { return known }
         if self.tokenDigests.count >= Self.tokenDigestCapacity { self.tokenDigests.removeAll(keepingCapacity: true) }
         let digest = token.digestPrefix
         self.tokenDigests[token.value] = digest
