@@ -1,4 +1,5 @@
 import BouncerCore
+import Crypto
 import Testing
 
 @Suite("Policy file parsing and validation")
@@ -272,8 +273,16 @@ struct PolicyLoaderTests {
         #expect(text.contains("unknown key 'colour'"))
         #expect(problems.count == 6)
         // A key that is not Ed25519.
-        let notEd25519 = self.problems(self.auditPolicy("  file: a.jsonl\n  signing_key: \"-----BEGIN PRIVATE KEY-----\\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\\n-----END PRIVATE KEY-----\""))
-        #expect(notEd25519.count == 1)
+        // A P-256 key (made here), inline as ${file:} would give it.
+        let p256 = P256.Signing.PrivateKey().pemRepresentation
+        let secrets = SecretSource(environment: { ["JIRA_KEY": "k"][$0] }, readFile: { _ in .success(p256) })
+        do {
+            _ = try PolicyLoader.load(yaml: self.auditPolicy("  file: a.jsonl\n  signing_key: \"${file:/run/p256.pem}\""), secrets: secrets)
+            Issue.record("a P-256 key was accepted")
+        } catch {
+            #expect(error.problems.count == 1)
+            #expect(error.problems.first?.message.contains("not an Ed25519 private key") == true)
+        }
         #expect(self.problems(self.auditPolicy("  arguments: hash")).map(\.description).joined().contains("required key 'file'"))
     }
 

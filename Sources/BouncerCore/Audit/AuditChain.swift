@@ -162,7 +162,7 @@ public struct AuditSigner: Sendable {
     /// Reads a PEM "PRIVATE KEY" (PKCS#8) holding an Ed25519 key.
     public init(pem: String) throws(AuditKeyError) {
         guard let der = PEMBlock.decode(pem, label: "PRIVATE KEY") else {
-            throw AuditKeyError(.notPEM, "expected a PEM block \"-----BEGIN PRIVATE KEY-----\" (PKCS#8)")
+            throw AuditKeyError(.notPEM, "expected a PEM \"PRIVATE KEY\" block (PKCS#8)")
         }
         // PKCS#8 for Ed25519 (RFC 8410 7): SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 },
         // OCTET STRING { OCTET STRING (32 bytes) } }, 48 bytes in all.
