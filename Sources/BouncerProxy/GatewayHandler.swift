@@ -465,7 +465,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         let target = try? message?.target()
         let metrics = self.gateway.metrics
         metrics.countRequest(resource: resource.policy, httpMethod: request.head.method.rawValue, method: message?.method, target: target, outcome: outcome, decision: decision)
-        if let reason { metrics.rejection(resource: resource.policy.path, reason: reason) }
+        if let reason, outcome == .refused || outcome == .upstreamError {
+            metrics.rejection(resource: resource.policy.path, reason: reason)
+        }
         resource.metrics.requestDuration.record(Duration.nanoseconds((now - request.startedAt).nanoseconds))
         resource.metrics.responseSize.record(Double(bytesOut))
         if let exchange {

@@ -17,7 +17,7 @@ public final class GatewayMetrics: Sendable {
     public static let catalogue: [(name: String, type: String, help: String)] = [
         ("mcp_bouncer_build_info", "gauge", "Always 1; the version label says which build is running."),
         ("mcp_bouncer_requests_total", "counter", "Requests to protected resources by resource, MCP method, target (a policy pattern or other) and outcome (forwarded, denied, upstream_error, client_closed, connection_closed)."),
-        ("mcp_bouncer_rejections_total", "counter", "Refusals by resource and stable reason code (invalid_token, insufficient_scope, ...)."),
+        ("mcp_bouncer_rejections_total", "counter", "Refusals and upstream failures by resource and stable reason code (missing_token, invalid_token.expired, insufficient_scope, upstream_unavailable, ...)."),
         ("mcp_bouncer_request_duration_seconds", "histogram", "Time from the request head to the end of the response, by resource."),
         ("mcp_bouncer_upstream_duration_seconds", "histogram", "Time from sending to the upstream to the end of its response, by resource."),
         ("mcp_bouncer_response_size_bytes", "histogram", "Response body bytes sent to the client, by resource."),

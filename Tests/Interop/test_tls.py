@@ -66,6 +66,8 @@ tls:
     - server_names: [other.test]
       certificate: {other_cert}
       private_key: {other_key}
+audit:
+  file: {audit}
 authorization_servers:
   authgent:
     issuer: {authgent}
@@ -137,7 +139,7 @@ def tls(stack, tmp_path_factory):
         policy.write_text(TLS_POLICY.replace("methods: &methods", "methods:").format(
             port=port, cert=live_cert, key=live_key, other_cert=other_cert, other_key=other_key, authgent=stack.authgent,
             upstream=stack.upstream, tls_upstream_port=tls_upstream_port, ca=certs.ca, mtls_upstream_port=mtls_upstream_port,
-            gateway_client_cert=gateway_client_cert, gateway_client_key=gateway_client_key))
+            gateway_client_cert=gateway_client_cert, gateway_client_key=gateway_client_key, audit=work / "audit.jsonl"))
         binary = os.environ.get("BOUNCER_BIN") or str(HERE.parent.parent / ".build" / "debug" / "mcp-bouncer")
         gateway = Process("tls-gateway", [binary, "run", "--config", str(policy)], work)
         processes.append(gateway)
@@ -281,8 +283,16 @@ def test_a_verified_client_certificate_reaches_the_request_path(tls):
                              "-X", "POST", "-H", "Content-Type: application/json", "-d", '{"jsonrpc":"2.0","id":1,"method":"ping"}',
                              f"{tls['url']}/mcp"], capture_output=True, text=True, timeout=30)
     assert result.stdout == "401"
-    # The request's decision log carries the certificate's RFC 8705 x5t#S256 thumbprint.
-    assert f"client_cert={thumbprint}" in tls["gateway"].log_path.read_text()
+    # The request's audit record carries the certificate's RFC 8705 x5t#S256 thumbprint.
+    audit = tls["work"] / "audit.jsonl"
+    deadline = time.monotonic() + 10
+    records = []
+    while time.monotonic() < deadline:
+        records = [json.loads(line) for line in audit.read_text().splitlines()] if audit.exists() else []
+        if any(r.get("client_cert") == thumbprint for r in records):
+            break
+        time.sleep(0.1)
+    assert any(r.get("client_cert") == thumbprint and r["reason"] == "missing_token" for r in records), records
     # Without a certificate (optional mode) the request is still served.
     plain = subprocess.run(["curl", "-sS", "--cacert", certs.ca, f"{tls['url']}/healthz"], capture_output=True, text=True, timeout=30)
     assert plain.stdout == "ok\n"
