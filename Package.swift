@@ -146,7 +146,9 @@ let package = Package(
         ),
         .testTarget(
             name: "BouncerCoreTests",
-            dependencies: ["BouncerCore", "BouncerTestSupport", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "BouncerCore", "BouncerTestSupport", .product(name: "Crypto", package: "swift-crypto"), .product(name: "CryptoExtras", package: "swift-crypto"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -253,14 +253,11 @@ public final class AuditTrail: @unchecked Sendable {
     }
 }
 
-/// Why the audit sink cannot be opened or written.
+/// Why the audit sink cannot be opened (failures while running are reported, not thrown).
 public struct AuditSinkError: CodedError {
     public enum Code: String, Sendable {
         case open
         case notAnAuditFile = "not_an_audit_file"
-        case write
-        case sync
-        case replaced
     }
 
     public var code: Code

@@ -1,5 +1,6 @@
 import BouncerCore
 import Crypto
+import CryptoExtras
 import Testing
 
 @Suite("RFC 8785 canonical JSON and RFC 3339 time")
@@ -109,7 +110,7 @@ struct AuditChainTests {
                 members["prev"] = .string(prev)
                 if members["event"] == .string("checkpoint") { members["head"] = .string(prev) }
             }
-            let hash = AuditChain.hash(CanonicalJSON.serialize(.object(members)))
+            let hash = AuditChain.hash(CanonicalJSON.bytes(.object(members)))
             prev = hash
             members["hash"] = .string(hash)
             return JSONValue.object(members).serialized
@@ -306,6 +307,13 @@ struct AuditChainTests {
         #expect(record["seq"] == .number("1"))
         #expect(record["what"] == .string("tls"))
         #expect(Self.failure([String(line.dropLast())], key: nil) == nil)
+    }
+
+    /// An X25519 key has the same 32 bytes in the same PKCS#8 shape; it is not a signing key.
+    @Test func aKeyAgreementKeyIsNotASigningKey() {
+        let x25519 = Curve25519.KeyAgreement.PrivateKey().pemRepresentation
+        #expect(throws: AuditKeyError(.notEd25519, "")) { try AuditSigner(pem: x25519) }
+        #expect(throws: AuditKeyError(.notEd25519, "")) { try AuditSigner.publicKey(pem: Curve25519.KeyAgreement.PrivateKey().publicKey.pemRepresentation) }
     }
 
     @Test func keysRoundTripThroughPEM() throws {

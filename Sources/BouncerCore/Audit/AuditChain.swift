@@ -1,4 +1,5 @@
 import Crypto
+import CryptoExtras
 
 /// The audit trail's hash chain: every record carries `seq`, `prev` (the hash of the record
 /// before it) and `hash`, SHA-256 over the record's RFC 8785 form without its `hash` member
@@ -117,11 +118,6 @@ public struct AuditChain: Sendable {
         out.append(contentsOf: "\"}\n".utf8)
     }
 
-    public static func hash(_ canonical: String) -> String {
-        var text = canonical
-        return text.withUTF8 { Hex.encode(SHA256.hash(data: UnsafeRawBufferPointer($0))) }
-    }
-
     public static func hash(_ canonical: [UInt8]) -> String {
         Hex.encode(SHA256.hash(data: canonical))
     }
@@ -159,46 +155,42 @@ public struct AuditSigner: Sendable {
         self.key = key
     }
 
-    /// Reads a PEM "PRIVATE KEY" (PKCS#8) holding an Ed25519 key.
+    /// Reads a PEM "PRIVATE KEY" (PKCS#8, RFC 8410) holding an Ed25519 key, as `audit keygen`
+    /// and `openssl genpkey -algorithm ed25519` write it (CryptoExtras parses it).
     public init(pem: String) throws(AuditKeyError) {
-        guard let der = PEMBlock.decode(pem, label: "PRIVATE KEY") else {
+        guard pem.contains("-----BEGIN") else {
             throw AuditKeyError(.notPEM, "expected a PEM \"PRIVATE KEY\" block (PKCS#8)")
         }
-        // PKCS#8 for Ed25519 (RFC 8410 7): SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 },
-        // OCTET STRING { OCTET STRING (32 bytes) } }, 48 bytes in all.
-        guard der.count == 48, der.starts(with: Self.pkcs8Prefix) else {
+        // CryptoExtras reads any RFC 8410 key's 32 bytes (an X25519 key too): the key is taken
+        // only if writing it back as Ed25519 gives the same document.
+        guard let key = try? Curve25519.Signing.PrivateKey(pemRepresentation: pem), Self.body(key.pemRepresentation) == Self.body(pem) else {
             throw AuditKeyError(.notEd25519, "the key is not an Ed25519 private key in PKCS#8 (openssl genpkey -algorithm ed25519)")
         }
-        do {
-            self.key = try Curve25519.Signing.PrivateKey(rawRepresentation: der.suffix(32))
-        } catch {
-            throw AuditKeyError(.notEd25519, "the Ed25519 key is invalid")
-        }
+        self.key = key
     }
 
-    static let pkcs8Prefix: [UInt8] = [0x30, 0x2E, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]
-    static let spkiPrefix: [UInt8] = [0x30, 0x2A, 0x30, 0x05, 0x06, 0x03, 0x2B, 0x65, 0x70, 0x03, 0x21, 0x00]
-
-    /// The private key as PEM PKCS#8, as `openssl genpkey -algorithm ed25519` writes it.
-    public var privateKeyPEM: String {
-        PEMBlock.encode(Self.pkcs8Prefix + Array(self.key.rawRepresentation), label: "PRIVATE KEY")
+    /// A PEM document's base64, without its armour lines and whitespace.
+    private static func body(_ pem: String) -> String {
+        pem.split(whereSeparator: \.isNewline).filter { !$0.hasPrefix("-----") }.joined().filter { !$0.isWhitespace }
     }
+
+    /// The private key as PEM PKCS#8.
+    public var privateKeyPEM: String { self.key.pemRepresentation }
 
     /// The public key as PEM SubjectPublicKeyInfo (`openssl pkey -pubout`).
     public static func publicKeyPEM(_ key: Curve25519.Signing.PublicKey) -> String {
-        PEMBlock.encode(self.spkiPrefix + Array(key.rawRepresentation), label: "PUBLIC KEY")
+        key.pemRepresentation
     }
 
     public static func publicKey(pem: String) throws(AuditKeyError) -> Curve25519.Signing.PublicKey {
-        guard let der = PEMBlock.decode(pem, label: "PUBLIC KEY") else {
-            throw AuditKeyError(.notPEM, "expected a PEM block \"-----BEGIN PUBLIC KEY-----\"")
+        guard pem.contains("-----BEGIN") else {
+            throw AuditKeyError(.notPEM, "expected a PEM \"PUBLIC KEY\" block")
         }
-        guard der.count == 44, der.starts(with: self.spkiPrefix),
-              let key = try? Curve25519.Signing.PublicKey(rawRepresentation: der.suffix(32))
-        else {
+        do {
+            return try Curve25519.Signing.PublicKey(pemRepresentation: pem)
+        } catch {
             throw AuditKeyError(.notEd25519, "the key is not an Ed25519 public key (SubjectPublicKeyInfo)")
         }
-        return key
     }
 
     /// The first 16 hex digits of SHA-256 of the raw public key.
@@ -230,40 +222,5 @@ public struct AuditKeyError: CodedError {
     public init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
-    }
-}
-
-/// One PEM block (RFC 7468), strict about its label.
-public enum PEMBlock {
-    public static func decode(_ pem: String, label: String) -> [UInt8]? {
-        let begin = "-----BEGIN \(label)-----"
-        let end = "-----END \(label)-----"
-        guard let start = pem.range(of: begin), let stop = pem.range(of: end, range: start.upperBound..<pem.endIndex) else { return nil }
-        let body = pem[start.upperBound..<stop.lowerBound].filter { !$0.isWhitespace }
-        return Base64.decodeStandard(String(body))
-    }
-
-    public static func encode(_ der: [UInt8], label: String) -> String {
-        let body = Base64URL.encodeStandard(der)
-        var lines = ["-----BEGIN \(label)-----"]
-        var index = body.startIndex
-        while index < body.endIndex {
-            let next = body.index(index, offsetBy: 64, limitedBy: body.endIndex) ?? body.endIndex
-            lines.append(String(body[index..<next]))
-            index = next
-        }
-        lines.append("-----END \(label)-----")
-        return lines.joined(separator: "\n") + "\n"
-    }
-}
-
-/// Standard base64 with padding (PEM bodies).
-enum Base64 {
-    static func decodeStandard(_ text: String) -> [UInt8]? {
-        var trimmed = Substring(text)
-        while trimmed.hasSuffix("=") { trimmed = trimmed.dropLast() }
-        guard text.utf8.count % 4 == 0 || !text.hasSuffix("=") else { return nil }
-        let urlSafe = trimmed.map { $0 == "+" ? "-" : $0 == "/" ? "_" : $0 }
-        return Base64URL.decode(String(urlSafe))
     }
 }
