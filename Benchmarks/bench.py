@@ -136,6 +136,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def event_loop_cpu_seconds(pid: int) -> float:
+    """CPU time of the process's SwiftNIO event loop threads (the rest: the audit writer,
+    the thread pool, the runtime)."""
+    total = 0.0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            comm, fields = (task / "stat").read_text().rsplit(")", 1)
+        except OSError:  # the thread ended meanwhile
+            continue
+        if comm.split("(", 1)[1].startswith("NIO-ELT"):
+            fields = fields.split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 def memory_mb(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(field + ":"):

@@ -20,9 +20,12 @@ import Glibc
 /// old one. A restarted gateway continues the chain of the file it finds.
 public final class AuditTrail: @unchecked Sendable {
     // Everything below the condition is guarded by it; `settings`, `metrics` and `logger` are
-    // immutable. The writer thread alone touches `writer`.
+    // immutable. The writer thread alone touches `writer` and `batch`.
     private let condition = NSCondition()
     private var queue: [(entry: AuditEntry, at: Int64)] = []
+    /// The entries the writer is chaining: swapped with the (then empty) queue under the lock,
+    /// so neither array's storage is copied or reallocated from one batch to the next.
+    private var batch: [(entry: AuditEntry, at: Int64)] = []
     private var reserved = 0
     private var dropped = 0
     private var stopping = false
@@ -35,6 +38,8 @@ public final class AuditTrail: @unchecked Sendable {
     private var failure: String?
 
     public let settings: AuditSettings
+    /// Whether entries should carry tool arguments (`audit.arguments` is not `none`).
+    public var keepsArguments: Bool { self.settings.arguments != .none }
     private let metrics: GatewayMetrics
     private let logger: Logger
     private var writer: Writer
@@ -207,22 +212,19 @@ public final class AuditTrail: @unchecked Sendable {
     /// never started, on the thread that stops it).
     private func drain(final: Bool) {
         self.condition.lock()
-        let batch: [(entry: AuditEntry, at: Int64)]
         var droppedCount = 0
         if self.writer.pendingBytes < Self.maxPendingBytes || final {
-            batch = self.queue
-            self.queue.removeAll(keepingCapacity: true)
+            swap(&self.queue, &self.batch)
             droppedCount = self.dropped
             self.dropped = 0
-        } else {
-            batch = []
         }
         let reopen = self.reopenRequested
         self.reopenRequested = false
         self.condition.unlock()
 
         let now = Self.wallClockMilliseconds()
-        let written = self.writer.chain(batch, dropped: droppedCount, now: now, checkpoint: final || reopen)
+        let written = self.writer.chain(self.batch, dropped: droppedCount, now: now, checkpoint: final || reopen)
+        self.batch.removeAll(keepingCapacity: true)
         self.metrics.auditRecords.increment(by: Int64(written))
         let errors = self.writer.errors
         self.writer.flush(now: now, sync: final)
@@ -368,8 +370,9 @@ extension AuditTrail {
         /// pending bytes. Returns the number of records.
         mutating func chain(_ batch: [(entry: AuditEntry, at: Int64)], dropped: Int, now: Int64, checkpoint: Bool) -> Int {
             var records = 0
-            for (entry, at) in batch {
-                records += self.chain.append(entry, now: at, into: &self.pending)
+            // By index: the entries are read in place, not copied (and retained) one by one.
+            for index in batch.indices {
+                records += self.chain.append(batch[index].entry, now: batch[index].at, into: &self.pending)
             }
             if dropped > 0 {
                 records += self.chain.append(.dropped(count: dropped), now: now, into: &self.pending)

@@ -109,7 +109,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     private var random = SplitMix64()
     /// The last token's audit digest: a connection usually carries one token for many
     /// requests, so it is hashed once here rather than once per record.
-    private var lastToken: (token: String, digest: [UInt8])?
+    private var lastToken: (token: String, digest: UInt64)?
     /// `x5t#S256` of the client's verified TLS certificate, when it sent one (RFC 8705):
     /// what certificate-bound tokens will be compared with.
     private(set) var clientCertificateThumbprint: String?
@@ -489,15 +489,15 @@ final class GatewayHandler: ChannelDuplexHandler {
         entry.issuer = request.claims.map { Self.owned($0.issuer) }
         if let token = request.token {
             if let last = self.lastToken, last.token == token {
-                entry.token = AuditDigestSource(digestPrefix: last.digest)
+                entry.token = AuditDigestSource(digest: last.digest)
             } else {
-                let digest = AuditDigestSource(token).digestPrefix
+                let digest = AuditDigestSource.digest(of: token)
                 self.lastToken = (token, digest)
-                entry.token = AuditDigestSource(digestPrefix: digest)
+                entry.token = AuditDigestSource(digest: digest)
             }
         }
         entry.clientCertificate = self.clientCertificateThumbprint.map(Self.owned)
-        entry.body = body
+        if let body { entry.describe(body, keepingArguments: audit.keepsArguments) }
         entry.decision = decision
         entry.outcome = outcome
         entry.reason = reason

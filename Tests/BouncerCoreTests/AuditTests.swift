@@ -60,7 +60,7 @@ struct AuditChainTests {
         request.issuer = "https://as.example"
         request.token = AuditDigestSource(Self.token)
         request.session = AuditDigestSource("session-1234")
-        request.body = try! JSONRPCBody.parse(Array(#"{"jsonrpc":"2.0","id":\#(index),"method":"tools/call","params":{"name":"create_issue","arguments":\#(arguments)}}"#.utf8), maxDepth: 16)
+        request.describe(try! JSONRPCBody.parse(Array(#"{"jsonrpc":"2.0","id":\#(index),"method":"tools/call","params":{"name":"create_issue","arguments":\#(arguments)}}"#.utf8), maxDepth: 16))
         request.decision = .allowed
         request.outcome = .forwarded
         request.status = 200
@@ -153,6 +153,60 @@ struct AuditChainTests {
         }
         let canonicalArguments = #"{"api_key":"k-secret-123","title":"x"}"#
         #expect(record["arguments_sha256"] == .string(Hex.encode(SHA256.hash(data: Array(canonicalArguments.utf8)))))
+    }
+
+    /// Request records are written with their members in a fixed order, not sorted: every shape
+    /// (each optional member present or not, strings that need escapes, each arguments mode)
+    /// must come out exactly in RFC 8785 form, hashed as such.
+    @Test func everyShapeOfRequestRecordIsWrittenInCanonicalForm() throws {
+        var random = SplitMix64(seed: 8785)
+        let strings = ["alice", "", "quote \" and \\ backslash", "tab\tnew\nline\u{01}", "ünïcödé ✓ 𝄞", "https://as.example/tenant"]
+        func maybe(_ value: String) -> String? { random.next() % 3 == 0 ? nil : value }
+        func pick() -> String { strings[Int(random.next() % UInt64(strings.count))] }
+        for mode in AuditArgumentsMode.allCases {
+            var chain = AuditChain(formatter: AuditRecordFormatter(arguments: mode), signer: nil)
+            var verifier = AuditVerifier(publicKey: nil)
+            verifier.beginFile("shapes")
+            for index in 1...300 {
+                var request = AuditRequest(requestID: "c\(index)", httpMethod: random.next() % 2 == 0 ? "POST" : "GET", peer: pick())
+                request.resource = maybe(pick())
+                request.subject = maybe(pick())
+                request.clientID = maybe(pick())
+                request.issuer = maybe(pick())
+                request.token = random.next() % 3 == 0 ? nil : (random.next() % 2 == 0 ? AuditDigestSource(pick()) : AuditDigestSource(digest: random.next()))
+                request.session = random.next() % 2 == 0 ? nil : AuditDigestSource(pick())
+                request.mcpMethod = maybe("tools/call")
+                request.target = maybe(pick())
+                if random.next() % 2 == 0 {
+                    request.arguments = .object(["z": .array([.number("1.50"), .number("2e3"), .number("-0.0")]), "a": .object([pick(): .string(pick())]), "token": .string("Bearer x")])
+                }
+                request.batchSize = random.next() % 4 == 0 ? Int(random.next() % 10) : nil
+                request.decision = random.next() % 2 == 0 ? .allowed : .denied
+                request.outcome = [.forwarded, .refused, .upstreamError, .clientClosed, .connectionClosed][Int(random.next() % 5)]
+                request.reason = maybe("insufficient_scope")
+                request.status = Int(random.next() % 600)
+                request.bytesIn = Int(random.next() % 100_000)
+                request.bytesOut = Int(random.next() % 100_000)
+                request.durationNanoseconds = Int64(random.next() % 10_000_000_000)
+                request.upstreamNanoseconds = random.next() % 2 == 0 ? nil : Int64(random.next() % 10_000_000_000)
+                request.upstreamCredential = [.none, .static, .tokenExchange(audience: nil), .tokenExchange(audience: pick())][Int(random.next() % 4)]
+                request.protocolVersion = maybe("2025-11-25")
+                request.traceID = random.next() % 2 == 0 ? nil : RequestTrace(traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")?.traceID
+                request.clientCertificate = maybe(pick())
+
+                let line = Array(chain.append(.request(request), now: 1_764_554_888_000 + Int64(random.next() % 100_000_000)).utf8.dropLast())
+                var members = try #require(try JSONParser().parse(line).objectValue, "\(String(decoding: line, as: UTF8.self))")
+                let hash = try #require(members.removeValue(forKey: "hash")?.stringValue)
+                let canonical = CanonicalJSON.bytes(.object(members))
+                let suffix = Array(#","hash":"\#(hash)"}"#.utf8)
+                #expect(Array(line.dropLast(suffix.count)) + [UInt8(ascii: "}")] == canonical, "\(String(decoding: line, as: UTF8.self))")
+                #expect(AuditChain.hash(canonical) == hash)
+                #expect(verifier.verify(line: line, number: index) == nil)
+                #expect(members["subject"]?.stringValue == request.subject)
+                #expect(members["target"]?.stringValue == request.target)
+                #expect(members["peer"]?.stringValue == request.peer)
+            }
+        }
     }
 
     @Test func argumentsModes() throws {

@@ -13,8 +13,10 @@ public struct AuditChain: Sendable {
 
     /// The `seq` of the last record written (0 before the first).
     public private(set) var seq: Int64
-    /// The hash of the last record written.
-    public private(set) var head: String
+    /// The hash of the last record written, 64 hex digits.
+    public var head: String { String(decoding: self.headDigits, as: UTF8.self) }
+    /// The same, as bytes: overwritten in place by every record.
+    private var headDigits: [UInt8]
     /// Records written since the last checkpoint (or the start).
     public private(set) var unsignedRecords = 0
     /// When the oldest of them was written, for the 10-second rule.
@@ -38,7 +40,7 @@ public struct AuditChain: Sendable {
         self.checkpointEvery = max(1, checkpointEvery)
         self.checkpointIntervalMilliseconds = checkpointIntervalMilliseconds
         self.seq = last?.seq ?? 0
-        self.head = last?.hash ?? Self.genesis
+        self.headDigits = Array((last?.hash ?? Self.genesis).utf8)
     }
 
     /// Appends the line (with its newline) for `entry`, written at `now` (milliseconds since
@@ -46,9 +48,21 @@ public struct AuditChain: Sendable {
     /// of records appended (1 or 2).
     @discardableResult
     public mutating func append(_ entry: AuditEntry, now: Int64, into out: inout [UInt8]) -> Int {
-        self.object.removeAll()
-        self.formatter.members(of: entry, into: &self.object)
-        self.seal(now: now, into: &out)
+        switch entry {
+        case .request(let request):
+            self.seq += 1
+            let start = out.count
+            self.formatter.write(request, chain: AuditChainMembers(prev: self.headDigits, seq: self.seq, ts: now), into: &out)
+            self.finish(from: start, into: &out)
+        case .gateway(let event, let members):
+            self.object.removeAll()
+            AuditRecordFormatter.members(of: event, members, into: &self.object)
+            self.seal(now: now, into: &out)
+        case .dropped(let count):
+            self.object.removeAll()
+            AuditRecordFormatter.members(of: .dropped, ["count": .number(String(count))], into: &self.object)
+            self.seal(now: now, into: &out)
+        }
         self.unsignedRecords += 1
         if self.oldestUnsignedAt == nil { self.oldestUnsignedAt = now }
         if self.signer != nil, self.unsignedRecords >= self.checkpointEvery {
@@ -97,8 +111,7 @@ public struct AuditChain: Sendable {
         return true
     }
 
-    /// Adds `v`, `seq`, `ts` and `prev`, hashes the canonical form and appends the line with
-    /// `hash`.
+    /// Adds `v`, `seq`, `ts` and `prev` to the builder's members and appends the line.
     private mutating func seal(now: Int64, into out: inout [UInt8]) {
         self.seq += 1
         self.object.add("prev", self.head)
@@ -107,6 +120,12 @@ public struct AuditChain: Sendable {
         self.object.add("v", AuditRecordFormatter.version)
         let start = out.count
         self.object.build(into: &out)
+        self.finish(from: start, into: &out)
+    }
+
+    /// Hashes the canonical record that ends `out` (from `start`), adds `hash` and the newline,
+    /// and makes the hash the new head.
+    private mutating func finish(from start: Int, into out: inout [UInt8]) {
         let digest = out[start...].withUnsafeBytes { SHA256.hash(data: $0) }
         // `hash` goes last, outside the canonical order: verifiers remove it and
         // re-canonicalise, so its place does not matter.
@@ -114,7 +133,11 @@ public struct AuditChain: Sendable {
         out.append(contentsOf: #","hash":""#.utf8)
         let hashStart = out.count
         Hex.append(digest, to: &out)  // the Digest overload: through its buffer
-        self.head = String(decoding: out[hashStart...], as: UTF8.self)
+        self.headDigits.withUnsafeMutableBufferPointer { head in
+            out.withUnsafeBufferPointer { written in
+                for index in 0..<64 { head[index] = written[hashStart + index] }
+            }
+        }
         out.append(contentsOf: "\"}\n".utf8)
     }
 

@@ -35,8 +35,8 @@ public enum AuditEvent: String, Sendable, CaseIterable {
 /// interpolating it by mistake prints nothing of it.
 public struct AuditDigestSource: Sendable, CustomStringConvertible {
     let value: String
-    /// ``digestPrefix``, when the caller already has it (the gateway remembers its
-    /// connection's last token).
+    /// ``digest``, when the caller already has it (the gateway remembers its connection's last
+    /// token).
     let knownDigest: UInt64?
 
     public init(_ value: String) {
@@ -44,24 +44,29 @@ public struct AuditDigestSource: Sendable, CustomStringConvertible {
         self.knownDigest = nil
     }
 
-    /// A value whose ``digestPrefix`` is already known: the value itself is not kept. A plain
+    /// A value whose ``digest`` is already known: the value itself is not kept. A plain
     /// integer, so the entry shares no storage with the event loop that made it.
-    public init(digestPrefix: [UInt8]) {
+    public init(digest: UInt64) {
         self.value = ""
-        self.knownDigest = digestPrefix.prefix(8).reduce(0) { $0 << 8 | UInt64($1) }
+        self.knownDigest = digest
     }
     public var description: String { "[digested]" }
 
     /// The first 16 hex digits of SHA-256 of the value: enough to correlate records, too short
     /// and one-way to recover the value (a token is high-entropy; its hash is not an oracle).
-    public var shortDigest: String { Hex.encode(self.digestPrefix) }
+    public var shortDigest: String {
+        var out: [UInt8] = []
+        Hex.append(self.digest, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
 
-    /// The first 8 bytes of SHA-256 of the value.
-    public var digestPrefix: [UInt8] {
-        if let knownDigest { return (0..<8).map { UInt8(truncatingIfNeeded: knownDigest >> (56 - 8 * $0)) } }
-        var value = self.value
+    /// The first 8 bytes of SHA-256 of the value, big-endian.
+    public var digest: UInt64 { self.knownDigest ?? Self.digest(of: self.value) }
+
+    public static func digest(of value: String) -> UInt64 {
+        var value = value
         let digest = value.withUTF8 { SHA256.hash(data: UnsafeRawBufferPointer($0)) }
-        return Array(digest.prefix(8))
+        return digest.withUnsafeBytes { bytes in bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } }
     }
 }
 
@@ -102,9 +107,13 @@ public struct AuditRequest: Sendable {
     public var clientID: String?
     public var issuer: String?
     public var token: AuditDigestSource?
-    /// The parsed JSON-RPC body: `mcp_method`, `target` and the arguments are read from it on
-    /// the writer thread.
-    public var body: JSONRPCBody?
+    /// The first JSON-RPC message's method, target (tool, prompt or resource URI) and
+    /// `params.arguments` (digested or redacted on the writer thread): ``describe(_:keepingArguments:)``.
+    public var mcpMethod: String?
+    public var target: String?
+    public var arguments: JSONValue?
+    /// The number of messages of a JSON-RPC batch.
+    public var batchSize: Int?
     public var decision: Decision
     public var outcome: Outcome
     /// The stable code of the refusal or failure (``GatewayRejection/code``).
@@ -133,6 +142,17 @@ public struct AuditRequest: Sendable {
         self.bytesOut = 0
         self.durationNanoseconds = 0
         self.upstreamCredential = .none
+    }
+
+    /// Takes `mcp_method`, `target`, `batch_size` and (unless `audit.arguments` is `none`)
+    /// the arguments from a parsed body. The body itself stays with the event loop: the writer
+    /// thread frees nothing but the arguments.
+    public mutating func describe(_ body: JSONRPCBody, keepingArguments: Bool = true) {
+        let message = body.messages.first
+        self.mcpMethod = message?.method
+        self.target = try? message?.target()
+        self.arguments = keepingArguments ? message?.params?["arguments"] : nil
+        self.batchSize = body.isBatch ? body.messages.count : nil
     }
 }
 
@@ -255,96 +275,150 @@ public struct CanonicalObjectBuilder: Sendable {
     }
 }
 
-/// Turns entries into the members of records (everything but `seq`, `ts`, `prev` and `hash`,
-/// which the chain adds).
+/// The members the chain gives every record: `prev`, `seq` and `ts` (`v` is constant).
+public struct AuditChainMembers {
+    /// The previous record's hash, 64 hex digits.
+    public var prev: [UInt8]
+    public var seq: Int64
+    /// Milliseconds since the epoch.
+    public var ts: Int64
+}
+
+/// Turns entries into records, without `hash` (the chain adds it). Request records, nearly
+/// all of them, are written straight out with their members in canonical order (their names
+/// are fixed); gateway events go through a ``CanonicalObjectBuilder``.
 public struct AuditRecordFormatter: Sendable {
     /// The schema version, `v` in every record.
     public static let version = 1
     public var arguments: AuditArgumentsMode
     /// Token digests already computed: a client sends the same token for many requests, and
     /// comparing it costs far less than hashing it again. Bounded; emptied when full.
-    private var tokenDigests: [String: [UInt8]] = [:]
+    private var tokenDigests: [String: UInt64] = [:]
     static let tokenDigestCapacity = 1024
+    /// The canonical form of the arguments being digested; its storage is kept.
+    private var scratch: [UInt8] = []
 
     public init(arguments: AuditArgumentsMode) {
         self.arguments = arguments
+        self.scratch.reserveCapacity(1024)
     }
 
-    mutating func tokenDigest(_ token: AuditDigestSource) -> [UInt8] {
-        if token.knownDigest != nil { return token.digestPrefix }
+    mutating func tokenDigest(_ token: AuditDigestSource) -> UInt64 {
+        if let known = token.knownDigest { return known }
         if let known = self.tokenDigests[token.value] { return known }
         if self.tokenDigests.count >= Self.tokenDigestCapacity { self.tokenDigests.removeAll(keepingCapacity: true) }
-        let digest = token.digestPrefix
+        let digest = token.digest
         self.tokenDigests[token.value] = digest
         return digest
     }
 
-    public mutating func members(of entry: AuditEntry, into object: inout CanonicalObjectBuilder) {
-        switch entry {
-        case .request(let request):
-            self.requestMembers(request, into: &object)
-        case .gateway(let event, let members):
-            object.add("event", event.rawValue)
-            for (key, value) in members where !Self.reservedKeys.contains(key) {
-                object.add(key, value)
-            }
-        case .dropped(let count):
-            object.add("event", AuditEvent.dropped.rawValue)
-            object.add("count", count)
+    /// The members of a gateway event's record, but for those of the chain.
+    public static func members(of event: AuditEvent, _ members: [String: JSONValue], into object: inout CanonicalObjectBuilder) {
+        object.add("event", event.rawValue)
+        for (key, value) in members where !Self.reservedKeys.contains(key) {
+            object.add(key, value)
         }
     }
 
     /// Members the chain writes; an event's own members never replace them.
     static let reservedKeys: Set<String> = ["v", "seq", "ts", "event", "prev", "hash"]
 
-    private mutating func requestMembers(_ request: AuditRequest, into object: inout CanonicalObjectBuilder) {
-        // In name order, so that sorting them is a single pass.
-        let message = request.body?.messages.first
-        if let message, let arguments = message.params?["arguments"] {
+    /// Appends a request's record in RFC 8785 form, `hash` aside. The names are ASCII, so
+    /// canonical order is byte order, and the members below are written in it (a test parses
+    /// records of every shape and compares them with their canonical form). Optional members
+    /// are left out when absent.
+    public mutating func write(_ request: AuditRequest, chain: AuditChainMembers, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        if let arguments = request.arguments {
             switch self.arguments {
             case .none:
                 break
             case .hash:
-                object.add("arguments_sha256", hex: SHA256.hash(data: CanonicalJSON.bytes(arguments)))
+                self.scratch.removeAll(keepingCapacity: true)
+                CanonicalJSON.append(arguments, to: &self.scratch)
+                let digest = self.scratch.withUnsafeBytes { SHA256.hash(data: $0) }
+                CanonicalJSON.appendLiteral(#""arguments_sha256":""#, to: &out)
+                Hex.append(digest, to: &out)
+                CanonicalJSON.appendLiteral(#"","#, to: &out)
             case .full:
-                object.add("arguments", AuditRedaction.redact(arguments))
+                CanonicalJSON.appendLiteral(#""arguments":"#, to: &out)
+                CanonicalJSON.append(AuditRedaction.redact(arguments), to: &out)
+                out.append(UInt8(ascii: ","))
             }
         }
-        if let body = request.body, body.isBatch { object.add("batch_size", body.messages.count) }
-        object.add("bytes_in", request.bytesIn)
-        object.add("bytes_out", request.bytesOut)
-        object.add("client_cert", request.clientCertificate)
-        object.add("client_id", request.clientID)
-        object.add("decision", request.decision.rawValue)
-        object.add("duration_ms", milliseconds: request.durationNanoseconds)
-        object.add("event", AuditEvent.request.rawValue)
-        object.add("http_method", request.httpMethod)
-        object.add("issuer", request.issuer)
-        if let message { object.add("mcp_method", message.method) }
-        object.add("outcome", request.outcome.rawValue)
-        object.add("peer", request.peer)
-        object.add("protocol_version", request.protocolVersion)
-        object.add("reason", request.reason)
-        object.add("request_id", request.requestID)
-        object.add("resource", request.resource)
-        if let session = request.session { object.add("session", hex: session.digestPrefix) }
-        object.add("status", request.status)
-        object.add("subject", request.subject)
-        if let message, let target = try? message.target() { object.add("target", target) }
-        if let token = request.token { object.add("token_id", hex: self.tokenDigest(token)) }
-        if let traceID = request.traceID {
-            withUnsafeBytes(of: traceID.bytes) { object.add("trace_id", hex: $0) }
+        if let batchSize = request.batchSize {
+            CanonicalJSON.appendLiteral(#""batch_size":"#, to: &out)
+            CanonicalJSON.appendInteger(Int64(batchSize), to: &out)
+            out.append(UInt8(ascii: ","))
         }
+        CanonicalJSON.appendLiteral(#""bytes_in":"#, to: &out)
+        CanonicalJSON.appendInteger(Int64(request.bytesIn), to: &out)
+        CanonicalJSON.appendLiteral(#","bytes_out":"#, to: &out)
+        CanonicalJSON.appendInteger(Int64(request.bytesOut), to: &out)
+        Self.member(#","client_cert":"#, request.clientCertificate, to: &out)
+        Self.member(#","client_id":"#, request.clientID, to: &out)
+        Self.member(#","decision":"#, request.decision.rawValue, to: &out)
+        CanonicalJSON.appendLiteral(#","duration_ms":"#, to: &out)
+        CanonicalJSON.appendMilliseconds(microseconds: request.durationNanoseconds / 1000, to: &out)
+        CanonicalJSON.appendLiteral(#","event":"request""#, to: &out)
+        Self.member(#","http_method":"#, request.httpMethod, to: &out)
+        Self.member(#","issuer":"#, request.issuer, to: &out)
+        Self.member(#","mcp_method":"#, request.mcpMethod, to: &out)
+        Self.member(#","outcome":"#, request.outcome.rawValue, to: &out)
+        Self.member(#","peer":"#, request.peer, to: &out)
+        CanonicalJSON.appendLiteral(#","prev":""#, to: &out)
+        out.append(contentsOf: chain.prev)
+        out.append(UInt8(ascii: "\""))
+        Self.member(#","protocol_version":"#, request.protocolVersion, to: &out)
+        Self.member(#","reason":"#, request.reason, to: &out)
+        Self.member(#","request_id":"#, request.requestID, to: &out)
+        Self.member(#","resource":"#, request.resource, to: &out)
+        CanonicalJSON.appendLiteral(#","seq":"#, to: &out)
+        CanonicalJSON.appendInteger(chain.seq, to: &out)
+        if let session = request.session {
+            CanonicalJSON.appendLiteral(#","session":""#, to: &out)
+            Hex.append(session.digest, to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+        CanonicalJSON.appendLiteral(#","status":"#, to: &out)
+        CanonicalJSON.appendInteger(Int64(request.status), to: &out)
+        Self.member(#","subject":"#, request.subject, to: &out)
+        Self.member(#","target":"#, request.target, to: &out)
+        if let token = request.token {
+            CanonicalJSON.appendLiteral(#","token_id":""#, to: &out)
+            Hex.append(self.tokenDigest(token), to: &out)
+            out.append(UInt8(ascii: "\""))
+        }
+        if let traceID = request.traceID {
+            CanonicalJSON.appendLiteral(#","trace_id":""#, to: &out)
+            withUnsafeBytes(of: traceID.bytes) { Hex.append($0, to: &out) }
+            out.append(UInt8(ascii: "\""))
+        }
+        CanonicalJSON.appendLiteral(#","ts":""#, to: &out)
+        RFC3339.append(millisecondsSinceEpoch: chain.ts, to: &out)
+        out.append(UInt8(ascii: "\""))
         switch request.upstreamCredential {
         case .none:
-            object.add("upstream_credential", "none")
+            CanonicalJSON.appendLiteral(#","upstream_credential":"none""#, to: &out)
         case .static:
-            object.add("upstream_credential", "static")
+            CanonicalJSON.appendLiteral(#","upstream_credential":"static""#, to: &out)
         case .tokenExchange(let audience):
-            object.add("upstream_audience", audience)
-            object.add("upstream_credential", "token_exchange")
+            Self.member(#","upstream_audience":"#, audience, to: &out)
+            CanonicalJSON.appendLiteral(#","upstream_credential":"token_exchange""#, to: &out)
         }
-        if let upstream = request.upstreamNanoseconds { object.add("upstream_ms", milliseconds: upstream) }
+        if let upstream = request.upstreamNanoseconds {
+            CanonicalJSON.appendLiteral(#","upstream_ms":"#, to: &out)
+            CanonicalJSON.appendMilliseconds(microseconds: upstream / 1000, to: &out)
+        }
+        CanonicalJSON.appendLiteral(#","v":1}"#, to: &out)
+    }
+
+    /// `,"name":` and the string, when there is one.
+    @inline(__always)
+    private static func member(_ name: StaticString, _ value: String?, to out: inout [UInt8]) {
+        guard let value else { return }
+        CanonicalJSON.appendLiteral(name, to: &out)
+        CanonicalJSON.appendString(value, to: &out)
     }
 }
 
@@ -407,6 +481,13 @@ public enum Hex {
         for byte in bytes {
             out.append(self.digits[Int(byte >> 4)])
             out.append(self.digits[Int(byte & 0x0F)])
+        }
+    }
+
+    /// The 16 hex digits of a 64-bit value (big-endian).
+    public static func append(_ value: UInt64, to out: inout [UInt8]) {
+        for shift in stride(from: 60, through: 0, by: -4) {
+            out.append(self.digits[Int(truncatingIfNeeded: value >> UInt64(shift)) & 0x0F])
         }
     }
 

@@ -96,6 +96,12 @@ public enum CanonicalJSON {
         out += String(decoding: bytes, as: UTF8.self)
     }
 
+    /// Bytes already in canonical form (a member's name and punctuation), copied whole.
+    @inline(__always)
+    public static func appendLiteral(_ literal: StaticString, to out: inout [UInt8]) {
+        literal.withUTF8Buffer { out.append(contentsOf: $0) }
+    }
+
     /// A whole number, in decimal.
     @inlinable
     public static func appendInteger(_ value: Int64, to out: inout [UInt8]) {

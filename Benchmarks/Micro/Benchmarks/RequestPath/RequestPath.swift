@@ -109,7 +109,7 @@ struct Fixture: Sendable {
         request.clientID = claims.clientID
         request.issuer = claims.issuer
         request.token = AuditDigestSource(self.token)
-        request.body = body
+        request.describe(body)
         request.decision = .allowed
         request.outcome = .forwarded
         request.status = 200
