@@ -75,15 +75,33 @@ final class GatewayHandler: ChannelDuplexHandler {
         var bytesOut = 0
         /// Counted in `mcp_bouncer_open_streams` (a `text/event-stream` response).
         var streaming = false
+        /// The id of the request's single JSON-RPC request, for errors about the exchange.
+        let errorID: JSONValue?
+        /// Reads the response's messages (list filtering); nil when nothing in the request needs
+        /// it, and the response is relayed unread.
+        var inspector: ResponseInspector?
+        var inspection = Inspection.none
+
+        /// How the body of an inspected response is being read.
+        enum Inspection {
+            case none
+            /// An `application/json` body, read whole (up to `limits.max_event_bytes`) before
+            /// its head goes out with the length of what the client gets.
+            case json(head: HTTPResponseHead, body: ByteBuffer)
+            /// An event stream: each complete event goes out at once; the bytes of the one not
+            /// complete yet wait here.
+            case events(ServerSentEventSplitter, held: ByteBuffer)
+        }
 
         var log: RequestLog { self.request.log }
 
-        init(request: Request, upstreamHead: HTTPRequestHead, resource: ResolvedResource, machine: UpstreamExchangeStateMachine) {
+        init(request: Request, upstreamHead: HTTPRequestHead, resource: ResolvedResource, machine: UpstreamExchangeStateMachine, errorID: JSONValue?) {
             self.request = request
             self.upstreamHead = upstreamHead
             self.resource = resource
             self.keepAlive = request.head.isKeepAlive
             self.machine = machine
+            self.errorID = errorID
             self.startedAt = .now()
         }
     }
@@ -558,7 +576,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             responseTimeout: .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds), errorID: errorID,
             clientTakesInterim: self.writer.requestVersion.isHTTP11OrLater
         )
-        let exchange = Exchange(request: request, upstreamHead: upstreamHead, resource: resource, machine: machine)
+        let exchange = Exchange(request: request, upstreamHead: upstreamHead, resource: resource, machine: machine, errorID: errorID)
+        if let body = request.log.body, let claims = request.claims {
+            exchange.inspector = ResponseInspector(for: body, policy: resource.policy, granted: claims.scopes, protocolVersion: request.facts.protocolVersion)
+        }
         self.exchange = exchange
         self.machine.forwardingStarted()
         self.sendUpstream(exchange, fresh: false, context: context)
@@ -847,8 +868,21 @@ extension GatewayHandler: UpstreamResponseSink {
             exchange.streaming = true
             self.gateway.metrics.openStreams.increment()
         }
+        var rewritten: RewrittenBody?
+        if exchange.inspector != nil, upstreamHead.status == .ok, let type = upstreamHead.headers.first(name: "content-type") {
+            if type.hasPrefixIgnoringASCIICase("application/json") {
+                // The head waits for the body: its length may change.
+                exchange.inspection = .json(head: upstreamHead, body: context.channel.allocator.buffer(capacity: 0))
+                self.run(exchange.machine.headReceived(), exchange, context: context, relaying: nil)
+                return
+            }
+            if type.hasPrefixIgnoringASCIICase("text/event-stream") {
+                exchange.inspection = .events(ServerSentEventSplitter(maxEventBytes: self.gateway.policy.limits.maxEventBytes), held: ByteBuffer())
+                rewritten = .unknownLength
+            }
+        }
         do {
-            let head = try self.writer.serialiseHead(upstreamHead, keepAlive: self.machine.keepAlive(exchange.keepAlive), allocator: context.channel.allocator)
+            let head = try self.writer.serialiseHead(upstreamHead, keepAlive: self.machine.keepAlive(exchange.keepAlive), allocator: context.channel.allocator, rewritten: rewritten)
             self.run(exchange.machine.headReceived(), exchange, context: context, relaying: head)
         } catch {
             // Relaying it could split the response: the client gets a 502 instead.
@@ -863,14 +897,110 @@ extension GatewayHandler: UpstreamResponseSink {
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard let exchange = self.exchange, let context = self.context else { return }
+        switch exchange.inspection {
+        case .none:
+            self.relay(buffer, exchange, context: context)
+        case .json(let head, var body):
+            exchange.inspection = .none  // the buffer stays uniquely referenced while it grows
+            let limit = self.gateway.policy.limits.maxEventBytes
+            guard body.readableBytes + buffer.readableBytes <= limit else {
+                exchange.log.error("upstream message too large", metadata: ["limit": "\(limit)"])
+                return self.run(.fail(.upstreamMessageTooLarge(limit: limit, id: exchange.errorID)), exchange, context: context)
+            }
+            var buffer = buffer
+            body.writeBuffer(&buffer)
+            exchange.inspection = .json(head: head, body: body)
+        case .events(var splitter, var held):
+            exchange.inspection = .none
+            self.relayEvents(buffer, splitter: &splitter, held: &held, exchange, context: context)
+            if self.exchange === exchange { exchange.inspection = .events(splitter, held: held) }
+        }
+    }
+
+    /// Relays a piece of the body as it came.
+    private func relay(_ buffer: ByteBuffer, _ exchange: Exchange, context: ChannelHandlerContext) {
         exchange.bytesOut += buffer.readableBytes
         if !self.writer.writeBody(buffer, context: context) {
             exchange.lease?.handler.pause()
         }
     }
 
+    /// Relays the events a read completes, each as it came or as the inspector rewrote it;
+    /// the bytes of an event not complete yet are held. An event over the limit ends the
+    /// stream with a JSON-RPC error event: nothing of it goes out.
+    private func relayEvents(_ buffer: ByteBuffer, splitter: inout ServerSentEventSplitter, held: inout ByteBuffer, _ exchange: Exchange, context: ChannelHandlerContext) {
+        var ends: [(piece: ServerSentEventSplitter.Piece, end: Int)] = []
+        var tooLarge = false
+        do {
+            try buffer.withUnsafeReadableBytes { bytes in
+                try splitter.scan(bytes) { piece, end in ends.append((piece, end)) }
+            }
+        } catch {
+            // The events that ended before it still go out.
+            tooLarge = true
+        }
+        var start = buffer.readerIndex
+        for (piece, end) in ends {
+            var slice = buffer.getSlice(at: start, length: buffer.readerIndex + end - start)!
+            start = buffer.readerIndex + end
+            guard piece == .eventEnd else {
+                self.relay(slice, exchange, context: context)
+                continue
+            }
+            if held.readableBytes > 0 {
+                held.writeBuffer(&slice)
+                slice = held
+                held = ByteBuffer()
+            }
+            let event = ServerSentEvent(parsing: slice.readableBytesView)
+            if let data = event.data, case .replace(let message) = exchange.inspector?.inspect(Array(data.utf8)) {
+                var rewritten = event
+                rewritten.data = message
+                slice = context.channel.allocator.buffer(string: rewritten.serialized)
+                exchange.log.debug("list filtered", metadata: ["hidden": "\(exchange.inspector?.hidden.joined(separator: ", ") ?? "")"])
+            }
+            self.relay(slice, exchange, context: context)
+        }
+        if tooLarge { return self.endStreamWithError(exchange, limit: splitter.maxEventBytes, context: context) }
+        if var rest = buffer.getSlice(at: start, length: buffer.writerIndex - start), rest.readableBytes > 0 {
+            held.writeBuffer(&rest)
+        }
+    }
+
+    /// Ends an inspected event stream whose next event is over the limit: an error event for
+    /// the request, the end of the body, the upstream dropped.
+    private func endStreamWithError(_ exchange: Exchange, limit: Int, context: ChannelHandlerContext) {
+        exchange.log.error("upstream event too large; stream ended", metadata: ["limit": "\(limit)"])
+        let error = ServerSentEvent(type: "message", data: JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: GatewayRejection.upstreamMessageTooLargeMessage, id: exchange.errorID))
+        self.relay(context.channel.allocator.buffer(string: error.serialized), exchange, context: context)
+        self.abandon(exchange)
+        self.exchange = nil
+        self.record(exchange.request, resource: exchange.resource, decision: .allowed, outcome: .upstreamError, reason: GatewayRejection.upstreamMessageTooLarge(limit: limit, id: nil).code, exchange: exchange)
+        self.endResponse(keepAlive: false, context: context)
+    }
+
     func upstreamResponseEnd(keepAlive upstreamKeepAlive: Bool) {
         guard let exchange = self.exchange, let context = self.context else { return }
+        switch exchange.inspection {
+        case .none:
+            break
+        case .json(let head, var body):
+            exchange.inspection = .none
+            if let inspected = exchange.inspector?.inspect(body.readableBytesView), case .replace(let message) = inspected {
+                body = context.channel.allocator.buffer(string: message)
+                exchange.log.debug("list filtered", metadata: ["hidden": "\(exchange.inspector?.hidden.joined(separator: ", ") ?? "")"])
+            }
+            do {
+                let serialised = try self.writer.serialiseHead(head, keepAlive: self.machine.keepAlive(exchange.keepAlive), allocator: context.channel.allocator, rewritten: .length(body.readableBytes))
+                self.writer.writeHead(serialised, context: context)
+            } catch {
+                return self.run(.fail(.upstreamUnavailable("response head cannot be relayed: \(error)", id: exchange.errorID)), exchange, context: context)
+            }
+            self.relay(body, exchange, context: context)
+        case .events:
+            // An event the stream ended in the middle of is not an event: it is dropped.
+            exchange.inspection = .none
+        }
         self.run(exchange.machine.responseEnded(keepAlive: upstreamKeepAlive), exchange, context: context)
     }
 

@@ -67,14 +67,23 @@ struct ResponseWriter {
 
     /// The upstream's final head as the client gets it, serialised but not yet written (the
     /// exchange decides whether it goes out): see ``writeHead(_:context:)``.
-    mutating func serialiseHead(_ upstreamHead: HTTPResponseHead, keepAlive: Bool, allocator: ByteBufferAllocator) throws(ResponseSerializer.InvalidHeader) -> ByteBuffer {
+    ///
+    /// `rewritten` is for a body the gateway changes: its length when known (a JSON body read
+    /// whole), or not (an inspected event stream: the body is chunked, or delimited by the
+    /// connection's end for an HTTP/1.0 client).
+    mutating func serialiseHead(
+        _ upstreamHead: HTTPResponseHead, keepAlive: Bool, allocator: ByteBufferAllocator, rewritten: RewrittenBody? = nil
+    ) throws(ResponseSerializer.InvalidHeader) -> ByteBuffer {
         var extra: [(String, String)] = []
         if upstreamHead.headers.first(name: "Content-Type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
             // Tell any buffering proxy in front of us not to hold events back.
             extra.append(("X-Accel-Buffering", "no"))
         }
+        // The body changed: the upstream's Content-Length goes, replaced when the new length
+        // is known.
+        if case .length(let length)? = rewritten { extra.append(("Content-Length", String(length))) }
         let buffer: ByteBuffer
-        (buffer, self.framing) = try self.serialise(upstreamHead, extra: extra, keepAlive: keepAlive, allocator: allocator)
+        (buffer, self.framing) = try self.serialise(upstreamHead, extra: extra, droppingContentLength: rewritten != nil, keepAlive: keepAlive, allocator: allocator)
         return buffer
     }
 
@@ -123,7 +132,7 @@ struct ResponseWriter {
     /// headers (and those its `Connection` names) dropped, `extra` in place of any the
     /// upstream sent under the same names.
     private func serialise(
-        _ upstreamHead: HTTPResponseHead, extra: [(String, String)] = [], keepAlive: Bool, allocator: ByteBufferAllocator
+        _ upstreamHead: HTTPResponseHead, extra: [(String, String)] = [], droppingContentLength: Bool = false, keepAlive: Bool, allocator: ByteBufferAllocator
     ) throws(ResponseSerializer.InvalidHeader) -> (ByteBuffer, ResponseBodyFraming) {
         let connection = ConnectionOptions(upstreamHead.headers)
         var buffer = allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead.headers, extra))
@@ -131,11 +140,18 @@ struct ResponseWriter {
             status: upstreamHead.status, headers: upstreamHead.headers,
             include: { name in
                 !HopByHop.isResponseHeader(name, connection: connection) && !(!extra.isEmpty && extra.contains { name.equalsIgnoringASCIICase($0.0) })
+                    && !(droppingContentLength && name.equalsIgnoringASCIICase("content-length"))
             },
             extra: extra, requestMethod: self.requestMethod, requestVersion: self.requestVersion, keepAlive: keepAlive, into: &buffer
         )
         return (buffer, framing)
     }
+}
+
+/// A response body the gateway changes on its way to the client.
+enum RewrittenBody: Equatable {
+    case length(Int)
+    case unknownLength
 }
 
 extension ConnectionOptions {

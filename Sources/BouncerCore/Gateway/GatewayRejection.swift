@@ -70,6 +70,9 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     case authorizationServerUnavailable(String)
     case upstreamUnavailable(String, id: JSONValue?)
     case upstreamTimeout(id: JSONValue?)
+    /// A message from the upstream (a JSON body or an SSE event) over `limits.max_event_bytes`:
+    /// the gateway cannot inspect it, so nothing of it reaches the client.
+    case upstreamMessageTooLarge(limit: Int, id: JSONValue?)
     /// The upstream credential could not be obtained because the authorization server is
     /// down, slow or shedding load: 503, worth retrying.
     case upstreamCredentialUnavailable(String, id: JSONValue?)
@@ -88,6 +91,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .policyDenied(let reason, _): return .policyDenied(reason: reason, id: id)
         case .upstreamUnavailable(let reason, _): return .upstreamUnavailable(reason, id: id)
         case .upstreamTimeout: return .upstreamTimeout(id: id)
+        case .upstreamMessageTooLarge(let limit, _): return .upstreamMessageTooLarge(limit: limit, id: id)
         case .upstreamCredentialUnavailable(let reason, _): return .upstreamCredentialUnavailable(reason, id: id)
         case .upstreamCredentialRefused(let cause, let reason, _): return .upstreamCredentialRefused(cause: cause, reason: reason, id: id)
         case .auditUnavailable: return .auditUnavailable(id: id)
@@ -116,6 +120,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .authorizationServerUnavailable: return "authorization_server_unavailable"
         case .upstreamUnavailable: return "upstream_unavailable"
         case .upstreamTimeout: return "upstream_timeout"
+        case .upstreamMessageTooLarge: return "upstream_message_too_large"
         case .upstreamCredentialUnavailable: return "upstream_credential_unavailable"
         case .upstreamCredentialRefused(let cause, _, _): return "upstream_credential_refused.\(cause)"
         case .auditUnavailable: return "audit_unavailable"
@@ -141,11 +146,16 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .methodNotAllowed(let allow): return "only \(allow) is served here"
         case .upstreamUnavailable(let reason, _): return reason
         case .upstreamTimeout: return "upstream did not answer in time"
+        case .upstreamMessageTooLarge(let limit, _): return "a message from the upstream is over limits.max_event_bytes (\(limit) bytes)"
         case .auditUnavailable: return "the audit queue is full (audit.on_overflow: refuse)"
         case .upstreamCredentialUnavailable(let reason, _): return reason
         case .upstreamCredentialRefused(_, let reason, _): return reason
         }
     }
+
+    /// What the client reads when a message from the upstream was too large to inspect (also
+    /// as the JSON-RPC error event that ends an inspected stream).
+    public static let upstreamMessageTooLargeMessage = "Bad Gateway: the MCP server sent a message larger than the gateway inspects (limits.max_event_bytes)"
 
     /// The HTTP response. `resource` is the protected resource the request was for; the
     /// challenges need it, so it is `nil` only for requests that matched no resource.
@@ -220,6 +230,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
             return GatewayResponse.json(502, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Bad Gateway: the MCP server is unavailable", id: id))
         case .upstreamTimeout(let id):
             return GatewayResponse.json(504, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Gateway Timeout: the MCP server did not answer in time", id: id))
+        case .upstreamMessageTooLarge(_, let id):
+            return GatewayResponse.json(502, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: Self.upstreamMessageTooLargeMessage, id: id))
         case .upstreamCredentialUnavailable(_, let id):
             return GatewayResponse.json(503, JSONRPCFailure.errorBody(
                 code: JSONRPCErrorCode.upstreamError,

@@ -138,6 +138,9 @@ public struct GatewayLimits: Sendable, Hashable {
     public var exchangeExpiryMarginSeconds: Int64 = 30
     /// Time allowed for a token or introspection request to the authorization server.
     public var authorizationServerTimeoutSeconds: Int64 = 10
+    /// The most bytes of one upstream message the gateway reads to inspect it: an SSE event
+    /// (blank line included) or an `application/json` body whose messages it checks.
+    public var maxEventBytes = 1024 * 1024
 
     public init() {}
 
@@ -157,6 +160,7 @@ public struct GatewayLimits: Sendable, Hashable {
         IntegerSetting(key: "exchange_expiry_margin_seconds", range: 0...3600, field: .int64(\.exchangeExpiryMarginSeconds)),
         IntegerSetting(key: "authorization_server_timeout_seconds", range: 1...300, field: .int64(\.authorizationServerTimeoutSeconds)),
         IntegerSetting(key: "shutdown_grace_seconds", range: 0...3600, field: .int64(\.shutdownGraceSeconds)),
+        IntegerSetting(key: "max_event_bytes", range: 1024...(64 * 1_048_576), field: .int(\.maxEventBytes)),
     ]
 }
 
@@ -267,11 +271,13 @@ public final class ResourcePolicy: Sendable {
 
     /// Batches are a 2025-03-26 feature; removed in 2025-06-18.
     public let acceptsBatches: Bool
+    /// List results keep only what the caller's token could use (`list_filtering`, default on).
+    public let listFiltering: Bool
 
     public init(
         path: String, uri: CanonicalURI, name: String?, documentation: String?, authorizationServer: String,
         scopesSupported: [String], upstream: UpstreamTarget, upstreamTLS: ClientTLSSettings, credentials: UpstreamCredentials,
-        methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>
+        methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>, listFiltering: Bool = true
     ) {
         self.path = path
         self.uri = uri
@@ -287,6 +293,7 @@ public final class ResourcePolicy: Sendable {
         self.allowedOrigins = allowedOrigins
         self.protocolVersions = protocolVersions
         self.acceptsBatches = protocolVersions.contains("2025-03-26")
+        self.listFiltering = listFiltering
     }
 
     public var metadataURL: String { self.uri.protectedResourceMetadataURL }

@@ -54,6 +54,11 @@ public struct PatternTable<Value: Sendable>: Sendable {
     }
 
     public var isEmpty: Bool { self.exact.isEmpty && self.globs.isEmpty }
+
+    /// Every entry, exact names as patterns without wildcards.
+    public var entries: [(pattern: NamePattern, value: Value)] {
+        self.exact.map { (NamePattern($0.key), $0.value) } + self.globs
+    }
 }
 
 /// What one JSON-RPC method needs.

@@ -26,7 +26,7 @@ extension PolicyReader {
         guard let section = self.section(
             node, path,
             allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
-                      "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions"],
+                      "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering"],
             required: ["path", "authorization_server", "upstream", "methods"]
         ) else { return nil }
         var valid = true
@@ -51,6 +51,7 @@ extension PolicyReader {
         let credentials = section["upstream_credentials"].map { self.credentials($0, section.childPath("upstream_credentials")) } ?? UpstreamCredentials.none
         let methods = section["methods"].flatMap { self.methodTable($0, section.childPath("methods")) }
         let responses = section.scopeList("client_responses")
+        let listFiltering = section.bool("list_filtering") ?? true
         var origins: Set<String> = []
         if let list = section.stringList("allowed_origins") {
             for origin in list {
@@ -87,7 +88,7 @@ extension PolicyReader {
         return ResourcePolicy(
             path: resourcePath, uri: uri, name: name, documentation: documentation, authorizationServer: serverName,
             scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
-            clientResponses: responses, allowedOrigins: origins, protocolVersions: versions
+            clientResponses: responses, allowedOrigins: origins, protocolVersions: versions, listFiltering: listFiltering
         )
     }
 

@@ -1,0 +1,181 @@
+import BouncerCore
+import Testing
+
+@Suite("Server-sent events: splitting a stream into events, reading their fields")
+struct ServerSentEventTests {
+    /// Splits `stream` delivered in the given runs; returns each event's bytes (stray LFs as
+    /// their own piece, marked) and what was left incomplete.
+    static func split(_ runs: [[UInt8]], limit: Int = 1 << 20) throws -> (pieces: [String], rest: String) {
+        var splitter = ServerSentEventSplitter(maxEventBytes: limit)
+        var pieces: [String] = []
+        var held: [UInt8] = []
+        for run in runs {
+            try run.withUnsafeBytes { bytes in
+                var start = 0
+                try splitter.scan(bytes) { piece, end in
+                    switch piece {
+                    case .eventEnd:
+                        pieces.append(String(decoding: held + run[start..<end], as: UTF8.self))
+                        held = []
+                    case .strayLineFeed:
+                        pieces.append("<LF>")
+                    }
+                    start = end
+                }
+                held += run[start...]
+            }
+        }
+        return (pieces, String(decoding: held, as: UTF8.self))
+    }
+
+    static let stream = ": ping\n\nevent: message\ndata: {\"a\":1}\n\nid: 7\r\ndata: x\r\ndata: y\r\n\r\ndata: cr\r\rretry: 10\n\n"
+
+    @Test func eventsEndAtEmptyLinesWhateverTheLineEnds() throws {
+        let (pieces, rest) = try Self.split([Array(Self.stream.utf8)])
+        #expect(pieces == [": ping\n\n", "event: message\ndata: {\"a\":1}\n\n", "id: 7\r\ndata: x\r\ndata: y\r\n\r\n", "data: cr\r\r", "retry: 10\n\n"])
+        #expect(rest == "")
+    }
+
+    /// The same events (and the same bytes, in order) whichever byte a read boundary falls on,
+    /// including between the CR and LF of a CRLF.
+    @Test func everySplitPositionGivesTheSameBytes() throws {
+        let bytes = Array(Self.stream.utf8)
+        let whole = try Self.split([bytes]).pieces
+        for cut in 0...bytes.count {
+            let (pieces, rest) = try Self.split([Array(bytes[..<cut]), Array(bytes[cut...])])
+            #expect(rest == "")
+            // Concatenated, the pieces are the stream, byte for byte.
+            #expect(pieces.map { $0 == "<LF>" ? "\n" : $0 }.joined() == Self.stream, "cut at \(cut)")
+            #expect(pieces.filter { $0 != "<LF>" }.count == whole.count, "cut at \(cut)")
+        }
+        // One byte per read.
+        let (pieces, _) = try Self.split(bytes.map { [$0] })
+        #expect(pieces.map { $0 == "<LF>" ? "\n" : $0 }.joined() == Self.stream)
+    }
+
+    @Test func aStrayLineFeedIsOnlyTheOneAfterAnEventEndingCR() throws {
+        // "data: a\r" then "\n\n": the CR ends a line, not the event; the LF completes it and
+        // the next LF ends the event.
+        let (pieces, rest) = try Self.split([Array("data: a\r".utf8), Array("\n\n".utf8)])
+        #expect(pieces == ["data: a\r\n\n"])
+        #expect(rest == "")
+        let (ended, _) = try Self.split([Array("data: a\r\r".utf8), Array("\ndata: b\n\n".utf8)])
+        #expect(ended == ["data: a\r\r", "<LF>", "data: b\n\n"])
+    }
+
+    @Test func anEventOverTheLimitIsRefusedEvenWithoutItsEnd() throws {
+        #expect(throws: ServerSentEventSplitter.EventTooLarge(limit: 16)) {
+            _ = try Self.split([Array("data: 0123456789abcdef".utf8)], limit: 16)
+        }
+        // Across reads too.
+        #expect(throws: ServerSentEventSplitter.EventTooLarge(limit: 16)) {
+            _ = try Self.split([Array("data: 01234".utf8), Array("56789".utf8), Array("abcdef".utf8)], limit: 16)
+        }
+        // At the limit exactly, it passes.
+        let (pieces, _) = try Self.split([Array("data: 0123456\n\n".utf8)], limit: 16)
+        #expect(pieces.count == 1)
+    }
+
+    @Test func fieldsAreReadAsBrowsersReadThem() {
+        let event = ServerSentEvent(parsing: Array("event: message\r\nid: 42\r\n:comment\r\ndata:first\r\ndata:  second\rdata\nretry: 1x\nretry: 300\nfoo: bar\n\n".utf8))
+        #expect(event.type == "message")
+        #expect(event.id == "42")
+        #expect(event.data == "first\n second\n")
+        #expect(event.retry == "300")
+        #expect(ServerSentEvent(parsing: Array(": only a comment\n\n".utf8)).data == nil)
+        #expect(ServerSentEvent(parsing: Array("id: a\0b\ndata: x\n\n".utf8)).id == nil)
+    }
+
+    @Test func aRewrittenEventReadsBackTheSame() {
+        let event = ServerSentEvent(type: "message", data: "{\"a\":\n1}\r\nx", id: "9", retry: nil)
+        #expect(event.serialized == "event: message\nid: 9\ndata: {\"a\":\ndata: 1}\ndata: x\n\n")
+        #expect(ServerSentEvent(parsing: Array(event.serialized.utf8)) == ServerSentEvent(type: "message", data: "{\"a\":\n1}\nx", id: "9"))
+    }
+}
+
+@Suite("Lists filtered to the token")
+struct ListFilterTests {
+    static let policy = try! PolicyLoader.load(yaml: """
+        listen: 127.0.0.1:8443
+        public_url: https://mcp.example.com
+        authorization_servers:
+          corp:
+            issuer: https://as.example
+        resources:
+          - path: /jira/mcp
+            authorization_server: corp
+            upstream: http://127.0.0.1:8080/mcp
+            methods:
+              tools/list: [jira:read]
+              tools/call:
+                list_issues: [jira:read]
+                "admin_*": [jira:admin]
+              prompts/get:
+                summary: []
+              resources/read:
+                "file:///docs/*": [docs:read]
+                "file:///secret/key.pem": [root]
+        """, secrets: SecretSource(environment: { _ in nil }, readFile: { _ in .failure(SecretReadError(reason: "none")) })).resources[0]
+
+    static func tools(_ names: [String], extra: [String: JSONValue] = [:]) -> JSONValue {
+        var members = extra
+        members["tools"] = .array(names.map { .object(["name": .string($0), "inputSchema": .object(["type": .string("object")])]) })
+        return .object(members)
+    }
+
+    @Test func toolsTheTokenCannotCallAreRemoved() {
+        let result = Self.tools(["list_issues", "admin_delete", "unlisted"], extra: ["nextCursor": .string("c2")])
+        let reader = ListFilter.filter(result, method: "tools/list", policy: Self.policy, granted: ["jira:read"], cacheScoped: false)
+        #expect(reader.removed == ["admin_delete", "unlisted"])
+        #expect(reader.result == Self.tools(["list_issues"], extra: ["nextCursor": .string("c2")]))
+        let admin = ListFilter.filter(result, method: "tools/list", policy: Self.policy, granted: ["jira:read", "jira:admin"], cacheScoped: true)
+        #expect(admin.removed == ["unlisted"])
+        #expect(admin.result?["cacheScope"] == .string("private"))
+    }
+
+    @Test func aListWithNothingToHidePassesUnchanged() {
+        let outcome = ListFilter.filter(Self.tools(["list_issues"]), method: "tools/list", policy: Self.policy, granted: ["jira:read"], cacheScoped: true)
+        #expect(outcome.result == nil && outcome.removed.isEmpty)
+        // Not a list result: untouched.
+        #expect(ListFilter.filter(.object(["content": .array([])]), method: "tools/call", policy: Self.policy, granted: [], cacheScoped: false).result == nil)
+    }
+
+    @Test func anEntryWithoutAStringNameIsRemoved() {
+        let result = JSONValue.object(["tools": .array([.object(["name": .number("1")]), .object(["title": .string("x")])])])
+        let outcome = ListFilter.filter(result, method: "tools/list", policy: Self.policy, granted: ["jira:read"], cacheScoped: false)
+        #expect(outcome.result == .object(["tools": .array([])]))
+    }
+
+    @Test func resourcesByNormalisedURIAndPromptsByName() {
+        let resources = JSONValue.object(["resources": .array([
+            .object(["uri": .string("file:///docs/a.md")]), .object(["uri": .string("file:///docs/../secret/key.pem")]), .object(["uri": .string("file:///secret/key.pem")]),
+        ])])
+        let outcome = ListFilter.filter(resources, method: "resources/list", policy: Self.policy, granted: ["docs:read"], cacheScoped: false)
+        #expect(outcome.removed == ["file:///docs/../secret/key.pem", "file:///secret/key.pem"])
+        let prompts = JSONValue.object(["prompts": .array([.object(["name": .string("summary")]), .object(["name": .string("other")])])])
+        #expect(ListFilter.filter(prompts, method: "prompts/list", policy: Self.policy, granted: [], cacheScoped: false).removed == ["other"])
+    }
+
+    @Test(arguments: [
+        ("file:///docs/{name}", ["docs:read"], true),
+        ("file:///docs/{name}", [], false),
+        ("file:///{path}", ["docs:read"], true),  // can expand into file:///docs/...
+        ("file:///secret/{file}", ["docs:read"], false),
+        ("file:///secret/{file}", ["root"], true),
+        ("https://x/{a}", ["docs:read", "root"], false),
+    ])
+    func templatesAreMatchedAgainstTheRulesAsPatterns(_ template: String, _ granted: [String], _ visible: Bool) {
+        #expect(Self.policy.permitsTemplate(template, method: "resources/read", granted: Set(granted)) == visible)
+    }
+
+    @Test func patternsOverlapWhenSomeNameMatchesBoth() {
+        func overlaps(_ a: String, _ b: String) -> Bool { NamePattern(a).overlaps(NamePattern(b)) }
+        #expect(overlaps("file:///docs/*", "file:///*"))
+        #expect(overlaps("a*c", "ab*"))
+        #expect(overlaps("*x*", "y*"))
+        #expect(!overlaps("a*", "b*"))
+        #expect(!overlaps("*a", "*b"))
+        #expect(overlaps("abc", "abc") && !overlaps("abc", "abd"))
+        #expect(overlaps("*", ""))
+    }
+}
