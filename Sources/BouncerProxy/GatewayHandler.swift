@@ -38,6 +38,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         /// What the audit record and metrics need, gathered as the request goes.
         var token: String?
         var claims: AccessTokenClaims?
+        /// The token's scopes with those they imply: what the decisions use.
+        var granted: Set<String>?
         var trace: RequestTrace?
         var credential = AuditRequest.UpstreamCredential.none
         /// A slot taken in the audit queue (`on_overflow: refuse`), spent by the record.
@@ -428,7 +430,11 @@ final class GatewayHandler: ChannelDuplexHandler {
         request.log.clientID = claims.clientID ?? "-"
         request.claims = claims
         let method = request.head.method.rawValue
-        let (body, decision) = Enforcement.authorize(request.facts, method: method, body: request.body, scopes: claims.scopes, resource: resource.policy, limits: self.gateway.policy.limits)
+        // Scopes the token's scopes imply count too (`scope_implies`); challenges still name
+        // the policy's.
+        let granted = resource.server.scopeImplications.expand(claims.scopes)
+        request.granted = granted
+        let (body, decision) = Enforcement.authorize(request.facts, method: method, body: request.body, scopes: granted, resource: resource.policy, limits: self.gateway.policy.limits)
         request.log.body = body
         switch decision {
         case .failure(let rejection):
@@ -577,8 +583,8 @@ final class GatewayHandler: ChannelDuplexHandler {
             clientTakesInterim: self.writer.requestVersion.isHTTP11OrLater
         )
         let exchange = Exchange(request: request, upstreamHead: upstreamHead, resource: resource, machine: machine, errorID: errorID)
-        if let body = request.log.body, let claims = request.claims {
-            exchange.inspector = ResponseInspector(for: body, policy: resource.policy, granted: claims.scopes, protocolVersion: request.facts.protocolVersion)
+        if let body = request.log.body, let granted = request.granted {
+            exchange.inspector = ResponseInspector(for: body, policy: resource.policy, granted: granted, protocolVersion: request.facts.protocolVersion)
         }
         self.exchange = exchange
         self.machine.forwardingStarted()

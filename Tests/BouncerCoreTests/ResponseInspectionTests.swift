@@ -179,3 +179,62 @@ struct ListFilterTests {
         #expect(overlaps("*", ""))
     }
 }
+
+@Suite("Scope hierarchies (scope_implies)")
+struct ScopeImplicationTests {
+    @Test func impliedScopesAreTransitive() throws {
+        let implications = try ScopeImplications(["jira:admin": ["jira:write"], "jira:write": ["jira:read"], "docs:admin": ["docs:read", "jira:read"]])
+        #expect(implications.expand(["jira:admin"]) == ["jira:admin", "jira:write", "jira:read"])
+        #expect(implications.expand(["jira:write", "other"]) == ["jira:write", "jira:read", "other"])
+        #expect(implications.expand(["jira:read"]) == ["jira:read"], "narrower scopes imply nothing broader")
+        #expect(ScopeImplications.none.expand(["a"]) == ["a"])
+    }
+
+    @Test(arguments: [
+        (["a": ["a"]], "a -> a"),
+        (["a": ["b"], "b": ["c"], "c": ["a"]], "a -> b -> c -> a"),
+    ])
+    func cyclesAreRefusedAndNamed(_ direct: [String: [String]], _ named: String) {
+        #expect(throws: ScopeImplications.Cycle.self) { try ScopeImplications(direct) }
+        do {
+            _ = try ScopeImplications(direct)
+        } catch {
+            #expect(error.description == named)
+        }
+    }
+
+    static func load(_ implies: String) throws(PolicyValidationError) -> GatewayPolicy {
+        try PolicyLoader.load(yaml: """
+            listen: 127.0.0.1:8443
+            public_url: https://mcp.example.com
+            authorization_servers:
+              corp:
+                issuer: https://as.example
+                scope_implies: \(implies)
+            resources:
+              - path: /jira/mcp
+                authorization_server: corp
+                upstream: http://127.0.0.1:8080/mcp
+                methods:
+                  tools/list: [jira:read]
+            """, secrets: SecretSource(environment: { _ in nil }, readFile: { _ in .failure(SecretReadError(reason: "none")) }))
+    }
+
+    @Test func theLoaderReadsTheHierarchyAndRefusesCyclesAndBadScopes() throws {
+        let policy = try Self.load(#"{ "jira:admin": ["jira:write"], "jira:write": ["jira:read"] }"#)
+        #expect(policy.authorizationServers["corp"]?.scopeImplications.expand(["jira:admin"]).contains("jira:read") == true)
+        for (yaml, problem) in [
+            (#"{ "a": ["b"], "b": ["a"] }"#, "cycle: a -> b -> a"),
+            (#"{ "a b": ["c"] }"#, "not a valid scope token"),
+            (#"{ "a": "b" }"#, "expected a list of scopes"),
+            (#"[a, b]"#, "expected a mapping"),
+        ] {
+            do throws(PolicyValidationError) {
+                _ = try Self.load(yaml)
+                Issue.record("\(yaml) was accepted")
+            } catch {
+                #expect(error.problems.contains { $0.description.contains(problem) }, "\(yaml): \(error.problems)")
+            }
+        }
+    }
+}

@@ -32,6 +32,7 @@ struct ResponseInspectionLoopbackTests {
               local:
                 issuer: \(self.harness.issuer)
                 jwks_uri: \(self.harness.backend.url)/jwks
+                scope_implies: { admin: [read] }
             resources:
               - path: /mcp
                 authorization_server: local
@@ -81,12 +82,24 @@ struct ResponseInspectionLoopbackTests {
         #expect(value["result"]?["nextCursor"] == .string("p2"))
         #expect(value["result"]?["cacheScope"] == nil, "not a 2026-07-28 exchange")
 
-        let admin = try self.list(running, scope: "read admin", protocolVersion: "2026-07-28")
+        // admin implies read (scope_implies): both tools.
+        let admin = try self.list(running, scope: "admin", protocolVersion: "2026-07-28")
         #expect(try Self.tools(in: admin.body) == ["echo", "delete_repo"])
         #expect(admin.body == Self.tools, "nothing to hide: the bytes as the upstream sent them")
 
         let narrow = try self.list(running, scope: "read", protocolVersion: "2026-07-28")
         #expect(try JSONParser().parse(Array(narrow.body.utf8))["result"]?["cacheScope"] == .string("private"))
+    }
+
+    @Test func anImpliedScopeAuthorisesRequestsToo() throws {
+        let upstream = try self.upstream(Self.json(#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#))
+        defer { try? upstream.close().wait() }
+        let running = try self.start(upstreamPort: upstream.localAddress!.port!)
+        defer { try? running.server.close().wait() }
+        #expect(try self.harness.call(port: running.port, token: self.harness.token(scope: "admin")).status == .ok)
+        let refused = try self.harness.call(port: running.port, token: self.harness.token(scope: "other"))
+        #expect(refused.status == .forbidden)
+        #expect(refused.headers.first(name: "WWW-Authenticate")?.contains(#"scope="read""#) == true, "the challenge names the policy's scope")
     }
 
     @Test func listFilteringOffRelaysTheListAsItIs() throws {

@@ -191,6 +191,8 @@ public struct AuthorizationServerPolicy: Sendable {
     public var introspectionCacheSeconds: Int64 = 300
     /// `active: false` answers are remembered this long.
     public var introspectionNegativeCacheSeconds: Int64 = 10
+    /// `scope_implies`: broader scopes that grant narrower ones.
+    public var scopeImplications = ScopeImplications.none
     /// Unknown `kid`s trigger a key-set refresh at most this often.
     public var jwksRefreshMinIntervalSeconds: Int64 = 30
     /// Key sets are re-fetched after this long even when every `kid` is known.

@@ -33,7 +33,7 @@ extension PolicyReader {
             allowed: ["issuer", "metadata_url", "jwks_uri", "algorithms", "leeway_seconds", "require_at_jwt_type",
                       "scope_claims", "jwks_refresh_min_interval_seconds", "jwks_max_age_seconds", "tls",
                       "client", "token_endpoint", "introspection_endpoint", "token_format",
-                      "introspection_cache_seconds", "introspection_negative_cache_seconds"],
+                      "introspection_cache_seconds", "introspection_negative_cache_seconds", "scope_implies"],
             required: ["issuer"]
         ), let issuer = section.nonEmptyString("issuer") else { return nil }
         _ = self.checkedURL(issuer, section["issuer"], section.childPath("issuer"), allowQuery: false)
@@ -62,9 +62,46 @@ extension PolicyReader {
         if server.tokenFormat == .opaque, section["client"] == nil {
             section.report("token_format", "opaque tokens are introspected with the gateway's client: add 'client'")
         }
+        if let node = section["scope_implies"], let implications = self.scopeImplications(node, section.childPath("scope_implies")) {
+            server.scopeImplications = implications
+        }
         guard let tls = self.clientTLS(section["tls"], section.childPath("tls")) else { return nil }
         server.tls = tls
         return self.problems.count == problems ? server : nil
+    }
+
+    /// `scope_implies: { "jira:admin": ["jira:write"], "jira:write": ["jira:read"] }`: scope
+    /// tokens only, and no cycle.
+    func scopeImplications(_ node: Node, _ path: String) -> ScopeImplications? {
+        guard case .mapping(let mapping) = node else {
+            self.report(node, path, "expected a mapping of scopes to the scopes they imply")
+            return nil
+        }
+        var direct: [String: [String]] = [:]
+        let problems = self.problems.count
+        for (keyNode, value) in mapping {
+            guard let scope = keyNode.scalar?.string, Self.isScopeToken(scope) else {
+                self.report(keyNode, path, "'\(keyNode.scalar?.string ?? "")' is not a valid scope token (no spaces, quotes or backslashes)")
+                continue
+            }
+            let childPath = "\(path).\(scope)"
+            guard direct[scope] == nil else {
+                self.report(keyNode, childPath, "duplicate scope '\(scope)'")
+                continue
+            }
+            guard case .sequence = value, let implied = self.scopeList(value, childPath) else {
+                if case .sequence = value {} else { self.report(value, childPath, "expected a list of scopes") }
+                continue
+            }
+            direct[scope] = implied
+        }
+        guard self.problems.count == problems else { return nil }
+        do {
+            return try ScopeImplications(direct)
+        } catch {
+            self.report(node, path, "scopes imply each other in a cycle: \(error) (a hierarchy goes one way)")
+            return nil
+        }
     }
 
     /// The gateway's own OAuth client at an authorization server, and how it authenticates.

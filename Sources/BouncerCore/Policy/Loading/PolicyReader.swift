@@ -124,11 +124,16 @@ final class PolicyReader {
     }
 
     /// RFC 6750 section 3: scope tokens are %x21 / %x23-5B / %x5D-7E.
+    /// RFC 6749 3.3 scope-token: printable ASCII but space, `"` and `\\`.
+    static func isScopeToken(_ value: String) -> Bool {
+        !value.isEmpty && value.utf8.allSatisfy { $0 == 0x21 || (0x23...0x5B).contains($0) || (0x5D...0x7E).contains($0) }
+    }
+
     func scopeList(_ node: Node?, _ path: String) -> [String]? {
         guard let node, let values = self.stringList(node, path) else { return nil }
         var valid: [String] = []
         for value in values {
-            if value.utf8.allSatisfy({ $0 == 0x21 || (0x23...0x5B).contains($0) || (0x5D...0x7E).contains($0) }) {
+            if Self.isScopeToken(value) {
                 if !valid.contains(value) { valid.append(value) }
             } else {
                 self.report(node, path, "'\(value)' is not a valid scope token (no spaces, quotes or backslashes)")
