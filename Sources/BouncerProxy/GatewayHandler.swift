@@ -440,6 +440,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .failure(let rejection):
             self.finish(request, with: rejection, resource: resource, context: context)
         case .success(let authorization):
+            if let pinning = resource.policy.toolPinning, let body, let refusal = Self.unapprovedTool(body, pinning: pinning, memory: resource.tools) {
+                return self.finish(request, with: .toolNotApproved(tool: refusal.tool, refusal.reason, id: authorization.errorID), resource: resource, context: context)
+            }
             if let audit = self.gateway.audit, audit.settings.onOverflow == .refuse {
                 // Nothing is forwarded that could go unrecorded.
                 guard audit.reserve() else {
@@ -455,6 +458,35 @@ final class GatewayHandler: ChannelDuplexHandler {
                 request.log.debug("request allowed", metadata: ["outcome": "allowed"])
             }
             self.obtainUpstreamCredential(request, resource: resource, token: token, claims: claims, tool: authorization.tool, errorID: authorization.errorID, context: context)
+        }
+    }
+
+    /// The first `tools/call` of the body whose tool is not approved (`tool_pins`, `block`).
+    private static func unapprovedTool(_ body: JSONRPCBody, pinning: ToolPinning, memory: ToolDefinitionMemory) -> (tool: String, reason: ToolRefusal)? {
+        for message in body.messages where message.method == "tools/call" {
+            guard let tool = try? message.target() else { continue }
+            if let reason = pinning.refusal(forCall: tool, lastSeen: memory.lastSeen(tool)) { return (tool, reason) }
+        }
+        return nil
+    }
+
+    /// Remembers the tools a relayed list showed and reports the definitions that do not
+    /// match their pins: once per tool and definition, in the audit trail, a metric and a
+    /// warning.
+    private func noteTools(_ exchange: Exchange) {
+        guard exchange.resource.policy.toolPinning != nil, let report = exchange.inspector?.takeToolReport() else { return }
+        let resource = exchange.resource
+        let action = resource.policy.toolPinning?.onChange ?? .block
+        for finding in resource.tools.learn(report.seen, findings: report.findings) {
+            let kind = finding.pinned == nil ? "unpinned" : "changed"
+            self.gateway.metrics.toolDefinitionChange(resource: resource.policy.path, finding: kind, action: action.rawValue)
+            exchange.log.log(level: .warning, finding.pinned == nil ? "tool was never approved" : "tool definition changed since it was approved", metadata: [
+                "tool": "\(finding.name)", "sha256": "\(finding.seen)", "pinned_sha256": "\(finding.pinned ?? "-")", "action": "\(action.rawValue)",
+            ])
+            self.gateway.audit?.submit(.gateway(.toolDefinitionChanged, [
+                "resource": .string(resource.policy.path), "tool": .string(finding.name), "sha256": .string(finding.seen),
+                "pinned_sha256": finding.pinned.map(JSONValue.string) ?? .null, "action": .string(action.rawValue),
+            ]))
         }
     }
 
@@ -965,6 +997,7 @@ extension GatewayHandler: UpstreamResponseSink {
                 slice = context.channel.allocator.buffer(string: rewritten.serialized)
                 exchange.log.debug("list filtered", metadata: ["hidden": "\(exchange.inspector?.hidden.joined(separator: ", ") ?? "")"])
             }
+            self.noteTools(exchange)
             self.relay(slice, exchange, context: context)
         }
         if tooLarge { return self.endStreamWithError(exchange, limit: splitter.maxEventBytes, context: context) }
@@ -996,6 +1029,7 @@ extension GatewayHandler: UpstreamResponseSink {
                 body = context.channel.allocator.buffer(string: message)
                 exchange.log.debug("list filtered", metadata: ["hidden": "\(exchange.inspector?.hidden.joined(separator: ", ") ?? "")"])
             }
+            self.noteTools(exchange)
             do {
                 let serialised = try self.writer.serialiseHead(head, keepAlive: self.machine.keepAlive(exchange.keepAlive), allocator: context.channel.allocator, rewritten: .length(body.readableBytes))
                 self.writer.writeHead(serialised, context: context)

@@ -39,6 +39,7 @@ public final class GatewayMetrics: Sendable {
         ("mcp_bouncer_audit_sink_up", "gauge", "1 while the audit sink accepts writes, 0 while it fails (disk full, file removed)."),
         ("mcp_bouncer_audit_sink_errors_total", "counter", "Failed writes, syncs and reopens of the audit sink."),
         ("mcp_bouncer_reloads_total", "counter", "Reloads (certificates) by what and result."),
+        ("mcp_bouncer_tool_definition_changes_total", "counter", "Tool definitions seen in tools/list results that do not match their pins (tool_pins), by resource, finding (changed, unpinned) and action (block, alert); counted once per tool and definition."),
     ]
 
     static let durationBuckets: [Duration] = [
@@ -199,6 +200,10 @@ public final class GatewayMetrics: Sendable {
 
     public func gauge(_ name: String, _ labels: [(String, String)]) -> Gauge {
         self.registry.makeGauge(descriptor: Self.descriptor(name), labels: labels)
+    }
+
+    public func toolDefinitionChange(resource: String, finding: String, action: String) {
+        self.counter("mcp_bouncer_tool_definition_changes_total", [("resource", resource), ("finding", finding), ("action", action)]).increment()
     }
 
     public func rejection(resource: String?, reason: String) {

@@ -80,6 +80,9 @@ class Stack:
     upstream: str
     gateway_log: Path
     static_key: str
+    pinned: str           # resource URI whose upstream changed a tool after it was pinned
+    pins: Path            # the pin file `mcp-bouncer pin` wrote for the original server
+    rug_upstream: str     # the upstream serving the changed tool
 
     def upstream_requests(self) -> list[dict]:
         if not self.record.exists():
@@ -153,6 +156,19 @@ resources:
       tools/list: [jira:read]
       tools/call:
         list_issues: [jira:read]
+  - path: /pinned/mcp
+    name: Legacy Jira, tools pinned
+    authorization_server: authgent
+    scopes_supported: [jira:read]
+    upstream: {rug_upstream}/mcp
+    tool_pins: {pins}
+    methods:
+      initialize: []
+      notifications/*: []
+      tools/list: [jira:read]
+      tools/call:
+        list_issues: [jira:read]
+        delete_issue: [jira:read]
 """
 
 
@@ -195,13 +211,24 @@ def running_stack(work: Path, binary: str):
         up = Process("upstream", [sys.executable, str(HERE / "servers" / "legacy_upstream.py"), "--port", str(upstream_port), "--record", str(record)], work)
         processes.append(up)
 
+        # The same server again, with one tool's description changed since it was pinned.
+        rug_port = free_port()
+        rug_upstream = f"http://127.0.0.1:{rug_port}"
+        rug = Process("rug-upstream", [sys.executable, str(HERE / "servers" / "legacy_upstream.py"), "--port", str(rug_port),
+                                       "--record", str(work / "rug-headers.jsonl"), "--rug-pull"], work)
+        processes.append(rug)
+
         ag.wait_for(f"{authgent}/health")
         nano.wait_for(f"{nanoidp}/.well-known/openid-configuration")
         up.wait_for(f"{upstream}/healthz-not-served")
+        rug.wait_for(f"{rug_upstream}/healthz-not-served")
+        # Pinned while the server was as reviewed.
+        pins = work / "pins.yaml"
+        subprocess.run([binary, "pin", "--upstream", f"{upstream}/mcp", "--out", str(pins)], check=True, capture_output=True, timeout=60)
 
         gateway_port = free_port()
         policy = work / "policy.yaml"
-        policy.write_text(POLICY.format(gateway_port=gateway_port, authgent=authgent, nanoidp=nanoidp, upstream=upstream))
+        policy.write_text(POLICY.format(gateway_port=gateway_port, authgent=authgent, nanoidp=nanoidp, upstream=upstream, rug_upstream=rug_upstream, pins=pins))
         static_key = "upstream-secret-" + os.urandom(4).hex()
         gw = Process("mcp-bouncer", [binary, "run", "--config", str(policy), "--log-level", "debug"], work,
                      env={"INTEROP_UPSTREAM_KEY": static_key})
@@ -214,7 +241,8 @@ def running_stack(work: Path, binary: str):
                 raise RuntimeError(f"gateway not ready:\n{gw.log_path.read_text()}")
             time.sleep(0.2)
         yield Stack(gateway=gateway, jira=f"{gateway}/jira/mcp", rsa=f"{gateway}/rsa/mcp", authgent=authgent, nanoidp=nanoidp,
-                    record=record, upstream=upstream, gateway_log=gw.log_path, static_key=static_key)
+                    record=record, upstream=upstream, gateway_log=gw.log_path, static_key=static_key,
+                    pinned=f"{gateway}/pinned/mcp", pins=pins, rug_upstream=rug_upstream)
     finally:
         for process in reversed(processes):
             process.stop()

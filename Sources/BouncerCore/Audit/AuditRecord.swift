@@ -28,6 +28,7 @@ public enum AuditEvent: String, Sendable, CaseIterable {
     case circuitClosed = "circuit_closed"
     case dropped
     case sinkReopened = "sink_reopened"
+    case toolDefinitionChanged = "tool_definition_changed"
 }
 
 /// A value that is digested on its way into the audit trail and never written: the bearer

@@ -73,6 +73,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     /// A message from the upstream (a JSON body or an SSE event) over `limits.max_event_bytes`:
     /// the gateway cannot inspect it, so nothing of it reaches the client.
     case upstreamMessageTooLarge(limit: Int, id: JSONValue?)
+    /// `tools/call` of a tool whose definition is not the approved one (`tool_pins`, `block`).
+    case toolNotApproved(tool: String, ToolRefusal, id: JSONValue?)
     /// The upstream credential could not be obtained because the authorization server is
     /// down, slow or shedding load: 503, worth retrying.
     case upstreamCredentialUnavailable(String, id: JSONValue?)
@@ -92,6 +94,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamUnavailable(let reason, _): return .upstreamUnavailable(reason, id: id)
         case .upstreamTimeout: return .upstreamTimeout(id: id)
         case .upstreamMessageTooLarge(let limit, _): return .upstreamMessageTooLarge(limit: limit, id: id)
+        case .toolNotApproved(let tool, let refusal, _): return .toolNotApproved(tool: tool, refusal, id: id)
         case .upstreamCredentialUnavailable(let reason, _): return .upstreamCredentialUnavailable(reason, id: id)
         case .upstreamCredentialRefused(let cause, let reason, _): return .upstreamCredentialRefused(cause: cause, reason: reason, id: id)
         case .auditUnavailable: return .auditUnavailable(id: id)
@@ -121,6 +124,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamUnavailable: return "upstream_unavailable"
         case .upstreamTimeout: return "upstream_timeout"
         case .upstreamMessageTooLarge: return "upstream_message_too_large"
+        case .toolNotApproved(_, let refusal, _): return "tool_not_approved.\(refusal.rawValue)"
         case .upstreamCredentialUnavailable: return "upstream_credential_unavailable"
         case .upstreamCredentialRefused(let cause, _, _): return "upstream_credential_refused.\(cause)"
         case .auditUnavailable: return "audit_unavailable"
@@ -147,6 +151,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamUnavailable(let reason, _): return reason
         case .upstreamTimeout: return "upstream did not answer in time"
         case .upstreamMessageTooLarge(let limit, _): return "a message from the upstream is over limits.max_event_bytes (\(limit) bytes)"
+        case .toolNotApproved(let tool, let refusal, _): return Self.toolNotApprovedMessage(tool, refusal)
         case .auditUnavailable: return "the audit queue is full (audit.on_overflow: refuse)"
         case .upstreamCredentialUnavailable(let reason, _): return reason
         case .upstreamCredentialRefused(_, let reason, _): return reason
@@ -156,6 +161,13 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     /// What the client reads when a message from the upstream was too large to inspect (also
     /// as the JSON-RPC error event that ends an inspected stream).
     public static let upstreamMessageTooLargeMessage = "Bad Gateway: the MCP server sent a message larger than the gateway inspects (limits.max_event_bytes)"
+
+    static func toolNotApprovedMessage(_ tool: String, _ refusal: ToolRefusal) -> String {
+        switch refusal {
+        case .changed: return "the definition of tool '\(tool)' changed since it was approved; it stays blocked until its pin is updated"
+        case .neverApproved: return "tool '\(tool)' was never approved (it has no pin in the resource's tool_pins)"
+        }
+    }
 
     /// The HTTP response. `resource` is the protected resource the request was for; the
     /// challenges need it, so it is `nil` only for requests that matched no resource.
@@ -232,6 +244,11 @@ public enum GatewayRejection: Error, Sendable, Hashable {
             return GatewayResponse.json(504, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Gateway Timeout: the MCP server did not answer in time", id: id))
         case .upstreamMessageTooLarge(_, let id):
             return GatewayResponse.json(502, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: Self.upstreamMessageTooLargeMessage, id: id))
+        case .toolNotApproved(let tool, let refusal, let id):
+            return GatewayResponse.json(403, JSONRPCFailure.errorBody(
+                code: JSONRPCErrorCode.forbidden, message: "Forbidden: " + Self.toolNotApprovedMessage(tool, refusal), id: id,
+                data: .object(["cause": .string("tool_\(refusal.rawValue)"), "tool": .string(tool)])
+            ))
         case .upstreamCredentialUnavailable(_, let id):
             return GatewayResponse.json(503, JSONRPCFailure.errorBody(
                 code: JSONRPCErrorCode.upstreamError,

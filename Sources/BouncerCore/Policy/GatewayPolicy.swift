@@ -275,11 +275,14 @@ public final class ResourcePolicy: Sendable {
     public let acceptsBatches: Bool
     /// List results keep only what the caller's token could use (`list_filtering`, default on).
     public let listFiltering: Bool
+    /// `tool_pins` and `on_tool_change`.
+    public let toolPinning: ToolPinning?
 
     public init(
         path: String, uri: CanonicalURI, name: String?, documentation: String?, authorizationServer: String,
         scopesSupported: [String], upstream: UpstreamTarget, upstreamTLS: ClientTLSSettings, credentials: UpstreamCredentials,
-        methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>, listFiltering: Bool = true
+        methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>, listFiltering: Bool = true,
+        toolPinning: ToolPinning? = nil
     ) {
         self.path = path
         self.uri = uri
@@ -296,6 +299,7 @@ public final class ResourcePolicy: Sendable {
         self.protocolVersions = protocolVersions
         self.acceptsBatches = protocolVersions.contains("2025-03-26")
         self.listFiltering = listFiltering
+        self.toolPinning = toolPinning
     }
 
     public var metadataURL: String { self.uri.protectedResourceMetadataURL }

@@ -13,14 +13,39 @@ public struct ResponseInspector: Sendable {
     public private(set) var lists: [JSONValue: String]
     /// The entries removed so far, as `method target` (for the audit record and the log).
     public private(set) var hidden: [String] = []
+    /// Tool definitions seen that do not match their pins (`tool_pins`), for the audit trail,
+    /// the metrics and the gateway's memory of what each tool looks like now.
+    public private(set) var toolFindings: [ToolFinding] = []
+
+    /// A tool definition that is not the approved one.
+    public struct ToolFinding: Sendable, Equatable {
+        public var name: String
+        /// The approved digest; nil when the tool was never approved.
+        public var pinned: String?
+        public var seen: String
+    }
+
+    /// Every tool definition a `tools/list` result carried, approved or not: name -> digest.
+    public private(set) var toolsSeen: [String: String] = [:]
+
+    /// The tools seen and the findings since the last call, for the gateway to remember and
+    /// report as soon as a list went by.
+    public mutating func takeToolReport() -> (seen: [String: String], findings: [ToolFinding]) {
+        defer {
+            self.toolsSeen = [:]
+            self.toolFindings = []
+        }
+        return (self.toolsSeen, self.toolFindings)
+    }
 
     /// An inspector for the response to `body`, or nil when nothing in it can need a change
     /// (then the response is relayed without being read).
     public init?(for body: JSONRPCBody, policy: ResourcePolicy, granted: Set<String>, protocolVersion: String?) {
-        guard policy.listFiltering else { return nil }
+        guard policy.listFiltering || policy.toolPinning != nil else { return nil }
         var lists: [JSONValue: String] = [:]
         for message in body.messages {
-            if case .request(let id, let method, _) = message, ListFilter.kinds[method] != nil { lists[id] = method }
+            guard case .request(let id, let method, _) = message, ListFilter.kinds[method] != nil else { continue }
+            if policy.listFiltering || method == "tools/list" { lists[id] = method }
         }
         guard !lists.isEmpty else { return nil }
         self.policy = policy
@@ -59,13 +84,53 @@ public struct ResponseInspector: Sendable {
 
     /// The response message with its list filtered, or nil when it stays as it is.
     private mutating func filtered(_ message: JSONValue) -> JSONValue? {
-        guard case .object(var members) = message, let id = members["id"], let method = self.lists[id], let result = members["result"] else { return nil }
+        guard case .object(var members) = message, let id = members["id"], let method = self.lists[id], var result = members["result"] else { return nil }
         self.lists[id] = nil
-        let outcome = ListFilter.filter(result, method: method, policy: self.policy, granted: self.granted, cacheScoped: self.cacheScoped)
-        guard let replaced = outcome.result else { return nil }
-        let kind = ListFilter.kinds[method]!
-        self.hidden += outcome.removed.map { "\(kind.useMethod) \($0)" }
-        members["result"] = replaced
+        var changed = false
+        if method == "tools/list", let pinning = self.policy.toolPinning, let checked = self.checkPins(result, pinning) {
+            result = checked
+            changed = true
+        }
+        if self.policy.listFiltering {
+            let outcome = ListFilter.filter(result, method: method, policy: self.policy, granted: self.granted, cacheScoped: self.cacheScoped)
+            if let replaced = outcome.result {
+                let kind = ListFilter.kinds[method]!
+                self.hidden += outcome.removed.map { "\(kind.useMethod) \($0)" }
+                result = replaced
+                changed = true
+            }
+        }
+        guard changed else { return nil }
+        members["result"] = result
+        return .object(members)
+    }
+
+    /// Compares every tool of a `tools/list` result with its pin. Under `block` the tools
+    /// that do not match are removed (the result to send instead is returned); under `alert`
+    /// the result passes. Both note what they found.
+    private mutating func checkPins(_ result: JSONValue, _ pinning: ToolPinning) -> JSONValue? {
+        guard case .object(var members) = result, case .array(let tools)? = members["tools"] else { return nil }
+        var kept: [JSONValue] = []
+        for tool in tools {
+            guard let (name, digest) = ToolPins.digest(of: tool) else {
+                // Nothing a client could call by name: under block it goes.
+                if pinning.onChange == .alert { kept.append(tool) }
+                continue
+            }
+            self.toolsSeen[name] = digest
+            switch pinning.pins.verdict(name: name, sha256: digest) {
+            case .approved:
+                kept.append(tool)
+                continue
+            case .changed(let pinned):
+                self.toolFindings.append(ToolFinding(name: name, pinned: pinned, seen: digest))
+            case .unpinned:
+                self.toolFindings.append(ToolFinding(name: name, pinned: nil, seen: digest))
+            }
+            if pinning.onChange == .alert { kept.append(tool) } else { self.hidden.append("tools/call \(name)") }
+        }
+        guard kept.count != tools.count else { return nil }
+        members["tools"] = .array(kept)
         return .object(members)
     }
 }

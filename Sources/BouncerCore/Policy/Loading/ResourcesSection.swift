@@ -26,7 +26,7 @@ extension PolicyReader {
         guard let section = self.section(
             node, path,
             allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
-                      "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering"],
+                      "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering", "tool_pins", "on_tool_change"],
             required: ["path", "authorization_server", "upstream", "methods"]
         ) else { return nil }
         var valid = true
@@ -52,6 +52,25 @@ extension PolicyReader {
         let methods = section["methods"].flatMap { self.methodTable($0, section.childPath("methods")) }
         let responses = section.scopeList("client_responses")
         let listFiltering = section.bool("list_filtering") ?? true
+        var toolPinning: ToolPinning?
+        let onToolChange = section.choice("on_tool_change", ToolChangeAction.self, message: "must be block or alert")
+        if let file = section.nonEmptyString("tool_pins") {
+            switch self.secrets.readFile(file) {
+            case .failure(let error):
+                section.report("tool_pins", "cannot read \(file): \(error.reason)")
+                valid = false
+            case .success(let text):
+                do {
+                    toolPinning = ToolPinning(pins: try ToolPins(yaml: text), onChange: onToolChange ?? .block)
+                } catch {
+                    section.report("tool_pins", "\(file): \(error.reason)")
+                    valid = false
+                }
+            }
+        } else if section["on_tool_change"] != nil {
+            section.report("on_tool_change", "needs tool_pins (the file of approved tool definitions)")
+            valid = false
+        }
         var origins: Set<String> = []
         if let list = section.stringList("allowed_origins") {
             for origin in list {
@@ -88,7 +107,8 @@ extension PolicyReader {
         return ResourcePolicy(
             path: resourcePath, uri: uri, name: name, documentation: documentation, authorizationServer: serverName,
             scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
-            clientResponses: responses, allowedOrigins: origins, protocolVersions: versions, listFiltering: listFiltering
+            clientResponses: responses, allowedOrigins: origins, protocolVersions: versions, listFiltering: listFiltering,
+            toolPinning: toolPinning
         )
     }
 
