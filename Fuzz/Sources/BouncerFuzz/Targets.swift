@@ -20,6 +20,7 @@ enum FuzzTarget: String, CaseIterable {
     case policy
     case oauth
     case audit
+    case sse
 
     func run(_ bytes: UnsafeRawBufferPointer) {
         let data = Array(bytes)
@@ -34,6 +35,7 @@ enum FuzzTarget: String, CaseIterable {
         case .policy: Self.policy(data)
         case .oauth: Self.oauth(data)
         case .audit: Self.audit(data)
+        case .sse: Self.sse(data)
         }
     }
 
@@ -63,6 +65,54 @@ enum FuzzTarget: String, CaseIterable {
         }
         let again = Array(CanonicalJSON.serialize(reparsed).utf8)
         require(again == canonical, "canonical JSON is not a fixed point: \(String(decoding: canonical, as: UTF8.self)) -> \(String(decoding: again, as: UTF8.self))")
+    }
+
+    /// Event streams as an upstream sends them: the bytes, cut into reads at a point the input
+    /// chooses, split into the same events as in one read, and together the stream byte for
+    /// byte (what the gateway relays unchanged is what came); every event's fields read back
+    /// the same after rewriting; and the elicitation detector takes whatever schema the data
+    /// holds.
+    static func sse(_ data: [UInt8]) {
+        guard let cutByte = data.first else { return }
+        let stream = Array(data.dropFirst())
+        func split(_ runs: [ArraySlice<UInt8>]) -> (pieces: [[UInt8]], rest: [UInt8], tooLarge: Bool) {
+            var splitter = ServerSentEventSplitter(maxEventBytes: 512)
+            var pieces: [[UInt8]] = []
+            var held: [UInt8] = []
+            for run in runs {
+                let bytes = Array(run)
+                var start = 0
+                do {
+                    try bytes.withUnsafeBytes { buffer in
+                        try splitter.scan(buffer) { _, end in
+                            pieces.append(held + bytes[start..<end])
+                            held = []
+                            start = end
+                        }
+                    }
+                } catch {
+                    return (pieces, held, true)
+                }
+                held += bytes[start...]
+            }
+            return (pieces, held, false)
+        }
+        let cut = stream.isEmpty ? 0 : Int(cutByte) % (stream.count + 1)
+        let whole = split([stream[...]])
+        let parts = split([stream[..<cut], stream[cut...]])
+        require(whole.tooLarge == parts.tooLarge, "the limit depends on where reads end")
+        guard !whole.tooLarge else { return }
+        require((whole.pieces.flatMap { $0 } + whole.rest) == stream, "one read: the pieces are not the stream")
+        require((parts.pieces.flatMap { $0 } + parts.rest) == stream, "two reads: the pieces are not the stream")
+        let events = { (pieces: [[UInt8]]) in pieces.map { ServerSentEvent(parsing: $0) }.filter { $0 != ServerSentEvent() } }
+        require(events(whole.pieces) == events(parts.pieces), "the events depend on where reads end")
+        for event in events(whole.pieces) {
+            let rewritten = ServerSentEvent(parsing: Array(event.serialized.utf8))
+            require(rewritten.data == event.data?.replacingCRs && rewritten.id == event.id && rewritten.type == event.type, "a rewritten event reads back differently")
+            if let data = event.data, let schema = try? JSONParser(maxDepth: 32).parse(Array(data.utf8)) {
+                _ = CredentialFields.findings(in: schema)
+            }
+        }
     }
 
     /// JSON: whatever parses serialises to text that parses to the same value.
@@ -258,4 +308,21 @@ extension FuzzTarget {
         }
         return target
     }()
+}
+
+extension String {
+    /// Line breaks as the event stream format reads them back: CRLF and CR become LF.
+    fileprivate var replacingCRs: String {
+        var out = ""
+        var previousCR = false
+        for scalar in self.unicodeScalars {
+            if scalar == "\n" && previousCR {
+                previousCR = false
+                continue
+            }
+            previousCR = scalar == "\r"
+            out.unicodeScalars.append(scalar == "\r" ? "\n" : scalar)
+        }
+        return out
+    }
 }
