@@ -95,29 +95,33 @@ struct ServerSentEventTests {
     }
 }
 
+/// A one-resource policy for these suites: `server` lines go under the authorization server,
+/// `resource` lines under the resource (both indented as YAML needs), `methods` under `methods:`.
+func responseTestPolicy(server: String = "", resource: String = "", methods: String) -> String {
+    func indent(_ text: String, _ spaces: Int) -> String {
+        text.split(separator: "\n").map { String(repeating: " ", count: spaces) + $0 + "\n" }.joined()
+    }
+    return "listen: 127.0.0.1:8443\npublic_url: https://mcp.example.com\nauthorization_servers:\n  corp:\n    issuer: https://as.example\n"
+        + indent(server, 4) + "resources:\n  - path: /jira/mcp\n    authorization_server: corp\n    upstream: http://127.0.0.1:8080/mcp\n"
+        + indent(resource, 4) + "    methods:\n" + indent(methods, 6)
+}
+
+/// No environment; files only where a test gives them.
+let noSecrets = SecretSource(environment: { _ in nil }, readFile: { _ in .failure(SecretReadError(reason: "none")) })
+
 @Suite("Lists filtered to the token")
 struct ListFilterTests {
-    static let policy = try! PolicyLoader.load(yaml: """
-        listen: 127.0.0.1:8443
-        public_url: https://mcp.example.com
-        authorization_servers:
-          corp:
-            issuer: https://as.example
-        resources:
-          - path: /jira/mcp
-            authorization_server: corp
-            upstream: http://127.0.0.1:8080/mcp
-            methods:
-              tools/list: [jira:read]
-              tools/call:
-                list_issues: [jira:read]
-                "admin_*": [jira:admin]
-              prompts/get:
-                summary: []
-              resources/read:
-                "file:///docs/*": [docs:read]
-                "file:///secret/key.pem": [root]
-        """, secrets: SecretSource(environment: { _ in nil }, readFile: { _ in .failure(SecretReadError(reason: "none")) })).resources[0]
+    static let policy = try! PolicyLoader.load(yaml: responseTestPolicy(methods: """
+        tools/list: [jira:read]
+        tools/call:
+          list_issues: [jira:read]
+          "admin_*": [jira:admin]
+        prompts/get:
+          summary: []
+        resources/read:
+          "file:///docs/*": [docs:read]
+          "file:///secret/key.pem": [root]
+        """), secrets: noSecrets).resources[0]
 
     static func tools(_ names: [String], extra: [String: JSONValue] = [:]) -> JSONValue {
         var members = extra
@@ -206,20 +210,7 @@ struct ScopeImplicationTests {
     }
 
     static func load(_ implies: String) throws(PolicyValidationError) -> GatewayPolicy {
-        try PolicyLoader.load(yaml: """
-            listen: 127.0.0.1:8443
-            public_url: https://mcp.example.com
-            authorization_servers:
-              corp:
-                issuer: https://as.example
-                scope_implies: \(implies)
-            resources:
-              - path: /jira/mcp
-                authorization_server: corp
-                upstream: http://127.0.0.1:8080/mcp
-                methods:
-                  tools/list: [jira:read]
-            """, secrets: SecretSource(environment: { _ in nil }, readFile: { _ in .failure(SecretReadError(reason: "none")) }))
+        try PolicyLoader.load(yaml: responseTestPolicy(server: "scope_implies: \(implies)", methods: "tools/list: [jira:read]"), secrets: noSecrets)
     }
 
     @Test func theLoaderReadsTheHierarchyAndRefusesCyclesAndBadScopes() throws {
@@ -302,21 +293,7 @@ struct ToolPinTests {
 
     @Test func aListUnderBlockLosesChangedAndUnpinnedToolsAndSaysSo() throws {
         let digest = try #require(ToolPins.digest(of: Self.tool)).sha256
-        let yaml = """
-            listen: 127.0.0.1:8443
-            public_url: https://mcp.example.com
-            authorization_servers:
-              corp:
-                issuer: https://as.example
-            resources:
-              - path: /jira/mcp
-                authorization_server: corp
-                upstream: http://127.0.0.1:8080/mcp
-                list_filtering: false
-                tool_pins: /pins.yaml
-                methods:
-                  tools/list: []
-            """
+        let yaml = responseTestPolicy(resource: "list_filtering: false\ntool_pins: /pins.yaml", methods: "tools/list: []")
         let pinFile = ToolPins(tools: ["list_issues": digest, "create_issue": String(repeating: "c", count: 64)]).yaml
         let secrets = SecretSource(environment: { _ in nil }, readFile: { $0 == "/pins.yaml" ? .success(pinFile) : .failure(SecretReadError(reason: "no")) })
         let policy = try PolicyLoader.load(yaml: yaml, secrets: secrets).resources[0]
