@@ -309,7 +309,27 @@ struct ToolPinTests {
         }
         let names = try JSONParser().parse(Array(text.utf8))["result"]?["tools"]
         #expect(names == .array([Self.tool]))
+        // A duplicate key (which a lenient client parser would read, last one winning) does not
+        // carry an unchecked list past the gateway: the awaited list gets an error instead.
+        var strict = try #require(ResponseInspector(for: body, policy: policy, granted: [], protocolVersion: nil))
+        let duplicated = #"{"jsonrpc":"2.0","id":3,"result":{"tools":[]},"result":"# + JSONValue.object(["tools": .array([changed])]).serialized + "}"
+        guard case .replace(let error) = strict.inspect(Array(duplicated.utf8)) else {
+            Issue.record("an unreadable message passed")
+            return
+        }
+        let parsed = try JSONParser().parse(Array(error.utf8))
+        #expect(parsed["id"] == .number("3") && parsed["error"]?["code"] == .number("-32010"))
+        #expect(strict.inspect(Array(duplicated.utf8)) == .pass, "nothing awaited any more")
         let report = inspector.takeToolReport()
+        // The same list under an id spelled another way (3.0) is still inspected: an upstream
+        // cannot slip it past by respelling the number.
+        var respelled = try #require(ResponseInspector(for: body, policy: policy, granted: [], protocolVersion: nil))
+        let sneaky = response.serialized.replacingOccurrences(of: #""id":3"#, with: #""id":3.0"#)
+        #expect(sneaky.contains("3.0"))
+        guard case .replace = respelled.inspect(Array(sneaky.utf8)) else {
+            Issue.record("a respelled id slipped the list past the pins")
+            return
+        }
         #expect(report.findings.map(\.name) == ["create_issue", "delete_repo"])
         #expect(report.findings.map(\.pinned) == [String(repeating: "c", count: 64), nil])
         #expect(report.seen.count == 3)

@@ -45,7 +45,7 @@ public struct ResponseInspector: Sendable {
         var lists: [JSONValue: String] = [:]
         for message in body.messages {
             guard case .request(let id, let method, _) = message, ListFilter.kinds[method] != nil else { continue }
-            if policy.listFiltering || method == "tools/list" { lists[id] = method }
+            if policy.listFiltering || method == "tools/list" { lists[Self.key(id)] = method }
         }
         guard !lists.isEmpty else { return nil }
         self.policy = policy
@@ -54,6 +54,9 @@ public struct ResponseInspector: Sendable {
         self.lists = lists
     }
 
+    /// What the client reads instead of a message the gateway could not read.
+    public static let unreadableMessage = "Bad Gateway: the MCP server sent a message the gateway cannot read (not strict JSON), so it was not relayed"
+
     public enum Verdict: Equatable, Sendable {
         /// Relay the bytes as they came.
         case pass
@@ -61,10 +64,22 @@ public struct ResponseInspector: Sendable {
         case replace(String)
     }
 
-    /// Inspects one message or batch. Text that is not JSON, or not JSON-RPC, passes: the
-    /// client's own parser judges it, and nothing in it was filtered by us.
+    /// Inspects one message or batch. While a list result is awaited, text the gateway cannot
+    /// read (not strict JSON: a duplicate key, bad UTF-8, too deep) does not pass: a lenient
+    /// client parser could read a list out of it that was never filtered. It is replaced by a
+    /// JSON-RPC error for each awaited list.
     public mutating func inspect(_ json: some Collection<UInt8>) -> Verdict {
-        guard !self.lists.isEmpty, let value = try? JSONParser(maxDepth: 128).parse(json) else { return .pass }
+        guard !self.lists.isEmpty else { return .pass }
+        guard let value = try? JSONParser(maxDepth: 128).parse(json) else {
+            let errors = self.lists.keys.sorted { $0.serialized < $1.serialized }.map { id in
+                JSONValue.object([
+                    "jsonrpc": .string("2.0"), "id": id,
+                    "error": .object(["code": .number(String(JSONRPCErrorCode.upstreamError)), "message": .string(Self.unreadableMessage)]),
+                ])
+            }
+            self.lists.removeAll()
+            return .replace(errors.count == 1 ? errors[0].serialized : JSONValue.array(errors).serialized)
+        }
         switch value {
         case .object:
             guard let replaced = self.filtered(value) else { return .pass }
@@ -82,9 +97,16 @@ public struct ResponseInspector: Sendable {
         }
     }
 
+    /// An id as the client's JSON-RPC library compares it: a number by its value, so an
+    /// upstream that echoes `1` as `1.0` or `1e0` does not slip a list past inspection.
+    static func key(_ id: JSONValue) -> JSONValue {
+        guard case .number(let text) = id else { return id }
+        return .number(CanonicalJSON.number(text))
+    }
+
     /// The response message with its list filtered, or nil when it stays as it is.
     private mutating func filtered(_ message: JSONValue) -> JSONValue? {
-        guard case .object(var members) = message, let id = members["id"], let method = self.lists[id], var result = members["result"] else { return nil }
+        guard case .object(var members) = message, let id = members["id"].map(Self.key), let method = self.lists[id], var result = members["result"] else { return nil }
         self.lists[id] = nil
         var changed = false
         if method == "tools/list", let pinning = self.policy.toolPinning, let checked = self.checkPins(result, pinning) {
