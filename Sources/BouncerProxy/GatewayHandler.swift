@@ -440,7 +440,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .failure(let rejection):
             self.finish(request, with: rejection, resource: resource, context: context)
         case .success(let authorization):
-            if let pinning = resource.policy.toolPinning, let body, let refusal = Self.unapprovedTool(body, pinning: pinning, memory: resource.tools) {
+            if let pinning = resource.policy.toolPinning, let body, let refusal = pinning.refusal(for: body, lastSeen: resource.tools.lastSeen) {
                 return self.finish(request, with: .toolNotApproved(tool: refusal.tool, refusal.reason, id: authorization.errorID), resource: resource, context: context)
             }
             if let audit = self.gateway.audit, audit.settings.onOverflow == .refuse {
@@ -459,15 +459,6 @@ final class GatewayHandler: ChannelDuplexHandler {
             }
             self.obtainUpstreamCredential(request, resource: resource, token: token, claims: claims, tool: authorization.tool, errorID: authorization.errorID, context: context)
         }
-    }
-
-    /// The first `tools/call` of the body whose tool is not approved (`tool_pins`, `block`).
-    private static func unapprovedTool(_ body: JSONRPCBody, pinning: ToolPinning, memory: ToolDefinitionMemory) -> (tool: String, reason: ToolRefusal)? {
-        for message in body.messages where message.method == "tools/call" {
-            guard let tool = try? message.target() else { continue }
-            if let reason = pinning.refusal(forCall: tool, lastSeen: memory.lastSeen(tool)) { return (tool, reason) }
-        }
-        return nil
     }
 
     /// Remembers the tools a relayed list showed and reports the definitions that do not

@@ -268,6 +268,10 @@ struct ToolPinTests {
         #expect(block.refusal(forCall: "list_issues", lastSeen: "other") == .changed)
         #expect(block.refusal(forCall: "delete_repo", lastSeen: nil) == .neverApproved)
         #expect(ToolPinning(pins: pins, onChange: .alert).refusal(forCall: "delete_repo", lastSeen: "x") == nil)
+        // A body: its first refused tools/call, batches included.
+        let batch = try JSONRPCBody.parse(Array(#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"list_issues"}},{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"delete_repo"}}]"#.utf8), maxDepth: 16)
+        #expect(block.refusal(for: batch, lastSeen: { _ in nil })?.tool == "delete_repo")
+        #expect(block.refusal(for: batch, lastSeen: { _ in nil })?.reason == .neverApproved)
     }
 
     @Test func thePinFileRoundTripsAndBadFilesAreNamed() throws {

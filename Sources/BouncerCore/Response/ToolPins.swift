@@ -135,6 +135,18 @@ public struct ToolPinning: Sendable, Equatable {
     }
 }
 
+extension ToolPinning {
+    /// The first `tools/call` of a body whose tool is refused, and why; `lastSeen` gives the
+    /// digest each tool was last seen with.
+    public func refusal(for body: JSONRPCBody, lastSeen: (String) -> String?) -> (tool: String, reason: ToolRefusal)? {
+        for message in body.messages where message.method == "tools/call" {
+            guard let tool = try? message.target() else { continue }
+            if let reason = self.refusal(forCall: tool, lastSeen: lastSeen(tool)) { return (tool, reason) }
+        }
+        return nil
+    }
+}
+
 public enum ToolRefusal: String, Sendable, Equatable {
     case neverApproved = "never_approved"
     case changed
