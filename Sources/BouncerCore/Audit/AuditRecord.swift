@@ -211,34 +211,11 @@ public struct CanonicalObjectBuilder: Sendable {
         self.add(key) { CanonicalJSON.appendInteger(value, to: &$0) }
     }
 
-    /// Microsecond resolution, written as milliseconds (12.345).
-    public mutating func add(_ key: String, milliseconds nanoseconds: Int64) {
-        self.add(key) { CanonicalJSON.appendMilliseconds(microseconds: nanoseconds / 1000, to: &$0) }
-    }
-
     /// An RFC 3339 time, from milliseconds since the epoch.
     public mutating func add(_ key: String, time milliseconds: Int64) {
         self.add(key) { out in
             out.append(UInt8(ascii: "\""))
             RFC3339.append(millisecondsSinceEpoch: milliseconds, to: &out)
-            out.append(UInt8(ascii: "\""))
-        }
-    }
-
-    /// A digest as a lower-case hex string.
-    public mutating func add(_ key: String, hex digest: some Digest) {
-        self.add(key) { out in
-            out.append(UInt8(ascii: "\""))
-            Hex.append(digest, to: &out)
-            out.append(UInt8(ascii: "\""))
-        }
-    }
-
-    /// Bytes as a lower-case hex string.
-    public mutating func add(_ key: String, hex bytes: some Sequence<UInt8>) {
-        self.add(key) { out in
-            out.append(UInt8(ascii: "\""))
-            Hex.append(bytes, to: &out)
             out.append(UInt8(ascii: "\""))
         }
     }
