@@ -100,10 +100,23 @@ public struct DemoScenario: Sendable {
                 )
             },
             { context in
+                let list = try await self.rpc(token: context.readToken, method: "tools/list", id: 10, session: context.session)
+                let answer = MCPResponses.response(id: .number("10"), body: list.body, contentType: list.header("Content-Type"))
+                var names: [String] = []
+                if case .array(let tools)? = answer?["result"]?["tools"] { names = tools.compactMap { $0["name"]?.stringValue } }
+                let upstream = env.mcpServer.toolNames
+                return Step(
+                    title: "5. Its tools/list shows only the tools its scope can call (the server has more)",
+                    request: "POST \(env.resourceURL) tools/list",
+                    outcome: "\(list.status): \(names.joined(separator: ", ")); hidden: \(upstream.filter { !names.contains($0) }.joined(separator: ", "))",
+                    passed: list.status == 200 && Set(names) == ["list_issues", "slow_report"] && upstream.count > names.count
+                )
+            },
+            { context in
                 let call = try await self.rpc(token: context.readToken, method: "tools/call", id: 4, params: #"{"name":"create_issue","arguments":{"title":"printer on fire"}}"#, session: context.session)
                 let challenge = call.header("WWW-Authenticate") ?? ""
                 return Step(
-                    title: "5. A tool that needs more scope is refused with the scope to ask for (step-up)",
+                    title: "6. A tool that needs more scope is refused with the scope to ask for (step-up)",
                     request: "POST \(env.resourceURL) tools/call create_issue",
                     outcome: "\(call.status), WWW-Authenticate: \(challenge)",
                     passed: call.status == 403 && challenge.contains(#"error="insufficient_scope""#) && challenge.contains(#"scope="jira:write""#)
@@ -117,7 +130,7 @@ public struct DemoScenario: Sendable {
                 let session = initialize.header("Mcp-Session-Id") ?? ""
                 let call = try await self.rpc(token: context.writeToken, method: "tools/call", id: 6, params: #"{"name":"create_issue","arguments":{"title":"printer on fire"}}"#, session: session)
                 return Step(
-                    title: "6. Re-authorised with jira:write, the same call goes through",
+                    title: "7. Re-authorised with jira:write, the same call goes through",
                     request: "POST \(env.issuer)/token scope=\"jira:read jira:write\", then tools/call create_issue",
                     outcome: "\(call.status) \(call.text)",
                     passed: call.status == 200 && call.text.contains("created: printer on fire")
@@ -130,7 +143,7 @@ public struct DemoScenario: Sendable {
                 let call = try await self.rpc(token: foreign, method: "tools/list", id: 7)
                 let reached = env.mcpServer.requestsSeen.count - before
                 return Step(
-                    title: "7. A token minted for a different MCP server is refused (no confused deputy)",
+                    title: "8. A token minted for a different MCP server is refused (no confused deputy)",
                     request: "POST \(env.resourceURL) tools/list with a token whose aud is \(Self.otherResource)",
                     outcome: "\(call.status), WWW-Authenticate: \(call.header("WWW-Authenticate") ?? ""); requests that reached the legacy server: \(reached)",
                     passed: call.status == 401 && (call.header("WWW-Authenticate") ?? "").contains(#"error="invalid_token""#) && reached == 0
@@ -144,7 +157,7 @@ public struct DemoScenario: Sendable {
                 let audiences = Set(credentials.compactMap { Self.claims(String($0.dropFirst(7)))?["aud"]?.stringValue })
                 let actors = Set(credentials.compactMap { Self.claims(String($0.dropFirst(7)))?["act"]?["sub"]?.stringValue })
                 return Step(
-                    title: "8. The legacy server's view: never a client token, only its own exchanged one (RFC 8693)",
+                    title: "9. The legacy server's view: never a client token, only its own exchanged one (RFC 8693)",
                     request: "\(seen.count) requests received by \(env.upstreamURL)",
                     outcome: "\(leaked.count) carried a client token; \(credentials.count) carried a token with aud=\(audiences.sorted().joined(separator: ",")) act=\(actors.sorted().joined(separator: ","))",
                     passed: !seen.isEmpty && leaked.isEmpty && credentials.count == seen.count && audiences == ["demo-upstream"]
@@ -152,6 +165,9 @@ public struct DemoScenario: Sendable {
             },
         ]
     }
+
+    /// How many steps a full run has.
+    public static let stepCount = 9
 
     static var otherResource: String { DemoEnvironment.otherResource }
 

@@ -27,6 +27,8 @@ public final class DemoMCPServer: Sendable {
     public init() {}
 
     public var requestsSeen: [Seen] { self.seen.withLockedValue { $0 } }
+    /// The tools the server lists (to anyone: it has no authentication).
+    public var toolNames: [String] { Self.tools.map(\.name) }
 
     public func handle(_ request: DevRequest) -> DevResponse {
         guard request.path == "/mcp" else { return .json(.notFound, #"{"error":"not found"}"#) }

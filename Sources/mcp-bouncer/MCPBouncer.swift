@@ -169,8 +169,8 @@ struct Demo: AsyncParsableCommand {
             let steps = await DemoScenario(environment: environment, group: group, print: { say($0) }).run()
             await environment.stop()
             try await group.shutdownGracefully()
-            let passed = steps.count == 8 && steps.allSatisfy(\.passed)
-            say(passed ? "All 8 steps behaved as expected." : "A step did not behave as expected.")
+            let passed = steps.count == DemoScenario.stepCount && steps.allSatisfy(\.passed)
+            say(passed ? "All \(DemoScenario.stepCount) steps behaved as expected." : "A step did not behave as expected.")
             if !passed { throw ExitCode(1) }
             return
         }

@@ -16,12 +16,13 @@ struct DemoTests {
         let steps = await DemoScenario(environment: environment, group: group, print: { _ in }).run()
         await environment.stop()
         try await group.shutdownGracefully()
-        #expect(steps.count == 8)
+        #expect(steps.count == DemoScenario.stepCount)
         for step in steps {
             #expect(step.passed, "\(step.title): \(step.outcome)")
         }
         #expect(steps.first?.outcome.hasPrefix("401") == true)
-        #expect(steps[4].outcome.contains(#"scope="jira:write""#))
+        #expect(steps[4].outcome.contains("hidden: create_issue"), "a read-only token's list is filtered")
+        #expect(steps[5].outcome.contains(#"scope="jira:write""#))
     }
 
     @Test func theEmbeddedPolicyIsPoliciesDemoYaml() throws {
