@@ -19,6 +19,8 @@ public final class Gateway: Sendable {
     public let metrics: GatewayMetrics
     /// The audit trail, when the policy has one.
     public let audit: AuditTrail?
+    /// For the gateway's own calls to upstreams (the tools/list of pinned resources).
+    let fetcher: HTTPFetcher
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
@@ -27,6 +29,7 @@ public final class Gateway: Sendable {
         metrics: GatewayMetrics = GatewayMetrics(), audit: AuditTrail? = nil, logger: Logger
     ) {
         self.tls = tls
+        self.fetcher = fetcher
         self.metrics = metrics
         self.audit = audit
         self.policy = policy
@@ -73,6 +76,56 @@ public final class Gateway: Sendable {
             store.keys(on: eventLoop).map { _ in () }.recover { _ in () }
         }
         return EventLoopFuture.andAllComplete(loads, on: eventLoop)
+    }
+
+    /// Lists the tools of every resource with `tool_pins` itself, as a client would, so a call
+    /// to a tool whose definition changed is refused even if no client listed tools since the
+    /// start. Resources whose upstream credential is a token exchange are skipped: there is no
+    /// client token to exchange yet (their clients' lists are compared as they go by). A
+    /// failure is logged; the pins still decide by name.
+    public func listPinnedTools() async {
+        for resource in self.resources where resource.policy.toolPinning != nil {
+            var headers: [(String, String)] = []
+            switch resource.credential {
+            case .none: break
+            case .staticHeader(let name, let value): headers.append((name, value))
+            case .tokenExchange: continue
+            }
+            let lister = ToolLister(fetcher: self.fetcher, url: resource.upstream.uri.description, headers: headers, tls: resource.upstreamTLS)
+            do {
+                let tools = try await lister.listTools()
+                var seen: [String: String] = [:]
+                var findings: [ToolFinding] = []
+                for case let (name, digest, finding)? in tools.map({ resource.policy.toolPinning!.pins.check($0) }) {
+                    seen[name] = digest
+                    if let finding { findings.append(finding) }
+                }
+                self.noteTools(resource, seen: seen, findings: findings, logger: self.logger)
+                self.logger.info("upstream tools compared with their pins", metadata: ["resource": "\(resource.policy.path)", "tools": "\(tools.count)", "not_approved": "\(findings.count)"])
+            } catch {
+                self.logger.warning("cannot list the upstream's tools; calls are judged by the pins' names until a client lists them", metadata: [
+                    "resource": "\(resource.policy.path)", "reason": "\(error.reason)",
+                ])
+            }
+        }
+    }
+
+    /// Remembers the tools a list showed and reports the definitions that do not match their
+    /// pins: once per tool and definition, in the audit trail, a metric and a warning.
+    func noteTools(_ resource: ResolvedResource, seen: [String: String], findings: [ToolFinding], logger: Logger) {
+        let action = resource.policy.toolPinning?.onChange ?? .block
+        for finding in resource.tools.learn(seen, findings: findings) {
+            let kind = finding.pinned == nil ? "unpinned" : "changed"
+            self.metrics.toolDefinitionChange(resource: resource.policy.path, finding: kind, action: action.rawValue)
+            logger.warning(finding.pinned == nil ? "tool was never approved" : "tool definition changed since it was approved", metadata: [
+                "resource": "\(resource.policy.path)", "tool": "\(finding.name)", "sha256": "\(finding.seen)",
+                "pinned_sha256": "\(finding.pinned ?? "-")", "action": "\(action.rawValue)",
+            ])
+            self.audit?.submit(.gateway(.toolDefinitionChanged, [
+                "resource": .string(resource.policy.path), "tool": .string(finding.name), "sha256": .string(finding.seen),
+                "pinned_sha256": finding.pinned.map(JSONValue.string) ?? .null, "action": .string(action.rawValue),
+            ]))
+        }
     }
 
     /// Claims for a JWT already verified for `resource` and still valid, or `nil` when the

@@ -461,24 +461,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Remembers the tools a relayed list showed and reports the definitions that do not
-    /// match their pins: once per tool and definition, in the audit trail, a metric and a
-    /// warning.
+    /// Hands what a relayed list showed of the tools to the gateway (``Gateway/noteTools(_:seen:findings:logger:)``).
     private func noteTools(_ exchange: Exchange) {
         guard exchange.resource.policy.toolPinning != nil, let report = exchange.inspector?.takeToolReport() else { return }
-        let resource = exchange.resource
-        let action = resource.policy.toolPinning?.onChange ?? .block
-        for finding in resource.tools.learn(report.seen, findings: report.findings) {
-            let kind = finding.pinned == nil ? "unpinned" : "changed"
-            self.gateway.metrics.toolDefinitionChange(resource: resource.policy.path, finding: kind, action: action.rawValue)
-            exchange.log.log(level: .warning, finding.pinned == nil ? "tool was never approved" : "tool definition changed since it was approved", metadata: [
-                "tool": "\(finding.name)", "sha256": "\(finding.seen)", "pinned_sha256": "\(finding.pinned ?? "-")", "action": "\(action.rawValue)",
-            ])
-            self.gateway.audit?.submit(.gateway(.toolDefinitionChanged, [
-                "resource": .string(resource.policy.path), "tool": .string(finding.name), "sha256": .string(finding.seen),
-                "pinned_sha256": finding.pinned.map(JSONValue.string) ?? .null, "action": .string(action.rawValue),
-            ]))
-        }
+        self.gateway.noteTools(exchange.resource, seen: report.seen, findings: report.findings, logger: self.gateway.logger)
     }
 
     /// Answers a request with a refusal, logged (at debug, or error for a 5xx) and, on a

@@ -64,6 +64,7 @@ public final class GatewayServer: Service, Sendable {
             self.onListening(address)
         }
         _ = try? await self.gateway.warmUp(on: channel.eventLoop).get()
+        await self.gateway.listPinnedTools()
         try await withGracefulShutdownHandler {
             try await channel.closeFuture.get()
         } onGracefulShutdown: {

@@ -78,7 +78,7 @@ final class ToolDefinitionMemory: Sendable {
 
     /// Remembers what a list showed; returns the findings not reported before (one audit
     /// record, metric and warning per tool and definition, not one per request).
-    func learn(_ seen: [String: String], findings: [ResponseInspector.ToolFinding]) -> [ResponseInspector.ToolFinding] {
+    func learn(_ seen: [String: String], findings: [ToolFinding]) -> [ToolFinding] {
         guard !seen.isEmpty || !findings.isEmpty else { return [] }
         return self.state.withLockedValue { state in
             if state.seen.count + seen.count > Self.capacity { state.seen.removeAll() }

@@ -326,8 +326,8 @@ final class LoopbackHarness {
     }
 
     /// Binds a gateway for `yaml` on a free port.
-    func start(_ yaml: String) throws -> Running {
-        let policy = try PolicyLoader.load(yaml: yaml, secrets: .empty)
+    func start(_ yaml: String, secrets: SecretSource = .empty) throws -> Running {
+        let policy = try PolicyLoader.load(yaml: yaml, secrets: secrets)
         let application = try GatewayApplication(policy: policy, group: self.group, logger: Logger(label: "test"))
         let server = try application.server.bind().wait()
         return Running(server: server, port: server.localAddress!.port!, gateway: application.gateway)

@@ -17,14 +17,6 @@ public struct ResponseInspector: Sendable {
     /// the metrics and the gateway's memory of what each tool looks like now.
     public private(set) var toolFindings: [ToolFinding] = []
 
-    /// A tool definition that is not the approved one.
-    public struct ToolFinding: Sendable, Equatable {
-        public var name: String
-        /// The approved digest; nil when the tool was never approved.
-        public var pinned: String?
-        public var seen: String
-    }
-
     /// Every tool definition a `tools/list` result carried, approved or not: name -> digest.
     public private(set) var toolsSeen: [String: String] = [:]
 
@@ -134,21 +126,17 @@ public struct ResponseInspector: Sendable {
         guard case .object(var members) = result, case .array(let tools)? = members["tools"] else { return nil }
         var kept: [JSONValue] = []
         for tool in tools {
-            guard let (name, digest) = ToolPins.digest(of: tool) else {
+            guard let (name, digest, finding) = pinning.pins.check(tool) else {
                 // Nothing a client could call by name: under block it goes.
                 if pinning.onChange == .alert { kept.append(tool) }
                 continue
             }
             self.toolsSeen[name] = digest
-            switch pinning.pins.verdict(name: name, sha256: digest) {
-            case .approved:
+            guard let finding else {
                 kept.append(tool)
                 continue
-            case .changed(let pinned):
-                self.toolFindings.append(ToolFinding(name: name, pinned: pinned, seen: digest))
-            case .unpinned:
-                self.toolFindings.append(ToolFinding(name: name, pinned: nil, seen: digest))
             }
+            self.toolFindings.append(finding)
             if pinning.onChange == .alert { kept.append(tool) } else { self.hidden.append("tools/call \(name)") }
         }
         guard kept.count != tools.count else { return nil }

@@ -106,6 +106,33 @@ public struct ToolPins: Sendable, Equatable {
     }
 }
 
+/// A tool definition that is not the approved one.
+public struct ToolFinding: Sendable, Equatable {
+    public var name: String
+    /// The approved digest; nil when the tool was never approved.
+    public var pinned: String?
+    public var seen: String
+
+    public init(name: String, pinned: String?, seen: String) {
+        self.name = name
+        self.pinned = pinned
+        self.seen = seen
+    }
+}
+
+extension ToolPins {
+    /// One tool of a list: its name and digest, and a finding when it is not the approved
+    /// definition. Nil for an entry without a string name.
+    public func check(_ tool: JSONValue) -> (name: String, sha256: String, finding: ToolFinding?)? {
+        guard let (name, digest) = Self.digest(of: tool) else { return nil }
+        switch self.verdict(name: name, sha256: digest) {
+        case .approved: return (name, digest, nil)
+        case .changed(let pinned): return (name, digest, ToolFinding(name: name, pinned: pinned, seen: digest))
+        case .unpinned: return (name, digest, ToolFinding(name: name, pinned: nil, seen: digest))
+        }
+    }
+}
+
 /// `on_tool_change`: what a changed or unpinned tool gets.
 public enum ToolChangeAction: String, Sendable, CaseIterable {
     /// Hidden from lists; calls refused.
