@@ -461,10 +461,17 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Hands what a relayed list showed of the tools to the gateway (``Gateway/noteTools(_:seen:findings:logger:)``).
-    private func noteTools(_ exchange: Exchange) {
-        guard exchange.resource.policy.toolPinning != nil, let report = exchange.inspector?.takeToolReport() else { return }
-        self.gateway.noteTools(exchange.resource, seen: report.seen, findings: report.findings, logger: self.gateway.logger)
+    /// Runs one upstream message (a JSON body, an event's data) through the exchange's
+    /// inspector: the text to send instead, or nil to relay it as it came. What it saw of the
+    /// tools goes to the gateway (``Gateway/noteTools(_:seen:findings:logger:)``).
+    private func inspect(_ message: some Collection<UInt8>, _ exchange: Exchange) -> String? {
+        guard let verdict = exchange.inspector?.inspect(message) else { return nil }
+        if exchange.resource.policy.toolPinning != nil, let report = exchange.inspector?.takeToolReport() {
+            self.gateway.noteTools(exchange.resource, seen: report.seen, findings: report.findings, logger: self.gateway.logger)
+        }
+        guard case .replace(let text) = verdict else { return nil }
+        exchange.log.debug("list filtered", metadata: ["hidden": "\(exchange.inspector?.hidden.joined(separator: ", ") ?? "")"])
+        return text
     }
 
     /// Answers a request with a refusal, logged (at debug, or error for a 5xx) and, on a
@@ -967,14 +974,11 @@ extension GatewayHandler: UpstreamResponseSink {
                 slice = held
                 held = ByteBuffer()
             }
-            let event = ServerSentEvent(parsing: slice.readableBytesView)
-            if let data = event.data, case .replace(let message) = exchange.inspector?.inspect(Array(data.utf8)) {
-                var rewritten = event
-                rewritten.data = message
-                slice = context.channel.allocator.buffer(string: rewritten.serialized)
-                exchange.log.debug("list filtered", metadata: ["hidden": "\(exchange.inspector?.hidden.joined(separator: ", ") ?? "")"])
+            var event = ServerSentEvent(parsing: slice.readableBytesView)
+            if let data = event.data, let message = self.inspect(Array(data.utf8), exchange) {
+                event.data = message
+                slice = context.channel.allocator.buffer(string: event.serialized)
             }
-            self.noteTools(exchange)
             self.relay(slice, exchange, context: context)
         }
         if tooLarge { return self.endStreamWithError(exchange, limit: splitter.maxEventBytes, context: context) }
@@ -1002,11 +1006,9 @@ extension GatewayHandler: UpstreamResponseSink {
             break
         case .json(let head, var body):
             exchange.inspection = .none
-            if let inspected = exchange.inspector?.inspect(body.readableBytesView), case .replace(let message) = inspected {
+            if let message = self.inspect(body.readableBytesView, exchange) {
                 body = context.channel.allocator.buffer(string: message)
-                exchange.log.debug("list filtered", metadata: ["hidden": "\(exchange.inspector?.hidden.joined(separator: ", ") ?? "")"])
             }
-            self.noteTools(exchange)
             do {
                 let serialised = try self.writer.serialiseHead(head, keepAlive: self.machine.keepAlive(exchange.keepAlive), allocator: context.channel.allocator, rewritten: .length(body.readableBytes))
                 self.writer.writeHead(serialised, context: context)

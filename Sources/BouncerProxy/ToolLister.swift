@@ -49,14 +49,14 @@ public struct ToolLister: Sendable {
             ]),
         ])
         let session: String?
-        let (status, response, answer) = try await self.call(initialize, headers: headers)
-        if status == 200, let result = answer?["result"] {
+        let (response, answer) = try await self.call(initialize, headers: headers)
+        if response.status == 200, let result = answer?["result"] {
             session = response.header("Mcp-Session-Id")
             headers.append(("MCP-Protocol-Version", result["protocolVersion"]?.stringValue ?? "2025-11-25"))
             if let session { headers.append(("Mcp-Session-Id", session)) }
             let initialized = JSONValue.object(["jsonrpc": .string("2.0"), "method": .string("notifications/initialized")])
-            let (notified, _, _) = try await self.call(initialized, headers: headers)
-            guard (200..<300).contains(notified) else { throw ToolListError(.refused, "notifications/initialized answered \(notified)") }
+            let (notified, _) = try await self.call(initialized, headers: headers)
+            guard (200..<300).contains(notified.status) else { throw ToolListError(.refused, "notifications/initialized answered \(notified.status)") }
         } else {
             // No initialize (or not this one): a stateless server.
             session = nil
@@ -84,9 +84,9 @@ public struct ToolLister: Sendable {
                 "jsonrpc": .string("2.0"), "id": .number(String(page + 2)), "method": .string("tools/list"),
                 "params": .object(cursor.map { ["cursor": .string($0)] } ?? [:]),
             ])
-            let (status, response, answer) = try await self.call(request, headers: headers + [("Mcp-Method", "tools/list")])
-            guard status == 200, let answer else {
-                throw ToolListError(.refused, "tools/list answered \(status): \(response.text.prefix(200))")
+            let (response, answer) = try await self.call(request, headers: headers + [("Mcp-Method", "tools/list")])
+            guard response.status == 200, let answer else {
+                throw ToolListError(.refused, "tools/list answered \(response.status): \(response.text.prefix(200))")
             }
             if let error = answer["error"] {
                 throw ToolListError(.refused, "tools/list failed: \(error["message"]?.stringValue ?? error.serialized)")
@@ -100,14 +100,14 @@ public struct ToolLister: Sendable {
     }
 
     /// POSTs one message; the response message with its id (requests), if any.
-    private func call(_ message: JSONValue, headers: [(String, String)]) async throws(ToolListError) -> (Int, HTTPFetchResponse, JSONValue?) {
+    private func call(_ message: JSONValue, headers: [(String, String)]) async throws(ToolListError) -> (HTTPFetchResponse, JSONValue?) {
         let response: HTTPFetchResponse
         do {
             response = try await self.fetcher.send(.POST, self.url, purpose: "mcp", headers: headers, body: message.serialized, tls: self.tls, serverName: nil, on: nil).get()
         } catch {
             throw ToolListError(.unreachable, "\(self.url): \(error)")
         }
-        guard let id = message["id"] else { return (response.status, response, nil) }
-        return (response.status, response, MCPResponses.response(id: id, body: response.body, contentType: response.header("Content-Type")))
+        guard let id = message["id"] else { return (response, nil) }
+        return (response, MCPResponses.response(id: id, body: response.body, contentType: response.header("Content-Type")))
     }
 }
