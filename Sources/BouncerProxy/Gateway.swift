@@ -21,6 +21,8 @@ public final class Gateway: Sendable {
     public let audit: AuditTrail?
     /// For the gateway's own calls to upstreams (the tools/list of pinned resources).
     let fetcher: HTTPFetcher
+    /// The elicitation and sampling guard's memory and answers.
+    let serverRequests = ServerRequestAnswers()
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
@@ -85,28 +87,41 @@ public final class Gateway: Sendable {
     /// failure is logged; the pins still decide by name.
     public func listPinnedTools() async {
         for resource in self.resources where resource.policy.toolPinning != nil {
-            var headers: [(String, String)] = []
-            switch resource.credential {
-            case .none: break
-            case .staticHeader(let name, let value): headers.append((name, value))
-            case .tokenExchange: continue
+            await self.listTools(of: resource)
+        }
+    }
+
+    /// Lists `resource`'s tools again after its upstream said they changed
+    /// (`notifications/tools/list_changed`), so a changed tool is refused before a client lists.
+    func relistTools(of resource: ResolvedResource) {
+        guard resource.policy.toolPinning != nil else { return }
+        self.serverRequests.relist(resource) { await self.listTools(of: resource) }
+    }
+
+    /// Lists one pinned resource's tools as an MCP client and compares them with their pins.
+    /// Only with no upstream credential or a static one: an exchanged token needs a user.
+    private func listTools(of resource: ResolvedResource) async {
+        var headers: [(String, String)] = []
+        switch resource.credential {
+        case .none: break
+        case .staticHeader(let name, let value): headers.append((name, value))
+        case .tokenExchange: return
+        }
+        let lister = ToolLister(fetcher: self.fetcher, url: resource.upstream.uri.origin + resource.upstream.requestPath, headers: headers, tls: resource.upstreamTLS)
+        do {
+            let tools = try await lister.listTools()
+            var seen: [String: String] = [:]
+            var findings: [ToolFinding] = []
+            for case let (name, digest, finding)? in tools.map({ resource.policy.toolPinning!.pins.check($0) }) {
+                seen[name] = digest
+                if let finding { findings.append(finding) }
             }
-            let lister = ToolLister(fetcher: self.fetcher, url: resource.upstream.uri.description, headers: headers, tls: resource.upstreamTLS)
-            do {
-                let tools = try await lister.listTools()
-                var seen: [String: String] = [:]
-                var findings: [ToolFinding] = []
-                for case let (name, digest, finding)? in tools.map({ resource.policy.toolPinning!.pins.check($0) }) {
-                    seen[name] = digest
-                    if let finding { findings.append(finding) }
-                }
-                self.noteTools(resource, seen: seen, findings: findings, logger: self.logger)
-                self.logger.info("upstream tools compared with their pins", metadata: ["resource": "\(resource.policy.path)", "tools": "\(tools.count)", "not_approved": "\(findings.count)"])
-            } catch {
-                self.logger.warning("cannot list the upstream's tools; calls are judged by the pins' names until a client lists them", metadata: [
-                    "resource": "\(resource.policy.path)", "reason": "\(error.reason)",
-                ])
-            }
+            self.noteTools(resource, seen: seen, findings: findings, logger: self.logger)
+            self.logger.info("upstream tools compared with their pins", metadata: ["resource": "\(resource.policy.path)", "tools": "\(tools.count)", "not_approved": "\(findings.count)"])
+        } catch {
+            self.logger.warning("cannot list the upstream's tools; calls are judged by the pins' names until a client lists them", metadata: [
+                "resource": "\(resource.policy.path)", "reason": "\(error.reason)",
+            ])
         }
     }
 

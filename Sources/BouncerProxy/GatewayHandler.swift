@@ -462,16 +462,40 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     /// Runs one upstream message (a JSON body, an event's data) through the exchange's
-    /// inspector: the text to send instead, or nil to relay it as it came. What it saw of the
-    /// tools goes to the gateway (``Gateway/noteTools(_:seen:findings:logger:)``).
-    private func inspect(_ message: some Collection<UInt8>, _ exchange: Exchange) -> String? {
-        guard let verdict = exchange.inspector?.inspect(message) else { return nil }
-        if exchange.resource.policy.toolPinning != nil, let report = exchange.inspector?.takeToolReport() {
-            self.gateway.noteTools(exchange.resource, seen: report.seen, findings: report.findings, logger: self.gateway.logger)
+    /// inspector and acts on what it saw: tools to the gateway's memory
+    /// (``Gateway/noteTools(_:seen:findings:logger:)``), a `tools/list_changed` to a new
+    /// listing, server-to-client requests to the audit trail and, when blocked, to the
+    /// gateway's own answer upstream.
+    private func inspect(_ message: some Collection<UInt8>, _ exchange: Exchange, context: ChannelHandlerContext) -> ResponseInspector.Verdict {
+        guard var inspector = exchange.inspector else { return .pass }
+        let gateway = self.gateway
+        let verdict = inspector.inspect(message) { gateway.serverRequests.admitElicitation(self.serverRequestOrigin(exchange)) }
+        let report = inspector.takeReport()
+        exchange.inspector = inspector
+        guard !report.isEmpty else { return verdict }
+        let resource = exchange.resource
+        if !report.toolsSeen.isEmpty || !report.toolFindings.isEmpty {
+            gateway.noteTools(resource, seen: report.toolsSeen, findings: report.toolFindings, logger: gateway.logger)
         }
-        guard case .replace(let text) = verdict else { return nil }
-        exchange.log.debug("list filtered", metadata: ["hidden": "\(exchange.inspector?.hidden.joined(separator: ", ") ?? "")"])
-        return text
+        if report.toolsChanged { gateway.relistTools(of: resource) }
+        if !report.serverRequests.isEmpty {
+            gateway.judged(report.serverRequests, origin: self.serverRequestOrigin(exchange), logger: gateway.logger, on: context.eventLoop)
+        }
+        if report.hiddenCount > 0 {
+            exchange.log.debug("list filtered", metadata: ["hidden": "\(inspector.hidden.joined(separator: ", "))"])
+        }
+        if report.unreadable > 0 {
+            exchange.log.error("upstream message not relayed: not strict JSON", metadata: ["outcome": "upstream_error"])
+        }
+        return verdict
+    }
+
+    private func serverRequestOrigin(_ exchange: Exchange) -> ServerRequestOrigin {
+        ServerRequestOrigin(
+            resource: exchange.resource, session: exchange.request.facts.sessionID, subject: exchange.request.claims?.subject,
+            requestID: "\(self.connectionID)-\(exchange.request.log.sequence)",
+            upstreamHeaders: ServerRequestOrigin.headers(of: exchange.upstreamHead, resource: exchange.resource)
+        )
     }
 
     /// Answers a request with a refusal, logged (at debug, or error for a 5xx) and, on a
@@ -599,8 +623,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             clientTakesInterim: self.writer.requestVersion.isHTTP11OrLater
         )
         let exchange = Exchange(request: request, upstreamHead: upstreamHead, resource: resource, machine: machine, errorID: errorID)
-        if let body = request.log.body, let granted = request.granted {
-            exchange.inspector = ResponseInspector(for: body, policy: resource.policy, granted: granted, protocolVersion: request.facts.protocolVersion)
+        if let granted = request.granted, request.log.body != nil || request.head.method == .GET {
+            // Everything a protected upstream sends back is inspected: a list to filter, a
+            // tool to compare with its pin, a request for the client to judge.
+            exchange.inspector = ResponseInspector(for: request.log.body, policy: resource.policy, granted: granted, protocolVersion: request.facts.protocolVersion)
         }
         self.exchange = exchange
         self.machine.forwardingStarted()
@@ -929,8 +955,13 @@ extension GatewayHandler: UpstreamResponseSink {
                 exchange.log.error("upstream message too large", metadata: ["limit": "\(limit)"])
                 return self.run(.fail(.upstreamMessageTooLarge(limit: limit, id: exchange.errorID)), exchange, context: context)
             }
-            var buffer = buffer
-            body.writeBuffer(&buffer)
+            if body.readableBytes == 0 {
+                // Most bodies come in one read: kept as it is, not copied.
+                body = buffer
+            } else {
+                var buffer = buffer
+                body.writeBuffer(&buffer)
+            }
             exchange.inspection = .json(head: head, body: body)
         case .events(var splitter, var held):
             exchange.inspection = .none
@@ -975,9 +1006,17 @@ extension GatewayHandler: UpstreamResponseSink {
                 held = ByteBuffer()
             }
             var event = ServerSentEvent(parsing: slice.readableBytesView)
-            if let data = event.data, let message = self.inspect(Array(data.utf8), exchange) {
-                event.data = message
-                slice = context.channel.allocator.buffer(string: event.serialized)
+            if let data = event.data {
+                switch self.inspect(Array(data.utf8), exchange, context: context) {
+                case .pass:
+                    break
+                case .replace(let message):
+                    event.data = message
+                    slice = context.channel.allocator.buffer(string: event.serialized)
+                case .drop:
+                    // Nothing of it reaches the client: not its data, not its id.
+                    continue
+                }
             }
             self.relay(slice, exchange, context: context)
         }
@@ -1006,8 +1045,14 @@ extension GatewayHandler: UpstreamResponseSink {
             break
         case .json(let head, var body):
             exchange.inspection = .none
-            if let message = self.inspect(body.readableBytesView, exchange) {
+            switch self.inspect(body.readableBytesView, exchange, context: context) {
+            case .pass:
+                break
+            case .replace(let message):
                 body = context.channel.allocator.buffer(string: message)
+            case .drop:
+                // The body held nothing the client may read: its request fails instead.
+                body = context.channel.allocator.buffer(string: JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: GatewayRejection.upstreamResponseWithheldMessage, id: exchange.errorID))
             }
             do {
                 let serialised = try self.writer.serialiseHead(head, keepAlive: self.machine.keepAlive(exchange.keepAlive), allocator: context.channel.allocator, rewritten: .length(body.readableBytes))

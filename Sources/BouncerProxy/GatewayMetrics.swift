@@ -39,6 +39,7 @@ public final class GatewayMetrics: Sendable {
         ("mcp_bouncer_audit_sink_up", "gauge", "1 while the audit sink accepts writes, 0 while it fails (disk full, file removed)."),
         ("mcp_bouncer_audit_sink_errors_total", "counter", "Failed writes, syncs and reopens of the audit sink."),
         ("mcp_bouncer_reloads_total", "counter", "Reloads (certificates) by what and result."),
+        ("mcp_bouncer_server_requests_total", "counter", "Server-to-client requests (elicitation/create, sampling/createMessage, roots/list, on SSE streams or in input_required results) judged by the elicitation and sampling guard, by resource, method and outcome (passed, or why blocked: credential_field, url_origin_not_allowed, rate_limited, sampling_denied, roots_denied, malformed)."),
         ("mcp_bouncer_tool_definition_changes_total", "counter", "Tool definitions seen in tools/list results that do not match their pins (tool_pins), by resource, finding (changed, unpinned) and action (block, alert); counted once per tool and definition."),
     ]
 

@@ -303,7 +303,7 @@ struct ToolPinTests {
         let policy = try PolicyLoader.load(yaml: yaml, secrets: secrets).resources[0]
         #expect(policy.toolPinning?.onChange == .block)
         let body = try JSONRPCBody.parse(Array(#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#.utf8), maxDepth: 16)
-        var inspector = try #require(ResponseInspector(for: body, policy: policy, granted: [], protocolVersion: nil))
+        var inspector = ResponseInspector(for: body, policy: policy, granted: [], protocolVersion: nil)
         let changed = JSONValue.object(["name": .string("create_issue"), "inputSchema": .object([:])])
         let unpinned = JSONValue.object(["name": .string("delete_repo"), "inputSchema": .object([:])])
         let response = JSONValue.object(["jsonrpc": .string("2.0"), "id": .number("3"), "result": .object(["tools": .array([Self.tool, changed, unpinned])])])
@@ -315,7 +315,7 @@ struct ToolPinTests {
         #expect(names == .array([Self.tool]))
         // A duplicate key (which a lenient client parser would read, last one winning) does not
         // carry an unchecked list past the gateway: the awaited list gets an error instead.
-        var strict = try #require(ResponseInspector(for: body, policy: policy, granted: [], protocolVersion: nil))
+        var strict = ResponseInspector(for: body, policy: policy, granted: [], protocolVersion: nil)
         let duplicated = #"{"jsonrpc":"2.0","id":3,"result":{"tools":[]},"result":"# + JSONValue.object(["tools": .array([changed])]).serialized + "}"
         guard case .replace(let error) = strict.inspect(Array(duplicated.utf8)) else {
             Issue.record("an unreadable message passed")
@@ -324,19 +324,19 @@ struct ToolPinTests {
         let parsed = try JSONParser().parse(Array(error.utf8))
         #expect(parsed["id"] == .number("3") && parsed["error"]?["code"] == .number("-32010"))
         #expect(strict.inspect(Array(duplicated.utf8)) == .pass, "nothing awaited any more")
-        let report = inspector.takeToolReport()
+        let report = inspector.takeReport()
         // The same list under an id spelled another way (3.0) is still inspected: an upstream
         // cannot slip it past by respelling the number.
-        var respelled = try #require(ResponseInspector(for: body, policy: policy, granted: [], protocolVersion: nil))
+        var respelled = ResponseInspector(for: body, policy: policy, granted: [], protocolVersion: nil)
         let sneaky = response.serialized.replacingOccurrences(of: #""id":3"#, with: #""id":3.0"#)
         #expect(sneaky.contains("3.0"))
         guard case .replace = respelled.inspect(Array(sneaky.utf8)) else {
             Issue.record("a respelled id slipped the list past the pins")
             return
         }
-        #expect(report.findings.map(\.name) == ["create_issue", "delete_repo"])
-        #expect(report.findings.map(\.pinned) == [String(repeating: "c", count: 64), nil])
-        #expect(report.seen.count == 3)
+        #expect(report.toolFindings.map(\.name) == ["create_issue", "delete_repo"])
+        #expect(report.toolFindings.map(\.pinned) == [String(repeating: "c", count: 64), nil])
+        #expect(report.toolsSeen.count == 3)
 
         // on_tool_change without tool_pins, and an unreadable pin file, are problems.
         #expect(throws: PolicyValidationError.self) {

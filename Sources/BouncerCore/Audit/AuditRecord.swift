@@ -29,6 +29,7 @@ public enum AuditEvent: String, Sendable, CaseIterable {
     case dropped
     case sinkReopened = "sink_reopened"
     case toolDefinitionChanged = "tool_definition_changed"
+    case serverRequest = "server_request"
 }
 
 /// A value that is digested on its way into the audit trail and never written: the bearer

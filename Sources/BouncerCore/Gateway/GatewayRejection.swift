@@ -160,6 +160,9 @@ public enum GatewayRejection: Error, Sendable, Hashable {
 
     /// What the client reads when a message from the upstream was too large to inspect (also
     /// as the JSON-RPC error event that ends an inspected stream).
+    /// What a client reads when nothing of the upstream's JSON body could be relayed (a
+    /// server-to-client request the policy blocked, text that is not strict JSON).
+    public static let upstreamResponseWithheldMessage = "Bad Gateway: the MCP server's response held nothing the gateway may relay (a request the policy blocks, or text that is not strict JSON)"
     public static let upstreamMessageTooLargeMessage = "Bad Gateway: the MCP server sent a message larger than the gateway inspects (limits.max_event_bytes)"
 
     static func toolNotApprovedMessage(_ tool: String, _ refusal: ToolRefusal) -> String {

@@ -167,4 +167,12 @@ extension JSONRPCFailure {
         body.add("error", error)
         return body.string
     }
+
+    /// The same error response as a value, for a message rewritten inside a batch or event.
+    public static func errorValue(code: Int, message: String, id: JSONValue?) -> JSONValue {
+        .object([
+            "jsonrpc": .string("2.0"), "id": id ?? .null,
+            "error": .object(["code": .number(String(code)), "message": .string(message)]),
+        ])
+    }
 }

@@ -277,12 +277,14 @@ public final class ResourcePolicy: Sendable {
     public let listFiltering: Bool
     /// `tool_pins` and `on_tool_change`.
     public let toolPinning: ToolPinning?
+    /// `elicitation:` and `server_requests:`: what the upstream may ask of the client.
+    public let serverRequests: ServerRequestPolicy
 
     public init(
         path: String, uri: CanonicalURI, name: String?, documentation: String?, authorizationServer: String,
         scopesSupported: [String], upstream: UpstreamTarget, upstreamTLS: ClientTLSSettings, credentials: UpstreamCredentials,
         methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>, listFiltering: Bool = true,
-        toolPinning: ToolPinning? = nil
+        toolPinning: ToolPinning? = nil, serverRequests: ServerRequestPolicy = .standard
     ) {
         self.path = path
         self.uri = uri
@@ -300,6 +302,7 @@ public final class ResourcePolicy: Sendable {
         self.acceptsBatches = protocolVersions.contains("2025-03-26")
         self.listFiltering = listFiltering
         self.toolPinning = toolPinning
+        self.serverRequests = serverRequests
     }
 
     public var metadataURL: String { self.uri.protectedResourceMetadataURL }

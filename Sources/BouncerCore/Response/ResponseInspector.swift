@@ -2,8 +2,10 @@
 /// resource: one `application/json` body, or the `data` of one `text/event-stream` event at a
 /// time. Pure: the handler feeds it bytes and writes what it says.
 ///
-/// Today it filters list results to the caller's token (``ListFilter``); the messages it has
-/// no business with pass as the upstream wrote them, byte for byte.
+/// It filters list results to the caller's token (``ListFilter``), compares tool definitions
+/// with their pins (``ToolPins``) and judges what the server asks of the client
+/// (``ServerRequestGuard``); the messages it has no business with pass as the upstream wrote
+/// them, byte for byte.
 public struct ResponseInspector: Sendable {
     public let policy: ResourcePolicy
     public let granted: Set<String>
@@ -11,39 +13,53 @@ public struct ResponseInspector: Sendable {
     public let cacheScoped: Bool
     /// The list requests of the exchange, by JSON-RPC id: whose results are filtered.
     public private(set) var lists: [JSONValue: String]
+    /// The server-to-client stream (GET): no request of the exchange awaits an answer there,
+    /// yet a resumed stream may replay one, so a list result is known by its shape.
+    public let listsByShape: Bool
     /// The entries removed so far, as `method target` (for the audit record and the log).
     public private(set) var hidden: [String] = []
-    /// Tool definitions seen that do not match their pins (`tool_pins`), for the audit trail,
-    /// the metrics and the gateway's memory of what each tool looks like now.
-    public private(set) var toolFindings: [ToolFinding] = []
 
-    /// Every tool definition a `tools/list` result carried, approved or not: name -> digest.
-    public private(set) var toolsSeen: [String: String] = [:]
+    /// What the inspector saw since the handler last asked (``takeReport()``).
+    public struct Report: Sendable {
+        /// Every tool definition a `tools/list` result carried, approved or not: name -> digest.
+        public var toolsSeen: [String: String] = [:]
+        /// Tool definitions that do not match their pins (`tool_pins`).
+        public var toolFindings: [ToolFinding] = []
+        /// The server-to-client requests judged, passed or blocked.
+        public var serverRequests: [ServerRequestReview] = []
+        /// The upstream relayed `notifications/tools/list_changed`.
+        public var toolsChanged = false
+        /// Entries removed from lists in this report's messages.
+        public var hiddenCount = 0
+        /// Messages not relayed because they could not be read.
+        public var unreadable = 0
 
-    /// The tools seen and the findings since the last call, for the gateway to remember and
-    /// report as soon as a list went by.
-    public mutating func takeToolReport() -> (seen: [String: String], findings: [ToolFinding]) {
-        defer {
-            self.toolsSeen = [:]
-            self.toolFindings = []
+        public var isEmpty: Bool {
+            self.toolsSeen.isEmpty && self.toolFindings.isEmpty && self.serverRequests.isEmpty && !self.toolsChanged && self.hiddenCount == 0 && self.unreadable == 0
         }
-        return (self.toolsSeen, self.toolFindings)
     }
 
-    /// An inspector for the response to `body`, or nil when nothing in it can need a change
-    /// (then the response is relayed without being read).
-    public init?(for body: JSONRPCBody, policy: ResourcePolicy, granted: Set<String>, protocolVersion: String?) {
-        guard policy.listFiltering || policy.toolPinning != nil else { return nil }
+    private var report = Report()
+
+    /// The report since the last call, for the gateway to remember, record and act on as soon
+    /// as a message went by.
+    public mutating func takeReport() -> Report {
+        defer { self.report = Report() }
+        return self.report
+    }
+
+    /// An inspector for the response to `body` (nil: the server-to-client stream a GET opens).
+    public init(for body: JSONRPCBody?, policy: ResourcePolicy, granted: Set<String>, protocolVersion: String?) {
         var lists: [JSONValue: String] = [:]
-        for message in body.messages {
+        for message in body?.messages ?? [] {
             guard case .request(let id, let method, _) = message, ListFilter.kinds[method] != nil else { continue }
             if policy.listFiltering || method == "tools/list" { lists[Self.key(id)] = method }
         }
-        guard !lists.isEmpty else { return nil }
         self.policy = policy
         self.granted = granted
         self.cacheScoped = protocolVersion.map { $0 >= "2026-07-28" } ?? false
         self.lists = lists
+        self.listsByShape = body == nil && (policy.listFiltering || policy.toolPinning != nil)
     }
 
     /// What the client reads instead of a message the gateway could not read.
@@ -54,39 +70,72 @@ public struct ResponseInspector: Sendable {
         case pass
         /// Relay this JSON text instead.
         case replace(String)
+        /// Relay nothing of it: what it carried was refused, or it could not be read.
+        case drop
     }
 
-    /// Inspects one message or batch. While a list result is awaited, text the gateway cannot
-    /// read (not strict JSON: a duplicate key, bad UTF-8, too deep) does not pass: a lenient
-    /// client parser could read a list out of it that was never filtered. It is replaced by a
-    /// JSON-RPC error for each awaited list.
-    public mutating func inspect(_ json: some Collection<UInt8>) -> Verdict {
-        guard !self.lists.isEmpty else { return .pass }
+    /// Inspects one message or batch. `admit` is asked once per elicitation that passed every
+    /// other check: whether the session's rate limit lets it through (it counts it if so).
+    ///
+    /// Text the gateway cannot read (not strict JSON: a duplicate key, bad UTF-8, too deep)
+    /// does not pass when it could matter: while a list result is awaited it is replaced by
+    /// a JSON-RPC error for each awaited list (a lenient client parser could read a list out
+    /// of it that was never filtered), and when it could hold a request it is dropped (one
+    /// could read an elicitation out of it that was never judged).
+    public mutating func inspect(_ json: some Collection<UInt8>, admit: () -> Bool = { true }) -> Verdict {
+        guard !self.lists.isEmpty || self.listsByShape || Self.mayHoldRequest(json) else { return .pass }
         guard let value = try? JSONParser(maxDepth: 128).parse(json) else {
+            self.report.unreadable += 1
+            guard !self.lists.isEmpty else { return .drop }
             let errors = self.lists.keys.sorted { $0.serialized < $1.serialized }.map { id in
-                JSONValue.object([
-                    "jsonrpc": .string("2.0"), "id": id,
-                    "error": .object(["code": .number(String(JSONRPCErrorCode.upstreamError)), "message": .string(Self.unreadableMessage)]),
-                ])
+                JSONRPCFailure.errorValue(code: JSONRPCErrorCode.upstreamError, message: Self.unreadableMessage, id: id)
             }
             self.lists.removeAll()
             return .replace(errors.count == 1 ? errors[0].serialized : JSONValue.array(errors).serialized)
         }
         switch value {
         case .object:
-            guard let replaced = self.filtered(value) else { return .pass }
-            return .replace(replaced.serialized)
+            switch self.inspected(value, admit: admit) {
+            case .some(.some(let replaced)): return .replace(replaced.serialized)
+            case .some(.none): return .drop
+            case .none: return .pass
+            }
         case .array(let messages):
             var changed = false
-            let out = messages.map { message in
-                guard let replaced = self.filtered(message) else { return message }
-                changed = true
-                return replaced
+            var out: [JSONValue] = []
+            for message in messages {
+                switch self.inspected(message, admit: admit) {
+                case .some(let replaced):
+                    changed = true
+                    if let replaced { out.append(replaced) }
+                case .none:
+                    out.append(message)
+                }
             }
-            return changed ? .replace(JSONValue.array(out).serialized) : .pass
+            guard changed else { return .pass }
+            return out.isEmpty ? .drop : .replace(JSONValue.array(out).serialized)
         default:
             return .pass
         }
+    }
+
+    /// Whether text could be a JSON-RPC request, notification or `InputRequiredResult`
+    /// without being parsed: each has a `method` member (an input_required result's entries
+    /// too), and a member name written with escapes has a backslash. Text with neither is
+    /// a response that passes untouched.
+    static func mayHoldRequest(_ json: some Collection<UInt8>) -> Bool {
+        let method: [UInt8] = Array("method".utf8)
+        var matched = 0
+        for byte in json {
+            if byte == UInt8(ascii: "\\") { return true }
+            if byte == method[matched] {
+                matched += 1
+                if matched == method.count { return true }
+            } else {
+                matched = byte == method[0] ? 1 : 0
+            }
+        }
+        return false
     }
 
     /// An id as the client's JSON-RPC library compares it: a number by its value, so an
@@ -96,10 +145,42 @@ public struct ResponseInspector: Sendable {
         return .number(CanonicalJSON.number(text))
     }
 
+    /// One message after inspection: nil when it stays as it is, `.some(nil)` when it is not
+    /// relayed, else what is relayed instead.
+    private mutating func inspected(_ message: JSONValue, admit: () -> Bool) -> JSONValue?? {
+        guard case .object(let members) = message else { return nil }
+        if let method = members["method"]?.stringValue {
+            if method == "notifications/tools/list_changed" { self.report.toolsChanged = true }
+            let reviews = ServerRequestGuard.review(message, policy: self.policy.serverRequests, admit: admit)
+            self.report.serverRequests += reviews
+            // A request blocked on a stream never reaches the client: the gateway answers it.
+            return reviews.contains { $0.blocked != nil } ? .some(nil) : nil
+        }
+        let reviews = ServerRequestGuard.review(message, policy: self.policy.serverRequests, admit: admit)
+        if !reviews.isEmpty {
+            self.report.serverRequests += reviews
+            if let refused = reviews.first(where: { $0.blocked != nil }) {
+                // The client's request fails; nothing of what was asked reaches it.
+                return .some(JSONRPCFailure.errorValue(code: JSONRPCErrorCode.forbidden, message: refused.clientMessage, id: refused.id))
+            }
+            return nil
+        }
+        return self.filtered(members).map { .some($0) }
+    }
+
     /// The response message with its list filtered, or nil when it stays as it is.
-    private mutating func filtered(_ message: JSONValue) -> JSONValue? {
-        guard case .object(var members) = message, let id = members["id"].map(Self.key), let method = self.lists[id], var result = members["result"] else { return nil }
-        self.lists[id] = nil
+    private mutating func filtered(_ members: [String: JSONValue]) -> JSONValue? {
+        guard let id = members["id"].map(Self.key), var result = members["result"] else { return nil }
+        var members = members
+        let method: String
+        if let awaited = self.lists[id] {
+            method = awaited
+            self.lists[id] = nil
+        } else if self.listsByShape, let shaped = Self.listMethod(ofShape: result) {
+            method = shaped
+        } else {
+            return nil
+        }
         var changed = false
         if method == "tools/list", let pinning = self.policy.toolPinning, let checked = self.checkPins(result, pinning) {
             result = checked
@@ -110,6 +191,7 @@ public struct ResponseInspector: Sendable {
             if let replaced = outcome.result {
                 let kind = ListFilter.kinds[method]!
                 self.hidden += outcome.removed.map { "\(kind.useMethod) \($0)" }
+                self.report.hiddenCount += outcome.removed.count
                 result = replaced
                 changed = true
             }
@@ -117,6 +199,16 @@ public struct ResponseInspector: Sendable {
         guard changed else { return nil }
         members["result"] = result
         return .object(members)
+    }
+
+    /// The list method whose result `result` looks like: an object with a `tools`, `prompts`,
+    /// `resources` or `resourceTemplates` array.
+    static func listMethod(ofShape result: JSONValue) -> String? {
+        guard case .object(let members) = result else { return nil }
+        return ListFilter.kinds.first { _, kind in
+            if case .array? = members[kind.member] { return true }
+            return false
+        }?.key
     }
 
     /// Compares every tool of a `tools/list` result with its pin. Under `block` the tools
@@ -131,13 +223,18 @@ public struct ResponseInspector: Sendable {
                 if pinning.onChange == .alert { kept.append(tool) }
                 continue
             }
-            self.toolsSeen[name] = digest
+            self.report.toolsSeen[name] = digest
             guard let finding else {
                 kept.append(tool)
                 continue
             }
-            self.toolFindings.append(finding)
-            if pinning.onChange == .alert { kept.append(tool) } else { self.hidden.append("tools/call \(name)") }
+            self.report.toolFindings.append(finding)
+            if pinning.onChange == .alert {
+                kept.append(tool)
+            } else {
+                self.hidden.append("tools/call \(name)")
+                self.report.hiddenCount += 1
+            }
         }
         guard kept.count != tools.count else { return nil }
         members["tools"] = .array(kept)

@@ -26,7 +26,8 @@ extension PolicyReader {
         guard let section = self.section(
             node, path,
             allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
-                      "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering", "tool_pins", "on_tool_change"],
+                      "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering", "tool_pins", "on_tool_change",
+                      "elicitation", "server_requests"],
             required: ["path", "authorization_server", "upstream", "methods"]
         ) else { return nil }
         var valid = true
@@ -71,6 +72,7 @@ extension PolicyReader {
             section.report("on_tool_change", "needs tool_pins (the file of approved tool definitions)")
             valid = false
         }
+        let serverRequests = self.serverRequests(section)
         var origins: Set<String> = []
         if let list = section.stringList("allowed_origins") {
             for origin in list {
@@ -108,8 +110,31 @@ extension PolicyReader {
             path: resourcePath, uri: uri, name: name, documentation: documentation, authorizationServer: serverName,
             scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
             clientResponses: responses, allowedOrigins: origins, protocolVersions: versions, listFiltering: listFiltering,
-            toolPinning: toolPinning
+            toolPinning: toolPinning, serverRequests: serverRequests
         )
+    }
+
+    /// `elicitation:` and `server_requests:` (``ServerRequestPolicy``); absent keys keep the
+    /// defaults.
+    func serverRequests(_ resource: PolicySection) -> ServerRequestPolicy {
+        var policy = ServerRequestPolicy.standard
+        if let section = resource.section("elicitation", allowed: ["allow_credential_fields", "rate_limit_per_session", "url_allowed_origins"]) {
+            if let allow = section.bool("allow_credential_fields") { policy.allowCredentialFields = allow }
+            if let limit = section.integer("rate_limit_per_session", range: 0...1_000_000) { policy.rateLimitPerSession = Int(limit) }
+            for origin in section.stringList("url_allowed_origins") ?? [] {
+                if let uri = try? CanonicalURI(origin), uri.path.isEmpty, uri.origin.hasPrefix("https://") || uri.host == "127.0.0.1" || uri.host == "localhost" {
+                    policy.urlAllowedOrigins.insert(uri.origin)
+                } else {
+                    section.report("url_allowed_origins", "'\(origin)' is not an https origin (https://host[:port]; http only for localhost)")
+                }
+            }
+        }
+        if let section = resource.section("server_requests", allowed: ["sampling", "roots"]) {
+            let message = "must be allow or deny"
+            if let rule = section.choice("sampling", ServerRequestPolicy.Rule.self, message: message) { policy.sampling = rule }
+            if let rule = section.choice("roots", ServerRequestPolicy.Rule.self, message: message) { policy.roots = rule }
+        }
+        return policy
     }
 
     func resourcePath(_ node: Node?, _ path: String) -> String? {
