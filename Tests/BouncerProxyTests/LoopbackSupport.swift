@@ -264,12 +264,15 @@ private final class RawResponder: ChannelInboundHandler, Sendable {
 /// An upstream that answers the n-th request it reads (over all connections) with `replies[n]`,
 /// closing the connection after it if asked; requests past the script get the last reply.
 /// Returns the listener and how many requests arrived.
-func scriptedUpstream(group: any EventLoopGroup, replies: [(reply: String, close: Bool)]) throws -> (channel: any Channel, requests: NIOLockedValueBox<Int>) {
+/// `recorded`, when given, gets the text of each request as it was read.
+func scriptedUpstream(
+    group: any EventLoopGroup, replies: [(reply: String, close: Bool)], recorded: NIOLockedValueBox<[String]>? = nil
+) throws -> (channel: any Channel, requests: NIOLockedValueBox<Int>) {
     let requests = NIOLockedValueBox(0)
     let channel = try ServerBootstrap(group: group)
         .childChannelInitializer { channel in
             channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addHandler(ScriptedResponder(replies: replies, requests: requests))
+                try channel.pipeline.syncOperations.addHandler(ScriptedResponder(replies: replies, requests: requests, recorded: recorded))
             }
         }
         .bind(host: "127.0.0.1", port: 0).wait()
@@ -280,14 +283,18 @@ private final class ScriptedResponder: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     let replies: [(reply: String, close: Bool)]
     let requests: NIOLockedValueBox<Int>
+    let recorded: NIOLockedValueBox<[String]>?
 
-    init(replies: [(reply: String, close: Bool)], requests: NIOLockedValueBox<Int>) {
+    init(replies: [(reply: String, close: Bool)], requests: NIOLockedValueBox<Int>, recorded: NIOLockedValueBox<[String]>?) {
         self.replies = replies
         self.requests = requests
+        self.recorded = recorded
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         // One read holds the whole (small) request in these tests.
+        let text = String(buffer: self.unwrapInboundIn(data))
+        self.recorded?.withLockedValue { $0.append(text) }
         let index = self.requests.withLockedValue { count in
             count += 1
             return min(count, self.replies.count) - 1
