@@ -83,6 +83,15 @@ class Stack:
     pinned: str           # resource URI whose upstream changed a tool after it was pinned
     pins: Path            # the pin file `mcp-bouncer pin` wrote for the original server
     rug_upstream: str     # the upstream serving the changed tool
+    alert: str            # the same, with on_tool_change: alert
+    forms: str            # a resource whose tools elicit (a password, a harmless field)
+    audit: Path           # the gateway's audit trail
+
+    def audit_records(self, event: str) -> list[dict]:
+        if not self.audit.exists():
+            return []
+        records = [json.loads(line) for line in self.audit.read_text().splitlines() if line.strip()]
+        return [record for record in records if record.get("event") == event]
 
     def upstream_requests(self) -> list[dict]:
         if not self.record.exists():
@@ -117,6 +126,8 @@ class Stack:
 POLICY = """
 listen: 127.0.0.1:{gateway_port}
 public_url: http://127.0.0.1:{gateway_port}
+audit:
+  file: {audit}
 authorization_servers:
   authgent:
     issuer: {authgent}
@@ -169,6 +180,35 @@ resources:
       tools/call:
         list_issues: [jira:read]
         delete_issue: [jira:read]
+  - path: /alert/mcp
+    name: Legacy Jira, tools pinned, changes only reported
+    authorization_server: authgent
+    scopes_supported: [jira:read]
+    upstream: {rug_upstream}/mcp
+    tool_pins: {pins}
+    on_tool_change: alert
+    methods:
+      initialize: []
+      notifications/*: []
+      tools/list: [jira:read]
+      tools/call:
+        list_issues: [jira:read]
+        delete_issue: [jira:read]
+  - path: /forms/mcp
+    name: Legacy Jira, tools that ask the user
+    authorization_server: authgent
+    scopes_supported: [jira:read]
+    upstream: {upstream}/mcp
+    upstream_credentials:
+      static: {{ header: X-Api-Key, value: "${{env:INTEROP_UPSTREAM_KEY}}" }}
+    client_responses: [jira:read]
+    methods:
+      initialize: []
+      notifications/*: []
+      tools/list: [jira:read]
+      tools/call:
+        sign_in: [jira:read]
+        choose_project: [jira:read]
 """
 
 
@@ -228,7 +268,9 @@ def running_stack(work: Path, binary: str):
 
         gateway_port = free_port()
         policy = work / "policy.yaml"
-        policy.write_text(POLICY.format(gateway_port=gateway_port, authgent=authgent, nanoidp=nanoidp, upstream=upstream, rug_upstream=rug_upstream, pins=pins))
+        audit = work / "audit.jsonl"
+        policy.write_text(POLICY.format(gateway_port=gateway_port, authgent=authgent, nanoidp=nanoidp, upstream=upstream, rug_upstream=rug_upstream, pins=pins,
+                                        audit=audit))
         static_key = "upstream-secret-" + os.urandom(4).hex()
         gw = Process("mcp-bouncer", [binary, "run", "--config", str(policy), "--log-level", "debug"], work,
                      env={"INTEROP_UPSTREAM_KEY": static_key})
@@ -242,7 +284,8 @@ def running_stack(work: Path, binary: str):
             time.sleep(0.2)
         yield Stack(gateway=gateway, jira=f"{gateway}/jira/mcp", rsa=f"{gateway}/rsa/mcp", authgent=authgent, nanoidp=nanoidp,
                     record=record, upstream=upstream, gateway_log=gw.log_path, static_key=static_key,
-                    pinned=f"{gateway}/pinned/mcp", pins=pins, rug_upstream=rug_upstream)
+                    pinned=f"{gateway}/pinned/mcp", pins=pins, rug_upstream=rug_upstream, alert=f"{gateway}/alert/mcp",
+                    forms=f"{gateway}/forms/mcp", audit=audit)
     finally:
         for process in reversed(processes):
             process.stop()

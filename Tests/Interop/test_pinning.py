@@ -61,8 +61,34 @@ def test_a_changed_tool_is_hidden_and_its_call_refused(stack):
     except Exception as error:  # the SDK may raise the JSON-RPC error instead of returning it
         assert "changed since it was approved" in repr(error) and "-32003" in repr(error), error
     if refused is not None:
-        assert refused.isError and "changed since it was approved" in refused.content[0].text
+        assert refused.is_error and "changed since it was approved" in refused.content[0].text
 
     # One warning for the tool and its new definition, however often it was listed.
-    log = stack.gateway_log.read_text()
-    assert log.count("tool definition changed since it was approved") == 1, log[-3000:]
+    lines = [line for line in stack.gateway_log.read_text().splitlines()
+             if "tool definition changed since it was approved" in line and "resource=/pinned/mcp" in line]
+    assert len(lines) == 1, lines
+
+
+def test_under_alert_a_changed_tool_passes_and_is_audited(stack):
+    token = stack.authgent_token("jira:read", resource=stack.alert)
+    headers = {"Authorization": f"Bearer {token}"}
+
+    async def main():
+        async with httpx2.AsyncClient(headers=headers) as http:
+            async with streamable_http_client(stack.alert, http_client=http) as (read, write, *_):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    tools = await session.list_tools()
+                    names = {tool.name for tool in tools.tools}
+                    described = {tool.name: tool.description for tool in tools.tools}
+                    result = await session.call_tool("delete_issue", {"key": "OPS-1"})
+                    return names, described, result
+
+    names, described, result = anyio.run(main)
+    # Only reported: the changed tool stays listed (filtered to the token) and callable.
+    assert names == {"list_issues", "delete_issue"}
+    assert "id_rsa" in described["delete_issue"]
+    assert not result.is_error and "deleted: OPS-1" in result.content[0].text
+    records = [r for r in stack.audit_records("tool_definition_changed") if r["resource"] == "/alert/mcp"]
+    assert records and records[0]["tool"] == "delete_issue" and records[0]["action"] == "alert", records
+    assert records[0]["pinned_sha256"] == pins_of(stack.pins)["delete_issue"] != records[0]["sha256"]
