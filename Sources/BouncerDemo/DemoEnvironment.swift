@@ -47,13 +47,19 @@ public final class DemoEnvironment: Sendable {
         let mcpChannel = try await DevHTTPServer(group: group, handler: mcpServer.handle).bind(host: "127.0.0.1", port: 0).get()
         let upstreamURL = "http://127.0.0.1:\(mcpChannel.localAddress!.port!)"
 
+        // The pins of the server as it starts, as `mcp-bouncer pin` would write them; the
+        // demo keeps them in memory rather than in a file.
+        var pins = ToolPins(upstream: upstreamURL + "/mcp", tools: [:])
+        for case let (name, digest)? in DemoMCPServer.reviewedDefinitions.map(ToolPins.digest(of:)) { pins.tools[name] = digest }
+        let pinsName = "demo-tool-pins.yaml"
+        let pinsYAML = pins.yaml
         let environment = [
             "DEMO_GATEWAY_PORT": String(gatewayPort), "DEMO_ISSUER": issuer, "DEMO_UPSTREAM": upstreamURL,
-            "DEMO_GATEWAY_CLIENT_SECRET": gatewaySecret,
+            "DEMO_GATEWAY_CLIENT_SECRET": gatewaySecret, "DEMO_TOOL_PINS": pinsName,
         ]
         let policy = try PolicyLoader.load(yaml: DemoPolicy.yaml, secrets: SecretSource(
             environment: { environment[$0] },
-            readFile: { _ in .failure(SecretReadError(reason: "the demo policy reads no files")) }
+            readFile: { $0 == pinsName ? .success(pinsYAML) : .failure(SecretReadError(reason: "the demo policy reads no files")) }
         ))
         let application = try GatewayApplication(policy: policy, group: group, allowDevelopmentAuthorizationServer: true, logger: logger)
         let gateway = application.gateway

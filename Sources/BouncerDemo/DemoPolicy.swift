@@ -22,6 +22,9 @@ resources:
     authorization_server: dev
     scopes_supported: [jira:read]
     upstream: ${env:DEMO_UPSTREAM}/mcp
+    # The tool definitions as they were reviewed (the demo pins the server as it starts, as
+    # `mcp-bouncer pin` would): one that changes afterwards is hidden and its calls refused.
+    tool_pins: ${env:DEMO_TOOL_PINS}
     # The legacy server gets a token of its own, never the client's.
     upstream_credentials:
       token_exchange:
@@ -38,6 +41,8 @@ resources:
       tools/call:
         list_issues: [jira:read]
         slow_report: [jira:read]
+        sign_in: [jira:read]
+        export_issues: [jira:read]
         create_issue: [jira:write]
         delete_issue: [jira:admin]
       resources/list: [jira:read]

@@ -109,14 +109,42 @@ public struct DemoScenario: Sendable {
                     title: "5. Its tools/list shows only the tools its scope can call (the server has more)",
                     request: "POST \(env.resourceURL) tools/list",
                     outcome: "\(list.status): \(names.joined(separator: ", ")); hidden: \(upstream.filter { !names.contains($0) }.joined(separator: ", "))",
-                    passed: list.status == 200 && Set(names) == ["list_issues", "slow_report"] && upstream.count > names.count
+                    passed: list.status == 200 && Set(names) == ["list_issues", "slow_report", "sign_in", "export_issues"] && upstream.count > names.count
+                )
+            },
+            { context in
+                let call = try await self.rpc(token: context.readToken, method: "tools/call", id: 11, params: #"{"name":"sign_in","arguments":{}}"#, session: context.session)
+                let answer = MCPResponses.response(id: .number("11"), body: call.body, contentType: call.header("Content-Type"))
+                let text = answer?["result"]?["content"]?.arrayValue?.first?["text"]?.stringValue ?? call.text
+                let answers = env.mcpServer.elicitationAnswers
+                return Step(
+                    title: "6. A tool asks the user for a password (elicitation, which MCP forbids): the client never sees the form, the gateway declines it in the user's place",
+                    request: "POST \(env.resourceURL) tools/call sign_in",
+                    outcome: "\(call.status), client saw an elicitation: \(call.text.contains("elicitation/create")); tool result: \(text); the server got: \(answers.joined(separator: ", "))",
+                    passed: call.status == 200 && !call.text.contains("elicitation/create") && !call.text.contains("password") && text == "sign-in: decline"
+                        && answers == ["decline"]
+                )
+            },
+            { context in
+                env.mcpServer.rugPull()
+                let list = try await self.rpc(token: context.readToken, method: "tools/list", id: 12, session: context.session)
+                let answer = MCPResponses.response(id: .number("12"), body: list.body, contentType: list.header("Content-Type"))
+                let names = answer?["result"]?["tools"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
+                let call = try await self.rpc(token: context.readToken, method: "tools/call", id: 13, params: #"{"name":"export_issues","arguments":{}}"#, session: context.session)
+                let message = (try? JSONParser().parse(call.body))?["error"]?["message"]?.stringValue ?? call.text
+                return Step(
+                    title: "7. The server changes a tool's description after it was approved (rug pull): hidden from the list, its call refused",
+                    request: "export_issues's description now asks for ~/.ssh/id_rsa; POST \(env.resourceURL) tools/list, then tools/call export_issues",
+                    outcome: "\(list.status): \(names.joined(separator: ", ")); then \(call.status) \(message)",
+                    passed: list.status == 200 && !names.contains("export_issues") && names.contains("list_issues") && call.status == 403
+                        && message.contains("changed since it was approved")
                 )
             },
             { context in
                 let call = try await self.rpc(token: context.readToken, method: "tools/call", id: 4, params: #"{"name":"create_issue","arguments":{"title":"printer on fire"}}"#, session: context.session)
                 let challenge = call.header("WWW-Authenticate") ?? ""
                 return Step(
-                    title: "6. A tool that needs more scope is refused with the scope to ask for (step-up)",
+                    title: "8. A tool that needs more scope is refused with the scope to ask for (step-up)",
                     request: "POST \(env.resourceURL) tools/call create_issue",
                     outcome: "\(call.status), WWW-Authenticate: \(challenge)",
                     passed: call.status == 403 && challenge.contains(#"error="insufficient_scope""#) && challenge.contains(#"scope="jira:write""#)
@@ -130,7 +158,7 @@ public struct DemoScenario: Sendable {
                 let session = initialize.header("Mcp-Session-Id") ?? ""
                 let call = try await self.rpc(token: context.writeToken, method: "tools/call", id: 6, params: #"{"name":"create_issue","arguments":{"title":"printer on fire"}}"#, session: session)
                 return Step(
-                    title: "7. Re-authorised with jira:write, the same call goes through",
+                    title: "9. Re-authorised with jira:write, the same call goes through",
                     request: "POST \(env.issuer)/token scope=\"jira:read jira:write\", then tools/call create_issue",
                     outcome: "\(call.status) \(call.text)",
                     passed: call.status == 200 && call.text.contains("created: printer on fire")
@@ -143,7 +171,7 @@ public struct DemoScenario: Sendable {
                 let call = try await self.rpc(token: foreign, method: "tools/list", id: 7)
                 let reached = env.mcpServer.requestsSeen.count - before
                 return Step(
-                    title: "8. A token minted for a different MCP server is refused (no confused deputy)",
+                    title: "10. A token minted for a different MCP server is refused (no confused deputy)",
                     request: "POST \(env.resourceURL) tools/list with a token whose aud is \(Self.otherResource)",
                     outcome: "\(call.status), WWW-Authenticate: \(call.header("WWW-Authenticate") ?? ""); requests that reached the legacy server: \(reached)",
                     passed: call.status == 401 && (call.header("WWW-Authenticate") ?? "").contains(#"error="invalid_token""#) && reached == 0
@@ -157,7 +185,7 @@ public struct DemoScenario: Sendable {
                 let audiences = Set(credentials.compactMap { Self.claims(String($0.dropFirst(7)))?["aud"]?.stringValue })
                 let actors = Set(credentials.compactMap { Self.claims(String($0.dropFirst(7)))?["act"]?["sub"]?.stringValue })
                 return Step(
-                    title: "9. The legacy server's view: never a client token, only its own exchanged one (RFC 8693)",
+                    title: "11. The legacy server's view: never a client token, only its own exchanged one (RFC 8693)",
                     request: "\(seen.count) requests received by \(env.upstreamURL)",
                     outcome: "\(leaked.count) carried a client token; \(credentials.count) carried a token with aud=\(audiences.sorted().joined(separator: ",")) act=\(actors.sorted().joined(separator: ","))",
                     passed: !seen.isEmpty && leaked.isEmpty && credentials.count == seen.count && audiences == ["demo-upstream"]
@@ -167,7 +195,7 @@ public struct DemoScenario: Sendable {
     }
 
     /// How many steps a full run has.
-    public static let stepCount = 9
+    public static let stepCount = 11
 
     static var otherResource: String { DemoEnvironment.otherResource }
 

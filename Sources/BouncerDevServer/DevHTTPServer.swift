@@ -25,6 +25,9 @@ public struct DevRequest: Sendable {
 public enum DevResponse: Sendable {
     case full(status: HTTPResponseStatus, headers: [(String, String)], body: [UInt8])
     case stream(status: HTTPResponseStatus, headers: [(String, String)], chunks: [(delay: TimeAmount, text: String)])
+    /// A stream whose chunks are decided as it goes: `next(n)` gives the n-th chunk (written
+    /// after its delay; an empty text writes nothing), or nil to end the response.
+    case live(status: HTTPResponseStatus, headers: [(String, String)], next: @Sendable (Int) -> (delay: TimeAmount, text: String)?)
 
     public static func json(_ status: HTTPResponseStatus, _ body: String, headers: [(String, String)] = []) -> DevResponse {
         .full(status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")] + headers, body: Array(body.utf8))
@@ -107,6 +110,24 @@ private final class DevConnectionHandler: ChannelInboundHandler {
             for (name, value) in headers { head.headers.add(name: name, value: value) }
             context.writeAndFlush(self.wrapOutboundOut(.head(head)), promise: nil)
             self.writeChunks(chunks[...], keepAlive: keepAlive, context: context)
+        case .live(let status, let headers, let next):
+            var head = HTTPResponseHead(version: .http1_1, status: status)
+            for (name, value) in headers { head.headers.add(name: name, value: value) }
+            context.writeAndFlush(self.wrapOutboundOut(.head(head)), promise: nil)
+            self.writeLive(next, index: 0, keepAlive: keepAlive, context: context)
+        }
+    }
+
+    private func writeLive(_ next: @escaping @Sendable (Int) -> (delay: TimeAmount, text: String)?, index: Int, keepAlive: Bool, context: ChannelHandlerContext) {
+        guard let chunk = next(index) else {
+            let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+            if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+            return
+        }
+        context.eventLoop.assumeIsolated().scheduleTask(in: chunk.delay) {
+            guard context.channel.isActive else { return }
+            if !chunk.text.isEmpty { context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: chunk.text)))), promise: nil) }
+            self.writeLive(next, index: index + 1, keepAlive: keepAlive, context: context)
         }
     }
 

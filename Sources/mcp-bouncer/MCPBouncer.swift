@@ -191,8 +191,21 @@ struct Demo: AsyncParsableCommand {
               curl -s -X POST \(environment.resourceURL) -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_issues","arguments":{}}}'
               curl -si -X POST \(environment.resourceURL) -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"create_issue","arguments":{"title":"x"}}}'
 
+              # 5. Change a tool after it was approved (rug pull), then list the tools again: export_issues is gone
+              kill -USR1 \(ProcessInfo.processInfo.processIdentifier)
+
               # Or let mcp-bouncer run every step and check it: mcp-bouncer demo --scenario
             """)
+        // SIGUSR1 changes export_issues's description, as a server that turned malicious would.
+        signal(SIGUSR1, SIG_IGN)
+        let rugPull = DispatchSource.makeSignalSource(signal: SIGUSR1)
+        let server = environment.mcpServer
+        rugPull.setEventHandler {
+            server.rugPull()
+            say("export_issues's description changed (rug pull): the gateway now hides it and refuses its calls")
+        }
+        rugPull.resume()
+        defer { rugPull.cancel() }
         let service = DemoService(environment: environment)
         let serviceGroup = ServiceGroup(configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await serviceGroup.run()

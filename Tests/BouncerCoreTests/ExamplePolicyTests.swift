@@ -25,11 +25,12 @@ struct ExamplePolicyTests {
         // Secrets come from the environment at run time; any value of the right shape will do.
         let values = [
             "DEMO_GATEWAY_PORT": "8443", "DEMO_ISSUER": "http://127.0.0.1:9000", "DEMO_UPSTREAM": "http://127.0.0.1:9001",
-            "CREDENTIALS_DIRECTORY": "/run/credentials/mcp-bouncer.service",
+            "CREDENTIALS_DIRECTORY": "/run/credentials/mcp-bouncer.service", "DEMO_TOOL_PINS": "/tmp/demo-pins.yaml",
         ]
+        let pins = ToolPins(tools: ["list_issues": String(repeating: "0", count: 64)]).yaml
         let auditKey = AuditSigner(key: .init()).privateKeyPEM
         let secrets = SecretSource(environment: { values[$0] ?? "example-secret" }, readFile: { path in
-            .success(path == "/run/credentials/mcp-bouncer.service/audit.key" ? auditKey : "example-secret")
+            .success(path == "/run/credentials/mcp-bouncer.service/audit.key" ? auditKey : path == "/tmp/demo-pins.yaml" ? pins : "example-secret")
         })
         do {
             let policy = try PolicyLoader.load(yaml: text, secrets: secrets)

@@ -22,7 +22,9 @@ struct DemoTests {
         }
         #expect(steps.first?.outcome.hasPrefix("401") == true)
         #expect(steps[4].outcome.contains("hidden: create_issue"), "a read-only token's list is filtered")
-        #expect(steps[5].outcome.contains(#"scope="jira:write""#))
+        #expect(steps[5].outcome.contains("client saw an elicitation: false"), "the password form never reached the client")
+        #expect(steps[6].outcome.contains("changed since it was approved"), "the changed tool is refused")
+        #expect(steps[7].outcome.contains(#"scope="jira:write""#))
     }
 
     @Test func theEmbeddedPolicyIsPoliciesDemoYaml() throws {

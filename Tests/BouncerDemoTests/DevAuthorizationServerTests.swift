@@ -24,7 +24,7 @@ struct DevAuthorizationServerTests {
         switch self.server.handle(DevRequest(method: method, path: path, query: query, headers: fields, body: Array(body.utf8))) {
         case .full(let status, let headers, let body):
             return (status, headers, try? JSONParser().parse(body))
-        case .stream(let status, let headers, _):
+        case .stream(let status, let headers, _), .live(let status, let headers, _):
             return (status, headers, nil)
         }
     }

@@ -63,8 +63,8 @@ def test_demo_scenario_command_passes():
     binary = os.environ.get("BOUNCER_BIN") or str(HERE.parent.parent / ".build" / "debug" / "mcp-bouncer")
     result = subprocess.run([binary, "demo", "--scenario"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("✔") == 9
-    assert "All 9 steps behaved as expected." in result.stdout
+    assert result.stdout.count("✔") == 11
+    assert "All 11 steps behaved as expected." in result.stdout
     assert "hidden: create_issue" in result.stdout
 
 
