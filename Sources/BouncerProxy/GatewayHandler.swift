@@ -623,7 +623,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             clientTakesInterim: self.writer.requestVersion.isHTTP11OrLater
         )
         let exchange = Exchange(request: request, upstreamHead: upstreamHead, resource: resource, machine: machine, errorID: errorID)
-        if let granted = request.granted, request.log.body != nil || request.head.method == .GET {
+        if resource.policy.inspectResponses, let granted = request.granted, request.log.body != nil || request.head.method == .GET {
             // Everything a protected upstream sends back is inspected: a list to filter, a
             // tool to compare with its pin, a request for the client to judge.
             exchange.inspector = ResponseInspector(for: request.log.body, policy: resource.policy, granted: granted, protocolVersion: request.facts.protocolVersion)

@@ -63,6 +63,11 @@ public final class GatewayServer: Service, Sendable {
             ])
             self.onListening(address)
         }
+        for resource in self.gateway.policy.resources where !resource.inspectResponses {
+            self.gateway.logger.warning("responses are relayed unread (inspect_responses: false): lists unfiltered, no tool pins, no elicitation or sampling guard", metadata: [
+                "resource": "\(resource.path)",
+            ])
+        }
         _ = try? await self.gateway.warmUp(on: channel.eventLoop).get()
         await self.gateway.listPinnedTools()
         try await withGracefulShutdownHandler {

@@ -268,7 +268,9 @@ struct ServerRequestGuardTests {
             """, methods: "tools/call: []")
         let policy = try PolicyLoader.load(yaml: yaml, secrets: noSecrets).resources[0].serverRequests
         #expect(policy == ServerRequestPolicy(allowCredentialFields: true, rateLimitPerSession: 10, urlAllowedOrigins: ["https://login.example.com", "http://127.0.0.1:9000"], sampling: .allow, roots: .deny))
-        #expect(try PolicyLoader.load(yaml: responseTestPolicy(methods: "tools/call: []"), secrets: noSecrets).resources[0].serverRequests == .standard)
+        let defaults = try PolicyLoader.load(yaml: responseTestPolicy(methods: "tools/call: []"), secrets: noSecrets).resources[0]
+        #expect(defaults.serverRequests == .standard && defaults.inspectResponses)
+        #expect(try !PolicyLoader.load(yaml: responseTestPolicy(resource: "inspect_responses: false", methods: "tools/call: []"), secrets: noSecrets).resources[0].inspectResponses)
         for (bad, problem) in [
             ("elicitation: { url_allowed_origins: [\"http://evil.example\"] }", "url_allowed_origins"),
             ("elicitation: { url_allowed_origins: [\"https://x.example/path\"] }", "url_allowed_origins"),
@@ -276,6 +278,8 @@ struct ServerRequestGuardTests {
             ("elicitation: { allow_passwords: true }", "allow_passwords"),
             ("server_requests: { sampling: maybe }", "sampling"),
             ("server_requests: { tasks: allow }", "tasks"),
+            ("inspect_responses: false\nelicitation: { rate_limit_per_session: 5 }", "has no effect with inspect_responses: false"),
+            ("inspect_responses: false\nlist_filtering: true", "list_filtering"),
         ] {
             do {
                 _ = try PolicyLoader.load(yaml: responseTestPolicy(resource: bad, methods: "tools/call: []"), secrets: noSecrets)

@@ -207,4 +207,19 @@ struct ServerRequestGuardLoopbackTests {
         #expect(answers.count == 1 && answers[0].contains(#""id":"g1""#) && answers[0].contains("decline"))
         #expect(answers.first?.lowercased().contains("mcp-session-id: sess-g") == true)
     }
+
+    /// `inspect_responses: false` relays everything unread, the guard included: the switch is
+    /// real, and what it turns off is what the docs say.
+    @Test func withInspectionOffTheStreamIsRelayedUnread() async throws {
+        let recorded = NIOLockedValueBox<[String]>([])
+        let reply = Self.events([Self.elicit("e1", field: "password"), Self.result])
+        let (upstream, _) = try scriptedUpstream(group: self.group, replies: [(reply, true), Self.accepted], recorded: recorded)
+        defer { upstream.close(promise: nil) }
+        let running = try self.start(upstreamPort: upstream.localAddress!.port!, elicitation: "    inspect_responses: false")
+        defer { running.stop() }
+        let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", "s")])
+        #expect(reply.hasSuffix(response.body), "byte for byte")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(recorded.withLockedValue { $0.count } == 1, "no answer of the gateway's own")
+    }
 }

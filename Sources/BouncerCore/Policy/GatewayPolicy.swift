@@ -279,12 +279,15 @@ public final class ResourcePolicy: Sendable {
     public let toolPinning: ToolPinning?
     /// `elicitation:` and `server_requests:`: what the upstream may ask of the client.
     public let serverRequests: ServerRequestPolicy
+    /// `inspect_responses` (default on): what the upstream sends back is read (lists, pins,
+    /// the elicitation and sampling guard). Off, it is relayed unread.
+    public let inspectResponses: Bool
 
     public init(
         path: String, uri: CanonicalURI, name: String?, documentation: String?, authorizationServer: String,
         scopesSupported: [String], upstream: UpstreamTarget, upstreamTLS: ClientTLSSettings, credentials: UpstreamCredentials,
         methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>, listFiltering: Bool = true,
-        toolPinning: ToolPinning? = nil, serverRequests: ServerRequestPolicy = .standard
+        toolPinning: ToolPinning? = nil, serverRequests: ServerRequestPolicy = .standard, inspectResponses: Bool = true
     ) {
         self.path = path
         self.uri = uri
@@ -303,6 +306,7 @@ public final class ResourcePolicy: Sendable {
         self.listFiltering = listFiltering
         self.toolPinning = toolPinning
         self.serverRequests = serverRequests
+        self.inspectResponses = inspectResponses
     }
 
     public var metadataURL: String { self.uri.protectedResourceMetadataURL }

@@ -27,7 +27,7 @@ extension PolicyReader {
             node, path,
             allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
                       "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering", "tool_pins", "on_tool_change",
-                      "elicitation", "server_requests"],
+                      "elicitation", "server_requests", "inspect_responses"],
             required: ["path", "authorization_server", "upstream", "methods"]
         ) else { return nil }
         var valid = true
@@ -73,6 +73,15 @@ extension PolicyReader {
             valid = false
         }
         let serverRequests = self.serverRequests(section)
+        let inspectResponses = section.bool("inspect_responses") ?? true
+        if !inspectResponses {
+            // Off means none of them: a policy that asks for one of them and turns them all off
+            // says two things.
+            for key in ["list_filtering", "tool_pins", "on_tool_change", "elicitation", "server_requests"] where section[key] != nil {
+                section.report(key, "has no effect with inspect_responses: false (responses are relayed unread)")
+                valid = false
+            }
+        }
         var origins: Set<String> = []
         if let list = section.stringList("allowed_origins") {
             for origin in list {
@@ -110,7 +119,7 @@ extension PolicyReader {
             path: resourcePath, uri: uri, name: name, documentation: documentation, authorizationServer: serverName,
             scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
             clientResponses: responses, allowedOrigins: origins, protocolVersions: versions, listFiltering: listFiltering,
-            toolPinning: toolPinning, serverRequests: serverRequests
+            toolPinning: toolPinning, serverRequests: serverRequests, inspectResponses: inspectResponses
         )
     }
 
