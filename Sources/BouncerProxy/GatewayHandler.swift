@@ -466,8 +466,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// (``Gateway/noteTools(_:seen:findings:logger:)``), a `tools/list_changed` to a new
     /// listing, server-to-client requests to the audit trail and, when blocked, to the
     /// gateway's own answer upstream.
-    private func inspect(_ message: some Collection<UInt8>, _ exchange: Exchange, context: ChannelHandlerContext) -> ResponseInspector.Verdict {
-        guard var inspector = exchange.inspector else { return .pass }
+    private func inspect(_ message: UnsafeRawBufferPointer, _ exchange: Exchange, context: ChannelHandlerContext) -> ResponseInspector.Verdict {
+        guard var inspector = exchange.inspector, inspector.mayNeed(message) else { return .pass }
         let gateway = self.gateway
         let verdict = inspector.inspect(message) { gateway.serverRequests.admitElicitation(self.serverRequestOrigin(exchange)) }
         let report = inspector.takeReport()
@@ -920,7 +920,7 @@ extension GatewayHandler: UpstreamResponseSink {
         if exchange.inspector != nil, upstreamHead.status == .ok, let type = upstreamHead.headers.first(name: "content-type") {
             if type.hasPrefixIgnoringASCIICase("application/json") {
                 // The head waits for the body: its length may change.
-                exchange.inspection = .json(head: upstreamHead, body: context.channel.allocator.buffer(capacity: 0))
+                exchange.inspection = .json(head: upstreamHead, body: ByteBuffer())
                 self.run(exchange.machine.headReceived(), exchange, context: context, relaying: nil)
                 return
             }
@@ -1005,9 +1005,14 @@ extension GatewayHandler: UpstreamResponseSink {
                 slice = held
                 held = ByteBuffer()
             }
+            // Most events need nothing (a result, a progress notice): relayed unparsed.
+            guard slice.withUnsafeReadableBytes({ exchange.inspector?.mayNeed($0) ?? false }) else {
+                self.relay(slice, exchange, context: context)
+                continue
+            }
             var event = ServerSentEvent(parsing: slice.readableBytesView)
-            if let data = event.data {
-                switch self.inspect(Array(data.utf8), exchange, context: context) {
+            if var data = event.data {
+                switch data.withUTF8({ self.inspect(UnsafeRawBufferPointer($0), exchange, context: context) }) {
                 case .pass:
                     break
                 case .replace(let message):
@@ -1045,7 +1050,7 @@ extension GatewayHandler: UpstreamResponseSink {
             break
         case .json(let head, var body):
             exchange.inspection = .none
-            switch self.inspect(body.readableBytesView, exchange, context: context) {
+            switch body.withUnsafeReadableBytes({ self.inspect($0, exchange, context: context) }) {
             case .pass:
                 break
             case .replace(let message):

@@ -82,8 +82,8 @@ public struct ResponseInspector: Sendable {
     /// a JSON-RPC error for each awaited list (a lenient client parser could read a list out
     /// of it that was never filtered), and when it could hold a request it is dropped (one
     /// could read an elicitation out of it that was never judged).
-    public mutating func inspect(_ json: some Collection<UInt8>, admit: () -> Bool = { true }) -> Verdict {
-        guard !self.lists.isEmpty || self.listsByShape || Self.mayHoldRequest(json) else { return .pass }
+    public mutating func inspect(_ json: UnsafeRawBufferPointer, admit: () -> Bool = { true }) -> Verdict {
+        guard self.mayNeed(json) else { return .pass }
         guard let value = try? JSONParser(maxDepth: 128).parse(json) else {
             self.report.unreadable += 1
             guard !self.lists.isEmpty else { return .drop }
@@ -119,21 +119,33 @@ public struct ResponseInspector: Sendable {
         }
     }
 
+    /// The same for text in any collection (tests, tools): copied once.
+    public mutating func inspect(_ json: some Collection<UInt8>, admit: () -> Bool = { true }) -> Verdict {
+        Array(json).withUnsafeBytes { self.inspect($0, admit: admit) }
+    }
+
+    /// Whether `bytes` (a message, or a whole SSE event with its field names) may need
+    /// anything of the inspector: false lets the caller relay them without parsing.
+    public func mayNeed(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        !self.lists.isEmpty || self.listsByShape || Self.mayHoldRequest(bytes)
+    }
+
     /// Whether text could be a JSON-RPC request, notification or `InputRequiredResult`
     /// without being parsed: each has a `method` member (an input_required result's entries
     /// too), and a member name written with escapes has a backslash. Text with neither is
-    /// a response that passes untouched.
-    static func mayHoldRequest(_ json: some Collection<UInt8>) -> Bool {
-        let method: [UInt8] = Array("method".utf8)
-        var matched = 0
-        for byte in json {
+    /// a response that passes untouched. SSE field names (`data`, `event`, `id`, `retry`)
+    /// have neither, so a whole event can be asked.
+    static func mayHoldRequest(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        let count = bytes.count
+        var index = 0
+        while index < count {
+            let byte = bytes[index]
             if byte == UInt8(ascii: "\\") { return true }
-            if byte == method[matched] {
-                matched += 1
-                if matched == method.count { return true }
-            } else {
-                matched = byte == method[0] ? 1 : 0
+            if byte == UInt8(ascii: "m"), index + 6 <= count, bytes[index + 1] == UInt8(ascii: "e"), bytes[index + 2] == UInt8(ascii: "t"),
+                bytes[index + 3] == UInt8(ascii: "h"), bytes[index + 4] == UInt8(ascii: "o"), bytes[index + 5] == UInt8(ascii: "d") {
+                return true
             }
+            index += 1
         }
         return false
     }
