@@ -25,10 +25,13 @@ public struct TestCertificates: Sendable {
 
     func path(_ name: String) -> String { self.directory.appendingPathComponent(name).path }
 
-    /// Made once per test process.
+    /// Made once per test process, and removed when it exits (the keys in it are throwaway,
+    /// but /tmp is no place to pile them up run after run).
     public static let shared: TestCertificates = {
         do {
-            return try TestCertificates()
+            let made = try TestCertificates()
+            atexit { try? FileManager.default.removeItem(at: TestCertificates.shared.directory) }
+            return made
         } catch {
             fatalError("cannot generate test certificates with the openssl CLI: \(error)")
         }

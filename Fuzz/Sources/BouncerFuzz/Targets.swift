@@ -113,6 +113,53 @@ enum FuzzTarget: String, CaseIterable {
                 _ = CredentialFields.findings(in: schema)
             }
         }
+        for piece in whole.pieces {
+            inspect(event: piece)
+        }
+    }
+
+    /// A resource with every kind of inspection on: lists filtered, one tool pinned, the guard
+    /// at its defaults.
+    static let inspected: ResourcePolicy = {
+        let pins = ToolPins(tools: ["echo": String(repeating: "a", count: 64)]).yaml
+        let yaml = """
+            listen: 127.0.0.1:8443
+            public_url: https://mcp.example.com
+            authorization_servers:
+              corp: { issuer: "https://as.example" }
+            resources:
+              - path: /mcp
+                authorization_server: corp
+                upstream: http://127.0.0.1:8080/mcp
+                tool_pins: /pins.yaml
+                methods:
+                  tools/list: []
+                  tools/call:
+                    echo: [read]
+                  resources/read:
+                    "file:///docs/*": [read]
+            """
+        let secrets = SecretSource(environment: { _ in nil }, readFile: { _ in .success(pins) })
+        return try! PolicyLoader.load(yaml: yaml, secrets: secrets).resources[0]
+    }()
+
+    static func inspect(event raw: [UInt8]) {
+        let post = ResponseInspector(for: try? JSONRPCBody.parse(Array(#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#.utf8), maxDepth: 8),
+                                     policy: inspected, granted: ["read"], protocolVersion: "2026-07-28")
+        for var inspector in [post, ResponseInspector(for: nil, policy: inspected, granted: ["read"], protocolVersion: nil)] {
+            let skipped = raw.withUnsafeBytes { !inspector.mayNeed($0) }
+            guard let data = ServerSentEvent(parsing: raw).data else { continue }
+            let bytes = Array(data.utf8)
+            let verdict = inspector.inspect(bytes) { true }
+            let report = inspector.takeReport()
+            if skipped { require(verdict == .pass && report.isEmpty, "an event skipped unparsed needed inspection") }
+            if case .replace(let text) = verdict {
+                require((try? JSONParser(maxDepth: 256).parse(Array(text.utf8))) != nil, "the inspector wrote what is not JSON")
+            }
+            if report.serverRequests.contains(where: { $0.blocked != nil }) {
+                require(verdict != .pass, "a blocked request passed")
+            }
+        }
     }
 
     /// JSON: whatever parses serialises to text that parses to the same value.
