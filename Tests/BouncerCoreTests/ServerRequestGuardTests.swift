@@ -203,6 +203,31 @@ struct ServerRequestGuardTests {
         #expect(stream.inspect(Array(#"{"jsonrpc":"2.0","id":1,"result":"# .utf8)) == .drop)
     }
 
+    @Test(arguments: [
+        (#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info"}}"#, false),
+        (#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"method"}]}}"#, false),
+        (#"{"jsonrpc":"2.0","id":1,"method":"elicitation/create"}"#, true),
+        (#"{"id":1,"method":"sampling/createMessage"}"#, true),
+        (#"{"id":1,"method":"roots/list"}"#, true),
+        (#"{"id":1,"result":{"resultType":"input_required"}}"#, true),
+        (#"{"method":"notifications/tools/list_changed"}"#, true),
+        (#"{"id":1,"method":"elicitation\/create"}"#, true),
+        ("{\"id\":1,\"method\":\"elicitation\u{C0}\u{AF}create\"}", true),
+        ("data: {\"method\":\"sampling/createMessag", false),
+    ] as [(String, Bool)])
+    func thePrefilterParsesEverythingThatMayMatter(text: String, parsed: Bool) {
+        var bytes = Array(text.utf8)
+        if text.contains("\u{C0}") {
+            // Not UTF-8: an overlong '/' a lenient decoder might accept.
+            bytes = Array(#"{"id":1,"method":"elicitation"#.utf8) + [0xC0, 0xAF] + Array(#"create"}"#.utf8)
+        }
+        let inspector = ResponseInspector(for: nil, policy: Self.resource, granted: [], protocolVersion: nil)
+        let post = ResponseInspector(for: try? JSONRPCBody.parse(Array(#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#.utf8), maxDepth: 8),
+                                     policy: Self.resource, granted: [], protocolVersion: nil)
+        #expect(bytes.withUnsafeBytes { post.mayNeed($0) } == parsed, "\(text)")
+        #expect(bytes.withUnsafeBytes { inspector.mayNeed($0) }, "the GET stream reads every message")
+    }
+
     @Test func theStreamAGETOpensFiltersListsByTheirShape() throws {
         let policy = try PolicyLoader.load(yaml: responseTestPolicy(methods: "tools/list: []\ntools/call:\n  echo: [read]\n  wipe: [admin]"), secrets: noSecrets).resources[0]
         var inspector = ResponseInspector(for: nil, policy: policy, granted: ["read"], protocolVersion: nil)

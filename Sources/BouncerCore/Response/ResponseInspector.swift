@@ -130,20 +130,35 @@ public struct ResponseInspector: Sendable {
         !self.lists.isEmpty || self.listsByShape || Self.mayHoldRequest(bytes)
     }
 
-    /// Whether text could be a JSON-RPC request, notification or `InputRequiredResult`
-    /// without being parsed: each has a `method` member (an input_required result's entries
-    /// too), and a member name written with escapes has a backslash. Text with neither is
-    /// a response that passes untouched. SSE field names (`data`, `event`, `id`, `retry`)
-    /// have neither, so a whole event can be asked.
+    /// The literal text each message the inspector acts on (besides awaited lists) must
+    /// contain: a server-to-client request's method, an `InputRequiredResult`'s `resultType`,
+    /// the notification that tools changed.
+    static let markers: [[UInt8]] = [
+        ServerRequestGuard.elicitation, ServerRequestGuard.sampling, ServerRequestGuard.roots, "input_required", "tools/list_changed",
+    ].map { Array($0.utf8) }
+
+    /// Whether text could hold something the guard or the pins act on, without parsing it:
+    /// each such message has one of ``markers`` in it, spelled out, unless it is written with
+    /// escapes (a backslash) or with bytes that are never UTF-8 (which a lenient decoder
+    /// might read as something else). Text with none of these passes untouched; text with
+    /// one is parsed (and dropped when it is not strict JSON). SSE field names have none, so a
+    /// whole event can be asked.
     static func mayHoldRequest(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let count = bytes.count
         var index = 0
         while index < count {
             let byte = bytes[index]
-            if byte == UInt8(ascii: "\\") { return true }
-            if byte == UInt8(ascii: "m"), index + 6 <= count, bytes[index + 1] == UInt8(ascii: "e"), bytes[index + 2] == UInt8(ascii: "t"),
-                bytes[index + 3] == UInt8(ascii: "h"), bytes[index + 4] == UInt8(ascii: "o"), bytes[index + 5] == UInt8(ascii: "d") {
+            switch byte {
+            case UInt8(ascii: "\\"), 0xC0, 0xC1, 0xF5...0xFF:
                 return true
+            case UInt8(ascii: "e"), UInt8(ascii: "s"), UInt8(ascii: "r"), UInt8(ascii: "i"), UInt8(ascii: "t"):
+                for marker in Self.markers where marker[0] == byte && index + marker.count <= count {
+                    var matched = 1
+                    while matched < marker.count, bytes[index + matched] == marker[matched] { matched += 1 }
+                    if matched == marker.count { return true }
+                }
+            default:
+                break
             }
             index += 1
         }
