@@ -192,6 +192,9 @@ def median(values: list, key: str | None = None):
     middle = dict(sorted(values, key=lambda run: run[key])[len(values) // 2])
     middle["errors"] = sum(run["errors"] for run in values)
     middle["all"] = [run[key] for run in values]
+    if all("cpu_seconds" in run for run in values):
+        # Every run's process CPU time, in order, for paired CPU-per-request ratios.
+        middle["all_cpu"] = [run["cpu_seconds"] for run in values]
     return middle
 
 

@@ -233,6 +233,29 @@ let benchmarks: @Sendable () -> Void = {
         try? FileManager.default.removeItem(atPath: path)
     }
 
+    // Response inspection, per message, the work the handler adds to relaying: an SSE event
+    // split out of its read and checked (skipped unparsed, the common case), an event the
+    // guard parses and judges (a harmless elicitation), and a JSON tools/call body checked.
+    let inspected = InspectionFixture(resource: fixture.resource)
+    Benchmark("Response inspection: SSE notification event, split and skipped unparsed") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(inspected.relay(inspected.notification))
+        }
+    }
+
+    Benchmark("Response inspection: SSE elicitation event, split, parsed and judged") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(inspected.relay(inspected.elicitation))
+        }
+    }
+
+    Benchmark("Response inspection: JSON tools/call response, checked and passed") { benchmark in
+        for _ in benchmark.scaledIterations {
+            var inspector = inspected.inspector
+            blackHole(inspected.result.withUnsafeBytes { inspector.inspect($0) })
+        }
+    }
+
     Benchmark("Token cache churning at capacity: verify into a full 10,000-entry cache") { benchmark in
         // More distinct tokens than entries (a busy gateway, or a token spray): every insert
         // evicts. Tokens are minted outside the measured loop; each is verified (ES256) too.
@@ -246,5 +269,36 @@ let benchmarks: @Sendable () -> Void = {
             next += 1
         }
         benchmark.stopMeasurement()
+    }
+}
+
+/// One protected exchange's inspector and the messages an upstream sends on it.
+struct InspectionFixture: Sendable {
+    let inspector: ResponseInspector
+    let notification: [UInt8]
+    let elicitation: [UInt8]
+    let result: [UInt8]
+
+    init(resource: ResourcePolicy) {
+        let call = try! JSONRPCBody.parse(Array(#"{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"search_issues"}}"#.utf8), maxDepth: 16)
+        self.inspector = ResponseInspector(for: call, policy: resource, granted: ["jira:read"], protocolVersion: "2025-11-25")
+        self.notification = Array("event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{\"progressToken\":7,\"progress\":3,\"total\":10}}\n\n".utf8)
+        self.elicitation = Array(#"event: message\#ndata: {"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{"message":"Which project?","requestedSchema":{"type":"object","properties":{"project":{"type":"string"}}}}}\#n\#n"#.utf8)
+        self.result = Array(#"{"jsonrpc":"2.0","id":42,"result":{"content":[{"type":"text","text":"OPS-1: printer on fire; OPS-2: coffee machine empty"}],"isError":false}}"#.utf8)
+    }
+
+    /// What the handler does with one read holding one event: split it out, skip it when
+    /// nothing in it can matter, else parse the event and inspect its data.
+    func relay(_ bytes: [UInt8]) -> ResponseInspector.Verdict {
+        var splitter = ServerSentEventSplitter(maxEventBytes: 1 << 20)
+        var end = 0
+        bytes.withUnsafeBytes { buffer in
+            try? splitter.scan(buffer) { piece, at in if piece == .eventEnd { end = at } }
+        }
+        var inspector = self.inspector
+        let event = bytes[..<end]
+        guard event.withUnsafeBytes({ inspector.mayNeed($0) }) else { return .pass }
+        guard var data = ServerSentEvent(parsing: event).data else { return .pass }
+        return data.withUTF8 { inspector.inspect(UnsafeRawBufferPointer($0)) }
     }
 }
