@@ -17,10 +17,13 @@ def bouncer(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_check_accepts_every_example_policy(tmp_path):
     # The example's audit signing key, where systemd's LoadCredential would put it.
     assert bouncer("audit", "keygen", "--out", str(tmp_path / "audit.key")).returncode == 0
+    # The demo's pins (it makes them as it starts); any valid pin file will do.
+    (tmp_path / "demo-pins.yaml").write_text("tools:\n  - name: list_issues\n    sha256: " + "0" * 64 + "\n")
     for policy in sorted((REPO / "policies").glob("*.yaml")):
         result = bouncer("check", str(policy), env={"JIRA_API_KEY": "x", "BOUNCER_CLIENT_SECRET": "y", "DEMO_GATEWAY_PORT": "8443",
                                                     "DEMO_ISSUER": "http://127.0.0.1:9000", "DEMO_UPSTREAM": "http://127.0.0.1:9001",
-                                                    "DEMO_GATEWAY_CLIENT_SECRET": "z", "CREDENTIALS_DIRECTORY": str(tmp_path)})
+                                                    "DEMO_GATEWAY_CLIENT_SECRET": "z", "CREDENTIALS_DIRECTORY": str(tmp_path),
+                                                    "DEMO_TOOL_PINS": str(tmp_path / "demo-pins.yaml")})
         assert result.returncode == 0, f"{policy}: {result.stderr}"
         assert "OK" in result.stdout
 
