@@ -83,6 +83,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         /// it, and the response is relayed unread.
         var inspector: ResponseInspector?
         var inspection = Inspection.none
+        /// Server-to-client requests judged in this response (``maxServerRequestsPerResponse``).
+        var serverRequests = 0
 
         /// How the body of an inspected response is being read.
         enum Inspection {
@@ -479,6 +481,11 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         if report.toolsChanged { gateway.relistTools(of: resource) }
         if !report.serverRequests.isEmpty {
+            exchange.serverRequests += report.serverRequests.count
+            guard exchange.serverRequests <= Self.maxServerRequestsPerResponse else {
+                // An upstream asking without end: not another audit record or answer each.
+                return .drop
+            }
             gateway.judged(report.serverRequests, origin: self.serverRequestOrigin(exchange), logger: gateway.logger, on: context.eventLoop)
         }
         if report.hiddenCount > 0 {
@@ -489,6 +496,12 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
         return verdict
     }
+
+    /// More server-to-client requests than this in one response is a flood, not a
+    /// conversation: the stream ends (and each one past it is neither recorded nor answered).
+    static let maxServerRequestsPerResponse = 100
+
+    static let serverRequestFloodMessage = "Bad Gateway: the MCP server sent more requests for the client than the gateway relays in one response (\(maxServerRequestsPerResponse)); the stream was ended"
 
     private func serverRequestOrigin(_ exchange: Exchange) -> ServerRequestOrigin {
         ServerRequestOrigin(
@@ -1019,6 +1032,10 @@ extension GatewayHandler: UpstreamResponseSink {
                     event.data = message
                     slice = context.channel.allocator.buffer(string: event.serialized)
                 case .drop:
+                    if exchange.serverRequests > Self.maxServerRequestsPerResponse {
+                        exchange.log.error("upstream flooded the stream with requests for the client; stream ended", metadata: ["limit": "\(Self.maxServerRequestsPerResponse)"])
+                        return self.endStream(exchange, message: Self.serverRequestFloodMessage, reason: "upstream_request_flood", context: context)
+                    }
                     // Nothing of it reaches the client: not its data, not its id.
                     continue
                 }
@@ -1035,11 +1052,18 @@ extension GatewayHandler: UpstreamResponseSink {
     /// the request, the end of the body, the upstream dropped.
     private func endStreamWithError(_ exchange: Exchange, limit: Int, context: ChannelHandlerContext) {
         exchange.log.error("upstream event too large; stream ended", metadata: ["limit": "\(limit)"])
-        let error = ServerSentEvent(type: "message", data: JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: GatewayRejection.upstreamMessageTooLargeMessage, id: exchange.errorID))
+        self.endStream(exchange, message: GatewayRejection.upstreamMessageTooLargeMessage, reason: GatewayRejection.upstreamMessageTooLarge(limit: limit, id: nil).code, context: context)
+    }
+
+    /// Ends an inspected event stream the gateway will not relay further: an error event for
+    /// the request with `message`, the end of the body, the upstream dropped, the request
+    /// recorded with `reason`.
+    private func endStream(_ exchange: Exchange, message: String, reason: String, context: ChannelHandlerContext) {
+        let error = ServerSentEvent(type: "message", data: JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: message, id: exchange.errorID))
         self.relay(context.channel.allocator.buffer(string: error.serialized), exchange, context: context)
         self.abandon(exchange)
         self.exchange = nil
-        self.record(exchange.request, resource: exchange.resource, decision: .allowed, outcome: .upstreamError, reason: GatewayRejection.upstreamMessageTooLarge(limit: limit, id: nil).code, exchange: exchange)
+        self.record(exchange.request, resource: exchange.resource, decision: .allowed, outcome: .upstreamError, reason: reason, exchange: exchange)
         self.endResponse(keepAlive: false, context: context)
     }
 

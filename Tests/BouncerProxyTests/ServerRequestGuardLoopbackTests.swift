@@ -222,4 +222,25 @@ struct ServerRequestGuardLoopbackTests {
         try await Task.sleep(for: .milliseconds(200))
         #expect(recorded.withLockedValue { $0.count } == 1, "no answer of the gateway's own")
     }
+
+    /// An upstream that asks without end does not get an audit record and an answer each:
+    /// past the cap the stream ends with an error event.
+    @Test func aFloodOfRequestsEndsTheStream() async throws {
+        let recorded = NIOLockedValueBox<[String]>([])
+        let flood = (0..<150).map { Self.elicit("f\($0)", field: "password") }
+        let (upstream, _) = try scriptedUpstream(group: self.group, replies: [(Self.events(flood + [Self.result]), true), Self.accepted], recorded: recorded)
+        defer { upstream.close(promise: nil) }
+        let running = try self.start(upstreamPort: upstream.localAddress!.port!)
+        defer { running.stop() }
+        let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", "s")])
+        #expect(response.body.contains("more requests for the client than the gateway relays"))
+        #expect(!response.body.contains("password") && !response.body.contains(#""result":{"content""#))
+        let limit = GatewayHandler.maxServerRequestsPerResponse
+        #expect(await eventually { recorded.withLockedValue { $0.count } == limit + 1 }, "one answer for each request up to the cap")
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(recorded.withLockedValue { $0.count } == limit + 1, "none past it")
+        #expect(await eventually { ((try? String(contentsOfFile: self.auditPath, encoding: .utf8)) ?? "").contains("upstream_request_flood") })
+        let text = (try? String(contentsOfFile: self.auditPath, encoding: .utf8)) ?? ""
+        #expect(text.components(separatedBy: #""event":"server_request""#).count - 1 == limit)
+    }
 }
