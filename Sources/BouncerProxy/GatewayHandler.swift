@@ -470,6 +470,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// gateway's own answer upstream.
     private func inspect(_ message: UnsafeRawBufferPointer, _ exchange: Exchange, context: ChannelHandlerContext) -> ResponseInspector.Verdict {
         guard var inspector = exchange.inspector, inspector.mayNeed(message) else { return .pass }
+        exchange.inspector = nil  // its tables stay uniquely referenced while they change
         let gateway = self.gateway
         let verdict = inspector.inspect(message) { gateway.serverRequests.admitElicitation(self.serverRequestOrigin(exchange)) }
         let report = inspector.takeReport()
