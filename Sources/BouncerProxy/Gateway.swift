@@ -1,5 +1,6 @@
 import BouncerCore
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Everything a connection needs, built once from a policy and shared (read-only) by all
@@ -23,6 +24,9 @@ public final class Gateway: Sendable {
     let fetcher: HTTPFetcher
     /// The elicitation and sampling guard's memory and answers.
     let serverRequests = ServerRequestAnswers()
+    /// Resources whose tools are being listed again (`notifications/tools/list_changed`): one
+    /// listing at a time, however often an upstream says its tools changed.
+    private let relisting = NIOLockedValueBox(Set<String>())
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
@@ -94,8 +98,12 @@ public final class Gateway: Sendable {
     /// Lists `resource`'s tools again after its upstream said they changed
     /// (`notifications/tools/list_changed`), so a changed tool is refused before a client lists.
     func relistTools(of resource: ResolvedResource) {
-        guard resource.policy.toolPinning != nil else { return }
-        self.serverRequests.relist(resource) { await self.listTools(of: resource) }
+        let path = resource.policy.path
+        guard resource.policy.toolPinning != nil, self.relisting.withLockedValue({ $0.insert(path).inserted }) else { return }
+        Task {
+            await self.listTools(of: resource)
+            self.relisting.withLockedValue { _ = $0.remove(path) }
+        }
     }
 
     /// Lists one pinned resource's tools as an MCP client and compares them with their pins.

@@ -469,7 +469,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// listing, server-to-client requests to the audit trail and, when blocked, to the
     /// gateway's own answer upstream.
     private func inspect(_ message: UnsafeRawBufferPointer, _ exchange: Exchange, context: ChannelHandlerContext) -> ResponseInspector.Verdict {
-        guard var inspector = exchange.inspector, inspector.mayNeed(message) else { return .pass }
+        // The inspector tells itself whether the message needs it (``ResponseInspector/mayNeed(_:)``).
+        guard var inspector = exchange.inspector else { return .pass }
         exchange.inspector = nil  // its tables stay uniquely referenced while they change
         let gateway = self.gateway
         let verdict = inspector.inspect(message) { gateway.serverRequests.admitElicitation(self.serverRequestOrigin(exchange)) }

@@ -207,6 +207,11 @@ public final class GatewayMetrics: Sendable {
         self.counter("mcp_bouncer_tool_definition_changes_total", [("resource", resource), ("finding", finding), ("action", action)]).increment()
     }
 
+    /// `outcome`: passed, or why the request was blocked (``ServerRequestReview/Block``).
+    public func serverRequest(resource: String, method: String, outcome: String) {
+        self.counter("mcp_bouncer_server_requests_total", [("resource", resource), ("method", method), ("outcome", outcome)]).increment()
+    }
+
     public func rejection(resource: String?, reason: String) {
         self.counter("mcp_bouncer_rejections_total", [("resource", resource ?? ""), ("reason", reason)]).increment()
     }

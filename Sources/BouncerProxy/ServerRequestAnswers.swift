@@ -30,30 +30,16 @@ struct ServerRequestOrigin {
     }
 }
 
-/// The elicitation and sampling guard's side effects: the rate limit's memory, the audit
-/// records, metrics and log lines, and the answers the gateway POSTs to an upstream in the
-/// place of a client that never saw the request.
+/// The elicitation guard's memory: how many elicitations each session was sent lately. The
+/// audit records, metrics, log lines and answers upstream are ``Gateway/judged(_:origin:logger:on:)``.
 final class ServerRequestAnswers: Sendable {
     private let limiter = NIOLockedValueBox(ServerRequestRateLimiter())
-    /// Resources whose tools are being listed again (`notifications/tools/list_changed`): one
-    /// listing at a time, however often an upstream says its tools changed.
-    private let relisting = NIOLockedValueBox(Set<String>())
 
     /// Whether one more elicitation may reach `origin`'s client now (and counts it if so).
     func admitElicitation(_ origin: ServerRequestOrigin) -> Bool {
         let limit = origin.resource.policy.serverRequests.rateLimitPerSession
         let now = Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000)
         return self.limiter.withLockedValue { $0.admit(origin.rateKey, limit: limit, now: now) }
-    }
-
-    /// Starts one listing of `resource`'s tools unless one is running; `list` ends it.
-    func relist(_ resource: ResolvedResource, _ list: @escaping @Sendable () async -> Void) {
-        let path = resource.policy.path
-        guard self.relisting.withLockedValue({ $0.insert(path).inserted }) else { return }
-        Task {
-            await list()
-            self.relisting.withLockedValue { _ = $0.remove(path) }
-        }
     }
 }
 
@@ -64,7 +50,7 @@ extension Gateway {
         let resource = origin.resource
         for review in reviews {
             let outcome = review.blocked?.rawValue ?? "passed"
-            self.metrics.counter("mcp_bouncer_server_requests_total", [("resource", resource.policy.path), ("method", review.method), ("outcome", outcome)]).increment()
+            self.metrics.serverRequest(resource: resource.policy.path, method: review.method, outcome: outcome)
             var metadata: Logger.Metadata = [
                 "resource": "\(resource.policy.path)", "method": "\(review.method)", "form": "\(review.form.rawValue)", "outcome": "\(outcome)",
                 "request_id": "\(origin.requestID)",

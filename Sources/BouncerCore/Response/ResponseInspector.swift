@@ -176,23 +176,19 @@ public struct ResponseInspector: Sendable {
     /// relayed, else what is relayed instead.
     private mutating func inspected(_ message: JSONValue, admit: () -> Bool) -> JSONValue?? {
         guard case .object(let members) = message else { return nil }
-        if let method = members["method"]?.stringValue {
-            if method == "notifications/tools/list_changed" { self.report.toolsChanged = true }
-            let reviews = ServerRequestGuard.review(message, policy: self.policy.serverRequests, admit: admit)
-            self.report.serverRequests += reviews
-            // A request blocked on a stream never reaches the client: the gateway answers it.
-            return reviews.contains { $0.blocked != nil } ? .some(nil) : nil
-        }
         let reviews = ServerRequestGuard.review(message, policy: self.policy.serverRequests, admit: admit)
-        if !reviews.isEmpty {
-            self.report.serverRequests += reviews
-            if let refused = reviews.first(where: { $0.blocked != nil }) {
-                // The client's request fails; nothing of what was asked reaches it.
-                return .some(JSONRPCFailure.errorValue(code: JSONRPCErrorCode.forbidden, message: refused.clientMessage, id: refused.id))
-            }
+        self.report.serverRequests += reviews
+        if let refused = reviews.first(where: { $0.blocked != nil }) {
+            // A request blocked on a stream never reaches the client (the gateway answers it);
+            // a refused InputRequiredResult becomes an error for the client's request.
+            guard refused.form == .inputRequired else { return .some(nil) }
+            return .some(JSONRPCFailure.errorValue(code: JSONRPCErrorCode.forbidden, message: refused.clientMessage, id: refused.id))
+        }
+        if let method = members["method"] {
+            if method.stringValue == "notifications/tools/list_changed" { self.report.toolsChanged = true }
             return nil
         }
-        return self.filtered(members).map { .some($0) }
+        return reviews.isEmpty ? self.filtered(members).map { .some($0) } : nil
     }
 
     /// The response message with its list filtered, or nil when it stays as it is.
