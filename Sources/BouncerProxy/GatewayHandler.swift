@@ -508,7 +508,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     private func serverRequestOrigin(_ exchange: Exchange) -> ServerRequestOrigin {
         ServerRequestOrigin(
             resource: exchange.resource, session: exchange.request.facts.sessionID, subject: exchange.request.claims?.subject,
-            requestID: "\(self.connectionID)-\(exchange.request.log.sequence)",
+            requestID: exchange.request.log.requestID,
             upstreamHeaders: ServerRequestOrigin.headers(of: exchange.upstreamHead, resource: exchange.resource)
         )
     }
@@ -561,7 +561,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         // claims) are copied: the writer thread would otherwise retain and release the very
         // objects this event loop does on every request, and the contended reference counts
         // cost more than the copies.
-        var entry = AuditRequest(requestID: "\(self.connectionID)-\(request.log.sequence)", httpMethod: request.head.method.rawValue, peer: Self.owned(self.remoteAddress))
+        var entry = AuditRequest(requestID: request.log.requestID, httpMethod: request.head.method.rawValue, peer: Self.owned(self.remoteAddress))
         entry.resource = Self.owned(resource.policy.path)
         entry.subject = request.claims?.subject.map(Self.owned)
         entry.clientID = request.claims?.clientID.map(Self.owned)

@@ -31,10 +31,14 @@ struct RequestLog {
         self.peer = peer
     }
 
+    /// The request's id in log lines and audit records: the connection's id and the request's
+    /// number on it.
+    var requestID: String { "\(self.connectionID)-\(self.sequence)" }
+
     /// What every line of this request carries.
     var metadata: Logger.Metadata {
         var metadata: Logger.Metadata = [
-            "request_id": "\(self.connectionID)-\(self.sequence)",
+            "request_id": "\(self.requestID)",
             "http_method": "\(self.method)",
             "peer": "\(self.peer)",
         ]
