@@ -27,13 +27,16 @@ public final class Gateway: Sendable {
     /// Resources whose tools are being listed again (`notifications/tools/list_changed`): one
     /// listing at a time, however often an upstream says its tools changed.
     private let relisting = NIOLockedValueBox(Set<String>())
+    /// Seals and opens session ids (`sessions:`).
+    let sessions: SessionSealer
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
     public init(
         policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), allowDevelopmentAuthorizationServer: Bool = false,
-        metrics: GatewayMetrics = GatewayMetrics(), audit: AuditTrail? = nil, logger: Logger
+        metrics: GatewayMetrics = GatewayMetrics(), audit: AuditTrail? = nil, sessionKey: SessionKey = .random(), logger: Logger
     ) {
+        self.sessions = policy.sessions.sealer(fallback: sessionKey)
         self.tls = tls
         self.fetcher = fetcher
         self.metrics = metrics

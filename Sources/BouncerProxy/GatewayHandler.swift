@@ -46,14 +46,19 @@ final class GatewayHandler: ChannelDuplexHandler {
         var auditSlot = false
         /// Set once the request's outcome is recorded (``GatewayHandler/record(_:resource:decision:outcome:reason:status:bytesOut:exchange:)``).
         var recorded = false
+        /// The upstream's own session id, from the sealed one the client sent.
+        var upstreamSessionID: String?
+        /// The client's address: the TCP peer, or what a trusted proxy's headers say.
+        let peer: String
 
-        init(head: HTTPRequestHead, facts: RequestHeadFacts, query: Substring?, route: Route<ResolvedResource>, log: RequestLog, startedAt: NIODeadline) {
+        init(head: HTTPRequestHead, facts: RequestHeadFacts, query: Substring?, route: Route<ResolvedResource>, log: RequestLog, startedAt: NIODeadline, peer: String) {
             self.head = head
             self.facts = facts
             self.query = query
             self.route = route
             self.log = log
             self.startedAt = startedAt
+            self.peer = peer
         }
 
         var resource: ResolvedResource? {
@@ -110,8 +115,12 @@ final class GatewayHandler: ChannelDuplexHandler {
         }
     }
 
-    private let gateway: Gateway
+    /// The gateway in force when the current request's head arrived (``current`` at that time).
+    private var gateway: Gateway
+    private let current: GatewayReference
     private let remoteAddress: String
+    /// Whether the TCP peer is one of `trusted_proxies` (its forwarding headers name the client).
+    private var peerIsTrustedProxy: Bool
     /// The connection's rules (pipelining, read gating, timeouts, framing bounds, closing), as a
     /// value; applied by ``run(_:context:)``.
     private var machine: ClientConnectionStateMachine
@@ -166,9 +175,12 @@ final class GatewayHandler: ChannelDuplexHandler {
     static let lingerTime = TimeAmount.seconds(2)
 
     /// - Parameter meter: the one the connection's ``MeteredRequestDecoder`` counts into.
-    init(gateway: Gateway, remoteAddress: String, meter: RequestByteMeter = RequestByteMeter()) {
+    init(gateway current: GatewayReference, remoteAddress: String, meter: RequestByteMeter = RequestByteMeter()) {
+        let gateway = current.gateway
+        self.current = current
         self.gateway = gateway
         self.remoteAddress = remoteAddress
+        self.peerIsTrustedProxy = gateway.policy.trustedProxies.trusts(peer: remoteAddress)
         self.connectionID = String(UInt32.random(in: 0...UInt32.max), radix: 36)
         let limits = gateway.policy.limits
         self.machine = ClientConnectionStateMachine(
@@ -336,17 +348,27 @@ final class GatewayHandler: ChannelDuplexHandler {
         let accepted = self.machine.headReceived()
         guard case .none = accepted else { return self.run(accepted, context: context) }
         self.requestCounter += 1
+        let gateway = self.current.gateway
+        if gateway !== self.gateway {
+            // A reload: this request and the next ones are decided under the new policy.
+            self.gateway = gateway
+            self.peerIsTrustedProxy = gateway.policy.trustedProxies.trusts(peer: self.remoteAddress)
+            self.pool = nil
+        }
         self.writer.answer(method: head.method, version: head.version)
+        let peer = self.peerIsTrustedProxy
+            ? self.gateway.policy.trustedProxies.clientAddress(peer: self.remoteAddress, forwardedFor: facts.forwardedFor, forwarded: facts.forwarded)
+            : self.remoteAddress
         var log = RequestLog(
             logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter,
-            method: head.method.rawValue, peer: self.remoteAddress
+            method: head.method.rawValue, peer: peer
         )
         log.clientCertificate = self.clientCertificateThumbprint
 
         let target: Enforcement.Target
         switch Enforcement.checkHead(facts, method: head.method.rawValue, isHTTP11OrLater: head.version.isHTTP11OrLater, target: head.uri, limits: self.gateway.policy.limits) {
         case .failure(let rejection):
-            self.request = Request(head: head, facts: facts, query: nil, route: .notFound, log: log, startedAt: context.eventLoop.now)
+            self.request = Request(head: head, facts: facts, query: nil, route: .notFound, log: log, startedAt: context.eventLoop.now, peer: peer)
             self.run(self.machine.refused(rejection, now: context.eventLoop.now), context: context)
             return
         case .success(let admitted):
@@ -356,7 +378,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         if case .resource(let resource) = route {
             log.resource = resource.policy.path
         }
-        self.request = Request(head: head, facts: facts, query: target.query, route: route, log: log, startedAt: context.eventLoop.now)
+        self.request = Request(head: head, facts: facts, query: target.query, route: route, log: log, startedAt: context.eventLoop.now, peer: peer)
         if Enforcement.answersContinue(facts, isHTTP11OrLater: head.version.isHTTP11OrLater) {
             // Oversized bodies are still refused with 413 as they arrive.
             self.writer.writeContinue(context: context)
@@ -431,6 +453,10 @@ final class GatewayHandler: ChannelDuplexHandler {
         request.log.subject = claims.subject ?? "-"
         request.log.clientID = claims.clientID ?? "-"
         request.claims = claims
+        // Before anything is parsed: a client over its rate costs as little as possible.
+        if let refusal = resource.rateLimit(claims, now: context.eventLoop.now) {
+            return self.finish(request, with: refusal, resource: resource, context: context)
+        }
         let method = request.head.method.rawValue
         // Scopes the token's scopes imply count too (`scope_implies`); challenges still name
         // the policy's.
@@ -442,6 +468,15 @@ final class GatewayHandler: ChannelDuplexHandler {
         case .failure(let rejection):
             self.finish(request, with: rejection, resource: resource, context: context)
         case .success(let authorization):
+            if request.facts.sessionIDCount > 0 {
+                switch self.openSession(request, resource: resource, claims: claims) {
+                case .success(let upstreamID):
+                    request.upstreamSessionID = upstreamID
+                case .failure(let mismatch):
+                    self.reportSessionMismatch(mismatch, request: request, resource: resource, claims: claims)
+                    return self.finish(request, with: .sessionMismatch(mismatch, id: authorization.errorID), resource: resource, context: context)
+                }
+            }
             if let pinning = resource.policy.toolPinning, let body, let refusal = pinning.refusal(for: body, lastSeen: resource.tools.lastSeen) {
                 return self.finish(request, with: .toolNotApproved(tool: refusal.tool, refusal.reason, id: authorization.errorID), resource: resource, context: context)
             }
@@ -561,7 +596,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         // claims) are copied: the writer thread would otherwise retain and release the very
         // objects this event loop does on every request, and the contended reference counts
         // cost more than the copies.
-        var entry = AuditRequest(requestID: request.log.requestID, httpMethod: request.head.method.rawValue, peer: Self.owned(self.remoteAddress))
+        var entry = AuditRequest(requestID: request.log.requestID, httpMethod: request.head.method.rawValue, peer: Self.owned(request.peer))
         entry.resource = Self.owned(resource.policy.path)
         entry.subject = request.claims?.subject.map(Self.owned)
         entry.clientID = request.claims?.clientID.map(Self.owned)
@@ -591,6 +626,44 @@ final class GatewayHandler: ChannelDuplexHandler {
         entry.traceID = request.trace?.traceID
         audit.submit(.request(entry), reserved: request.auditSlot)
         request.auditSlot = false
+    }
+
+    // MARK: Sessions
+
+    /// Whom a session of `resource` used with `claims` belongs to.
+    private static func binding(_ resource: ResolvedResource, _ claims: AccessTokenClaims) -> SessionBinding {
+        SessionBinding(resource: resource.policy.path, issuer: claims.issuer, subject: claims.subject ?? "", clientID: claims.clientID ?? "")
+    }
+
+    /// The upstream's session id in the request's sealed one, if it is this user's.
+    private func openSession(_ request: Request, resource: ResolvedResource, claims: AccessTokenClaims) -> Result<String, SessionMismatch> {
+        guard request.facts.sessionIDCount == 1, let sealed = request.facts.sessionID else { return .failure(.malformed) }
+        return self.gateway.sessions.open(sealed, expecting: Self.binding(resource, claims), now: Self.wallClockSeconds())
+    }
+
+    /// The sealed id for the session id(s) an upstream response carries; nil when it is not one
+    /// value the transport allows.
+    private func sealSession(_ values: [Substring], exchange: Exchange) -> String? {
+        guard values.count == 1, let claims = exchange.request.claims else { return nil }
+        return self.gateway.sessions.seal(String(values[0]), for: Self.binding(exchange.resource, claims), now: Self.wallClockSeconds())
+    }
+
+    private static func wallClockSeconds() -> Int64 {
+        Int64(AuditTrail.wallClockMilliseconds() / 1000)
+    }
+
+    /// `session_mismatch`: the audit record (both users digested, never written), a warning.
+    private func reportSessionMismatch(_ mismatch: SessionMismatch, request: Request, resource: ResolvedResource, claims: AccessTokenClaims) {
+        let subject = AuditDigestSource.hex(of: "\(claims.issuer) \(claims.subject ?? "")")
+        let sealedSubject = mismatch.sealedBinding.map { AuditDigestSource.hex(of: "\($0.issuer) \($0.subject)") }
+        request.log.log(level: .warning, "session id refused", metadata: [
+            "reason": "\(mismatch.code)", "subject_sha256": "\(subject)", "sealed_subject_sha256": "\(sealedSubject ?? "-")",
+        ])
+        self.gateway.audit?.submit(.gateway(.sessionMismatch, [
+            "request_id": .string(request.log.requestID), "resource": .string(resource.policy.path), "reason": .string(mismatch.code),
+            "subject": .string(subject), "sealed_subject": sealedSubject.map(JSONValue.string) ?? .null,
+            "session": request.facts.sessionID.map { .string(AuditDigestSource.hex(of: $0)) } ?? .null,
+        ]))
     }
 
     // MARK: Forwarding
@@ -743,9 +816,9 @@ final class GatewayHandler: ChannelDuplexHandler {
         var head = HTTPRequestHead(version: .http1_1, method: request.head.method, uri: uri)
         head.headers.reserveCapacity(request.head.headers.count + 7)
         Enforcement.upstreamHeaders(
-            from: request.head.headers, facts: request.facts, resource: resource.policy, peer: self.remoteAddress, publicURL: self.gateway.policy.publicURL,
-            bodyLength: request.body?.readableBytes, isPOST: request.head.method == .POST, upstreamToken: upstreamToken,
-            traceparent: request.trace?.replacement
+            from: request.head.headers, facts: request.facts, resource: resource.policy, peer: self.remoteAddress, peerIsTrustedProxy: self.peerIsTrustedProxy,
+            publicURL: self.gateway.policy.publicURL, bodyLength: request.body?.readableBytes, isPOST: request.head.method == .POST, upstreamToken: upstreamToken,
+            upstreamSessionID: request.upstreamSessionID, traceparent: request.trace?.replacement
         ) { name, value in
             head.headers.add(name: name, value: value)
         }
@@ -926,6 +999,15 @@ extension GatewayHandler: UpstreamResponseSink {
 
     func upstreamResponseHead(_ upstreamHead: HTTPResponseHead) {
         guard let exchange = self.exchange, let context = self.context else { return }
+        var upstreamHead = upstreamHead
+        if upstreamHead.headers.contains(name: "mcp-session-id") {
+            // The client gets the upstream's session id sealed to its user, never the id itself.
+            guard let sealed = self.sealSession(upstreamHead.headers[canonicalForm: "mcp-session-id"], exchange: exchange) else {
+                self.run(exchange.machine.headReceived(valid: false, reason: "an Mcp-Session-Id that is not one visible-ASCII value of at most \(SessionSealer.maxUpstreamIDLength) bytes"), exchange, context: context)
+                return
+            }
+            upstreamHead.headers.replaceOrAdd(name: "Mcp-Session-Id", value: sealed)
+        }
         exchange.status = upstreamHead.status.code
         if !exchange.streaming, upstreamHead.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
             exchange.streaming = true

@@ -30,6 +30,8 @@ public final class GatewayMetrics: Sendable {
         ("mcp_bouncer_authorization_server_up", "gauge", "0 after the authorization server's keys or metadata could not be loaded, 1 once they could, by issuer."),
         ("mcp_bouncer_open_connections", "gauge", "Client connections open now."),
         ("mcp_bouncer_connections_total", "counter", "Client connections accepted."),
+        ("mcp_bouncer_connections_refused_total", "counter", "Client connections answered 503 and closed at once because limits.max_connections were open."),
+        ("mcp_bouncer_policy_reloads_total", "counter", "Policy reloads (SIGHUP, run --watch) by result (applied, failed)."),
         ("mcp_bouncer_open_streams", "gauge", "Responses being streamed to clients as text/event-stream now."),
         ("mcp_bouncer_upstream_idle_connections", "gauge", "Keep-alive connections to upstreams waiting in the pools."),
         ("mcp_bouncer_audit_records_total", "counter", "Audit records written (checkpoints included)."),
@@ -59,6 +61,7 @@ public final class GatewayMetrics: Sendable {
 
     public let openConnections: Gauge
     public let connections: Counter
+    public let connectionsRefused: Counter
     public let openStreams: Gauge
     public let upstreamIdleConnections: Gauge
     public let auditRecords: Counter
@@ -98,6 +101,7 @@ public final class GatewayMetrics: Sendable {
         self.auditRecords = counter("mcp_bouncer_audit_records_total")
         self.auditDropped = counter("mcp_bouncer_audit_records_dropped_total")
         self.auditRefused = counter("mcp_bouncer_audit_refused_total")
+        self.connectionsRefused = counter("mcp_bouncer_connections_refused_total")
         self.auditQueueDepth = gauge("mcp_bouncer_audit_queue_depth")
         self.auditSinkUp = gauge("mcp_bouncer_audit_sink_up")
         self.auditSinkErrors = counter("mcp_bouncer_audit_sink_errors_total")

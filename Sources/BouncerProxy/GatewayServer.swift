@@ -10,35 +10,53 @@ import ServiceLifecycle
 /// The listening side: binds, builds each connection's pipeline, and stops accepting on
 /// graceful shutdown.
 public final class GatewayServer: Service, Sendable {
-    public let gateway: Gateway
+    /// The gateway in force; a policy reload swaps it (``GatewayReference``).
+    public let current: GatewayReference
+    /// The gateway the server started with (its listen address and TLS setting stay).
+    public var gateway: Gateway { self.current.gateway }
     private let group: any EventLoopGroup
     private let onListening: @Sendable (SocketAddress) -> Void
     private let connections = NIOLockedValueBox([ObjectIdentifier: any Channel]())
 
     public init(gateway: Gateway, group: any EventLoopGroup, onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
-        self.gateway = gateway
+        self.current = GatewayReference(gateway)
         self.group = group
         self.onListening = onListening
     }
 
     /// Binds the listener and returns its channel.
     public func bind() -> EventLoopFuture<any Channel> {
-        let gateway = self.gateway
+        let current = self.current
+        let gateway = current.gateway
         let connections = self.connections
+        // TLS on or off is fixed at start; its certificates reload on their own (``TLSReloader``).
         let tls = gateway.tls.server
-        let handshakeTimeout = TimeAmount.seconds(gateway.policy.tls?.handshakeTimeoutSeconds ?? 10)
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
             .childChannelInitializer { channel in
+                // Each connection is served by the gateway in force when it was accepted, and
+                // each of its requests by the one in force when its head arrived.
+                let gateway = current.gateway
                 let id = ObjectIdentifier(channel)
-                connections.withLockedValue { $0[id] = channel }
+                let admitted = connections.withLockedValue { open in
+                    guard open.count < gateway.policy.limits.maxConnections else { return false }
+                    open[id] = channel
+                    return true
+                }
+                guard admitted else {
+                    gateway.metrics.connectionsRefused.increment()
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ConnectionLimitHandler())
+                    }
+                }
                 channel.closeFuture.whenComplete { _ in connections.withLockedValue { $0[id] = nil } }
                 return channel.eventLoop.makeCompletedFuture {
                     let peer = channel.remoteAddress?.ipAddress ?? "unknown"
                     let sync = channel.pipeline.syncOperations
+                    let handshakeTimeout = TimeAmount.seconds(gateway.policy.tls?.handshakeTimeoutSeconds ?? 10)
                     if let tls {
                         // Each connection keeps the context it started with; reloads affect new ones.
                         try sync.addHandler(TLSHandler(context: tls.current, handshakeTimeout: handshakeTimeout))
@@ -48,7 +66,7 @@ public final class GatewayServer: Service, Sendable {
                     // read and write crosses as few handlers as possible.
                     let meter = RequestByteMeter()
                     try sync.addHandler(ByteToMessageHandler(MeteredRequestDecoder(meter: meter)))
-                    try sync.addHandler(GatewayHandler(gateway: gateway, remoteAddress: peer, meter: meter))
+                    try sync.addHandler(GatewayHandler(gateway: current, remoteAddress: peer, meter: meter))
                 }
             }
             .bind(host: gateway.policy.listen.host, port: gateway.policy.listen.port)
@@ -106,4 +124,44 @@ public final class GatewayServer: Service, Sendable {
         }
         for channel in remaining { channel.close(promise: nil) }
     }
+}
+
+/// The gateway in force: read by every new connection and request, swapped whole by a policy
+/// reload. Requests already admitted keep the gateway they started with.
+public final class GatewayReference: Sendable {
+    private let box: NIOLockedValueBox<Gateway>
+
+    public init(_ gateway: Gateway) {
+        self.box = NIOLockedValueBox(gateway)
+    }
+
+    public var gateway: Gateway { self.box.withLockedValue { $0 } }
+
+    /// Puts `gateway` in force; returns the one it replaces.
+    @discardableResult
+    public func swap(_ gateway: Gateway) -> Gateway {
+        self.box.withLockedValue { current in
+            defer { current = gateway }
+            return current
+        }
+    }
+}
+
+/// What a connection beyond `limits.max_connections` gets: a 503 written as soon as it is
+/// open, then the close. Nothing it sends is read.
+final class ConnectionLimitHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    static let response: String = {
+        let body = "Service Unavailable: too many open connections\n"
+        return "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nRetry-After: 1\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+    }()
+
+    func channelActive(context: ChannelHandlerContext) {
+        let buffer = context.channel.allocator.buffer(string: Self.response)
+        let channel = context.channel
+        context.writeAndFlush(NIOAny(buffer)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
 }

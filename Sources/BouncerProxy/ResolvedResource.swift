@@ -1,6 +1,7 @@
 import BouncerCore
 import BouncerTLS
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// One protected resource resolved at load into everything a request to it needs: its policy,
 /// its authorization server's rules and key store, the client for token exchange or
@@ -25,6 +26,8 @@ public final class ResolvedResource: Sendable {
     let metrics: GatewayMetrics.ResourceMetrics
     /// What the resource's tools look like now, as the lists relayed showed them (`tool_pins`).
     let tools = ToolDefinitionMemory()
+    /// `rate_limit`: a token bucket per user, shared by the event loops.
+    let rateLimiter: NIOLockedValueBox<RateLimiter>?
 
     /// The credential the upstream gets, with what obtaining it needs.
     enum UpstreamCredential: Sendable {
@@ -47,6 +50,7 @@ public final class ResolvedResource: Sendable {
         self.client = client
         self.upstreamTLS = upstreamTLS
         self.metadataDocument = policy.metadataDocument(issuer: server.issuer)
+        self.rateLimiter = policy.rateLimit.map { NIOLockedValueBox(RateLimiter(rate: $0)) }
         switch policy.credentials {
         case .none:
             self.credential = .none
@@ -61,6 +65,16 @@ public final class ResolvedResource: Sendable {
     }
 
     var upstream: UpstreamTarget { self.policy.upstream }
+
+    /// Takes a token from the bucket of the user (issuer and subject) of `claims`; the
+    /// rejection when it is empty.
+    func rateLimit(_ claims: AccessTokenClaims, now: NIODeadline) -> GatewayRejection? {
+        guard let limiter = self.rateLimiter else { return nil }
+        let key = "\(claims.issuer) \(claims.subject ?? "")"
+        let decision = limiter.withLockedValue { $0.take(key, now: Int64(now.uptimeNanoseconds)) }
+        guard case .limited(let seconds) = decision else { return nil }
+        return .rateLimited(retryAfterSeconds: seconds, id: nil)
+    }
 }
 
 /// The last definition digest seen for each of a resource's tools, from the `tools/list`

@@ -84,16 +84,29 @@ struct EnforcementTests {
             ("X-Hop", "1"), ("X-Forwarded-For", "10.9.9.9"), ("X-Api-Key", "forged"), ("Mcp-Session-Id", "s1"), ("Content-Length", "99"),
             ("Expect", "100-continue"), ("Forwarded", "for=1.2.3.4"),
         ]
-        var facts = RequestHeadFacts(target: "/jira/mcp")
-        for (name, value) in fields { facts.observe(name: name, value: value) }
-        var sent: [String] = []
-        Enforcement.upstreamHeaders(
-            from: fields, facts: facts, resource: self.resource, peer: "192.0.2.7", publicURL: self.policy.publicURL,
-            bodyLength: 12, isPOST: true, upstreamToken: "exchanged"
-        ) { name, value in sent.append("\(name): \(value)") }
-        #expect(sent == [
-            "Mcp-Session-Id: s1", "Host: 10.0.0.5:8080", "Content-Length: 12", "X-Forwarded-For: 192.0.2.7",
+        func sent(trusted: Bool, connection: String = "keep-alive, X-Hop") -> [String] {
+            let fields = fields.map { $0.name == "Connection" ? (name: $0.name, value: connection) : $0 }
+            var facts = RequestHeadFacts(target: "/jira/mcp")
+            for (name, value) in fields { facts.observe(name: name, value: value) }
+            var sent: [String] = []
+            Enforcement.upstreamHeaders(
+                from: fields, facts: facts, resource: self.resource, peer: "192.0.2.7", peerIsTrustedProxy: trusted, publicURL: self.policy.publicURL,
+                bodyLength: 12, isPOST: true, upstreamToken: "exchanged", upstreamSessionID: "upstream-session"
+            ) { name, value in sent.append("\(name): \(value)") }
+            return sent
+        }
+        // From a client: its forwarding headers are dropped, its sealed session id replaced.
+        #expect(sent(trusted: false) == [
+            "Mcp-Session-Id: upstream-session", "Host: 10.0.0.5:8080", "Content-Length: 12", "X-Forwarded-For: 192.0.2.7",
             "X-Forwarded-Proto: https", "X-Forwarded-Host: gw.example", "X-Api-Key: k-123", "Authorization: Bearer exchanged",
         ])
+        // From a trusted proxy: the chains go on with the proxy appended...
+        #expect(sent(trusted: true) == [
+            "Mcp-Session-Id: upstream-session", "Host: 10.0.0.5:8080", "Content-Length: 12", "X-Forwarded-For: 10.9.9.9, 192.0.2.7",
+            "Forwarded: for=1.2.3.4, for=192.0.2.7",
+            "X-Forwarded-Proto: https", "X-Forwarded-Host: gw.example", "X-Api-Key: k-123", "Authorization: Bearer exchanged",
+        ])
+        // ...unless the proxy's own Connection header names them (hop-by-hop).
+        #expect(sent(trusted: true, connection: "keep-alive, X-Hop, X-Forwarded-For")[3] == "X-Forwarded-For: 192.0.2.7")
     }
 }

@@ -42,7 +42,7 @@ struct GatewayHandlerTests {
         let loop = EmbeddedEventLoop()
         let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: loop), logger: Logger(label: "test"))
         let channel = EmbeddedChannel(loop: loop)
-        try channel.pipeline.syncOperations.addHandlers(WireDecoder(), GatewayHandler(gateway: gateway, remoteAddress: "192.0.2.1"))
+        try channel.pipeline.syncOperations.addHandlers(WireDecoder(), GatewayHandler(gateway: GatewayReference(gateway), remoteAddress: "192.0.2.1"))
         try channel.connect(to: SocketAddress(ipAddress: "192.0.2.1", port: 40000)).wait()
         return channel
     }

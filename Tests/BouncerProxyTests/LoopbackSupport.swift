@@ -346,6 +346,13 @@ final class LoopbackHarness {
         return (signer ?? self.signer).sign(claims)
     }
 
+    /// The session id a client of `gateway` holds for the upstream's `upstreamID`, sealed for
+    /// `subject`'s tokens from ``token(subject:scope:signer:)`` at `/mcp`.
+    func sealedSession(_ upstreamID: String, gateway: Gateway, subject: String = "alice", resource: String = "/mcp") -> String {
+        let binding = SessionBinding(resource: resource, issuer: self.issuer, subject: subject, clientID: "")
+        return gateway.sessions.seal(upstreamID, for: binding, now: Int64(Date().timeIntervalSince1970))!
+    }
+
     /// A `tools/call` POST to `/mcp` as raw bytes, for tests that pipeline, trickle or inspect
     /// the wire; `fields` are extra header lines, each ending in CRLF.
     func wire(id: Int = 1, token: String? = nil, body: String? = nil, fields: String = "") -> String {

@@ -111,7 +111,7 @@ struct ServerRequestGuardLoopbackTests {
         let running = try self.start(upstreamPort: upstream.localAddress!.port!)
         defer { running.stop() }
         let token = self.harness.token(scope: "read")
-        let response = try self.harness.call(port: running.port, token: token, headers: [("Mcp-Session-Id", "sess-1"), ("MCP-Protocol-Version", "2025-11-25")])
+        let response = try self.harness.call(port: running.port, token: token, headers: [("Mcp-Session-Id", self.harness.sealedSession("sess-1", gateway: running.application.gateway)), ("MCP-Protocol-Version", "2025-11-25")])
         #expect(response.status == .ok)
         #expect(response.body.contains(#""id":"e2""#), "a harmless form passes")
         #expect(response.body.contains(#""result":{"content":[]}"#), "the tool's result follows")
@@ -155,7 +155,7 @@ struct ServerRequestGuardLoopbackTests {
         defer { upstream.close(promise: nil) }
         let running = try self.start(upstreamPort: upstream.localAddress!.port!, elicitation: "    elicitation: { rate_limit_per_session: 1 }")
         defer { running.stop() }
-        let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", "s-9")])
+        let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", self.harness.sealedSession("s-9", gateway: running.application.gateway))])
         #expect(response.body.contains(#""id":"a""#) && !response.body.contains(#""id":"b""#))
         let answers = await self.answers(recorded, count: 1)
         #expect(answers.first?.contains(#""id":"b""#) == true)
@@ -197,7 +197,7 @@ struct ServerRequestGuardLoopbackTests {
         defer { running.stop() }
         let stream = try TestClient(group: self.group).send(
             port: running.port, method: .GET, uri: "/mcp",
-            headers: [("Authorization", "Bearer \(self.harness.token())"), ("Mcp-Session-Id", "sess-g"), ("MCP-Protocol-Version", "2025-11-25")]
+            headers: [("Authorization", "Bearer \(self.harness.token())"), ("Mcp-Session-Id", self.harness.sealedSession("sess-g", gateway: running.application.gateway)), ("MCP-Protocol-Version", "2025-11-25")]
         )
         #expect(stream.status == .ok)
         #expect(stream.body.contains(#""id":"r1""#), "roots are allowed by default")
@@ -217,7 +217,7 @@ struct ServerRequestGuardLoopbackTests {
         defer { upstream.close(promise: nil) }
         let running = try self.start(upstreamPort: upstream.localAddress!.port!, elicitation: "    inspect_responses: false")
         defer { running.stop() }
-        let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", "s")])
+        let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", self.harness.sealedSession("s", gateway: running.application.gateway))])
         #expect(reply.hasSuffix(response.body), "byte for byte")
         try await Task.sleep(for: .milliseconds(200))
         #expect(recorded.withLockedValue { $0.count } == 1, "no answer of the gateway's own")
@@ -232,7 +232,7 @@ struct ServerRequestGuardLoopbackTests {
         defer { upstream.close(promise: nil) }
         let running = try self.start(upstreamPort: upstream.localAddress!.port!)
         defer { running.stop() }
-        let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", "s")])
+        let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", self.harness.sealedSession("s", gateway: running.application.gateway))])
         #expect(response.body.contains("more requests for the client than the gateway relays"))
         #expect(!response.body.contains("password") && !response.body.contains(#""result":{"content""#))
         let limit = GatewayHandler.maxServerRequestsPerResponse

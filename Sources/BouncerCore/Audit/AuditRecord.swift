@@ -30,6 +30,8 @@ public enum AuditEvent: String, Sendable, CaseIterable {
     case sinkReopened = "sink_reopened"
     case toolDefinitionChanged = "tool_definition_changed"
     case serverRequest = "server_request"
+    case sessionMismatch = "session_mismatch"
+    case reloadKept = "reload_kept"
 }
 
 /// A value that is digested on its way into the audit trail and never written: the bearer
@@ -64,6 +66,11 @@ public struct AuditDigestSource: Sendable, CustomStringConvertible {
 
     /// The first 8 bytes of SHA-256 of the value, big-endian.
     public var digest: UInt64 { self.knownDigest ?? Self.digest(of: self.value) }
+
+    /// ``shortDigest`` of `value`.
+    public static func hex(of value: String) -> String {
+        AuditDigestSource(value).shortDigest
+    }
 
     public static func digest(of value: String) -> UInt64 {
         var value = value

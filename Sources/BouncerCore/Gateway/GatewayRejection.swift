@@ -84,6 +84,11 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     /// The audit trail's queue is full and `audit.on_overflow` is `refuse`: nothing is
     /// forwarded that would go unrecorded. 503, worth retrying.
     case auditUnavailable(id: JSONValue?)
+    /// A session id that is not this user's (or is forged, expired, for another resource):
+    /// 404, so the client starts a new session (MCP transport, session management).
+    case sessionMismatch(SessionMismatch, id: JSONValue?)
+    /// The user's token bucket for this resource is empty (`rate_limit`): 429 with Retry-After.
+    case rateLimited(retryAfterSeconds: Int, id: JSONValue?)
 
     /// The same refusal, with the JSON-RPC id of the request it answers where the error body
     /// carries one (refusals made away from the request, e.g. by the token exchanger, have none).
@@ -98,6 +103,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamCredentialUnavailable(let reason, _): return .upstreamCredentialUnavailable(reason, id: id)
         case .upstreamCredentialRefused(let cause, let reason, _): return .upstreamCredentialRefused(cause: cause, reason: reason, id: id)
         case .auditUnavailable: return .auditUnavailable(id: id)
+        case .sessionMismatch(let mismatch, _): return .sessionMismatch(mismatch, id: id)
+        case .rateLimited(let seconds, _): return .rateLimited(retryAfterSeconds: seconds, id: id)
         default: return self
         }
     }
@@ -128,6 +135,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamCredentialUnavailable: return "upstream_credential_unavailable"
         case .upstreamCredentialRefused(let cause, _, _): return "upstream_credential_refused.\(cause)"
         case .auditUnavailable: return "audit_unavailable"
+        case .sessionMismatch(let mismatch, _): return "session_mismatch.\(mismatch.code)"
+        case .rateLimited: return "rate_limited"
         }
     }
 
@@ -153,6 +162,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamMessageTooLarge(let limit, _): return "a message from the upstream is over limits.max_event_bytes (\(limit) bytes)"
         case .toolNotApproved(let tool, let refusal, _): return Self.toolNotApprovedMessage(tool, refusal)
         case .auditUnavailable: return "the audit queue is full (audit.on_overflow: refuse)"
+        case .sessionMismatch(let mismatch, _): return "session id refused: \(mismatch.description)"
+        case .rateLimited(let seconds, _): return "rate limit reached; retry after \(seconds) s"
         case .upstreamCredentialUnavailable(let reason, _): return reason
         case .upstreamCredentialRefused(_, let reason, _): return reason
         }
@@ -269,6 +280,16 @@ public enum GatewayRejection: Error, Sendable, Hashable {
                 code: JSONRPCErrorCode.upstreamError, message: "Service Unavailable: the request cannot be recorded in the audit trail right now, so it is not forwarded",
                 id: id, data: .object(["cause": .string("audit_unavailable")])
             ), extra: [("Retry-After", "1")])
+        case .sessionMismatch(_, let id):
+            // The same answer for every reason: a client learns nothing about whose session it is.
+            return GatewayResponse.json(404, JSONRPCFailure.errorBody(
+                code: JSONRPCErrorCode.sessionNotFound, message: "Not Found: session not found; start a new session (initialize without Mcp-Session-Id)", id: id
+            ))
+        case .rateLimited(let seconds, let id):
+            return GatewayResponse.json(429, JSONRPCFailure.errorBody(
+                code: JSONRPCErrorCode.rateLimited, message: "Too Many Requests: the rate limit for this resource is reached; retry after \(seconds) s",
+                id: id, data: .object(["cause": .string("rate_limited"), "retry_after": .number(String(seconds))])
+            ), extra: [("Retry-After", String(seconds))])
         }
     }
 }

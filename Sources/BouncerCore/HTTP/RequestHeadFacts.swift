@@ -74,6 +74,11 @@ public struct RequestHeadFacts: Sendable {
     public private(set) var traceparentCount = 0
     /// `Mcp-Session-Id`, for the audit record (digested there).
     public private(set) var sessionID: String?
+    /// How many `Mcp-Session-Id` fields there were: more than one is refused.
+    public private(set) var sessionIDCount = 0
+    /// Every `X-Forwarded-For` and `Forwarded` value, in order (read only from trusted proxies).
+    public private(set) var forwardedFor: [String] = []
+    public private(set) var forwarded: [String] = []
     /// The field names the `Connection` headers list (hop-by-hop, RFC 9110 7.6.1).
     public private(set) var connection = ConnectionOptions()
     private var transferCodingIsOnlyChunked = true
@@ -109,7 +114,12 @@ public struct RequestHeadFacts: Sendable {
             self.traceparentCount += 1
             self.traceparent = self.traceparentCount == 1 ? value : nil
         case 14 where name.equalsIgnoringASCIICase("mcp-session-id"):
+            self.sessionIDCount += 1
             self.sessionID = self.sessionID ?? value
+        case 15 where name.equalsIgnoringASCIICase("x-forwarded-for"):
+            self.forwardedFor.append(value)
+        case 9 where name.equalsIgnoringASCIICase("forwarded"):
+            self.forwarded.append(value)
         case 10 where name.equalsIgnoringASCIICase("connection"):
             self.connection.add(value)
         case 12 where name.equalsIgnoringASCIICase("content-type"):

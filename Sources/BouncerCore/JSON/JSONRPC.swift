@@ -10,6 +10,9 @@ public enum JSONRPCErrorCode {
     public static let forbidden = -32003
     public static let upstreamError = -32010
     public static let headerMismatch = -32020
+    /// What the MCP TypeScript SDK answers for an unknown session (with 404).
+    public static let sessionNotFound = -32001
+    public static let rateLimited = -32029
 }
 
 /// One JSON-RPC message as the gateway classifies it.

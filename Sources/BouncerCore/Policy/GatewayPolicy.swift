@@ -16,6 +16,30 @@ public struct GatewayPolicy: Sendable {
     public var audit: AuditSettings?
     /// The metrics and health listener; `nil` (off) by default.
     public var admin: AdminSettings?
+    /// `sessions:`: how session ids are sealed (``SessionSealer``).
+    public var sessions = SessionSettings()
+    /// `trusted_proxies:`: the load balancers whose forwarding headers name the client.
+    public var trustedProxies = TrustedProxies()
+}
+
+/// `sessions:`. Without keys the gateway makes a random one at start (sessions then do not
+/// survive a restart or move between replicas).
+public struct SessionSettings: Sendable {
+    /// The first seals, all open.
+    public var keys: [SessionKey] = []
+    public var maxAgeSeconds: Int64 = 86_400
+    public var bindClient = false
+
+    public init() {}
+
+    static let integerSettings: [IntegerSetting<SessionSettings>] = [
+        IntegerSetting(key: "max_age", range: 60...31_536_000, field: .int64(\.maxAgeSeconds)),
+    ]
+
+    /// The sealer for these settings; `fallback` when there are no keys.
+    public func sealer(fallback: @autoclosure () -> SessionKey) -> SessionSealer {
+        SessionSealer(keys: self.keys.isEmpty ? [fallback()] : self.keys, maxAgeSeconds: self.maxAgeSeconds, bindClient: self.bindClient)
+    }
 }
 
 public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
@@ -141,6 +165,8 @@ public struct GatewayLimits: Sendable, Hashable {
     /// The most bytes of one upstream message the gateway reads to inspect it: an SSE event
     /// (blank line included) or an `application/json` body whose messages it checks.
     public var maxEventBytes = 1024 * 1024
+    /// Open client connections; beyond it a new connection is closed at once.
+    public var maxConnections = 10_000
 
     public init() {}
 
@@ -161,6 +187,7 @@ public struct GatewayLimits: Sendable, Hashable {
         IntegerSetting(key: "authorization_server_timeout_seconds", range: 1...300, field: .int64(\.authorizationServerTimeoutSeconds)),
         IntegerSetting(key: "shutdown_grace_seconds", range: 0...3600, field: .int64(\.shutdownGraceSeconds)),
         IntegerSetting(key: "max_event_bytes", range: 1024...(64 * 1_048_576), field: .int(\.maxEventBytes)),
+        IntegerSetting(key: "max_connections", range: 1...1_000_000, field: .int(\.maxConnections)),
     ]
 }
 
@@ -282,12 +309,15 @@ public final class ResourcePolicy: Sendable {
     /// `inspect_responses` (default on): what the upstream sends back is read (lists, pins,
     /// the elicitation and sampling guard). Off, it is relayed unread.
     public let inspectResponses: Bool
+    /// `rate_limit:`: a token bucket per user of this resource; `nil`: no limit.
+    public let rateLimit: RateLimit?
 
     public init(
         path: String, uri: CanonicalURI, name: String?, documentation: String?, authorizationServer: String,
         scopesSupported: [String], upstream: UpstreamTarget, upstreamTLS: ClientTLSSettings, credentials: UpstreamCredentials,
         methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>, listFiltering: Bool = true,
-        toolPinning: ToolPinning? = nil, serverRequests: ServerRequestPolicy = .standard, inspectResponses: Bool = true
+        toolPinning: ToolPinning? = nil, serverRequests: ServerRequestPolicy = .standard, inspectResponses: Bool = true,
+        rateLimit: RateLimit? = nil
     ) {
         self.path = path
         self.uri = uri
@@ -307,6 +337,7 @@ public final class ResourcePolicy: Sendable {
         self.toolPinning = toolPinning
         self.serverRequests = serverRequests
         self.inspectResponses = inspectResponses
+        self.rateLimit = rateLimit
     }
 
     public var metadataURL: String { self.uri.protectedResourceMetadataURL }

@@ -31,7 +31,7 @@ extension PolicyReader {
     func policy(_ root: Node) -> GatewayPolicy? {
         guard let top = self.section(
             root, "",
-            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources", "audit", "admin"],
+            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources", "audit", "admin", "sessions", "trusted_proxies"],
             required: ["listen", "public_url", "authorization_servers", "resources"]
         ) else { return nil }
 
@@ -48,16 +48,21 @@ extension PolicyReader {
         }
         let audit = top["audit"].flatMap { self.audit($0, "audit") }
         let admin = top["admin"].flatMap { self.admin($0, "admin", listen: listen) }
-        guard let listen, let publicURL else { return nil }
+        let sessions = top["sessions"].map { self.sessions($0, "sessions") } ?? SessionSettings()
+        let trustedProxies = top["trusted_proxies"].map { self.trustedProxies($0, "trusted_proxies") } ?? TrustedProxies()
+        guard let listen, let publicURL, let sessions, let trustedProxies else { return nil }
         if publicURL.scheme == "http", !Self.isLoopback(publicURL.host), tls == nil {
             // Allowed: a TLS-terminating load balancer may sit in front and rewrite the scheme;
             // but then public_url should say https. A plain-http public URL off loopback sends
             // bearer tokens in the clear.
             self.report(top["public_url"], "public_url", "must be https unless its host is loopback (bearer tokens would travel in the clear)")
         }
-        return GatewayPolicy(
+        var policy = GatewayPolicy(
             listen: listen, publicURL: publicURL, tls: tls, limits: limits, authorizationServers: servers, resources: resources, audit: audit, admin: admin
         )
+        policy.sessions = sessions
+        policy.trustedProxies = trustedProxies
+        return policy
     }
 
     func listenAddress(_ node: Node, _ path: String) -> ListenAddress? {

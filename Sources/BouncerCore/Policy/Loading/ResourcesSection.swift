@@ -27,7 +27,7 @@ extension PolicyReader {
             node, path,
             allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
                       "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering", "tool_pins", "on_tool_change",
-                      "elicitation", "server_requests", "inspect_responses"],
+                      "elicitation", "server_requests", "inspect_responses", "rate_limit"],
             required: ["path", "authorization_server", "upstream", "methods"]
         ) else { return nil }
         var valid = true
@@ -111,7 +111,8 @@ extension PolicyReader {
             section.report("upstream_credentials", "token_exchange needs the gateway's client at authorization server '\(serverName)' (authorization_servers.\(serverName).client)")
             valid = false
         }
-        guard valid, let resourcePath, let serverName, let upstream, let upstreamTLS, let methods else { return nil }
+        let (rateLimitValid, rateLimit) = self.rateLimit(section)
+        guard valid, rateLimitValid, let resourcePath, let serverName, let upstream, let upstreamTLS, let methods else { return nil }
         let uri = publicURL.appendingPath(resourcePath)
         // The resource's own origin is always allowed: a browser page served by it is same-origin.
         origins.insert(publicURL.origin)
@@ -119,8 +120,22 @@ extension PolicyReader {
             path: resourcePath, uri: uri, name: name, documentation: documentation, authorizationServer: serverName,
             scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
             clientResponses: responses, allowedOrigins: origins, protocolVersions: versions, listFiltering: listFiltering,
-            toolPinning: toolPinning, serverRequests: serverRequests, inspectResponses: inspectResponses
+            toolPinning: toolPinning, serverRequests: serverRequests, inspectResponses: inspectResponses, rateLimit: rateLimit
         )
+    }
+
+    /// `rate_limit: { requests_per_second: N, burst: M }` (burst defaults to N, at least 1).
+    func rateLimit(_ resource: PolicySection) -> (valid: Bool, limit: RateLimit?) {
+        guard resource["rate_limit"] != nil else { return (true, nil) }
+        guard let section = resource.section("rate_limit", allowed: ["requests_per_second", "burst"], required: ["requests_per_second"]) else { return (false, nil) }
+        guard let text = section.string("requests_per_second") else { return (false, nil) }
+        guard let rate = Double(text), rate.isFinite, rate >= 0.001, rate <= 1_000_000 else {
+            section.report("requests_per_second", "must be a number from 0.001 to 1000000")
+            return (false, nil)
+        }
+        let burst = section["burst"] == nil ? Int64(max(1, rate.rounded(.up))) : section.integer("burst", range: 1...1_000_000)
+        guard let burst else { return (false, nil) }
+        return (true, RateLimit(requestsPerSecond: rate, burst: Int(burst)))
     }
 
     /// `elicitation:` and `server_requests:` (``ServerRequestPolicy``); absent keys keep the
