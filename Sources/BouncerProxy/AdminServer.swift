@@ -53,8 +53,9 @@ public final class AdminServer: Service, Sendable {
 
 /// What `/readyz` and `/metrics` read of the running gateway.
 struct GatewayStatus: Sendable {
-    let gateway: Gateway
+    let current: GatewayReference
     let server: GatewayServer
+    var gateway: Gateway { self.current.gateway }
 
     /// The exposition, with the gauges read at scrape time brought up to date.
     func metrics() -> [UInt8] {

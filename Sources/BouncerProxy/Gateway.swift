@@ -12,6 +12,8 @@ public final class Gateway: Sendable {
     public let resources: [ResolvedResource]
     public let logger: Logger
     let keyStores: [String: KeySetStore]
+    /// The gateway's OAuth clients, per authorization server name (token exchange, introspection).
+    let clients: [String: OAuthEndpointClient]
     let authenticator: TokenAuthenticator
     let pools: UpstreamPools
     public let tls: GatewayTLSContexts
@@ -23,7 +25,7 @@ public final class Gateway: Sendable {
     /// For the gateway's own calls to upstreams (the tools/list of pinned resources).
     let fetcher: HTTPFetcher
     /// The elicitation and sampling guard's memory and answers.
-    let serverRequests = ServerRequestAnswers()
+    let serverRequests: ServerRequestAnswers
     /// Resources whose tools are being listed again (`notifications/tools/list_changed`): one
     /// listing at a time, however often an upstream says its tools changed.
     private let relisting = NIOLockedValueBox(Set<String>())
@@ -32,9 +34,12 @@ public final class Gateway: Sendable {
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
+    /// - Parameter previous: the gateway a policy reload replaces: its key stores and OAuth
+    ///   clients of authorization servers whose settings did not change, its upstream pools (when
+    ///   their limits did not change) and the elicitation guard's memory are kept.
     public init(
         policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), allowDevelopmentAuthorizationServer: Bool = false,
-        metrics: GatewayMetrics = GatewayMetrics(), audit: AuditTrail? = nil, sessionKey: SessionKey = .random(), logger: Logger
+        metrics: GatewayMetrics = GatewayMetrics(), audit: AuditTrail? = nil, sessionKey: SessionKey = .random(), previous: Gateway? = nil, logger: Logger
     ) {
         self.sessions = policy.sessions.sealer(fallback: sessionKey)
         self.tls = tls
@@ -47,6 +52,11 @@ public final class Gateway: Sendable {
         var stores: [String: KeySetStore] = [:]
         var clients: [String: OAuthEndpointClient] = [:]
         for (name, server) in policy.authorizationServers {
+            if let previous, previous.policy.authorizationServers[name] == server, let store = previous.keyStores[name] {
+                stores[name] = store
+                clients[name] = previous.clients[name]
+                continue
+            }
             let store = KeySetStore(
                 server: server, fetcher: fetcher, tls: tls.authorizationServers[name],
                 allowDevelopmentServer: allowDevelopmentAuthorizationServer, events: events, logger: logger
@@ -59,6 +69,8 @@ public final class Gateway: Sendable {
             }
         }
         self.keyStores = stores
+        self.clients = clients
+        self.serverRequests = previous?.serverRequests ?? ServerRequestAnswers()
         self.resources = policy.resources.map { resource in
             guard let server = policy.authorizationServers[resource.authorizationServer], let keys = stores[resource.authorizationServer] else {
                 preconditionFailure("PolicyLoader admitted \(resource.path) with an unknown authorization server \(resource.authorizationServer)")
@@ -72,10 +84,15 @@ public final class Gateway: Sendable {
         self.exchanger = TokenExchanger(capacity: policy.limits.exchangeCacheEntries, marginSeconds: policy.limits.exchangeExpiryMarginSeconds, logger: logger)
         self.introspector = Introspector(capacity: policy.limits.tokenCacheEntries)
         self.authenticator = TokenAuthenticator(cacheCapacity: policy.limits.tokenCacheEntries)
-        self.pools = UpstreamPools(
-            connectTimeout: .seconds(policy.limits.upstreamConnectTimeoutSeconds),
-            maxIdle: policy.limits.upstreamMaxIdleConnections
-        )
+        if let previous, previous.policy.limits.upstreamConnectTimeoutSeconds == policy.limits.upstreamConnectTimeoutSeconds,
+           previous.policy.limits.upstreamMaxIdleConnections == policy.limits.upstreamMaxIdleConnections {
+            self.pools = previous.pools
+        } else {
+            self.pools = UpstreamPools(
+                connectTimeout: .seconds(policy.limits.upstreamConnectTimeoutSeconds),
+                maxIdle: policy.limits.upstreamMaxIdleConnections
+            )
+        }
     }
 
     /// Loads every authorization server's keys once, so the first request does not wait

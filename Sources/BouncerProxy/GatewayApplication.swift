@@ -1,8 +1,10 @@
 import BouncerCore
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import UnixSignals
 
 /// The composition root: everything a running gateway is made of, built from one policy in
 /// one place. `mcp-bouncer run`, `mcp-bouncer demo`, the loopback tests and the benchmarks
@@ -13,14 +15,22 @@ public final class GatewayApplication: Sendable {
     public let group: any EventLoopGroup
     /// Whether ``shutdown()`` stops the event loops (it does when the application made them).
     private let ownsGroup: Bool
-    public let gateway: Gateway
+    /// The gateway in force (a reload replaces it: ``apply(_:reason:file:)``).
+    public var gateway: Gateway { self.server.current.gateway }
     public let server: GatewayServer
+    /// The policy file, when the gateway runs from one: ``services`` reload it (``PolicyReloader``).
+    private let reload: (file: PolicyFile, files: [String], watch: Bool)?
     /// The client-facing certificate reloader, when the policy terminates TLS.
     public let tlsReloader: TLSReloader?
     /// The metrics and health listener, when the policy has `admin:`.
     public let admin: AdminServer?
     public let metrics: GatewayMetrics
     public let logger: Logger
+    /// The session key when the policy has none: made once, so a reload keeps the sessions.
+    let sessionKey = SessionKey.random()
+    private let allowDevelopmentAuthorizationServer: Bool
+    /// Reloads are applied one at a time.
+    private let reloading = NIOLock()
 
     /// - Parameters:
     ///   - tls: the policy's TLS contexts; loaded here (off any event loop) when `nil`.
@@ -31,9 +41,12 @@ public final class GatewayApplication: Sendable {
     ///   - onAdminListening: told the admin listener's bound address.
     /// - Throws: ``TLSLoadErrors`` when a certificate or key does not load, ``AuditSinkError``
     ///   when the audit file cannot be opened or is not an audit file.
+    /// - Parameter reload: the policy file the policy came from, the files it named, and whether
+    ///   to watch them (`run --watch`): SIGHUP, and with `watch` a change, reloads it
+    ///   (``PolicyReloader``). Without it SIGHUP is logged and ignored.
     public init(
         policy: GatewayPolicy, tls: GatewayTLSContexts? = nil, group: (any EventLoopGroup)? = nil, threads: Int = System.coreCount,
-        allowDevelopmentAuthorizationServer: Bool = false, logger: Logger,
+        allowDevelopmentAuthorizationServer: Bool = false, reload: (file: PolicyFile, files: [String], watch: Bool)? = nil, logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in },
         onAdminListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) throws {
@@ -46,6 +59,8 @@ public final class GatewayApplication: Sendable {
         self.policy = policy
         self.logger = logger
         self.ownsGroup = group == nil
+        self.allowDevelopmentAuthorizationServer = allowDevelopmentAuthorizationServer
+        self.reload = reload
         let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.group = group
         let metrics = GatewayMetrics()
@@ -53,21 +68,83 @@ public final class GatewayApplication: Sendable {
         let audit: AuditTrail? = try policy.audit.map { settings throws(AuditSinkError) in try AuditTrail(settings: settings, metrics: metrics, logger: logger) }
         let timeout = TimeAmount.seconds(policy.limits.authorizationServerTimeoutSeconds)
         let fetcher = HTTPFetcher(group: group, connectTimeout: timeout, responseTimeout: timeout, metrics: metrics)
-        self.gateway = Gateway(
+        let gateway = Gateway(
             policy: policy, fetcher: fetcher, tls: contexts, allowDevelopmentAuthorizationServer: allowDevelopmentAuthorizationServer,
-            metrics: metrics, audit: audit, logger: logger
+            metrics: metrics, audit: audit, sessionKey: self.sessionKey, logger: logger
         )
-        let server = GatewayServer(gateway: self.gateway, group: group, onListening: onListening)
+        let server = GatewayServer(gateway: gateway, group: group, onListening: onListening)
         self.server = server
-        let status = GatewayStatus(gateway: self.gateway, server: server)
+        let status = GatewayStatus(current: server.current, server: server)
         self.admin = policy.admin.map { settings in
             AdminServer(settings: settings, group: group, status: status, logger: logger, onListening: onAdminListening)
+        }
+        if policy.sessions.keys.isEmpty {
+            logger.notice("no sessions.keys: session ids are sealed with a random key made at start; sessions will not survive a restart or move between replicas")
         }
         if let settings = policy.tls, let box = contexts.server {
             self.tlsReloader = TLSReloader(settings: settings, box: box, events: GatewayEvents(audit: audit, metrics: metrics), logger: logger)
         } else {
             self.tlsReloader = nil
         }
+    }
+
+    /// Puts a new policy in force: settings that take a restart (``restartOnlySettings``) keep
+    /// their running values (each reported: log, `reload_kept` audit record); everything else
+    /// takes effect for new requests and new connections, while requests already admitted
+    /// finish under the policy they started with. No connection is closed. Throws when the new
+    /// policy's TLS files (upstreams, authorization servers) do not load: then nothing changes.
+    public func apply(_ policy: GatewayPolicy, reason: String, file: String) throws(TLSLoadErrors) {
+        self.reloading.lock()
+        defer { self.reloading.unlock() }
+        let previous = self.gateway
+        var merged = policy
+        var kept: [String] = []
+        for (setting, changed) in Self.restartOnlySettings(previous.policy, policy) where changed {
+            kept.append(setting)
+        }
+        merged.listen = previous.policy.listen
+        merged.tls = previous.policy.tls
+        merged.audit = previous.policy.audit
+        merged.admin = previous.policy.admin
+        var contexts = try GatewayTLSContexts.load(merged, logger: self.logger)
+        // The client-facing certificate has its own reloader; its box is kept.
+        contexts.server = previous.tls.server
+        let gateway = Gateway(
+            policy: merged, fetcher: previous.fetcher, tls: contexts, allowDevelopmentAuthorizationServer: self.allowDevelopmentAuthorizationServer,
+            metrics: self.metrics, audit: previous.audit, sessionKey: self.sessionKey, previous: previous, logger: self.logger
+        )
+        self.server.current.swap(gateway)
+        self.metrics.counter("mcp_bouncer_policy_reloads_total", [("result", "applied")]).increment()
+        for setting in kept {
+            self.logger.warning("a reloaded policy changed a setting that takes a restart; the running value is kept", metadata: ["setting": "\(setting)"])
+            previous.audit?.submit(.gateway(.reloadKept, ["setting": .string(setting)]))
+        }
+        self.logger.notice("policy reloaded", metadata: [
+            "file": "\(file)", "reason": "\(reason)", "resources": "\(merged.resources.map(\.path).joined(separator: ", "))",
+        ])
+        previous.audit?.submit(.gateway(.reload, [
+            "what": .string("policy"), "reason": .string(reason), "file": .string(file), "resources": .array(merged.resources.map { .string($0.uri.description) }),
+        ]))
+        let eventLoop = self.group.next()
+        Task {
+            // New authorization servers' keys, and the tools of pinned resources, as at start.
+            _ = try? await gateway.warmUp(on: eventLoop).get()
+            await gateway.listPinnedTools()
+        }
+    }
+
+    /// The settings a reload cannot change, and whether `new` changes each.
+    static func restartOnlySettings(_ old: GatewayPolicy, _ new: GatewayPolicy) -> [(String, Bool)] {
+        func audit(_ settings: AuditSettings?) -> String {
+            guard let settings else { return "none" }
+            return "\(settings.file) \(settings.arguments) \(settings.fsync) \(settings.onOverflow) \(settings.checkpointEvery) \(settings.queueCapacity) \(settings.signingKey?.keyID ?? "-")"
+        }
+        return [
+            ("listen", old.listen != new.listen),
+            ("tls", old.tls != new.tls),
+            ("audit", audit(old.audit) != audit(new.audit)),
+            ("admin", old.admin?.listen != new.admin?.listen),
+        ]
     }
 
     /// The services ``run()`` supervises. A service group stops them in reverse order: the
@@ -81,6 +158,10 @@ public final class GatewayApplication: Sendable {
         if let admin = self.admin { services.append(admin) }
         services.append(self.server)
         if let reloader = self.tlsReloader { services.append(reloader) }
+        if let reload = self.reload {
+            services.append(PolicyReloader(file: reload.file, files: reload.files, application: self, watch: reload.watch, logger: self.logger))
+        }
+        services.append(SignalLogger(handlesSIGHUP: self.reload != nil || self.tlsReloader != nil, handlesSIGUSR1: self.gateway.audit != nil, logger: self.logger))
         return services
     }
 
@@ -117,5 +198,31 @@ public final class GatewayApplication: Sendable {
     /// Stops the event loops, if the application made them.
     public func shutdown() async throws {
         if self.ownsGroup { try await self.group.shutdownGracefully() }
+    }
+}
+
+/// Traps the signals an operator or logrotate habitually sends that no other service handles,
+/// so that none of them ends the process (their default action): SIGHUP without a policy file
+/// or certificate to reload, SIGUSR1 without an audit file to reopen. Each is logged.
+struct SignalLogger: Service {
+    let handlesSIGHUP: Bool
+    let handlesSIGUSR1: Bool
+    let logger: Logger
+
+    func run() async throws {
+        var trapped: [UnixSignal] = []
+        if !self.handlesSIGHUP { trapped.append(.sighup) }
+        if !self.handlesSIGUSR1 { trapped.append(.sigusr1) }
+        guard !trapped.isEmpty else {
+            try? await gracefulShutdown()
+            return
+        }
+        for await signal in await UnixSignalsSequence(trapping: trapped).cancelOnGracefulShutdown() {
+            if signal == .sighup {
+                self.logger.notice("SIGHUP: nothing to reload (the policy did not come from a file, and there is no TLS certificate)")
+            } else {
+                self.logger.notice("SIGUSR1: no audit file to reopen")
+            }
+        }
     }
 }

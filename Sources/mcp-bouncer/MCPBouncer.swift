@@ -15,30 +15,28 @@ struct MCPBouncer: AsyncParsableCommand {
         commandName: "mcp-bouncer",
         abstract: "An OAuth 2.1 resource-server gateway for MCP servers.",
         version: MCPBouncerVersion.current,
-        subcommands: [Demo.self, Run.self, Check.self, Audit.self, Pin.self]
+        subcommands: [Demo.self, Run.self, Check.self, Audit.self, Pin.self, Sessions.self]
     )
 }
 
 /// Reads `${env:...}` from the process environment and `${file:...}` from disk.
-let processSecrets = SecretSource(
-    environment: { ProcessInfo.processInfo.environment[$0] },
-    readFile: { path in
-        do {
-            return .success(try String(contentsOfFile: path, encoding: .utf8))
-        } catch {
-            return .failure(SecretReadError(reason: (error as NSError).localizedDescription))
-        }
-    }
-)
+let processSecrets = PolicyFile.secrets(environment: { ProcessInfo.processInfo.environment[$0] })
 
-func loadPolicy(_ path: String) throws -> GatewayPolicy {
-    let text: String
+/// The policy and the files it names, read as `check`, `run` and a reload read it. Problems are
+/// printed `file:line:column: key.path: message` on standard error, then the command fails.
+func loadPolicy(_ path: String) throws -> (policy: GatewayPolicy, files: [String]) {
     do {
-        text = try String(contentsOfFile: path, encoding: .utf8)
+        return try PolicyFile(path: path).load()
     } catch {
-        throw ValidationError("cannot read \(path): \((error as NSError).localizedDescription)")
+        var stderr = FileHandle.standardError
+        if case .invalid(let invalid) = error {
+            print("\(path): \(invalid.problems.count) problem\(invalid.problems.count == 1 ? "" : "s")", to: &stderr)
+            for problem in invalid.problems { print("\(path):\(problem)", to: &stderr) }
+        } else {
+            for problem in error.problems { print("\(path): \(problem)", to: &stderr) }
+        }
+        throw ExitCode(1)
     }
-    return try PolicyLoader.load(yaml: text, secrets: processSecrets)
 }
 
 struct Check: ParsableCommand {
@@ -48,8 +46,8 @@ struct Check: ParsableCommand {
     var file: String
 
     func run() throws {
+        let policy = try loadPolicy(self.file).policy
         do {
-            let policy = try loadPolicy(self.file)
             // Certificates, keys and CA files are loaded exactly as `run` would, so a key that
             // does not match its certificate fails here, not at 3 a.m.
             _ = try GatewayTLSContexts.load(policy, logger: Logger(label: "mcp-bouncer"))
@@ -58,14 +56,7 @@ struct Check: ParsableCommand {
             for resource in policy.resources {
                 print("  \(resource.uri) -> \(resource.upstream) (authorization server \(resource.authorizationServer))")
             }
-        } catch let error as PolicyValidationError {
-            var stderr = FileHandle.standardError
-            print("\(self.file): \(error.problems.count) problem\(error.problems.count == 1 ? "" : "s")", to: &stderr)
-            for problem in error.problems {
-                print("\(self.file):\(problem)", to: &stderr)
-            }
-            throw ExitCode(1)
-        } catch let error as TLSLoadErrors {
+        } catch {
             var stderr = FileHandle.standardError
             print("\(self.file): \(error.errors.count) TLS problem\(error.errors.count == 1 ? "" : "s")", to: &stderr)
             for problem in error.errors { print("\(self.file):\(problem)", to: &stderr) }
@@ -89,6 +80,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .long, help: "Event loop threads (default: one per core).")
     var threads: Int = System.coreCount
 
+    @Flag(name: .long, help: "Reload the policy when its file, or any file it names, changes (noticed within 5 s; files replaced by rename, as Kubernetes does with ConfigMaps, count). SIGHUP reloads it in any case.")
+    var watch = false
+
     func run() async throws {
         guard let level = Logger.Level(rawValue: self.logLevel) else {
             throw ValidationError("unknown log level \(self.logLevel)")
@@ -98,18 +92,11 @@ struct Run: AsyncParsableCommand {
         }
         format.bootstrap(level: level)
         let logger = Logger(label: "mcp-bouncer")
-        let policy: GatewayPolicy
-        do {
-            policy = try loadPolicy(self.config)
-        } catch let error as PolicyValidationError {
-            var stderr = FileHandle.standardError
-            for problem in error.problems { print("\(self.config):\(problem)", to: &stderr) }
-            throw ExitCode(1)
-        }
+        let (policy, files) = try loadPolicy(self.config)
         let application: GatewayApplication
         do {
             application = try GatewayApplication(
-                policy: policy, threads: self.threads, logger: logger,
+                policy: policy, threads: self.threads, reload: (PolicyFile(path: self.config), files, self.watch), logger: logger,
                 // Machine-readable lines for scripts that start the gateway on port 0.
                 onListening: { address in say("mcp-bouncer listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)") },
                 onAdminListening: { address in say("mcp-bouncer admin listening on \(address.ipAddress ?? "?"):\(address.port ?? 0)") }
@@ -198,6 +185,8 @@ struct Demo: AsyncParsableCommand {
             """)
         // SIGUSR1 changes export_issues's description, as a server that turned malicious would.
         signal(SIGUSR1, SIG_IGN)
+        // The demo's policy is embedded: there is nothing to reload, and SIGHUP must not end it.
+        signal(SIGHUP, SIG_IGN)
         let rugPull = DispatchSource.makeSignalSource(signal: SIGUSR1)
         let server = environment.mcpServer
         rugPull.setEventHandler {

@@ -31,7 +31,13 @@ struct PolicyLoaderTests {
 
     static let secrets = SecretSource(
         environment: { ["JIRA_KEY": "k-123"][$0] },
-        readFile: { path in path == "/run/secret" ? .success("from-file\n") : .failure(SecretReadError(reason: "No such file")) }
+        readFile: { path in
+            switch path {
+            case "/run/secret": .success("from-file\n")
+            case "/run/secret-key": .success("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n")
+            default: .failure(SecretReadError(reason: "No such file"))
+            }
+        }
     )
 
     func problems(_ yaml: String) -> [PolicyProblem] {

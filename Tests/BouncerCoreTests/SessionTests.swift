@@ -196,3 +196,56 @@ import Testing
         #expect(!TrustedProxies().trusts(peer: "10.0.0.2"))
     }
 }
+
+@Suite struct SessionPolicyTests {
+    func load(_ extra: String, resource: String = "") throws -> GatewayPolicy {
+        try PolicyLoader.load(yaml: PolicyLoaderTests.valid.replacingOccurrences(of: "authorization_servers:", with: "\(extra)\nauthorization_servers:")
+            .replacingOccurrences(of: "    upstream: http://10.0.0.5:8080/mcp", with: "    upstream: http://10.0.0.5:8080/mcp\n\(resource)"), secrets: PolicyLoaderTests.secrets)
+    }
+
+    func problems(_ extra: String, resource: String = "") -> [String] {
+        do {
+            _ = try self.load(extra, resource: resource)
+            return []
+        } catch let error as PolicyValidationError {
+            return error.problems.map { "\($0.keyPath): \($0.message)" }
+        } catch {
+            return ["\(error)"]
+        }
+    }
+
+    @Test func sessionsTrustedProxiesAndRateLimitsLoad() throws {
+        let policy = try self.load("""
+            sessions:
+              keys:
+                - { id: k2, secret: "\(SessionSealTests.secretB)" }
+                - { id: k1, secret: "${file:/run/secret-key}" }
+              max_age: 600
+              bind_client: true
+            trusted_proxies: [10.0.0.0/8, "2001:db8::/32", 192.0.2.1]
+            """, resource: "    rate_limit: { requests_per_second: 2.5 }")
+        #expect(policy.sessions.keys.map(\.id) == ["k2", "k1"] && policy.sessions.maxAgeSeconds == 600 && policy.sessions.bindClient)
+        #expect(policy.trustedProxies.blocks.map(\.description) == ["10.0.0.0/8", "2001:db8:0:0:0:0:0:0/32", "192.0.2.1/32"])
+        #expect(policy.resources[0].rateLimit == RateLimit(requestsPerSecond: 2.5, burst: 3))
+        let defaults = try self.load("")
+        #expect(defaults.sessions.keys.isEmpty && defaults.sessions.maxAgeSeconds == 86_400 && !defaults.sessions.bindClient)
+        #expect(defaults.trustedProxies.isEmpty && defaults.resources[0].rateLimit == nil)
+    }
+
+    @Test func badSessionsTrustedProxiesAndRateLimitsAreProblems() {
+        #expect(self.problems("sessions:\n  keys: []") == ["sessions.keys: expected a list of {id, secret}, the sealing key first"])
+        #expect(self.problems("sessions:\n  keys:\n    - { id: k1, secret: c2hvcnQ= }").first?.contains("sessions.keys[0].secret: the secret of key 'k1' is 5 bytes") == true)
+        #expect(self.problems("sessions:\n  keys:\n    - { id: 'a b', secret: \(SessionSealTests.secretA) }").first?.hasPrefix("sessions.keys[0].id:") == true)
+        #expect(self.problems("sessions:\n  keys:\n    - { id: k1, secret: \(SessionSealTests.secretA) }\n    - { id: k1, secret: \(SessionSealTests.secretA) }") == ["sessions.keys[1].id: key id 'k1' appears twice"])
+        #expect(self.problems("sessions:\n  keys:\n    - { id: k1 }").first?.contains("secret") == true)
+        #expect(self.problems("sessions:\n  max_age: 5").first?.hasPrefix("sessions.max_age:") == true)
+        #expect(self.problems("sessions:\n  ttl: 5").first?.contains("unknown key 'ttl'") == true)
+        #expect(self.problems("trusted_proxies: [10.0.0.0/33]") == ["trusted_proxies[0]: '10.0.0.0/33' is not an IP address or a CIDR block (10.0.0.0/8, 2001:db8::/32)"])
+        #expect(self.problems("trusted_proxies: 10.0.0.0/8").first?.hasPrefix("trusted_proxies:") == true)
+        #expect(self.problems("", resource: "    rate_limit: { requests_per_second: 0 }").first?.hasPrefix("resources[0].rate_limit.requests_per_second: must be a number") == true)
+        #expect(self.problems("", resource: "    rate_limit: { requests_per_second: lots }").count == 1)
+        #expect(self.problems("", resource: "    rate_limit: { burst: 5 }").first?.contains("requests_per_second") == true)
+        #expect(self.problems("", resource: "    rate_limit: { requests_per_second: 5, burst: 0 }").first?.hasPrefix("resources[0].rate_limit.burst") == true)
+        #expect(self.problems("limits:\n  max_connections: 0").first?.hasPrefix("limits.max_connections") == true)
+    }
+}

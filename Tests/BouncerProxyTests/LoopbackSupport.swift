@@ -31,6 +31,9 @@ final class LoopbackBackend: Sendable {
         var tokenReply: (status: HTTPResponseStatus, body: String) = (.ok, #"{"access_token":"exchanged-1","token_type":"Bearer","expires_in":300}"#)
         var tokenDelay: TimeAmount = .zero
         var tokenRequests: [String] = []
+        /// An `Mcp-Session-Id` every upstream response carries, as an MCP server's answer to
+        /// initialize does.
+        var sessionReply: String?
     }
 
     private let state = NIOLockedValueBox(State())
@@ -58,6 +61,7 @@ final class LoopbackBackend: Sendable {
     }
 
     func setJWKS(_ json: String) { self.state.withLockedValue { $0.jwks = json } }
+    func setSessionReply(_ id: String?) { self.state.withLockedValue { $0.sessionReply = id } }
     func setUpstreamDelay(_ delay: TimeAmount) { self.state.withLockedValue { $0.upstreamDelay = delay } }
     func setTokenReply(_ status: HTTPResponseStatus, _ body: String, delay: TimeAmount = .zero) {
         self.state.withLockedValue {
@@ -112,13 +116,13 @@ final class LoopbackBackend: Sendable {
                     }
                     return
                 }
-                let delay = self.state.withLockedValue { state in
+                let (delay, session) = self.state.withLockedValue { state in
                     state.requests.append(Recorded(method: head.method, uri: head.uri, headers: head.headers, body: self.body))
-                    return state.upstreamDelay
+                    return (state.upstreamDelay, state.sessionReply)
                 }
                 let body = #"{"jsonrpc":"2.0","id":1,"result":{"echo":\#(self.body.isEmpty ? "null" : self.body)}}"#
                 if delay == .zero {
-                    self.respond(context: context, status: .ok, contentType: "application/json", body: body)
+                    self.respond(context: context, status: .ok, contentType: "application/json", body: body, session: session)
                 } else {
                     let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
                     context.eventLoop.scheduleTask(in: delay) {
@@ -129,9 +133,10 @@ final class LoopbackBackend: Sendable {
             }
         }
 
-        func respond(context: ChannelHandlerContext, status: HTTPResponseStatus, contentType: String, body: String) {
+        func respond(context: ChannelHandlerContext, status: HTTPResponseStatus, contentType: String, body: String, session: String? = nil) {
             var head = HTTPResponseHead(version: .http1_1, status: status)
             head.headers.add(name: "Content-Type", value: contentType)
+            if let session { head.headers.add(name: "Mcp-Session-Id", value: session) }
             head.headers.add(name: "Content-Length", value: String(body.utf8.count))
             context.write(self.wrapOutboundOut(.head(head)), promise: nil)
             context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
@@ -212,13 +217,19 @@ func rawConnection(group: any EventLoopGroup, port: Int, send text: String) thro
 }
 
 func rawExchange(group: any EventLoopGroup, port: Int, send text: String) throws -> (channel: any Channel, received: NIOLockedValueBox<String>) {
+    let (channel, received) = try rawListener(group: group, port: port)
+    try channel.writeAndFlush(ByteBuffer(string: text)).wait()
+    return (channel, received)
+}
+
+/// A connection that sends nothing; `received` is what the gateway sends on it.
+func rawListener(group: any EventLoopGroup, port: Int) throws -> (channel: any Channel, received: NIOLockedValueBox<String>) {
     let received = NIOLockedValueBox("")
     let channel = try ClientBootstrap(group: group)
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(RawRecorder(received: received)) }
         }
         .connect(host: "127.0.0.1", port: port).wait()
-    try channel.writeAndFlush(ByteBuffer(string: text)).wait()
     return (channel, received)
 }
 
@@ -340,9 +351,9 @@ final class LoopbackHarness {
         return Running(server: server, port: server.localAddress!.port!, gateway: application.gateway)
     }
 
-    func token(subject: String = "alice", scope: String = "read", signer: TestSigner? = nil) -> String {
+    func token(subject: String = "alice", scope: String = "read", signer: TestSigner? = nil, resource: String = "/mcp") -> String {
         let now = Int64(Date().timeIntervalSince1970)
-        let claims = #"{"iss":"\#(self.issuer)","sub":"\#(subject)","aud":"\#(self.publicURL)/mcp","exp":\#(now + 300),"iat":\#(now),"scope":"\#(scope)"}"#
+        let claims = #"{"iss":"\#(self.issuer)","sub":"\#(subject)","aud":"\#(self.publicURL)\#(resource)","exp":\#(now + 300),"iat":\#(now),"scope":"\#(scope)"}"#
         return (signer ?? self.signer).sign(claims)
     }
 

@@ -62,9 +62,18 @@ public enum ClientAuthenticationMethod: String, Sendable, Hashable, CaseIterable
 }
 
 /// A private key for RFC 7523 client assertions.
-public enum AssertionSigningKey: Sendable {
+public enum AssertionSigningKey: Sendable, Equatable {
     case rsa(_RSA.Signing.PrivateKey)
     case p256(P256.Signing.PrivateKey)
+
+    /// Equal keys: the same private key (compared by its DER form).
+    public static func == (lhs: AssertionSigningKey, rhs: AssertionSigningKey) -> Bool {
+        switch (lhs, rhs) {
+        case (.rsa(let a), .rsa(let b)): a.derRepresentation == b.derRepresentation
+        case (.p256(let a), .p256(let b)): a.rawRepresentation == b.rawRepresentation
+        default: false
+        }
+    }
 
     /// Parses a PEM private key (PKCS#8, or SEC1/PKCS#1).
     public init(pem: String) throws(OAuthClientError) {
@@ -119,7 +128,7 @@ public enum AssertionSigningKey: Sendable {
 }
 
 /// The gateway's own OAuth client at one authorization server.
-public struct OAuthClientCredentials: Sendable {
+public struct OAuthClientCredentials: Sendable, Equatable {
     public var clientID: String
     public var method: ClientAuthenticationMethod
     public var secret: String?

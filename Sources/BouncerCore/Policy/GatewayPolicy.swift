@@ -192,7 +192,7 @@ public struct GatewayLimits: Sendable, Hashable {
 }
 
 /// A trusted authorization server: where its keys come from and how its tokens are read.
-public struct AuthorizationServerPolicy: Sendable {
+public struct AuthorizationServerPolicy: Sendable, Equatable {
     public var name: String
     /// Compared byte for byte with the `iss` claim and the metadata document's `issuer`.
     public var issuer: String
