@@ -125,10 +125,13 @@ public final class GatewayApplication: Sendable {
         previous.audit?.submit(.gateway(.reload, [
             "what": .string("policy"), "reason": .string(reason), "file": .string(file), "resources": .array(merged.resources.map { .string($0.uri.description) }),
         ]))
+        // New authorization servers' keys, and the tools of pinned resources, as at start.
+        let fresh = gateway.keyStores.filter { previous.keyStores[$0.key] !== $0.value }.map(\.value)
+        let pinned = gateway.resources.contains { $0.policy.toolPinning != nil }
+        guard !fresh.isEmpty || pinned else { return }
         let eventLoop = self.group.next()
         Task {
-            // New authorization servers' keys, and the tools of pinned resources, as at start.
-            _ = try? await gateway.warmUp(on: eventLoop).get()
+            for store in fresh { _ = try? await store.keys(on: eventLoop).get() }
             await gateway.listPinnedTools()
         }
     }
