@@ -645,6 +645,11 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// value the transport allows.
     private func sealSession(_ values: [Substring], exchange: Exchange) -> String? {
         guard values.count == 1, let claims = exchange.request.claims else { return nil }
+        // Servers repeat the session id on every response: the client keeps the id it sent,
+        // so one session has one id (its audit digest, its elicitation count).
+        if let sent = exchange.request.upstreamSessionID, values[0] == sent, let sealed = exchange.request.facts.sessionID {
+            return sealed
+        }
         return self.gateway.sessions.seal(String(values[0]), for: Self.binding(exchange.resource, claims), now: Self.wallClockSeconds())
     }
 

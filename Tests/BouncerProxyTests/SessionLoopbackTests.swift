@@ -102,15 +102,17 @@ struct SessionLoopbackTests {
         let sealed = try #require(first.headers.first(name: "Mcp-Session-Id"))
         #expect(sealed.hasPrefix("s1.k1.") && !sealed.contains("upstream-session-1"))
         #expect(!first.headers.description.contains("upstream-session-1"))
-        self.backend.setSessionReply(nil)
 
-        // Its owner uses it: the upstream gets its own id back, and only that.
+        // Its owner uses it: the upstream gets its own id back, and only that. The upstream
+        // repeats its id on every response, as SDK servers do; the client keeps its sealed id.
         for method in [HTTPMethod.POST, .GET, .DELETE] {
             let used = try self.call(running, method: method, session: sealed)
             #expect(used.status == .ok, "\(method)")
+            #expect(used.headers["Mcp-Session-Id"] == [sealed], "one session, one id")
             let seen = try #require(self.backend.requests.last)
             #expect(seen.method == method && seen.headers["Mcp-Session-Id"] == ["upstream-session-1"], "\(method)")
         }
+        self.backend.setSessionReply(nil)
         let forwarded = self.backend.requests.count
 
         // Anyone else, anything else: 404 with a JSON-RPC error, nothing forwarded.
