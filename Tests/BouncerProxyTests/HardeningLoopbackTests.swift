@@ -134,11 +134,19 @@ struct HardeningLoopbackTests {
         let clock = ContinuousClock()
         let started = clock.now
         // One byte every 200 ms: always active, never a whole head.
-        for byte in "OST /mcp HTTP/1.1\r\nHost: gw\r\nX-Slow: 0123456789012345678901234567890123456789".utf8 {
+        var servedMeanwhile = false
+        for (index, byte) in "OST /mcp HTTP/1.1\r\nHost: gw\r\nX-Slow: 0123456789012345678901234567890123456789".utf8.enumerated() {
             guard channel.isActive else { break }
             try? await channel.writeAndFlush(ByteBuffer(bytes: [byte])).get()
+            if index == 1 {
+                // A normal client is served while the slow one trickles.
+                let (fine, ok) = try rawExchange(group: self.group, port: running.port, send: self.post(body: Self.call))
+                servedMeanwhile = await eventually(timeout: .milliseconds(800)) { ok.withLockedValue { $0.contains("HTTP/1.1 200 OK") } } && channel.isActive
+                try? await fine.close().get()
+            }
             try await Task.sleep(for: .milliseconds(200))
         }
+        #expect(servedMeanwhile)
         #expect(await eventually { !channel.isActive })
         #expect(clock.now - started < .seconds(4), "cut off near 1 s, not after the whole head")
         #expect(received.withLockedValue { $0 }.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"))

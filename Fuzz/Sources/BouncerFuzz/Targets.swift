@@ -21,6 +21,7 @@ enum FuzzTarget: String, CaseIterable {
     case oauth
     case audit
     case sse
+    case session
 
     func run(_ bytes: UnsafeRawBufferPointer) {
         let data = Array(bytes)
@@ -36,6 +37,7 @@ enum FuzzTarget: String, CaseIterable {
         case .oauth: Self.oauth(data)
         case .audit: Self.audit(data)
         case .sse: Self.sse(data)
+        case .session: Self.session(data)
         }
     }
 
@@ -299,6 +301,42 @@ enum FuzzTarget: String, CaseIterable {
         require(challenge.utf8.filter { $0 == UInt8(ascii: "\"") }.count % 2 == 0, "unbalanced quotes: \(challenge)")
     }
 
+    /// What clients send about sessions and addresses: a session id (forged, truncated, for
+    /// another key, mangled from a real one) never opens unless it is exactly a sealed one; and
+    /// forwarding headers and CIDR blocks never crash, and any address a chain yields parses.
+    static let sealer = SessionSealer(keys: [try! SessionKey(id: "k1", secret: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")], maxAgeSeconds: 3600, bindClient: true)
+    static let binding = SessionBinding(resource: "/mcp", issuer: "https://as.example.com", subject: "alice", clientID: "c")
+    static let sealedExample = sealer.seal("upstream-1", for: binding, now: 1_800_000_000)!
+    static let proxies = TrustedProxies([CIDRBlock("10.0.0.0/8")!, CIDRBlock("fd00::/8")!])
+
+    static func session(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        switch Self.sealer.open(text, expecting: Self.binding, now: 1_800_000_000) {
+        case .success(let upstream): require(text == Self.sealedExample && upstream == "upstream-1", "a session id opened that was never sealed: \(text)")
+        case .failure: break
+        }
+        // The input spliced into a real sealed id: authenticated, so it never opens.
+        if !data.isEmpty {
+            var mangled = Array(Self.sealedExample.utf8)
+            let at = Int(data[0]) % mangled.count
+            mangled.replaceSubrange(at..<min(mangled.count, at + data.count - 1), with: data.dropFirst())
+            let candidate = String(decoding: mangled, as: UTF8.self)
+            if candidate != Self.sealedExample, case .success = Self.sealer.open(candidate, expecting: Self.binding, now: 1_800_000_000) {
+                require(false, "a mangled session id opened: \(candidate)")
+            }
+        }
+        let fields = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let client = Self.proxies.clientAddress(peer: "10.0.0.1", forwardedFor: Array(fields.prefix(2)), forwarded: Array(fields.dropFirst(2)))
+        require(client == "10.0.0.1" || IPAddress(client) != nil, "client address \(client) does not parse")
+        if let block = CIDRBlock(text) {
+            require(CIDRBlock(block.description)?.description == block.description, "CIDR \(block) does not round-trip")
+            require(block.contains(block.network), "\(block) does not contain its network")
+        }
+        if let address = IPAddress(text) {
+            require(IPAddress(address.description) == address, "address \(address) does not round-trip")
+        }
+    }
+
     /// The policy loader: any text is either a policy or a list of problems, never a crash.
     static func policy(_ data: [UInt8]) {
         let text = String(decoding: data, as: UTF8.self)
@@ -326,6 +364,8 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<Int32>?, _ argv: UnsafeM
     _ = FuzzTarget.selected
     _ = FuzzTarget.resource
     _ = FuzzTarget.requirements
+    _ = FuzzTarget.sealedExample
+    _ = FuzzTarget.proxies
     return 0
 }
 
