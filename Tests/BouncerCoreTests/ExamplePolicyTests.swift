@@ -26,6 +26,7 @@ struct ExamplePolicyTests {
         let values = [
             "DEMO_GATEWAY_PORT": "8443", "DEMO_ISSUER": "http://127.0.0.1:9000", "DEMO_UPSTREAM": "http://127.0.0.1:9001",
             "CREDENTIALS_DIRECTORY": "/run/credentials/mcp-bouncer.service", "DEMO_TOOL_PINS": "/tmp/demo-pins.yaml",
+            "SESSION_KEY_K1": SessionKey.newSecret(),
         ]
         let pins = ToolPins(tools: ["list_issues": String(repeating: "0", count: 64)]).yaml
         let auditKey = AuditSigner(key: .init()).privateKeyPEM

@@ -23,7 +23,8 @@ def test_check_accepts_every_example_policy(tmp_path):
         result = bouncer("check", str(policy), env={"JIRA_API_KEY": "x", "BOUNCER_CLIENT_SECRET": "y", "DEMO_GATEWAY_PORT": "8443",
                                                     "DEMO_ISSUER": "http://127.0.0.1:9000", "DEMO_UPSTREAM": "http://127.0.0.1:9001",
                                                     "DEMO_GATEWAY_CLIENT_SECRET": "z", "CREDENTIALS_DIRECTORY": str(tmp_path),
-                                                    "DEMO_TOOL_PINS": str(tmp_path / "demo-pins.yaml")})
+                                                    "DEMO_TOOL_PINS": str(tmp_path / "demo-pins.yaml"),
+                                                    "SESSION_KEY_K1": "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="})
         assert result.returncode == 0, f"{policy}: {result.stderr}"
         assert "OK" in result.stdout
 
