@@ -454,7 +454,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         request.log.clientID = claims.clientID ?? "-"
         request.claims = claims
         // Before anything is parsed: a client over its rate costs as little as possible.
-        if let refusal = resource.rateLimit(claims, now: context.eventLoop.now) {
+        if resource.rateLimiter != nil, let refusal = resource.rateLimit(user: "\(claims.issuer) \(Self.user(claims, token: token))", now: context.eventLoop.now) {
             return self.finish(request, with: refusal, resource: resource, context: context)
         }
         let method = request.head.method.rawValue
@@ -631,14 +631,20 @@ final class GatewayHandler: ChannelDuplexHandler {
     // MARK: Sessions
 
     /// Whom a session of `resource` used with `claims` belongs to.
-    private static func binding(_ resource: ResolvedResource, _ claims: AccessTokenClaims) -> SessionBinding {
-        SessionBinding(resource: resource.policy.path, issuer: claims.issuer, subject: claims.subject ?? "", clientID: claims.clientID ?? "")
+    private static func binding(_ resource: ResolvedResource, _ claims: AccessTokenClaims, token: String?) -> SessionBinding {
+        SessionBinding(resource: resource.policy.path, issuer: claims.issuer, subject: Self.user(claims, token: token), clientID: claims.clientID ?? "")
+    }
+
+    /// The user a token speaks for (``AccessTokenClaims/user``); a token that names nobody is
+    /// its own user.
+    private static func user(_ claims: AccessTokenClaims, token: String?) -> String {
+        claims.user ?? "token:\(AuditDigestSource.hex(of: token ?? ""))"
     }
 
     /// The upstream's session id in the request's sealed one, if it is this user's.
     private func openSession(_ request: Request, resource: ResolvedResource, claims: AccessTokenClaims) -> Result<String, SessionMismatch> {
         guard request.facts.sessionIDCount == 1, let sealed = request.facts.sessionID else { return .failure(.malformed) }
-        return self.gateway.sessions.open(sealed, expecting: Self.binding(resource, claims), now: Self.wallClockSeconds())
+        return self.gateway.sessions.open(sealed, expecting: Self.binding(resource, claims, token: request.token), now: Self.wallClockSeconds())
     }
 
     /// The sealed id for the session id(s) an upstream response carries; nil when it is not one
@@ -650,7 +656,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         if let sent = exchange.request.upstreamSessionID, values[0] == sent, let sealed = exchange.request.facts.sessionID {
             return sealed
         }
-        return self.gateway.sessions.seal(String(values[0]), for: Self.binding(exchange.resource, claims), now: Self.wallClockSeconds())
+        return self.gateway.sessions.seal(String(values[0]), for: Self.binding(exchange.resource, claims, token: exchange.request.token), now: Self.wallClockSeconds())
     }
 
     private static func wallClockSeconds() -> Int64 {
@@ -659,7 +665,7 @@ final class GatewayHandler: ChannelDuplexHandler {
 
     /// `session_mismatch`: the audit record (both users digested, never written), a warning.
     private func reportSessionMismatch(_ mismatch: SessionMismatch, request: Request, resource: ResolvedResource, claims: AccessTokenClaims) {
-        let subject = AuditDigestSource.hex(of: "\(claims.issuer) \(claims.subject ?? "")")
+        let subject = AuditDigestSource.hex(of: "\(claims.issuer) \(Self.user(claims, token: request.token))")
         let sealedSubject = mismatch.sealedBinding.map { AuditDigestSource.hex(of: "\($0.issuer) \($0.subject)") }
         request.log.log(level: .warning, "session id refused", metadata: [
             "reason": "\(mismatch.code)", "subject_sha256": "\(subject)", "sealed_subject_sha256": "\(sealedSubject ?? "-")",

@@ -66,12 +66,10 @@ public final class ResolvedResource: Sendable {
 
     var upstream: UpstreamTarget { self.policy.upstream }
 
-    /// Takes a token from the bucket of the user (issuer and subject) of `claims`; the
-    /// rejection when it is empty.
-    func rateLimit(_ claims: AccessTokenClaims, now: NIODeadline) -> GatewayRejection? {
+    /// Takes a token from `user`'s bucket (its issuer and subject); the rejection when it is empty.
+    func rateLimit(user: String, now: NIODeadline) -> GatewayRejection? {
         guard let limiter = self.rateLimiter else { return nil }
-        let key = "\(claims.issuer) \(claims.subject ?? "")"
-        let decision = limiter.withLockedValue { $0.take(key, now: Int64(now.uptimeNanoseconds)) }
+        let decision = limiter.withLockedValue { $0.take(user, now: Int64(now.uptimeNanoseconds)) }
         guard case .limited(let seconds) = decision else { return nil }
         return .rateLimited(retryAfterSeconds: seconds, id: nil)
     }

@@ -93,6 +93,17 @@ import Testing
         #expect(sealer.seal(String(repeating: "x", count: SessionSealer.maxUpstreamIDLength), for: self.alice, now: self.now) != nil)
     }
 
+    @Test func aTokenWithoutASubjectIsItsClientsNeverAnyones() {
+        func claims(subject: String?, client: String?) -> AccessTokenClaims {
+            AccessTokenClaims(issuer: "i", subject: subject, clientID: client, audiences: [], expiresAt: 0, notBefore: nil, issuedAt: nil, tokenID: nil, scopes: [])
+        }
+        #expect(claims(subject: "alice", client: "c1").user == "sub:alice")
+        #expect(claims(subject: nil, client: "c1").user == "client:c1")
+        #expect(claims(subject: nil, client: "c1").user != claims(subject: nil, client: "c2").user)
+        #expect(claims(subject: "c1", client: nil).user != claims(subject: nil, client: "c1").user, "a subject never passes for a client")
+        #expect(claims(subject: nil, client: nil).user == nil, "nobody: the gateway binds to the token itself")
+    }
+
     @Test func keysAreCheckedWhenMade() {
         #expect(throws: SessionKeyError.invalidID("bad id")) { try SessionKey(id: "bad id", secret: Self.secretA) }
         #expect(throws: SessionKeyError.invalidID("")) { try SessionKey(id: "", secret: Self.secretA) }

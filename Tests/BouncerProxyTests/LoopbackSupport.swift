@@ -7,6 +7,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Testing
 
 @testable import BouncerProxy
 
@@ -199,6 +200,13 @@ struct TestClient {
     }
 }
 
+/// The records of an audit file, parsed.
+func auditRecords(at path: String) throws -> [[String: JSONValue]] {
+    try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { line in
+        try #require(try JSONParser().parse(Array(line.utf8)).objectValue)
+    }
+}
+
 /// Polls `condition` until it holds or `timeout` passes; for effects on other threads.
 func eventually(timeout: Duration = .seconds(5), _ condition: () -> Bool) async -> Bool {
     let clock = ContinuousClock()
@@ -360,7 +368,7 @@ final class LoopbackHarness {
     /// The session id a client of `gateway` holds for the upstream's `upstreamID`, sealed for
     /// `subject`'s tokens from ``token(subject:scope:signer:)`` at `/mcp`.
     func sealedSession(_ upstreamID: String, gateway: Gateway, subject: String = "alice", resource: String = "/mcp") -> String {
-        let binding = SessionBinding(resource: resource, issuer: self.issuer, subject: subject, clientID: "")
+        let binding = SessionBinding(resource: resource, issuer: self.issuer, subject: "sub:\(subject)", clientID: "")
         return gateway.sessions.seal(upstreamID, for: binding, now: Int64(Date().timeIntervalSince1970))!
     }
 

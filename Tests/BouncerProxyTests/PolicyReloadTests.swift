@@ -80,9 +80,7 @@ struct PolicyReloadTests {
     }
 
     func records() throws -> [[String: JSONValue]] {
-        try String(contentsOfFile: self.auditPath, encoding: .utf8).split(separator: "\n").map { line in
-            try #require(try JSONParser().parse(Array(line.utf8)).objectValue)
-        }
+        try auditRecords(at: self.auditPath)
     }
 
     @Test func aTightenedRuleTakesEffectForTheNextRequestAndInFlightOnesFinish() async throws {

@@ -80,10 +80,13 @@ struct SessionLoopbackTests {
         return try TestClient(group: self.harness.group).send(port: running.port, method: method, uri: uri, headers: fields, body: body)
     }
 
-    func auditRecords(_ path: String) throws -> [[String: JSONValue]] {
-        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { line in
-            try #require(try JSONParser().parse(Array(line.utf8)).objectValue)
-        }
+    /// `sealed` with one character of its ciphertext changed (in the middle: the last one may
+    /// carry padding bits, which make it malformed rather than forged).
+    static func edited(_ sealed: String) -> String {
+        var bytes = Array(sealed.utf8)
+        let middle = bytes.count - 20
+        bytes[middle] = bytes[middle] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static let sessions = """
@@ -123,7 +126,7 @@ struct SessionLoopbackTests {
             ("the raw upstream id", try self.call(running, session: "upstream-session-1")),
             ("two session ids", try self.call(running, session: sealed, sealed)),
             ("another resource", try self.call(running, uri: "/other/mcp", session: sealed)),
-            ("an edited id", try self.call(running, session: String(sealed.dropLast()) + (sealed.last == "A" ? "B" : "A"))),
+            ("an edited id", try self.call(running, session: Self.edited(sealed))),
         ]
         for (name, response) in cases {
             #expect(response.status == .notFound, "\(name)")
@@ -135,14 +138,41 @@ struct SessionLoopbackTests {
         #expect(self.backend.requests.count == forwarded, "nothing reached the upstream")
 
         running.stop()
-        let mismatches = try self.auditRecords(auditPath).filter { $0["event"] == .string("session_mismatch") }
+        let mismatches = try auditRecords(at: auditPath).filter { $0["event"] == .string("session_mismatch") }
         #expect(mismatches.compactMap { $0["reason"]?.stringValue } == ["other_subject", "other_subject", "other_subject", "malformed", "malformed", "other_resource", "forged"])
         let bob = try #require(mismatches.first)
         #expect(bob["subject"]?.stringValue?.count == 16 && bob["sealed_subject"]?.stringValue?.count == 16 && bob["subject"] != bob["sealed_subject"])
         let text = try String(contentsOfFile: auditPath, encoding: .utf8)
         #expect(!text.contains("upstream-session-1") && !text.contains(sealed), "session ids only as digests")
-        let refused = try self.auditRecords(auditPath).filter { $0["reason"]?.stringValue?.hasPrefix("session_mismatch.") == true }
+        let refused = try auditRecords(at: auditPath).filter { $0["reason"]?.stringValue?.hasPrefix("session_mismatch.") == true }
         #expect(refused.count == cases.count && refused.allSatisfy { $0["decision"] == .string("denied") && $0["status"] == .number("404") })
+    }
+
+    @Test func tokensWithoutASubjectAreBoundToTheirClient() throws {
+        let running = try self.start(top: Self.sessions)
+        defer { running.stop() }
+        func token(client: String?) -> String {
+            let now = Int64(Date().timeIntervalSince1970)
+            let clientClaim = client.map { #","client_id":"\#($0)""# } ?? ""
+            return self.harness.signer.sign(#"{"iss":"\#(self.harness.issuer)","aud":"\#(self.harness.publicURL)/mcp","exp":\#(now + 300),"scope":"read"\#(clientClaim)}"#)
+        }
+        func call(_ token: String, session: String?) throws -> TestClient.Response {
+            var headers = [("Authorization", "Bearer \(token)")]
+            if let session { headers.append(("Mcp-Session-Id", session)) }
+            return try self.harness.call(port: running.port, token: nil, headers: headers)
+        }
+        self.backend.setSessionReply("upstream-c")
+        let sealed = try #require(try call(token(client: "agent-1"), session: nil).headers.first(name: "Mcp-Session-Id"))
+        self.backend.setSessionReply(nil)
+        #expect(try call(token(client: "agent-1"), session: sealed).status == .ok, "a new token of the same client")
+        #expect(try call(token(client: "agent-2"), session: sealed).status == .notFound, "another client")
+        // A token naming neither subject nor client is bound to itself.
+        let anonymous = token(client: nil)
+        self.backend.setSessionReply("upstream-anon")
+        let own = try #require(try call(anonymous, session: nil).headers.first(name: "Mcp-Session-Id"))
+        self.backend.setSessionReply(nil)
+        #expect(try call(anonymous, session: own).status == .ok)
+        #expect(try call(token(client: nil), session: own).status == .notFound, "another anonymous token")
     }
 
     @Test func replicasWithTheSameKeysShareSessionsAndOthersDoNot() throws {
@@ -196,7 +226,7 @@ struct SessionLoopbackTests {
         #expect(try self.call(running, uri: "/other/mcp", session: nil).status == .ok, "another resource has no limit")
         #expect(self.backend.requests.count == before + 4, "the refused call was not forwarded")
         running.stop()
-        let refused = try self.auditRecords(auditPath).filter { $0["reason"] == .string("rate_limited") }
+        let refused = try auditRecords(at: auditPath).filter { $0["reason"] == .string("rate_limited") }
         #expect(refused.count == 1 && refused.first?["status"] == .number("429"))
     }
 
@@ -235,7 +265,7 @@ struct SessionLoopbackTests {
         let direct = try #require(self.backend.requests.last)
         #expect(direct.headers["X-Forwarded-For"] == ["127.0.0.1"] && direct.headers["Forwarded"].isEmpty)
         trusted.stop()
-        let request = try #require(try self.auditRecords(auditPath).first { $0["event"] == .string("request") })
+        let request = try #require(try auditRecords(at: auditPath).first { $0["event"] == .string("request") })
         #expect(request["peer"] == .string("198.51.100.7"))
     }
 }

@@ -65,6 +65,15 @@ public struct AccessTokenClaims: Sendable, Hashable {
         self.tokenID = tokenID
         self.scopes = scopes
     }
+
+    /// Whom the token speaks for, for what is bound to a user (sessions, rate limits): `sub:`
+    /// and its subject, or for a token without one (some client-credentials tokens) `client:`
+    /// and its client id (the prefixes keep a subject from passing for a client); nil when it
+    /// names neither (then only the token itself identifies its holder).
+    public var user: String? {
+        if let subject = self.subject { return "sub:\(subject)" }
+        return self.clientID.map { "client:\($0)" }
+    }
 }
 
 /// The parts of a compact JWS, split and decoded, signature not yet checked.
