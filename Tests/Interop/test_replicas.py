@@ -270,22 +270,31 @@ def test_policy_reloads_under_load_drop_nothing(stack, bouncer_bin, tmp_path):
         assert response.status_code == 200, response.text
         session = response.headers["mcp-session-id"]
         script = tmp_path / "call.lua"
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list_issues", "arguments": {"project": "OPS"}}})
+        # Each call its own JSON-RPC id: the SDK server routes a response to the stream of the
+        # request with that id, so ids repeated on one session would cross answers.
         script.write_text(f"""
-wrk.method = "POST"
-wrk.body = {json.dumps(body)}
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Accept"] = "{ACCEPT}"
-wrk.headers["Authorization"] = "Bearer {token}"
-wrk.headers["Mcp-Session-Id"] = "{session}"
-wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
+local counter = 0
+local headers = {{
+  ["Content-Type"] = "application/json",
+  ["Accept"] = "{ACCEPT}",
+  ["Authorization"] = "Bearer {token}",
+  ["Mcp-Session-Id"] = "{session}",
+  ["MCP-Protocol-Version"] = "2025-11-25",
+}}
+request = function()
+  counter = counter + 1
+  local body = string.format('{{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{{"name":"list_issues","arguments":{{"project":"OPS"}}}}}}', counter)
+  return wrk.format("POST", nil, headers, body)
+end
 """)
         wrk = subprocess.Popen(["wrk", "-t1", "-c8", "-d16s", "--timeout", "10s", "-s", str(script), url],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         time.sleep(1.0)
 
+        calls = iter(range(10_000_000, 20_000_000))
+
         def create_status() -> int:
-            return rpc(stack, url, token, "tools/call", {"name": "create_issue", "arguments": {"title": "t"}}, session=session).status_code
+            return rpc(stack, url, token, "tools/call", {"name": "create_issue", "arguments": {"title": "t"}}, id=next(calls), session=session).status_code
 
         reloads = 0
         for step in range(20):
