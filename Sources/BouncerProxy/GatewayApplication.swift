@@ -98,10 +98,7 @@ public final class GatewayApplication: Sendable {
         defer { self.reloading.unlock() }
         let previous = self.gateway
         var merged = policy
-        var kept: [String] = []
-        for (setting, changed) in Self.restartOnlySettings(previous.policy, policy) where changed {
-            kept.append(setting)
-        }
+        let kept = Self.restartOnlySettings(previous.policy, policy)
         merged.listen = previous.policy.listen
         merged.tls = previous.policy.tls
         merged.audit = previous.policy.audit
@@ -114,7 +111,7 @@ public final class GatewayApplication: Sendable {
             metrics: self.metrics, audit: previous.audit, sessionKey: self.sessionKey, previous: previous, logger: self.logger
         )
         self.server.current.swap(gateway)
-        self.metrics.counter("mcp_bouncer_policy_reloads_total", [("result", "applied")]).increment()
+        self.metrics.policyReload(result: "applied")
         for setting in kept {
             self.logger.warning("a reloaded policy changed a setting that takes a restart; the running value is kept", metadata: ["setting": "\(setting)"])
             previous.audit?.submit(.gateway(.reloadKept, ["setting": .string(setting)]))
@@ -136,18 +133,19 @@ public final class GatewayApplication: Sendable {
         }
     }
 
-    /// The settings a reload cannot change, and whether `new` changes each.
-    static func restartOnlySettings(_ old: GatewayPolicy, _ new: GatewayPolicy) -> [(String, Bool)] {
+    /// The settings a reload cannot change that `new` changes.
+    static func restartOnlySettings(_ old: GatewayPolicy, _ new: GatewayPolicy) -> [String] {
         func audit(_ settings: AuditSettings?) -> String {
             guard let settings else { return "none" }
             return "\(settings.file) \(settings.arguments) \(settings.fsync) \(settings.onOverflow) \(settings.checkpointEvery) \(settings.queueCapacity) \(settings.signingKey?.keyID ?? "-")"
         }
-        return [
+        let changed = [
             ("listen", old.listen != new.listen),
             ("tls", old.tls != new.tls),
             ("audit", audit(old.audit) != audit(new.audit)),
             ("admin", old.admin?.listen != new.admin?.listen),
         ]
+        return changed.filter(\.1).map(\.0)
     }
 
     /// The services ``run()`` supervises. A service group stops them in reverse order: the

@@ -227,6 +227,11 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// `result`: ok, cached, refused or unavailable.
+    /// A policy reload: `applied` or `failed`.
+    public func policyReload(result: String) {
+        self.counter("mcp_bouncer_policy_reloads_total", [("result", result)]).increment()
+    }
+
     public func tokenExchange(result: String) {
         self.exchanges[result]?.increment()
     }

@@ -129,38 +129,32 @@ public final class PolicyReloader: Service, Sendable {
     /// Loads the file and applies it; returns whether the new policy is in force.
     @discardableResult
     public func reload(reason: String) -> Bool {
-        let metrics = self.application.metrics
-        let audit = self.application.gateway.audit
         switch Result(catching: { () throws(PolicyFileError) in try self.file.load() }) {
         case .failure(let error):
-            let problems = error.problems
-            metrics.counter("mcp_bouncer_policy_reloads_total", [("result", "failed")]).increment()
-            self.logger.error("policy reload failed; the previous policy stays in force", metadata: [
-                "file": "\(self.file.path)", "reason": "\(reason)", "problems": "\(problems.joined(separator: "; "))",
-            ])
-            audit?.submit(.gateway(.reloadFailed, [
-                "what": .string("policy"), "reason": .string(reason), "file": .string(self.file.path), "error": .array(problems.map(JSONValue.string)),
-            ]))
             // What failed is not watched again until it changes once more.
             self.watched.withLockedValue { $0 = Self.fingerprints(Array($0.keys)) }
-            return false
+            return self.failed(error.problems, reason: reason)
         case .success(let (policy, files)):
             self.watched.withLockedValue { $0 = Self.fingerprints(files) }
             do {
                 try self.application.apply(policy, reason: reason, file: self.file.path)
                 return true
             } catch {
-                metrics.counter("mcp_bouncer_policy_reloads_total", [("result", "failed")]).increment()
-                let problems = error.errors.map(\.description)
-                self.logger.error("policy reload failed; the previous policy stays in force", metadata: [
-                    "file": "\(self.file.path)", "reason": "\(reason)", "problems": "\(problems.joined(separator: "; "))",
-                ])
-                audit?.submit(.gateway(.reloadFailed, [
-                    "what": .string("policy"), "reason": .string(reason), "file": .string(self.file.path), "error": .array(problems.map(JSONValue.string)),
-                ]))
-                return false
+                return self.failed(error.errors.map(\.description), reason: reason)
             }
         }
+    }
+
+    /// Reports a reload that failed (the previous policy stays in force): log, metric, audit.
+    private func failed(_ problems: [String], reason: String) -> Bool {
+        self.application.metrics.policyReload(result: "failed")
+        self.logger.error("policy reload failed; the previous policy stays in force", metadata: [
+            "file": "\(self.file.path)", "reason": "\(reason)", "problems": "\(problems.joined(separator: "; "))",
+        ])
+        self.application.gateway.audit?.submit(.gateway(.reloadFailed, [
+            "what": .string("policy"), "reason": .string(reason), "file": .string(self.file.path), "error": .array(problems.map(JSONValue.string)),
+        ]))
+        return false
     }
 
     /// Whether any watched file's content changed since the last look.
