@@ -12,7 +12,7 @@ import ServiceLifecycle
 public final class GatewayServer: Service, Sendable {
     /// The gateway in force; a policy reload swaps it (``GatewayReference``).
     public let current: GatewayReference
-    /// The gateway the server started with (its listen address and TLS setting stay).
+    /// The gateway in force now (a reload keeps the listen address and TLS setting it started with).
     public var gateway: Gateway { self.current.gateway }
     private let group: any EventLoopGroup
     private let onListening: @Sendable (SocketAddress) -> Void
