@@ -49,6 +49,9 @@ public final class Gateway: Sendable {
         self.policy = policy
         self.logger = logger
         let events = GatewayEvents(audit: audit, metrics: metrics)
+        for warning in policy.warnings {
+            logger.warning("policy: \(warning.message)", metadata: ["key": "\(warning.keyPath)", "line": "\(warning.line.map(String.init) ?? "-")"])
+        }
         var stores: [String: KeySetStore] = [:]
         var clients: [String: OAuthEndpointClient] = [:]
         for (name, server) in policy.authorizationServers {

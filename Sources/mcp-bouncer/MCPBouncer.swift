@@ -51,7 +51,9 @@ struct Check: ParsableCommand {
             // Certificates, keys and CA files are loaded exactly as `run` would, so a key that
             // does not match its certificate fails here, not at 3 a.m.
             _ = try GatewayTLSContexts.load(policy, logger: Logger(label: "mcp-bouncer"))
-            print("\(self.file): OK")
+            var stderr = FileHandle.standardError
+            for warning in policy.warnings { print("\(self.file):\(warning) (warning)", to: &stderr) }
+            print("\(self.file): OK\(policy.warnings.isEmpty ? "" : " with \(policy.warnings.count) warning\(policy.warnings.count == 1 ? "" : "s")")")
             print("  listen \(policy.listen), public URL \(policy.publicURL)")
             for resource in policy.resources {
                 print("  \(resource.uri) -> \(resource.upstream) (authorization server \(resource.authorizationServer))")

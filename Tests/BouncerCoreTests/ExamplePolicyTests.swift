@@ -118,6 +118,8 @@ struct PolicyReferenceTests {
         #expect(Self.plain(rows["token_format"]?["default"]) == defaults.tokenFormat.rawValue)
         #expect(Self.plain(rows["require_at_jwt_type"]?["default"]) == String(defaults.requireAccessTokenType))
         #expect(rows["scope_claims"]?["default"] == "`[\(defaults.scopeClaims.map(\.rawValue).joined(separator: ", "))]`")
+        #expect(rows["subject_claim"]?["default"] == "`\(defaults.subjectClaim)`")
+        #expect(rows["required_claims"]?["default"] == "none" && defaults.requiredClaims.isEmpty)
         #expect(defaults.algorithms == Set(JWSAlgorithm.allCases) && rows["algorithms"]?["default"] == "all below")
     }
 }

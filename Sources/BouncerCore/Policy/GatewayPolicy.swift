@@ -20,6 +20,8 @@ public struct GatewayPolicy: Sendable {
     public var sessions = SessionSettings()
     /// `trusted_proxies:`: the load balancers whose forwarding headers name the client.
     public var trustedProxies = TrustedProxies()
+    /// What loaded but deserves a second look (`check` prints them, `run` logs them).
+    public var warnings: [PolicyProblem] = []
 }
 
 /// `sessions:`. Without keys the gateway makes a random one at start (sessions then do not
@@ -204,8 +206,14 @@ public struct AuthorizationServerPolicy: Sendable, Equatable {
     public var leewaySeconds: Int64 = 60
     /// Require the RFC 9068 `typ` header (`at+jwt` / `application/at+jwt`).
     public var requireAccessTokenType = false
-    /// Claims that carry granted scopes: `scope` (space-separated string), `scp` (array or string).
+    /// Claims that carry granted scopes, each a space-separated string or an array of strings.
     public var scopeClaims: [ScopeClaim] = [.scope, .scp]
+    /// The claim that names the user (`sub`; Microsoft Entra's `oid` is stable across
+    /// applications). What sessions, rate limits, the audit trail and token exchange know them by.
+    public var subjectClaim = "sub"
+    /// Claims every token from this server must carry with a given value (a tenant, an
+    /// authorised party).
+    public var requiredClaims: [RequiredClaim] = []
     /// How to speak TLS to it when its URLs are https.
     public var tls = ClientTLSSettings()
     /// The gateway's own client here, for token exchange and introspection.
@@ -247,12 +255,56 @@ public struct AuthorizationServerPolicy: Sendable, Equatable {
     }
 }
 
-/// A claim that carries granted scopes.
-public enum ScopeClaim: String, Sendable, Hashable, CaseIterable {
+/// A claim that carries granted scopes: any top-level claim name (`scope`, `scp`, `roles`, an
+/// Auth0 namespaced claim such as `https://example.com/roles`). Its value may be a
+/// space-separated string or an array of strings.
+public struct ScopeClaim: RawRepresentable, Sendable, Hashable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public var rawValue: String
+
+    public init(rawValue: String) {
+        self.rawValue = rawValue
+    }
+
+    public init(stringLiteral value: String) {
+        self.rawValue = value
+    }
+
     /// A space-separated string (RFC 8693, RFC 9068).
-    case scope
+    public static let scope: ScopeClaim = "scope"
     /// An array of strings, or a string (Microsoft Entra, Okta).
-    case scp
+    public static let scp: ScopeClaim = "scp"
+
+    public var description: String { self.rawValue }
+}
+
+/// `required_claims`: a claim the token must carry with one of `values`. A string claim must
+/// equal one; a boolean or a number is compared by its JSON text (`true`, `42`); an array claim
+/// must contain one.
+public struct RequiredClaim: Sendable, Hashable {
+    public var name: String
+    public var values: [String]
+
+    public init(name: String, values: [String]) {
+        self.name = name
+        self.values = values
+    }
+
+    /// Whether `value` (the token's claim) satisfies this requirement.
+    public func isSatisfied(by value: JSONValue) -> Bool {
+        switch value {
+        case .array(let elements): return elements.contains { self.matches($0) }
+        default: return self.matches(value)
+        }
+    }
+
+    private func matches(_ value: JSONValue) -> Bool {
+        switch value {
+        case .string(let text): return self.values.contains(text)
+        case .bool(let flag): return self.values.contains(flag ? "true" : "false")
+        case .number(let text): return self.values.contains(text)
+        default: return false
+        }
+    }
 }
 
 /// How access tokens from an authorization server are checked.
@@ -311,13 +363,17 @@ public final class ResourcePolicy: Sendable {
     public let inspectResponses: Bool
     /// `rate_limit:`: a token bucket per user of this resource; `nil`: no limit.
     public let rateLimit: RateLimit?
+    /// `accepted_audiences:`: `aud` values accepted besides ``uri``, for authorization servers
+    /// that do not implement RFC 8707 (an Entra application ID URI, an Auth0 API identifier).
+    /// Compared byte for byte. No two resources share one (the loader refuses it).
+    public let acceptedAudiences: [String]
 
     public init(
         path: String, uri: CanonicalURI, name: String?, documentation: String?, authorizationServer: String,
         scopesSupported: [String], upstream: UpstreamTarget, upstreamTLS: ClientTLSSettings, credentials: UpstreamCredentials,
         methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>, listFiltering: Bool = true,
         toolPinning: ToolPinning? = nil, serverRequests: ServerRequestPolicy = .standard, inspectResponses: Bool = true,
-        rateLimit: RateLimit? = nil
+        rateLimit: RateLimit? = nil, acceptedAudiences: [String] = []
     ) {
         self.path = path
         self.uri = uri
@@ -338,6 +394,7 @@ public final class ResourcePolicy: Sendable {
         self.serverRequests = serverRequests
         self.inspectResponses = inspectResponses
         self.rateLimit = rateLimit
+        self.acceptedAudiences = acceptedAudiences
     }
 
     public var metadataURL: String { self.uri.protectedResourceMetadataURL }

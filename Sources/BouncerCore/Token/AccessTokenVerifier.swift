@@ -13,6 +13,8 @@ public struct TokenError: CodedError {
         case expired
         case notYetValid = "not_yet_valid"
         case missingClaim = "missing_claim"
+        /// A `required_claims` entry has another value.
+        case wrongClaim = "wrong_claim"
         /// Introspection answered `active: false` (revoked, expired or unknown).
         case inactive
     }
@@ -34,7 +36,7 @@ public struct TokenError: CodedError {
         case .wrongAudience: return "The access token was not issued for this resource"
         case .expired: return "The access token expired"
         case .notYetValid: return "The access token is not valid yet"
-        case .missingClaim: return "The access token lacks a required claim"
+        case .missingClaim, .wrongClaim: return "The access token lacks a required claim"
         case .inactive: return "The access token is not active"
         }
     }
@@ -136,18 +138,31 @@ public struct CompactJWS: Sendable {
 public struct TokenRequirements: Sendable {
     public var issuer: String
     public var audience: CanonicalURI
+    /// `aud` values accepted besides ``audience``, compared byte for byte.
+    public var acceptedAudiences: [String]
     public var algorithms: Set<JWSAlgorithm>
     public var leewaySeconds: Int64
     public var requireAccessTokenType: Bool
     public var scopeClaims: [ScopeClaim]
+    public var subjectClaim: String
+    public var requiredClaims: [RequiredClaim]
 
-    public init(issuer: String, audience: CanonicalURI, algorithms: Set<JWSAlgorithm>, leewaySeconds: Int64, requireAccessTokenType: Bool, scopeClaims: [ScopeClaim]) {
+    public init(issuer: String, audience: CanonicalURI, acceptedAudiences: [String] = [], algorithms: Set<JWSAlgorithm>, leewaySeconds: Int64,
+                requireAccessTokenType: Bool, scopeClaims: [ScopeClaim], subjectClaim: String = "sub", requiredClaims: [RequiredClaim] = []) {
         self.issuer = issuer
         self.audience = audience
+        self.acceptedAudiences = acceptedAudiences
         self.algorithms = algorithms
         self.leewaySeconds = leewaySeconds
         self.requireAccessTokenType = requireAccessTokenType
         self.scopeClaims = scopeClaims
+        self.subjectClaim = subjectClaim
+        self.requiredClaims = requiredClaims
+    }
+
+    /// Whether one `aud` value names this resource.
+    public func accepts(audience value: String) -> Bool {
+        self.audience.isNamed(by: value) || self.acceptedAudiences.contains(value)
     }
 
     /// `aud` as a list (RFC 7519 allows a string or an array); `nil` when absent or malformed.
@@ -159,8 +174,8 @@ public struct TokenRequirements: Sendable {
         }
     }
 
-    /// Granted scopes from the configured claims: `scope` as a space-separated string, `scp`
-    /// as an array (either accepts both shapes).
+    /// Granted scopes from the configured claims, each a space-separated string or an array of
+    /// strings.
     public func scopes(in claims: JSONValue) -> Set<String> {
         var scopes: Set<String> = []
         for claim in self.scopeClaims {
@@ -175,8 +190,9 @@ public struct TokenRequirements: Sendable {
 
     public init(server: AuthorizationServerPolicy, resource: ResourcePolicy) {
         self.init(
-            issuer: server.issuer, audience: resource.uri, algorithms: server.algorithms, leewaySeconds: server.leewaySeconds,
-            requireAccessTokenType: server.requireAccessTokenType, scopeClaims: server.scopeClaims
+            issuer: server.issuer, audience: resource.uri, acceptedAudiences: resource.acceptedAudiences, algorithms: server.algorithms,
+            leewaySeconds: server.leewaySeconds, requireAccessTokenType: server.requireAccessTokenType, scopeClaims: server.scopeClaims,
+            subjectClaim: server.subjectClaim, requiredClaims: server.requiredClaims
         )
     }
 }

@@ -30,7 +30,7 @@ public enum ClaimChecks {
         guard let audiences = TokenRequirements.audiences(in: claims) ?? (source == .jwt ? nil : []) else {
             throw TokenError(.missingClaim, "no aud")
         }
-        guard audiences.contains(where: { requirements.audience.isNamed(by: $0) }) else {
+        guard audiences.contains(where: { requirements.accepts(audience: $0) }) else {
             throw TokenError(.wrongAudience, "\(label)aud \(audiences) does not include \(requirements.audience)")
         }
 
@@ -51,10 +51,22 @@ public enum ClaimChecks {
         if let issuedAt, issuedAt > now + requirements.leewaySeconds {
             throw TokenError(.notYetValid, "\(label)issued in the future (\(issuedAt)), now \(now)")
         }
+        for required in requirements.requiredClaims {
+            guard let value = claims[required.name] else { throw TokenError(.missingClaim, "\(label)no \(required.name) (a required claim)") }
+            guard required.isSatisfied(by: value) else {
+                throw TokenError(.wrongClaim, "\(label)\(required.name) is not \(required.values.joined(separator: " or "))")
+            }
+        }
+        let subject: String?
+        switch claims[requirements.subjectClaim] {
+        case nil, .null?: subject = nil
+        case .string(let value)?: subject = value
+        default: throw TokenError(.malformed, "\(label)\(requirements.subjectClaim) (the subject claim) is not a string")
+        }
         let clientID = claims["client_id"]?.stringValue ?? (source == .jwt ? claims["azp"]?.stringValue : nil)
         return AccessTokenClaims(
             issuer: issuer,
-            subject: claims["sub"]?.stringValue,
+            subject: subject,
             clientID: clientID,
             audiences: audiences,
             expiresAt: expiresAt,

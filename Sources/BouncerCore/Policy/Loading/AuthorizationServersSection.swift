@@ -31,7 +31,7 @@ extension PolicyReader {
         guard let section = self.section(
             node, path,
             allowed: ["issuer", "metadata_url", "jwks_uri", "algorithms", "leeway_seconds", "require_at_jwt_type",
-                      "scope_claims", "jwks_refresh_min_interval_seconds", "jwks_max_age_seconds", "tls",
+                      "scope_claims", "subject_claim", "required_claims", "jwks_refresh_min_interval_seconds", "jwks_max_age_seconds", "tls",
                       "client", "token_endpoint", "introspection_endpoint", "token_format",
                       "introspection_cache_seconds", "introspection_negative_cache_seconds", "scope_implies"],
             required: ["issuer"]
@@ -50,8 +50,14 @@ extension PolicyReader {
             if algorithms.isEmpty { section.report("algorithms", "at least one algorithm is required") }
             server.algorithms = Set(algorithms)
         }
-        if let claims = section.choices("scope_claims", ScopeClaim.self, problem: { "unknown scope claim '\($0)' (use scope and/or scp)" }) {
-            server.scopeClaims = claims
+        if let claims = section.stringList("scope_claims") {
+            if claims.isEmpty { section.report("scope_claims", "at least one claim is required (the default is [scope, scp])") }
+            if Set(claims).count != claims.count { section.report("scope_claims", "a claim is named twice") }
+            server.scopeClaims = claims.map(ScopeClaim.init(rawValue:))
+        }
+        server.subjectClaim = section.nonEmptyString("subject_claim") ?? server.subjectClaim
+        if let node = section["required_claims"] {
+            server.requiredClaims = self.requiredClaims(node, section.childPath("required_claims"))
         }
         section.read(AuthorizationServerPolicy.integerSettings, into: &server)
         server.requireAccessTokenType = section.bool("require_at_jwt_type") ?? server.requireAccessTokenType
@@ -68,6 +74,37 @@ extension PolicyReader {
         guard let tls = self.clientTLS(section["tls"], section.childPath("tls")) else { return nil }
         server.tls = tls
         return self.problems.count == problems ? server : nil
+    }
+
+    /// `required_claims: { tid: "...", azp: [app-a, app-b] }`: a claim name and the value, or
+    /// the values, one of which it must have.
+    func requiredClaims(_ node: Node, _ path: String) -> [RequiredClaim] {
+        guard case .mapping(let mapping) = node else {
+            self.report(node, path, "expected a mapping of claim names to the value (or list of values) each must have")
+            return []
+        }
+        var claims: [RequiredClaim] = []
+        for (keyNode, value) in mapping {
+            let name = keyNode.scalar?.string ?? ""
+            let childPath = "\(path).\(name)"
+            guard !name.isEmpty else {
+                self.report(keyNode, path, "claim names must be non-empty strings")
+                continue
+            }
+            if ["iss", "aud", "exp", "nbf", "iat"].contains(name) {
+                self.report(keyNode, childPath, "\(name) is checked by the gateway already (issuer, resource and lifetime); it cannot be required here")
+                continue
+            }
+            let values: [String]?
+            if case .sequence = value {
+                values = self.stringList(value, childPath)
+                if values?.isEmpty == true { self.report(value, childPath, "at least one value is required") }
+            } else {
+                values = self.nonEmptyString(value, childPath).map { [$0] }
+            }
+            if let values, !values.isEmpty { claims.append(RequiredClaim(name: name, values: values)) }
+        }
+        return claims
     }
 
     /// `scope_implies: { "jira:admin": ["jira:write"], "jira:write": ["jira:read"] }`: scope

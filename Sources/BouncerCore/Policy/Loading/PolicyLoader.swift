@@ -20,7 +20,10 @@ public enum PolicyLoader {
             throw PolicyValidationError(problems: [PolicyProblem(line: nil, column: nil, keyPath: "", message: "the policy file is empty")])
         }
         let policy = reader.policy(root)
-        if let policy, reader.problems.isEmpty { return policy }
+        if var policy, reader.problems.isEmpty {
+            policy.warnings = reader.warnings
+            return policy
+        }
         throw PolicyValidationError(problems: reader.problems.sorted { ($0.line ?? 0, $0.column ?? 0) < ($1.line ?? 0, $1.column ?? 0) })
     }
 }

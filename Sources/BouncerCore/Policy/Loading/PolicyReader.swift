@@ -7,6 +7,8 @@ import Yams
 /// own extension (`*Section.swift` beside this file), in the order of `policies/README.md`.
 final class PolicyReader {
     var problems: [PolicyProblem] = []
+    /// What loads but deserves a second look; `check` prints them, `run` logs them.
+    var warnings: [PolicyProblem] = []
     let secrets: SecretSource
 
     init(secrets: SecretSource) {
@@ -17,6 +19,10 @@ final class PolicyReader {
 
     func report(_ node: Node?, _ path: String, _ message: String) {
         self.problems.append(PolicyProblem(line: node?.mark?.line, column: node?.mark?.column, keyPath: path, message: message))
+    }
+
+    func warn(_ node: Node?, _ path: String, _ message: String) {
+        self.warnings.append(PolicyProblem(line: node?.mark?.line, column: node?.mark?.column, keyPath: path, message: message))
     }
 
     func yamlProblem(_ error: YamlError) -> PolicyProblem {

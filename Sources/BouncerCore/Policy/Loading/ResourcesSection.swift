@@ -17,9 +17,58 @@ extension PolicyReader {
                 self.report(element, "\(childPath).path", "path '\(resource.path)' is used by another resource")
                 continue
             }
+            if let other = resources.first(where: { Self.sharedAudience(resource, $0) != nil }), let shared = Self.sharedAudience(resource, other) {
+                // A token for one would be accepted by the other: the confused deputy the
+                // audience check exists to stop.
+                self.report(element, "\(childPath).accepted_audiences", "audience '\(shared)' is also accepted by resource \(other.path): a token for one would be replayed at the other; give each resource its own")
+                continue
+            }
             resources.append(resource)
         }
         return resources
+    }
+
+    /// An `aud` value both resources accept, if any.
+    static func sharedAudience(_ one: ResourcePolicy, _ other: ResourcePolicy) -> String? {
+        if let value = one.acceptedAudiences.first(where: { other.acceptedAudiences.contains($0) || other.uri.isNamed(by: $0) }) { return value }
+        return other.acceptedAudiences.first { one.uri.isNamed(by: $0) }
+    }
+
+    /// `accepted_audiences`: non-empty strings, each once. Values shaped like a client id get a
+    /// warning: ID tokens issued to that client carry it in `aud` too.
+    func acceptedAudiences(_ section: PolicySection, resourceURI: CanonicalURI, servers: [String: AuthorizationServerPolicy]) -> [String]? {
+        guard let values = section.stringList("accepted_audiences") else { return [] }
+        let path = section.childPath("accepted_audiences")
+        var accepted: [String] = []
+        for value in values {
+            if accepted.contains(value) {
+                section.report("accepted_audiences", "'\(value)' is listed twice")
+                return nil
+            }
+            if resourceURI.isNamed(by: value) {
+                section.report("accepted_audiences", "'\(value)' is the resource URI itself, always accepted; list only other values")
+                return nil
+            }
+            if let hint = Self.clientIDHint(value, servers: servers) {
+                self.warn(section["accepted_audiences"], path, "'\(value)' looks like a client id (\(hint)); an ID token issued to that client names it in aud as well. Accept it only if it is this API's own identifier, and require at+jwt (require_at_jwt_type) or pin required_claims")
+            }
+            accepted.append(value)
+        }
+        return accepted
+    }
+
+    /// Why `value` looks like an OAuth client id rather than an API identifier, if it does.
+    static func clientIDHint(_ value: String, servers: [String: AuthorizationServerPolicy]) -> String? {
+        if let server = servers.values.sorted(by: { $0.name < $1.name }).first(where: { $0.client?.clientID == value }) {
+            return "the gateway's own client id at \(server.name)"
+        }
+        if value.hasSuffix(".apps.googleusercontent.com") { return "a Google OAuth client id" }
+        let hex = value.utf8.split(separator: UInt8(ascii: "-"), omittingEmptySubsequences: false).map(\.count)
+        if hex == [8, 4, 4, 4, 12], value.utf8.allSatisfy({ $0 == UInt8(ascii: "-") || ($0 >= 48 && $0 <= 57) || ($0 | 0x20 >= 97 && $0 | 0x20 <= 102) }) {
+            return "a GUID, as Entra ID application (client) ids are"
+        }
+        if !value.contains(":") { return "not a URI, as API identifiers usually are" }
+        return nil
     }
 
     func resource(_ node: Node, _ path: String, publicURL: CanonicalURI, servers: [String: AuthorizationServerPolicy]) -> ResourcePolicy? {
@@ -27,7 +76,7 @@ extension PolicyReader {
             node, path,
             allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
                       "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering", "tool_pins", "on_tool_change",
-                      "elicitation", "server_requests", "inspect_responses", "rate_limit"],
+                      "elicitation", "server_requests", "inspect_responses", "rate_limit", "accepted_audiences"],
             required: ["path", "authorization_server", "upstream", "methods"]
         ) else { return nil }
         var valid = true
@@ -112,15 +161,17 @@ extension PolicyReader {
             valid = false
         }
         let (rateLimitValid, rateLimit) = self.rateLimit(section)
-        guard valid, rateLimitValid, let resourcePath, let serverName, let upstream, let upstreamTLS, let methods else { return nil }
-        let uri = publicURL.appendingPath(resourcePath)
+        let uri = publicURL.appendingPath(resourcePath ?? "/")
+        let acceptedAudiences = self.acceptedAudiences(section, resourceURI: uri, servers: servers)
+        guard valid, rateLimitValid, let resourcePath, let serverName, let upstream, let upstreamTLS, let methods, let acceptedAudiences else { return nil }
         // The resource's own origin is always allowed: a browser page served by it is same-origin.
         origins.insert(publicURL.origin)
         return ResourcePolicy(
             path: resourcePath, uri: uri, name: name, documentation: documentation, authorizationServer: serverName,
             scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
             clientResponses: responses, allowedOrigins: origins, protocolVersions: versions, listFiltering: listFiltering,
-            toolPinning: toolPinning, serverRequests: serverRequests, inspectResponses: inspectResponses, rateLimit: rateLimit
+            toolPinning: toolPinning, serverRequests: serverRequests, inspectResponses: inspectResponses, rateLimit: rateLimit,
+            acceptedAudiences: acceptedAudiences
         )
     }
 
