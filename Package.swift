@@ -82,6 +82,17 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "BouncerProbe",
+            dependencies: [
+                "BouncerCore",
+                "BouncerProxy",
+                "BouncerTLS",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "BouncerDemo",
             dependencies: [
                 "BouncerCore",
@@ -101,6 +112,7 @@ let package = Package(
                 "BouncerCore",
                 "BouncerTLS",
                 "BouncerProxy",
+                "BouncerProbe",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -69,10 +69,12 @@ public struct HTTPFetcher: Sendable {
     ///
     /// Every call is counted and timed, labelled by purpose (`metadata`, `jwks`, `token`,
     /// `introspection`) and outcome (`2xx`, `4xx`, `5xx`, `error`).
-    public func send(_ method: HTTPMethod, _ url: String, purpose: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?) -> EventLoopFuture<HTTPFetchResponse> {
+    /// With `untilFirstEvent`, an `text/event-stream` response is returned after its first
+    /// event (a stream that stays open, such as a GET stream or the 2024-11-05 transport's).
+    public func send(_ method: HTTPMethod, _ url: String, purpose: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?, untilFirstEvent: Bool = false) -> EventLoopFuture<HTTPFetchResponse> {
         let started = NIODeadline.now()
         let metrics = self.metrics
-        return self.sendUnmeasured(method, url, headers: extraHeaders, body: requestBody, tls: tls, serverName: serverName, on: eventLoop).always { result in
+        return self.sendUnmeasured(method, url, headers: extraHeaders, body: requestBody, tls: tls, serverName: serverName, on: eventLoop, untilFirstEvent: untilFirstEvent).always { result in
             let outcome: String
             switch result {
             case .success(let response): outcome = "\(response.status / 100)xx"
@@ -82,7 +84,7 @@ public struct HTTPFetcher: Sendable {
         }
     }
 
-    private func sendUnmeasured(_ method: HTTPMethod, _ url: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?) -> EventLoopFuture<HTTPFetchResponse> {
+    private func sendUnmeasured(_ method: HTTPMethod, _ url: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?, untilFirstEvent: Bool) -> EventLoopFuture<HTTPFetchResponse> {
         let eventLoop = eventLoop ?? self.group.next()
         let parts = url.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
         let uri: CanonicalURI
@@ -111,7 +113,7 @@ public struct HTTPFetcher: Sendable {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tlsContext, serverHostname: verifiedName, handshakeTimeout: handshakeTimeout))
                     }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(CollectingResponseHandler(limit: limit, url: url, promise: promise))
+                    try channel.pipeline.syncOperations.addHandler(CollectingResponseHandler(limit: limit, url: url, promise: promise, untilFirstEvent: untilFirstEvent))
                 }
             }
             .connect(host: host, port: uri.effectivePort)
@@ -169,6 +171,18 @@ public struct HTTPFetchResponse: Sendable {
     public var status: Int
     public var headers: [(String, String)]
     public var body: [UInt8]
+    /// The TLS version negotiated (`TLSv1.3`), nil over plain HTTP.
+    public var tlsVersion: String?
+    /// False when the response was cut short on purpose (`untilFirstEvent`).
+    public var complete = true
+
+    public init(status: Int, headers: [(String, String)], body: [UInt8], tlsVersion: String? = nil, complete: Bool = true) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+        self.tlsVersion = tlsVersion
+        self.complete = complete
+    }
 
     public func header(_ name: String) -> String? { self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1 }
     public var text: String { String(decoding: self.body, as: UTF8.self) }
@@ -184,11 +198,15 @@ private final class CollectingResponseHandler: ChannelInboundHandler {
     private var status: HTTPResponseStatus?
     private var headers: [(String, String)] = []
     private var body: [UInt8] = []
+    private let untilFirstEvent: Bool
+    private var isEventStream = false
+    private var tlsVersion: String?
 
-    init(limit: Int, url: String, promise: EventLoopPromise<HTTPFetchResponse>) {
+    init(limit: Int, url: String, promise: EventLoopPromise<HTTPFetchResponse>, untilFirstEvent: Bool) {
         self.limit = limit
         self.url = url
         self.promise = promise
+        self.untilFirstEvent = untilFirstEvent
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -196,6 +214,8 @@ private final class CollectingResponseHandler: ChannelInboundHandler {
         case .head(let head):
             self.status = head.status
             self.headers = head.headers.map { ($0.name, $0.value) }
+            self.isEventStream = head.headers.first(name: "Content-Type")?.lowercased().hasPrefix("text/event-stream") ?? false
+            self.tlsVersion = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).protocolVersion
         case .body(var buffer):
             guard self.body.count + buffer.readableBytes <= self.limit else {
                 self.promise.fail(FetchError(code: .responseTooLarge, reason: "\(self.url) sent more than \(self.limit) bytes"))
@@ -203,10 +223,26 @@ private final class CollectingResponseHandler: ChannelInboundHandler {
                 return
             }
             self.body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
+            if self.untilFirstEvent, self.isEventStream, Self.holdsAnEvent(self.body) {
+                self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), headers: self.headers, body: self.body, tlsVersion: self.tlsVersion, complete: false))
+                context.close(promise: nil)
+            }
         case .end:
-            self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), headers: self.headers, body: self.body))
+            self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), headers: self.headers, body: self.body, tlsVersion: self.tlsVersion))
             context.close(promise: nil)
         }
+    }
+
+    /// Whether `bytes` hold a whole event: a blank line after some content.
+    static func holdsAnEvent(_ bytes: [UInt8]) -> Bool {
+        var previous: UInt8 = 0
+        var sawContent = false
+        for byte in bytes where byte != UInt8(ascii: "\r") {
+            if byte == UInt8(ascii: "\n"), previous == UInt8(ascii: "\n"), sawContent { return true }
+            if byte != UInt8(ascii: "\n") { sawContent = true }
+            previous = byte
+        }
+        return false
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -40,6 +40,21 @@ public struct ToolLister: Sendable {
     }
 
     public func listTools() async throws(ToolListError) -> [JSONValue] {
+        try await self.catalogue(tools: true, prompts: false, resources: false).tools
+    }
+
+    /// What a server offers: its `initialize` result (nil for a stateless server), and the
+    /// tools, prompts and resources it lists (each only when asked for and, after an
+    /// `initialize`, only when its capabilities announce it).
+    public struct Catalogue: Sendable {
+        public var initializeResult: JSONValue?
+        public var tools: [JSONValue] = []
+        public var prompts: [JSONValue] = []
+        public var resources: [JSONValue] = []
+        public var resourceTemplates: [JSONValue] = []
+    }
+
+    public func catalogue(tools: Bool = true, prompts: Bool = true, resources: Bool = true) async throws(ToolListError) -> Catalogue {
         var headers = self.headers + [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
         let initialize = JSONValue.object([
             "jsonrpc": .string("2.0"), "id": .number("1"), "method": .string("initialize"),
@@ -49,8 +64,10 @@ public struct ToolLister: Sendable {
             ]),
         ])
         let session: String?
+        var catalogue = Catalogue()
         let (response, answer) = try await self.call(initialize, headers: headers)
         if response.status == 200, let result = answer?["result"] {
+            catalogue.initializeResult = result
             session = response.header("Mcp-Session-Id")
             headers.append(("MCP-Protocol-Version", result["protocolVersion"]?.stringValue ?? "2025-11-25"))
             if let session { headers.append(("Mcp-Session-Id", session)) }
@@ -62,9 +79,18 @@ public struct ToolLister: Sendable {
             session = nil
             headers.append(("MCP-Protocol-Version", "2026-07-28"))
         }
-        let listed: Result<[JSONValue], ToolListError>
+        let capabilities = catalogue.initializeResult?["capabilities"]
+        func offers(_ capability: String) -> Bool { capabilities == nil || capabilities?[capability] != nil }
+        let listed: Result<Catalogue, ToolListError>
         do {
-            listed = .success(try await self.pages(headers: headers))
+            if tools { catalogue.tools = try await self.pages("tools/list", "tools", headers: headers) }
+            if prompts, offers("prompts") { catalogue.prompts = try await self.pages("prompts/list", "prompts", headers: headers) }
+            if resources, offers("resources") {
+                catalogue.resources = try await self.pages("resources/list", "resources", headers: headers)
+                // Optional even for servers with resources.
+                catalogue.resourceTemplates = (try? await self.pages("resources/templates/list", "resourceTemplates", headers: headers)) ?? []
+            }
+            listed = .success(catalogue)
         } catch {
             listed = .failure(error)
         }
@@ -75,28 +101,28 @@ public struct ToolLister: Sendable {
         return try listed.get()
     }
 
-    /// `tools/list`, page after page.
-    private func pages(headers: [(String, String)]) async throws(ToolListError) -> [JSONValue] {
-        var tools: [JSONValue] = []
+    /// A list method (`tools/list`, `prompts/list`, ...), page after page.
+    private func pages(_ method: String, _ key: String, headers: [(String, String)]) async throws(ToolListError) -> [JSONValue] {
+        var entries: [JSONValue] = []
         var cursor: String?
         for page in 0..<Self.maxPages {
             let request = JSONValue.object([
-                "jsonrpc": .string("2.0"), "id": .number(String(page + 2)), "method": .string("tools/list"),
+                "jsonrpc": .string("2.0"), "id": .number(String(page + 2)), "method": .string(method),
                 "params": .object(cursor.map { ["cursor": .string($0)] } ?? [:]),
             ])
-            let (response, answer) = try await self.call(request, headers: headers + [("Mcp-Method", "tools/list")])
+            let (response, answer) = try await self.call(request, headers: headers + [("Mcp-Method", method)])
             guard response.status == 200, let answer else {
-                throw ToolListError(.refused, "tools/list answered \(response.status): \(response.text.prefix(200))")
+                throw ToolListError(.refused, "\(method) answered \(response.status): \(response.text.prefix(200))")
             }
             if let error = answer["error"] {
-                throw ToolListError(.refused, "tools/list failed: \(error["message"]?.stringValue ?? error.serialized)")
+                throw ToolListError(.refused, "\(method) failed: \(error["message"]?.stringValue ?? error.serialized)")
             }
-            guard case .array(let entries)? = answer["result"]?["tools"] else { throw ToolListError(.malformed, "tools/list result without a tools list") }
-            tools += entries
+            guard case .array(let listed)? = answer["result"]?[key] else { throw ToolListError(.malformed, "\(method) result without a \(key) list") }
+            entries += listed
             cursor = answer["result"]?["nextCursor"]?.stringValue
-            if cursor == nil { return tools }
+            if cursor == nil { return entries }
         }
-        throw ToolListError(.malformed, "tools/list still had a nextCursor after \(Self.maxPages) pages")
+        throw ToolListError(.malformed, "\(method) still had a nextCursor after \(Self.maxPages) pages")
     }
 
     /// POSTs one message; the response message with its id (requests), if any.

@@ -15,7 +15,7 @@ struct MCPBouncer: AsyncParsableCommand {
         commandName: "mcp-bouncer",
         abstract: "An OAuth 2.1 resource-server gateway for MCP servers.",
         version: MCPBouncerVersion.current,
-        subcommands: [Demo.self, Run.self, Check.self, Audit.self, Pin.self, Sessions.self]
+        subcommands: [Demo.self, Run.self, Check.self, Audit.self, Pin.self, Sessions.self, Probe.self, Init.self]
     )
 }
 

@@ -1,0 +1,168 @@
+/// The policy `mcp-bouncer init` writes for one legacy server: one resource, a method rule
+/// for what the server offers, tool scopes proposed from the tools' annotations, and comments
+/// that say what to review. Pure: the server's listings come in, YAML text goes out.
+public struct PolicyDraft: Sendable {
+    public var upstream: String
+    /// The resource's public path, `/<name>/mcp`.
+    public var path: String
+    public var publicURL: CanonicalURI
+    public var issuer: String?
+    /// The tool pin file the policy names (written beside it), nil for none.
+    public var pinsFile: String?
+    public var serverName: String?
+    public var tools: [JSONValue] = []
+    public var prompts: [JSONValue] = []
+    public var resources: [JSONValue] = []
+    public var resourceTemplates: [JSONValue] = []
+    /// When the listing was taken, as written in the header comment.
+    public var date: String
+
+    public init(upstream: String, path: String, publicURL: CanonicalURI, issuer: String?, pinsFile: String?, date: String) {
+        self.upstream = upstream
+        self.path = path
+        self.publicURL = publicURL
+        self.issuer = issuer
+        self.pinsFile = pinsFile
+        self.date = date
+    }
+
+    /// The scope prefix: the first segment of the path (`/jira/mcp` -> `jira`).
+    public var scopePrefix: String {
+        let first = self.path.split(separator: "/").first.map(String.init) ?? "mcp"
+        let cleaned = String(first.unicodeScalars.filter { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" || $0 == ".") })
+        return cleaned.isEmpty ? "mcp" : cleaned
+    }
+
+    /// The path for `--path`'s default: `/<server name>/mcp`, or `/mcp`.
+    public static func defaultPath(serverName: String?) -> String {
+        let name = (serverName ?? "").lowercased().unicodeScalars.map { scalar -> Character in
+            scalar.isASCII && (scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)) ? Character(scalar) : "-"
+        }
+        let slug = String(name).split(separator: "-").joined(separator: "-")
+        return slug.isEmpty ? "/mcp" : "/\(slug)/mcp"
+    }
+
+    /// The access a tool's annotations suggest: `read` (readOnlyHint), `admin`
+    /// (destructiveHint, unless read-only), otherwise `write` (the MCP default for a tool
+    /// without annotations is destructive and not read-only: `write` is the least a reviewer
+    /// must confirm).
+    public enum Access: String, Sendable {
+        case read, write, admin
+    }
+
+    public static func access(of tool: JSONValue) -> (access: Access, why: String) {
+        let annotations = tool["annotations"]
+        if annotations?["readOnlyHint"] == .bool(true) { return (.read, "readOnlyHint") }
+        if annotations?["destructiveHint"] == .bool(true) { return (.admin, "destructiveHint") }
+        if annotations?["destructiveHint"] == .bool(false) { return (.write, "destructiveHint: false") }
+        return (.write, "no annotation: REVIEW")
+    }
+
+    func scope(_ access: Access) -> String { "\(self.scopePrefix):\(access.rawValue)" }
+
+    /// The policy file's text.
+    public var yaml: String {
+        var out = """
+            # mcp-bouncer policy written by `mcp-bouncer init` from \(self.upstream) on \(self.date).
+            # REVIEW before use: the scopes below are proposals from the tools' annotations (hints the
+            # server gives about itself, not guarantees), and every tool the server may add later is
+            # denied until it is listed here. Check it with: mcp-bouncer check <this file>
+            # Reference: policies/README.md; identity providers: docs/identity-providers.md
+
+            """
+        let loopback = ["127.0.0.1", "localhost", "[::1]"].contains(self.publicURL.host)
+        out += "listen: \(loopback ? "127.0.0.1" : "0.0.0.0"):\(self.publicURL.effectivePort)\n"
+        if !loopback, self.publicURL.scheme == "https" {
+            out += "# TLS is terminated in front of the gateway; or add a tls: block (policies/README.md).\n"
+        }
+        out += "public_url: \(self.publicURL)\n\n"
+        out += "authorization_servers:\n  idp:\n"
+        if let issuer = self.issuer {
+            out += "    issuer: \(Self.quoted(issuer))\n"
+        } else {
+            out += "    # REVIEW: your identity provider's issuer (no --issuer was given).\n    issuer: https://login.example.com\n"
+        }
+        out += "    # Identity providers without RFC 8707 need accepted_audiences on the resource, and maybe\n"
+        out += "    # scope_claims / subject_claim / required_claims here: see docs/identity-providers.md.\n\n"
+        out += "resources:\n"
+        out += "  - path: \(self.path)\n"
+        if let name = self.serverName { out += "    name: \(Self.quoted(name))\n" }
+        out += "    authorization_server: idp\n"
+        out += "    scopes_supported: [\(self.scope(.read))]\n"
+        out += "    upstream: \(Self.quoted(self.upstream))\n"
+        out += "    # If the server needs a credential of its own: upstream_credentials (static header or token exchange).\n"
+        if let pins = self.pinsFile {
+            out += "    # The tool definitions as listed now (mcp-bouncer pin): a changed definition is blocked.\n"
+            out += "    tool_pins: \(Self.quoted(pins))\n"
+        }
+        out += "    methods:\n"
+        out += "      initialize: []\n      notifications/*: []\n      ping: []\n"
+        out += "      tools/list: [\(self.scope(.read))]\n"
+        let toolNames = self.tools.compactMap { $0["name"]?.stringValue }
+        if toolNames.isEmpty {
+            out += "      # The server listed no tools.\n"
+        } else {
+            out += "      tools/call:\n"
+            let width = toolNames.map { Self.quoted($0).count }.max() ?? 0
+            for tool in self.tools {
+                guard let name = tool["name"]?.stringValue else { continue }
+                let (access, why) = Self.access(of: tool)
+                let key = Self.quoted(name) + ":"
+                out += "        \(key.padding(toLength: width + 1, withPad: " ", startingAt: 0)) [\(self.scope(access))]   # \(why)\n"
+            }
+        }
+        let promptNames = self.prompts.compactMap { $0["name"]?.stringValue }
+        if !promptNames.isEmpty {
+            out += "      prompts/list: [\(self.scope(.read))]\n      prompts/get:\n"
+            for name in promptNames { out += "        \(Self.quoted(name)): [\(self.scope(.read))]\n" }
+        }
+        let resourceURIs = self.resources.compactMap { $0["uri"]?.stringValue }
+        let templates = self.resourceTemplates.compactMap { $0["uriTemplate"]?.stringValue }
+        if !resourceURIs.isEmpty || !templates.isEmpty {
+            out += "      resources/list: [\(self.scope(.read))]\n"
+            if !templates.isEmpty { out += "      resources/templates/list: [\(self.scope(.read))]\n" }
+            out += "      resources/read:\n"
+            for uri in resourceURIs { out += "        \(Self.quoted(uri)): [\(self.scope(.read))]\n" }
+            for template in templates {
+                // {variables} become a trailing glob: the rule covers what the template names.
+                guard let brace = template.firstIndex(of: "{") else {
+                    out += "        \(Self.quoted(template)): [\(self.scope(.read))]\n"
+                    continue
+                }
+                let prefix = String(template[..<brace])
+                if prefix.contains("://") { out += "        \(Self.quoted(prefix + "*")): [\(self.scope(.read))]   # template \(template)\n" }
+            }
+        }
+        out += "      # anything not listed is denied\n"
+        return out
+    }
+
+    /// A YAML double-quoted scalar when the text needs it, else the text.
+    static func quoted(_ text: String) -> String {
+        let plain = !text.isEmpty && text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_./:".unicodeScalars.contains($0)) }
+            && !text.hasPrefix("-") && !text.hasSuffix(":") && !["true", "false", "null", "yes", "no", "on", "off"].contains(text.lowercased())
+        if plain { return text }
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    out += "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        String(repeating: "0", count: max(0, width - self.count)) + self
+    }
+}

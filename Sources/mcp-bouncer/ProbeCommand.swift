@@ -1,0 +1,245 @@
+import ArgumentParser
+import BouncerCore
+import BouncerProbe
+import BouncerProxy
+import BouncerTLS
+import Foundation
+import NIOPosix
+
+struct Probe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Assess MCP servers against the MCP authorization specification and report findings.",
+        discussion: """
+            Each URL is a Streamable HTTP endpoint (the older HTTP+SSE transport is detected). \
+            Findings have a severity, the requirement they rest on and a fix. \(ProbeOutput.readOnlyNote) \
+            The exit code is 1 when a finding is at least as severe as --fail-on, so a CI job can gate deployments.
+            """
+    )
+
+    @Argument(help: "MCP endpoints, e.g. https://mcp.example.com/jira/mcp.")
+    var urls: [String] = []
+
+    @Option(name: .long, help: "A file of URLs, one per line (# starts a comment).")
+    var from: String?
+
+    @Option(name: .long, help: "table, json or sarif (SARIF 2.1.0, for code scanning).")
+    var format: String = "table"
+
+    @Option(name: .long, help: "critical, high, medium or never: the least severity that fails the command.")
+    var failOn: String = "high"
+
+    @Option(name: .long, help: "A token valid for the server(s): it must be accepted, and must not be accepted in the query string.")
+    var token: String?
+
+    @Option(name: .long, help: "A token of the same issuer for another resource: it must be refused (audience validation).")
+    var foreignToken: String?
+
+    @Option(name: .long, help: "A client of the authorization server (client credentials), to test that tokens asked for this URL name it in aud (RFC 8707).")
+    var clientID: String?
+
+    @Option(name: .long, help: "The client's secret (client_secret_basic).")
+    var clientSecret: String?
+
+    @Option(name: .long, help: "Seconds the whole probe of one server may take.")
+    var timeout: Int = 30
+
+    @Option(name: .long, help: "Servers probed at once.")
+    var concurrency: Int = 4
+
+    @Option(name: .long, help: "A PEM file of CA certificates to trust instead of the system's.")
+    var caFile: String?
+
+    func validate() throws {
+        guard ProbeFailOn(rawValue: self.failOn) != nil else { throw ValidationError("--fail-on must be critical, high, medium or never") }
+        guard ["table", "json", "sarif"].contains(self.format) else { throw ValidationError("--format must be table, json or sarif") }
+        guard (1...3600).contains(self.timeout) else { throw ValidationError("--timeout must be 1 - 3600 seconds") }
+        guard (1...256).contains(self.concurrency) else { throw ValidationError("--concurrency must be 1 - 256") }
+        guard (self.clientID == nil) == (self.clientSecret == nil) else { throw ValidationError("--client-id and --client-secret go together") }
+    }
+
+    func run() async throws {
+        var urls = self.urls
+        if let from = self.from {
+            guard let text = try? String(contentsOfFile: from, encoding: .utf8) else { throw ValidationError("cannot read --from \(from)") }
+            urls += text.split(whereSeparator: \.isNewline).map { $0.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0].trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        }
+        guard !urls.isEmpty else { throw ValidationError("give at least one URL (or --from FILE)") }
+        var options = ProbeOptions()
+        options.token = self.token
+        options.foreignToken = self.foreignToken
+        options.clientID = self.clientID
+        options.clientSecret = self.clientSecret
+        options.timeout = .seconds(self.timeout)
+        options.requestTimeout = .seconds(min(10, self.timeout))
+        let tls: TLSContext
+        do {
+            tls = try TLSContext(configuration: .client(trustRoots: self.caFile.map { .file($0) } ?? .system, applicationProtocols: ["http/1.1"]))
+        } catch {
+            throw ValidationError("cannot set up TLS: \(error)")
+        }
+        let probe = ServerProbe(fetcher: HTTPFetcher(group: MultiThreadedEventLoopGroup.singleton, maxResponseBytes: 4 * 1024 * 1024), tls: tls, options: options)
+        let progress = ProgressLine(total: urls.count)
+        let targets = urls
+        let concurrency = self.concurrency
+        let reports = await withTaskGroup(of: (Int, ProbeReport).self) { group in
+            var reports = [ProbeReport?](repeating: nil, count: targets.count)
+            var next = 0
+            while next < targets.count || !group.isEmpty {
+                // At most `concurrency` probes at once.
+                while next < targets.count, next - reports.count(where: { $0 != nil }) < concurrency {
+                    let index = next
+                    progress.started(targets[index])
+                    group.addTask { (index, await probe.run(targets[index])) }
+                    next += 1
+                }
+                guard let (index, report) = await group.next() else { break }
+                reports[index] = report
+                progress.finished(targets[index])
+            }
+            progress.clear()
+            return reports.compactMap { $0 }
+        }
+        switch self.format {
+        case "json": say(prettyJSON(ProbeOutput.json(reports)))
+        case "sarif": say(prettyJSON(ProbeOutput.sarif(reports, version: MCPBouncerVersion.current)))
+        default: FileHandle.standardOutput.write(ProbeOutput.table(reports))
+        }
+        if ProbeFailOn(rawValue: self.failOn)!.fails(reports) { throw ExitCode(1) }
+    }
+}
+
+/// `probing 3/10 done, 4 running: https://...` on standard error, rewritten in place; only on a
+/// terminal (a pipe or a CI log gets the report alone).
+final class ProgressLine: @unchecked Sendable {
+    private let total: Int
+    private let enabled = isatty(STDERR_FILENO) == 1
+    private let lock = NSLock()
+    private var done = 0
+    private var running: [String] = []
+
+    init(total: Int) {
+        self.total = total
+    }
+
+    func started(_ url: String) {
+        self.update { $0.running.append(url) }
+    }
+
+    func finished(_ url: String) {
+        self.update { progress in
+            progress.done += 1
+            progress.running.removeAll { $0 == url }
+        }
+    }
+
+    func clear() {
+        guard self.enabled else { return }
+        FileHandle.standardError.write("\r\u{1B}[K")
+    }
+
+    private func update(_ change: (ProgressLine) -> Void) {
+        self.lock.lock()
+        defer { self.lock.unlock() }
+        change(self)
+        guard self.enabled else { return }
+        let current = self.running.last.map { ": \($0)" } ?? ""
+        FileHandle.standardError.write("\r\u{1B}[Kprobing \(self.done)/\(self.total) done, \(self.running.count) running\(current)")
+    }
+}
+
+/// JSON with sorted keys and indentation, for people and diff tools alike.
+func prettyJSON(_ value: JSONValue) -> String {
+    let compact = CanonicalJSON.serialize(value)
+    guard let object = try? JSONSerialization.jsonObject(with: Data(compact.utf8)),
+          let data = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+    else { return compact }
+    return String(decoding: data, as: UTF8.self)
+}
+
+struct Init: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Connect to a legacy MCP server and write a policy that protects it (review it, then `check` and `run`).",
+        discussion: """
+            Lists the server's tools, prompts and resources and writes one resource: a method rule for what it \
+            offers, tool scopes proposed from annotations (readOnlyHint: <name>:read, destructiveHint: <name>:admin, \
+            otherwise <name>:write) and, with --out, the tools' pins beside the policy.
+            """
+    )
+
+    @Option(name: .long, help: "The legacy server's Streamable HTTP endpoint.")
+    var upstream: String
+
+    @Option(name: .long, help: "Your identity provider's issuer URL.")
+    var issuer: String?
+
+    @Option(name: .long, help: "The public path, /<name>/mcp (default: from the server's name).")
+    var path: String?
+
+    @Option(name: .long, help: "What clients will use, e.g. https://mcp.example.com (default http://127.0.0.1:8443).")
+    var publicURL: String = "http://127.0.0.1:8443"
+
+    @Option(name: .customLong("header"), help: "A request header for the server, 'Name: value' (repeatable), e.g. its credential.")
+    var headers: [String] = []
+
+    @Option(name: .long, help: "Write the policy here (and the tool pins beside it, <file>.pins.yaml) instead of standard output.")
+    var out: String?
+
+    func run() async throws {
+        let publicURL: CanonicalURI
+        do {
+            publicURL = try CanonicalURI(self.publicURL)
+        } catch {
+            throw ValidationError("--public-url: \(error.reason)")
+        }
+        guard publicURL.path.isEmpty else { throw ValidationError("--public-url is an origin (scheme://host[:port]); the path goes in --path") }
+        if let issuer = self.issuer, (try? CanonicalURI(issuer)) == nil { throw ValidationError("--issuer '\(issuer)' is not an http(s) URL") }
+        if let path = self.path, !path.hasPrefix("/") || path.contains("?") || path.contains("#") {
+            throw ValidationError("--path must start with / and have no query or fragment, e.g. /jira/mcp")
+        }
+        var headers: [(String, String)] = []
+        for header in self.headers {
+            guard let colon = header.firstIndex(of: ":"), !header[..<colon].isEmpty else { throw ValidationError("--header '\(header)': expected 'Name: value'") }
+            headers.append((String(header[..<colon]), header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+        }
+        let tls = self.upstream.lowercased().hasPrefix("https:") ? try TLSContext(configuration: .client(applicationProtocols: ["http/1.1"])) : nil
+        let lister = ToolLister(fetcher: HTTPFetcher(group: MultiThreadedEventLoopGroup.singleton, maxResponseBytes: 16 * 1024 * 1024), url: self.upstream, headers: headers, tls: tls)
+        let catalogue: ToolLister.Catalogue
+        do {
+            catalogue = try await lister.catalogue()
+        } catch {
+            throw ValidationError("cannot list what \(self.upstream) offers: \(error.reason)")
+        }
+        let serverName = catalogue.initializeResult?["serverInfo"]?["name"]?.stringValue
+        let pinsFile = self.out.map { $0.hasSuffix(".yaml") ? String($0.dropLast(5)) + ".pins.yaml" : $0 + ".pins.yaml" }
+        var draft = PolicyDraft(
+            upstream: self.upstream, path: self.path ?? PolicyDraft.defaultPath(serverName: serverName), publicURL: publicURL, issuer: self.issuer,
+            pinsFile: pinsFile.map { URL(fileURLWithPath: $0).standardizedFileURL.path }, date: ISO8601DateFormatter().string(from: Date())
+        )
+        draft.serverName = serverName
+        draft.tools = catalogue.tools
+        draft.prompts = catalogue.prompts
+        draft.resources = catalogue.resources
+        draft.resourceTemplates = catalogue.resourceTemplates
+        let summary = "\(catalogue.tools.count) tools, \(catalogue.prompts.count) prompts, \(catalogue.resources.count + catalogue.resourceTemplates.count) resources"
+        guard let out = self.out, let pinsFile else {
+            FileHandle.standardOutput.write(draft.yaml)
+            FileHandle.standardError.write("listed \(summary) of \(self.upstream); review the policy, then pin the tools with `mcp-bouncer pin` (--out writes both)\n")
+            return
+        }
+        var pins = ToolPins(upstream: self.upstream, tools: [:])
+        for tool in catalogue.tools {
+            if let (name, digest) = ToolPins.digest(of: tool) { pins.tools[name] = digest }
+        }
+        do {
+            try pins.yaml.write(toFile: pinsFile, atomically: true, encoding: .utf8)
+            try draft.yaml.write(toFile: out, atomically: true, encoding: .utf8)
+        } catch {
+            throw ValidationError("cannot write \(out): \(error.localizedDescription)")
+        }
+        FileHandle.standardError.write("""
+            wrote \(out) (\(summary) of \(self.upstream)) and the tool pins in \(pinsFile).
+            Review the scopes marked REVIEW, then: mcp-bouncer check \(out) && mcp-bouncer run --config \(out)
+
+            """)
+    }
+}
