@@ -29,6 +29,27 @@ def test_check_accepts_every_example_policy(tmp_path):
         assert "OK" in result.stdout
 
 
+def test_check_accepts_the_identity_provider_recipes_and_prints_warnings():
+    for policy in sorted((REPO / "policies" / "recipes").glob("*.yaml")):
+        result = bouncer("check", str(policy))
+        assert result.returncode == 0, f"{policy}: {result.stderr}"
+        assert "OK" in result.stdout
+    # Entra v2 tokens name the API by its application id, a GUID: loaded, with a warning.
+    entra = bouncer("check", str(REPO / "policies" / "recipes" / "entra.yaml"))
+    assert "OK with 1 warning" in entra.stdout
+    assert "resources[0].accepted_audiences: '4f8c2a91-6d3e-4b7a-a5c1-9e2d7f3b8c06' looks like a client id" in entra.stderr and "(warning)" in entra.stderr
+
+
+def test_check_refuses_an_audience_two_resources_share(tmp_path):
+    text = (REPO / "policies" / "recipes" / "okta.yaml").read_text()
+    resource = text[text.index("  - path: /jira/mcp"):]
+    policy = tmp_path / "shared.yaml"
+    policy.write_text(text + resource.replace("/jira/mcp", "/wiki/mcp"))
+    result = bouncer("check", str(policy))
+    assert result.returncode == 1
+    assert "resources[1].accepted_audiences: audience 'api://jira-mcp' is also accepted by resource /jira/mcp" in result.stderr, result.stderr
+
+
 def test_check_reports_every_problem_with_line_and_key_path(tmp_path):
     policy = tmp_path / "bad.yaml"
     policy.write_text("""\

@@ -1,0 +1,175 @@
+import BouncerCore
+import Testing
+
+/// The pure parts of `mcp-bouncer probe` and `init`: reading challenges and metadata, choosing
+/// the tools a probe may call, the report formats, the exit gate, and the policy `init` writes.
+@Suite("Probe and init")
+struct ProbeTests {
+    static let url = try! CanonicalURI("https://mcp.example.com/jira/mcp")
+
+    static func json(_ text: String) -> JSONValue { try! JSONParser(maxDepth: 32).parse(text) }
+
+    @Test func bearerChallengesAreRead() {
+        let header = #"Bearer error="invalid_token", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp", scope="jira:read jira:write""#
+        let parameters = ProbeChecks.bearerParameters(header)
+        #expect(parameters?["resource_metadata"] == "https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp")
+        #expect(parameters?["scope"] == "jira:read jira:write" && parameters?["error"] == "invalid_token")
+        // Another scheme first, unquoted values, escapes, odd spacing, case.
+        let mixed = ProbeChecks.bearerParameters(#"Basic realm="x", bearer   Scope=read ,error_description="a \"quoted\" word""#)
+        #expect(mixed?["scope"] == "read" && mixed?["error_description"] == #"a "quoted" word"#)
+        #expect(ProbeChecks.bearerParameters("Basic realm=\"x\"") == nil)
+        #expect(ProbeChecks.bearerParameters("Bearerx realm=1") == nil)
+        #expect(ProbeChecks.bearerParameters("Bearer")?.isEmpty == true)
+        // Hostile input ends, and the first of duplicate parameters counts.
+        #expect(ProbeChecks.bearerParameters(#"Bearer a="unterminated"#)?["a"] == "unterminated")
+        #expect(ProbeChecks.bearerParameters(#"Bearer scope="a", scope="b""#)?["scope"] == "a")
+        #expect(ProbeChecks.bearerParameters(String(repeating: "Bearer ,=", count: 500)) != nil)
+    }
+
+    @Test func resourceMetadataIsJudged() {
+        var report = ProbeReport(url: Self.url.description)
+        let good = Self.json(#"{"resource":"https://mcp.example.com/jira/mcp","authorization_servers":["https://as.example.com"]}"#)
+        #expect(ProbeChecks.judgeResourceMetadata(good, url: Self.url, source: "prm", into: &report) == ["https://as.example.com"])
+        #expect(report.findings.isEmpty)
+        // Another resource, none, no servers, not an object.
+        for (document, rules) in [
+            (#"{"resource":"https://mcp.example.com","authorization_servers":["https://as"]}"#, ["prm.resource-mismatch"]),
+            (#"{"authorization_servers":[]}"#, ["prm.resource-mismatch", "prm.no-authorization-servers"]),
+            (#"["https://mcp.example.com/jira/mcp"]"#, ["prm.invalid"]),
+        ] {
+            var report = ProbeReport(url: Self.url.description)
+            _ = ProbeChecks.judgeResourceMetadata(Self.json(document), url: Self.url, source: "prm", into: &report)
+            #expect(report.findings.map(\.rule.id) == rules, "\(document)")
+        }
+        // Case and default ports do not matter; the metadata URLs follow RFC 9728 section 3.1.
+        var equivalent = ProbeReport(url: "")
+        _ = ProbeChecks.judgeResourceMetadata(Self.json(#"{"resource":"HTTPS://MCP.example.com:443/jira/mcp","authorization_servers":["a"]}"#), url: Self.url, source: "prm", into: &equivalent)
+        #expect(equivalent.findings.isEmpty)
+        #expect(ProbeChecks.metadataURLs(for: Self.url) == ("https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp", "https://mcp.example.com/.well-known/oauth-protected-resource"))
+    }
+
+    @Test func authorizationServerMetadataIsJudged() {
+        var report = ProbeReport(url: "")
+        ProbeChecks.judgeServerMetadata(Self.json(#"{"issuer":"https://as","code_challenge_methods_supported":["S256"],"client_id_metadata_document_supported":true,"token_endpoint_auth_methods_supported":["none","private_key_jwt"]}"#), issuer: "https://as", source: "m", into: &report)
+        #expect(report.findings.map(\.rule.id) == ["as.metadata"])
+        #expect(report.findings[0].detail.contains("none, private_key_jwt") && report.findings[0].detail.contains("client ID metadata documents"))
+        var bad = ProbeReport(url: "")
+        ProbeChecks.judgeServerMetadata(Self.json(#"{"issuer":"https://evil","code_challenge_methods_supported":["plain"]}"#), issuer: "https://as", source: "m", into: &bad)
+        #expect(bad.findings.map(\.rule.id) == ["as.issuer-mismatch", "as.no-pkce-s256", "as.no-client-registration", "as.metadata"])
+        #expect(bad.findings.map(\.severity) == [.high, .high, .low, .info])
+    }
+
+    @Test func onlyReadOnlyToolsWithoutRequiredArgumentsAreCalled() {
+        let tools = Self.json(#"""
+            [{"name":"list","annotations":{"readOnlyHint":true},"inputSchema":{"type":"object","properties":{"q":{}}}},
+             {"name":"get","annotations":{"readOnlyHint":true},"inputSchema":{"required":["id"]}},
+             {"name":"purge","annotations":{"destructiveHint":true}},
+             {"name":"maybe","annotations":{"readOnlyHint":"true"}},
+             {"name":"plain"},
+             {"annotations":{"readOnlyHint":true}}]
+            """#).arrayValue!
+        #expect(ProbeChecks.harmlessTools(tools) == ["list"])
+    }
+
+    @Test func unverifiedAudiencesAreReadFromJWTsOnly() {
+        let payload = Base64URL.encode(Array(#"{"aud":["https://a","https://b"]}"#.utf8))
+        let header = Base64URL.encode(Array(#"{"alg":"ES256"}"#.utf8))
+        #expect(ProbeChecks.unverifiedAudiences(of: "\(header).\(payload).c2ln") == ["https://a", "https://b"])
+        #expect(ProbeChecks.unverifiedAudiences(of: "opaque-token") == nil)
+    }
+
+    static func sampleReports() -> [ProbeReport] {
+        var open = ProbeReport(url: "http://10.0.0.5/mcp")
+        open.transport = "streamable-http"
+        open.protocolVersions = ["2025-11-25"]
+        open.toolsCalled = ["list"]
+        open.add(ProbeRules.transport, "streamable-http")
+        open.add(ProbeRules.openInitialize, "answered 200")
+        open.add(ProbeRules.plainHTTP, "plain http")
+        var clean = ProbeReport(url: "https://mcp.example.com/jira/mcp")
+        clean.add(ProbeRules.noChallengeScope, "no scope")
+        return [open, clean]
+    }
+
+    @Test func theGateFollowsFailOn() {
+        let reports = Self.sampleReports()
+        #expect(ProbeFailOn.critical.fails(reports) && ProbeFailOn.high.fails(reports) && !ProbeFailOn.never.fails(reports))
+        #expect(!ProbeFailOn.medium.fails([reports[1]]), "a low finding passes a medium gate")
+        #expect(!ProbeFailOn.critical.fails([]))
+        #expect(reports[0].sortedFindings.map(\.rule.id) == ["auth.none.initialize", "tls.plain-http", "mcp.transport"])
+    }
+
+    @Test func theReportFormats() {
+        let reports = Self.sampleReports()
+        let table = ProbeOutput.table(reports)
+        #expect(table.contains("CRITICAL auth.none.initialize") && table.contains("fix: Put mcp-bouncer in front"))
+        #expect(table.contains("read-only tools called: list") && table.contains("2 servers: 1 critical, 1 high, 0 medium, 1 low"))
+        #expect(table.contains(ProbeOutput.readOnlyNote))
+        let json = ProbeOutput.json(reports)
+        #expect(json["servers"]?.arrayValue?.first?["worst"] == .string("critical"))
+        #expect(json["servers"]?.arrayValue?.last?["findings"]?.arrayValue?.first?["id"] == .string("auth.challenge.no-scope"))
+        let sarif = ProbeOutput.sarif(reports, version: "1.2.3")
+        #expect(sarif["version"] == .string("2.1.0"))
+        let run = sarif["runs"]?.arrayValue?.first
+        let rules = run?["tool"]?["driver"]?["rules"]?.arrayValue ?? []
+        #expect(rules.compactMap { $0["id"]?.stringValue } == ["auth.challenge.no-scope", "auth.none.initialize", "mcp.transport", "tls.plain-http"])
+        let results = run?["results"]?.arrayValue ?? []
+        #expect(results.count == 4)
+        for result in results {
+            let index = Int(result["ruleIndex"]?.int64Value ?? -1)
+            #expect(rules.indices.contains(index) && rules[index]["id"] == result["ruleId"], "ruleIndex points at its rule")
+        }
+        #expect(results.first?["level"] == .string("error") && results.last?["level"] == .string("note"))
+        #expect(rules.first { $0["id"] == .string("auth.none.initialize") }?["properties"]?["security-severity"] == .string("9.5"))
+    }
+
+    // MARK: init
+
+    static func tool(_ name: String, _ annotations: String?) -> JSONValue {
+        Self.json(#"{"name":"\#(name)","inputSchema":{"type":"object"}\#(annotations.map { #","annotations":\#($0)"# } ?? "")}"#)
+    }
+
+    @Test func toolScopesComeFromAnnotations() {
+        #expect(PolicyDraft.access(of: Self.tool("a", #"{"readOnlyHint":true}"#)).access == .read)
+        #expect(PolicyDraft.access(of: Self.tool("a", #"{"readOnlyHint":true,"destructiveHint":true}"#)).access == .read, "read-only wins: destructiveHint means nothing then")
+        #expect(PolicyDraft.access(of: Self.tool("a", #"{"destructiveHint":true}"#)).access == .admin)
+        #expect(PolicyDraft.access(of: Self.tool("a", #"{"destructiveHint":false}"#)).access == .write)
+        #expect(PolicyDraft.access(of: Self.tool("a", nil)) == (.write, "no annotation: REVIEW"))
+        #expect(PolicyDraft.access(of: Self.tool("a", #"{"readOnlyHint":"yes"}"#)).access == .write, "only a JSON true counts")
+        #expect(PolicyDraft.defaultPath(serverName: "Legacy Jira!") == "/legacy-jira/mcp")
+        #expect(PolicyDraft.defaultPath(serverName: nil) == "/mcp" && PolicyDraft.defaultPath(serverName: "---") == "/mcp")
+    }
+
+    @Test func theDraftPassesTheSameValidationAsCheck() throws {
+        var draft = PolicyDraft(upstream: "http://10.0.0.5:8080/mcp", path: "/jira/mcp", publicURL: try CanonicalURI("https://mcp.example.com"),
+                                issuer: nil, pinsFile: "/etc/mcp-bouncer/jira.pins.yaml", date: "2026-12-01T00:00:00Z")
+        draft.serverName = "Jira: \"legacy\""
+        draft.tools = [Self.tool("list_issues", #"{"readOnlyHint":true}"#), Self.tool("delete issue", #"{"destructiveHint":true}"#),
+                       Self.tool("true", nil), Self.tool("-x: y", nil)]
+        draft.prompts = [Self.json(#"{"name":"summarize"}"#)]
+        draft.resources = [Self.json(#"{"uri":"jira://projects/OPS"}"#)]
+        draft.resourceTemplates = [Self.json(#"{"uriTemplate":"jira://issues/{key}"}"#)]
+        let pins = ToolPins(tools: ["list_issues": String(repeating: "0", count: 64)]).yaml
+        let secrets = SecretSource(environment: { _ in nil }, readFile: { _ in .success(pins) })
+        let policy = try PolicyLoader.load(yaml: draft.yaml, secrets: secrets)
+        let resource = try #require(policy.resources.first)
+        #expect(resource.uri.description == "https://mcp.example.com/jira/mcp" && resource.name == "Jira: \"legacy\"")
+        #expect(policy.authorizationServers["idp"]?.issuer == "https://login.example.com")
+        #expect(draft.yaml.contains("# REVIEW: your identity provider's issuer"))
+        #expect(policy.listen.port == 443 && resource.toolPinning != nil)
+        func required(_ method: String, _ target: String?) -> [String]? {
+            switch resource.methods.rules.lookup(method)?.value {
+            case .scopes(let scopes)?: return target == nil ? scopes : nil
+            case .byTarget(let targets)?: return target.flatMap { targets.lookup($0)?.value }
+            case nil: return nil
+            }
+        }
+        #expect(required("tools/call", "list_issues") == ["jira:read"])
+        #expect(required("tools/call", "delete issue") == ["jira:admin"])
+        #expect(required("tools/call", "true") == ["jira:write"] && required("tools/call", "-x: y") == ["jira:write"])
+        #expect(required("tools/call", "added_later") == nil, "a tool not listed is denied")
+        #expect(required("prompts/get", "summarize") == ["jira:read"] && required("resources/read", "jira://projects/OPS") == ["jira:read"])
+        #expect(required("resources/read", "jira://issues/OPS-1") == ["jira:read"])
+        #expect(required("initialize", nil) == [] && required("tools/list", nil) == ["jira:read"])
+    }
+}
