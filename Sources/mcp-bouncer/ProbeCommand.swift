@@ -192,6 +192,9 @@ struct Init: AsyncParsableCommand {
             throw ValidationError("--public-url: \(error.reason)")
         }
         guard publicURL.path.isEmpty else { throw ValidationError("--public-url is an origin (scheme://host[:port]); the path goes in --path") }
+        guard (try? CanonicalURI(self.upstream.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "")) != nil, !self.upstream.contains(where: \.isWhitespace) else {
+            throw ValidationError("--upstream '\(self.upstream)' is not an http(s) URL")
+        }
         if let issuer = self.issuer, (try? CanonicalURI(issuer)) == nil { throw ValidationError("--issuer '\(issuer)' is not an http(s) URL") }
         if let path = self.path, !path.hasPrefix("/") || path.contains("?") || path.contains("#") {
             throw ValidationError("--path must start with / and have no query or fragment, e.g. /jira/mcp")

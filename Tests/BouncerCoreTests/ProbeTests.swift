@@ -126,7 +126,9 @@ struct ProbeTests {
     // MARK: init
 
     static func tool(_ name: String, _ annotations: String?) -> JSONValue {
-        Self.json(#"{"name":"\#(name)","inputSchema":{"type":"object"}\#(annotations.map { #","annotations":\#($0)"# } ?? "")}"#)
+        var members: [String: JSONValue] = ["name": .string(name), "inputSchema": .object(["type": .string("object")])]
+        if let annotations { members["annotations"] = Self.json(annotations) }
+        return .object(members)
     }
 
     @Test func toolScopesComeFromAnnotations() {
@@ -138,6 +140,35 @@ struct ProbeTests {
         #expect(PolicyDraft.access(of: Self.tool("a", #"{"readOnlyHint":"yes"}"#)).access == .write, "only a JSON true counts")
         #expect(PolicyDraft.defaultPath(serverName: "Legacy Jira!") == "/legacy-jira/mcp")
         #expect(PolicyDraft.defaultPath(serverName: nil) == "/mcp" && PolicyDraft.defaultPath(serverName: "---") == "/mcp")
+    }
+
+    /// Found by the `probe` fuzz target: a server whose only tool had an empty name got
+    /// `tools/call:` with nothing under it, a policy that does not load.
+    @Test func namesAPolicyCannotHoldAreLeftForReview() throws {
+        var draft = PolicyDraft(upstream: "http://10.0.0.5:8080/mcp", path: "/jira/mcp", publicURL: try CanonicalURI("http://127.0.0.1:8443"),
+                                issuer: "https://as", pinsFile: nil, date: "today\nlisten: 0.0.0.0:1")
+        for tools in [[""], ["get_*"], ["", "*"], ["\u{FEFF}e"]] {
+            draft.tools = tools.map { Self.tool($0, nil) }
+            draft.prompts = [Self.json(#"{"name":"*"}"#)]
+            draft.resources = [Self.json(#"{"uri":"*"}"#)]
+            draft.resourceTemplates = [Self.json(#"{"uriTemplate":"{all}"}"#), Self.json(#"{"uriTemplate":"x://*/{id}"}"#)]
+            let policy = try PolicyLoader.load(yaml: draft.yaml, secrets: .empty)
+            let methods = try #require(policy.resources.first?.methods.rules)
+            #expect(methods.lookup("tools/call") == nil && methods.lookup("prompts/get") == nil && methods.lookup("resources/read") == nil, "\(tools)")
+            #expect(draft.yaml.contains("is not listed: a policy reads '*' as a wildcard"), "\(tools)")
+        }
+        // Found by the fuzz target too: a character outside the BMP made the alignment (in UTF-16
+        // units) cut the key's colon; and characters YAML does not allow unescaped (C1 controls,
+        // NEL and the Unicode line separators, BOM, NUL) in a tool name.
+        let odd = ["x\u{8B69C}\u{FFFD}y", "a\u{85}b", "c\u{2028}d", "f\u{0}g", "h\u{9B}i\u{FFFD}", "j\u{1F600}\"k\\"]
+        draft.tools = odd.map { Self.tool($0, #"{"readOnlyHint":true}"#) }
+        guard case .byTarget(let rules)? = try PolicyLoader.load(yaml: draft.yaml, secrets: .empty).resources.first?.methods.rules.lookup("tools/call")?.value else {
+            Issue.record("no tools/call rules")
+            return
+        }
+        for name in odd { #expect(rules.lookup(name)?.value == ["jira:read"], "\(name.debugDescription)") }
+        // A newline in what a comment shows stays inside the comment.
+        #expect(try PolicyLoader.load(yaml: draft.yaml, secrets: .empty).listen.port == 8443)
     }
 
     @Test func theDraftPassesTheSameValidationAsCheck() throws {

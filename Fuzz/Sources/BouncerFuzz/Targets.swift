@@ -22,6 +22,7 @@ enum FuzzTarget: String, CaseIterable {
     case audit
     case sse
     case session
+    case probe
 
     func run(_ bytes: UnsafeRawBufferPointer) {
         let data = Array(bytes)
@@ -38,6 +39,7 @@ enum FuzzTarget: String, CaseIterable {
         case .audit: Self.audit(data)
         case .sse: Self.sse(data)
         case .session: Self.session(data)
+        case .probe: Self.probe(data)
         }
     }
 
@@ -299,6 +301,28 @@ enum FuzzTarget: String, CaseIterable {
         let challenge = BearerChallenge(resourceMetadata: text, scopes: [text], error: .invalidToken, errorDescription: text).headerValue
         require(!challenge.utf8.contains { $0 < 0x20 || $0 == 0x7F }, "challenge with a control character: \(challenge)")
         require(challenge.utf8.filter { $0 == UInt8(ascii: "\"") }.count % 2 == 0, "unbalanced quotes: \(challenge)")
+    }
+
+    /// What `probe` and `init` read from servers: a `WWW-Authenticate` header (any input parses
+    /// and ends), and a tool name a server chose: the policy `init` writes with it loads, and
+    /// its rule matches that name (a literal) or it is left out for review.
+    static func probe(_ data: [UInt8]) {
+        let text = String(decoding: data, as: UTF8.self)
+        _ = ProbeChecks.bearerParameters(text)
+        var draft = PolicyDraft(upstream: "http://127.0.0.1:9001/mcp", path: "/fuzz/mcp", publicURL: try! CanonicalURI("http://127.0.0.1:8443"),
+                                issuer: "https://as.example.com", pinsFile: nil, date: "2026-12-01")
+        draft.serverName = text
+        draft.tools = [.object(["name": .string(text), "annotations": .object(["readOnlyHint": .bool(true)])])]
+        let policy: GatewayPolicy
+        do {
+            policy = try PolicyLoader.load(yaml: draft.yaml, secrets: .empty)
+        } catch {
+            require(false, "init wrote a policy that does not load for tool name \(text.debugDescription): \(error)")
+            return
+        }
+        guard PolicyDraft.isLiteral(text), case .byTarget(let tools)? = policy.resources.first?.methods.rules.lookup("tools/call")?.value else { return }
+        require(tools.lookup(text)?.value == ["fuzz:read"], "the rule init wrote for \(text.debugDescription) does not match it")
+        require(tools.lookup(text + "x") == nil, "the rule init wrote for \(text.debugDescription) matches another name")
     }
 
     /// What clients send about sessions and addresses: a session id (forged, truncated, for

@@ -63,7 +63,7 @@ public struct PolicyDraft: Sendable {
     /// The policy file's text.
     public var yaml: String {
         var out = """
-            # mcp-bouncer policy written by `mcp-bouncer init` from \(self.upstream) on \(self.date).
+            # mcp-bouncer policy written by `mcp-bouncer init` from \(Self.comment(self.upstream)) on \(Self.comment(self.date)).
             # REVIEW before use: the scopes below are proposals from the tools' annotations (hints the
             # server gives about itself, not guarantees), and every tool the server may add later is
             # denied until it is listed here. Check it with: mcp-bouncer check <this file>
@@ -99,46 +99,64 @@ public struct PolicyDraft: Sendable {
         out += "      initialize: []\n      notifications/*: []\n      ping: []\n"
         out += "      tools/list: [\(self.scope(.read))]\n"
         let toolNames = self.tools.compactMap { $0["name"]?.stringValue }
-        if toolNames.isEmpty {
-            out += "      # The server listed no tools.\n"
+        for name in toolNames where !Self.isLiteral(name) {
+            out += "      # REVIEW: tool \(Self.quoted(name)) is not listed: a policy reads '*' as a wildcard, an empty name as none, and drops a byte-order mark\n"
+        }
+        let literalTools = self.tools.filter { ($0["name"]?.stringValue).map(Self.isLiteral) ?? false }
+        if literalTools.isEmpty {
+            out += "      # No tool to list: tools/call is denied.\n"
         } else {
             out += "      tools/call:\n"
-            let width = toolNames.map { Self.quoted($0).count }.max() ?? 0
-            for tool in self.tools {
+            let width = literalTools.compactMap { $0["name"]?.stringValue }.map { Self.quoted($0).count }.max() ?? 0
+            for tool in literalTools {
                 guard let name = tool["name"]?.stringValue else { continue }
                 let (access, why) = Self.access(of: tool)
                 let key = Self.quoted(name) + ":"
-                out += "        \(key.padding(toLength: width + 1, withPad: " ", startingAt: 0)) [\(self.scope(access))]   # \(why)\n"
+                // Padded by characters (Foundation's padding counts UTF-16 units and would cut the colon).
+                out += "        \(key)\(String(repeating: " ", count: max(0, width + 1 - key.count))) [\(self.scope(access))]   # \(why)\n"
             }
         }
-        let promptNames = self.prompts.compactMap { $0["name"]?.stringValue }
+        let promptNames = self.prompts.compactMap { $0["name"]?.stringValue }.filter(Self.isLiteral)
         if !promptNames.isEmpty {
             out += "      prompts/list: [\(self.scope(.read))]\n      prompts/get:\n"
             for name in promptNames { out += "        \(Self.quoted(name)): [\(self.scope(.read))]\n" }
         }
-        let resourceURIs = self.resources.compactMap { $0["uri"]?.stringValue }
+        let resourceURIs = self.resources.compactMap { $0["uri"]?.stringValue }.filter(Self.isLiteral)
         let templates = self.resourceTemplates.compactMap { $0["uriTemplate"]?.stringValue }
-        if !resourceURIs.isEmpty || !templates.isEmpty {
+        // {variables} become a trailing glob: the rule covers what the template names.
+        let templateRules: [(key: String, template: String)] = templates.compactMap { template in
+            guard let brace = template.firstIndex(of: "{") else { return Self.isLiteral(template) ? (template, template) : nil }
+            let prefix = String(template[..<brace])
+            return prefix.contains("://") && !prefix.contains("*") ? (prefix + "*", template) : nil
+        }
+        if !self.resources.isEmpty || !templates.isEmpty {
             out += "      resources/list: [\(self.scope(.read))]\n"
             if !templates.isEmpty { out += "      resources/templates/list: [\(self.scope(.read))]\n" }
+        }
+        if !resourceURIs.isEmpty || !templateRules.isEmpty {
             out += "      resources/read:\n"
             for uri in resourceURIs { out += "        \(Self.quoted(uri)): [\(self.scope(.read))]\n" }
-            for template in templates {
-                // {variables} become a trailing glob: the rule covers what the template names.
-                guard let brace = template.firstIndex(of: "{") else {
-                    out += "        \(Self.quoted(template)): [\(self.scope(.read))]\n"
-                    continue
-                }
-                let prefix = String(template[..<brace])
-                if prefix.contains("://") { out += "        \(Self.quoted(prefix + "*")): [\(self.scope(.read))]   # template \(template)\n" }
-            }
+            for rule in templateRules { out += "        \(Self.quoted(rule.key)): [\(self.scope(.read))]   # template \(Self.comment(rule.template))\n" }
         }
         out += "      # anything not listed is denied\n"
         return out
     }
 
+    /// Text for the end of a comment line: one line, printable.
+    static func comment(_ text: String) -> String {
+        String(text.unicodeScalars.map { $0.isASCII && $0.value >= 0x20 && $0.value != 0x7F ? Character($0) : "?" })
+    }
+
+    /// Whether a name can be a rule key that matches itself alone (policy keys read `*` as a
+    /// wildcard).
+    /// A byte-order mark is dropped when it leads a YAML value, so a name with one cannot be
+    /// written either.
+    public static func isLiteral(_ name: String) -> Bool {
+        !name.isEmpty && !name.contains("*") && !name.unicodeScalars.contains("\u{FEFF}")
+    }
+
     /// A YAML double-quoted scalar when the text needs it, else the text.
-    static func quoted(_ text: String) -> String {
+    public static func quoted(_ text: String) -> String {
         let plain = !text.isEmpty && text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_./:".unicodeScalars.contains($0)) }
             && !text.hasPrefix("-") && !text.hasSuffix(":") && !["true", "false", "null", "yes", "no", "on", "off"].contains(text.lowercased())
         if plain { return text }
@@ -150,8 +168,9 @@ public struct PolicyDraft: Sendable {
             case "\n": out += "\\n"
             case "\t": out += "\\t"
             default:
-                if scalar.value < 0x20 || scalar.value == 0x7F {
-                    out += "\\x" + String(scalar.value, radix: 16).leftPadded(to: 2)
+                // YAML allows only printable characters; U+0085, U+2028 and U+2029 break lines.
+                if scalar.value < 0x20 || (0x7F...0x9F).contains(scalar.value) || [0x2028, 0x2029, 0xFEFF, 0xFFFE, 0xFFFF].contains(scalar.value) {
+                    out += "\\u" + String(scalar.value, radix: 16).leftPadded(to: 4)
                 } else {
                     out.unicodeScalars.append(scalar)
                 }
