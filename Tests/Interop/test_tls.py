@@ -319,3 +319,20 @@ resources:
     result = subprocess.run([tls["binary"], "check", str(policy)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert "does not match the certificate" in result.stderr
+
+
+def test_probe_verifies_tls(tls):
+    """`mcp-bouncer probe` over https: with the CA the certificate verifies (the version is
+    reported, no TLS finding); without it the handshake fails, a high finding."""
+    url = f"{tls['url']}/mcp"
+    trusted = subprocess.run([tls["binary"], "probe", url, "--format", "json", "--ca-file", tls["certs"].ca, "--fail-on", "never"],
+                             capture_output=True, text=True, timeout=120)
+    report = json.loads(trusted.stdout)["servers"][0]
+    found = {finding["id"]: finding for finding in report["findings"]}
+    assert "tls.handshake-failed" not in found and "tls.plain-http" not in found, found
+    assert found["tls.version"]["detail"].startswith("TLSv1.3"), found["tls.version"]
+    assert "auth.challenge.missing" not in found and "prm.resource-mismatch" not in found, found
+    untrusted = subprocess.run([tls["binary"], "probe", url, "--format", "json"], capture_output=True, text=True, timeout=120)
+    assert untrusted.returncode == 1
+    report = json.loads(untrusted.stdout)["servers"][0]
+    assert [finding["id"] for finding in report["findings"]] == ["tls.handshake-failed"], report
