@@ -187,7 +187,7 @@ struct ProbeTests {
         #expect(resource.uri.description == "https://mcp.example.com/jira/mcp" && resource.name == "Jira: \"legacy\"")
         #expect(policy.authorizationServers["idp"]?.issuer == "https://login.example.com")
         #expect(draft.yaml.contains("# REVIEW: your identity provider's issuer"))
-        #expect(policy.listen.port == 443 && resource.toolPinning != nil)
+        #expect(policy.listen == ListenAddress(host: "0.0.0.0", port: 8080) && resource.toolPinning != nil)
         func required(_ method: String, _ target: String?) -> [String]? {
             switch resource.methods.rules.lookup(method)?.value {
             case .scopes(let scopes)?: return target == nil ? scopes : nil

@@ -147,6 +147,16 @@ def test_nanoidp_is_probed_as_the_authorization_server(bouncer_bin, stack):
     assert {"as.resource-honoured", "as.resource-ignored", "as.resource-refused", "as.token-request-failed"} & set(details), details
 
 
+def test_a_progress_line_on_a_terminal(bouncer_bin, servers, stack):
+    # script(1) gives the probe a pseudo-terminal: the progress line is drawn there and cleared.
+    command = f"{bouncer_bin} probe {servers['open']} {stack.jira} --fail-on never --format json 2>&1 >/dev/null"
+    result = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, timeout=120)
+    terminal = result.stdout.decode()  # bytes: the carriage returns are the point
+    assert result.returncode == 0, terminal
+    assert "\r\x1b[Kprobing 0/2 done, 1 running: " in terminal, repr(terminal)
+    assert "\r\x1b[Kprobing 2/2 done, 0 running" in terminal and terminal.endswith("\r\x1b[K"), repr(terminal)
+
+
 def test_many_servers_concurrently_with_a_per_server_timeout(bouncer_bin, servers, stack, tmp_path):
     # A server that accepts the connection and never answers: it times out alone.
     import socket

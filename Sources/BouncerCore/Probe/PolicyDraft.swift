@@ -70,10 +70,12 @@ public struct PolicyDraft: Sendable {
             # Reference: policies/README.md; identity providers: docs/identity-providers.md
 
             """
-        let loopback = ["127.0.0.1", "localhost", "[::1]"].contains(self.publicURL.host)
-        out += "listen: \(loopback ? "127.0.0.1" : "0.0.0.0"):\(self.publicURL.effectivePort)\n"
-        if !loopback, self.publicURL.scheme == "https" {
-            out += "# TLS is terminated in front of the gateway; or add a tls: block (policies/README.md).\n"
+        if ["127.0.0.1", "localhost", "[::1]"].contains(self.publicURL.host) {
+            out += "listen: 127.0.0.1:\(self.publicURL.effectivePort)\n"
+        } else {
+            // Behind a load balancer (or add a tls: block and listen on the public port).
+            out += "# A load balancer in front terminates TLS for public_url; or add a tls: block (policies/README.md).\n"
+            out += "listen: 0.0.0.0:8080\n"
         }
         out += "public_url: \(self.publicURL)\n\n"
         out += "authorization_servers:\n  idp:\n"
