@@ -12,7 +12,7 @@ struct Probe: AsyncParsableCommand {
         discussion: """
             Each URL is a Streamable HTTP endpoint (the older HTTP+SSE transport is detected). \
             Findings have a severity, the requirement they rest on and a fix. \(ProbeOutput.readOnlyNote) \
-            The exit code is 1 when a finding is at least as severe as --fail-on, so a CI job can gate deployments.
+            The exit code is 1 when a finding is at least as severe as --fail-on, so a CI job can gate deployments. Every finding: docs/probe.md.
             """
     )
 

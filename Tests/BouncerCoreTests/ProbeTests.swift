@@ -1,4 +1,5 @@
 import BouncerCore
+import Foundation
 import Testing
 
 /// The pure parts of `mcp-bouncer probe` and `init`: reading challenges and metadata, choosing
@@ -8,6 +9,17 @@ struct ProbeTests {
     static let url = try! CanonicalURI("https://mcp.example.com/jira/mcp")
 
     static func json(_ text: String) -> JSONValue { try! JSONParser(maxDepth: 32).parse(text) }
+
+    @Test func everyRuleIsDocumentedWithItsSeverity() throws {
+        #expect(Set(ProbeRules.all.map(\.id)).count == ProbeRules.all.count, "rule ids are unique")
+        #expect(ProbeRules.all.allSatisfy { $0.severity == .info || !$0.fix.isEmpty }, "every finding that counts says how to fix it")
+        let docs = try String(contentsOf: ExamplePolicyTests.policiesDirectory.deletingLastPathComponent().appendingPathComponent("docs/probe.md"), encoding: .utf8)
+        let rows = docs.split(separator: "\n").filter { $0.hasPrefix("| `") }.map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
+        #expect(rows.map { String($0[0].dropFirst().dropLast()) } == ProbeRules.all.map(\.id), "docs/probe.md lists every rule, in the code's order")
+        for (row, rule) in zip(rows, ProbeRules.all) {
+            #expect(row[1] == rule.severity.rawValue && row[2] == rule.title, "\(rule.id)")
+        }
+    }
 
     @Test func bearerChallengesAreRead() {
         let header = #"Bearer error="invalid_token", resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp", scope="jira:read jira:write""#

@@ -44,6 +44,43 @@ public enum ProbeRules {
     public static let plainHTTP = ProbeRule("tls.plain-http", .high, "Plain HTTP off loopback", reference: "\(authorization), Communication Security: endpoints MUST be served over HTTPS; OAuth 2.1 section 1.5", fix: "Serve it over https (mcp-bouncer terminates TLS).")
     public static let tlsFailed = ProbeRule("tls.handshake-failed", .high, "TLS with a valid certificate and TLS 1.2+ could not be established", reference: "OAuth 2.1 section 1.5; RFC 9325", fix: "Serve a certificate that verifies for the host name, with TLS 1.2 or 1.3.")
     public static let tlsFacts = ProbeRule("tls.version", .info, "TLS", reference: "RFC 9325", fix: "")
+
+    /// Every rule, in the order docs/probe.md lists them.
+    public static let all: [ProbeRule] = [
+        unreachable,
+        timeout,
+        transport,
+        legacyTransport,
+        noToolCalled,
+        openInitialize,
+        openToolsList,
+        openToolCall,
+        noChallenge,
+        noResourceMetadata,
+        noChallengeScope,
+        metadataMissing,
+        metadataRootOnly,
+        metadataResourceMismatch,
+        metadataNoServers,
+        metadataInvalid,
+        serverMetadataMissing,
+        serverIssuerMismatch,
+        noPKCE,
+        noRegistration,
+        serverFacts,
+        resourceIgnored,
+        resourceRefused,
+        resourceHonoured,
+        tokenRequestFailed,
+        validTokenRefused,
+        foreignTokenAccepted,
+        queryTokenAccepted,
+        originNotValidated,
+        batchAccepted,
+        plainHTTP,
+        tlsFailed,
+        tlsFacts,
+    ]
 }
 
 /// The pure parts of a probe: reading what a server sent. The network side is `ServerProbe`.
