@@ -30,7 +30,7 @@ def servers(stack, tmp_path_factory):
     started = {}
     processes = []
     try:
-        for mode, path in (("open", "/mcp"), ("sse", "/sse"), ("lax-auth", "/mcp")):
+        for mode, path in (("open", "/mcp"), ("any-origin", "/mcp"), ("sse", "/sse"), ("lax-auth", "/mcp")):
             port = free_port()
             args = [sys.executable, str(TARGET), "--port", str(port), "--mode", mode]
             if mode == "lax-auth":
@@ -78,6 +78,13 @@ def test_an_unprotected_sdk_server_is_critical_and_fails_the_gate(bouncer_bin, s
     assert table.returncode == 1
     assert "read-only tools called: list_tickets" in table.stdout and "CRITICAL auth.none.initialize" in table.stdout
     assert "probing" not in table.stderr, "no progress line when standard error is not a terminal"
+
+
+def test_a_server_that_does_not_check_origin(bouncer_bin, servers):
+    # The SDK validates Origin when bound to loopback; bound to 0.0.0.0 it does not.
+    assert "http.origin-not-validated" not in findings(probe(bouncer_bin, servers["open"], "--format", "json"))
+    found = findings(probe(bouncer_bin, servers["any-origin"], "--format", "json"))
+    assert found.get("http.origin-not-validated") == "medium", found
 
 
 def test_the_old_http_sse_transport_is_detected(bouncer_bin, servers):

@@ -2,13 +2,15 @@
 
 --mode open: no authentication at all (what the seeds describe); its tools carry the
   annotations `init` proposes scopes from, plus a prompt and a resource.
+--mode any-origin: the open server with the SDK's DNS-rebinding protection off (as when it is
+  bound to 0.0.0.0): a page on any origin may call it.
 --mode sse: the open server over the 2024-11-05 HTTP+SSE transport (GET /sse).
 --mode lax-auth: the SDK's own authorization support (401 challenge, protected resource
   metadata) with a token verifier that checks signature, issuer and expiry against the
   authorization server's keys but skips the audience: a token for any resource of that issuer
   opens it (the confused deputy `probe --foreign-token` must catch).
 
-Usage: probe_target.py --port PORT --mode open|sse|lax-auth [--issuer URL]
+Usage: probe_target.py --port PORT --mode open|any-origin|sse|lax-auth [--issuer URL]
 """
 
 import argparse
@@ -81,12 +83,16 @@ def build_server(name: str, verifier=None, auth=None) -> MCPServer:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mode", choices=["open", "sse", "lax-auth"], required=True)
+    parser.add_argument("--mode", choices=["open", "any-origin", "sse", "lax-auth"], required=True)
     parser.add_argument("--issuer", help="the authorization server (lax-auth)")
     args = parser.parse_args()
     url = f"http://127.0.0.1:{args.port}/mcp"
     if args.mode == "sse":
         uvicorn.run(build_server("helpdesk").sse_app(), host="127.0.0.1", port=args.port, log_level="warning")
+        return
+    if args.mode == "any-origin":
+        app = build_server("helpdesk").streamable_http_app(streamable_http_path="/mcp", host="0.0.0.0")
+        uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
         return
     if args.mode == "open":
         server = build_server("helpdesk")
