@@ -122,7 +122,14 @@ struct ProbeRun {
             let tokenEndpoint = try await self.serverMetadata(issuer)
             if let tokenEndpoint { try await self.requestToken(at: tokenEndpoint) }
         }
-        if !open { try await self.assessTokens() }
+        if !open {
+            try await self.assessTokens()
+            var untested: [String] = []
+            if self.options.token == nil { untested.append("without --token, that a valid token is accepted (and refused in the query string), Origin validation and batches") }
+            if self.options.foreignToken == nil { untested.append("without --foreign-token, audience validation (a token for another resource must be refused)") }
+            if self.options.clientID == nil, !servers.isEmpty { untested.append("without --client-id/--client-secret, whether the authorization server honours resource (RFC 8707)") }
+            if !untested.isEmpty { self.report.add(ProbeRules.notTested, untested.joined(separator: "; ")) }
+        }
         self.report.add(ProbeRules.transport, "\(self.report.transport ?? "none")" + (self.report.protocolVersions.isEmpty ? "" : "; protocol revisions \(self.report.protocolVersions.joined(separator: ", "))"))
     }
 

@@ -221,3 +221,14 @@ def test_init_writes_a_policy_that_checks_runs_and_probes_clean(bouncer_bin, sta
         assert refused.status_code == 403 and 'scope="helpdesk:admin"' in refused.headers["www-authenticate"]
     finally:
         gateway.stop()
+
+
+
+def test_what_was_not_given_is_reported_as_not_tested(bouncer_bin, stack):
+    token = stack.authgent_token("jira:read", resource=stack.jira, client=client(stack))
+    result = probe(bouncer_bin, stack.jira, "--format", "json", "--token", token)
+    assert result.returncode == 0, result.stdout
+    by_id = {finding["id"]: finding for finding in json.loads(result.stdout)["servers"][0]["findings"]}
+    untested = by_id["probe.not-tested"]["detail"]
+    assert "--foreign-token" in untested and "--client-id" in untested and "without --token" not in untested, untested
+    assert by_id["probe.not-tested"]["severity"] == "info"

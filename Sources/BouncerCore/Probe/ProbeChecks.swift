@@ -6,6 +6,7 @@ public enum ProbeRules {
 
     public static let unreachable = ProbeRule("probe.unreachable", .high, "No MCP endpoint answered", reference: "MCP 2025-11-25, Transports", fix: "Check the URL (the Streamable HTTP endpoint, e.g. https://host/mcp) and that the server runs.")
     public static let timeout = ProbeRule("probe.timeout", .high, "The probe did not finish in time", reference: "mcp-bouncer probe --timeout", fix: "Find out why the server answers slowly, or raise --timeout.")
+    public static let notTested = ProbeRule("probe.not-tested", .info, "Checks not run for want of input", reference: "mcp-bouncer probe --help", fix: "")
     public static let transport = ProbeRule("mcp.transport", .info, "Transport and protocol revisions", reference: "MCP 2025-11-25, Transports; MCP 2026-07-28, server/discover", fix: "")
     public static let legacyTransport = ProbeRule("mcp.legacy-sse-transport", .medium, "Uses the HTTP+SSE transport of 2024-11-05", reference: "MCP 2025-03-26, Transports (Streamable HTTP replaces HTTP+SSE)", fix: "Upgrade the server's MCP SDK to Streamable HTTP; mcp-bouncer protects Streamable HTTP servers.")
     public static let noToolCalled = ProbeRule("mcp.no-read-only-tool", .info, "No tool was called", reference: "MCP 2025-11-25, Tools (annotations.readOnlyHint)", fix: "")
@@ -49,6 +50,7 @@ public enum ProbeRules {
     public static let all: [ProbeRule] = [
         unreachable,
         timeout,
+        notTested,
         transport,
         legacyTransport,
         noToolCalled,
