@@ -132,6 +132,9 @@ struct ProbeTests {
             #expect(rules.indices.contains(index) && rules[index]["id"] == result["ruleId"], "ruleIndex points at its rule")
         }
         #expect(results.first?["level"] == .string("error") && results.last?["level"] == .string("note"))
+        // SARIF 3.27.9: a result whose kind is not "fail" has level "none".
+        let informational = results.first { $0["ruleId"] == .string("mcp.transport") }
+        #expect(informational?["kind"] == .string("informational") && informational?["level"] == .string("none"))
         #expect(rules.first { $0["id"] == .string("auth.none.initialize") }?["properties"]?["security-severity"] == .string("9.5"))
     }
 

@@ -6,12 +6,14 @@ public enum ProbeSeverity: String, Sendable, Hashable, CaseIterable, Comparable 
 
     public static func < (lhs: ProbeSeverity, rhs: ProbeSeverity) -> Bool { lhs.rank < rhs.rank }
 
-    /// SARIF `level`.
+    /// SARIF `level`. An `info` finding is a result of kind `informational`, whose level SARIF
+    /// 2.1.0 (3.27.9) requires to be `none`.
     var sarifLevel: String {
         switch self {
         case .critical, .high: "error"
         case .medium: "warning"
-        case .low, .info: "note"
+        case .low: "note"
+        case .info: "none"
         }
     }
 
