@@ -28,7 +28,7 @@ struct Probe: AsyncParsableCommand {
     @Option(name: .long, help: "critical, high, medium or never: the least severity that fails the command.")
     var failOn: String = "high"
 
-    @Option(name: .long, help: "A token valid for the server(s): it must be accepted, and must not be accepted in the query string.")
+    @Option(name: .long, help: "A token valid for the server(s): it must be accepted, and must not be accepted in the query string. @FILE reads it from a file (keeps it out of the process list), as do the other secrets.")
     var token: String?
 
     @Option(name: .long, help: "A token of the same issuer for another resource: it must be refused (audience validation).")
@@ -65,10 +65,10 @@ struct Probe: AsyncParsableCommand {
         }
         guard !urls.isEmpty else { throw ValidationError("give at least one URL (or --from FILE)") }
         var options = ProbeOptions()
-        options.token = self.token
-        options.foreignToken = self.foreignToken
+        options.token = try self.token.map { try secret($0, "--token") }
+        options.foreignToken = try self.foreignToken.map { try secret($0, "--foreign-token") }
         options.clientID = self.clientID
-        options.clientSecret = self.clientSecret
+        options.clientSecret = try self.clientSecret.map { try secret($0, "--client-secret") }
         options.timeout = .seconds(self.timeout)
         options.requestTimeout = .seconds(min(10, self.timeout))
         let tls: TLSContext
@@ -106,6 +106,17 @@ struct Probe: AsyncParsableCommand {
         }
         if ProbeFailOn(rawValue: self.failOn)!.fails(reports) { throw ExitCode(1) }
     }
+}
+
+/// A secret given on the command line, or `@FILE`: the file's content without its trailing
+/// newline (a token in argv is visible to every user of the machine).
+func secret(_ value: String, _ option: String) throws -> String {
+    guard value.hasPrefix("@") else { return value }
+    let path = String(value.dropFirst())
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("\(option): cannot read \(path)") }
+    let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
+    guard !trimmed.isEmpty else { throw ValidationError("\(option): \(path) is empty") }
+    return trimmed
 }
 
 /// `probing 3/10 done, 4 running: https://...` on standard error, rewritten in place; only on a

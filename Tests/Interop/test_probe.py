@@ -114,12 +114,15 @@ def test_sarif_output_validates_against_the_sarif_2_1_0_schema(bouncer_bin, serv
         jsonschema.Draft4Validator(schema).validate(sarif)
 
 
-def test_the_gateway_in_front_has_no_critical_or_high_finding(bouncer_bin, stack):
+def test_the_gateway_in_front_has_no_critical_or_high_finding(bouncer_bin, stack, tmp_path):
     registered = client(stack)
     token = stack.authgent_token("jira:read", resource=stack.jira, client=registered)
     foreign = stack.authgent_token("jira:read", resource=stack.pinned, client=registered)
-    result = probe(bouncer_bin, stack.jira, "--format", "json", "--token", token, "--foreign-token", foreign,
-                   "--client-id", registered["client_id"], "--client-secret", registered["client_secret"])
+    # Secrets from files (@FILE), as a CI job would pass them, out of the process list.
+    (tmp_path / "token").write_text(token + "\n")
+    (tmp_path / "secret").write_text(registered["client_secret"])
+    result = probe(bouncer_bin, stack.jira, "--format", "json", "--token", f"@{tmp_path / 'token'}", "--foreign-token", foreign,
+                   "--client-id", registered["client_id"], "--client-secret", f"@{tmp_path / 'secret'}")
     assert result.returncode == 0, result.stdout + result.stderr
     found = findings(result)
     assert not [rule for rule, severity in found.items() if severity in ("critical", "high")], found
@@ -129,6 +132,8 @@ def test_the_gateway_in_front_has_no_critical_or_high_finding(bouncer_bin, stack
     assert "token.valid-refused" not in found and "token.foreign-accepted" not in found and "token.query-accepted" not in found
     assert "http.origin-not-validated" not in found and "jsonrpc.batch-accepted" not in found
     assert "as.metadata" in found
+    missing = probe(bouncer_bin, stack.jira, "--token", f"@{tmp_path / 'absent'}")
+    assert missing.returncode != 0 and "--token: cannot read" in missing.stderr
 
 
 def test_an_audience_blind_sdk_server_accepts_a_foreign_token(bouncer_bin, stack, servers):
