@@ -182,6 +182,10 @@ struct ProbeTests {
             return
         }
         for name in odd { #expect(rules.lookup(name)?.value == ["jira:read"], "\(name.debugDescription)") }
+        // The path is written as given (quoted where YAML needs it) and read back the same.
+        var otherPath = draft
+        otherPath.path = "/jïra,[x]/mcp"
+        #expect(try PolicyLoader.load(yaml: otherPath.yaml, secrets: .empty).resources.first?.path == "/jïra,[x]/mcp")
         // A newline in what a comment shows stays inside the comment.
         #expect(try PolicyLoader.load(yaml: draft.yaml, secrets: .empty).listen.port == 8443)
     }

@@ -87,7 +87,7 @@ public struct PolicyDraft: Sendable {
         out += "    # Identity providers without RFC 8707 need accepted_audiences on the resource, and maybe\n"
         out += "    # scope_claims / subject_claim / required_claims here: see docs/identity-providers.md.\n\n"
         out += "resources:\n"
-        out += "  - path: \(self.path)\n"
+        out += "  - path: \(Self.quoted(self.path))\n"
         if let name = self.serverName { out += "    name: \(Self.quoted(name))\n" }
         out += "    authorization_server: idp\n"
         out += "    scopes_supported: [\(self.scope(.read))]\n"
