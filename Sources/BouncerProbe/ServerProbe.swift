@@ -81,7 +81,7 @@ struct ProbeRun {
     // MARK: The assessment
 
     mutating func assess() async throws {
-        if self.uri.scheme == "http", !ProbeChecks.isLoopback(self.uri.host) {
+        if self.uri.scheme == "http", !self.uri.hasLoopbackHost {
             self.report.add(ProbeRules.plainHTTP, "\(self.url) is plain http: tokens and tool data cross the network in the clear")
         }
         let opening: HTTPFetchResponse
@@ -373,8 +373,7 @@ struct ProbeRun {
         let remaining = ContinuousClock.now.duration(to: self.deadline)
         guard remaining > .zero else { throw ProbeTimedOut() }
         var fetcher = self.probe.fetcher
-        let limit = min(remaining, timeout ?? self.options.requestTimeout)
-        fetcher.responseTimeout = .nanoseconds(limit.components.seconds * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000)
+        fetcher.responseTimeout = TimeAmount(min(remaining, timeout ?? self.options.requestTimeout))
         do {
             return try await fetcher.send(method, url, purpose: "probe", headers: headers, body: body, tls: self.probe.tls, serverName: nil, on: nil, untilFirstEvent: untilFirstEvent).get()
         } catch let error as FetchError where error.code == .timeout {

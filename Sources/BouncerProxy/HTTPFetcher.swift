@@ -173,15 +173,12 @@ public struct HTTPFetchResponse: Sendable {
     public var body: [UInt8]
     /// The TLS version negotiated (`TLSv1.3`), nil over plain HTTP.
     public var tlsVersion: String?
-    /// False when the response was cut short on purpose (`untilFirstEvent`).
-    public var complete = true
 
-    public init(status: Int, headers: [(String, String)], body: [UInt8], tlsVersion: String? = nil, complete: Bool = true) {
+    public init(status: Int, headers: [(String, String)], body: [UInt8], tlsVersion: String? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
         self.tlsVersion = tlsVersion
-        self.complete = complete
     }
 
     public func header(_ name: String) -> String? { self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1 }
@@ -224,7 +221,7 @@ private final class CollectingResponseHandler: ChannelInboundHandler {
             }
             self.body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
             if self.untilFirstEvent, self.isEventStream, Self.holdsAnEvent(self.body) {
-                self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), headers: self.headers, body: self.body, tlsVersion: self.tlsVersion, complete: false))
+                self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), headers: self.headers, body: self.body, tlsVersion: self.tlsVersion))
                 context.close(promise: nil)
             }
         case .end:

@@ -25,16 +25,7 @@ struct Pin: AsyncParsableCommand {
     var out: String?
 
     func run() async throws {
-        var headers: [(String, String)] = []
-        for header in self.headers {
-            guard let colon = header.firstIndex(of: ":"), !header[..<colon].isEmpty else {
-                throw ValidationError("--header '\(header)': expected 'Name: value'")
-            }
-            headers.append((String(header[..<colon]), header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
-        }
-        let group = MultiThreadedEventLoopGroup.singleton
-        let tls = self.upstream.lowercased().hasPrefix("https:") ? try TLSContext(configuration: .client(applicationProtocols: ["http/1.1"])) : nil
-        let lister = ToolLister(fetcher: HTTPFetcher(group: group, maxResponseBytes: 16 * 1024 * 1024), url: self.upstream, headers: headers, tls: tls)
+        let lister = try upstreamLister(self.upstream, headers: self.headers)
         let tools: [JSONValue]
         do {
             tools = try await lister.listTools()
@@ -63,6 +54,20 @@ struct Pin: AsyncParsableCommand {
             note("pinned \(pins.tools.count) tools of \(self.upstream)")
         }
     }
+}
+
+/// A client of the legacy server at `url` (`pin`, `init`), with the `--header 'Name: value'`
+/// options checked.
+func upstreamLister(_ url: String, headers options: [String]) throws -> ToolLister {
+    var headers: [(String, String)] = []
+    for header in options {
+        guard let colon = header.firstIndex(of: ":"), !header[..<colon].isEmpty else {
+            throw ValidationError("--header '\(header)': expected 'Name: value'")
+        }
+        headers.append((String(header[..<colon]), header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
+    }
+    let tls = url.lowercased().hasPrefix("https:") ? try TLSContext(configuration: .client(applicationProtocols: ["http/1.1"])) : nil
+    return ToolLister(fetcher: HTTPFetcher(group: MultiThreadedEventLoopGroup.singleton, maxResponseBytes: 16 * 1024 * 1024), url: url, headers: headers, tls: tls)
 }
 
 /// A status line on standard error: standard output may be the pin file.

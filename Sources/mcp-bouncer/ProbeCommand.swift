@@ -210,13 +210,7 @@ struct Init: AsyncParsableCommand {
         if let path = self.path, !path.hasPrefix("/") || path.contains("?") || path.contains("#") {
             throw ValidationError("--path must start with / and have no query or fragment, e.g. /jira/mcp")
         }
-        var headers: [(String, String)] = []
-        for header in self.headers {
-            guard let colon = header.firstIndex(of: ":"), !header[..<colon].isEmpty else { throw ValidationError("--header '\(header)': expected 'Name: value'") }
-            headers.append((String(header[..<colon]), header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
-        }
-        let tls = self.upstream.lowercased().hasPrefix("https:") ? try TLSContext(configuration: .client(applicationProtocols: ["http/1.1"])) : nil
-        let lister = ToolLister(fetcher: HTTPFetcher(group: MultiThreadedEventLoopGroup.singleton, maxResponseBytes: 16 * 1024 * 1024), url: self.upstream, headers: headers, tls: tls)
+        let lister = try upstreamLister(self.upstream, headers: self.headers)
         let catalogue: ToolLister.Catalogue
         do {
             catalogue = try await lister.catalogue()

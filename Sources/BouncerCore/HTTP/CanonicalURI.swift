@@ -77,6 +77,12 @@ public struct CanonicalURI: Hashable, Sendable, CustomStringConvertible {
 
     static func defaultPort(_ scheme: String) -> Int { scheme == "https" ? 443 : 80 }
 
+    /// Whether the host is loopback (`localhost`, `127.0.0.0/8`, `[::1]`): plain http there
+    /// does not cross a network.
+    public var hasLoopbackHost: Bool {
+        self.host == "localhost" || self.host.hasPrefix("127.") || self.host == "[::1]"
+    }
+
     /// `scheme://host[:port]`.
     public var origin: String {
         var out = "\(self.scheme)://\(self.host)"

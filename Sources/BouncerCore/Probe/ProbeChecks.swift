@@ -198,11 +198,6 @@ public enum ProbeChecks {
         guard let message else { return false }
         return message["result"] != nil && message["error"] == nil
     }
-
-    /// Whether `host` is loopback (plain HTTP there is not a finding).
-    public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host.hasPrefix("127.") || host == "[::1]"
-    }
 }
 
 extension StringProtocol {

@@ -54,7 +54,7 @@ extension PolicyReader {
         let sessions = top["sessions"].map { self.sessions($0, "sessions") } ?? SessionSettings()
         let trustedProxies = top["trusted_proxies"].map { self.trustedProxies($0, "trusted_proxies") } ?? TrustedProxies()
         guard let listen, let publicURL, let sessions, let trustedProxies else { return nil }
-        if publicURL.scheme == "http", !Self.isLoopback(publicURL.host), tls == nil {
+        if publicURL.scheme == "http", !publicURL.hasLoopbackHost, tls == nil {
             // Allowed: a TLS-terminating load balancer may sit in front and rewrite the scheme;
             // but then public_url should say https. A plain-http public URL off loopback sends
             // bearer tokens in the clear.

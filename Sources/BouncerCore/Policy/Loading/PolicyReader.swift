@@ -193,7 +193,7 @@ final class PolicyReader {
         let base = allowQuery ? String(text.split(separator: "?", maxSplits: 1).first ?? "") : text
         do {
             let uri = try CanonicalURI(base)
-            if uri.scheme == "http", !Self.isLoopback(uri.host) {
+            if uri.scheme == "http", !uri.hasLoopbackHost {
                 self.report(node, path, "must be https unless its host is loopback")
                 return nil
             }
@@ -204,9 +204,6 @@ final class PolicyReader {
         }
     }
 
-    static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host.hasPrefix("127.") || host == "[::1]"
-    }
 }
 
 extension Node {

@@ -17,7 +17,7 @@ extension PolicyReader {
                 self.report(element, "\(childPath).path", "path '\(resource.path)' is used by another resource")
                 continue
             }
-            if let other = resources.first(where: { Self.sharedAudience(resource, $0) != nil }), let shared = Self.sharedAudience(resource, other) {
+            if let (other, shared) = resources.lazy.compactMap({ other in Self.sharedAudience(resource, other).map { (other, $0) } }).first {
                 // A token for one would be accepted by the other: the confused deputy the
                 // audience check exists to stop.
                 self.report(element, "\(childPath).accepted_audiences", "audience '\(shared)' is also accepted by resource \(other.path): a token for one would be replayed at the other; give each resource its own")
