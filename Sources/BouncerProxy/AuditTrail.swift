@@ -61,8 +61,20 @@ public final class AuditTrail: @unchecked Sendable {
         metrics.auditSinkUp.set(Int64(1))
     }
 
-    /// Starts the writer thread and writes the `start` record.
+    /// Bytes of a record cut short by a crash that were removed from the file's end when it
+    /// was opened (0 when the file ended with a whole record). The `start` record says so.
+    public var tornTailBytes: Int { self.writer.tornTailBytes }
+
+    /// Starts the writer thread and writes the `start` record (with `torn_tail_bytes` when
+    /// the file's torn end was cut).
     public func start(details: [String: JSONValue]) {
+        var details = details
+        if self.writer.tornTailBytes > 0 {
+            details["torn_tail_bytes"] = .number(String(self.writer.tornTailBytes))
+            self.logger.warning("audit file ended in a record cut short (a crash); the torn tail was removed and the chain continues from the last whole record", metadata: [
+                "file": "\(self.settings.file)", "bytes_cut": "\(self.writer.tornTailBytes)",
+            ])
+        }
         self.submit(.gateway(.start, details))
         let thread = Thread { [self] in self.runWriter() }
         thread.name = "mcp-bouncer-audit"
@@ -251,204 +263,6 @@ public final class AuditTrail: @unchecked Sendable {
         } else {
             self.metrics.auditSinkUp.set(Int64(1))
             self.logger.notice("audit sink recovered", metadata: ["file": "\(self.settings.file)"])
-        }
-    }
-}
-
-/// Why the audit sink cannot be opened (failures while running are reported, not thrown).
-public struct AuditSinkError: CodedError {
-    public enum Code: String, Sendable {
-        case open
-        case notAnAuditFile = "not_an_audit_file"
-    }
-
-    public var code: Code
-    public var reason: String
-
-    public init(_ code: Code, _ reason: String) {
-        self.code = code
-        self.reason = reason
-    }
-}
-
-extension AuditTrail {
-    /// The writer thread's state: the file, the chain, the bytes not yet written.
-    struct Writer {
-        let settings: AuditSettings
-        private var descriptor: Int32
-        /// The file's identity when opened, to notice it was removed or replaced.
-        private var identity: (device: UInt64, inode: UInt64)?
-        private(set) var chain: AuditChain
-        private var pending: [UInt8] = []
-        private var lastSync: Int64 = 0
-        private var unsynced = false
-        private var lastIdentityCheck: Int64 = 0
-        private var retryAt: Int64?
-        /// Why writing, syncing or reopening last failed; cleared when it next succeeds.
-        private var writeFailure: String?
-        private var reopenFailure: String?
-        /// Set when the path no longer names the open file; cleared by a reopen.
-        private var replaced: String?
-        /// Failed operations, for `mcp_bouncer_audit_sink_errors_total`.
-        private(set) var errors = 0
-
-        /// Why the sink is failing now, if it is.
-        var failure: String? { self.writeFailure ?? self.reopenFailure ?? self.replaced }
-
-        var pendingBytes: Int { self.pending.count }
-
-        init(settings: AuditSettings) throws(AuditSinkError) {
-            self.settings = settings
-            self.descriptor = -1
-            self.chain = AuditChain(formatter: AuditRecordFormatter(arguments: settings.arguments), signer: settings.signingKey, checkpointEvery: settings.checkpointEvery)
-            if settings.isStandardOutput {
-                self.descriptor = STDOUT_FILENO
-                return
-            }
-            let (descriptor, position, endsWithNewline) = try Self.open(settings.file)
-            self.descriptor = descriptor
-            self.identity = Self.identity(of: descriptor)
-            self.chain = AuditChain(
-                formatter: AuditRecordFormatter(arguments: settings.arguments), signer: settings.signingKey, checkpointEvery: settings.checkpointEvery,
-                resumingAfter: position
-            )
-            if !endsWithNewline { self.pending.append(UInt8(ascii: "\n")) }
-        }
-
-        /// Opens `path` for appending and finds where its chain ended: the last line that is a
-        /// record. A file with content but no record is refused, never appended to.
-        static func open(_ path: String) throws(AuditSinkError) -> (Int32, AuditChainPosition?, Bool) {
-            let descriptor = Glibc.open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            guard descriptor >= 0 else {
-                throw AuditSinkError(.open, "cannot open \(path): \(String(cString: strerror(errno)))")
-            }
-            let size = lseek(descriptor, 0, SEEK_END)
-            guard size > 0 else { return (descriptor, nil, true) }
-            // Read backwards until the last complete line that parses as a record.
-            var tail: [UInt8] = []
-            var offset = size
-            let chunk: off_t = 64 * 1024
-            while offset > 0 && tail.count < 64 * 1024 * 1024 {
-                let start = max(0, offset - chunk)
-                var buffer = [UInt8](repeating: 0, count: Int(offset - start))
-                let read = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, start) }
-                guard read == buffer.count else {
-                    Glibc.close(descriptor)
-                    throw AuditSinkError(.open, "cannot read \(path): \(String(cString: strerror(errno)))")
-                }
-                tail = buffer + tail
-                offset = start
-                let lines = tail.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
-                // The first piece may be cut unless the read reached the file's start.
-                for line in lines.reversed() where offset == 0 || line.startIndex != lines.first?.startIndex {
-                    if let position = AuditChainPosition(lastLine: line) {
-                        return (descriptor, position, tail.last == UInt8(ascii: "\n"))
-                    }
-                }
-            }
-            Glibc.close(descriptor)
-            throw AuditSinkError(.notAnAuditFile, "\(path) is not empty and holds no audit record; it is not appended to (move it away or name another file)")
-        }
-
-        static func identity(of descriptor: Int32) -> (device: UInt64, inode: UInt64)? {
-            var info = stat()
-            guard fstat(descriptor, &info) == 0 else { return nil }
-            return (UInt64(info.st_dev), UInt64(info.st_ino))
-        }
-
-        /// The earliest moment the writer must act without being woken: a sync, a checkpoint
-        /// by time, a retry.
-        func nextDeadline() -> Int64? {
-            var deadlines: [Int64] = []
-            if self.unsynced, self.settings.fsync == .interval { deadlines.append(self.lastSync + AuditTrail.fsyncInterval) }
-            if let oldest = self.chain.oldestUnsignedAt, self.chain.signer != nil { deadlines.append(oldest + self.chain.checkpointIntervalMilliseconds) }
-            if let retry = self.retryAt { deadlines.append(retry) }
-            return deadlines.min()
-        }
-
-        /// Chains the batch (and a `dropped` record, and a checkpoint when due) into the
-        /// pending bytes. Returns the number of records.
-        mutating func chain(_ batch: [(entry: AuditEntry, at: Int64)], dropped: Int, now: Int64, checkpoint: Bool) -> Int {
-            var records = 0
-            // By index: the entries are read in place, not copied (and retained) one by one.
-            for index in batch.indices {
-                records += self.chain.append(batch[index].entry, now: batch[index].at, into: &self.pending)
-            }
-            if dropped > 0 {
-                records += self.chain.append(.dropped(count: dropped), now: now, into: &self.pending)
-            }
-            if checkpoint || self.chain.checkpointDue(now: now), self.chain.checkpoint(now: now, into: &self.pending) {
-                records += 1
-            }
-            return records
-        }
-
-        /// While a failed write waits for its retry time, nothing is tried.
-        mutating func flush(now: Int64, sync: Bool) {
-            if let retryAt, now < retryAt, !sync { return }
-            while !self.pending.isEmpty {
-                let written = self.pending.withUnsafeBytes { Glibc.write(self.descriptor, $0.baseAddress, $0.count) }
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    self.retryAt = now + 1000
-                    self.errors += 1
-                    self.writeFailure = "cannot write \(self.settings.file): \(String(cString: strerror(errno))); records are kept in memory and retried"
-                    return
-                }
-                self.pending.removeFirst(written)
-                self.unsynced = true
-            }
-            self.retryAt = nil
-            self.writeFailure = nil
-            let due = sync || self.settings.fsync == .always || (self.settings.fsync == .interval && now - self.lastSync >= AuditTrail.fsyncInterval)
-            if self.unsynced, due, self.settings.fsync != .never || sync, !self.settings.isStandardOutput {
-                if fsync(self.descriptor) != 0 {
-                    self.errors += 1
-                    self.writeFailure = "cannot sync \(self.settings.file): \(String(cString: strerror(errno)))"
-                    return
-                }
-                self.unsynced = false
-                self.lastSync = now
-            }
-        }
-
-        /// Notices, at most once a second, that the file was removed or replaced behind the
-        /// gateway's back (records would go to a file nobody reads). It is reported; SIGUSR1
-        /// reopens.
-        mutating func checkReplaced(now: Int64) {
-            guard let identity = self.identity, self.replaced == nil, now - self.lastIdentityCheck >= 1000 else { return }
-            self.lastIdentityCheck = now
-            var info = stat()
-            guard stat(self.settings.file, &info) == 0, UInt64(info.st_dev) == identity.device, UInt64(info.st_ino) == identity.inode else {
-                self.errors += 1
-                self.replaced = "\(self.settings.file) was removed or replaced; records go to the old file until SIGUSR1 reopens it"
-                return
-            }
-        }
-
-        /// Closes the file and opens the path again; the chain continues from memory.
-        mutating func reopen() {
-            guard !self.settings.isStandardOutput else { return }
-            self.flush(now: AuditTrail.wallClockMilliseconds(), sync: true)
-            let descriptor = Glibc.open(self.settings.file, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
-            guard descriptor >= 0 else {
-                self.errors += 1
-                self.reopenFailure = "cannot reopen \(self.settings.file): \(String(cString: strerror(errno))); still writing to the old file"
-                return
-            }
-            Glibc.close(self.descriptor)
-            self.descriptor = descriptor
-            self.identity = Self.identity(of: descriptor)
-            self.lastIdentityCheck = AuditTrail.wallClockMilliseconds()
-            self.reopenFailure = nil
-            self.replaced = nil
-            self.flush(now: AuditTrail.wallClockMilliseconds(), sync: false)
-        }
-
-        mutating func close() {
-            guard !self.settings.isStandardOutput, self.descriptor >= 0 else { return }
-            Glibc.close(self.descriptor)
-            self.descriptor = -1
         }
     }
 }

@@ -299,4 +299,21 @@ struct PolicyLoaderTests {
         let clash = Self.valid.replacingOccurrences(of: "public_url: https://MCP.example.com/\n", with: "public_url: https://MCP.example.com/\nadmin:\n  listen: 127.0.0.1:8443\n")
         #expect(self.problems(clash).map(\.description).joined().contains("must not share the public port 8443"))
     }
+
+    /// `$${` is a literal `${` (documented in policies/README.md): a value can say `${` without
+    /// naming a secret; a substitution next to it still works.
+    @Test func aDoubledDollarWritesALiteralSubstitutionStart() throws {
+        let secrets = SecretSource(environment: { $0 == "NAME" ? "jira" : Self.secrets.environment($0) }, readFile: Self.secrets.readFile)
+        for (written, loaded) in [
+            ("$${file:/etc/hostname}", "${file:/etc/hostname}"), ("cost $${price}", "cost ${price}"), ("$${", "${"),
+            ("$$${env:NAME}", "$${env:NAME}"), ("$${env:NAME} ${env:NAME}", "${env:NAME} jira"), ("a $ b $$ c", "a $ b $$ c"),
+        ] {
+            let yaml = Self.valid.replacingOccurrences(of: "name: Jira", with: "name: \"\(written)\"")
+            #expect(yaml != Self.valid)
+            let policy = try PolicyLoader.load(yaml: yaml, secrets: secrets)
+            #expect(policy.resources.first?.name == loaded, "\(written)")
+        }
+        let unterminated = Self.valid.replacingOccurrences(of: "name: Jira", with: "name: \"x ${file:/y\"")
+        #expect(throws: PolicyValidationError.self) { try PolicyLoader.load(yaml: unterminated, secrets: secrets) }
+    }
 }

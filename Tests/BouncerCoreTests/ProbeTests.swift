@@ -222,4 +222,43 @@ struct ProbeTests {
         #expect(required("resources/read", "jira://issues/OPS-1") == ["jira:read"])
         #expect(required("initialize", nil) == [] && required("tools/list", nil) == ["jira:read"])
     }
+
+    /// `init` copies names a server chose into the policy; the loader substitutes `${file:...}`
+    /// and `${env:...}` in every value. A hostile server named `${file:/etc/...}` used to get
+    /// that file into the policy (and the resource name into the published metadata); one with
+    /// an unterminated `${` wrote a policy that did not load (the `probe` fuzz target). Every
+    /// value init did not write itself is escaped (`$${`), and loads as the server gave it.
+    @Test func aHostileServerCannotWriteIntoThePolicysSubstitutions() throws {
+        let hostile = [
+            "${file:/etc/mcp-bouncer/client-secret}", "${env:HOME}", "${", "x${y", "$${file:/etc/hostname}", "$$${env:A}}", "${}",
+            "a\"b: ${file:/x}\n- c", "name\nlisten: 0.0.0.0:1", "{ ${file:/x} }", "# ${env:X}", "'${file:/x}'",
+        ]
+        var read: [String] = []
+        let secrets = SecretSource(environment: { name in Issue.record("environment read: \(name)"); return "LEAKED" }, readFile: { path in
+            Issue.record("file read: \(path)")
+            return .success("LEAKED")
+        })
+        for name in hostile {
+            var draft = PolicyDraft(upstream: "http://10.0.0.5:8080/mcp", path: "/jira/mcp", publicURL: try CanonicalURI("http://127.0.0.1:8443"),
+                                    issuer: "https://as", pinsFile: nil, date: name)
+            draft.serverName = name
+            draft.tools = [Self.tool(name, #"{"readOnlyHint":true}"#)]
+            draft.prompts = [Self.json(#"{"name":"p${env:P}"}"#)]
+            let policy = try PolicyLoader.load(yaml: draft.yaml, secrets: secrets)
+            let resource = try #require(policy.resources.first)
+            #expect(resource.name == name, "\(name.debugDescription)")
+            #expect(!draft.yaml.contains("LEAKED"))
+            guard case .byTarget(let tools)? = resource.methods.rules.lookup("tools/call")?.value else {
+                Issue.record("no tools/call rules for \(name.debugDescription)")
+                continue
+            }
+            #expect(tools.lookup(name)?.value == ["jira:read"] || !PolicyDraft.isLiteral(name), "\(name.debugDescription)")
+            read.append(resource.name ?? "")
+        }
+        #expect(read == hostile)
+        // The values init takes from flags are escaped the same way.
+        #expect(PolicyDraft.value("https://as/${env:X}") == #""https://as/$${env:X}""#)
+        #expect(PolicyDraft.value("/etc/pins$${a}.yaml") == #""/etc/pins$$${a}.yaml""#)
+        #expect(PolicyDraft.value("plain") == "plain")
+    }
 }

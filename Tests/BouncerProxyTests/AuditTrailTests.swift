@@ -78,25 +78,64 @@ struct AuditTrailTests {
             try AuditTrail(settings: self.settings("other.log"), metrics: GatewayMetrics(), logger: Logger(label: "test"))
         }
         #expect(try String(contentsOfFile: self.path("other.log"), encoding: .utf8) == "some other log\n")
-        // A crash can leave a cut last line: the chain continues from the last whole record,
-        // on a line of its own, and verify names the cut line.
+    }
+
+    /// A crash can cut the last write short. The torn record is cut off when the file is
+    /// opened again, the `start` record says how many bytes went, and the file verifies (with
+    /// the key too): it used to keep the fragment and fail `audit verify` at that line forever.
+    @Test func aTornLastRecordIsCutAndTheFileVerifiesAgain() throws {
         let trail = try AuditTrail(settings: self.settings(), metrics: GatewayMetrics(), logger: Logger(label: "test"))
         trail.start(details: [:])
         trail.stop()
+        let fragment = #"{"v":1,"seq":4,"ev"#
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: self.path("audit.jsonl")))
         try handle.seekToEnd()
-        try handle.write(contentsOf: Data(#"{"v":1,"seq":4,"ev"#.utf8))
+        try handle.write(contentsOf: Data(fragment.utf8))
         try handle.close()
+        #expect(throws: AuditVerifier.Failure.self) { try self.verify(["audit.jsonl"]) }
         let resumed = try AuditTrail(settings: self.settings(), metrics: GatewayMetrics(), logger: Logger(label: "test"))
+        #expect(resumed.tornTailBytes == fragment.utf8.count)
         resumed.start(details: [:])
         resumed.stop()
-        #expect(try self.lines().count == 7)
-        #expect(throws: AuditVerifier.Failure.self) { try self.verify(["audit.jsonl"]) }
-        do {
-            _ = try self.verify(["audit.jsonl"])
-        } catch let failure as AuditVerifier.Failure {
-            #expect(failure.line == 4 && failure.kind == .malformed)
+        let lines = try self.lines()
+        #expect(lines.map { self.event($0) } == ["start", "stop", "checkpoint", "start", "stop", "checkpoint"])
+        let start = try JSONParser().parse(Array(lines[3].utf8))
+        #expect(start["torn_tail_bytes"]?.int64Value == Int64(fragment.utf8.count))
+        let verifier = try self.verify(["audit.jsonl"])
+        #expect(verifier.records == 6 && verifier.checkpoints == 2)
+        // A file opened again without a crash cuts nothing and says nothing.
+        let again = try AuditTrail(settings: self.settings(), metrics: GatewayMetrics(), logger: Logger(label: "test"))
+        #expect(again.tornTailBytes == 0)
+    }
+
+    /// A whole record that lacks only its newline is kept; a file holding nothing but the cut
+    /// start of its first record becomes a new chain; another file without a newline is never
+    /// touched.
+    @Test func aTornTailIsCutOnlyWhenItIsPartOfARecord() throws {
+        let trail = try AuditTrail(settings: self.settings(), metrics: GatewayMetrics(), logger: Logger(label: "test"))
+        trail.start(details: [:])
+        trail.stop()
+        var text = try String(contentsOfFile: self.path("audit.jsonl"), encoding: .utf8)
+        text.removeLast()  // the last record's newline
+        try text.write(toFile: self.path("audit.jsonl"), atomically: true, encoding: .utf8)
+        let kept = try AuditTrail(settings: self.settings(), metrics: GatewayMetrics(), logger: Logger(label: "test"))
+        #expect(kept.tornTailBytes == 0)
+        kept.start(details: [:])
+        kept.stop()
+        #expect(try self.verify(["audit.jsonl"]).records == 6)
+
+        try #"{"event":"sta"#.write(toFile: self.path("first.jsonl"), atomically: true, encoding: .utf8)
+        let fresh = try AuditTrail(settings: self.settings("first.jsonl"), metrics: GatewayMetrics(), logger: Logger(label: "test"))
+        #expect(fresh.tornTailBytes == 13)
+        fresh.start(details: [:])
+        fresh.stop()
+        #expect(try self.verify(["first.jsonl"]).records == 3)
+
+        try "no newline here".write(toFile: self.path("plain.txt"), atomically: true, encoding: .utf8)
+        #expect(throws: AuditSinkError(.notAnAuditFile, "")) {
+            try AuditTrail(settings: self.settings("plain.txt"), metrics: GatewayMetrics(), logger: Logger(label: "test"))
         }
+        #expect(try String(contentsOfFile: self.path("plain.txt"), encoding: .utf8) == "no newline here")
     }
 
     @Test func reopenAfterRotationCarriesTheChainIntoTheNewFile() throws {

@@ -320,6 +320,11 @@ enum FuzzTarget: String, CaseIterable {
             require(false, "init wrote a policy that does not load for tool name \(text.debugDescription): \(error)")
             return
         }
+        // Names are values the loader substitutes in: init escapes them, so each loads as the
+        // server wrote it (a server cannot name a secret file into the policy).
+        if !text.isEmpty, !text.unicodeScalars.contains("\u{FEFF}") {
+            require(policy.resources.first?.name == text, "init wrote server name \(text.debugDescription) that loads as \(String(describing: policy.resources.first?.name).debugDescription)")
+        }
         guard PolicyDraft.isLiteral(text), case .byTarget(let tools)? = policy.resources.first?.methods.rules.lookup("tools/call")?.value else { return }
         require(tools.lookup(text)?.value == ["fuzz:read"], "the rule init wrote for \(text.debugDescription) does not match it")
         require(tools.lookup(text + "x") == nil, "the rule init wrote for \(text.debugDescription) matches another name")

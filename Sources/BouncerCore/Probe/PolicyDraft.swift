@@ -77,25 +77,25 @@ public struct PolicyDraft: Sendable {
             out += "# A load balancer in front terminates TLS for public_url; or add a tls: block (policies/README.md).\n"
             out += "listen: 0.0.0.0:8080\n"
         }
-        out += "public_url: \(self.publicURL)\n\n"
+        out += "public_url: \(Self.value(self.publicURL.description))\n\n"
         out += "authorization_servers:\n  idp:\n"
         if let issuer = self.issuer {
-            out += "    issuer: \(Self.quoted(issuer))\n"
+            out += "    issuer: \(Self.value(issuer))\n"
         } else {
             out += "    # REVIEW: your identity provider's issuer (no --issuer was given).\n    issuer: https://login.example.com\n"
         }
         out += "    # Identity providers without RFC 8707 need accepted_audiences on the resource, and maybe\n"
         out += "    # scope_claims / subject_claim / required_claims here: see docs/identity-providers.md.\n\n"
         out += "resources:\n"
-        out += "  - path: \(Self.quoted(self.path))\n"
-        if let name = self.serverName { out += "    name: \(Self.quoted(name))\n" }
+        out += "  - path: \(Self.value(self.path))\n"
+        if let name = self.serverName { out += "    name: \(Self.value(name))\n" }
         out += "    authorization_server: idp\n"
         out += "    scopes_supported: [\(self.scope(.read))]\n"
-        out += "    upstream: \(Self.quoted(self.upstream))\n"
+        out += "    upstream: \(Self.value(self.upstream))\n"
         out += "    # If the server needs a credential of its own: upstream_credentials (static header or token exchange).\n"
         if let pins = self.pinsFile {
             out += "    # The tool definitions as listed now (mcp-bouncer pin): a changed definition is blocked.\n"
-            out += "    tool_pins: \(Self.quoted(pins))\n"
+            out += "    tool_pins: \(Self.value(pins))\n"
         }
         out += "    methods:\n"
         out += "      initialize: []\n      notifications/*: []\n      ping: []\n"
@@ -157,7 +157,29 @@ public struct PolicyDraft: Sendable {
         !name.isEmpty && !name.contains("*") && !name.unicodeScalars.contains("\u{FEFF}")
     }
 
-    /// A YAML double-quoted scalar when the text needs it, else the text.
+    /// A string value of the policy: `text` as a YAML scalar that loads as `text` itself. The
+    /// loader substitutes `${env:...}` and `${file:...}` in values, so every `${` is written
+    /// `$${` (a literal): a server that names itself `${file:/etc/hostname}` must not get that
+    /// file into the policy, nor into the metadata that publishes the resource's name.
+    public static func value(_ text: String) -> String {
+        Self.quoted(Self.escapingSubstitutions(text))
+    }
+
+    /// `text` with each `${` written as `$${`.
+    static func escapingSubstitutions(_ text: String) -> String {
+        guard text.contains("${") else { return text }
+        var out = ""
+        var previous: Character?
+        for character in text {
+            if character == "{", previous == "$" { out.append("$") }
+            out.append(character)
+            previous = character
+        }
+        return out
+    }
+
+    /// A YAML double-quoted scalar when the text needs it, else the text. For keys (never
+    /// substituted); values go through ``value(_:)``.
     public static func quoted(_ text: String) -> String {
         let plain = !text.isEmpty && text.unicodeScalars.allSatisfy { $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_./:".unicodeScalars.contains($0)) }
             && !text.hasPrefix("-") && !text.hasSuffix(":") && !["true", "false", "null", "yes", "no", "on", "off"].contains(text.lowercased())

@@ -150,12 +150,21 @@ final class PolicyReader {
 
     // MARK: Substitution
 
-    /// Replaces `${env:NAME}` and `${file:PATH}`; anything else starting with `${` is a problem.
+    /// Replaces `${env:NAME}` and `${file:PATH}`, and `$${` by a literal `${` (so a value can
+    /// say `${` without naming a secret: what `init` writes for names a server chose);
+    /// anything else starting with `${` is a problem.
     func substitute(_ text: String, _ node: Node, _ path: String) -> String? {
         guard text.contains("${") else { return text }
         var out = ""
         var rest = Substring(text)
         while let start = rest.range(of: "${") {
+            if start.lowerBound > rest.startIndex, rest[rest.index(before: start.lowerBound)] == "$" {
+                // `$${`: the first `$` escapes the rest.
+                out += rest[..<rest.index(before: start.lowerBound)]
+                out += "${"
+                rest = rest[start.upperBound...]
+                continue
+            }
             out += rest[..<start.lowerBound]
             guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
                 self.report(node, path, "unterminated '${' (use ${env:NAME} or ${file:PATH})")
