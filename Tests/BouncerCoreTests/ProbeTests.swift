@@ -186,6 +186,20 @@ struct ProbeTests {
         var otherPath = draft
         otherPath.path = "/jïra,[x]/mcp"
         #expect(try PolicyLoader.load(yaml: otherPath.yaml, secrets: .empty).resources.first?.path == "/jïra,[x]/mcp")
+        // Found by the fuzz target after the `${` fix: a name that, escaped, is over YAML's
+        // 1024-character bound for a key wrote a policy that does not load; it is left for
+        // review like the others, and so is a template that long.
+        let long = "\u{92}" + String(repeating: "\u{0}", count: 170) + "I${"
+        draft.tools = [Self.tool(long, #"{"readOnlyHint":true}"#), Self.tool("ok", #"{"readOnlyHint":true}"#)]
+        draft.prompts = [Self.json(#"{"name":"\#(String(repeating: "p", count: 1100))"}"#)]
+        draft.resourceTemplates = [Self.json(#"{"uriTemplate":"x://\#(String(repeating: "t", count: 1100))/{id}"}"#)]
+        let loaded = try PolicyLoader.load(yaml: draft.yaml, secrets: .empty)
+        guard case .byTarget(let loadedTools)? = loaded.resources.first?.methods.rules.lookup("tools/call")?.value else {
+            Issue.record("no tools/call rules")
+            return
+        }
+        #expect(loadedTools.lookup("ok")?.value == ["jira:read"] && loadedTools.lookup(long) == nil)
+        #expect(!PolicyDraft.isLiteral(long) && draft.yaml.contains("takes no key over 1024 characters"))
         // A newline in what a comment shows stays inside the comment.
         #expect(try PolicyLoader.load(yaml: draft.yaml, secrets: .empty).listen.port == 8443)
     }

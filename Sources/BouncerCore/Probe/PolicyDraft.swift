@@ -102,7 +102,7 @@ public struct PolicyDraft: Sendable {
         out += "      tools/list: [\(self.scope(.read))]\n"
         let toolNames = self.tools.compactMap { $0["name"]?.stringValue }
         for name in toolNames where !Self.isLiteral(name) {
-            out += "      # REVIEW: tool \(Self.quoted(name)) is not listed: a policy reads '*' as a wildcard, an empty name as none, and drops a byte-order mark\n"
+            out += "      # REVIEW: tool \(Self.quoted(name)) is not listed: a policy reads '*' as a wildcard, an empty name as none, drops a byte-order mark, and takes no key over 1024 characters\n"
         }
         let literalTools = self.tools.filter { ($0["name"]?.stringValue).map(Self.isLiteral) ?? false }
         if literalTools.isEmpty {
@@ -129,7 +129,7 @@ public struct PolicyDraft: Sendable {
         let templateRules: [(key: String, template: String)] = templates.compactMap { template in
             guard let brace = template.firstIndex(of: "{") else { return Self.isLiteral(template) ? (template, template) : nil }
             let prefix = String(template[..<brace])
-            return prefix.contains("://") && !prefix.contains("*") ? (prefix + "*", template) : nil
+            return prefix.contains("://") && !prefix.contains("*") && Self.fitsAKey(prefix + "*") ? (prefix + "*", template) : nil
         }
         if !self.resources.isEmpty || !templates.isEmpty {
             out += "      resources/list: [\(self.scope(.read))]\n"
@@ -153,9 +153,19 @@ public struct PolicyDraft: Sendable {
     /// wildcard).
     /// A byte-order mark is dropped when it leads a YAML value, so a name with one cannot be
     /// written either.
+    /// YAML reads a key written on its line (an implicit key) only up to 1024 characters
+    /// (YAML 1.2, 7.4.3 and libyaml): a longer one, as written quoted, cannot be a key.
     public static func isLiteral(_ name: String) -> Bool {
-        !name.isEmpty && !name.contains("*") && !name.unicodeScalars.contains("\u{FEFF}")
+        !name.isEmpty && !name.contains("*") && !name.unicodeScalars.contains("\u{FEFF}") && Self.fitsAKey(name)
     }
+
+    /// Whether `key`, written as ``quoted(_:)`` writes it, is short enough for a YAML key.
+    static func fitsAKey(_ key: String) -> Bool {
+        Self.quoted(key).unicodeScalars.count <= Self.maxKeyCharacters
+    }
+
+    /// The longest key written, in characters (YAML's bound is 1024).
+    static let maxKeyCharacters = 1000
 
     /// A string value of the policy: `text` as a YAML scalar that loads as `text` itself. The
     /// loader substitutes `${env:...}` and `${file:...}` in values, so every `${` is written
