@@ -18,7 +18,7 @@ import Glibc
 /// when the sink recovers. SIGUSR1 (``reopen()``) closes the file and opens the path again,
 /// so logrotate works; the chain carries on into the new file, after a checkpoint closes the
 /// old one. A restarted gateway continues the chain of the file it finds.
-public final class AuditTrail: @unchecked Sendable {
+public final class AuditTrail: AuditSlotReserving, @unchecked Sendable {
     // Everything below the condition is guarded by it; `settings`, `metrics` and `logger` are
     // immutable. The writer thread alone touches `writer` and `batch`.
     private let condition = NSCondition()
@@ -167,9 +167,7 @@ public final class AuditTrail: @unchecked Sendable {
     }
 
     static func wallClockMilliseconds() -> Int64 {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
+        WallClock.system.milliseconds()
     }
 
     // MARK: The writer thread

@@ -31,6 +31,10 @@ public final class Gateway: Sendable {
     private let relisting = NIOLockedValueBox(Set<String>())
     /// Seals and opens session ids (`sessions:`).
     let sessions: SessionSealer
+    /// The time of day: session ages.
+    let wallClock: WallClock
+    /// Where events that are not requests are reported (log, metric and audit record).
+    let events: GatewayEvents
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
@@ -39,8 +43,9 @@ public final class Gateway: Sendable {
     ///   their limits did not change) and the elicitation guard's memory are kept.
     public init(
         policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), allowDevelopmentAuthorizationServer: Bool = false,
-        metrics: GatewayMetrics = GatewayMetrics(), audit: AuditTrail? = nil, sessionKey: SessionKey = .random(), previous: Gateway? = nil, logger: Logger
+        metrics: GatewayMetrics = GatewayMetrics(), audit: AuditTrail? = nil, sessionKey: SessionKey = .random(), previous: Gateway? = nil, wallClock: WallClock = .system, logger: Logger
     ) {
+        self.wallClock = wallClock
         self.sessions = policy.sessions.sealer(fallback: sessionKey)
         self.tls = tls
         self.fetcher = fetcher
@@ -49,6 +54,7 @@ public final class Gateway: Sendable {
         self.policy = policy
         self.logger = logger
         let events = GatewayEvents(audit: audit, metrics: metrics)
+        self.events = events
         for warning in policy.warnings {
             logger.warning("policy: \(warning.message)", metadata: ["key": "\(warning.keyPath)", "line": "\(warning.line.map(String.init) ?? "-")"])
         }

@@ -37,4 +37,20 @@ public struct GatewayEvents: Sendable {
         if let error { details["error"] = .string(error) }
         self.record(succeeded ? .reload : .reloadFailed, details)
     }
+
+    /// A session id refused at 5b (``Enforcement/admitCall(_:facts:resource:claims:token:sessions:now:lastSeen:reserveAuditSlot:)``):
+    /// a warning on the request's log and a `session_mismatch` record, with both users
+    /// digested (never written).
+    func sessionMismatch(_ mismatch: SessionMismatch, binding: SessionBinding?, session: String?, log: RequestLog) {
+        let subject = binding.map { AuditDigestSource.hex(of: "\($0.issuer) \($0.subject)") } ?? "-"
+        let sealedSubject = mismatch.sealedBinding.map { AuditDigestSource.hex(of: "\($0.issuer) \($0.subject)") }
+        log.log(level: .warning, "session id refused", metadata: [
+            "reason": "\(mismatch.code)", "subject_sha256": "\(subject)", "sealed_subject_sha256": "\(sealedSubject ?? "-")",
+        ])
+        self.record(.sessionMismatch, [
+            "request_id": .string(log.requestID), "resource": .string(binding?.resource ?? "-"), "reason": .string(mismatch.code),
+            "subject": .string(subject), "sealed_subject": sealedSubject.map(JSONValue.string) ?? .null,
+            "session": session.map { .string(AuditDigestSource.hex(of: $0)) } ?? .null,
+        ])
+    }
 }

@@ -97,9 +97,63 @@ struct UpstreamExchangeStateMachineTests {
     @Test func anInvalidHeadIsA502AndAConnectFailureToo() {
         var exchange = self.machine()
         _ = exchange.leased(reused: false, now: self.start)
-        #expect(exchange.headReceived(valid: false, reason: "CR in a header") == .fail(.upstreamUnavailable("CR in a header", id: self.id)))
+        #expect(exchange.headUnrelayable(reason: "CR in a header") == .fail(.upstreamUnavailable("CR in a header", id: self.id)))
+        #expect(exchange.headReceived() == .none, "nothing after the failure")
         var unreachable = self.machine()
         #expect(unreachable.connectFailed("refused") == .fail(.upstreamUnavailable("refused", id: self.id)))
+    }
+
+    /// A head held while its JSON body is read and inspected has not reached the client: a
+    /// body that breaks (an invalid chunk, a close before the end), is too large, or a head
+    /// that then cannot be serialised is a clean 502, not a bare close (it used to be one:
+    /// the machine took the held head for one relayed).
+    @Test func aHeldHeadFailsCleanly() {
+        var broken = self.machine()
+        _ = broken.leased(reused: false, now: self.start)
+        broken.requestWritten()
+        #expect(broken.headReceived(hold: true) == .none)
+        #expect(!broken.responseStarted)
+        #expect(broken.timerFired(now: self.start + .seconds(120)) == .none, "the head came in time; the body has no deadline")
+        #expect(broken.upstreamFailed("invalid chunk size") == .fail(.upstreamUnavailable("invalid chunk size", id: self.id)))
+
+        var large = self.machine()
+        _ = large.leased(reused: false, now: self.start)
+        _ = large.headReceived(hold: true)
+        #expect(large.messageTooLarge(limit: 10) == .fail(.upstreamMessageTooLarge(limit: 10, id: self.id)))
+
+        var unrelayable = self.machine()
+        _ = unrelayable.leased(reused: false, now: self.start)
+        _ = unrelayable.headReceived(hold: true)
+        #expect(unrelayable.headUnrelayable(reason: "CR") == .fail(.upstreamUnavailable("CR", id: self.id)))
+
+        var whole = self.machine()
+        _ = whole.leased(reused: false, now: self.start)
+        _ = whole.headReceived(hold: true)
+        #expect(whole.responseEnded(keepAlive: true) == .none, "the head goes out first")
+        #expect(whole.heldBodyReady() == .relayHead)
+        #expect(whole.responseStarted)
+        #expect(whole.heldBodyReady() == .none)
+        #expect(whole.responseEnded(keepAlive: true) == .finish(reusable: true))
+    }
+
+    /// Once an event stream is with the client, a message too large or a flood of requests for
+    /// the client ends it with an error event; before any of it went out, they are a 502.
+    @Test func aStreamIsEndedWithAnErrorEvent() {
+        var stream = self.machine()
+        _ = stream.leased(reused: false, now: self.start)
+        #expect(stream.headReceived() == .relayHead)
+        #expect(stream.messageTooLarge(limit: 5) == .endStream(.upstreamMessageTooLarge(limit: 5, id: self.id)))
+        #expect(stream.isDone && stream.upstreamFailed("late") == .none)
+
+        var flooded = self.machine()
+        _ = flooded.leased(reused: false, now: self.start)
+        _ = flooded.headReceived()
+        #expect(flooded.serverRequestFlood(limit: 100) == .endStream(.upstreamRequestFlood(limit: 100, id: self.id)))
+
+        var early = self.machine()
+        _ = early.leased(reused: false, now: self.start)
+        #expect(early.serverRequestFlood(limit: 100) == .fail(.upstreamRequestFlood(limit: 100, id: self.id)))
+        #expect(early.messageTooLarge(limit: 1) == .none, "nothing after the end")
     }
 
     @Test func aClientThatLeftEndsEverything() {

@@ -38,7 +38,7 @@ struct AuditLoopbackTests {
         }
     }
 
-    func start(audit: String? = nil, startTrail: Bool = true) throws -> Running {
+    func start(audit: String? = nil, startTrail: Bool = true, upstream: String? = nil) throws -> Running {
         let keyPath = self.directory.appendingPathComponent("signing.pem").path
         try AuditSigner(key: self.key).privateKeyPEM.write(toFile: keyPath, atomically: true, encoding: .utf8)
         let yaml = """
@@ -56,7 +56,7 @@ struct AuditLoopbackTests {
               - path: /mcp
                 authorization_server: local
                 scopes_supported: [read]
-                upstream: \(self.harness.backend.url)/upstream/mcp
+                upstream: \(upstream ?? "\(self.harness.backend.url)/upstream/mcp")
                 upstream_credentials:
                   static: { header: X-Api-Key, value: gateway-secret }
                 methods:
@@ -251,5 +251,49 @@ struct AuditLoopbackTests {
         #expect(requests.last?["upstream_ms"] != nil)
         let text = String(decoding: running.application.metrics.exposition(), as: UTF8.self)
         #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["outcome": "connection_closed"]) == 1)
+    }
+
+    /// An upstream `application/json` response that breaks mid-body (a close before the
+    /// declared length, an invalid chunk size) while the gateway held its head for inspection:
+    /// nothing had reached the client, so it gets a 502 with a JSON-RPC error (it used to get
+    /// a bare close), and the record says 502 (it said 200).
+    @Test func aJSONBodyThatBreaksMidwayIsA502AndRecordedAsOne() throws {
+        let replies = [
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\":\"2.0\",",
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"jso\r\nZZ\r\n",
+        ]
+        for reply in replies {
+            let upstream = try rawUpstream(group: self.harness.group, reply: reply, close: true)
+            defer { try? upstream.close().wait() }
+            let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
+            let response = try self.call(running, token: self.harness.token(scope: "read"))
+            running.stop()
+            #expect(response.status == .badGateway, "\(reply)")
+            let error = try JSONParser().parse(Array(response.body.utf8))
+            #expect(error["id"] == .number("1") && error["error"]?["code"] != nil)
+            let record = try #require(try self.records().last { $0["event"]?.stringValue == "request" })
+            #expect(record["status"] == .number("502") && record["outcome"]?.stringValue == "upstream_error")
+            try? FileManager.default.removeItem(atPath: self.auditPath)
+        }
+    }
+
+    /// `status` is what the client got: 0 for a client that left while the gateway held the
+    /// head (it used to say the upstream's 200).
+    @Test func aClientThatLeftBeforeAByteIsRecordedWithStatusZero() async throws {
+        let held = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"jsonrpc\":"
+        let upstream = try rawUpstream(group: self.harness.group, reply: held, close: false)
+        defer { upstream.close(promise: nil) }
+        let running = try self.start(upstream: "http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
+        let (client, received) = try rawExchange(group: self.harness.group, port: running.port, send: self.harness.wire(token: self.harness.token(scope: "read")))
+        // The open-streams gauge cannot say when the head is held; the upstream answers at once.
+        try await Task.sleep(for: .milliseconds(300))
+        try await client.close().get()
+        #expect(received.withLockedValue { $0 }.isEmpty, "nothing reached the client")
+        #expect(await eventually {
+            ((try? self.records()) ?? []).contains { $0["event"]?.stringValue == "request" && $0["outcome"]?.stringValue == "client_closed" }
+        })
+        running.stop()
+        let record = try #require(try self.records().last { $0["event"]?.stringValue == "request" })
+        #expect(record["status"] == .number("0") && record["outcome"]?.stringValue == "client_closed")
     }
 }

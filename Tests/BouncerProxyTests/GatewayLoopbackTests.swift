@@ -332,6 +332,9 @@ struct GatewayLoopbackTests {
         defer { try? server.close().wait() }
         let response = try self.call(Running(server: server, port: server.localAddress!.port!, gateway: gateway), token: self.token())
         #expect(response.status == .serviceUnavailable)
+        // The JSON-RPC error answers the request's id (it used to be null).
+        let error = try JSONParser().parse(Array(response.body.utf8))
+        #expect(error["id"] == .number("1") && error["error"]?["code"] != nil, "\(response.body)")
     }
 
     @Test func clientDisconnectClosesTheUpstreamExchange() async throws {

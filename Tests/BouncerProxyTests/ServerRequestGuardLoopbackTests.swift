@@ -235,7 +235,7 @@ struct ServerRequestGuardLoopbackTests {
         let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", self.harness.sealedSession("s", gateway: running.application.gateway))])
         #expect(response.body.contains("more requests for the client than the gateway relays"))
         #expect(!response.body.contains("password") && !response.body.contains(#""result":{"content""#))
-        let limit = GatewayHandler.maxServerRequestsPerResponse
+        let limit = UpstreamExchange.maxServerRequestsPerResponse
         #expect(await eventually { recorded.withLockedValue { $0.count } == limit + 1 }, "one answer for each request up to the cap")
         try await Task.sleep(for: .milliseconds(200))
         #expect(recorded.withLockedValue { $0.count } == limit + 1, "none past it")

@@ -141,6 +141,13 @@ public struct ClientConnectionStateMachine: Sendable {
     /// Whether a response may keep the connection open: a quiescing gateway serves no more.
     public func keepAlive(_ requested: Bool) -> Bool { requested && !self.quiescing }
 
+    /// Whether the current request is still being decided (its token verified, its upstream
+    /// credential obtained): an answer that comes back later is for it only while this holds.
+    public var isDeciding: Bool { self.state == .authorizing }
+
+    /// Whether the connection is closing (its last response is out, or it was given up on).
+    public var isClosing: Bool { self.state == .closing }
+
     /// Bytes a request may carry beyond its head and body (chunk sizes, chunk extensions,
     /// trailers; RFC 9112 7.1.1 has a server bound them), or a head still being read: the
     /// header limit plus a read's slack, plus as much again as the body so far (a body sent

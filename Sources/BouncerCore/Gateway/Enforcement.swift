@@ -3,7 +3,8 @@ import NIOCore
 /// What the gateway decides about a request, in the order the request meets it (the README's
 /// "What it does to a request"), read top to bottom in this one file. Pure: no IO and no
 /// clock; the NIO handler gathers the facts, calls these stages and applies what they return,
-/// and decides nothing itself.
+/// and decides nothing itself (``UpstreamExchangeStateMachine`` and ``ClientConnectionStateMachine``
+/// decide what happens to the exchange and the connection).
 ///
 /// 0. ``checkHead(_:method:isHTTP11OrLater:target:limits:)``: the head, RFC 9112 and the limits.
 /// 1. Routing: ``GatewayRouter``, one dictionary hit.
@@ -12,7 +13,11 @@ import NIOCore
 /// 4. Token verification needs the authorization server's keys (or its introspection
 ///    endpoint): the proxy does it, between 3 and 5.
 /// 5. ``authorize(_:method:body:scopes:resource:limits:)``: the JSON-RPC body parsed once,
-///    the batch rule, the mirrored headers, the policy decision.
+///    the batch rule, the mirrored headers, the policy decision. (Before it, the proxy takes
+///    a token from the user's bucket when the resource has a `rate_limit`.)
+/// 5b. ``admitCall(_:facts:resource:claims:token:sessions:clock:lastSeen:auditSlots:)``:
+///    the session is this user's, the tool is approved (`tool_pins`), the audit record has
+///    room (`audit.on_overflow: refuse`).
 /// 6. ``upstreamHeaders(from:facts:resource:peer:publicURL:bodyLength:isPOST:upstreamToken:traceparent:add:)``:
 ///    the head the upstream gets, without the client's credentials or hop-by-hop fields.
 public enum Enforcement {
@@ -162,6 +167,65 @@ public enum Enforcement {
         case .denied(let reason):
             return .failure(.policyDenied(reason: reason, id: parsed.errorID))
         }
+    }
+
+    // MARK: 5b. Admission of the call
+
+    /// What an admitted call carries to the upstream.
+    public struct CallAdmission: Sendable, Equatable {
+        /// The upstream's own session id, from the sealed one the client sent.
+        public var upstreamSessionID: String?
+        /// Whether a slot in the audit queue was taken for the request's record.
+        public var auditSlot = false
+    }
+
+    /// Why a call was refused at 5b: the answer, and for a session id that is not this user's,
+    /// the mismatch (reported to the audit trail: whose session it was, digested).
+    public struct CallRefusal: Error, Sendable, Equatable {
+        public var rejection: GatewayRejection
+        public var sessionMismatch: SessionMismatch?
+    }
+
+    /// After authorisation, in this order:
+    /// - a sealed `Mcp-Session-Id` (one, never two) must open as a session of this resource
+    ///   and this user (``SessionBinding``): another token's session is "not found";
+    /// - a `tools/call` of a tool not approved, or changed since (`tool_pins` with
+    ///   `on_change: block`, judged with the definition `lastSeen` in a list), is refused;
+    /// - with `audit.on_overflow: refuse` (`auditSlots` given), the audit queue must have room
+    ///   for the record: nothing is forwarded that could go unrecorded. Asked last, so that no
+    ///   refusal holds a slot.
+    public static func admitCall(
+        _ authorization: Authorization, facts: RequestHeadFacts, resource: ResourcePolicy, claims: AccessTokenClaims, token: String?,
+        sessions: SessionSealer, clock: WallClock, lastSeen: (String) -> String?, auditSlots: (any AuditSlotReserving)?
+    ) -> Result<CallAdmission, CallRefusal> {
+        var admission = CallAdmission()
+        if facts.sessionIDCount > 0 {
+            guard facts.sessionIDCount == 1, let sealed = facts.sessionID else {
+                return .failure(CallRefusal(rejection: .sessionMismatch(.malformed, id: authorization.errorID), sessionMismatch: .malformed))
+            }
+            switch sessions.open(sealed, expecting: SessionBinding(resource: resource.path, claims: claims, token: token), now: clock.seconds()) {
+            case .success(let upstreamID):
+                admission.upstreamSessionID = upstreamID
+            case .failure(let mismatch):
+                return .failure(CallRefusal(rejection: .sessionMismatch(mismatch, id: authorization.errorID), sessionMismatch: mismatch))
+            }
+        }
+        if let pinning = resource.toolPinning, let body = authorization.body, let refusal = pinning.refusal(for: body, lastSeen: lastSeen) {
+            return .failure(CallRefusal(rejection: .toolNotApproved(tool: refusal.tool, refusal.reason, id: authorization.errorID)))
+        }
+        if let auditSlots {
+            guard auditSlots.reserve() else { return .failure(CallRefusal(rejection: .auditUnavailable(id: authorization.errorID))) }
+            admission.auditSlot = true
+        }
+        return .success(admission)
+    }
+
+    /// The JSON-RPC id a refusal made before the body was parsed answers to (the 503 while the
+    /// authorization server's keys cannot be fetched): the body's single request's, if it
+    /// parses. Only on that rare path: it parses the body.
+    public static func errorID(of body: ByteBuffer?, limits: GatewayLimits) -> JSONValue? {
+        guard let body else { return nil }
+        return (try? JSONRPCBody.parse(body.readableBytesView, maxDepth: limits.maxJSONDepth))?.errorID
     }
 
     // MARK: 6. The upstream head

@@ -67,12 +67,15 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     /// A gateway endpoint (a metadata document) asked for with a method it does not serve.
     case methodNotAllowed(allow: String)
     /// The authorization server's keys could not be fetched: the token cannot be checked.
-    case authorizationServerUnavailable(String)
+    case authorizationServerUnavailable(String, id: JSONValue? = nil)
     case upstreamUnavailable(String, id: JSONValue?)
     case upstreamTimeout(id: JSONValue?)
     /// A message from the upstream (a JSON body or an SSE event) over `limits.max_event_bytes`:
     /// the gateway cannot inspect it, so nothing of it reaches the client.
     case upstreamMessageTooLarge(limit: Int, id: JSONValue?)
+    /// More server-to-client requests in one response than the gateway relays (`limit`): a
+    /// flood, not a conversation. 502, or an error event that ends the stream.
+    case upstreamRequestFlood(limit: Int, id: JSONValue?)
     /// `tools/call` of a tool whose definition is not the approved one (`tool_pins`, `block`).
     case toolNotApproved(tool: String, ToolRefusal, id: JSONValue?)
     /// The upstream credential could not be obtained because the authorization server is
@@ -99,6 +102,8 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamUnavailable(let reason, _): return .upstreamUnavailable(reason, id: id)
         case .upstreamTimeout: return .upstreamTimeout(id: id)
         case .upstreamMessageTooLarge(let limit, _): return .upstreamMessageTooLarge(limit: limit, id: id)
+        case .upstreamRequestFlood(let limit, _): return .upstreamRequestFlood(limit: limit, id: id)
+        case .authorizationServerUnavailable(let reason, _): return .authorizationServerUnavailable(reason, id: id)
         case .toolNotApproved(let tool, let refusal, _): return .toolNotApproved(tool: tool, refusal, id: id)
         case .upstreamCredentialUnavailable(let reason, _): return .upstreamCredentialUnavailable(reason, id: id)
         case .upstreamCredentialRefused(let cause, let reason, _): return .upstreamCredentialRefused(cause: cause, reason: reason, id: id)
@@ -131,6 +136,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamUnavailable: return "upstream_unavailable"
         case .upstreamTimeout: return "upstream_timeout"
         case .upstreamMessageTooLarge: return "upstream_message_too_large"
+        case .upstreamRequestFlood: return "upstream_request_flood"
         case .toolNotApproved(_, let refusal, _): return "tool_not_approved.\(refusal.rawValue)"
         case .upstreamCredentialUnavailable: return "upstream_credential_unavailable"
         case .upstreamCredentialRefused(let cause, _, _): return "upstream_credential_refused.\(cause)"
@@ -145,7 +151,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         switch self {
         case .missingToken: return "no bearer token"
         case .invalidToken(let error): return error.description
-        case .invalidRequest(let reason), .forbiddenOrigin(let reason), .authorizationServerUnavailable(let reason): return reason
+        case .invalidRequest(let reason), .forbiddenOrigin(let reason), .authorizationServerUnavailable(let reason, _): return reason
         case .insufficientScope(let needed, _): return "needs scopes \(needed.joined(separator: " "))"
         case .policyDenied(let reason, _): return reason
         case .jsonRPC(let failure): return failure.message
@@ -160,6 +166,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .upstreamUnavailable(let reason, _): return reason
         case .upstreamTimeout: return "upstream did not answer in time"
         case .upstreamMessageTooLarge(let limit, _): return "a message from the upstream is over limits.max_event_bytes (\(limit) bytes)"
+        case .upstreamRequestFlood(let limit, _): return "the upstream sent more than \(limit) requests for the client in one response"
         case .toolNotApproved(let tool, let refusal, _): return Self.toolNotApprovedMessage(tool, refusal)
         case .auditUnavailable: return "the audit queue is full (audit.on_overflow: refuse)"
         case .sessionMismatch(let mismatch, _): return "session id refused: \(mismatch.description)"
@@ -169,12 +176,17 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         }
     }
 
-    /// What the client reads when a message from the upstream was too large to inspect (also
-    /// as the JSON-RPC error event that ends an inspected stream).
     /// What a client reads when nothing of the upstream's JSON body could be relayed (a
     /// server-to-client request the policy blocked, text that is not strict JSON).
     public static let upstreamResponseWithheldMessage = "Bad Gateway: the MCP server's response held nothing the gateway may relay (a request the policy blocks, or text that is not strict JSON)"
+    /// What the client reads when a message from the upstream was too large to inspect (also
+    /// as the JSON-RPC error event that ends an inspected stream).
     public static let upstreamMessageTooLargeMessage = "Bad Gateway: the MCP server sent a message larger than the gateway inspects (limits.max_event_bytes)"
+
+    /// What the client reads when the upstream flooded a response with requests for it.
+    public static func serverRequestFloodMessage(limit: Int) -> String {
+        "Bad Gateway: the MCP server sent more requests for the client than the gateway relays in one response (\(limit)); the stream was ended"
+    }
 
     static func toolNotApprovedMessage(_ tool: String, _ refusal: ToolRefusal) -> String {
         switch refusal {
@@ -250,14 +262,16 @@ public enum GatewayRejection: Error, Sendable, Hashable {
             return GatewayResponse(status: 405, headers: [("Allow", allow)])
         case .notFound:
             return GatewayResponse.json(404, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.methodNotFound, message: "Not Found", id: nil))
-        case .authorizationServerUnavailable:
-            return GatewayResponse.json(503, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Service Unavailable: the authorization server's keys cannot be fetched, so the token cannot be verified", id: nil), extra: [("Retry-After", "5")])
+        case .authorizationServerUnavailable(_, let id):
+            return GatewayResponse.json(503, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Service Unavailable: the authorization server's keys cannot be fetched, so the token cannot be verified", id: id), extra: [("Retry-After", "5")])
         case .upstreamUnavailable(_, let id):
             return GatewayResponse.json(502, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Bad Gateway: the MCP server is unavailable", id: id))
         case .upstreamTimeout(let id):
             return GatewayResponse.json(504, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: "Gateway Timeout: the MCP server did not answer in time", id: id))
         case .upstreamMessageTooLarge(_, let id):
             return GatewayResponse.json(502, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: Self.upstreamMessageTooLargeMessage, id: id))
+        case .upstreamRequestFlood(let limit, let id):
+            return GatewayResponse.json(502, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.upstreamError, message: Self.serverRequestFloodMessage(limit: limit), id: id))
         case .toolNotApproved(let tool, let refusal, let id):
             return GatewayResponse.json(403, JSONRPCFailure.errorBody(
                 code: JSONRPCErrorCode.forbidden, message: "Forbidden: " + Self.toolNotApprovedMessage(tool, refusal), id: id,

@@ -10,7 +10,13 @@ import NIOCore
 /// - an interim (1xx) response means the upstream has the request: never sent again. A 101
 ///   answers an upgrade the gateway never asks for: 502;
 /// - the upstream has `responseTimeout` from the request's write to the response head: 504;
-/// - once the head went to the client, a failure can only cut the connection.
+/// - a head held back while its body is inspected (an `application/json` body whose length
+///   may change) has not reached the client: a failure then is still an error response (502);
+/// - once the head went to the client, a failure can only cut the connection, or end an
+///   event stream with a JSON-RPC error event.
+///
+/// Every `.fail` comes from here: the handler and the exchange report what happened (a
+/// message too large, a head that cannot be relayed) and apply the answer.
 public struct UpstreamExchangeStateMachine: Sendable {
     /// Where the exchange is.
     enum State: Sendable, Equatable {
@@ -20,6 +26,9 @@ public struct UpstreamExchangeStateMachine: Sendable {
         case awaitingResponse(Attempt)
         /// An interim response arrived: the upstream has the request.
         case interim(deadline: NIODeadline)
+        /// The final head arrived and waits for its body to be inspected: nothing of the
+        /// response has reached the client.
+        case held
         /// The final head is with the client; the body is being relayed.
         case streaming
         /// Ended: relayed whole, failed, or abandoned.
@@ -50,6 +59,9 @@ public struct UpstreamExchangeStateMachine: Sendable {
         /// Part of the response is with the client: the only honest signal left is to close
         /// the client connection (and the upstream one).
         case closeClient
+        /// An event stream is with the client: end it with a JSON-RPC error event carrying this
+        /// refusal, end the response and drop the upstream connection.
+        case endStream(GatewayRejection)
         /// The response is relayed whole: return the connection to the pool when `reusable`.
         case finish(reusable: Bool)
         /// The timer fired early (an earlier request's deadline): arm it again.
@@ -82,7 +94,7 @@ public struct UpstreamExchangeStateMachine: Sendable {
         switch self.state {
         case .awaitingResponse(let attempt): return attempt.deadline
         case .interim(let deadline): return deadline
-        case .connecting, .streaming, .done: return nil
+        case .connecting, .held, .streaming, .done: return nil
         }
     }
 
@@ -119,18 +131,63 @@ public struct UpstreamExchangeStateMachine: Sendable {
         return self.clientTakesInterim ? .relayInterim : .none
     }
 
-    /// The final response head arrived; `valid` is false when it cannot be relayed safely
-    /// (its serialisation failed: a header that could split the response).
-    public mutating func headReceived(valid: Bool = true, reason: String = "") -> Action {
+    /// The final response head arrived. `hold`: it waits for its body (an inspected JSON body
+    /// whose length may change), and goes out with ``heldBodyReady()``.
+    public mutating func headReceived(hold: Bool = false) -> Action {
         switch self.state {
         case .awaitingResponse, .interim:
-            guard valid else {
-                self.state = .done
-                return .fail(.upstreamUnavailable(reason, id: self.errorID))
+            if hold {
+                self.state = .held
+                return .none
             }
             self.state = .streaming
             return .relayHead
+        case .connecting, .held, .streaming, .done:
+            return .none
+        }
+    }
+
+    /// The held head's body is read and inspected: the head goes out, the body follows.
+    public mutating func heldBodyReady() -> Action {
+        guard case .held = self.state else { return .none }
+        self.state = .streaming
+        return .relayHead
+    }
+
+    /// The final head cannot be relayed safely (its serialisation failed: a header that could
+    /// split the response; a session id that is not one value), before anything went out.
+    public mutating func headUnrelayable(reason: String) -> Action {
+        switch self.state {
+        case .awaitingResponse, .interim, .held:
+            self.state = .done
+            return .fail(.upstreamUnavailable(reason, id: self.errorID))
         case .connecting, .streaming, .done:
+            return .none
+        }
+    }
+
+    /// A message from the upstream (a held JSON body, an event) is over `limit`: nothing of it
+    /// reaches the client.
+    public mutating func messageTooLarge(limit: Int) -> Action {
+        self.cut(.upstreamMessageTooLarge(limit: limit, id: self.errorID))
+    }
+
+    /// The upstream sent more server-to-client requests in one response than `limit`.
+    public mutating func serverRequestFlood(limit: Int) -> Action {
+        self.cut(.upstreamRequestFlood(limit: limit, id: self.errorID))
+    }
+
+    /// Ends the response for `rejection`: an error response while nothing went out, an error
+    /// event once a stream is with the client.
+    private mutating func cut(_ rejection: GatewayRejection) -> Action {
+        switch self.state {
+        case .awaitingResponse, .interim, .held:
+            self.state = .done
+            return .fail(rejection)
+        case .streaming:
+            self.state = .done
+            return .endStream(rejection)
+        case .connecting, .done:
             return .none
         }
     }
@@ -150,7 +207,8 @@ public struct UpstreamExchangeStateMachine: Sendable {
             // request could be written: it never saw it.
             self.state = .connecting(retried: true)
             return .retryOnFreshConnection
-        case .awaitingResponse, .interim:
+        case .awaitingResponse, .interim, .held:
+            // A held head never reached the client: it gets a clean 502.
             self.state = .done
             return .fail(.upstreamUnavailable(reason, id: self.errorID))
         case .streaming:

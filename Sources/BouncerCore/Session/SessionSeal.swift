@@ -80,6 +80,19 @@ public struct SessionBinding: Sendable, Hashable {
         self.subject = subject
         self.clientID = clientID
     }
+
+    /// The binding of a session of the resource at `resource` used with `claims` (and the
+    /// `token` they came from).
+    public init(resource: String, claims: AccessTokenClaims, token: String?) {
+        self.init(resource: resource, issuer: claims.issuer, subject: claims.user(token: token), clientID: claims.clientID ?? "")
+    }
+}
+
+extension AccessTokenClaims {
+    /// The user a token speaks for (``user``); a token that names nobody is its own user.
+    public func user(token: String?) -> String {
+        self.user ?? "token:\(AuditDigestSource.hex(of: token ?? ""))"
+    }
 }
 
 /// Why a session id was refused. Each is answered 404 (the client starts a new session) and

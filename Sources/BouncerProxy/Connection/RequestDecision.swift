@@ -1,0 +1,172 @@
+import BouncerCore
+import NIOCore
+import NIOHTTP1
+
+/// Where a request's decision goes: the connection's handler, which applies it.
+protocol RequestDecisionSink: AnyObject {
+    /// Whether `request` is still the one being decided: a step that comes back later (token
+    /// verification, token exchange) is dropped when the client left or the connection closed.
+    func isDeciding(_ request: ClientRequest) -> Bool
+    func decided(_ request: ClientRequest, _ outcome: RequestDecision.Outcome)
+}
+
+/// The decision phase of one request, from its whole body to what happens to it: the
+/// gateway's own endpoints answer at once; a request to a protected resource meets the
+/// ``Enforcement`` stages in their order, with the two steps that need the network between
+/// them (token verification between 3 and 5, the upstream credential after 5b). It decides
+/// with the pure stages and reports the outcome to its sink; it writes nothing.
+enum RequestDecision {
+    enum Outcome {
+        /// The gateway answers itself (health, readiness, metadata).
+        case answer(GatewayResponse)
+        /// Refused; recorded when `resource` is a protected one.
+        case refuse(GatewayRejection, resource: ResolvedResource?)
+        /// Allowed: forward it with the gateway's own credential for the upstream, if any.
+        case forward(ResolvedResource, upstreamToken: String?, errorID: JSONValue?)
+    }
+
+    /// Decides `request` (its head and body are in); `random` starts trace ids for requests
+    /// without a valid `traceparent`.
+    static func decide(_ request: ClientRequest, gateway: Gateway, random: inout SplitMix64, eventLoop: any EventLoop, sink: some RequestDecisionSink) {
+        switch request.route {
+        case .notFound:
+            sink.decided(request, .refuse(.notFound, resource: nil))
+        case .health:
+            sink.decided(request, .answer(GatewayResponse(status: 200, headers: [("Content-Type", "text/plain")], body: "ok\n")))
+        case .readiness:
+            let reasons = gateway.notReadyReasons
+            let body = reasons.isEmpty ? "ready\n" : reasons.joined(separator: "\n") + "\n"
+            sink.decided(request, .answer(GatewayResponse(status: reasons.isEmpty ? 200 : 503, headers: [("Content-Type", "text/plain")], body: body)))
+        case .metadata(let resource):
+            guard request.head.method == .GET || request.head.method == .HEAD else {
+                return sink.decided(request, .refuse(.methodNotAllowed(allow: "GET"), resource: nil))
+            }
+            // Browser-based MCP clients fetch this cross-origin.
+            sink.decided(request, .answer(GatewayResponse(status: 200, headers: [
+                ("Content-Type", "application/json"), ("Cache-Control", "max-age=300"), ("Access-Control-Allow-Origin", "*"),
+            ], body: resource.metadataDocument)))
+        case .resource(let resource):
+            request.trace = RequestTrace.resolve(request.facts, using: &random)
+            Self.admit(request, resource: resource, gateway: gateway, eventLoop: eventLoop, sink: sink)
+        }
+    }
+
+    /// Stages 2-3, then 4: the token verified (from the cache, or by the authorization server).
+    private static func admit(_ request: ClientRequest, resource: ResolvedResource, gateway: Gateway, eventLoop: any EventLoop, sink: some RequestDecisionSink) {
+        let token: String
+        switch Enforcement.admit(request.facts, method: request.head.method.rawValue, query: request.query, body: request.body, resource: resource.policy) {
+        case .failure(let rejection):
+            return sink.decided(request, .refuse(rejection, resource: resource))
+        case .success(let admitted):
+            token = admitted
+        }
+        request.token = token
+        if let claims = gateway.cachedClaims(token: token, resource: resource) {
+            gateway.metrics.tokenVerification(result: "valid", cached: true)
+            return Self.authorize(request, resource: resource, token: token, claims: claims, gateway: gateway, eventLoop: eventLoop, sink: sink)
+        }
+        gateway.authenticate(token: token, resource: resource, on: eventLoop).assumeIsolated().whenComplete { result in
+            guard sink.isDeciding(request) else { return }
+            switch result {
+            case .success(let claims):
+                gateway.metrics.tokenVerification(result: "valid", cached: false)
+                Self.authorize(request, resource: resource, token: token, claims: claims, gateway: gateway, eventLoop: eventLoop, sink: sink)
+            case .failure(let error):
+                var rejection = error as? GatewayRejection ?? .authorizationServerUnavailable("\(error)")
+                if case .authorizationServerUnavailable = rejection {
+                    // A 503 answers the request's id, like every JSON-RPC error after it.
+                    rejection = rejection.answering(Enforcement.errorID(of: request.body, limits: gateway.policy.limits))
+                }
+                gateway.metrics.tokenVerification(result: rejection.response(resource: nil).status >= 500 ? "unavailable" : "invalid", cached: false)
+                sink.decided(request, .refuse(rejection, resource: resource))
+            }
+        }
+    }
+
+    /// The rate limit, stages 5 and 5b, then the upstream credential.
+    private static func authorize(
+        _ request: ClientRequest, resource: ResolvedResource, token: String, claims: AccessTokenClaims, gateway: Gateway, eventLoop: any EventLoop,
+        sink: some RequestDecisionSink
+    ) {
+        request.log.subject = claims.subject ?? "-"
+        request.log.clientID = claims.clientID ?? "-"
+        request.claims = claims
+        // Before anything is parsed: a client over its rate costs as little as possible.
+        if resource.rateLimiter != nil, let refusal = resource.rateLimit(user: "\(claims.issuer) \(claims.user(token: token))", now: eventLoop.now) {
+            return sink.decided(request, .refuse(refusal, resource: resource))
+        }
+        let method = request.head.method.rawValue
+        // Scopes the token's scopes imply count too (`scope_implies`); challenges still name
+        // the policy's.
+        let granted = resource.server.scopeImplications.expand(claims.scopes)
+        request.granted = granted
+        let (body, decision) = Enforcement.authorize(request.facts, method: method, body: request.body, scopes: granted, resource: resource.policy, limits: gateway.policy.limits)
+        request.log.body = body
+        let authorization: Enforcement.Authorization
+        switch decision {
+        case .failure(let rejection):
+            return sink.decided(request, .refuse(rejection, resource: resource))
+        case .success(let allowed):
+            authorization = allowed
+        }
+        let auditSlots = gateway.audit.flatMap { $0.settings.onOverflow == .refuse ? $0 : nil }
+        switch Enforcement.admitCall(
+            authorization, facts: request.facts, resource: resource.policy, claims: claims, token: token, sessions: gateway.sessions, clock: gateway.wallClock,
+            lastSeen: resource.tools.lastSeen, auditSlots: auditSlots
+        ) {
+        case .failure(let refusal):
+            if let mismatch = refusal.sessionMismatch {
+                gateway.events.sessionMismatch(mismatch, binding: request.sessionBinding(resource), session: request.facts.sessionID, log: request.log)
+            }
+            if case .auditUnavailable = refusal.rejection { gateway.metrics.auditRefused.increment() }
+            return sink.decided(request, .refuse(refusal.rejection, resource: resource))
+        case .success(let admission):
+            request.upstreamSessionID = admission.upstreamSessionID
+            request.auditSlot = admission.auditSlot
+        }
+        if body == nil {
+            // GET opens the server-to-client stream, DELETE ends a session.
+            request.log.debug("request allowed", metadata: ["outcome": "allowed", "operation": "\(method) stream"])
+        } else {
+            request.log.debug("request allowed", metadata: ["outcome": "allowed"])
+        }
+        Self.obtainUpstreamCredential(request, resource: resource, token: token, claims: claims, authorization: authorization, gateway: gateway, eventLoop: eventLoop, sink: sink)
+    }
+
+    /// Token exchange when the resource asks for it (the client's token is the subject, never
+    /// the credential).
+    private static func obtainUpstreamCredential(
+        _ request: ClientRequest, resource: ResolvedResource, token: String, claims: AccessTokenClaims, authorization: Enforcement.Authorization,
+        gateway: Gateway, eventLoop: any EventLoop, sink: some RequestDecisionSink
+    ) {
+        let errorID = authorization.errorID
+        guard case .tokenExchange(let policy, let client) = resource.credential else {
+            if case .staticHeader = resource.policy.credentials { request.credential = .static }
+            return sink.decided(request, .forward(resource, upstreamToken: nil, errorID: errorID))
+        }
+        let tool = authorization.tool
+        if gateway.audit != nil {
+            let target = policy.target(forTool: tool)
+            request.credential = .tokenExchange(audience: (target.resources + target.audiences).joined(separator: " "))
+        }
+        if let upstreamToken = gateway.exchanger.cachedUpstreamToken(subjectToken: token, policy: policy, tool: tool, client: client) {
+            gateway.metrics.tokenExchange(result: "cached")
+            return sink.decided(request, .forward(resource, upstreamToken: upstreamToken, errorID: errorID))
+        }
+        gateway.exchanger.upstreamToken(subjectToken: token, subjectClaims: claims, policy: policy, tool: tool, client: client, on: eventLoop)
+            .assumeIsolated()
+            .whenComplete { result in
+                guard sink.isDeciding(request) else { return }
+                switch result {
+                case .success(let upstreamToken):
+                    gateway.metrics.tokenExchange(result: "ok")
+                    sink.decided(request, .forward(resource, upstreamToken: upstreamToken, errorID: errorID))
+                case .failure(let error):
+                    let rejection = error as? GatewayRejection ?? .upstreamCredentialUnavailable("\(error)", id: nil)
+                    let result = if case .upstreamCredentialRefused = rejection { "refused" } else { "unavailable" }
+                    gateway.metrics.tokenExchange(result: result)
+                    sink.decided(request, .refuse(rejection.answering(errorID), resource: resource))
+                }
+            }
+    }
+}
