@@ -25,6 +25,7 @@ extension AuditTrail {
     /// The writer thread's state: the file, the chain, the bytes not yet written.
     struct Writer {
         let settings: AuditSettings
+        let clock: WallClock
         private var descriptor: Int32
         /// The file's identity when opened, to notice it was removed or replaced.
         private var identity: (device: UInt64, inode: UInt64)?
@@ -49,8 +50,9 @@ extension AuditTrail {
 
         var pendingBytes: Int { self.pending.count }
 
-        init(settings: AuditSettings) throws(AuditSinkError) {
+        init(settings: AuditSettings, clock: WallClock) throws(AuditSinkError) {
             self.settings = settings
+            self.clock = clock
             self.descriptor = -1
             self.chain = AuditChain(formatter: AuditRecordFormatter(arguments: settings.arguments), signer: settings.signingKey, checkpointEvery: settings.checkpointEvery)
             if settings.isStandardOutput {
@@ -248,7 +250,7 @@ extension AuditTrail {
         /// Closes the file and opens the path again; the chain continues from memory.
         mutating func reopen() {
             guard !self.settings.isStandardOutput else { return }
-            self.flush(now: AuditTrail.wallClockMilliseconds(), sync: true)
+            self.flush(now: self.clock.milliseconds(), sync: true)
             let descriptor = Glibc.open(self.settings.file, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
             guard descriptor >= 0 else {
                 self.errors += 1
@@ -258,10 +260,10 @@ extension AuditTrail {
             Glibc.close(self.descriptor)
             self.descriptor = descriptor
             self.identity = Self.identity(of: descriptor)
-            self.lastIdentityCheck = AuditTrail.wallClockMilliseconds()
+            self.lastIdentityCheck = self.clock.milliseconds()
             self.reopenFailure = nil
             self.replaced = nil
-            self.flush(now: AuditTrail.wallClockMilliseconds(), sync: false)
+            self.flush(now: self.clock.milliseconds(), sync: false)
         }
 
         mutating func close() {

@@ -42,6 +42,8 @@ public final class AuditTrail: AuditSlotReserving, @unchecked Sendable {
     public var keepsArguments: Bool { self.settings.arguments != .none }
     private let metrics: GatewayMetrics
     private let logger: Logger
+    /// `ts` of every record, and the writer's deadlines (sync, checkpoint, retry).
+    private let clock: WallClock
     private var writer: Writer
     private var thread: Thread?
 
@@ -53,11 +55,12 @@ public final class AuditTrail: AuditSlotReserving, @unchecked Sendable {
 
     /// Opens the sink and reads where an existing file's chain ended. Throws when the file
     /// cannot be opened or is not an audit file (it is never overwritten).
-    public init(settings: AuditSettings, metrics: GatewayMetrics, logger: Logger) throws(AuditSinkError) {
+    public init(settings: AuditSettings, metrics: GatewayMetrics, logger: Logger, clock: WallClock = .system) throws(AuditSinkError) {
         self.settings = settings
         self.metrics = metrics
         self.logger = logger
-        self.writer = try Writer(settings: settings)
+        self.clock = clock
+        self.writer = try Writer(settings: settings, clock: clock)
         metrics.auditSinkUp.set(Int64(1))
     }
 
@@ -102,7 +105,7 @@ public final class AuditTrail: AuditSlotReserving, @unchecked Sendable {
     /// short lock; returns false when the entry was dropped.
     @discardableResult
     public func submit(_ entry: AuditEntry, reserved: Bool = false) -> Bool {
-        let now = Self.wallClockMilliseconds()
+        let now = self.clock.milliseconds()
         self.condition.lock()
         if reserved {
             self.reserved -= 1
@@ -166,9 +169,6 @@ public final class AuditTrail: AuditSlotReserving, @unchecked Sendable {
         }
     }
 
-    static func wallClockMilliseconds() -> Int64 {
-        WallClock.system.milliseconds()
-    }
 
     // MARK: The writer thread
 
@@ -204,7 +204,7 @@ public final class AuditTrail: AuditSlotReserving, @unchecked Sendable {
                 self.condition.wait()
                 continue
             }
-            let wait = Double(deadline - Self.wallClockMilliseconds()) / 1000
+            let wait = Double(deadline - self.clock.milliseconds()) / 1000
             if wait <= 0 { break }
             if !self.condition.wait(until: Date(timeIntervalSinceNow: wait)) { break }
         }
@@ -232,7 +232,7 @@ public final class AuditTrail: AuditSlotReserving, @unchecked Sendable {
         self.reopenRequested = false
         self.condition.unlock()
 
-        let now = Self.wallClockMilliseconds()
+        let now = self.clock.milliseconds()
         let written = self.writer.chain(self.batch, dropped: droppedCount, now: now, checkpoint: final || reopen)
         self.batch.removeAll(keepingCapacity: true)
         self.metrics.auditRecords.increment(by: Int64(written))

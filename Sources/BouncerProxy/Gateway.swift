@@ -53,7 +53,7 @@ public final class Gateway: Sendable {
         self.audit = audit
         self.policy = policy
         self.logger = logger
-        let events = GatewayEvents(audit: audit, metrics: metrics)
+        let events = GatewayEvents(audit: audit, metrics: metrics, logger: logger)
         self.events = events
         for warning in policy.warnings {
             logger.warning("policy: \(warning.message)", metadata: ["key": "\(warning.keyPath)", "line": "\(warning.line.map(String.init) ?? "-")"])
@@ -73,7 +73,8 @@ public final class Gateway: Sendable {
             stores[name] = store
             if let credentials = server.client {
                 clients[name] = OAuthEndpointClient(
-                    server: server, credentials: credentials, keys: store, fetcher: fetcher, tls: tls.authorizationServers[name], events: events, logger: logger
+                    server: server, credentials: credentials, keys: store, fetcher: fetcher, tls: tls.authorizationServers[name], events: events, logger: logger,
+                    clock: wallClock
                 )
             }
         }
@@ -90,9 +91,9 @@ public final class Gateway: Sendable {
             )
         }
         self.router = GatewayRouter(resources: self.resources.map { ($0.policy.uri.path, $0) })
-        self.exchanger = TokenExchanger(capacity: policy.limits.exchangeCacheEntries, marginSeconds: policy.limits.exchangeExpiryMarginSeconds, logger: logger)
-        self.introspector = Introspector(capacity: policy.limits.tokenCacheEntries)
-        self.authenticator = TokenAuthenticator(cacheCapacity: policy.limits.tokenCacheEntries)
+        self.exchanger = TokenExchanger(capacity: policy.limits.exchangeCacheEntries, marginSeconds: policy.limits.exchangeExpiryMarginSeconds, logger: logger, clock: wallClock)
+        self.introspector = Introspector(capacity: policy.limits.tokenCacheEntries, clock: wallClock)
+        self.authenticator = TokenAuthenticator(cacheCapacity: policy.limits.tokenCacheEntries, clock: wallClock)
         if let previous, previous.policy.limits.upstreamConnectTimeoutSeconds == policy.limits.upstreamConnectTimeoutSeconds,
            previous.policy.limits.upstreamMaxIdleConnections == policy.limits.upstreamMaxIdleConnections {
             self.pools = previous.pools
@@ -153,7 +154,7 @@ public final class Gateway: Sendable {
                 seen[name] = digest
                 if let finding { findings.append(finding) }
             }
-            self.noteTools(resource, seen: seen, findings: findings, logger: self.logger)
+            self.noteTools(resource, seen: seen, findings: findings)
             self.logger.info("upstream tools compared with their pins", metadata: ["resource": "\(resource.policy.path)", "tools": "\(tools.count)", "not_approved": "\(findings.count)"])
         } catch {
             self.logger.warning("cannot list the upstream's tools; calls are judged by the pins' names until a client lists them", metadata: [
@@ -164,19 +165,10 @@ public final class Gateway: Sendable {
 
     /// Remembers the tools a list showed and reports the definitions that do not match their
     /// pins: once per tool and definition, in the audit trail, a metric and a warning.
-    func noteTools(_ resource: ResolvedResource, seen: [String: String], findings: [ToolFinding], logger: Logger) {
+    func noteTools(_ resource: ResolvedResource, seen: [String: String], findings: [ToolFinding]) {
         let action = resource.policy.toolPinning?.onChange ?? .block
         for finding in resource.tools.learn(seen, findings: findings) {
-            let kind = finding.pinned == nil ? "unpinned" : "changed"
-            self.metrics.toolDefinitionChange(resource: resource.policy.path, finding: kind, action: action.rawValue)
-            logger.warning(finding.pinned == nil ? "tool was never approved" : "tool definition changed since it was approved", metadata: [
-                "resource": "\(resource.policy.path)", "tool": "\(finding.name)", "sha256": "\(finding.seen)",
-                "pinned_sha256": "\(finding.pinned ?? "-")", "action": "\(action.rawValue)",
-            ])
-            self.audit?.submit(.gateway(.toolDefinitionChanged, [
-                "resource": .string(resource.policy.path), "tool": .string(finding.name), "sha256": .string(finding.seen),
-                "pinned_sha256": finding.pinned.map(JSONValue.string) ?? .null, "action": .string(action.rawValue),
-            ]))
+            self.events.toolDefinitionChanged(resource: resource.policy.path, finding, action: action.rawValue)
         }
     }
 
@@ -205,7 +197,7 @@ public final class Gateway: Sendable {
                 case .success: outcome = "active"
                 case .failure(let error): outcome = (error as? GatewayRejection).map { $0.response(resource: nil).status >= 500 } == false ? "inactive" : "unavailable"
                 }
-                metrics.counter("mcp_bouncer_introspections_total", [("result", outcome)]).increment()
+                metrics.introspection(result: outcome)
             }
     }
 

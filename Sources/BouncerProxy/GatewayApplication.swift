@@ -25,6 +25,8 @@ public final class GatewayApplication: Sendable {
     /// The metrics and health listener, when the policy has `admin:`.
     public let admin: AdminServer?
     public let metrics: GatewayMetrics
+    /// The one wall clock (``WallClock``), passed to every gateway a reload builds.
+    let clock: WallClock
     public let logger: Logger
     /// The session key when the policy has none: made once, so a reload keeps the sessions.
     let sessionKey = SessionKey.random()
@@ -41,12 +43,13 @@ public final class GatewayApplication: Sendable {
     ///   - onAdminListening: told the admin listener's bound address.
     /// - Throws: ``TLSLoadErrors`` when a certificate or key does not load, ``AuditSinkError``
     ///   when the audit file cannot be opened or is not an audit file.
+    /// - Parameter clock: the time of day for sessions, tokens and audit records (tests set it).
     /// - Parameter reload: the policy file the policy came from, the files it named, and whether
     ///   to watch them (`run --watch`): SIGHUP, and with `watch` a change, reloads it
     ///   (``PolicyReloader``). Without it SIGHUP is logged and ignored.
     public init(
         policy: GatewayPolicy, tls: GatewayTLSContexts? = nil, group: (any EventLoopGroup)? = nil, threads: Int = System.coreCount,
-        allowDevelopmentAuthorizationServer: Bool = false, reload: (file: PolicyFile, files: [String], watch: Bool)? = nil, logger: Logger,
+        allowDevelopmentAuthorizationServer: Bool = false, reload: (file: PolicyFile, files: [String], watch: Bool)? = nil, clock: WallClock = .system, logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in },
         onAdminListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }
     ) throws {
@@ -61,16 +64,17 @@ public final class GatewayApplication: Sendable {
         self.ownsGroup = group == nil
         self.allowDevelopmentAuthorizationServer = allowDevelopmentAuthorizationServer
         self.reload = reload
+        self.clock = clock
         let group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads))
         self.group = group
         let metrics = GatewayMetrics()
         self.metrics = metrics
-        let audit: AuditTrail? = try policy.audit.map { settings throws(AuditSinkError) in try AuditTrail(settings: settings, metrics: metrics, logger: logger) }
+        let audit: AuditTrail? = try policy.audit.map { settings throws(AuditSinkError) in try AuditTrail(settings: settings, metrics: metrics, logger: logger, clock: clock) }
         let timeout = TimeAmount.seconds(policy.limits.authorizationServerTimeoutSeconds)
         let fetcher = HTTPFetcher(group: group, connectTimeout: timeout, responseTimeout: timeout, metrics: metrics)
         let gateway = Gateway(
             policy: policy, fetcher: fetcher, tls: contexts, allowDevelopmentAuthorizationServer: allowDevelopmentAuthorizationServer,
-            metrics: metrics, audit: audit, sessionKey: self.sessionKey, logger: logger
+            metrics: metrics, audit: audit, sessionKey: self.sessionKey, wallClock: clock, logger: logger
         )
         let server = GatewayServer(gateway: gateway, group: group, onListening: onListening)
         self.server = server
@@ -82,7 +86,7 @@ public final class GatewayApplication: Sendable {
             logger.notice("no sessions.keys: session ids are sealed with a random key made at start; sessions will not survive a restart or move between replicas")
         }
         if let settings = policy.tls, let box = contexts.server {
-            self.tlsReloader = TLSReloader(settings: settings, box: box, events: GatewayEvents(audit: audit, metrics: metrics), logger: logger)
+            self.tlsReloader = TLSReloader(settings: settings, box: box, events: GatewayEvents(audit: audit, metrics: metrics, logger: logger), logger: logger)
         } else {
             self.tlsReloader = nil
         }
@@ -108,20 +112,10 @@ public final class GatewayApplication: Sendable {
         contexts.server = previous.tls.server
         let gateway = Gateway(
             policy: merged, fetcher: previous.fetcher, tls: contexts, allowDevelopmentAuthorizationServer: self.allowDevelopmentAuthorizationServer,
-            metrics: self.metrics, audit: previous.audit, sessionKey: self.sessionKey, previous: previous, logger: self.logger
+            metrics: self.metrics, audit: previous.audit, sessionKey: self.sessionKey, previous: previous, wallClock: self.clock, logger: self.logger
         )
         self.server.current.swap(gateway)
-        self.metrics.policyReload(result: "applied")
-        for setting in kept {
-            self.logger.warning("a reloaded policy changed a setting that takes a restart; the running value is kept", metadata: ["setting": "\(setting)"])
-            previous.audit?.submit(.gateway(.reloadKept, ["setting": .string(setting)]))
-        }
-        self.logger.notice("policy reloaded", metadata: [
-            "file": "\(file)", "reason": "\(reason)", "resources": "\(merged.resources.map(\.path).joined(separator: ", "))",
-        ])
-        previous.audit?.submit(.gateway(.reload, [
-            "what": .string("policy"), "reason": .string(reason), "file": .string(file), "resources": .array(merged.resources.map { .string($0.uri.description) }),
-        ]))
+        gateway.events.policyReloaded(file: file, reason: reason, resources: merged.resources, kept: kept)
         // New authorization servers' keys, and the tools of pinned resources, as at start.
         let fresh = gateway.keyStores.filter { previous.keyStores[$0.key] !== $0.value }.map(\.value)
         let pinned = gateway.resources.contains { $0.policy.toolPinning != nil }

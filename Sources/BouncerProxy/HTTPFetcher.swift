@@ -32,13 +32,13 @@ public struct HTTPFetcher: Sendable {
     public var connectTimeout: TimeAmount
     public var responseTimeout: TimeAmount
     public var maxResponseBytes: Int
-    private let metrics: FetchMetrics
+    private let metrics: GatewayMetrics
 
     public init(
         group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), responseTimeout: TimeAmount = .seconds(10), maxResponseBytes: Int = 1024 * 1024,
         metrics: GatewayMetrics = GatewayMetrics()
     ) {
-        self.metrics = FetchMetrics(metrics)
+        self.metrics = metrics
         self.group = group
         self.connectTimeout = connectTimeout
         self.responseTimeout = responseTimeout
@@ -80,7 +80,7 @@ public struct HTTPFetcher: Sendable {
             case .success(let response): outcome = "\(response.status / 100)xx"
             case .failure: outcome = "error"
             }
-            metrics.record(purpose: purpose, outcome: outcome, duration: NIODeadline.now() - started)
+            metrics.authorizationServerRequest(purpose: purpose, outcome: outcome, duration: NIODeadline.now() - started)
         }
     }
 
@@ -139,30 +139,6 @@ public struct HTTPFetcher: Sendable {
             }
         }
         return promise.futureResult.always { _ in timeout.cancel() }
-    }
-}
-
-/// Counters and timers for calls to authorization servers, made once per label set.
-final class FetchMetrics: Sendable {
-    private let metrics: GatewayMetrics
-    private let histograms = NIOLockedValueBox([String: DurationHistogram]())
-
-    init(_ metrics: GatewayMetrics) {
-        self.metrics = metrics
-    }
-
-    func record(purpose: String, outcome: String, duration: TimeAmount) {
-        self.metrics.counter("mcp_bouncer_authorization_server_requests_total", [("purpose", purpose), ("outcome", outcome)]).increment()
-        let histogram = self.histograms.withLockedValue { histograms in
-            if let existing = histograms[purpose] { return existing }
-            let created = self.metrics.registry.makeDurationHistogram(
-                descriptor: GatewayMetrics.descriptor("mcp_bouncer_authorization_server_request_duration_seconds"),
-                labels: [("purpose", purpose)], buckets: GatewayMetrics.durationBuckets
-            )
-            histograms[purpose] = created
-            return created
-        }
-        histogram.record(Duration.nanoseconds(duration.nanoseconds))
     }
 }
 

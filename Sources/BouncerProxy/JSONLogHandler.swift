@@ -31,11 +31,8 @@ public struct JSONLogHandler: LogHandler {
         var merged = self.metadata
         if let provided = self.metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        let milliseconds = Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
         let line = Self.line(
-            at: milliseconds, level: event.level, label: self.label, message: "\(event.message)", metadata: merged,
+            at: WallClock.system.milliseconds(), level: event.level, label: self.label, message: "\(event.message)", metadata: merged,
             source: event.level >= .error ? "\(event.file):\(event.line)" : nil
         )
         var bytes = Array(line.utf8)

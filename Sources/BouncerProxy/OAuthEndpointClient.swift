@@ -17,10 +17,10 @@ final class OAuthEndpointClient: Sendable {
     private let breaker = NIOLockedValueBox(CircuitBreaker())
     private let logger: Logger
     private let events: GatewayEvents
-    private let now: @Sendable () -> Int64
+    private let clock: WallClock
 
     init(server: AuthorizationServerPolicy, credentials: OAuthClientCredentials, keys: KeySetStore, fetcher: HTTPFetcher, tls: TLSContext?,
-         events: GatewayEvents = GatewayEvents(), logger: Logger, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+         events: GatewayEvents = GatewayEvents(), logger: Logger, clock: WallClock = .system) {
         self.events = events
         self.server = server
         self.credentials = credentials
@@ -28,7 +28,7 @@ final class OAuthEndpointClient: Sendable {
         self.fetcher = fetcher
         self.tls = tls
         self.logger = logger
-        self.now = now
+        self.clock = clock
     }
 
     func exchange(subjectToken: String, target: TokenExchangeTarget, actorToken: String?, on eventLoop: any EventLoop) -> EventLoopFuture<IssuedToken> {
@@ -88,7 +88,7 @@ final class OAuthEndpointClient: Sendable {
     }
 
     private func post(_ endpoint: String, purpose: String, fields: [(String, String)], on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
-        let now = self.now()
+        let now = self.clock.seconds()
         guard self.breaker.withLockedValue({ $0.allow(now: now) }) else {
             return eventLoop.makeFailedFuture(OAuthClientError(.unavailable, "circuit open after repeated failures of \(self.server.issuer)"))
         }
@@ -123,7 +123,6 @@ final class OAuthEndpointClient: Sendable {
             return wasOpen
         }
         if closed {
-            self.logger.notice("authorization server answering again", metadata: ["issuer": "\(self.server.issuer)"])
             self.events.circuit(self.server.issuer, open: false, reason: nil)
         }
     }
@@ -137,7 +136,6 @@ final class OAuthEndpointClient: Sendable {
             return false
         }
         if opened {
-            self.logger.error("authorization server failing; calls fail fast for a while", metadata: ["issuer": "\(self.server.issuer)", "reason": "\(reason)"])
             self.events.circuit(self.server.issuer, open: true, reason: reason)
         }
     }

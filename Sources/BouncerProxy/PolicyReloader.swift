@@ -79,7 +79,7 @@ extension ClientTLSSettings {
 /// names changes (polled every ``pollInterval``, by content: an edit in place, a new file moved
 /// over the old one, or a Kubernetes ConfigMap's symlink swap). The new policy is loaded and
 /// validated as `check` does; if it fails the old one stays in force, and the log, the metric
-/// `mcp_bouncer_policy_reloads_total{result="failed"}` and the audit trail (`reload_failed`)
+/// `mcp_bouncer_reloads_total{what="policy",result="failed"}` and the audit trail (`reload_failed`)
 /// say why. If it passes it is swapped in (``GatewayApplication/apply(_:reason:)``). Reloads
 /// run one at a time, off the event loops.
 public final class PolicyReloader: Service, Sendable {
@@ -147,13 +147,7 @@ public final class PolicyReloader: Service, Sendable {
 
     /// Reports a reload that failed (the previous policy stays in force): log, metric, audit.
     private func failed(_ problems: [String], reason: String) -> Bool {
-        self.application.metrics.policyReload(result: "failed")
-        self.logger.error("policy reload failed; the previous policy stays in force", metadata: [
-            "file": "\(self.file.path)", "reason": "\(reason)", "problems": "\(problems.joined(separator: "; "))",
-        ])
-        self.application.gateway.audit?.submit(.gateway(.reloadFailed, [
-            "what": .string("policy"), "reason": .string(reason), "file": .string(self.file.path), "error": .array(problems.map(JSONValue.string)),
-        ]))
+        self.application.gateway.events.policyReloadFailed(file: self.file.path, reason: reason, problems: problems)
         return false
     }
 

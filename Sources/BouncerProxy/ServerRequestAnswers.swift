@@ -47,21 +47,8 @@ extension Gateway {
     /// Reports what the guard decided on each request and answers the upstream for those
     /// blocked on a stream: `decline` for an elicitation, -32601 for sampling and roots.
     func judged(_ reviews: [ServerRequestReview], origin: ServerRequestOrigin, logger: Logger, on eventLoop: any EventLoop) {
-        let resource = origin.resource
         for review in reviews {
-            let outcome = review.blocked?.rawValue ?? "passed"
-            self.metrics.serverRequest(resource: resource.policy.path, method: review.method, outcome: outcome)
-            var metadata: Logger.Metadata = [
-                "resource": "\(resource.policy.path)", "method": "\(review.method)", "form": "\(review.form.rawValue)", "outcome": "\(outcome)",
-                "request_id": "\(origin.requestID)",
-            ]
-            if let detail = review.detail { metadata["detail"] = "\(detail)" }
-            if review.blocked != nil {
-                logger.warning("server-to-client request blocked", metadata: metadata)
-            } else {
-                logger.info("server-to-client request passed", metadata: metadata)
-            }
-            self.audit?.submit(.gateway(.serverRequest, Self.auditDetails(review, origin: origin)))
+            self.events.serverRequestJudged(review, origin: origin)
             if let reply = review.upstreamReply { self.answerUpstream(reply, review: review, origin: origin, logger: logger, on: eventLoop) }
         }
     }

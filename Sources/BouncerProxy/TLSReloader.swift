@@ -55,12 +55,10 @@ public struct TLSReloader: Service {
         do {
             let context = try TLSContext(configuration: GatewayTLSContexts.serverConfiguration(self.settings))
             self.box.replace(with: context)
-            self.logger.info("TLS certificate reloaded", metadata: ["reason": "\(reason)", "certificate": "\(self.settings.certificate.certificate)"])
-            self.events.reload("tls_certificate", succeeded: true, reason: reason, error: nil)
+            self.events.certificateReloaded(self.settings.certificate.certificate, reason: reason, error: nil)
             return true
         } catch {
-            self.logger.error("TLS certificate reload failed; keeping the previous certificate", metadata: ["reason": "\(reason)", "error": "\(error)"])
-            self.events.reload("tls_certificate", succeeded: false, reason: reason, error: "\(error)")
+            self.events.certificateReloaded(self.settings.certificate.certificate, reason: reason, error: "\(error)")
             return false
         }
     }

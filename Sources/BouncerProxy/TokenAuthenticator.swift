@@ -35,17 +35,17 @@ final class VerifiedTokenCache: Sendable {
 /// verification per token lifetime thanks to the cache), cheaper than a thread hop.
 public final class TokenAuthenticator: Sendable {
     private let cache: VerifiedTokenCache
-    private let now: @Sendable () -> Int64
+    private let clock: WallClock
 
-    public init(cacheCapacity: Int, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+    public init(cacheCapacity: Int, clock: WallClock = .system) {
         self.cache = VerifiedTokenCache(capacity: cacheCapacity)
-        self.now = now
+        self.clock = clock
     }
 
     /// The claims of a token this authenticator verified for `resource` and that has not
     /// expired: the warm path, answered without a future.
     public func cachedClaims(token: String, resource: ResourcePolicy) -> AccessTokenClaims? {
-        self.cache.lookup(Self.cacheKey(token: token, resource: resource), now: self.now())
+        self.cache.lookup(Self.cacheKey(token: token, resource: resource), now: self.clock.seconds())
     }
 
     private static func cacheKey(token: String, resource: ResourcePolicy) -> VerifiedTokenCache.Key {
@@ -56,7 +56,7 @@ public final class TokenAuthenticator: Sendable {
     public func authenticate(
         token: String, resource: ResourcePolicy, requirements: TokenRequirements, keys: KeySetStore, on eventLoop: any EventLoop
     ) -> EventLoopFuture<AccessTokenClaims> {
-        let now = self.now()
+        let now = self.clock.seconds()
         let cacheKey = Self.cacheKey(token: token, resource: resource)
         if let claims = self.cache.lookup(cacheKey, now: now) {
             return eventLoop.makeSucceededFuture(claims)
@@ -100,7 +100,7 @@ public final class TokenAuthenticator: Sendable {
 
     private func verify(_ jws: CompactJWS, keySet: JSONWebKeySet, requirements: TokenRequirements, cacheKey: VerifiedTokenCache.Key) throws(TokenError) -> AccessTokenClaims {
         try AccessTokenVerifier.verifySignature(jws, keys: keySet, requirements: requirements)
-        let now = self.now()
+        let now = self.clock.seconds()
         let claims = try AccessTokenVerifier.validateClaims(jws, requirements: requirements, now: now)
         self.cache.store(cacheKey, claims, leeway: requirements.leewaySeconds, now: now)
         return claims

@@ -26,13 +26,13 @@ final class TokenExchanger: Sendable {
     private let state: NIOLockedValueBox<State>
     private let marginSeconds: Int64
     private let logger: Logger
-    private let now: @Sendable () -> Int64
+    private let clock: WallClock
 
-    init(capacity: Int, marginSeconds: Int64, logger: Logger, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+    init(capacity: Int, marginSeconds: Int64, logger: Logger, clock: WallClock = .system) {
         self.state = NIOLockedValueBox(State(cache: ExpiringCache(capacity: capacity)))
         self.marginSeconds = marginSeconds
         self.logger = logger
-        self.now = now
+        self.clock = clock
     }
 
     private static func cacheKey(subjectToken: String, target: TokenExchangeTarget, policy: TokenExchangePolicy, client: OAuthEndpointClient) -> CacheKey {
@@ -43,7 +43,7 @@ final class TokenExchanger: Sendable {
     /// without a future. `nil` means ``upstreamToken(subjectToken:subjectClaims:policy:tool:client:on:)``.
     func cachedUpstreamToken(subjectToken: String, policy: TokenExchangePolicy, tool: String?, client: OAuthEndpointClient) -> String? {
         let key = Self.cacheKey(subjectToken: subjectToken, target: policy.target(forTool: tool), policy: policy, client: client)
-        let now = self.now()
+        let now = self.clock.seconds()
         return self.state.withLockedValue { $0.cache.value(for: key, now: now) }
     }
 
@@ -54,7 +54,7 @@ final class TokenExchanger: Sendable {
     ) -> EventLoopFuture<String> {
         let target = policy.target(forTool: tool)
         let key = Self.cacheKey(subjectToken: subjectToken, target: target, policy: policy, client: client)
-        let now = self.now()
+        let now = self.clock.seconds()
         enum Next {
             case cached(String)
             case wait(EventLoopFuture<String>)
@@ -79,7 +79,7 @@ final class TokenExchanger: Sendable {
             actor.flatMap { actorToken in
                 client.exchange(subjectToken: subjectToken, target: target, actorToken: actorToken, on: eventLoop)
             }.whenComplete { result in
-                let finished = self.now()
+                let finished = self.clock.seconds()
                 self.state.withLockedValue { state in
                     state.inflight[key] = nil
                     if case .success(let issued) = result {
@@ -106,7 +106,7 @@ final class TokenExchanger: Sendable {
     /// The gateway's own access token for `actor_token`, cached like exchanged ones.
     private func actorToken(client: OAuthEndpointClient, on eventLoop: any EventLoop) -> EventLoopFuture<String> {
         let key = CacheKey.actor(server: client.server.name)
-        let now = self.now()
+        let now = self.clock.seconds()
         if let token = self.state.withLockedValue({ $0.cache.value(for: key, now: now) }) {
             return eventLoop.makeSucceededFuture(token)
         }
@@ -147,17 +147,17 @@ final class Introspector: Sendable {
         let token: TokenDigest.Value
         let resource: String
     }
-    private let now: @Sendable () -> Int64
+    private let clock: WallClock
 
-    init(capacity: Int, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) {
+    init(capacity: Int, clock: WallClock = .system) {
         self.cache = NIOLockedValueBox(ExpiringCache(capacity: capacity))
-        self.now = now
+        self.clock = clock
     }
 
     /// Fails with a ``GatewayRejection``.
     func claims(token: String, resource: ResourcePolicy, requirements: TokenRequirements, client: OAuthEndpointClient, on eventLoop: any EventLoop) -> EventLoopFuture<AccessTokenClaims> {
         let key = CacheKey(token: TokenDigest.value(token), resource: resource.path)
-        let now = self.now()
+        let now = self.clock.seconds()
         if let outcome = self.cache.withLockedValue({ $0.value(for: key, now: now) }) {
             return eventLoop.makeCompletedFuture(Self.result(outcome))
         }
@@ -165,7 +165,7 @@ final class Introspector: Sendable {
         return client.introspect(token, on: eventLoop).flatMapError { error in
             eventLoop.makeFailedFuture(GatewayRejection.authorizationServerUnavailable("introspection at \(server.issuer): \(error)"))
         }.flatMapThrowing { body in
-            let finished = self.now()
+            let finished = self.clock.seconds()
             switch Introspection.parse(body: body, requirements: requirements, now: finished, maxLifetimeSeconds: server.introspectionCacheSeconds) {
             case .failure(let error):
                 throw GatewayRejection.authorizationServerUnavailable("introspection at \(server.issuer): \(error)")

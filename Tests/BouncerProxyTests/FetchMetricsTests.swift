@@ -9,10 +9,9 @@ import Testing
 struct FetchMetricsTests {
     @Test func callsAreCountedAndTimedByPurposeAndOutcome() throws {
         let metrics = GatewayMetrics()
-        let recorder = FetchMetrics(metrics)
-        recorder.record(purpose: "token", outcome: "2xx", duration: .milliseconds(12))
-        recorder.record(purpose: "token", outcome: "2xx", duration: .milliseconds(8))
-        recorder.record(purpose: "token", outcome: "error", duration: .milliseconds(5000))
+        metrics.authorizationServerRequest(purpose: "token", outcome: "2xx", duration: .milliseconds(12))
+        metrics.authorizationServerRequest(purpose: "token", outcome: "2xx", duration: .milliseconds(8))
+        metrics.authorizationServerRequest(purpose: "token", outcome: "error", duration: .milliseconds(5000))
         let text = String(decoding: metrics.exposition(), as: UTF8.self)
         #expect(PrometheusText.value(text, "mcp_bouncer_authorization_server_requests_total", ["purpose": "token", "outcome": "2xx"]) == 2)
         #expect(PrometheusText.value(text, "mcp_bouncer_authorization_server_requests_total", ["purpose": "token", "outcome": "error"]) == 1)

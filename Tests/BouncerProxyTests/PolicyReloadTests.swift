@@ -114,7 +114,7 @@ struct PolicyReloadTests {
         let reloads = try self.records().filter { $0["event"] == .string("reload") }
         #expect(reloads.count == 2 && reloads.allSatisfy { $0["what"] == .string("policy") && $0["reason"] == .string("signal") })
         let metrics = String(decoding: running.application.metrics.exposition(), as: UTF8.self)
-        #expect(metrics.contains(#"mcp_bouncer_policy_reloads_total{result="applied"} 2"#))
+        #expect(metrics.contains(#"mcp_bouncer_reloads_total{what="policy",result="ok"} 2"#))
     }
 
     @Test func aPolicyThatFailsLeavesTheOldOneInForce() throws {
@@ -135,7 +135,7 @@ struct PolicyReloadTests {
         #expect(failures.count == 4)
         #expect(failures[1]["error"]?.arrayValue?.first?.stringValue?.contains("not a valid scope token") == true)
         let metrics = String(decoding: running.application.metrics.exposition(), as: UTF8.self)
-        #expect(metrics.contains(#"mcp_bouncer_policy_reloads_total{result="failed"} 4"#))
+        #expect(metrics.contains(#"mcp_bouncer_reloads_total{what="policy",result="failed"} 4"#))
     }
 
     @Test func settingsThatTakeARestartAreKeptAndReported() throws {

@@ -249,7 +249,7 @@ final class UpstreamExchange {
     }
 
     /// Runs one upstream message (a JSON body, an event's data) through the inspector and acts
-    /// on what it saw: tools to the gateway's memory (``Gateway/noteTools(_:seen:findings:logger:)``),
+    /// on what it saw: tools to the gateway's memory (``Gateway/noteTools(_:seen:findings:)``),
     /// a `tools/list_changed` to a new listing, server-to-client requests to the audit trail
     /// and, when blocked, to the gateway's own answer upstream.
     private func inspect(_ message: UnsafeRawBufferPointer, gateway: Gateway, context: ChannelHandlerContext) -> ResponseInspector.Verdict {
@@ -261,7 +261,7 @@ final class UpstreamExchange {
         self.inspector = inspector
         guard !report.isEmpty else { return verdict }
         if !report.toolsSeen.isEmpty || !report.toolFindings.isEmpty {
-            gateway.noteTools(self.resource, seen: report.toolsSeen, findings: report.toolFindings, logger: gateway.logger)
+            gateway.noteTools(self.resource, seen: report.toolsSeen, findings: report.toolFindings)
         }
         if report.toolsChanged { gateway.relistTools(of: self.resource) }
         if !report.serverRequests.isEmpty {

@@ -1,5 +1,6 @@
 import BouncerCore
 import NIOConcurrencyHelpers
+import NIOCore
 import Prometheus
 
 /// The gateway's Prometheus metrics, in one registry served by the admin listener
@@ -31,7 +32,6 @@ public final class GatewayMetrics: Sendable {
         ("mcp_bouncer_open_connections", "gauge", "Client connections open now."),
         ("mcp_bouncer_connections_total", "counter", "Client connections accepted."),
         ("mcp_bouncer_connections_refused_total", "counter", "Client connections answered 503 and closed at once because limits.max_connections were open."),
-        ("mcp_bouncer_policy_reloads_total", "counter", "Policy reloads (SIGHUP, run --watch) by result (applied, failed)."),
         ("mcp_bouncer_open_streams", "gauge", "Responses being streamed to clients as text/event-stream now."),
         ("mcp_bouncer_upstream_idle_connections", "gauge", "Keep-alive connections to upstreams waiting in the pools."),
         ("mcp_bouncer_audit_records_total", "counter", "Audit records written (checkpoints included)."),
@@ -40,7 +40,7 @@ public final class GatewayMetrics: Sendable {
         ("mcp_bouncer_audit_queue_depth", "gauge", "Audit records waiting for the writer thread."),
         ("mcp_bouncer_audit_sink_up", "gauge", "1 while the audit sink accepts writes, 0 while it fails (disk full, file removed)."),
         ("mcp_bouncer_audit_sink_errors_total", "counter", "Failed writes, syncs and reopens of the audit sink."),
-        ("mcp_bouncer_reloads_total", "counter", "Reloads (certificates) by what and result."),
+        ("mcp_bouncer_reloads_total", "counter", "Reloads by what (policy: SIGHUP or run --watch; tls_certificate) and result (ok, failed)."),
         ("mcp_bouncer_server_requests_total", "counter", "Server-to-client requests (elicitation/create, sampling/createMessage, roots/list, on SSE streams or in input_required results) judged by the elicitation and sampling guard, by resource, method and outcome (passed, or why blocked: credential_field, url_origin_not_allowed, rate_limited, sampling_denied, roots_denied, malformed)."),
         ("mcp_bouncer_tool_definition_changes_total", "counter", "Tool definitions seen in tools/list results that do not match their pins (tool_pins), by resource, finding (changed, unpinned) and action (block, alert); counted once per tool and definition."),
     ]
@@ -76,6 +76,7 @@ public final class GatewayMetrics: Sendable {
 
     private let requestCounters = NIOLockedValueBox([RequestKey: Counter]())
     private let labelled = NIOLockedValueBox([LabelsKey: Counter]())
+    private let fetchDurations = NIOLockedValueBox([String: DurationHistogram]())
 
     private struct RequestKey: Hashable {
         var resource: String
@@ -192,8 +193,8 @@ public final class GatewayMetrics: Sendable {
     static let rememberedRequestKeys = 4096
 
     /// A counter by label values, made on first use. `labels` are (name, value) pairs whose
-    /// values the caller bounds.
-    public func counter(_ name: String, _ labels: [(String, String)]) -> Counter {
+    /// values the caller bounds. Private: every metric has its typed member here.
+    private func counter(_ name: String, _ labels: [(String, String)]) -> Counter {
         let key = LabelsKey(name: name, labels: labels.flatMap { [$0.0, $0.1] })
         return self.labelled.withLockedValue { counters in
             if let counter = counters[key] { return counter }
@@ -203,8 +204,43 @@ public final class GatewayMetrics: Sendable {
         }
     }
 
-    public func gauge(_ name: String, _ labels: [(String, String)]) -> Gauge {
+    private func gauge(_ name: String, _ labels: [(String, String)]) -> Gauge {
         self.registry.makeGauge(descriptor: Self.descriptor(name), labels: labels)
+    }
+
+    /// Whether an authorization server's keys or metadata could be loaded, by issuer.
+    public func authorizationServerUp(issuer: String, up: Bool) {
+        self.gauge("mcp_bouncer_authorization_server_up", [("issuer", issuer)]).set(Int64(up ? 1 : 0))
+    }
+
+    /// Whether calls to an authorization server fail fast (its circuit is open), by issuer.
+    public func circuitOpen(issuer: String, open: Bool) {
+        self.gauge("mcp_bouncer_authorization_server_circuit_open", [("issuer", issuer)]).set(Int64(open ? 1 : 0))
+    }
+
+    /// A reload of `what` (`policy`, `tls_certificate`).
+    public func reload(what: String, succeeded: Bool) {
+        self.counter("mcp_bouncer_reloads_total", [("what", what), ("result", succeeded ? "ok" : "failed")]).increment()
+    }
+
+    /// A call to an authorization server, counted by `purpose` (metadata, jwks, token,
+    /// introspection) and `outcome`, and timed by purpose.
+    public func authorizationServerRequest(purpose: String, outcome: String, duration: TimeAmount) {
+        self.counter("mcp_bouncer_authorization_server_requests_total", [("purpose", purpose), ("outcome", outcome)]).increment()
+        let histogram = self.fetchDurations.withLockedValue { histograms in
+            if let existing = histograms[purpose] { return existing }
+            let created = self.registry.makeDurationHistogram(
+                descriptor: Self.descriptor("mcp_bouncer_authorization_server_request_duration_seconds"), labels: [("purpose", purpose)], buckets: Self.durationBuckets
+            )
+            histograms[purpose] = created
+            return created
+        }
+        histogram.record(Duration.nanoseconds(duration.nanoseconds))
+    }
+
+    /// An RFC 7662 introspection: `result` active, inactive or unavailable.
+    public func introspection(result: String) {
+        self.counter("mcp_bouncer_introspections_total", [("result", result)]).increment()
     }
 
     public func toolDefinitionChange(resource: String, finding: String, action: String) {
@@ -227,17 +263,7 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// `result`: ok, cached, refused or unavailable.
-    /// A policy reload: `applied` or `failed`.
-    public func policyReload(result: String) {
-        self.counter("mcp_bouncer_policy_reloads_total", [("result", result)]).increment()
-    }
-
     public func tokenExchange(result: String) {
         self.exchanges[result]?.increment()
     }
-}
-
-/// The version `mcp-bouncer --version` and `mcp_bouncer_build_info` report.
-public enum MCPBouncerVersion {
-    public static let current = "0.13.0"
 }
