@@ -35,7 +35,7 @@ struct ObservabilityOwnershipTests {
 
     @Test func auditEventsAreSubmittedOnlyByTheirOwners() throws {
         let owners: Set<String> = [
-            "BouncerProxy/Observability/GatewayEvents.swift", "BouncerProxy/Observability/RequestRecorder.swift", "BouncerProxy/AuditTrail.swift",
+            "BouncerProxy/Observability/GatewayEvents.swift", "BouncerProxy/Observability/RequestRecorder.swift", "BouncerProxy/Observability/AuditTrail.swift",
         ]
         #expect(try Self.offenders(".submit(", allowed: owners) == [])
     }

@@ -1,15 +1,3 @@
-/// RFC 7230 token characters, for header names.
-public enum HTTPToken {
-    public static func isTokenCharacter(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            return true
-        default:
-            return "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
-    }
-}
-
 /// A `WWW-Authenticate: Bearer ...` challenge (RFC 6750 section 3, RFC 9728 section 5.1).
 public struct BearerChallenge: Sendable, Hashable {
     /// RFC 6750 section 3.1 error codes.

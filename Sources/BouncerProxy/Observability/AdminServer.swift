@@ -51,21 +51,6 @@ public final class AdminServer: Service, Sendable {
     }
 }
 
-/// What `/readyz` and `/metrics` read of the running gateway.
-struct GatewayStatus: Sendable {
-    let current: GatewayReference
-    let server: GatewayServer
-    var gateway: Gateway { self.current.gateway }
-
-    /// The exposition, with the gauges read at scrape time brought up to date.
-    func metrics() -> [UInt8] {
-        let metrics = self.gateway.metrics
-        metrics.openConnections.set(Int64(self.server.openConnections))
-        if let audit = self.gateway.audit { metrics.auditQueueDepth.set(Int64(audit.queueDepth)) }
-        return metrics.exposition()
-    }
-}
-
 private final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -135,23 +120,3 @@ private final class AdminHandler: ChannelInboundHandler {
 
 @available(*, unavailable)
 extension AdminHandler: Sendable {}
-
-/// Runs the audit trail's writer for the life of the gateway: SIGUSR1 reopens the file
-/// (logrotate); graceful shutdown writes `stop` and the last checkpoint, after the server has
-/// finished its requests (the service group stops services in reverse order, and this one is
-/// first).
-struct AuditService: Service {
-    let trail: AuditTrail
-    let startDetails: [String: JSONValue]
-    let logger: Logger
-
-    func run() async throws {
-        self.trail.start(details: self.startDetails)
-        let signals = await UnixSignalsSequence(trapping: .sigusr1)
-        for await _ in signals.cancelOnGracefulShutdown() {
-            self.logger.notice("SIGUSR1: reopening the audit file", metadata: ["file": "\(self.trail.settings.file)"])
-            self.trail.reopen()
-        }
-        self.trail.stop()
-    }
-}
