@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "BouncerCore", targets: ["BouncerCore"]),
         .library(name: "BouncerProxy", targets: ["BouncerProxy"]),
         .library(name: "BouncerTLS", targets: ["BouncerTLS"]),
+        .library(name: "BouncerProbe", targets: ["BouncerProbe"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -161,6 +162,11 @@ let package = Package(
             dependencies: [
                 "BouncerCore", "BouncerTestSupport", .product(name: "Crypto", package: "swift-crypto"), .product(name: "CryptoExtras", package: "swift-crypto"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "BouncerProbeTests",
+            dependencies: ["BouncerCore", "BouncerProbe"],
             swiftSettings: swiftSettings
         ),
         .testTarget(

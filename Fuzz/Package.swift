@@ -18,6 +18,7 @@ let package = Package(
             dependencies: [
                 "CFuzzerDriver",
                 .product(name: "BouncerCore", package: "mcp-bouncer"),
+                .product(name: "BouncerProbe", package: "mcp-bouncer"),
             ],
             path: "Sources/BouncerFuzz",
             swiftSettings: [.swiftLanguageMode(.v6)]

@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerProbe
 import CFuzzerDriver
 #if canImport(Glibc)
 import Glibc

@@ -1,3 +1,5 @@
+import BouncerCore
+
 /// The policy `mcp-bouncer init` writes for one legacy server: one resource, a method rule
 /// for what the server offers, tool scopes proposed from the tools' annotations, and comments
 /// that say what to review. Pure: the server's listings come in, YAML text goes out.

@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerProbe
 import Foundation
 import Testing
 
@@ -8,12 +9,14 @@ import Testing
 struct ProbeTests {
     static let url = try! CanonicalURI("https://mcp.example.com/jira/mcp")
 
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
     static func json(_ text: String) -> JSONValue { try! JSONParser(maxDepth: 32).parse(text) }
 
     @Test func everyRuleIsDocumentedWithItsSeverity() throws {
         #expect(Set(ProbeRules.all.map(\.id)).count == ProbeRules.all.count, "rule ids are unique")
         #expect(ProbeRules.all.allSatisfy { $0.severity == .info || !$0.fix.isEmpty }, "every finding that counts says how to fix it")
-        let docs = try String(contentsOf: ExamplePolicyTests.policiesDirectory.deletingLastPathComponent().appendingPathComponent("docs/probe.md"), encoding: .utf8)
+        let docs = try String(contentsOf: Self.repository.appendingPathComponent("docs/probe.md"), encoding: .utf8)
         let rows = docs.split(separator: "\n").filter { $0.hasPrefix("| `") }.map { $0.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) } }
         #expect(rows.map { String($0[0].dropFirst().dropLast()) } == ProbeRules.all.map(\.id), "docs/probe.md lists every rule, in the code's order")
         for (row, rule) in zip(rows, ProbeRules.all) {
