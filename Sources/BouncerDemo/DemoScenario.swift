@@ -88,8 +88,7 @@ public struct DemoScenario: Sendable {
                 )
             },
             { context in
-                let initialize = try await self.rpc(token: context.readToken, method: "initialize", id: 2,
-                                                    params: #"{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}"#)
+                let initialize = try await self.rpc(token: context.readToken, method: "initialize", id: 2, params: Self.initializeParams)
                 context.session = initialize.header("Mcp-Session-Id") ?? ""
                 let call = try await self.rpc(token: context.readToken, method: "tools/call", id: 3, params: #"{"name":"list_issues","arguments":{"project":"OPS"}}"#, session: context.session)
                 return Step(
@@ -153,8 +152,7 @@ public struct DemoScenario: Sendable {
             { context in
                 let response = try await self.token(scope: "jira:read jira:write", resource: env.resourceURL)
                 context.writeToken = Self.accessToken(response) ?? ""
-                let initialize = try await self.rpc(token: context.writeToken, method: "initialize", id: 5,
-                                                    params: #"{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"demo","version":"1"}}"#)
+                let initialize = try await self.rpc(token: context.writeToken, method: "initialize", id: 5, params: Self.initializeParams)
                 let session = initialize.header("Mcp-Session-Id") ?? ""
                 let call = try await self.rpc(token: context.writeToken, method: "tools/call", id: 6, params: #"{"name":"create_issue","arguments":{"title":"printer on fire"}}"#, session: session)
                 return Step(
@@ -199,12 +197,15 @@ public struct DemoScenario: Sendable {
 
     static var otherResource: String { DemoEnvironment.otherResource }
 
+    /// `initialize`'s parameters, as the gateway's own client sends them.
+    static let initializeParams = MCPClient.initializeParams(clientName: "demo").serialized
+
     func rpc(token: String?, method: String, id: Int, params: String? = nil, session: String? = nil) async throws -> HTTPFetchResponse {
-        var headers = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
+        var headers = MCPClient.streamableHeaders
         if let token { headers.append(("Authorization", "Bearer \(token)")) }
         if let session, !session.isEmpty {
             headers.append(("Mcp-Session-Id", session))
-            headers.append(("MCP-Protocol-Version", "2025-11-25"))
+            headers.append(("MCP-Protocol-Version", MCPProtocol.clientVersion))
         }
         let body = #"{"jsonrpc":"2.0","id":\#(id),"method":"\#(method)"\#(params.map { ",\"params\":\($0)" } ?? "")}"#
         return try await self.fetcher.send(.POST, self.environment.resourceURL, purpose: "demo", headers: headers, body: body, tls: nil, serverName: nil, on: nil).get()

@@ -14,7 +14,7 @@ import NIOHTTP1
 /// remembers the headers of the requests it receives, and the answers to its elicitations, so
 /// the demo can show what reached it.
 public final class DemoMCPServer: Sendable {
-    public static let supportedVersions = ["2025-03-26", "2025-06-18", "2025-11-25"]
+    public static let supportedVersions = MCPProtocol.sessionVersions
 
     /// What one received request carried, for "the upstream's view".
     public struct Seen: Sendable {

@@ -168,7 +168,7 @@ struct ProbeRun {
         var headers: [(String, String)] = []
         if let session { headers.append(("Mcp-Session-Id", session)) }
         if let version { headers.append(("MCP-Protocol-Version", version)) }
-        _ = try await self.post(.object(["jsonrpc": .string("2.0"), "method": .string("notifications/initialized")]), token: nil, headers: headers)
+        _ = try await self.post(MCPClient.notification("notifications/initialized"), token: nil, headers: headers)
         let listing = try await self.post(self.request("tools/list", params: .object([:])), token: nil, headers: headers + [("Mcp-Method", "tools/list")])
         let listed = self.message(listing)
         if (200..<300).contains(listing.status), ProbeChecks.succeeded(listed) {
@@ -293,7 +293,7 @@ struct ProbeRun {
                     headers.append(("MCP-Protocol-Version", version))
                     if !self.report.protocolVersions.contains(version) { self.report.protocolVersions.insert(version, at: 0) }
                 }
-                _ = try await self.post(.object(["jsonrpc": .string("2.0"), "method": .string("notifications/initialized")]), token: token, headers: headers)
+                _ = try await self.post(MCPClient.notification("notifications/initialized"), token: token, headers: headers)
                 try await self.judgeOriginAndBatches(token: token, headers: headers)
                 if let session = response.header("Mcp-Session-Id") {
                     _ = try? await self.send(.DELETE, self.url, headers: self.authorization(token) + [("Mcp-Session-Id", session)], body: nil)
@@ -319,20 +319,15 @@ struct ProbeRun {
     // MARK: Requests
 
     mutating func initialize() -> JSONValue {
-        self.request("initialize", params: .object([
-            "protocolVersion": .string("2025-11-25"), "capabilities": .object([:]),
-            "clientInfo": .object(["name": .string("mcp-bouncer-probe"), "version": .string(MCPBouncerVersion.current)]),
-        ]))
+        self.request("initialize", params: MCPClient.initializeParams(clientName: "mcp-bouncer-probe"))
     }
 
     mutating func request(_ method: String, params: JSONValue?) -> JSONValue {
-        var members: [String: JSONValue] = ["jsonrpc": .string("2.0"), "id": .number(String(self.nextID)), "method": .string(method)]
-        if let params { members["params"] = params }
         self.nextID += 1
-        return .object(members)
+        return MCPClient.request(id: self.nextID - 1, method, params: params)
     }
 
-    var mcpHeaders: [(String, String)] { [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")] }
+    var mcpHeaders: [(String, String)] { MCPClient.streamableHeaders }
 
     func authorization(_ token: String?) -> [(String, String)] {
         token.map { [("Authorization", "Bearer \($0)")] } ?? []

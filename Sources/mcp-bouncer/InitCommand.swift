@@ -50,7 +50,7 @@ struct Init: AsyncParsableCommand {
             throw ValidationError("--path must start with / and have no query or fragment, e.g. /jira/mcp")
         }
         let lister = try upstreamLister(self.upstream, headers: self.headers)
-        let catalogue: ToolLister.Catalogue
+        let catalogue: MCPClient.Catalogue
         do {
             catalogue = try await lister.catalogue()
         } catch {

@@ -58,7 +58,7 @@ struct Pin: AsyncParsableCommand {
 
 /// A client of the legacy server at `url` (`pin`, `init`), with the `--header 'Name: value'`
 /// options checked.
-func upstreamLister(_ url: String, headers options: [String]) throws -> ToolLister {
+func upstreamLister(_ url: String, headers options: [String]) throws -> MCPClient {
     var headers: [(String, String)] = []
     for header in options {
         guard let colon = header.firstIndex(of: ":"), !header[..<colon].isEmpty else {
@@ -67,7 +67,7 @@ func upstreamLister(_ url: String, headers options: [String]) throws -> ToolList
         headers.append((String(header[..<colon]), header[header.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
     }
     let tls = url.lowercased().hasPrefix("https:") ? try TLSContext(configuration: .client(applicationProtocols: ["http/1.1"])) : nil
-    return ToolLister(fetcher: HTTPFetcher(group: MultiThreadedEventLoopGroup.singleton, maxResponseBytes: 16 * 1024 * 1024), url: url, headers: headers, tls: tls)
+    return MCPClient(fetcher: HTTPFetcher(group: MultiThreadedEventLoopGroup.singleton, maxResponseBytes: 16 * 1024 * 1024), url: url, headers: headers, tls: tls)
 }
 
 /// A status line on standard error: standard output may be the pin file.

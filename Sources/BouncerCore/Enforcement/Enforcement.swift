@@ -138,7 +138,7 @@ public enum Enforcement {
 
     private static func decide(_ parsed: JSONRPCBody, facts: RequestHeadFacts, scopes: Set<String>, resource: ResourcePolicy) -> Result<Authorization, GatewayRejection> {
         let version = facts.protocolVersion
-        if parsed.isBatch, !resource.acceptsBatches || (version != nil && version != "2025-03-26") {
+        if parsed.isBatch, !resource.acceptsBatches || (version != nil && version != MCPProtocol.batchVersion) {
             return .failure(.jsonRPC(JSONRPCFailure(
                 status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: JSON-RPC batches are not supported by this protocol revision", id: nil
             )))

@@ -57,7 +57,7 @@ public struct ResponseInspector: Sendable {
         }
         self.policy = policy
         self.granted = granted
-        self.cacheScoped = protocolVersion.map { $0 >= "2026-07-28" } ?? false
+        self.cacheScoped = protocolVersion.map { $0 >= MCPProtocol.statelessVersion } ?? false
         self.lists = lists
         self.listsByShape = body == nil && (policy.listFiltering || policy.toolPinning != nil)
     }

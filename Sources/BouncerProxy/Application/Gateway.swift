@@ -145,7 +145,7 @@ public final class Gateway: Sendable {
         case .staticHeader(let name, let value): headers.append((name, value))
         case .tokenExchange: return
         }
-        let lister = ToolLister(fetcher: self.fetcher, url: resource.upstream.uri.origin + resource.upstream.requestPath, headers: headers, tls: resource.upstreamTLS)
+        let lister = MCPClient(fetcher: self.fetcher, url: resource.upstream.uri.origin + resource.upstream.requestPath, headers: headers, tls: resource.upstreamTLS)
         do {
             let tools = try await lister.listTools()
             var seen: [String: String] = [:]

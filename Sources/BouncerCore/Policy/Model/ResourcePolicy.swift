@@ -60,7 +60,7 @@ public final class ResourcePolicy: Sendable {
         self.clientResponses = clientResponses
         self.allowedOrigins = allowedOrigins
         self.protocolVersions = protocolVersions
-        self.acceptsBatches = protocolVersions.contains("2025-03-26")
+        self.acceptsBatches = protocolVersions.contains(MCPProtocol.batchVersion)
         self.listFiltering = listFiltering
         self.toolPinning = toolPinning
         self.serverRequests = serverRequests

@@ -3,8 +3,8 @@ import BouncerTLS
 import NIOCore
 import NIOHTTP1
 
-/// Why listing a server's tools failed.
-public struct ToolListError: CodedError {
+/// Why a call to an MCP server failed.
+public struct MCPClientError: CodedError {
     public enum Code: String, Sendable {
         case unreachable
         case refused
@@ -20,11 +20,12 @@ public struct ToolListError: CodedError {
     }
 }
 
-/// Connects to an MCP server as a client over Streamable HTTP and lists its tools, every page:
-/// what `mcp-bouncer pin` pins. A session-based server (2024-11-05 to 2025-11-25) gets
+/// The MCP client the gateway's tools share (`pin`, `init`, `probe`, the demo, and the
+/// gateway's own listing of pinned resources): the messages it sends, and a server's catalogue
+/// over Streamable HTTP, every page. A session-based server (2024-11-05 to 2025-11-25) gets
 /// `initialize` and `notifications/initialized` first and its session ended after; a server
 /// that refuses `initialize` is asked as a stateless 2026-07-28 server.
-public struct ToolLister: Sendable {
+public struct MCPClient: Sendable {
     public var fetcher: HTTPFetcher
     public var url: String
     public var headers: [(String, String)]
@@ -39,7 +40,35 @@ public struct ToolLister: Sendable {
         self.tls = tls
     }
 
-    public func listTools() async throws(ToolListError) -> [JSONValue] {
+    // MARK: Messages
+
+    /// The header fields every Streamable HTTP POST carries.
+    public static let streamableHeaders = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
+
+    /// A JSON-RPC request.
+    public static func request(id: Int, _ method: String, params: JSONValue? = nil) -> JSONValue {
+        var members: [String: JSONValue] = ["jsonrpc": .string("2.0"), "id": .number(String(id)), "method": .string(method)]
+        if let params { members["params"] = params }
+        return .object(members)
+    }
+
+    /// A JSON-RPC notification.
+    public static func notification(_ method: String) -> JSONValue {
+        .object(["jsonrpc": .string("2.0"), "method": .string(method)])
+    }
+
+    /// `initialize`'s parameters: the revision the gateway's client speaks
+    /// (``MCPProtocol/clientVersion``), no capabilities, and who it is.
+    public static func initializeParams(clientName: String) -> JSONValue {
+        .object([
+            "protocolVersion": .string(MCPProtocol.clientVersion), "capabilities": .object([:]),
+            "clientInfo": .object(["name": .string(clientName), "version": .string(MCPBouncerVersion.current)]),
+        ])
+    }
+
+    // MARK: A server's catalogue
+
+    public func listTools() async throws(MCPClientError) -> [JSONValue] {
         try await self.catalogue(tools: true, prompts: false, resources: false).tools
     }
 
@@ -54,34 +83,28 @@ public struct ToolLister: Sendable {
         public var resourceTemplates: [JSONValue] = []
     }
 
-    public func catalogue(tools: Bool = true, prompts: Bool = true, resources: Bool = true) async throws(ToolListError) -> Catalogue {
-        var headers = self.headers + [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
-        let initialize = JSONValue.object([
-            "jsonrpc": .string("2.0"), "id": .number("1"), "method": .string("initialize"),
-            "params": .object([
-                "protocolVersion": .string("2025-11-25"), "capabilities": .object([:]),
-                "clientInfo": .object(["name": .string("mcp-bouncer"), "version": .string(MCPBouncerVersion.current)]),
-            ]),
-        ])
+    public func catalogue(tools: Bool = true, prompts: Bool = true, resources: Bool = true) async throws(MCPClientError) -> Catalogue {
+        var headers = self.headers + Self.streamableHeaders
+        let initialize = Self.request(id: 1, "initialize", params: Self.initializeParams(clientName: "mcp-bouncer"))
         let session: String?
         var catalogue = Catalogue()
         let (response, answer) = try await self.call(initialize, headers: headers)
         if response.status == 200, let result = answer?["result"] {
             catalogue.initializeResult = result
             session = response.header("Mcp-Session-Id")
-            headers.append(("MCP-Protocol-Version", result["protocolVersion"]?.stringValue ?? "2025-11-25"))
+            headers.append(("MCP-Protocol-Version", result["protocolVersion"]?.stringValue ?? MCPProtocol.clientVersion))
             if let session { headers.append(("Mcp-Session-Id", session)) }
-            let initialized = JSONValue.object(["jsonrpc": .string("2.0"), "method": .string("notifications/initialized")])
+            let initialized = Self.notification("notifications/initialized")
             let (notified, _) = try await self.call(initialized, headers: headers)
-            guard (200..<300).contains(notified.status) else { throw ToolListError(.refused, "notifications/initialized answered \(notified.status)") }
+            guard (200..<300).contains(notified.status) else { throw MCPClientError(.refused, "notifications/initialized answered \(notified.status)") }
         } else {
             // No initialize (or not this one): a stateless server.
             session = nil
-            headers.append(("MCP-Protocol-Version", "2026-07-28"))
+            headers.append(("MCP-Protocol-Version", MCPProtocol.statelessVersion))
         }
         let capabilities = catalogue.initializeResult?["capabilities"]
         func offers(_ capability: String) -> Bool { capabilities == nil || capabilities?[capability] != nil }
-        let listed: Result<Catalogue, ToolListError>
+        let listed: Result<Catalogue, MCPClientError>
         do {
             if tools { catalogue.tools = try await self.pages("tools/list", "tools", headers: headers) }
             if prompts, offers("prompts") { catalogue.prompts = try await self.pages("prompts/list", "prompts", headers: headers) }
@@ -102,36 +125,33 @@ public struct ToolLister: Sendable {
     }
 
     /// A list method (`tools/list`, `prompts/list`, ...), page after page.
-    private func pages(_ method: String, _ key: String, headers: [(String, String)]) async throws(ToolListError) -> [JSONValue] {
+    private func pages(_ method: String, _ key: String, headers: [(String, String)]) async throws(MCPClientError) -> [JSONValue] {
         var entries: [JSONValue] = []
         var cursor: String?
         for page in 0..<Self.maxPages {
-            let request = JSONValue.object([
-                "jsonrpc": .string("2.0"), "id": .number(String(page + 2)), "method": .string(method),
-                "params": .object(cursor.map { ["cursor": .string($0)] } ?? [:]),
-            ])
+            let request = Self.request(id: page + 2, method, params: .object(cursor.map { ["cursor": .string($0)] } ?? [:]))
             let (response, answer) = try await self.call(request, headers: headers + [("Mcp-Method", method)])
             guard response.status == 200, let answer else {
-                throw ToolListError(.refused, "\(method) answered \(response.status): \(response.text.prefix(200))")
+                throw MCPClientError(.refused, "\(method) answered \(response.status): \(response.text.prefix(200))")
             }
             if let error = answer["error"] {
-                throw ToolListError(.refused, "\(method) failed: \(error["message"]?.stringValue ?? error.serialized)")
+                throw MCPClientError(.refused, "\(method) failed: \(error["message"]?.stringValue ?? error.serialized)")
             }
-            guard case .array(let listed)? = answer["result"]?[key] else { throw ToolListError(.malformed, "\(method) result without a \(key) list") }
+            guard case .array(let listed)? = answer["result"]?[key] else { throw MCPClientError(.malformed, "\(method) result without a \(key) list") }
             entries += listed
             cursor = answer["result"]?["nextCursor"]?.stringValue
             if cursor == nil { return entries }
         }
-        throw ToolListError(.malformed, "\(method) still had a nextCursor after \(Self.maxPages) pages")
+        throw MCPClientError(.malformed, "\(method) still had a nextCursor after \(Self.maxPages) pages")
     }
 
     /// POSTs one message; the response message with its id (requests), if any.
-    private func call(_ message: JSONValue, headers: [(String, String)]) async throws(ToolListError) -> (HTTPFetchResponse, JSONValue?) {
+    private func call(_ message: JSONValue, headers: [(String, String)]) async throws(MCPClientError) -> (HTTPFetchResponse, JSONValue?) {
         let response: HTTPFetchResponse
         do {
             response = try await self.fetcher.send(.POST, self.url, purpose: "mcp", headers: headers, body: message.serialized, tls: self.tls, serverName: nil, on: nil).get()
         } catch {
-            throw ToolListError(.unreachable, "\(self.url): \(error)")
+            throw MCPClientError(.unreachable, "\(self.url): \(error)")
         }
         guard let id = message["id"] else { return (response, nil) }
         return (response, MCPResponses.response(id: id, body: response.body, contentType: response.header("Content-Type")))
