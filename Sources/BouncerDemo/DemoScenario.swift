@@ -3,6 +3,7 @@ import BouncerDevServer
 import BouncerProxy
 import NIOCore
 import NIOHTTP1
+import Foundation
 
 /// The walkthrough `mcp-bouncer demo --scenario` runs: every step is a real request, and
 /// every outcome is checked.

@@ -8,6 +8,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
+import UnixSignals
+import BouncerDevServer
 
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

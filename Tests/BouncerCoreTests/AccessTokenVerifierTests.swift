@@ -1,6 +1,7 @@
 import BouncerCore
 import BouncerTestSupport
 import Testing
+import Foundation
 
 @Suite("JWT access token verification")
 struct AccessTokenVerifierTests {

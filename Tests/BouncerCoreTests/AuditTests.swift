@@ -2,6 +2,7 @@ import BouncerCore
 import Crypto
 import CryptoExtras
 import Testing
+import Foundation
 
 @Suite("RFC 8785 canonical JSON and RFC 3339 time")
 struct CanonicalJSONTests {

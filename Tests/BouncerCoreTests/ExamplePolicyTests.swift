@@ -1,6 +1,7 @@
 import BouncerCore
 import Foundation
 import Testing
+import Crypto
 
 /// Every example under policies/ must pass the same validation `mcp-bouncer check` runs.
 @Suite("Example policies")

@@ -3,6 +3,7 @@ import BouncerTestSupport
 import Crypto
 import Foundation
 import Testing
+import CryptoExtras
 
 @Suite("OAuth client side: token exchange, client authentication, introspection")
 struct OAuthClientTests {

@@ -1,6 +1,7 @@
 import BouncerCore
 import Crypto
 import Testing
+import Foundation
 
 @Suite("Policy file parsing and validation")
 struct PolicyLoaderTests {

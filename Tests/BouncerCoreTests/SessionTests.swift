@@ -1,6 +1,7 @@
 import BouncerCore
 import Crypto
 import Testing
+import Foundation
 
 /// Sealed session ids, the per-user token bucket and trusted proxies: pure values, the time
 /// passed in.

@@ -8,6 +8,7 @@ import NIOHTTP1
 import Testing
 
 @testable import BouncerProxy
+import NIOConcurrencyHelpers
 
 /// The audit trail, metrics and trace context through the whole gateway on loopback.
 @Suite("Audit, metrics and tracing on loopback", .serialized)

@@ -10,6 +10,7 @@ import NIOPosix
 import Testing
 
 @testable import BouncerProxy
+import NIOHTTP1
 
 /// Requests an attacker sends, on real sockets: each is refused before anything reaches the
 /// upstream, and the client is told why before the connection ends.

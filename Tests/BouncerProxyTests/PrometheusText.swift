@@ -1,3 +1,4 @@
+import Foundation
 /// Reads samples from the Prometheus text exposition format, independently of the library
 /// that wrote it: `name{label="value",...} number`.
 enum PrometheusText {

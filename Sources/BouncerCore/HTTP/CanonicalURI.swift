@@ -14,7 +14,7 @@ public struct CanonicalURI: Hashable, Sendable, CustomStringConvertible {
     public let path: String
 
     public init(_ text: String) throws(URIError) {
-        guard let schemeEnd = text.range(of: "://") else {
+        guard let schemeEnd = text.firstRange(of: "://") else {
             throw URIError(.notAbsolute, "'\(text)' is not an absolute URL (scheme://host/path)")
         }
         let scheme = text[..<schemeEnd.lowerBound].lowercased()

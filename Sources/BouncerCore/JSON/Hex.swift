@@ -1,5 +1,5 @@
 import Crypto
-import W3CTraceContext
+import protocol FoundationEssentials.ContiguousBytes
 
 /// Lower-case hexadecimal.
 public enum Hex {

@@ -21,7 +21,7 @@ public struct NamePattern: Sendable, Hashable, CustomStringConvertible {
         rest = rest.dropFirst(first.count)
         let last = self.parts.last!
         for middle in self.parts.dropFirst().dropLast() where !middle.isEmpty {
-            guard let found = rest.range(of: middle) else { return false }
+            guard let found = rest.firstRange(of: middle) else { return false }
             rest = rest[found.upperBound...]
         }
         return rest.count >= last.count && rest.hasSuffix(last)

@@ -1,4 +1,5 @@
 import BouncerCore
+import Foundation
 
 /// The three output formats of `mcp-bouncer probe`.
 public enum ProbeOutput {

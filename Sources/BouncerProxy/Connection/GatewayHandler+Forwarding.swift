@@ -1,6 +1,7 @@
 import BouncerCore
 import NIOCore
 import NIOHTTP1
+import Logging
 
 // MARK: The decision's outcome
 

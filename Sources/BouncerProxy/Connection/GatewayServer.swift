@@ -6,6 +6,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
+import Prometheus
 
 /// The listening side: binds, builds each connection's pipeline, and stops accepting on
 /// graceful shutdown.

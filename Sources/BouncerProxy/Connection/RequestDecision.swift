@@ -1,6 +1,8 @@
 import BouncerCore
 import NIOCore
 import NIOHTTP1
+import Prometheus
+import Logging
 
 /// Where a request's decision goes: the connection's handler, which applies it.
 protocol RequestDecisionSink: AnyObject {

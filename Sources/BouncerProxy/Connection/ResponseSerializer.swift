@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import BouncerCore
 
 /// How the body of the response being written is delimited on the client connection.
 enum ResponseBodyFraming: Equatable {

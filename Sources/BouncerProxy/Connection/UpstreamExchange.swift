@@ -1,6 +1,8 @@
 import BouncerCore
 import NIOCore
 import NIOHTTP1
+import Prometheus
+import Logging
 
 /// One request's exchange with its upstream, from the lease of a connection to the end of the
 /// response (as async-http-client's channel handler drives a `Transaction`). The connection's

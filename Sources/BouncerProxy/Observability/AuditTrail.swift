@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
+import Prometheus
 #endif
 
 /// The audit trail: event loops hand entries to a bounded queue; one writer thread drains it,

@@ -5,6 +5,7 @@ import NIOHTTP1
 import NIOPosix
 import ServiceLifecycle
 import UnixSignals
+import Prometheus
 
 /// What `/readyz` and `/metrics` read of the running gateway.
 struct GatewayStatus: Sendable {

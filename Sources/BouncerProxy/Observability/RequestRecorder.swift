@@ -1,5 +1,7 @@
 import BouncerCore
 import NIOCore
+import Prometheus
+import NIOHTTP1
 
 /// How a request to a protected resource ended, recorded once: its metrics and, when the
 /// policy has an audit trail, its audit record, assembled here and nowhere else. One per

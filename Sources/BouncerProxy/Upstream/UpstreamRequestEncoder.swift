@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import BouncerCore
 
 /// Writes requests to an upstream as bytes: the head and the (already complete) body the
 /// gateway holds go out in one buffer and one write. In place of NIO's `HTTPRequestEncoder`,

@@ -157,7 +157,7 @@ final class PolicyReader {
         guard text.contains("${") else { return text }
         var out = ""
         var rest = Substring(text)
-        while let start = rest.range(of: "${") {
+        while let start = rest.firstRange(of: "${") {
             if start.lowerBound > rest.startIndex, rest[rest.index(before: start.lowerBound)] == "$" {
                 // `$${`: the first `$` escapes the rest.
                 out += rest[..<rest.index(before: start.lowerBound)]
