@@ -8,24 +8,24 @@ import NIOPosix
 
 /// The three processes of the demo, in one: the development authorization server, the legacy
 /// MCP server (no auth) and mcp-bouncer in front of it, all on 127.0.0.1.
-public final class DemoEnvironment: Sendable {
-    public let authorizationServer: DevAuthorizationServer
-    public let mcpServer: DemoMCPServer
-    public let gateway: Gateway
-    public let issuer: String
-    public let upstreamURL: String
-    public let gatewayURL: String
+package final class DemoEnvironment: Sendable {
+    package let authorizationServer: DevAuthorizationServer
+    package let mcpServer: DemoMCPServer
+    package let gateway: Gateway
+    package let issuer: String
+    package let upstreamURL: String
+    package let gatewayURL: String
     /// A confidential client the walkthrough uses for its token requests.
-    public let walkthroughClient: (id: String, secret: String)
+    package let walkthroughClient: (id: String, secret: String)
     private let channels: [any Channel]
     private let group: any EventLoopGroup
 
-    public var resourceURL: String { self.gatewayURL + "/mcp" }
+    package var resourceURL: String { self.gatewayURL + "/mcp" }
     /// A resource the development server also issues tokens for: another MCP server.
-    public static let otherResource = "https://other-server.example/mcp"
+    package static let otherResource = "https://other-server.example/mcp"
 
     /// Starts everything. `gatewayPort` 0 picks a free port.
-    public static func start(group: any EventLoopGroup, gatewayPort: Int = 0, logger: Logger) async throws -> DemoEnvironment {
+    package static func start(group: any EventLoopGroup, gatewayPort: Int = 0, logger: Logger) async throws -> DemoEnvironment {
         let gatewayPort = gatewayPort == 0 ? try Self.freePort() : gatewayPort
         let gatewayURL = "http://127.0.0.1:\(gatewayPort)"
         let scopes = ["jira:read", "jira:write", "jira:admin"]
@@ -85,7 +85,7 @@ public final class DemoEnvironment: Sendable {
     }
 
     /// Stops accepting and closes the listeners.
-    public func stop() async {
+    package func stop() async {
         for channel in self.channels { try? await channel.close().get() }
     }
 

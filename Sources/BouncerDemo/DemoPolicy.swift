@@ -1,7 +1,7 @@
 /// `policies/demo.yaml`, embedded so `mcp-bouncer demo` runs from the binary alone. A test
 /// keeps the two identical.
-public enum DemoPolicy {
-    public static let yaml = #"""
+package enum DemoPolicy {
+    package static let yaml = #"""
 # The policy `mcp-bouncer demo` runs with (embedded in the binary; this copy is kept identical
 # by a test). The ${env:...} values are filled in by the demo with the ports it picked.
 listen: 127.0.0.1:${env:DEMO_GATEWAY_PORT}

@@ -7,26 +7,26 @@ import Foundation
 
 /// The walkthrough `mcp-bouncer demo --scenario` runs: every step is a real request, and
 /// every outcome is checked.
-public struct DemoScenario: Sendable {
-    public struct Step: Sendable {
-        public var title: String
-        public var request: String
-        public var outcome: String
-        public var passed: Bool
+package struct DemoScenario: Sendable {
+    package struct Step: Sendable {
+        package var title: String
+        package var request: String
+        package var outcome: String
+        package var passed: Bool
     }
 
     let environment: DemoEnvironment
     let fetcher: HTTPFetcher
     let print: @Sendable (String) -> Void
 
-    public init(environment: DemoEnvironment, group: any EventLoopGroup, print: @escaping @Sendable (String) -> Void) {
+    package init(environment: DemoEnvironment, group: any EventLoopGroup, print: @escaping @Sendable (String) -> Void) {
         self.environment = environment
         self.fetcher = HTTPFetcher(group: group)
         self.print = print
     }
 
     /// Runs every step, printing each as it completes. Stops at the first failure.
-    public func run() async -> [Step] {
+    package func run() async -> [Step] {
         var steps: [Step] = []
         var context = Context()
         for step in self.steps() {
@@ -194,7 +194,7 @@ public struct DemoScenario: Sendable {
     }
 
     /// How many steps a full run has.
-    public static let stepCount = 11
+    package static let stepCount = 11
 
     static var otherResource: String { DemoEnvironment.otherResource }
 

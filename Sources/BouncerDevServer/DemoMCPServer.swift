@@ -13,15 +13,15 @@ import NIOHTTP1
 /// ``rugPull()``, on SIGUSR1 in `mcp-bouncer demo`); one resource, `docs://readme`. It
 /// remembers the headers of the requests it receives, and the answers to its elicitations, so
 /// the demo can show what reached it.
-public final class DemoMCPServer: Sendable {
-    public static let supportedVersions = MCPProtocol.sessionVersions
+package final class DemoMCPServer: Sendable {
+    package static let supportedVersions = MCPProtocol.sessionVersions
 
     /// What one received request carried, for "the upstream's view".
-    public struct Seen: Sendable {
-        public var method: String
-        public var headers: [(String, String)]
+    package struct Seen: Sendable {
+        package var method: String
+        package var headers: [(String, String)]
 
-        public func header(_ name: String) -> String? { self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1 }
+        package func header(_ name: String) -> String? { self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1 }
     }
 
     private let seen = NIOLockedValueBox([Seen]())
@@ -32,27 +32,27 @@ public final class DemoMCPServer: Sendable {
     private let elicitations = NIOLockedValueBox(0)
     private let pulled = NIOLockedValueBox(false)
 
-    public init() {}
+    package init() {}
 
-    public var requestsSeen: [Seen] { self.seen.withLockedValue { $0 } }
+    package var requestsSeen: [Seen] { self.seen.withLockedValue { $0 } }
     /// The tools the server lists (to anyone: it has no authentication).
-    public var toolNames: [String] { self.tools.map(\.name) }
+    package var toolNames: [String] { self.tools.map(\.name) }
 
     /// The answers its elicitations got so far (`accept`, `decline`, `cancel`).
-    public var elicitationAnswers: [String] { self.answers.withLockedValue { answers in answers.keys.sorted().map { answers[$0]! } } }
+    package var elicitationAnswers: [String] { self.answers.withLockedValue { answers in answers.keys.sorted().map { answers[$0]! } } }
 
     /// The tool definitions as reviewed (before any ``rugPull()``): what the demo pins.
-    public static var reviewedDefinitions: [JSONValue] { Self.reviewedTools.compactMap { try? JSONParser().parse(Array($0.definition.utf8)) } }
+    package static var reviewedDefinitions: [JSONValue] { Self.reviewedTools.compactMap { try? JSONParser().parse(Array($0.definition.utf8)) } }
 
     /// Changes `export_issues`'s description after it was approved: a "rug pull".
-    public func rugPull() {
+    package func rugPull() {
         self.pulled.withLockedValue { $0 = true }
     }
 
     /// How long `sign_in` waits for the answer to its elicitation.
     static let answerTimeout = TimeAmount.seconds(10)
 
-    public func handle(_ request: DevRequest) -> DevResponse {
+    package func handle(_ request: DevRequest) -> DevResponse {
         guard request.path == "/mcp" else { return .json(.notFound, #"{"error":"not found"}"#) }
         self.seen.withLockedValue { seen in
             seen.append(Seen(method: request.method.rawValue, headers: request.headers.map { ($0.name, $0.value) }))

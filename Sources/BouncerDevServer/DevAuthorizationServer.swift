@@ -20,13 +20,13 @@ import NIOHTTP1
 /// exchange, RFC 7662 introspection. `resource` (RFC 8707) becomes the token's `aud` and must
 /// name a configured resource, else `invalid_target`; requested scopes are narrowed to what the
 /// client (or, for exchange, the subject token) holds.
-public final class DevAuthorizationServer: Sendable {
+package final class DevAuthorizationServer: Sendable {
     /// A resource or audience the server issues tokens for, with the scopes it knows.
-    public struct Audience: Sendable {
-        public var name: String
-        public var scopes: [String]
+    package struct Audience: Sendable {
+        package var name: String
+        package var scopes: [String]
 
-        public init(name: String, scopes: [String]) {
+        package init(name: String, scopes: [String]) {
             self.name = name
             self.scopes = scopes
         }
@@ -67,8 +67,8 @@ public final class DevAuthorizationServer: Sendable {
         var revoked: Set<String> = []
     }
 
-    public static let marker = DevelopmentMarker.key
-    public static let demoUser = "demo-user"
+    package static let marker = DevelopmentMarker.key
+    package static let demoUser = "demo-user"
 
     let audiences: [String: Audience]
     let tokenSigner: JWSSigner
@@ -77,7 +77,7 @@ public final class DevAuthorizationServer: Sendable {
     let state = NIOLockedValueBox(State())
     let now: @Sendable () -> Int64
 
-    public init(audiences: [Audience], tokenLifetimeSeconds: Int64 = 600, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) throws {
+    package init(audiences: [Audience], tokenLifetimeSeconds: Int64 = 600, now: @escaping @Sendable () -> Int64 = { Int64(Date().timeIntervalSince1970) }) throws {
         self.audiences = Dictionary(audiences.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         self.tokenSigner = JWSSigner(key: .p256(P256.Signing.PrivateKey()), keyID: "dev-es256")
         self.exchangeSigner = JWSSigner(key: .rsa(try _RSA.Signing.PrivateKey(keySize: .bits2048)), keyID: "dev-rs256")
@@ -86,13 +86,13 @@ public final class DevAuthorizationServer: Sendable {
     }
 
     /// Set once the listener is bound: the issuer is `http://host:port`.
-    public var issuer: String {
+    package var issuer: String {
         get { self.state.withLockedValue { $0.issuer } }
         set { self.state.withLockedValue { $0.issuer = newValue } }
     }
 
     /// Registers a confidential client directly (for the demo's own steps and tests).
-    public func registerClient(id: String, secret: String, scope: [String], grantTypes: [String] = ["client_credentials"]) {
+    package func registerClient(id: String, secret: String, scope: [String], grantTypes: [String] = ["client_credentials"]) {
         self.state.withLockedValue {
             $0.clients[id] = Client(id: id, secret: secret, redirectURIs: [], grantTypes: grantTypes, scope: scope, authMethod: "client_secret_basic")
         }
@@ -100,7 +100,7 @@ public final class DevAuthorizationServer: Sendable {
 
     // MARK: Routing
 
-    public func handle(_ request: DevRequest) -> DevResponse {
+    package func handle(_ request: DevRequest) -> DevResponse {
         switch (request.method, request.path) {
         case (.GET, "/.well-known/oauth-authorization-server"), (.GET, "/.well-known/openid-configuration"):
             return .json(.ok, self.metadata())
@@ -393,7 +393,7 @@ public final class DevAuthorizationServer: Sendable {
         return .json(status, body.string)
     }
 
-    public static func random() -> String {
+    package static func random() -> String {
         Base64URL.encode((0..<32).map { _ in UInt8.random(in: 0...255) })
     }
 }

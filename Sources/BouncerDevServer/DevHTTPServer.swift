@@ -3,14 +3,14 @@ import NIOHTTP1
 import NIOPosix
 
 /// A request as the development servers see it: head and whole body.
-public struct DevRequest: Sendable {
-    public var method: HTTPMethod
-    public var path: String
-    public var query: String
-    public var headers: HTTPHeaders
-    public var body: [UInt8]
+package struct DevRequest: Sendable {
+    package var method: HTTPMethod
+    package var path: String
+    package var query: String
+    package var headers: HTTPHeaders
+    package var body: [UInt8]
 
-    public init(method: HTTPMethod, path: String, query: String = "", headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
+    package init(method: HTTPMethod, path: String, query: String = "", headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = []) {
         self.method = method
         self.path = path
         self.query = query
@@ -18,39 +18,39 @@ public struct DevRequest: Sendable {
         self.body = body
     }
 
-    public func header(_ name: String) -> String? { self.headers.first(name: name) }
+    package func header(_ name: String) -> String? { self.headers.first(name: name) }
 }
 
 /// A development server's answer: whole, or a stream of chunks written with delays (SSE).
-public enum DevResponse: Sendable {
+package enum DevResponse: Sendable {
     case full(status: HTTPResponseStatus, headers: [(String, String)], body: [UInt8])
     case stream(status: HTTPResponseStatus, headers: [(String, String)], chunks: [(delay: TimeAmount, text: String)])
     /// A stream whose chunks are decided as it goes: `next(n)` gives the n-th chunk (written
     /// after its delay; an empty text writes nothing), or nil to end the response.
     case live(status: HTTPResponseStatus, headers: [(String, String)], next: @Sendable (Int) -> (delay: TimeAmount, text: String)?)
 
-    public static func json(_ status: HTTPResponseStatus, _ body: String, headers: [(String, String)] = []) -> DevResponse {
+    package static func json(_ status: HTTPResponseStatus, _ body: String, headers: [(String, String)] = []) -> DevResponse {
         .full(status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")] + headers, body: Array(body.utf8))
     }
 
-    public static func empty(_ status: HTTPResponseStatus, headers: [(String, String)] = []) -> DevResponse {
+    package static func empty(_ status: HTTPResponseStatus, headers: [(String, String)] = []) -> DevResponse {
         .full(status: status, headers: headers, body: [])
     }
 }
 
 /// The small HTTP/1.1 server under the development authorization server and the sample MCP
 /// server. Development only: request bodies are capped at 1 MiB, nothing is tuned.
-public final class DevHTTPServer: Sendable {
+package final class DevHTTPServer: Sendable {
     private let group: any EventLoopGroup
     private let handler: @Sendable (DevRequest) -> DevResponse
 
-    public init(group: any EventLoopGroup, handler: @escaping @Sendable (DevRequest) -> DevResponse) {
+    package init(group: any EventLoopGroup, handler: @escaping @Sendable (DevRequest) -> DevResponse) {
         self.group = group
         self.handler = handler
     }
 
     /// Binds and returns the listening channel (port 0 picks a free port).
-    public func bind(host: String, port: Int) -> EventLoopFuture<any Channel> {
+    package func bind(host: String, port: Int) -> EventLoopFuture<any Channel> {
         let handler = self.handler
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

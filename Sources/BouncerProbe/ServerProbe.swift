@@ -6,20 +6,20 @@ import NIOCore
 import NIOHTTP1
 
 /// What `mcp-bouncer probe` may use besides the URL.
-public struct ProbeOptions: Sendable {
+package struct ProbeOptions: Sendable {
     /// A token valid for the server probed: it must be accepted.
-    public var token: String?
+    package var token: String?
     /// A token of the same issuer for another resource: it must be refused.
-    public var foreignToken: String?
+    package var foreignToken: String?
     /// A client of the authorization server, to ask for a token with `resource` = the URL.
-    public var clientID: String?
-    public var clientSecret: String?
+    package var clientID: String?
+    package var clientSecret: String?
     /// The whole probe of one server, every request included.
-    public var timeout: Duration = .seconds(30)
+    package var timeout: Duration = .seconds(30)
     /// One request at most this long (within `timeout`).
-    public var requestTimeout: Duration = .seconds(10)
+    package var requestTimeout: Duration = .seconds(10)
 
-    public init() {}
+    package init() {}
 }
 
 /// The probe ran out of time: what was found so far is reported with a timeout finding.
@@ -28,12 +28,12 @@ struct ProbeTimedOut: Error {}
 /// Assesses one MCP endpoint as a client and an attacker would, with plain HTTP requests:
 /// nothing but `initialize`, lists, `ping`, batches of `ping`, metadata fetches, a token request
 /// when given client credentials, and calls of tools annotated read-only that need no argument.
-public struct ServerProbe: Sendable {
-    public let fetcher: HTTPFetcher
-    public let tls: TLSContext
-    public let options: ProbeOptions
+package struct ServerProbe: Sendable {
+    package let fetcher: HTTPFetcher
+    package let tls: TLSContext
+    package let options: ProbeOptions
 
-    public init(fetcher: HTTPFetcher, tls: TLSContext, options: ProbeOptions) {
+    package init(fetcher: HTTPFetcher, tls: TLSContext, options: ProbeOptions) {
         self.fetcher = fetcher
         self.tls = tls
         self.options = options
@@ -41,7 +41,7 @@ public struct ServerProbe: Sendable {
 
     static let foreignOrigin = "https://attacker.example"
 
-    public func run(_ url: String) async -> ProbeReport {
+    package func run(_ url: String) async -> ProbeReport {
         var report = ProbeReport(url: url)
         guard let uri = try? CanonicalURI(url), !url.contains("?"), !url.contains("#") else {
             report.add(ProbeRules.unreachable, "'\(url)' is not an http(s) URL without query or fragment")

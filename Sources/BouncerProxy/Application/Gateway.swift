@@ -5,23 +5,23 @@ import NIOCore
 
 /// Everything a connection needs, built once from a policy and shared (read-only) by all
 /// connections: each resource resolved (``ResolvedResource``) and routed.
-public final class Gateway: Sendable {
-    public let policy: GatewayPolicy
+package final class Gateway: Sendable {
+    package let policy: GatewayPolicy
     /// Routes to resolved resources.
     let router: GatewayRouter<ResolvedResource>
-    public let resources: [ResolvedResource]
-    public let logger: Logger
+    package let resources: [ResolvedResource]
+    package let logger: Logger
     let keyStores: [String: KeySetStore]
     /// The gateway's OAuth clients, per authorization server name (token exchange, introspection).
     let clients: [String: OAuthEndpointClient]
     let authenticator: TokenAuthenticator
     let pools: UpstreamPools
-    public let tls: GatewayTLSContexts
+    package let tls: GatewayTLSContexts
     let exchanger: TokenExchanger
     let introspector: Introspector
-    public let metrics: GatewayMetrics
+    package let metrics: GatewayMetrics
     /// The audit trail, when the policy has one.
-    public let audit: AuditTrail?
+    package let audit: AuditTrail?
     /// For the gateway's own calls to upstreams (the tools/list of pinned resources).
     let fetcher: HTTPFetcher
     /// The elicitation and sampling guard's memory and answers.
@@ -41,7 +41,7 @@ public final class Gateway: Sendable {
     /// - Parameter previous: the gateway a policy reload replaces: its key stores and OAuth
     ///   clients of authorization servers whose settings did not change, its upstream pools (when
     ///   their limits did not change) and the elicitation guard's memory are kept.
-    public init(
+    package init(
         policy: GatewayPolicy, fetcher: HTTPFetcher, tls: GatewayTLSContexts = GatewayTLSContexts(), allowDevelopmentAuthorizationServer: Bool = false,
         metrics: GatewayMetrics = GatewayMetrics(), audit: AuditTrail? = nil, sessionKey: SessionKey = .random(), previous: Gateway? = nil, wallClock: WallClock = .system, logger: Logger
     ) {
@@ -107,7 +107,7 @@ public final class Gateway: Sendable {
 
     /// Loads every authorization server's keys once, so the first request does not wait
     /// and `/readyz` turns green. Failures are logged; requests retry later.
-    public func warmUp(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+    package func warmUp(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
         let loads = self.keyStores.values.map { store in
             store.keys(on: eventLoop).map { _ in () }.recover { _ in () }
         }
@@ -119,7 +119,7 @@ public final class Gateway: Sendable {
     /// start. Resources whose upstream credential is a token exchange are skipped: there is no
     /// client token to exchange yet (their clients' lists are compared as they go by). A
     /// failure is logged; the pins still decide by name.
-    public func listPinnedTools() async {
+    package func listPinnedTools() async {
         for resource in self.resources where resource.policy.toolPinning != nil {
             await self.listTools(of: resource)
         }
@@ -202,13 +202,13 @@ public final class Gateway: Sendable {
     }
 
     /// The key store of one authorization server, by its policy name.
-    public func keyStore(named name: String) -> KeySetStore? { self.keyStores[name] }
+    package func keyStore(named name: String) -> KeySetStore? { self.keyStores[name] }
 
     /// Ready when every authorization server's keys are loaded and the audit sink writes.
-    public var isReady: Bool { self.notReadyReasons.isEmpty }
+    package var isReady: Bool { self.notReadyReasons.isEmpty }
 
     /// Why the gateway is not ready (`/readyz`), if it is not.
-    public var notReadyReasons: [String] {
+    package var notReadyReasons: [String] {
         var reasons: [String] = []
         if !self.keyStores.values.allSatisfy(\.isLoaded) { reasons.append("signing keys not loaded") }
         if let failure = self.audit?.failureReason { reasons.append("audit sink failing: \(failure)") }

@@ -10,24 +10,24 @@ import UnixSignals
 /// one place. `mcp-bouncer run`, `mcp-bouncer demo`, the loopback tests and the benchmarks
 /// all build the gateway through it, so each gets the same wiring (the authorization-server
 /// timeouts from the policy, the TLS contexts, the services).
-public final class GatewayApplication: Sendable {
-    public let policy: GatewayPolicy
-    public let group: any EventLoopGroup
+package final class GatewayApplication: Sendable {
+    package let policy: GatewayPolicy
+    package let group: any EventLoopGroup
     /// Whether ``shutdown()`` stops the event loops (it does when the application made them).
     private let ownsGroup: Bool
     /// The gateway in force (a reload replaces it: ``apply(_:reason:file:)``).
-    public var gateway: Gateway { self.server.current.gateway }
-    public let server: GatewayServer
+    package var gateway: Gateway { self.server.current.gateway }
+    package let server: GatewayServer
     /// The policy file, when the gateway runs from one: ``services`` reload it (``PolicyReloader``).
     private let reload: (file: PolicyFile, files: [String], watch: Bool)?
     /// The client-facing certificate reloader, when the policy terminates TLS.
-    public let tlsReloader: TLSReloader?
+    package let tlsReloader: TLSReloader?
     /// The metrics and health listener, when the policy has `admin:`.
-    public let admin: AdminServer?
-    public let metrics: GatewayMetrics
+    package let admin: AdminServer?
+    package let metrics: GatewayMetrics
     /// The one wall clock (``WallClock``), passed to every gateway a reload builds.
     let clock: WallClock
-    public let logger: Logger
+    package let logger: Logger
     /// The session key when the policy has none: made once, so a reload keeps the sessions.
     let sessionKey = SessionKey.random()
     private let allowDevelopmentAuthorizationServer: Bool
@@ -47,7 +47,7 @@ public final class GatewayApplication: Sendable {
     /// - Parameter reload: the policy file the policy came from, the files it named, and whether
     ///   to watch them (`run --watch`): SIGHUP, and with `watch` a change, reloads it
     ///   (``PolicyReloader``). Without it SIGHUP is logged and ignored.
-    public init(
+    package init(
         policy: GatewayPolicy, tls: GatewayTLSContexts? = nil, group: (any EventLoopGroup)? = nil, threads: Int = System.coreCount,
         allowDevelopmentAuthorizationServer: Bool = false, reload: (file: PolicyFile, files: [String], watch: Bool)? = nil, clock: WallClock = .system, logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in },
@@ -97,7 +97,7 @@ public final class GatewayApplication: Sendable {
     /// takes effect for new requests and new connections, while requests already admitted
     /// finish under the policy they started with. No connection is closed. Throws when the new
     /// policy's TLS files (upstreams, authorization servers) do not load: then nothing changes.
-    public func apply(_ policy: GatewayPolicy, reason: String, file: String) throws(TLSLoadErrors) {
+    package func apply(_ policy: GatewayPolicy, reason: String, file: String) throws(TLSLoadErrors) {
         self.reloading.lock()
         defer { self.reloading.unlock() }
         let previous = self.gateway
@@ -145,7 +145,7 @@ public final class GatewayApplication: Sendable {
     /// The services ``run()`` supervises. A service group stops them in reverse order: the
     /// audit trail comes first so that it stops last, after the server has finished its
     /// requests and their records are queued.
-    public var services: [any Service] {
+    package var services: [any Service] {
         var services: [any Service] = []
         if let audit = self.gateway.audit {
             services.append(AuditService(trail: audit, startDetails: self.startDetails, logger: self.logger))
@@ -174,7 +174,7 @@ public final class GatewayApplication: Sendable {
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully (see
     /// ``GatewayServer/run()``) and stops the event loops it owns.
-    public func run() async throws {
+    package func run() async throws {
         let serviceGroup = ServiceGroup(configuration: .init(
             services: self.services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -186,12 +186,12 @@ public final class GatewayApplication: Sendable {
 
     /// Binds the listener without the service lifecycle (tests, the demo): the caller closes
     /// the returned channel.
-    public func bind() async throws -> any Channel {
+    package func bind() async throws -> any Channel {
         try await self.server.bind().get()
     }
 
     /// Stops the event loops, if the application made them.
-    public func shutdown() async throws {
+    package func shutdown() async throws {
         if self.ownsGroup { try await self.group.shutdownGracefully() }
     }
 }

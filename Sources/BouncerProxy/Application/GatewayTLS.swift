@@ -4,27 +4,27 @@ import Logging
 import NIOConcurrencyHelpers
 
 /// A TLS context that failed to load, with the policy key it came from.
-public struct GatewayTLSError: Error, Sendable, CustomStringConvertible {
-    public var keyPath: String
-    public var error: TLSError
-    public var description: String { "\(self.keyPath): \(self.error)" }
+package struct GatewayTLSError: Error, Sendable, CustomStringConvertible {
+    package var keyPath: String
+    package var error: TLSError
+    package var description: String { "\(self.keyPath): \(self.error)" }
 }
 
 /// Every TLS context a policy needs, loaded from the files it names.
 ///
 /// > Warning: Loading reads files: call it at startup or from a task, never on an event loop.
-public struct GatewayTLSContexts: Sendable {
+package struct GatewayTLSContexts: Sendable {
     /// Client-facing, when the policy has `tls:`; swapped on reload.
-    public var server: ServerTLSContextBox?
+    package var server: ServerTLSContextBox?
     /// Per authorization server name, used when its URLs are https.
     var authorizationServers: [String: TLSContext] = [:]
     /// Per resource path, for https upstreams.
     var upstreams: [String: TLSContext] = [:]
 
-    public init() {}
+    package init() {}
 
     /// Loads every context, collecting every failure.
-    public static func load(_ policy: GatewayPolicy, logger: Logger) throws(TLSLoadErrors) -> GatewayTLSContexts {
+    package static func load(_ policy: GatewayPolicy, logger: Logger) throws(TLSLoadErrors) -> GatewayTLSContexts {
         var contexts = GatewayTLSContexts()
         var errors: [GatewayTLSError] = []
         if let settings = policy.tls {
@@ -52,7 +52,7 @@ public struct GatewayTLSContexts: Sendable {
         return contexts
     }
 
-    public static func serverConfiguration(_ settings: ServerTLSSettings) -> TLSConfiguration {
+    package static func serverConfiguration(_ settings: ServerTLSSettings) -> TLSConfiguration {
         func pair(_ files: CertificateFiles) -> TLSConfiguration.CertifiedKey {
             .init(certificateChain: files.certificate, privateKey: files.privateKey)
         }
@@ -78,21 +78,21 @@ public struct GatewayTLSContexts: Sendable {
     }
 }
 
-public struct TLSLoadErrors: Error, Sendable, CustomStringConvertible {
-    public var errors: [GatewayTLSError]
-    public var description: String { self.errors.map(\.description).joined(separator: "\n") }
+package struct TLSLoadErrors: Error, Sendable, CustomStringConvertible {
+    package var errors: [GatewayTLSError]
+    package var description: String { self.errors.map(\.description).joined(separator: "\n") }
 }
 
 /// The current client-facing TLS context. New connections read it once; a reload swaps it,
 /// and connections already open keep the context they started with.
-public final class ServerTLSContextBox: Sendable {
+package final class ServerTLSContextBox: Sendable {
     private let box: NIOLockedValueBox<TLSContext>
 
     init(_ context: TLSContext) {
         self.box = NIOLockedValueBox(context)
     }
 
-    public var current: TLSContext { self.box.withLockedValue { $0 } }
+    package var current: TLSContext { self.box.withLockedValue { $0 } }
 
     func replace(with context: TLSContext) {
         self.box.withLockedValue { $0 = context }

@@ -9,17 +9,17 @@ import UnixSignals
 /// A policy file as `check`, `run` and a reload read it: the YAML, with `${env:...}` from the
 /// process environment and `${file:...}` (and `tool_pins`, `signing_key`) from disk. Loading
 /// also says which files the policy named, for `run --watch`.
-public struct PolicyFile: Sendable {
-    public let path: String
+package struct PolicyFile: Sendable {
+    package let path: String
     let environment: @Sendable (String) -> String?
 
-    public init(path: String, environment: @escaping @Sendable (String) -> String? = { ProcessInfo.processInfo.environment[$0] }) {
+    package init(path: String, environment: @escaping @Sendable (String) -> String? = { ProcessInfo.processInfo.environment[$0] }) {
         self.path = path
         self.environment = environment
     }
 
     /// The secrets the process reads: its environment and files.
-    public static func secrets(environment: @escaping @Sendable (String) -> String?, reading read: (@Sendable (String) -> Void)? = nil) -> SecretSource {
+    package static func secrets(environment: @escaping @Sendable (String) -> String?, reading read: (@Sendable (String) -> Void)? = nil) -> SecretSource {
         SecretSource(environment: environment, readFile: { path in
             read?(path)
             do {
@@ -32,7 +32,7 @@ public struct PolicyFile: Sendable {
 
     /// The validated policy and every file it named (the policy file first, then secrets, pin
     /// files, keys and TLS files). Throws ``PolicyFileError``.
-    public func load() throws(PolicyFileError) -> (policy: GatewayPolicy, files: [String]) {
+    package func load() throws(PolicyFileError) -> (policy: GatewayPolicy, files: [String]) {
         let text: String
         do {
             text = try String(contentsOfFile: self.path, encoding: .utf8)
@@ -55,12 +55,12 @@ public struct PolicyFile: Sendable {
     }
 }
 
-public enum PolicyFileError: Error, Sendable {
+package enum PolicyFileError: Error, Sendable {
     case unreadable(String)
     case invalid(PolicyValidationError)
 
     /// Each problem on a line of its own, as `check` prints them.
-    public var problems: [String] {
+    package var problems: [String] {
         switch self {
         case .unreadable(let reason): [reason]
         case .invalid(let error): error.problems.map(\.description)
@@ -82,7 +82,7 @@ extension ClientTLSSettings {
 /// `mcp_bouncer_reloads_total{what="policy",result="failed"}` and the audit trail (`reload_failed`)
 /// say why. If it passes it is swapped in (``GatewayApplication/apply(_:reason:)``). Reloads
 /// run one at a time, off the event loops.
-public final class PolicyReloader: Service, Sendable {
+package final class PolicyReloader: Service, Sendable {
     let file: PolicyFile
     let application: GatewayApplication
     let watch: Bool
@@ -90,9 +90,9 @@ public final class PolicyReloader: Service, Sendable {
     /// The files of the policy in force, with their content digests.
     private let watched: NIOLockedValueBox<[String: String]>
 
-    public static let pollInterval = Duration.seconds(2)
+    package static let pollInterval = Duration.seconds(2)
 
-    public init(file: PolicyFile, files: [String], application: GatewayApplication, watch: Bool, logger: Logger) {
+    package init(file: PolicyFile, files: [String], application: GatewayApplication, watch: Bool, logger: Logger) {
         self.file = file
         self.application = application
         self.watch = watch
@@ -100,7 +100,7 @@ public final class PolicyReloader: Service, Sendable {
         self.watched = NIOLockedValueBox(Self.fingerprints(files))
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let (triggers, continuation) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -128,7 +128,7 @@ public final class PolicyReloader: Service, Sendable {
 
     /// Loads the file and applies it; returns whether the new policy is in force.
     @discardableResult
-    public func reload(reason: String) -> Bool {
+    package func reload(reason: String) -> Bool {
         switch Result(catching: { () throws(PolicyFileError) in try self.file.load() }) {
         case .failure(let error):
             // What failed is not watched again until it changes once more.

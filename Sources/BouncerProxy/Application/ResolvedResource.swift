@@ -8,8 +8,8 @@ import NIOCore
 /// introspection, the upstream's TLS context and the metadata document. Built once per policy
 /// by ``Gateway``; the request path reads one reference (the route) and looks nothing up by
 /// name. A policy reload will swap these whole.
-public final class ResolvedResource: Sendable {
-    public let policy: ResourcePolicy
+package final class ResolvedResource: Sendable {
+    package let policy: ResourcePolicy
     let server: AuthorizationServerPolicy
     /// What a token presented here must satisfy.
     let requirements: TokenRequirements

@@ -10,20 +10,20 @@ import UnixSignals
 /// keep theirs. A file that does not load leaves the old context in place, and the log says why.
 ///
 /// Runs as a task, so the file reads and key parsing never happen on an event loop.
-public struct TLSReloader: Service {
+package struct TLSReloader: Service {
     let settings: ServerTLSSettings
     let box: ServerTLSContextBox
     let logger: Logger
     let events: GatewayEvents
 
-    public init(settings: ServerTLSSettings, box: ServerTLSContextBox, events: GatewayEvents = GatewayEvents(), logger: Logger) {
+    package init(settings: ServerTLSSettings, box: ServerTLSContextBox, events: GatewayEvents = GatewayEvents(), logger: Logger) {
         self.events = events
         self.settings = settings
         self.box = box
         self.logger = logger
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let interval = self.settings.reloadIntervalSeconds
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -51,7 +51,7 @@ public struct TLSReloader: Service {
 
     /// Builds a context from the files as they are now and swaps it in if it loads.
     @discardableResult
-    public func reload(reason: String) -> Bool {
+    package func reload(reason: String) -> Bool {
         do {
             let context = try TLSContext(configuration: GatewayTLSContexts.serverConfiguration(self.settings))
             self.box.replace(with: context)

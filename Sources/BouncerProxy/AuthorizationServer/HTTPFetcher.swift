@@ -7,8 +7,8 @@ import NIOHTTP1
 import NIOPosix
 
 /// Why an outbound fetch failed.
-public struct FetchError: CodedError {
-    public enum Code: String, Sendable, Hashable {
+package struct FetchError: CodedError {
+    package enum Code: String, Sendable, Hashable {
         case invalidURL = "invalid_url"
         case connectFailed = "connect_failed"
         case timeout
@@ -17,8 +17,8 @@ public struct FetchError: CodedError {
         case connectionClosed = "connection_closed"
     }
 
-    public var code: Code
-    public var reason: String
+    package var code: Code
+    package var reason: String
 }
 
 /// A small HTTP/1.1 client for the gateway's own calls to authorization servers
@@ -27,14 +27,14 @@ public struct FetchError: CodedError {
 ///
 /// Every fetch has a connect timeout, a whole-response timeout and a size limit, so a slow
 /// or hostile server can neither stall a request path nor exhaust memory.
-public struct HTTPFetcher: Sendable {
-    public var group: any EventLoopGroup
-    public var connectTimeout: TimeAmount
-    public var responseTimeout: TimeAmount
-    public var maxResponseBytes: Int
+package struct HTTPFetcher: Sendable {
+    package var group: any EventLoopGroup
+    package var connectTimeout: TimeAmount
+    package var responseTimeout: TimeAmount
+    package var maxResponseBytes: Int
     private let metrics: GatewayMetrics
 
-    public init(
+    package init(
         group: any EventLoopGroup, connectTimeout: TimeAmount = .seconds(5), responseTimeout: TimeAmount = .seconds(10), maxResponseBytes: Int = 1024 * 1024,
         metrics: GatewayMetrics = GatewayMetrics()
     ) {
@@ -47,7 +47,7 @@ public struct HTTPFetcher: Sendable {
 
     /// GETs `url` and returns the body of a 200 response. https URLs need `tls`, a client
     /// context; the certificate is verified against `serverName` or the URL's host.
-    public func get(_ url: String, purpose: String = "metadata", tls: TLSContext? = nil, serverName: String? = nil, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[UInt8]> {
+    package func get(_ url: String, purpose: String = "metadata", tls: TLSContext? = nil, serverName: String? = nil, on eventLoop: (any EventLoop)? = nil) -> EventLoopFuture<[UInt8]> {
         self.send(.GET, url, purpose: purpose, headers: [("Accept", "application/json")], body: nil, tls: tls, serverName: serverName, on: eventLoop)
             .flatMapThrowing { response in
                 guard response.status == 200 else {
@@ -59,7 +59,7 @@ public struct HTTPFetcher: Sendable {
 
     /// POSTs a form (token and introspection endpoints) and returns the response whatever its
     /// status: OAuth errors come as 400/401 with a JSON body the caller reads.
-    public func postForm(_ url: String, purpose: String, fields: [(String, String)], headers: [(String, String)], tls: TLSContext?, serverName: String?, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
+    package func postForm(_ url: String, purpose: String, fields: [(String, String)], headers: [(String, String)], tls: TLSContext?, serverName: String?, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
         let body = FormEncoding.body(fields)
         return self.send(.POST, url, purpose: purpose, headers: headers + [("Accept", "application/json"), ("Content-Type", "application/x-www-form-urlencoded")],
                          body: body, tls: tls, serverName: serverName, on: eventLoop)
@@ -71,7 +71,7 @@ public struct HTTPFetcher: Sendable {
     /// `introspection`) and outcome (`2xx`, `4xx`, `5xx`, `error`).
     /// With `untilFirstEvent`, an `text/event-stream` response is returned after its first
     /// event (a stream that stays open, such as a GET stream or the 2024-11-05 transport's).
-    public func send(_ method: HTTPMethod, _ url: String, purpose: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?, untilFirstEvent: Bool = false) -> EventLoopFuture<HTTPFetchResponse> {
+    package func send(_ method: HTTPMethod, _ url: String, purpose: String, headers extraHeaders: [(String, String)], body requestBody: String?, tls: TLSContext?, serverName: String?, on eventLoop: (any EventLoop)?, untilFirstEvent: Bool = false) -> EventLoopFuture<HTTPFetchResponse> {
         let started = NIODeadline.now()
         let metrics = self.metrics
         return self.sendUnmeasured(method, url, headers: extraHeaders, body: requestBody, tls: tls, serverName: serverName, on: eventLoop, untilFirstEvent: untilFirstEvent).always { result in
@@ -143,22 +143,22 @@ public struct HTTPFetcher: Sendable {
 }
 
 /// A complete response from ``HTTPFetcher``.
-public struct HTTPFetchResponse: Sendable {
-    public var status: Int
-    public var headers: [(String, String)]
-    public var body: [UInt8]
+package struct HTTPFetchResponse: Sendable {
+    package var status: Int
+    package var headers: [(String, String)]
+    package var body: [UInt8]
     /// The TLS version negotiated (`TLSv1.3`), nil over plain HTTP.
-    public var tlsVersion: String?
+    package var tlsVersion: String?
 
-    public init(status: Int, headers: [(String, String)], body: [UInt8], tlsVersion: String? = nil) {
+    package init(status: Int, headers: [(String, String)], body: [UInt8], tlsVersion: String? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
         self.tlsVersion = tlsVersion
     }
 
-    public func header(_ name: String) -> String? { self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1 }
-    public var text: String { String(decoding: self.body, as: UTF8.self) }
+    package func header(_ name: String) -> String? { self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1 }
+    package var text: String { String(decoding: self.body, as: UTF8.self) }
 }
 
 /// Collects one response body up to a limit.

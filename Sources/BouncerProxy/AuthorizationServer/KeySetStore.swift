@@ -11,8 +11,8 @@ import NIOCore
 ///
 /// Thread-safe: the snapshot is read under a lock once per cache miss; concurrent fetches
 /// are coalesced into one.
-public final class KeySetStore: Sendable {
-    public let server: AuthorizationServerPolicy
+package final class KeySetStore: Sendable {
+    package let server: AuthorizationServerPolicy
     private let fetcher: HTTPFetcher
     /// For https discovery and key set URLs.
     private let tls: TLSContext?
@@ -37,7 +37,7 @@ public final class KeySetStore: Sendable {
         var metadata: AuthorizationServerMetadata?
     }
 
-    public init(
+    package init(
         server: AuthorizationServerPolicy, fetcher: HTTPFetcher, tls: TLSContext?, allowDevelopmentServer: Bool = false, events: GatewayEvents = GatewayEvents(),
         logger: Logger
     ) {
@@ -52,11 +52,11 @@ public final class KeySetStore: Sendable {
     }
 
     /// Whether a key set has been loaded (readiness).
-    public var isLoaded: Bool { self.state.withLockedValue { $0.keys != nil } }
+    package var isLoaded: Bool { self.state.withLockedValue { $0.keys != nil } }
 
     /// The cached key set, fetching it first if there is none. A set older than
     /// `jwks_max_age_seconds` is still used while a refresh runs in the background.
-    public func keys(on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
+    package func keys(on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
         let now = NIODeadline.now()
         let (cached, stale) = self.state.withLockedValue { state -> (JSONWebKeySet?, Bool) in
             guard let keys = state.keys, let fetchedAt = state.fetchedAt else { return (nil, true) }
@@ -72,7 +72,7 @@ public final class KeySetStore: Sendable {
     /// Re-fetches the key set because a token named a `kid` it does not hold (the provider
     /// may have rotated its keys), unless such a refresh happened less than the minimum
     /// interval ago; then the current set is returned unchanged.
-    public func refreshForUnknownKey(_ keyID: String?, on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
+    package func refreshForUnknownKey(_ keyID: String?, on eventLoop: any EventLoop) -> EventLoopFuture<JSONWebKeySet> {
         self.fetchCoalesced(reason: "unknown kid \(keyID ?? "(none)")", unknownKey: true, on: eventLoop)
     }
 
@@ -174,7 +174,7 @@ public final class KeySetStore: Sendable {
 
     /// The authorization server's metadata (token, introspection and key set endpoints),
     /// discovered once and then served from memory.
-    public func metadata(on eventLoop: any EventLoop) -> EventLoopFuture<AuthorizationServerMetadata> {
+    package func metadata(on eventLoop: any EventLoop) -> EventLoopFuture<AuthorizationServerMetadata> {
         if let cached = self.state.withLockedValue({ $0.metadata }) {
             return eventLoop.makeSucceededFuture(cached)
         }

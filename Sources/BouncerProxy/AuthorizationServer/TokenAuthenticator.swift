@@ -53,7 +53,7 @@ public final class TokenAuthenticator: Sendable {
     }
 
     /// Fails with a ``GatewayRejection``: `.invalidToken` or `.authorizationServerUnavailable`.
-    public func authenticate(
+    package func authenticate(
         token: String, resource: ResourcePolicy, requirements: TokenRequirements, keys: KeySetStore, on eventLoop: any EventLoop
     ) -> EventLoopFuture<AccessTokenClaims> {
         let now = self.clock.seconds()

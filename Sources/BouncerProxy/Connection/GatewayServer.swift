@@ -10,23 +10,23 @@ import Prometheus
 
 /// The listening side: binds, builds each connection's pipeline, and stops accepting on
 /// graceful shutdown.
-public final class GatewayServer: Service, Sendable {
+package final class GatewayServer: Service, Sendable {
     /// The gateway in force; a policy reload swaps it (``GatewayReference``).
-    public let current: GatewayReference
+    package let current: GatewayReference
     /// The gateway in force now (a reload keeps the listen address and TLS setting it started with).
-    public var gateway: Gateway { self.current.gateway }
+    package var gateway: Gateway { self.current.gateway }
     private let group: any EventLoopGroup
     private let onListening: @Sendable (SocketAddress) -> Void
     private let connections = NIOLockedValueBox([ObjectIdentifier: any Channel]())
 
-    public init(gateway: Gateway, group: any EventLoopGroup, onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
+    package init(gateway: Gateway, group: any EventLoopGroup, onListening: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
         self.current = GatewayReference(gateway)
         self.group = group
         self.onListening = onListening
     }
 
     /// Binds the listener and returns its channel.
-    public func bind() -> EventLoopFuture<any Channel> {
+    package func bind() -> EventLoopFuture<any Channel> {
         let current = self.current
         let gateway = current.gateway
         let connections = self.connections
@@ -73,7 +73,7 @@ public final class GatewayServer: Service, Sendable {
             .bind(host: gateway.policy.listen.host, port: gateway.policy.listen.port)
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let channel = try await self.bind().get()
         if let address = channel.localAddress {
             self.gateway.logger.info("listening", metadata: [
@@ -109,7 +109,7 @@ public final class GatewayServer: Service, Sendable {
     }
 
     /// Number of open client connections.
-    public var openConnections: Int { self.connections.withLockedValue { $0.count } }
+    package var openConnections: Int { self.connections.withLockedValue { $0.count } }
 
     /// Lets in-flight exchanges finish for up to `grace`, then closes what is left (long SSE
     /// streams, clients that never read their last response).
@@ -129,18 +129,18 @@ public final class GatewayServer: Service, Sendable {
 
 /// The gateway in force: read by every new connection and request, swapped whole by a policy
 /// reload. Requests already admitted keep the gateway they started with.
-public final class GatewayReference: Sendable {
+package final class GatewayReference: Sendable {
     private let box: NIOLockedValueBox<Gateway>
 
-    public init(_ gateway: Gateway) {
+    package init(_ gateway: Gateway) {
         self.box = NIOLockedValueBox(gateway)
     }
 
-    public var gateway: Gateway { self.box.withLockedValue { $0 } }
+    package var gateway: Gateway { self.box.withLockedValue { $0 } }
 
     /// Puts `gateway` in force; returns the one it replaces.
     @discardableResult
-    public func swap(_ gateway: Gateway) -> Gateway {
+    package func swap(_ gateway: Gateway) -> Gateway {
         self.box.withLockedValue { current in
             defer { current = gateway }
             return current

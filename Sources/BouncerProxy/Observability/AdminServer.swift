@@ -9,7 +9,7 @@ import UnixSignals
 /// The admin listener (`admin.listen`): `/metrics` (Prometheus text exposition, from
 /// swift-prometheus), `/healthz` and `/readyz`, on an address of its own, never the public
 /// port. Plain HTTP/1.1 with NIO's server pipeline: scrapes are rare and small.
-public final class AdminServer: Service, Sendable {
+package final class AdminServer: Service, Sendable {
     let settings: AdminSettings
     let group: any EventLoopGroup
     let status: GatewayStatus
@@ -24,7 +24,7 @@ public final class AdminServer: Service, Sendable {
         self.onListening = onListening
     }
 
-    public func bind() -> EventLoopFuture<any Channel> {
+    package func bind() -> EventLoopFuture<any Channel> {
         let status = self.status
         return ServerBootstrap(group: self.group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -37,7 +37,7 @@ public final class AdminServer: Service, Sendable {
             .bind(host: self.settings.listen.host, port: self.settings.listen.port)
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let channel = try await self.bind().get()
         if let address = channel.localAddress {
             self.logger.info("admin listener (metrics, health)", metadata: ["address": "\(address)"])

@@ -6,12 +6,12 @@ import Logging
 /// metric and its audit record together, so no other type submits an audit event or names a
 /// metric. The audit trail's own `start`, `stop` and `dropped` records are written by the
 /// trail (``AuditTrail/start(details:)``).
-public struct GatewayEvents: Sendable {
-    public let audit: AuditTrail?
-    public let metrics: GatewayMetrics
+package struct GatewayEvents: Sendable {
+    package let audit: AuditTrail?
+    package let metrics: GatewayMetrics
     let logger: Logger
 
-    public init(audit: AuditTrail? = nil, metrics: GatewayMetrics = GatewayMetrics(), logger: Logger = Logger(label: "mcp-bouncer")) {
+    package init(audit: AuditTrail? = nil, metrics: GatewayMetrics = GatewayMetrics(), logger: Logger = Logger(label: "mcp-bouncer")) {
         self.audit = audit
         self.metrics = metrics
         self.logger = logger

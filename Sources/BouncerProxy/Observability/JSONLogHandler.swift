@@ -9,25 +9,25 @@ import Glibc
 /// for log shippers: `ts` (RFC 3339, UTC, milliseconds), `level`, `logger`, `message`, the
 /// metadata as members (nested metadata as JSON), and `source` for errors. Each line is one
 /// `write(2)`, so lines from different threads never interleave.
-public struct JSONLogHandler: LogHandler {
-    public var logLevel: Logger.Level
-    public var metadata: Logger.Metadata = [:]
-    public var metadataProvider: Logger.MetadataProvider?
+package struct JSONLogHandler: LogHandler {
+    package var logLevel: Logger.Level
+    package var metadata: Logger.Metadata = [:]
+    package var metadataProvider: Logger.MetadataProvider?
     private let label: String
     private let descriptor: Int32
 
-    public init(label: String, level: Logger.Level, descriptor: Int32 = STDERR_FILENO) {
+    package init(label: String, level: Logger.Level, descriptor: Int32 = STDERR_FILENO) {
         self.label = label
         self.logLevel = level
         self.descriptor = descriptor
     }
 
-    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+    package subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { self.metadata[key] }
         set { self.metadata[key] = newValue }
     }
 
-    public func log(event: LogEvent) {
+    package func log(event: LogEvent) {
         var merged = self.metadata
         if let provided = self.metadataProvider?.get() { merged.merge(provided) { _, new in new } }
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
@@ -93,12 +93,12 @@ public struct JSONLogHandler: LogHandler {
 }
 
 /// `--log-format`.
-public enum LogFormat: String, Sendable, CaseIterable {
+package enum LogFormat: String, Sendable, CaseIterable {
     case text
     case json
 
     /// Bootstraps swift-log once for the process.
-    public func bootstrap(level: Logger.Level) {
+    package func bootstrap(level: Logger.Level) {
         switch self {
         case .text:
             LoggingSystem.bootstrap { label in

@@ -4,17 +4,17 @@ import NIOCore
 import NIOHTTP1
 
 /// Why a call to an MCP server failed.
-public struct MCPClientError: CodedError {
-    public enum Code: String, Sendable {
+package struct MCPClientError: CodedError {
+    package enum Code: String, Sendable {
         case unreachable
         case refused
         case malformed
     }
 
-    public var code: Code
-    public var reason: String
+    package var code: Code
+    package var reason: String
 
-    public init(_ code: Code, _ reason: String) {
+    package init(_ code: Code, _ reason: String) {
         self.code = code
         self.reason = reason
     }
@@ -25,15 +25,15 @@ public struct MCPClientError: CodedError {
 /// over Streamable HTTP, every page. A session-based server (2024-11-05 to 2025-11-25) gets
 /// `initialize` and `notifications/initialized` first and its session ended after; a server
 /// that refuses `initialize` is asked as a stateless 2026-07-28 server.
-public struct MCPClient: Sendable {
-    public var fetcher: HTTPFetcher
-    public var url: String
-    public var headers: [(String, String)]
-    public var tls: TLSContext?
+package struct MCPClient: Sendable {
+    package var fetcher: HTTPFetcher
+    package var url: String
+    package var headers: [(String, String)]
+    package var tls: TLSContext?
     /// A server that pages forever is not followed further.
-    public static let maxPages = 1000
+    package static let maxPages = 1000
 
-    public init(fetcher: HTTPFetcher, url: String, headers: [(String, String)], tls: TLSContext?) {
+    package init(fetcher: HTTPFetcher, url: String, headers: [(String, String)], tls: TLSContext?) {
         self.fetcher = fetcher
         self.url = url
         self.headers = headers
@@ -43,23 +43,23 @@ public struct MCPClient: Sendable {
     // MARK: Messages
 
     /// The header fields every Streamable HTTP POST carries.
-    public static let streamableHeaders = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
+    package static let streamableHeaders = [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
 
     /// A JSON-RPC request.
-    public static func request(id: Int, _ method: String, params: JSONValue? = nil) -> JSONValue {
+    package static func request(id: Int, _ method: String, params: JSONValue? = nil) -> JSONValue {
         var members: [String: JSONValue] = ["jsonrpc": .string("2.0"), "id": .number(String(id)), "method": .string(method)]
         if let params { members["params"] = params }
         return .object(members)
     }
 
     /// A JSON-RPC notification.
-    public static func notification(_ method: String) -> JSONValue {
+    package static func notification(_ method: String) -> JSONValue {
         .object(["jsonrpc": .string("2.0"), "method": .string(method)])
     }
 
     /// `initialize`'s parameters: the revision the gateway's client speaks
     /// (``MCPProtocol/clientVersion``), no capabilities, and who it is.
-    public static func initializeParams(clientName: String) -> JSONValue {
+    package static func initializeParams(clientName: String) -> JSONValue {
         .object([
             "protocolVersion": .string(MCPProtocol.clientVersion), "capabilities": .object([:]),
             "clientInfo": .object(["name": .string(clientName), "version": .string(MCPBouncerVersion.current)]),
@@ -68,22 +68,22 @@ public struct MCPClient: Sendable {
 
     // MARK: A server's catalogue
 
-    public func listTools() async throws(MCPClientError) -> [JSONValue] {
+    package func listTools() async throws(MCPClientError) -> [JSONValue] {
         try await self.catalogue(tools: true, prompts: false, resources: false).tools
     }
 
     /// What a server offers: its `initialize` result (nil for a stateless server), and the
     /// tools, prompts and resources it lists (each only when asked for and, after an
     /// `initialize`, only when its capabilities announce it).
-    public struct Catalogue: Sendable {
-        public var initializeResult: JSONValue?
-        public var tools: [JSONValue] = []
-        public var prompts: [JSONValue] = []
-        public var resources: [JSONValue] = []
-        public var resourceTemplates: [JSONValue] = []
+    package struct Catalogue: Sendable {
+        package var initializeResult: JSONValue?
+        package var tools: [JSONValue] = []
+        package var prompts: [JSONValue] = []
+        package var resources: [JSONValue] = []
+        package var resourceTemplates: [JSONValue] = []
     }
 
-    public func catalogue(tools: Bool = true, prompts: Bool = true, resources: Bool = true) async throws(MCPClientError) -> Catalogue {
+    package func catalogue(tools: Bool = true, prompts: Bool = true, resources: Bool = true) async throws(MCPClientError) -> Catalogue {
         var headers = self.headers + Self.streamableHeaders
         let initialize = Self.request(id: 1, "initialize", params: Self.initializeParams(clientName: "mcp-bouncer"))
         let session: String?

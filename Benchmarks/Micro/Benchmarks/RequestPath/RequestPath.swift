@@ -185,7 +185,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Cold path: first sight of a token (verify, cache, parse, decide)") { benchmark in
         for _ in benchmark.scaledIterations {
             // A new authenticator each time: the token is verified, not found in the cache.
-            let authenticator = TokenAuthenticator(cacheCapacity: 100_000, now: { fixture.now })
+            let authenticator = TokenAuthenticator(cacheCapacity: 100_000, clock: .fixed(milliseconds: fixture.now * 1000))
             blackHole(try authenticator.verify(token: fixture.token, resource: fixture.resource, requirements: fixture.requirements, keySet: fixture.keys))
             guard let upstream = fixture.warmRequest(authenticator) else { fatalError("the fixture's request must be forwarded") }
             blackHole(upstream)
@@ -193,7 +193,7 @@ let benchmarks: @Sendable () -> Void = {
     }
 
     Benchmark("Warm path: cached token (head facts, admit, cache hit, parse, decide, upstream head)") { benchmark in
-        let authenticator = TokenAuthenticator(cacheCapacity: 100_000, now: { fixture.now })
+        let authenticator = TokenAuthenticator(cacheCapacity: 100_000, clock: .fixed(milliseconds: fixture.now * 1000))
         _ = try authenticator.verify(token: fixture.token, resource: fixture.resource, requirements: fixture.requirements, keySet: fixture.keys)
         for _ in benchmark.scaledIterations {
             guard let upstream = fixture.warmRequest(authenticator) else { fatalError("the fixture's request must be forwarded") }
@@ -259,7 +259,7 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("Token cache churning at capacity: verify into a full 10,000-entry cache") { benchmark in
         // More distinct tokens than entries (a busy gateway, or a token spray): every insert
         // evicts. Tokens are minted outside the measured loop; each is verified (ES256) too.
-        let authenticator = TokenAuthenticator(cacheCapacity: 10_000, now: { fixture.now })
+        let authenticator = TokenAuthenticator(cacheCapacity: 10_000, clock: .fixed(milliseconds: fixture.now * 1000))
         let tokens = (0..<(Fixture.operations * 2)).map { fixture.mint(subject: "user-\($0)") }
         for index in 0..<10_000 { _ = try authenticator.verify(token: fixture.mint(subject: "warm-\(index)"), resource: fixture.resource, requirements: fixture.requirements, keySet: fixture.keys) }
         var next = 0
