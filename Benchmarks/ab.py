@@ -28,6 +28,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--resource", default="static", choices=["static", "exchange"], help="full enforcement with a static credential, or token exchange (warm)")
+    parser.add_argument("--mallocs", action="store_true", help="after the CPU rounds, count each binary's malloc calls per request "
+                        "(perf uprobe on libc's malloc, root; a separate run, since the probe slows the gateway)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bouncer-ab-"))
     processes: list[Process] = []
@@ -80,6 +82,8 @@ def main() -> None:
                 cells.append(f"{run['rps']:8.0f} req/s {run['cpu_us_per_request']:6.1f} µs")
             print(f"  round {round_index + 1}: " + "   ".join(cells), flush=True)
 
+        mallocs = [malloc_round(process.proc.pid, url, token, args, work) for (_, process, url, token) in gateways] if args.mallocs else []
+
         print()
         summary = []
         for index, (binary, _, _, _) in enumerate(gateways):
@@ -89,8 +93,9 @@ def main() -> None:
             # Same-round pairs against the baseline, so a slow spell of the host hits both sides.
             ratio = statistics.median(run["cpu_us_per_request"] / base["cpu_us_per_request"] for run, base in zip(runs[index], runs[0]))
             summary.append({"binary": binary, "median_rps": rps, "median_cpu_us_per_request": cpu, "median_off_loop_cpu_us_per_request": off_loop,
-                            "cpu_vs_baseline": ratio, "runs": runs[index]})
-            print(f"  {binary}\n      median {rps:8.0f} req/s, {cpu:6.1f} µs CPU per request ({off_loop:.1f} off the event loop)" + ("" if index == 0 else f", {ratio:.2f} x the baseline's CPU (median of same-round pairs)"))
+                            "cpu_vs_baseline": ratio, "runs": runs[index], "mallocs_per_request": mallocs[index] if mallocs else None})
+            print(f"  {binary}\n      median {rps:8.0f} req/s, {cpu:6.1f} µs CPU per request ({off_loop:.1f} off the event loop)" + ("" if index == 0 else f", {ratio:.2f} x the baseline's CPU (median of same-round pairs)")
+                  + (f"\n      {mallocs[index]:.1f} malloc calls per request (all threads)" if mallocs else ""))
         out_dir = ROOT / "Benchmarks" / "results"
         out_dir.mkdir(exist_ok=True)
         path = out_dir / f"ab-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
@@ -100,6 +105,26 @@ def main() -> None:
         for process in reversed(processes):
             process.stop()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def malloc_round(pid: int, url: str, token: str, args: argparse.Namespace, work: Path) -> float:
+    """malloc calls per request of the gateway `pid` under the same load: a uprobe on the libc the
+    gateway maps, counted by `perf stat` while wrk runs."""
+    libc = next(line.split()[-1] for line in Path(f"/proc/{pid}/maps").read_text().splitlines() if "/libc.so" in line)
+    probes = subprocess.run(["perf", "probe", "-l"], capture_output=True, text=True).stdout
+    if "probe_libc:malloc" not in probes:
+        subprocess.run(["perf", "probe", "-q", "-x", libc, "malloc"], check=True, capture_output=True)
+    wrk(url, token, 1, args.connections, work)
+    counts = work / f"mallocs-{pid}.csv"
+    perf = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "probe_libc:malloc", "-p", str(pid), "-o", str(counts)])
+    try:
+        run = wrk(url, token, args.seconds, args.connections, work)
+    finally:
+        perf.send_signal(2)
+        perf.wait(timeout=30)
+    count = next(int(line.split(",")[0]) for line in counts.read_text().splitlines() if "probe_libc:malloc" in line)
+    requests = run["rps"] * args.seconds
+    return count / requests if requests else float("nan")
 
 
 if __name__ == "__main__":
