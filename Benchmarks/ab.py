@@ -4,19 +4,13 @@ compared by the gateway's CPU time per proxied request. Everything on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from bench import EXCHANGED, CANNED, POLICY, ROOT, UPSTREAM_NGINX, bench_token, cpu_seconds, event_loop_cpu_seconds, signing_key, wrk  # noqa: E402  (the same directory)
-
-sys.path.insert(0, str(ROOT / "Tests" / "Interop"))
-from interop_stack import Process, free_port  # noqa: E402
+from bench import EXCHANGED, CANNED, POLICY, UPSTREAM_NGINX, bench_token, cpu_seconds, event_loop_cpu_seconds, signing_key, wrk  # noqa: E402  (the same directory)
+from common import Process, free_port, stop_all, write_results  # noqa: E402
 
 
 def main() -> None:
@@ -96,15 +90,9 @@ def main() -> None:
                             "cpu_vs_baseline": ratio, "runs": runs[index], "mallocs_per_request": mallocs[index] if mallocs else None})
             print(f"  {binary}\n      median {rps:8.0f} req/s, {cpu:6.1f} µs CPU per request ({off_loop:.1f} off the event loop)" + ("" if index == 0 else f", {ratio:.2f} x the baseline's CPU (median of same-round pairs)")
                   + (f"\n      {mallocs[index]:.1f} malloc calls per request (all threads)" if mallocs else ""))
-        out_dir = ROOT / "Benchmarks" / "results"
-        out_dir.mkdir(exist_ok=True)
-        path = out_dir / f"ab-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps({"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections, "resource": args.resource, "gateways": summary}, indent=2))
-        print(f"\nwritten: {path}")
+        write_results("ab", {"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections, "resource": args.resource, "gateways": summary})
     finally:
-        for process in reversed(processes):
-            process.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 def malloc_round(pid: int, url: str, token: str, args: argparse.Namespace, work: Path) -> float:

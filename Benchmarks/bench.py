@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import datetime
 import json
 import os
 import re
 import resource
 import selectors
-import shutil
 import socket
 import subprocess
 import sys
@@ -24,10 +22,8 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "Interop"))
-from interop_stack import Process, free_port  # noqa: E402
+from common import ROOT, Process, free_port, stop_all, write_results  # noqa: E402  (the same directory)
 
-ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 CANNED = '{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"OPS-1: printer on fire"}]}}'
 EXCHANGED = '{"access_token":"upstream-token","token_type":"Bearer","expires_in":3600,"issued_token_type":"urn:ietf:params:oauth:token-type:access_token"}'
@@ -540,16 +536,9 @@ def main() -> None:
             print(f"  {'PASS' if passed else 'FAIL'}  {name:48} ({value:.2f})")
         print("  ----  microbenchmarks (JWT verifier, JSON-RPC parser, policy decision, warm-path allocations): ./Benchmarks/micro")
         results["checks"] = [{"name": n, "value": v, "passed": p} for n, v, p in checks]
-        out_dir = ROOT / "Benchmarks" / "results"
-        out_dir.mkdir(exist_ok=True)
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        path = out_dir / f"bench-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps({"commit": commit, "seconds": args.seconds, "repeat": args.repeat, "connections": args.connections, "results": results}, indent=2))
-        print(f"\nwritten: {path}")
+        write_results("bench", {"seconds": args.seconds, "repeat": args.repeat, "connections": args.connections, "results": results})
     finally:
-        for process in reversed(processes):
-            process.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 if __name__ == "__main__":

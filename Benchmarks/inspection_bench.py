@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,7 +20,6 @@ from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import (CANNED, EXCHANGED, ROOT, UPSTREAM_NGINX, Process, bench_token, free_port, measure, median,  # noqa: E402
                    paired_ratio, signing_key, sse_streams)
 
@@ -129,20 +126,13 @@ def main() -> None:
             print(f"  {'PASS' if passed else 'FAIL'}  {name:48} ({value:.3f})")
         if events != expected:
             print(f"  (events delivered: {events} of {expected})")
-        out_dir = ROOT / "Benchmarks" / "results"
-        out_dir.mkdir(exist_ok=True)
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        path = out_dir / f"inspection-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-        path.write_text(json.dumps({
-            "commit": commit, "seconds": args.seconds, "repeat": args.repeat, "results": results, "sse": sse,
+        write_results("inspection", {
+            "seconds": args.seconds, "repeat": args.repeat, "results": results, "sse": sse,
             "throughput_ratio": throughput, "cpu_us_per_request": cpu, "cpu_ratio": cpu_ratio, "sse_added_p50_ms": added_p50, "sse_added_p99_ms": added_p99,
             "checks": [{"name": n, "value": v, "passed": p} for n, v, p in checks],
-        }, indent=2))
-        print(f"\nwritten: {path}")
+        })
     finally:
-        for process in reversed(processes):
-            process.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 if __name__ == "__main__":

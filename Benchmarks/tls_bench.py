@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import re
-import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "Tests" / "Interop"))
-from interop_stack import Process, free_port  # noqa: E402
+from common import ROOT, Process, free_port, stop_all, write_results  # noqa: E402  (the same directory)
 from bench import bench_token, median, signing_key  # noqa: E402  (the same directory)
 
-ROOT = Path(__file__).resolve().parents[1]
 BULK_BYTES = 1024 * 1024
 CANNED = '{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"ok"}]}}'
 
@@ -199,16 +194,9 @@ def main() -> None:
         errors = {name: results[name][kind]["errors"] for name in results for kind in ("bulk", "small")}
         if any(errors.values()):
             print(f"non-2xx responses: {errors}")
-        out_dir = ROOT / "Benchmarks" / "results"
-        out_dir.mkdir(exist_ok=True)
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
-        path = out_dir / f"tls-{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
-        path.write_text(json.dumps({"commit": commit, "seconds": args.seconds, "repeat": args.repeat, "results": results}, indent=2))
-        print(f"\nwritten: {path}")
+        write_results("tls", {"seconds": args.seconds, "repeat": args.repeat, "results": results})
     finally:
-        for process in reversed(processes):
-            process.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        stop_all(processes, work)
 
 
 if __name__ == "__main__":
