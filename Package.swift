@@ -132,8 +132,14 @@ let package = Package(
             name: "BouncerTestSupport",
             dependencies: [
                 "BouncerCore",
+                "BouncerProxy",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "CryptoExtras", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             path: "Tests/BouncerTestSupport",
             swiftSettings: swiftSettings

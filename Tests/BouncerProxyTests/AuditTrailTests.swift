@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTestSupport
 import Crypto
 import Foundation
 import Logging

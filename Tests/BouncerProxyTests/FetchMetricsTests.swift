@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import BouncerCore
+import BouncerTestSupport
 import Testing
 
 @testable import BouncerProxy

@@ -26,29 +26,11 @@ struct GatewayLoopbackTests {
         self.harness = try LoopbackHarness()
     }
 
-    func start(upstream: String? = nil, extraLimits: String = "") throws -> Running {
-        try self.harness.start("""
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            limits:
-              upstream_response_timeout_seconds: 1
-            \(extraLimits)
-            authorization_servers:
-              local:
-                issuer: \(self.issuer)
-                jwks_uri: \(self.backend.url)/jwks
-                jwks_refresh_min_interval_seconds: 60
-            resources:
-              - path: /mcp
-                authorization_server: local
-                scopes_supported: [read]
-                upstream: \(upstream ?? self.backend.url + "/upstream/mcp")
-                upstream_credentials:
-                  static: { header: X-Api-Key, value: gateway-secret }
-                methods:
-                  tools/call:
-                    echo: [read]
-            """)
+    func start(upstream: String? = nil) throws -> Running {
+        var policy = LoopbackPolicy(self.harness).limits("upstream_response_timeout_seconds: 1").server("jwks_refresh_min_interval_seconds: 60")
+            .resource("scopes_supported: [read]", "upstream_credentials:\n  static: { header: X-Api-Key, value: gateway-secret }")
+        if let upstream { policy = policy.upstream(upstream) }
+        return try self.harness.start(policy)
     }
 
     func token(scope: String = "read", signer: TestSigner? = nil) -> String {
@@ -312,25 +294,11 @@ struct GatewayLoopbackTests {
     }
 
     @Test func unreachableKeySetIs503() throws {
-        let policy = try PolicyLoader.load(yaml: """
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            authorization_servers:
-              local:
-                issuer: \(self.issuer)
-                jwks_uri: http://127.0.0.1:1/jwks
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: \(self.backend.url)/mcp
-                methods:
-                  tools/call: { echo: [] }
-            """, secrets: .empty)
-        let application = try GatewayApplication(policy: policy, group: self.group, logger: Logger(label: "test"))
-        let gateway = application.gateway
-        let server = try application.server.bind().wait()
-        defer { try? server.close().wait() }
-        let response = try self.call(Running(server: server, port: server.localAddress!.port!, gateway: gateway), token: self.token())
+        var policy = LoopbackPolicy(self.harness).upstream("\(self.backend.url)/mcp").methods("tools/call: { echo: [] }")
+        policy.jwksURL = "http://127.0.0.1:1/jwks"
+        let running = try self.harness.start(policy)
+        defer { running.stop() }
+        let response = try self.call(running, token: self.token())
         #expect(response.status == .serviceUnavailable)
         // The JSON-RPC error answers the request's id (it used to be null).
         let error = try JSONParser().parse(Array(response.body.utf8))
@@ -405,18 +373,7 @@ struct GatewayLoopbackTests {
     /// connection closes at once, a request in flight is answered (its last, with
     /// `Connection: close`) before its connection closes.
     @Test func gracefulShutdownQuiescesIdleConnectionsAtOnceAndLetsInFlightRequestsFinish() async throws {
-        let policy = try PolicyLoader.load(yaml: """
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            limits: { shutdown_grace_seconds: 5 }
-            authorization_servers:
-              local: { issuer: "\(self.issuer)", jwks_uri: "\(self.backend.url)/jwks" }
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: \(self.backend.url)/upstream/mcp
-                methods: { tools/call: { echo: [read] } }
-            """, secrets: .empty)
+        let policy = try PolicyLoader.load(yaml: LoopbackPolicy(self.harness).limits("shutdown_grace_seconds: 5").yaml, secrets: .empty)
         let port = NIOLockedValueBox(0)
         let application = try GatewayApplication(policy: policy, group: self.group, logger: Logger(label: "test")) { address in
             port.withLockedValue { $0 = address.port ?? 0 }

@@ -24,25 +24,8 @@ struct HardeningLoopbackTests {
         self.harness = try LoopbackHarness()
     }
 
-    func start(limits: String = "") throws -> LoopbackHarness.Running {
-        try self.harness.start("""
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            limits:
-              max_body_bytes: 4096
-            \(limits)
-            authorization_servers:
-              local:
-                issuer: \(self.harness.issuer)
-                jwks_uri: \(self.backend.url)/jwks
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: \(self.backend.url)/upstream/mcp
-                methods:
-                  tools/call:
-                    echo: [read]
-            """)
+    func start(limits: String...) throws -> LoopbackHarness.Running {
+        try self.harness.start(LoopbackPolicy(self.harness).limits(["max_body_bytes: 4096"] + limits))
     }
 
     func post(body: String, headers: String = "") -> String {
@@ -130,7 +113,7 @@ struct HardeningLoopbackTests {
 
     @Test("slowloris: a head trickling in one byte at a time is cut off at header_read_timeout_seconds")
     func slowHeadsTimeOut() async throws {
-        let running = try self.start(limits: "  header_read_timeout_seconds: 1")
+        let running = try self.start(limits: "header_read_timeout_seconds: 1")
         let (channel, received) = try rawExchange(group: self.group, port: running.port, send: "P")
         let clock = ContinuousClock()
         let started = clock.now
@@ -156,7 +139,7 @@ struct HardeningLoopbackTests {
 
     @Test("the header timeout runs only while a head is arriving, not on an idle keep-alive connection")
     func anIdleKeepAliveConnectionIsNotAHeadInProgress() async throws {
-        let running = try self.start(limits: "  header_read_timeout_seconds: 1")
+        let running = try self.start(limits: "header_read_timeout_seconds: 1")
         let (channel, received) = try rawExchange(group: self.group, port: running.port, send: self.post(body: Self.call))
         #expect(await eventually { received.withLockedValue { $0.contains("HTTP/1.1 200 OK") } })
         try await Task.sleep(for: .milliseconds(1_600))

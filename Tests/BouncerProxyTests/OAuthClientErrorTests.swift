@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTestSupport
 @testable import BouncerProxy
 import Testing
 

@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTestSupport
 import Logging
 import NIOConcurrencyHelpers
 import Testing

@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTestSupport
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -26,46 +27,14 @@ struct ServerRequestGuardLoopbackTests {
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
     }
 
-    struct Running {
-        let application: GatewayApplication
-        let server: any Channel
-        var port: Int { self.server.localAddress!.port! }
-
-        func stop() {
-            try? self.server.close().wait()
-            self.application.gateway.audit?.stop()
-        }
-    }
-
-    func start(upstreamPort: Int, elicitation: String = "") throws -> Running {
-        let yaml = """
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            limits:
-              upstream_response_timeout_seconds: 3
-            audit:
-              file: \(self.auditPath)
-            authorization_servers:
-              local:
-                issuer: \(self.harness.issuer)
-                jwks_uri: \(self.harness.backend.url)/jwks
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: http://127.0.0.1:\(upstreamPort)/mcp
-                upstream_credentials:
-                  static: { header: X-Api-Key, value: gateway-secret }
-                protocol_versions: ["2025-11-25", "2026-07-28"]
-            \(elicitation)
-                methods:
-                  tools/call:
-                    echo: [read]
-            """
-        let policy = try PolicyLoader.load(yaml: yaml, secrets: .empty)
-        let application = try GatewayApplication(policy: policy, group: self.group, logger: Logger(label: "test"))
-        application.gateway.audit?.start(details: [:])
-        let server = try application.server.bind().wait()
-        return Running(application: application, server: server)
+    func start(upstreamPort: Int, resource: String...) throws -> LoopbackHarness.Running {
+        let policy = LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstreamPort)/mcp")
+            .limits("upstream_response_timeout_seconds: 3").audit("file: \(self.auditPath)")
+            .resource("upstream_credentials:\n  static: { header: X-Api-Key, value: gateway-secret }", #"protocol_versions: ["2025-11-25", "2026-07-28"]"#)
+            .resource(resource)
+        let running = try self.harness.start(policy)
+        running.application.gateway.audit?.start(details: [:])
+        return running
     }
 
     static func events(_ messages: [String]) -> String {
@@ -153,7 +122,7 @@ struct ServerRequestGuardLoopbackTests {
             (Self.events([Self.elicit("a", field: "project"), Self.elicit("b", field: "title"), Self.result]), true), Self.accepted,
         ], recorded: recorded)
         defer { upstream.close(promise: nil) }
-        let running = try self.start(upstreamPort: upstream.localAddress!.port!, elicitation: "    elicitation: { rate_limit_per_session: 1 }")
+        let running = try self.start(upstreamPort: upstream.localAddress!.port!, resource: "elicitation: { rate_limit_per_session: 1 }")
         defer { running.stop() }
         let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", self.harness.sealedSession("s-9", gateway: running.application.gateway))])
         #expect(response.body.contains(#""id":"a""#) && !response.body.contains(#""id":"b""#))
@@ -193,7 +162,7 @@ struct ServerRequestGuardLoopbackTests {
             (Self.events([Self.elicit("g1", field: "card_number"), roots, url]), true), Self.accepted,
         ], recorded: recorded)
         defer { upstream.close(promise: nil) }
-        let running = try self.start(upstreamPort: upstream.localAddress!.port!, elicitation: "    elicitation: { url_allowed_origins: [\"https://login.example.com\"] }")
+        let running = try self.start(upstreamPort: upstream.localAddress!.port!, resource: #"elicitation: { url_allowed_origins: ["https://login.example.com"] }"#)
         defer { running.stop() }
         let stream = try TestClient(group: self.group).send(
             port: running.port, method: .GET, uri: "/mcp",
@@ -215,7 +184,7 @@ struct ServerRequestGuardLoopbackTests {
         let reply = Self.events([Self.elicit("e1", field: "password"), Self.result])
         let (upstream, _) = try scriptedUpstream(group: self.group, replies: [(reply, true), Self.accepted], recorded: recorded)
         defer { upstream.close(promise: nil) }
-        let running = try self.start(upstreamPort: upstream.localAddress!.port!, elicitation: "    inspect_responses: false")
+        let running = try self.start(upstreamPort: upstream.localAddress!.port!, resource: "inspect_responses: false")
         defer { running.stop() }
         let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", self.harness.sealedSession("s", gateway: running.application.gateway))])
         #expect(reply.hasSuffix(response.body), "byte for byte")

@@ -26,51 +26,15 @@ struct SessionLoopbackTests {
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
     }
 
-    struct Running {
-        let application: GatewayApplication
-        let server: any Channel
-        var port: Int { self.server.localAddress!.port! }
-        var gateway: Gateway { self.application.gateway }
+    typealias Running = LoopbackHarness.Running
 
-        func stop() {
-            try? self.server.close().wait()
-            self.application.gateway.audit?.stop()
-        }
-    }
-
-    func start(top: String = "", resource: String = "", audit: String? = nil, limits: String = "") throws -> Running {
-        let yaml = """
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            \(top)
-            limits:
-              upstream_response_timeout_seconds: 3
-            \(limits)
-            \(audit.map { "audit:\n  file: \($0)" } ?? "")
-            authorization_servers:
-              local:
-                issuer: \(self.harness.issuer)
-                jwks_uri: \(self.backend.url)/jwks
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: \(self.backend.url)/upstream/mcp
-            \(resource)
-                methods:
-                  tools/call:
-                    echo: [read]
-              - path: /other/mcp
-                authorization_server: local
-                upstream: \(self.backend.url)/upstream/other
-                methods:
-                  tools/call:
-                    echo: [read]
-            """
-        let policy = try PolicyLoader.load(yaml: yaml, secrets: .empty)
-        let application = try GatewayApplication(policy: policy, group: self.harness.group, logger: Logger(label: "test"))
-        application.gateway.audit?.start(details: [:])
-        let server = try application.server.bind().wait()
-        return Running(application: application, server: server)
+    /// The gateway with `policy`'s changes to the suite's: sessions and rate limits on `/mcp`,
+    /// and `/other/mcp` on the same authorization server.
+    func start(_ change: (LoopbackPolicy) -> LoopbackPolicy = { $0 }) throws -> Running {
+        let policy = LoopbackPolicy(self.harness).limits("upstream_response_timeout_seconds: 3").other(path: "/other/mcp", upstream: "\(self.backend.url)/upstream/other")
+        let running = try self.harness.start(change(policy))
+        running.application.gateway.audit?.start(details: [:])
+        return running
     }
 
     func call(_ running: Running, subject: String = "alice", uri: String = "/mcp", method: HTTPMethod = .POST, session: String?..., headers: [(String, String)] = []) throws -> TestClient.Response {
@@ -89,15 +53,13 @@ struct SessionLoopbackTests {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    static let sessions = """
-        sessions:
-          keys:
-            - { id: k1, secret: \(SessionLoopbackTests.secret) }
-        """
+    static func sessions(_ policy: LoopbackPolicy) -> LoopbackPolicy {
+        policy.sessions("keys:", "  - { id: k1, secret: \(SessionLoopbackTests.secret) }")
+    }
 
     @Test func aSessionIsSealedToItsUserAndRefusedToAnyoneElse() throws {
         let auditPath = self.directory.appendingPathComponent("audit.jsonl").path
-        let running = try self.start(top: Self.sessions, audit: auditPath)
+        let running = try self.start { Self.sessions($0).audit("file: \(auditPath)") }
         self.backend.setSessionReply("upstream-session-1")
         // initialize (any call): the client gets a sealed id, never the upstream's.
         let first = try self.call(running, session: nil)
@@ -149,7 +111,7 @@ struct SessionLoopbackTests {
     }
 
     @Test func tokensWithoutASubjectAreBoundToTheirClient() throws {
-        let running = try self.start(top: Self.sessions)
+        let running = try self.start(Self.sessions)
         defer { running.stop() }
         func token(client: String?) -> String {
             let now = Int64(Date().timeIntervalSince1970)
@@ -176,14 +138,9 @@ struct SessionLoopbackTests {
     }
 
     @Test func replicasWithTheSameKeysShareSessionsAndOthersDoNot() throws {
-        let one = try self.start(top: Self.sessions)
-        let two = try self.start(top: Self.sessions)
-        let rotated = try self.start(top: """
-            sessions:
-              keys:
-                - { id: k2, secret: \(SessionKey.newSecret()) }
-                - { id: k1, secret: \(Self.secret) }
-            """)
+        let one = try self.start(Self.sessions)
+        let two = try self.start(Self.sessions)
+        let rotated = try self.start { $0.sessions("keys:", "  - { id: k2, secret: \(SessionKey.newSecret()) }", "  - { id: k1, secret: \(Self.secret) }") }
         let stranger = try self.start()
         defer { [one, two, rotated, stranger].forEach { $0.stop() } }
         self.backend.setSessionReply("upstream-session-2")
@@ -213,7 +170,7 @@ struct SessionLoopbackTests {
 
     @Test func theRateLimitIsPerUserAndAnswered429() throws {
         let auditPath = self.directory.appendingPathComponent("rate.jsonl").path
-        let running = try self.start(resource: "    rate_limit: { requests_per_second: 0.2, burst: 2 }", audit: auditPath)
+        let running = try self.start { $0.resource("rate_limit: { requests_per_second: 0.2, burst: 2 }").audit("file: \(auditPath)") }
         let before = self.backend.requests.count
         #expect(try self.call(running, session: nil).status == .ok)
         #expect(try self.call(running, session: nil).status == .ok)
@@ -231,7 +188,7 @@ struct SessionLoopbackTests {
     }
 
     @Test func connectionsBeyondTheLimitAre503AndTheOthersServed() async throws {
-        let running = try self.start(limits: "  max_connections: 2")
+        let running = try self.start { $0.limits("max_connections: 2") }
         defer { running.stop() }
         let first = try rawConnection(group: self.harness.group, port: running.port, send: "")
         let second = try rawConnection(group: self.harness.group, port: running.port, send: "")
@@ -253,8 +210,8 @@ struct SessionLoopbackTests {
 
     @Test func onlyATrustedProxyNamesTheClient() throws {
         let auditPath = self.directory.appendingPathComponent("proxy.jsonl").path
-        let trusted = try self.start(top: "trusted_proxies: [127.0.0.0/8]", audit: auditPath)
-        let untrusted = try self.start(top: "trusted_proxies: [10.0.0.0/8]")
+        let trusted = try self.start { $0.top("trusted_proxies: [127.0.0.0/8]").audit("file: \(auditPath)") }
+        let untrusted = try self.start { $0.top("trusted_proxies: [10.0.0.0/8]") }
         defer { untrusted.stop() }
         let headers = [("X-Forwarded-For", "6.6.6.6, 198.51.100.7"), ("Forwarded", "for=198.51.100.7")]
         #expect(try self.call(trusted, session: nil, headers: headers).status == .ok)

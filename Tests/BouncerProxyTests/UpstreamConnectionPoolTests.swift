@@ -1,4 +1,5 @@
 import BouncerCore
+import BouncerTestSupport
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1

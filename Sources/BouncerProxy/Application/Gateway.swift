@@ -30,7 +30,7 @@ package final class Gateway: Sendable {
     /// listing at a time, however often an upstream says its tools changed.
     private let relisting = NIOLockedValueBox(Set<String>())
     /// Seals and opens session ids (`sessions:`).
-    let sessions: SessionSealer
+    package let sessions: SessionSealer
     /// The time of day: session ages.
     let wallClock: WallClock
     /// Where events that are not requests are reported (log, metric and audit record).
