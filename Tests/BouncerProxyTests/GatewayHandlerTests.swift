@@ -1,6 +1,7 @@
 import BouncerCore
 import BouncerTestSupport
 import Logging
+import Foundation
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -94,7 +95,7 @@ struct GatewayHandlerTests {
         #expect(head.header("Content-Length") == String(get.body.utf8.count))
         // The next response on the connection is intact: the HEAD one left no body bytes behind.
         #expect(try self.send(channel, .GET, "/healthz")?.body == "ok\n")
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func expectContinueGetsAnInterimResponseBeforeTheFinalOne() throws {
@@ -112,7 +113,7 @@ struct GatewayHandlerTests {
         try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "{}")))
         try channel.writeInbound(HTTPServerRequestPart.end(nil))
         #expect(try self.readResponse(channel)?.head.status == .unauthorized)
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func noTokenIsChallenged() throws {
@@ -121,7 +122,7 @@ struct GatewayHandlerTests {
         #expect(response.head.status == .unauthorized)
         #expect(response.header("WWW-Authenticate") == #"Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp", scope="jira:read""#)
         #expect(channel.isActive, "keep-alive: the connection stays open")
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func tokenInQueryIsInvalidRequest() throws {
@@ -129,21 +130,21 @@ struct GatewayHandlerTests {
         let response = try #require(try self.send(channel, .POST, "/jira/mcp?access_token=abc", body: "{}"))
         #expect(response.head.status == .badRequest)
         #expect(response.header("WWW-Authenticate")?.contains(#"error="invalid_request""#) == true)
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func tokenInFormBodyIsInvalidRequest() throws {
         let channel = try self.makeChannel()
         let response = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("Content-Type", "application/x-www-form-urlencoded")], body: "access_token=abc"))
         #expect(response.head.status == .badRequest)
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func twoAuthorizationHeadersAreInvalidRequest() throws {
         let channel = try self.makeChannel()
         let response = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("Authorization", "Bearer a"), ("Authorization", "Bearer b")], body: "{}"))
         #expect(response.head.status == .badRequest)
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func foreignOriginIsForbiddenAndAllowedOriginPasses() throws {
@@ -152,7 +153,7 @@ struct GatewayHandlerTests {
         #expect(refused.head.status == .forbidden)
         let allowed = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("Origin", "https://APP.example.com:443")], body: "{}"))
         #expect(allowed.head.status == .unauthorized)
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func unsupportedProtocolVersionAndMethods() throws {
@@ -164,7 +165,7 @@ struct GatewayHandlerTests {
         // The stateless revision is POST only.
         let get = try #require(try self.send(channel, .GET, "/jira/mcp", headers: [("MCP-Protocol-Version", "2026-07-28")]))
         #expect(get.head.status == .methodNotAllowed)
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func metadataIsServedToGETAndHEADOnly() throws {
@@ -173,7 +174,7 @@ struct GatewayHandlerTests {
         #expect(post.head.status == .methodNotAllowed)
         #expect(post.head.headers["Allow"] == ["GET"])
         #expect(try self.send(channel, .GET, "/.well-known/oauth-protected-resource/jira/mcp")?.head.status == .ok, "the connection still serves")
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func unknownPathsAre404() throws {
@@ -181,7 +182,7 @@ struct GatewayHandlerTests {
         #expect(try self.send(channel, .POST, "/other")?.head.status == .notFound)
         #expect(try self.send(channel, .GET, "/healthz")?.head.status == .ok)
         #expect(try self.send(channel, .GET, "/readyz")?.head.status == .serviceUnavailable)
-        _ = try channel.finish()
+        #expect(try channel.finish().isClean)
     }
 
     @Test func oversizedBodyIs413AndTheConnectionCloses() throws {
@@ -274,6 +275,39 @@ struct GatewayHandlerTests {
         try channel.writeInbound(HTTPServerRequestPart.head(head))
         try channel.writeInbound(HTTPServerRequestPart.body(ByteBuffer(string: "{")))
         loop.advanceTime(by: .seconds(121))
+        #expect(!channel.isActive)
+    }
+
+    /// The header-read timeout over a mock clock, with the real request decoder counting the
+    /// bytes (the loopback test slept 1.6 s for this): it runs only while a head is arriving,
+    /// never on an idle keep-alive connection, and a head that trickles past it is a 408.
+    @Test func theHeaderTimeoutRunsOnlyWhileAHeadIsArriving() throws {
+        let yaml = Self.policyYAML.replacingOccurrences(of: "  max_header_bytes: 2048", with: "  max_header_bytes: 2048\n  header_read_timeout_seconds: 1")
+        let policy = try PolicyLoader.load(yaml: yaml, secrets: .empty)
+        let loop = EmbeddedEventLoop()
+        let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: loop), logger: Logger(label: "test"))
+        let channel = EmbeddedChannel(loop: loop)
+        let meter = RequestByteMeter()
+        try channel.pipeline.syncOperations.addHandlers(
+            ByteToMessageHandler(MeteredRequestDecoder(meter: meter)), GatewayHandler(gateway: GatewayReference(gateway), remoteAddress: "192.0.2.1", meter: meter)
+        )
+        try channel.connect(to: SocketAddress(ipAddress: "192.0.2.1", port: 40000)).wait()
+        func written() throws -> String {
+            var text = ""
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+            return text
+        }
+        try channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: mcp.example.com\r\n\r\n"))
+        #expect(try written().hasPrefix("HTTP/1.1 200 OK\r\n"))
+        loop.advanceTime(by: .milliseconds(1_600))
+        #expect(channel.isActive, "idle between requests: no head is arriving")
+        try channel.writeInbound(ByteBuffer(string: "GET /healthz HTTP/1.1\r\nHost: mcp"))
+        loop.advanceTime(by: .milliseconds(900))
+        let early = try written()
+        #expect(channel.isActive && early.isEmpty)
+        loop.advanceTime(by: .milliseconds(200))
+        #expect(try written().hasPrefix("HTTP/1.1 408 Request Timeout\r\n"), "the head took longer than 1 s")
+        loop.advanceTime(by: GatewayHandler.lingerTime)
         #expect(!channel.isActive)
     }
 }

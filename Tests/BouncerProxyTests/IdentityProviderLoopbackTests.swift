@@ -15,32 +15,13 @@ struct IdentityProviderLoopbackTests {
     let harness = try! LoopbackHarness()
     var backend: LoopbackBackend { self.harness.backend }
 
-    func start(server: String = "", resource: String = "", audit: String? = nil) throws -> LoopbackHarness.Running {
-        try self.harness.start("""
-            listen: 127.0.0.1:0
-            public_url: \(self.harness.publicURL)
-            \(audit.map { "audit:\n  file: \($0)" } ?? "")
-            authorization_servers:
-              entra:
-                issuer: \(self.harness.issuer)
-                jwks_uri: \(self.backend.url)/jwks
-            \(server)
-            resources:
-              - path: /mcp
-                authorization_server: entra
-                upstream: \(self.backend.url)/upstream/mcp
-            \(resource)
-                methods:
-                  tools/call:
-                    echo: [Jira.Read]
-              - path: /other/mcp
-                authorization_server: entra
-                upstream: \(self.backend.url)/upstream/other
-                accepted_audiences: [api://other]
-                methods:
-                  tools/call:
-                    echo: [Jira.Read]
-            """)
+    /// Two resources of an Entra-like authorization server: `/mcp` (its `resource` lines) and
+    /// `/other/mcp`, which accepts `api://other`.
+    func start(server: String..., resource: String..., audit: String? = nil) throws -> LoopbackHarness.Running {
+        var policy = LoopbackPolicy(self.harness).server(server).resource(resource).methods("tools/call:", "  echo: [Jira.Read]")
+        policy.serverName = "entra"
+        if let audit { policy = policy.audit("file: \(audit)") }
+        return try self.harness.start(policy.other(path: "/other/mcp", upstream: "\(self.backend.url)/upstream/other", "accepted_audiences: [api://other]"))
     }
 
     /// A token shaped like Entra's: `aud` the API's id, scopes in `scp` and `roles`, the user in `oid`.
@@ -52,7 +33,7 @@ struct IdentityProviderLoopbackTests {
     func forwarded() -> Int { self.backend.requests.filter { $0.uri.hasPrefix("/upstream") }.count }
 
     @Test func anAcceptedAudienceIsServedAndAnotherResourcesIsNot() throws {
-        let running = try self.start(resource: "    accepted_audiences: [api://jira-mcp]")
+        let running = try self.start(resource: "accepted_audiences: [api://jira-mcp]")
         defer { try? running.server.close().wait() }
         #expect(try self.harness.call(port: running.port, token: self.token(aud: "api://jira-mcp")).status == .ok)
         #expect(self.forwarded() == 1)
@@ -66,7 +47,7 @@ struct IdentityProviderLoopbackTests {
     }
 
     @Test func scopesFromAnyConfiguredClaim() throws {
-        let running = try self.start(server: "    scope_claims: [roles]")
+        let running = try self.start(server: "scope_claims: [roles]")
         defer { try? running.server.close().wait() }
         let uri = "\(self.harness.publicURL)/mcp"
         #expect(try self.harness.call(port: running.port, token: self.token(aud: uri, claims: #""roles":["Jira.Read"]"#)).status == .ok)
@@ -80,7 +61,7 @@ struct IdentityProviderLoopbackTests {
     @Test func theAuditTrailAndSessionsKnowTheUserByTheSubjectClaim() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("idp-audit-\(UUID().uuidString).jsonl").path
         defer { try? FileManager.default.removeItem(atPath: file) }
-        let running = try self.start(server: "    subject_claim: oid", audit: file)
+        let running = try self.start(server: "subject_claim: oid", audit: file)
         running.gateway.audit?.start(details: [:])
         let uri = "\(self.harness.publicURL)/mcp"
         #expect(try self.harness.call(port: running.port, token: self.token(aud: uri)).status == .ok)
@@ -94,11 +75,7 @@ struct IdentityProviderLoopbackTests {
     }
 
     @Test func requiredClaimsRefuseTokensWithoutTheirValue() throws {
-        let running = try self.start(server: """
-                required_claims:
-                  tid: tenant-1
-                  azp: [agent-a, agent-b]
-            """)
+        let running = try self.start(server: "required_claims:", "  tid: tenant-1", "  azp: [agent-a, agent-b]")
         defer { try? running.server.close().wait() }
         let uri = "\(self.harness.publicURL)/mcp"
         #expect(try self.harness.call(port: running.port, token: self.token(aud: uri, claims: #""scp":"Jira.Read","tid":"tenant-1","azp":"agent-b""#)).status == .ok)

@@ -25,25 +25,10 @@ struct PolicyReloadTests {
         try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
     }
 
-    func yaml(scope: String = "read", listen: String = "127.0.0.1:0", extra: String = "") -> String {
-        """
-        listen: \(listen)
-        public_url: http://127.0.0.1:8443
-        audit:
-          file: \(self.auditPath)
-        authorization_servers:
-          local:
-            issuer: \(self.harness.issuer)
-            jwks_uri: \(self.backend.url)/jwks
-        resources:
-          - path: /mcp
-            authorization_server: local
-            upstream: \(self.backend.url)/upstream/mcp
-            methods:
-              tools/call:
-                echo: [\(scope)]
-        \(extra)
-        """
+    func yaml(scope: String = "read", listen: String? = nil, _ change: (LoopbackPolicy) -> LoopbackPolicy = { $0 }) -> String {
+        var policy = change(LoopbackPolicy(self.harness).audit("file: \(self.auditPath)").methods("tools/call:", "  echo: [\(scope)]"))
+        if let listen { policy.listen = listen }
+        return policy.yaml
     }
 
     /// Writes the policy the way Kubernetes updates a ConfigMap: a new file renamed over the old.
@@ -53,17 +38,7 @@ struct PolicyReloadTests {
         _ = rename(temporary.path, self.policyPath)
     }
 
-    struct Running {
-        let application: GatewayApplication
-        let reloader: PolicyReloader
-        let server: any Channel
-        var port: Int { self.server.localAddress!.port! }
-
-        func stop() {
-            try? self.server.close().wait()
-            self.application.gateway.audit?.stop()
-        }
-    }
+    typealias Running = LoopbackHarness.Running
 
     func start(watch: Bool = false) throws -> Running {
         try self.write(self.yaml())
@@ -72,7 +47,7 @@ struct PolicyReloadTests {
         let application = try GatewayApplication(policy: policy, group: self.harness.group, reload: (file, files, watch), logger: Logger(label: "test"))
         application.gateway.audit?.start(details: [:])
         let reloader = PolicyReloader(file: file, files: files, application: application, watch: watch, logger: Logger(label: "test"))
-        return Running(application: application, reloader: reloader, server: try application.server.bind().wait())
+        return Running(application: application, server: try application.server.bind().wait(), reloader: reloader)
     }
 
     func call(_ running: Running, scope: String = "read") throws -> TestClient.Response {
@@ -92,12 +67,13 @@ struct PolicyReloadTests {
         self.backend.setUpstreamDelay(.milliseconds(600))
         let client = TestClient(group: self.harness.group)
         let (port, token) = (running.port, self.harness.token())
+        let before = self.backend.requests.count
         let inFlight = Task.detached {
             try client.send(port: port, uri: "/mcp", headers: [("Authorization", "Bearer \(token)")], body: #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#)
         }
-        try await Task.sleep(for: .milliseconds(200))
+        #expect(await eventually { self.backend.requests.count > before }, "the request is with the upstream")
         try self.write(self.yaml(scope: "admin"))
-        #expect(running.reloader.reload(reason: "signal"))
+        #expect(running.reloader!.reload(reason: "signal"))
         #expect(try await inFlight.value.status == .ok, "admitted before the reload: served")
         self.backend.setUpstreamDelay(.zero)
 
@@ -108,7 +84,7 @@ struct PolicyReloadTests {
 
         // Loosened again.
         try self.write(self.yaml())
-        #expect(running.reloader.reload(reason: "signal"))
+        #expect(running.reloader!.reload(reason: "signal"))
         #expect(try self.call(running).status == .ok)
         running.stop()
         let reloads = try self.records().filter { $0["event"] == .string("reload") }
@@ -122,14 +98,14 @@ struct PolicyReloadTests {
         for broken in [
             "listen: [",  // not YAML
             self.yaml(scope: "not a scope"),  // a problem check reports
-            self.yaml(extra: "    upstream_tls: { ca_file: /nonexistent/ca.pem }").replacingOccurrences(of: "upstream: http:", with: "upstream: https:"),  // a CA file that does not load
+            self.yaml { $0.resource("upstream_tls: { ca_file: /nonexistent/ca.pem }") }.replacingOccurrences(of: "upstream: http:", with: "upstream: https:"),  // a CA file that does not load
         ] {
             try self.write(broken)
-            #expect(!running.reloader.reload(reason: "signal"))
+            #expect(!running.reloader!.reload(reason: "signal"))
             #expect(try self.call(running).status == .ok, "the old policy still serves")
         }
         try FileManager.default.removeItem(atPath: self.policyPath)
-        #expect(!running.reloader.reload(reason: "signal"), "a missing file")
+        #expect(!running.reloader!.reload(reason: "signal"), "a missing file")
         running.stop()
         let failures = try self.records().filter { $0["event"] == .string("reload_failed") }
         #expect(failures.count == 4)
@@ -140,8 +116,8 @@ struct PolicyReloadTests {
 
     @Test func settingsThatTakeARestartAreKeptAndReported() throws {
         let running = try self.start()
-        try self.write(self.yaml(listen: "127.0.0.1:1", extra: "sessions:\n  max_age: 600"))
-        #expect(running.reloader.reload(reason: "signal"))
+        try self.write(self.yaml(listen: "127.0.0.1:1") { $0.sessions("max_age: 600") })
+        #expect(running.reloader!.reload(reason: "signal"))
         #expect(running.application.gateway.policy.listen.port == 0, "still the listen address it started with")
         #expect(running.application.gateway.policy.sessions.maxAgeSeconds == 600, "the rest applies")
         #expect(try self.call(running).status == .ok)
@@ -156,8 +132,8 @@ struct PolicyReloadTests {
         self.backend.setSessionReply("upstream-s")
         let sealed = try #require(try self.call(running).headers.first(name: "Mcp-Session-Id"))
         self.backend.setSessionReply(nil)
-        try self.write(self.yaml(extra: "limits:\n  max_body_bytes: 2048"))
-        #expect(running.reloader.reload(reason: "signal"))
+        try self.write(self.yaml { $0.limits("max_body_bytes: 2048") })
+        #expect(running.reloader!.reload(reason: "signal"))
         let used = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", sealed)])
         #expect(used.status == .ok)
         #expect(self.backend.requests.last?.headers["Mcp-Session-Id"] == ["upstream-s"])
@@ -166,7 +142,7 @@ struct PolicyReloadTests {
     @Test func watchNoticesAFileReplacedByRename() async throws {
         let running = try self.start(watch: true)
         defer { running.stop() }
-        let task = Task { try await running.reloader.run() }
+        let task = Task { try await running.reloader!.run() }
         defer { task.cancel() }
         #expect(try self.call(running).status == .ok)
         try self.write(self.yaml(scope: "admin"))

@@ -23,28 +23,9 @@ struct ResponseInspectionLoopbackTests {
     static let tools = #"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"}},{"name":"delete_repo","inputSchema":{"type":"object"}}],"nextCursor":"p2"}}"#
 
     func start(upstreamPort: Int, listFiltering: Bool = true, maxEventBytes: Int = 1024 * 1024) throws -> LoopbackHarness.Running {
-        try self.harness.start("""
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            limits:
-              upstream_response_timeout_seconds: 2
-              max_event_bytes: \(maxEventBytes)
-            authorization_servers:
-              local:
-                issuer: \(self.harness.issuer)
-                jwks_uri: \(self.harness.backend.url)/jwks
-                scope_implies: { admin: [read] }
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: http://127.0.0.1:\(upstreamPort)/mcp
-                list_filtering: \(listFiltering)
-                methods:
-                  tools/list: [read]
-                  tools/call:
-                    echo: [read]
-                    delete_repo: [admin]
-            """)
+        try self.harness.start(LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstreamPort)/mcp")
+            .limits("upstream_response_timeout_seconds: 2", "max_event_bytes: \(maxEventBytes)").server("scope_implies: { admin: [read] }")
+            .resource("list_filtering: \(listFiltering)").methods("tools/list: [read]", "tools/call:", "  echo: [read]", "  delete_repo: [admin]"))
     }
 
     func list(_ running: LoopbackHarness.Running, scope: String, protocolVersion: String = "2025-11-25") throws -> TestClient.Response {
@@ -163,22 +144,7 @@ struct ResponseInspectionLoopbackTests {
             Self.reply(tools),
             Self.reply(""),
         ])
-        let running = try self.harness.start("""
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            authorization_servers:
-              local:
-                issuer: \(self.harness.issuer)
-                jwks_uri: \(self.harness.backend.url)/jwks
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: http://127.0.0.1:\(upstream.localAddress!.port!)/mcp
-                tool_pins: /pins.yaml
-                methods:
-                  tools/call:
-                    echo: [read]
-            """, secrets: SecretSource(environment: { _ in nil }, readFile: { $0 == "/pins.yaml" ? .success(pins) : .failure(SecretReadError(reason: "no")) }))
+        let running = try self.harness.start(LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstream.localAddress!.port!)/mcp").resource("tool_pins: /pins.yaml"), secrets: SecretSource(environment: { _ in nil }, readFile: { $0 == "/pins.yaml" ? .success(pins) : .failure(SecretReadError(reason: "no")) }))
         return (upstream, requests, running)
     }
 

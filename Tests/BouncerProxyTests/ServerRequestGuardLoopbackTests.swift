@@ -188,6 +188,7 @@ struct ServerRequestGuardLoopbackTests {
         defer { running.stop() }
         let response = try self.harness.call(port: running.port, token: self.harness.token(), headers: [("Mcp-Session-Id", self.harness.sealedSession("s", gateway: running.application.gateway))])
         #expect(reply.hasSuffix(response.body), "byte for byte")
+        // An absence: no event says when the gateway would have answered, so it is given time.
         try await Task.sleep(for: .milliseconds(200))
         #expect(recorded.withLockedValue { $0.count } == 1, "no answer of the gateway's own")
     }
@@ -206,6 +207,7 @@ struct ServerRequestGuardLoopbackTests {
         #expect(!response.body.contains("password") && !response.body.contains(#""result":{"content""#))
         let limit = UpstreamExchange.maxServerRequestsPerResponse
         #expect(await eventually { recorded.withLockedValue { $0.count } == limit + 1 }, "one answer for each request up to the cap")
+        // An absence: no event says when a further answer would have come, so it is given time.
         try await Task.sleep(for: .milliseconds(200))
         #expect(recorded.withLockedValue { $0.count } == limit + 1, "none past it")
         #expect(await eventually { ((try? String(contentsOfFile: self.auditPath, encoding: .utf8)) ?? "").contains("upstream_request_flood") })

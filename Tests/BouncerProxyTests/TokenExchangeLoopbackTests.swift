@@ -23,24 +23,10 @@ struct TokenExchangeLoopbackTests {
     }
 
     func start(actor: Bool = false) throws -> (server: any Channel, port: Int) {
-        let running = try self.harness.start("""
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            authorization_servers:
-              local:
-                issuer: \(self.issuer)
-                jwks_uri: \(self.backend.url)/jwks
-                token_endpoint: \(self.backend.url)/token
-                client: { id: "gw:1", secret: "s e" }
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: \(self.backend.url)/upstream
-                upstream_credentials:
-                  token_exchange: { audience: jira-internal, scope: jira.read, actor: \(actor) }
-                methods:
-                  tools/call: { echo: [] }
-            """)
+        let running = try self.harness.start(LoopbackPolicy(self.harness).upstream("\(self.backend.url)/upstream")
+            .server("token_endpoint: \(self.backend.url)/token", #"client: { id: "gw:1", secret: "s e" }"#)
+            .resource("upstream_credentials:", "  token_exchange: { audience: jira-internal, scope: jira.read, actor: \(actor) }")
+            .methods("tools/call: { echo: [] }"))
         return (running.server, running.port)
     }
 

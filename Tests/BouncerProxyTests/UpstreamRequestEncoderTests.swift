@@ -33,6 +33,13 @@ struct UpstreamRequestEncoderTests {
         return (channel, recorder)
     }
 
+    /// What reached the channel, write by write: the same as the recorder saw, now read off.
+    func outbound(_ channel: EmbeddedChannel) throws -> [String] {
+        var writes: [String] = []
+        while let buffer = try channel.readOutbound(as: ByteBuffer.self) { writes.append(String(buffer: buffer)) }
+        return writes
+    }
+
     /// Parses `bytes` with NIO's request decoder: an independent check of the framing.
     func parse(_ bytes: String) throws -> [HTTPServerRequestPart] {
         let server = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder()))
@@ -56,7 +63,8 @@ struct UpstreamRequestEncoderTests {
         }
         #expect(head.method == .POST && head.uri == "/mcp?x=1" && head.headers.first(name: "host") == "up:8080")
         #expect(String(buffer: body) == "{}")
-        _ = try channel.finish()
+        #expect(try self.outbound(channel) == recorder.writes)
+        #expect(try channel.finish().isClean)
     }
 
     @Test func aRequestWithoutBody() throws {
@@ -64,7 +72,8 @@ struct UpstreamRequestEncoderTests {
         channel.write(self.head(.GET, "/mcp", [("Host", "up"), ("Accept", "text/event-stream")]), promise: nil)
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         #expect(recorder.writes == ["GET /mcp HTTP/1.1\r\nHost: up\r\nAccept: text/event-stream\r\n\r\n"])
-        _ = try channel.finish()
+        #expect(try self.outbound(channel) == recorder.writes)
+        #expect(try channel.finish().isClean)
     }
 
     @Test func aLargeBodyIsNotCopied() throws {
@@ -74,7 +83,8 @@ struct UpstreamRequestEncoderTests {
         channel.write(self.body(body), promise: nil)
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         #expect(recorder.writes == ["POST /mcp HTTP/1.1\r\nContent-Length: \(body.utf8.count)\r\n\r\n", body])
-        _ = try channel.finish()
+        #expect(try self.outbound(channel) == recorder.writes)
+        #expect(try channel.finish().isClean)
     }
 
     @Test func aFlushOrAPromisePassesPendingBytesOnInOrder() throws {
@@ -89,7 +99,8 @@ struct UpstreamRequestEncoderTests {
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         #expect(recorder.writes == ["POST /a HTTP/1.1\r\nContent-Length: 2\r\n\r\n", "x", "y"])
         #expect(throws: Never.self) { try promise.futureResult.wait() }
-        _ = try channel.finish()
+        #expect(try self.outbound(channel) == recorder.writes)
+        #expect(try channel.finish().isClean)
     }
 
     @Test func bodyBytesWithoutALengthAreRefused() throws {
@@ -101,6 +112,7 @@ struct UpstreamRequestEncoderTests {
         #expect(throws: UpstreamError.unframedBody) { try channel.throwIfErrorCaught() }
         channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
         #expect(recorder.writes == ["POST /mcp HTTP/1.1\r\nHost: up\r\n\r\n"], "the body never left")
-        _ = try channel.finish()
+        #expect(try self.outbound(channel) == recorder.writes)
+        #expect(try channel.finish().isClean)
     }
 }

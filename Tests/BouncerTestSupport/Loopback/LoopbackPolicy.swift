@@ -10,8 +10,11 @@ import BouncerCore
 ///
 /// Blocks are YAML lines at their section's indentation (a limit, an audit key, a resource key).
 package struct LoopbackPolicy: Sendable {
+    package var listen = "127.0.0.1:0"
     package var publicURL: String
     package var issuer: String
+    /// The authorization server's name in the policy.
+    package var serverName = "local"
     package var jwksURL: String
     package var upstream: String
     package var limits: [String] = []
@@ -38,16 +41,22 @@ package struct LoopbackPolicy: Sendable {
     package func upstream(_ url: String) -> Self { self.with { $0.upstream = url } }
     package func limits(_ lines: String...) -> Self { self.limits(lines) }
     package func limits(_ lines: [String]) -> Self { self.with { $0.limits += lines } }
-    package func audit(_ lines: String...) -> Self { self.with { $0.audit += lines } }
+    package func audit(_ lines: String...) -> Self { self.audit(lines) }
+    package func audit(_ lines: [String]) -> Self { self.with { $0.audit += lines } }
     package func sessions(_ lines: String...) -> Self { self.with { $0.sessions += lines } }
     package func top(_ lines: String...) -> Self { self.with { $0.top += lines } }
-    package func server(_ lines: String...) -> Self { self.with { $0.server += lines } }
+    package func server(_ lines: String...) -> Self { self.server(lines) }
+    package func server(_ lines: [String]) -> Self { self.with { $0.server += lines } }
     package func resource(_ lines: String...) -> Self { self.resource(lines) }
     package func resource(_ lines: [String]) -> Self { self.with { $0.resource += lines } }
     package func methods(_ lines: String...) -> Self { self.with { $0.methods = lines } }
-    /// Another resource of the same authorization server, with the same methods.
-    package func other(path: String, upstream: String) -> Self {
-        self.with { $0.others += ["- path: \(path)", "  authorization_server: local", "  upstream: \(upstream)", "  methods:"] + $0.methods.map { "    " + $0 } }
+    /// Another resource of the same authorization server, with the same methods; `lines` are
+    /// its other keys.
+    package func other(path: String, upstream: String, _ lines: String...) -> Self {
+        self.with {
+            $0.others += ["- path: \(path)", "  authorization_server: \($0.serverName)", "  upstream: \(upstream)"] + lines.map { "  " + $0 }
+                + ["  methods:"] + $0.methods.map { "    " + $0 }
+        }
     }
 
     private func with(_ change: (inout Self) -> Void) -> Self {
@@ -61,10 +70,10 @@ package struct LoopbackPolicy: Sendable {
         func block(_ key: String, _ lines: [String]) -> [String] {
             lines.isEmpty ? [] : [key + ":"] + lines.flatMap { $0.split(separator: "\n", omittingEmptySubsequences: false) }.map { "  " + $0 }
         }
-        var out = ["listen: 127.0.0.1:0", "public_url: \(self.publicURL)"] + self.top
+        var out = ["listen: \(self.listen)", "public_url: \(self.publicURL)"] + self.top
         out += block("limits", self.limits) + block("audit", self.audit) + block("sessions", self.sessions)
-        out += ["authorization_servers:", "  local:", "    issuer: \(self.issuer)", "    jwks_uri: \(self.jwksURL)"] + self.server.map { "    " + $0 }
-        out += ["resources:", "  - path: /mcp", "    authorization_server: local", "    upstream: \(self.upstream)"]
+        out += ["authorization_servers:", "  \(self.serverName):", "    issuer: \(self.issuer)", "    jwks_uri: \(self.jwksURL)"] + self.server.map { "    " + $0 }
+        out += ["resources:", "  - path: /mcp", "    authorization_server: \(self.serverName)", "    upstream: \(self.upstream)"]
         out += self.resource.flatMap { $0.split(separator: "\n", omittingEmptySubsequences: false) }.map { "    " + $0 }
         out += ["    methods:"] + self.methods.map { "      " + $0 }
         out += self.others.map { "  " + $0 }
