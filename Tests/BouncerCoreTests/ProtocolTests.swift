@@ -1,2 +1,0 @@
-import BouncerCore
-import Testing
