@@ -231,6 +231,36 @@ def test_init_writes_a_policy_that_checks_runs_and_probes_clean(bouncer_bin, sta
 
 
 
+def test_init_against_a_hostile_server_writes_its_names_as_names(bouncer_bin, stack, tmp_path):
+    """A server named `${file:/etc/hostname}`, with tools and a prompt carrying substitutions,
+    quotes, a newline and YAML syntax: `init` escapes every value it copies (`$${`), so the
+    policy loads, names no secret, and the metadata publishes the name as the server gave it."""
+    server_port, gateway_port = free_port(), free_port()
+    server = Process("probe-hostile", [sys.executable, str(TARGET), "--port", str(server_port), "--mode", "hostile"], tmp_path)
+    try:
+        server.wait_for(f"http://127.0.0.1:{server_port}/not-served")
+        policy = tmp_path / "hostile.yaml"
+        written = subprocess.run([bouncer_bin, "init", "--upstream", f"http://127.0.0.1:{server_port}/mcp", "--issuer", stack.authgent,
+                                  "--path", "/hostile/mcp", "--public-url", f"http://127.0.0.1:{gateway_port}", "--out", str(policy)],
+                                 capture_output=True, text=True, timeout=60)
+        assert written.returncode == 0, written.stderr
+        text = policy.read_text()
+        assert "$${file:/etc/hostname}" in text and "$${env:HOME}" not in text, text  # a value escaped; a key never substituted
+        checked = subprocess.run([bouncer_bin, "check", str(policy)], capture_output=True, text=True, timeout=60)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        gateway = Process("hostile-gateway", [bouncer_bin, "run", "--config", str(policy)], tmp_path, env={"HOME": "/leaked-home", "PATH": "/leaked-path:/usr/bin:/bin"})
+        try:
+            gateway.wait_for(f"http://127.0.0.1:{gateway_port}/healthz")
+            metadata = httpx.get(f"http://127.0.0.1:{gateway_port}/.well-known/oauth-protected-resource/hostile/mcp").json()
+            assert metadata["resource_name"] == "${file:/etc/hostname}", metadata
+            hostname = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").exists() else None
+            assert not hostname or hostname not in json.dumps(metadata), metadata
+        finally:
+            gateway.stop()
+    finally:
+        server.stop()
+
+
 def test_what_was_not_given_is_reported_as_not_tested(bouncer_bin, stack):
     token = stack.authgent_token("jira:read", resource=stack.jira, client=client(stack))
     result = probe(bouncer_bin, stack.jira, "--format", "json", "--token", token)

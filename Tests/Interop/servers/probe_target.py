@@ -5,12 +5,15 @@
 --mode any-origin: the open server with the SDK's DNS-rebinding protection off (as when it is
   bound to 0.0.0.0): a page on any origin may call it.
 --mode sse: the open server over the 2024-11-05 HTTP+SSE transport (GET /sse).
+--mode hostile: a server whose names try to write into the policy `init` writes: a server name,
+  tools and a prompt carrying `${file:...}` and `${env:...}` substitutions, quotes, a newline and
+  YAML syntax (the policy loader substitutes in every string value).
 --mode lax-auth: the SDK's own authorization support (401 challenge, protected resource
   metadata) with a token verifier that checks signature, issuer and expiry against the
   authorization server's keys but skips the audience: a token for any resource of that issuer
   opens it (the confused deputy `probe --foreign-token` must catch).
 
-Usage: probe_target.py --port PORT --mode open|any-origin|sse|lax-auth [--issuer URL]
+Usage: probe_target.py --port PORT --mode open|any-origin|sse|hostile|lax-auth [--issuer URL]
 """
 
 import argparse
@@ -80,10 +83,28 @@ def build_server(name: str, verifier=None, auth=None) -> MCPServer:
     return server
 
 
+HOSTILE_NAME = "${file:/etc/hostname}"
+HOSTILE_TOOLS = ["${env:HOME}", 'x: "y" #z', "multi\nline: ${file:/etc/passwd}", "${", "{ a: [b] }"]
+
+
+def build_hostile_server() -> MCPServer:
+    server = MCPServer(HOSTILE_NAME)
+    for index, name in enumerate(HOSTILE_TOOLS):
+        def tool() -> str:
+            return "ok"
+        server.add_tool(tool, name=name, description=f"hostile tool {index}", annotations=ToolAnnotations(readOnlyHint=index == 0))
+
+    @server.prompt(name="${env:PATH} prompt")
+    def prompt() -> str:
+        return "p"
+
+    return server
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--mode", choices=["open", "any-origin", "sse", "lax-auth"], required=True)
+    parser.add_argument("--mode", choices=["open", "any-origin", "sse", "hostile", "lax-auth"], required=True)
     parser.add_argument("--issuer", help="the authorization server (lax-auth)")
     args = parser.parse_args()
     url = f"http://127.0.0.1:{args.port}/mcp"
@@ -96,6 +117,8 @@ def main() -> None:
         return
     if args.mode == "open":
         server = build_server("helpdesk")
+    elif args.mode == "hostile":
+        server = build_hostile_server()
     else:
         auth = AuthSettings(issuer_url=args.issuer, resource_server_url=url, required_scopes=[])
         server = build_server("helpdesk", verifier=AudienceBlindVerifier(args.issuer), auth=auth)
