@@ -177,6 +177,11 @@ public enum Enforcement {
         public var upstreamSessionID: String?
         /// Whether a slot in the audit queue was taken for the request's record.
         public var auditSlot = false
+
+        public init(upstreamSessionID: String? = nil, auditSlot: Bool = false) {
+            self.upstreamSessionID = upstreamSessionID
+            self.auditSlot = auditSlot
+        }
     }
 
     /// Why a call was refused at 5b: the answer, and for a session id that is not this user's,
@@ -184,6 +189,11 @@ public enum Enforcement {
     public struct CallRefusal: Error, Sendable, Equatable {
         public var rejection: GatewayRejection
         public var sessionMismatch: SessionMismatch?
+
+        public init(rejection: GatewayRejection, sessionMismatch: SessionMismatch? = nil) {
+            self.rejection = rejection
+            self.sessionMismatch = sessionMismatch
+        }
     }
 
     /// After authorisation, in this order:
