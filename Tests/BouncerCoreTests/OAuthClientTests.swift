@@ -172,6 +172,24 @@ struct OAuthClientTests {
         #expect(allowed)
     }
 
+    /// A call that failed on this side (a client assertion that could not be signed) neither
+    /// closes an open breaker (it used to, as a success) nor counts against the server.
+    @Test func aCallNeverMadeTeachesTheBreakerNothing() {
+        var breaker = CircuitBreaker(threshold: 2, openSeconds: 2, maxOpenSeconds: 8)
+        breaker.recordFailure(now: 0)
+        breaker.callNotMade()
+        #expect(breaker.state == .closed(failures: 1), "failures neither forgiven nor added")
+        breaker.recordFailure(now: 0)
+        var allowed = breaker.allow(now: 2)
+        #expect(allowed, "the trial call")
+        breaker.callNotMade()
+        #expect(breaker.state != .closed(failures: 0), "still open: the server was never asked")
+        allowed = breaker.allow(now: 2)
+        #expect(allowed, "the trial slot is given back")
+        allowed = breaker.allow(now: 2)
+        #expect(!allowed)
+    }
+
     @Test func introspectionAnswers() throws {
         let requirements = TokenRequirements(issuer: "https://as", audience: try CanonicalURI("https://mcp.example.com/mcp"),
                                              algorithms: [], leewaySeconds: 0, requireAccessTokenType: false, scopeClaims: [.scope])

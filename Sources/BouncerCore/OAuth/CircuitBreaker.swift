@@ -33,6 +33,16 @@ public struct CircuitBreaker: Sendable, Hashable {
         }
     }
 
+    /// The call `allow` let out never reached the server (it failed before, on this side: a
+    /// client assertion that could not be signed): nothing is learnt about the server, so a
+    /// trial slot is given back (the breaker is open again, due at once) and failures are not
+    /// counted or forgiven.
+    public mutating func callNotMade() {
+        if case .halfOpen(let backoff) = self.state {
+            self.state = .open(until: .min, backoff: backoff)
+        }
+    }
+
     public mutating func recordSuccess() {
         self.state = .closed(failures: 0)
     }

@@ -96,7 +96,8 @@ final class OAuthEndpointClient: Sendable {
         do {
             authentication = try self.credentials.authenticate(endpoint: endpoint, now: now, jti: UUID().uuidString)
         } catch {
-            self.breaker.withLockedValue { $0.recordSuccess() }
+            // Nothing went to the server: the breaker learns nothing from it.
+            self.breaker.withLockedValue { $0.callNotMade() }
             return eventLoop.makeFailedFuture(error)
         }
         return self.fetcher.postForm(endpoint, purpose: purpose, fields: fields + authentication.fields, headers: authentication.headers, tls: self.tls,

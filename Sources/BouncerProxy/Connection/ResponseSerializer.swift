@@ -125,19 +125,9 @@ enum ResponseSerializer {
         return size
     }
 
-    /// RFC 9110 5.1 field-name: a token.
+    /// RFC 9110 5.1 field-name: a token (``HTTPToken``).
     static func isToken(_ name: String) -> Bool {
-        !name.isEmpty && Self.allBytes(of: name) { byte in
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
-                UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
-                UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-                return true
-            default:
-                return false
-            }
-        }
+        !name.isEmpty && Self.allBytes(of: name, HTTPToken.isTokenCharacter)
     }
 
     /// RFC 9110 5.5 field-value: no control characters but HTAB (so no CR, LF or NUL).
