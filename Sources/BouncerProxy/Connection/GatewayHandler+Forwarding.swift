@@ -124,7 +124,7 @@ extension GatewayHandler {
         case .closeClient:
             exchange.log.error("upstream failed mid-response", metadata: ["outcome": "upstream_error"])
             self.record(exchange.request, resource: exchange.resource, decision: .allowed, outcome: .upstreamError, reason: "upstream_closed_mid_response", exchange: exchange)
-            self.closeConnection(context: context)
+            self.run(self.machine.close(), context: context)
         case .finish(let reusable):
             if let lease = exchange.lease {
                 self.upstreamPool(context).release(lease, target: exchange.resource.upstream, reusable: reusable)

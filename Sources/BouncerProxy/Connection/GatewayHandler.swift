@@ -102,7 +102,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     // MARK: The connection
 
     /// Applies what the connection's state machine decided.
-    private func run(_ action: ClientConnectionStateMachine.Action, context: ChannelHandlerContext) {
+    func run(_ action: ClientConnectionStateMachine.Action, context: ChannelHandlerContext) {
         switch action {
         case .none:
             break
