@@ -213,6 +213,14 @@ def test_init_writes_a_policy_that_checks_runs_and_probes_clean(bouncer_bin, sta
     gateway = Process("init-gateway", [bouncer_bin, "run", "--config", str(policy)], tmp_path)
     try:
         gateway.wait_for(f"http://127.0.0.1:{port}/.well-known/oauth-protected-resource/helpdesk/mcp")
+        # upstream_protocol: auto (init writes none): the gateway asked the SDK 2.x server
+        # server/discover at start and knows it speaks 2026-07-28.
+        deadline = time.monotonic() + 30
+        readiness = ""
+        while "upstream /helpdesk/mcp: modern" not in readiness and time.monotonic() < deadline:
+            readiness = httpx.get(f"http://127.0.0.1:{port}/readyz").text
+            time.sleep(0.1)
+        assert "upstream /helpdesk/mcp: modern (server/discover: 2026-07-28" in readiness, readiness
         resource = f"http://127.0.0.1:{port}/helpdesk/mcp"
         registered = stack.register_client("helpdesk:read")
         token = stack.authgent_token("helpdesk:read", resource=resource, client=registered)

@@ -136,16 +136,22 @@ package final class Gateway: Sendable {
         }
     }
 
-    /// Lists one pinned resource's tools as an MCP client and compares them with their pins.
-    /// Only with no upstream credential or a static one: an exchanged token needs a user.
-    private func listTools(of resource: ResolvedResource) async {
+    /// The gateway's own MCP client for `resource`'s upstream, with its static credential;
+    /// nil when the upstream takes an exchanged token (that needs a user).
+    func upstreamClient(for resource: ResolvedResource) -> MCPClient? {
         var headers: [(String, String)] = []
         switch resource.credential {
         case .none: break
         case .staticHeader(let name, let value): headers.append((name, value))
-        case .tokenExchange: return
+        case .tokenExchange: return nil
         }
-        let lister = MCPClient(fetcher: self.fetcher, url: resource.upstream.uri.origin + resource.upstream.requestPath, headers: headers, tls: resource.upstreamTLS)
+        return MCPClient(fetcher: self.fetcher, url: resource.upstream.uri.origin + resource.upstream.requestPath, headers: headers, tls: resource.upstreamTLS)
+    }
+
+    /// Lists one pinned resource's tools as an MCP client and compares them with their pins.
+    /// Only with no upstream credential or a static one: an exchanged token needs a user.
+    private func listTools(of resource: ResolvedResource) async {
+        guard let lister = self.upstreamClient(for: resource) else { return }
         do {
             let tools = try await lister.listTools()
             var seen: [String: String] = [:]
@@ -213,6 +219,14 @@ package final class Gateway: Sendable {
         if !self.keyStores.values.allSatisfy(\.isLoaded) { reasons.append("signing keys not loaded") }
         if let failure = self.audit?.failureReason { reasons.append("audit sink failing: \(failure)") }
         return reasons
+    }
+
+    /// What `/readyz` answers: ready (or why not), then each upstream's MCP era and what it
+    /// rests on (details that do not change readiness).
+    package var readiness: (ready: Bool, text: String) {
+        let reasons = self.notReadyReasons
+        let eras = self.resources.map { "upstream \($0.policy.path): \($0.era.era.rawValue) (\($0.era.detail))" }
+        return (reasons.isEmpty, ((reasons.isEmpty ? ["ready"] : reasons) + eras).joined(separator: "\n") + "\n")
     }
 
 }

@@ -116,14 +116,14 @@ package final class GatewayApplication: Sendable {
         )
         self.server.current.swap(gateway)
         gateway.events.policyReloaded(file: file, reason: reason, resources: merged.resources, kept: kept)
-        // New authorization servers' keys, and the tools of pinned resources, as at start.
+        // New authorization servers' keys, the tools of pinned resources and the upstreams'
+        // eras, as at start.
         let fresh = gateway.keyStores.filter { previous.keyStores[$0.key] !== $0.value }.map(\.value)
-        let pinned = gateway.resources.contains { $0.policy.toolPinning != nil }
-        guard !fresh.isEmpty || pinned else { return }
         let eventLoop = self.group.next()
         Task {
             for store in fresh { _ = try? await store.keys(on: eventLoop).get() }
             await gateway.listPinnedTools()
+            await gateway.discoverUpstreamEras()
         }
     }
 

@@ -28,6 +28,8 @@ package final class ResolvedResource: Sendable {
     let tools = ToolDefinitionMemory()
     /// `rate_limit`: a token bucket per user, shared by the event loops.
     let rateLimiter: NIOLockedValueBox<RateLimiter>?
+    /// The upstream's MCP era (`upstream_protocol`, or what `server/discover` said).
+    package let era: UpstreamEraMemory
 
     /// The credential the upstream gets, with what obtaining it needs.
     enum UpstreamCredential: Sendable {
@@ -51,6 +53,7 @@ package final class ResolvedResource: Sendable {
         self.upstreamTLS = upstreamTLS
         self.metadataDocument = policy.metadataDocument(issuer: server.issuer)
         self.rateLimiter = policy.rateLimit.map { NIOLockedValueBox(RateLimiter(rate: $0)) }
+        self.era = UpstreamEraMemory(policy.upstreamProtocol)
         switch policy.credentials {
         case .none:
             self.credential = .none

@@ -89,6 +89,7 @@ package final class GatewayServer: Service, Sendable {
         }
         _ = try? await self.gateway.warmUp(on: channel.eventLoop).get()
         await self.gateway.listPinnedTools()
+        await self.gateway.discoverUpstreamEras()
         try await withGracefulShutdownHandler {
             try await channel.closeFuture.get()
         } onGracefulShutdown: {

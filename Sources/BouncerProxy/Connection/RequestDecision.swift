@@ -36,9 +36,8 @@ enum RequestDecision {
         case .health:
             sink.decided(request, .answer(GatewayResponse(status: 200, headers: [("Content-Type", "text/plain")], body: "ok\n")))
         case .readiness:
-            let reasons = gateway.notReadyReasons
-            let body = reasons.isEmpty ? "ready\n" : reasons.joined(separator: "\n") + "\n"
-            sink.decided(request, .answer(GatewayResponse(status: reasons.isEmpty ? 200 : 503, headers: [("Content-Type", "text/plain")], body: body)))
+            let readiness = gateway.readiness
+            sink.decided(request, .answer(GatewayResponse(status: readiness.ready ? 200 : 503, headers: [("Content-Type", "text/plain")], body: readiness.text)))
         case .metadata(let resource):
             guard request.head.method == .GET || request.head.method == .HEAD else {
                 return sink.decided(request, .refuse(.methodNotAllowed(allow: "GET"), resource: nil))

@@ -90,10 +90,10 @@ private final class AdminHandler: ChannelInboundHandler {
             contentType = "text/plain"
             body = Array("ok\n".utf8)
         case (.GET, "/readyz"), (.HEAD, "/readyz"):
-            let reasons = self.status.gateway.notReadyReasons
-            status = reasons.isEmpty ? .ok : .serviceUnavailable
+            let readiness = self.status.gateway.readiness
+            status = readiness.ready ? .ok : .serviceUnavailable
             contentType = "text/plain"
-            body = Array((reasons.isEmpty ? "ready\n" : reasons.joined(separator: "\n") + "\n").utf8)
+            body = Array(readiness.text.utf8)
         case (_, "/metrics"), (_, "/healthz"), (_, "/readyz"):
             status = .methodNotAllowed
             contentType = "text/plain"

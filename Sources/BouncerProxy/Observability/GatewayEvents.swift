@@ -91,6 +91,18 @@ package struct GatewayEvents: Sendable {
 
     // MARK: What upstreams send
 
+    /// What `server/discover` showed of an upstream's era: the metric always, a log line
+    /// (info when the era is known, a warning while it is not).
+    func upstreamEra(resource: String, era: UpstreamEra, detail: String, changed: Bool) {
+        self.metrics.upstreamEra(resource: resource, era: era)
+        let metadata: Logger.Metadata = ["resource": "\(resource)", "era": "\(era.rawValue)", "detail": "\(detail)"]
+        if era == .unknown {
+            self.logger.warning("upstream MCP era unknown; asked again at the next reload", metadata: metadata)
+        } else {
+            self.logger.info(changed ? "upstream MCP era learnt" : "upstream MCP era confirmed", metadata: metadata)
+        }
+    }
+
     /// A tool definition in a list that does not match its pin (`tool_pins`): once per tool
     /// and definition.
     func toolDefinitionChanged(resource: String, _ finding: ToolFinding, action: String) {

@@ -42,6 +42,7 @@ public final class GatewayMetrics: Sendable {
         ("mcp_bouncer_audit_sink_errors_total", "counter", "Failed writes, syncs and reopens of the audit sink."),
         ("mcp_bouncer_reloads_total", "counter", "Reloads by what (policy: SIGHUP or run --watch; tls_certificate) and result (ok, failed)."),
         ("mcp_bouncer_server_requests_total", "counter", "Server-to-client requests (elicitation/create, sampling/createMessage, roots/list, on SSE streams or in input_required results) judged by the elicitation and sampling guard, by resource, method and outcome (passed, or why blocked: credential_field, url_origin_not_allowed, rate_limited, sampling_denied, roots_denied, malformed)."),
+        ("mcp_bouncer_upstream_era", "gauge", "1 for the MCP era each upstream is known to speak (legacy, modern, or unknown until server/discover says), by resource and era; 0 for the others."),
         ("mcp_bouncer_tool_definition_changes_total", "counter", "Tool definitions seen in tools/list results that do not match their pins (tool_pins), by resource, finding (changed, unpinned) and action (block, alert); counted once per tool and definition."),
     ]
 
@@ -236,6 +237,13 @@ public final class GatewayMetrics: Sendable {
             return created
         }
         histogram.record(Duration.nanoseconds(duration.nanoseconds))
+    }
+
+    /// The era an upstream is known to speak: 1 for it, 0 for the others.
+    public func upstreamEra(resource: String, era: UpstreamEra) {
+        for candidate in UpstreamEra.allCases {
+            self.gauge("mcp_bouncer_upstream_era", [("resource", resource), ("era", candidate.rawValue)]).set(Int64(candidate == era ? 1 : 0))
+        }
     }
 
     /// An RFC 7662 introspection: `result` active, inactive or unavailable.

@@ -66,6 +66,26 @@ package struct MCPClient: Sendable {
         ])
     }
 
+    /// Asks the server `server/discover` (2026-07-28) as a client that speaks only that
+    /// revision: no session, the version in the header and, with the client's (empty)
+    /// capabilities and identity, in the `_meta` envelope every 2026-07-28 request carries. The
+    /// answer, whatever it is (``UpstreamDiscovery`` reads it); throws only when none came.
+    package func discover(clientName: String = "mcp-bouncer") async throws(MCPClientError) -> HTTPFetchResponse {
+        let request = Self.request(id: 1, "server/discover", params: .object([
+            "_meta": .object([
+                "io.modelcontextprotocol/protocolVersion": .string(MCPProtocol.statelessVersion),
+                "io.modelcontextprotocol/clientCapabilities": .object([:]),
+                "io.modelcontextprotocol/clientInfo": .object(["name": .string(clientName), "version": .string(MCPBouncerVersion.current)]),
+            ]),
+        ]))
+        let headers = self.headers + Self.streamableHeaders + [("MCP-Protocol-Version", MCPProtocol.statelessVersion), ("Mcp-Method", "server/discover")]
+        do {
+            return try await self.fetcher.send(.POST, self.url, purpose: "mcp", headers: headers, body: request.serialized, tls: self.tls, serverName: nil, on: nil).get()
+        } catch {
+            throw MCPClientError(.unreachable, "\(self.url): \(error)")
+        }
+    }
+
     // MARK: A server's catalogue
 
     package func listTools() async throws(MCPClientError) -> [JSONValue] {

@@ -26,6 +26,10 @@ package struct LoopbackPolicy: Sendable {
     package var server: [String] = []
     /// Lines under the resource (`list_filtering`, `upstream_credentials`, `rate_limit`...).
     package var resource: [String] = []
+    /// `upstream_protocol` of every resource: `legacy` (the backend is a stand-in legacy
+    /// server), so the gateway sends it nothing of its own; nil leaves the default (`auto`:
+    /// `server/discover` when the gateway runs).
+    package var upstreamProtocol: String? = "legacy"
     /// The resource's `methods:` lines.
     package var methods = ["tools/call:", "  echo: [read]"]
     /// More resources after `/mcp`, each its list item's lines (`- path: /other/mcp`, ...).
@@ -54,7 +58,8 @@ package struct LoopbackPolicy: Sendable {
     /// its other keys.
     package func other(path: String, upstream: String, _ lines: String...) -> Self {
         self.with {
-            $0.others += ["- path: \(path)", "  authorization_server: \($0.serverName)", "  upstream: \(upstream)"] + lines.map { "  " + $0 }
+            $0.others += ["- path: \(path)", "  authorization_server: \($0.serverName)", "  upstream: \(upstream)"]
+                + ($0.upstreamProtocol.map { ["  upstream_protocol: \($0)"] } ?? []) + lines.map { "  " + $0 }
                 + ["  methods:"] + $0.methods.map { "    " + $0 }
         }
     }
@@ -74,6 +79,7 @@ package struct LoopbackPolicy: Sendable {
         out += block("limits", self.limits) + block("audit", self.audit) + block("sessions", self.sessions)
         out += ["authorization_servers:", "  \(self.serverName):", "    issuer: \(self.issuer)", "    jwks_uri: \(self.jwksURL)"] + self.server.map { "    " + $0 }
         out += ["resources:", "  - path: /mcp", "    authorization_server: \(self.serverName)", "    upstream: \(self.upstream)"]
+        out += self.upstreamProtocol.map { ["    upstream_protocol: \($0)"] } ?? []
         out += self.resource.flatMap { $0.split(separator: "\n", omittingEmptySubsequences: false) }.map { "    " + $0 }
         out += ["    methods:"] + self.methods.map { "      " + $0 }
         out += self.others.map { "  " + $0 }

@@ -76,7 +76,7 @@ extension PolicyReader {
             node, path,
             allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
                       "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering", "tool_pins", "on_tool_change",
-                      "elicitation", "server_requests", "inspect_responses", "rate_limit", "accepted_audiences"],
+                      "elicitation", "server_requests", "inspect_responses", "rate_limit", "accepted_audiences", "upstream_protocol"],
             required: ["path", "authorization_server", "upstream", "methods"]
         ) else { return nil }
         var valid = true
@@ -160,6 +160,8 @@ extension PolicyReader {
             section.report("upstream_credentials", "token_exchange needs the gateway's client at authorization server '\(serverName)' (authorization_servers.\(serverName).client)")
             valid = false
         }
+        let upstreamProtocol = section.choice("upstream_protocol", UpstreamProtocol.self, message: "must be auto, legacy or modern")
+        if section["upstream_protocol"] != nil, upstreamProtocol == nil { valid = false }
         let (rateLimitValid, rateLimit) = self.rateLimit(section)
         let uri = publicURL.appendingPath(resourcePath ?? "/")
         let acceptedAudiences = self.acceptedAudiences(section, resourceURI: uri, servers: servers)
@@ -171,7 +173,7 @@ extension PolicyReader {
             scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
             clientResponses: responses, allowedOrigins: origins, protocolVersions: versions, listFiltering: listFiltering,
             toolPinning: toolPinning, serverRequests: serverRequests, inspectResponses: inspectResponses, rateLimit: rateLimit,
-            acceptedAudiences: acceptedAudiences
+            acceptedAudiences: acceptedAudiences, upstreamProtocol: upstreamProtocol ?? .auto
         )
     }
 

@@ -39,13 +39,15 @@ public final class ResourcePolicy: Sendable {
     /// that do not implement RFC 8707 (an Entra application ID URI, an Auth0 API identifier).
     /// Compared byte for byte. No two resources share one (the loader refuses it).
     public let acceptedAudiences: [String]
+    /// `upstream_protocol`: the upstream's MCP era, or `auto` to ask it (`server/discover`).
+    public let upstreamProtocol: UpstreamProtocol
 
     public init(
         path: String, uri: CanonicalURI, name: String?, documentation: String?, authorizationServer: String,
         scopesSupported: [String], upstream: UpstreamTarget, upstreamTLS: ClientTLSSettings, credentials: UpstreamCredentials,
         methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>, listFiltering: Bool = true,
         toolPinning: ToolPinning? = nil, serverRequests: ServerRequestPolicy = .standard, inspectResponses: Bool = true,
-        rateLimit: RateLimit? = nil, acceptedAudiences: [String] = []
+        rateLimit: RateLimit? = nil, acceptedAudiences: [String] = [], upstreamProtocol: UpstreamProtocol = .auto
     ) {
         self.path = path
         self.uri = uri
@@ -67,6 +69,7 @@ public final class ResourcePolicy: Sendable {
         self.inspectResponses = inspectResponses
         self.rateLimit = rateLimit
         self.acceptedAudiences = acceptedAudiences
+        self.upstreamProtocol = upstreamProtocol
     }
 
     public var metadataURL: String { self.uri.protectedResourceMetadataURL }
