@@ -65,6 +65,16 @@ struct UpstreamDiscoveryTests {
         }
     }
 
+    @Test func answersThatContradictTheEraMakeTheGatewayAskAgain() {
+        let modern = MCPProtocol.statelessVersion
+        #expect(UpstreamDiscovery.contradicts(era: .legacy, requestVersion: modern, status: 200), "a legacy server cannot serve a 2026-07-28 request")
+        #expect(!UpstreamDiscovery.contradicts(era: .legacy, requestVersion: modern, status: 400))
+        #expect(!UpstreamDiscovery.contradicts(era: .legacy, requestVersion: "2025-11-25", status: 200))
+        #expect(UpstreamDiscovery.contradicts(era: .modern, requestVersion: modern, status: 404))
+        #expect(!UpstreamDiscovery.contradicts(era: .modern, requestVersion: modern, status: 400), "a modern server may refuse one request")
+        #expect(UpstreamDiscovery.contradicts(era: .unknown, requestVersion: modern, status: 503))
+    }
+
     @Test func theSettingFixesTheEraOrLeavesItToDiscovery() throws {
         #expect(UpstreamEra(.auto) == .unknown && UpstreamEra(.legacy) == .legacy && UpstreamEra(.modern) == .modern)
         let base = responseTestPolicy(methods: "tools/list: []")

@@ -3,6 +3,7 @@ import BouncerTestSupport
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOHTTP1
 import Testing
 
 @testable import BouncerProxy
@@ -66,6 +67,36 @@ struct UpstreamEraLoopbackTests {
         // Nobody listening now: still unknown, still asked.
         await running.gateway.discoverUpstreamEras()
         #expect(resource.era.era == .unknown)
+    }
+
+    /// A 2026-07-28 request served by an upstream the gateway took for legacy contradicts it:
+    /// the gateway asks again, in the background, and only once a minute however often.
+    @Test func aContradictingAnswerMakesTheGatewayAskAgain() async throws {
+        let recorded = NIOLockedValueBox<[String]>([])
+        let modern = #"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"],"capabilities":{}}}"#
+        let (upstream, _) = try scriptedUpstream(group: self.harness.group, replies: [
+            Self.reply("400 Bad Request", #"{"jsonrpc":"2.0","id":"server-error","error":{"code":-32600,"message":"Bad Request: Missing session ID"}}"#),
+            Self.reply("200 OK", #"{"jsonrpc":"2.0","id":1,"result":{"content":[],"resultType":"complete"}}"#),
+            Self.reply("200 OK", modern),
+            Self.reply("200 OK", #"{"jsonrpc":"2.0","id":1,"result":{"content":[],"resultType":"complete"}}"#),
+        ], recorded: recorded)
+        defer { upstream.close(promise: nil) }
+        var policy = LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstream.localAddress!.port!)/mcp").methods("tools/call: { echo: [read] }")
+        policy.upstreamProtocol = nil
+        let running = try self.harness.start(policy)
+        defer { running.stop() }
+        await running.gateway.discoverUpstreamEras()
+        let resource = try #require(running.gateway.resources.first)
+        #expect(resource.era.era == .legacy)
+        let headers = [("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "echo")]
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#
+        let call = try TestClient(group: self.harness.group).send(port: running.port, uri: "/mcp", headers: headers + [("Authorization", "Bearer \(self.harness.token())")], body: body)
+        #expect(call.status == .ok)
+        #expect(await eventually { resource.era.era == .modern }, "asked again: \(resource.era.detail)")
+        #expect(recorded.withLockedValue { $0.filter { $0.contains("server/discover") }.count } == 2)
+        // Another contradiction within the minute is not another ask.
+        _ = try TestClient(group: self.harness.group).send(port: running.port, uri: "/mcp", headers: headers + [("Authorization", "Bearer \(self.harness.token())")], body: body)
+        #expect(recorded.withLockedValue { $0.filter { $0.contains("server/discover") }.count } == 2)
     }
 
     @Test func aFixedEraIsNotAsked() async throws {

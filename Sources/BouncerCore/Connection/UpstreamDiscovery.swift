@@ -80,6 +80,20 @@ public enum UpstreamDiscovery {
         return .modern(versions: versions)
     }
 
+    /// Whether the upstream's answer to a forwarded request contradicts its `era`, so that the
+    /// gateway asks `server/discover` again (at most once a minute per upstream): a 2026-07-28
+    /// request served (2xx) by an upstream known as legacy, which cannot serve one; answered
+    /// 404 or 405 by one known as modern, which serves POST at its endpoint without sessions;
+    /// or any answer while the era is unknown (it was down, or refused, at the last ask). The
+    /// proxy asks this for 2026-07-28 requests only.
+    public static func contradicts(era: UpstreamEra, requestVersion: String?, status: Int) -> Bool {
+        switch era {
+        case .unknown: return true
+        case .legacy: return requestVersion == MCPProtocol.statelessVersion && (200..<300).contains(status)
+        case .modern: return requestVersion == MCPProtocol.statelessVersion && (status == 404 || status == 405)
+        }
+    }
+
     /// Errors only a 2026-07-28 server gives a request it will not serve.
     static let modernRefusals: Set<Int64> = [-32020, -32021, -32022, -32602]
 

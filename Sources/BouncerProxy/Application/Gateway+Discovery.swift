@@ -1,4 +1,5 @@
 import BouncerCore
+import NIOCore
 
 extension Gateway {
     /// Asks each `upstream_protocol: auto` upstream `server/discover` and remembers its era
@@ -11,6 +12,14 @@ extension Gateway {
                 group.addTask { await self.discoverEra(of: resource) }
             }
         }
+    }
+
+    /// An answer from `resource`'s upstream contradicted its era
+    /// (``UpstreamDiscovery/contradicts(era:requestVersion:status:)``): asks again, in the
+    /// background, at most once a minute.
+    func rediscoverEra(of resource: ResolvedResource) {
+        guard resource.policy.upstreamProtocol == .auto, resource.era.takeReaskTurn(now: .now()) else { return }
+        Task { await self.discoverEra(of: resource) }
     }
 
     func discoverEra(of resource: ResolvedResource) async {

@@ -105,6 +105,11 @@ final class UpstreamExchange {
             }
             head.headers.replaceOrAdd(name: "Mcp-Session-Id", value: sealed)
         }
+        // Only 2026-07-28 requests can contradict an era: a legacy client's path takes no lock.
+        if self.request.facts.protocolVersion == MCPProtocol.statelessVersion, self.resource.policy.upstreamProtocol == .auto,
+           UpstreamDiscovery.contradicts(era: self.resource.era.era, requestVersion: self.request.facts.protocolVersion, status: Int(head.status.code)) {
+            gateway.rediscoverEra(of: self.resource)
+        }
         if !self.streaming, head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
             self.streaming = true
             gateway.metrics.openStreams.increment()
