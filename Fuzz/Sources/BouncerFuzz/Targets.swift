@@ -24,6 +24,7 @@ enum FuzzTarget: String, CaseIterable {
     case sse
     case session
     case probe
+    case bridge
 
     func run(_ bytes: UnsafeRawBufferPointer) {
         let data = Array(bytes)
@@ -41,6 +42,7 @@ enum FuzzTarget: String, CaseIterable {
         case .sse: Self.sse(data)
         case .session: Self.session(data)
         case .probe: Self.probe(data)
+        case .bridge: Self.bridge(data)
         }
     }
 

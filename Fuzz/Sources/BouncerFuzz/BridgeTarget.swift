@@ -1,0 +1,44 @@
+import BouncerCore
+
+extension FuzzTarget {
+    /// The protocol bridge's rewriting of what a legacy upstream says (issue 26): for any JSON
+    /// an upstream could send, the discover result, the completed result, the mapped error and
+    /// the stripped params serialise and read back as themselves; a completed object says
+    /// `resultType` and, for a cacheable method, carries cache hints (private when it varies by
+    /// caller); completing twice changes nothing; no reserved `_meta` key reaches the upstream.
+    static func bridge(_ data: [UInt8]) {
+        guard let value = try? JSONParser(maxDepth: 32).parse(data) else { return }
+        let discover = BridgeMapping.discoverResult(fromInitialize: value)
+        Self.requireRoundTrip(discover, "discover result")
+        require(discover["supportedVersions"]?.arrayValue?.first == .string(MCPProtocol.statelessVersion), "discover without 2026-07-28 first: \(discover.serialized)")
+        for (name, capability) in discover["capabilities"]?.objectValue ?? [:] {
+            require(BridgeMapping.bridgedCapabilities[name] != nil && capability.objectValue?.isEmpty == true, "capability \(name) offered: \(capability.serialized)")
+        }
+        for method in ["tools/list", "tools/call", "resources/read"] {
+            for varies in [false, true] {
+                let completed = BridgeMapping.completeResult(value, method: method, variesByCaller: varies)
+                Self.requireRoundTrip(completed, "completed result")
+                require(BridgeMapping.completeResult(completed, method: method, variesByCaller: varies) == completed, "completing twice changed \(completed.serialized)")
+                guard completed.objectValue != nil else { continue }
+                require(completed["resultType"] != nil, "no resultType in \(completed.serialized)")
+                if BridgeMapping.cacheableMethods.contains(method) {
+                    require(completed["ttlMs"] != nil && completed["cacheScope"] != nil, "no cache hints in \(completed.serialized)")
+                    if varies { require(completed["cacheScope"] == .string("private"), "a result that varies by caller is not private") }
+                }
+            }
+        }
+        let error = BridgeMapping.mapError(value)
+        Self.requireRoundTrip(error, "mapped error")
+        require(error["code"]?.int64Value != -32002, "-32002 left for a modern client")
+        let params = BridgeMapping.legacyParams(value)
+        if let params { Self.requireRoundTrip(params, "legacy params") }
+        for key in (params?["_meta"]?.objectValue ?? [:]).keys {
+            require(!key.hasPrefix(BridgeMapping.reservedMetaPrefix), "reserved _meta key \(key) kept for the upstream")
+        }
+    }
+
+    private static func requireRoundTrip(_ value: JSONValue, _ what: String) {
+        let text = value.serialized
+        require((try? JSONParser(maxDepth: 64).parse(text)) == value, "\(what) does not read back: \(text)")
+    }
+}
