@@ -1,12 +1,14 @@
 import BouncerCore
 
 extension FuzzTarget {
-    /// The protocol bridge's rewriting of what a legacy upstream says (issue 26): for any JSON
+    /// The protocol bridge (issue 26): a client's `requestState` never opens unless sealed
+    /// (``requestState(_:)``); and its rewriting of what a legacy upstream says: for any JSON
     /// an upstream could send, the discover result, the completed result, the mapped error and
     /// the stripped params serialise and read back as themselves; a completed object says
     /// `resultType` and, for a cacheable method, carries cache hints (private when it varies by
     /// caller); completing twice changes nothing; no reserved `_meta` key reaches the upstream.
     static func bridge(_ data: [UInt8]) {
+        Self.requestState(data)
         guard let value = try? JSONParser(maxDepth: 32).parse(data) else { return }
         let discover = BridgeMapping.discoverResult(fromInitialize: value)
         Self.requireRoundTrip(discover, "discover result")
@@ -35,6 +37,32 @@ extension FuzzTarget {
         for key in (params?["_meta"]?.objectValue ?? [:]).keys {
             require(!key.hasPrefix(BridgeMapping.reservedMetaPrefix), "reserved _meta key \(key) kept for the upstream")
         }
+    }
+
+    /// A bridged call's `requestState` from a client: any text, and the input spliced into a real
+    /// one, never opens unless it is exactly what the gateway sealed.
+    static let parkedCall = ParkedCall(
+        binding: SessionBinding(resource: "/mcp", issuer: "https://as.example.com", subject: "alice", clientID: "c"),
+        replica: "gw-1", parkID: "p-1", requestDigest: "tools/call echo", expiresAt: 1_800_000_600
+    )
+    static let stateSealer = RequestStateSealer(keys: [try! SessionKey(id: "k1", secret: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")])
+    static let sealedState = stateSealer.seal(parkedCall)!
+
+    static func requestState(_ data: [UInt8]) {
+        func opens(_ text: String) -> Bool {
+            if case .success = Self.stateSealer.open(text, caller: Self.parkedCall.binding, requestDigest: "tools/call echo", replica: "gw-1", now: 1_800_000_000) {
+                return true
+            }
+            return false
+        }
+        let text = String(decoding: data, as: UTF8.self)
+        require(!opens(text) || text == Self.sealedState, "a requestState opened that was never sealed: \(text)")
+        guard !data.isEmpty else { return }
+        var mangled = Array(Self.sealedState.utf8)
+        let at = Int(data[0]) % mangled.count
+        mangled.replaceSubrange(at..<min(mangled.count, at + data.count - 1), with: data.dropFirst())
+        let candidate = String(decoding: mangled, as: UTF8.self)
+        require(candidate == Self.sealedState || !opens(candidate), "a mangled requestState opened: \(candidate)")
     }
 
     private static func requireRoundTrip(_ value: JSONValue, _ what: String) {

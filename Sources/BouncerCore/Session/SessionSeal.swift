@@ -184,13 +184,8 @@ public struct SessionSealer: Sendable {
         else { return nil }
         var plain: [UInt8] = [Self.formatVersion]
         plain.reserveCapacity(16 + binding.resource.utf8.count + binding.issuer.utf8.count + binding.subject.utf8.count + binding.clientID.utf8.count + upstreamID.utf8.count)
-        withUnsafeBytes(of: UInt64(bitPattern: now).bigEndian) { plain.append(contentsOf: $0) }
-        for field in [binding.resource, binding.issuer, binding.subject, binding.clientID, upstreamID] {
-            let count = min(field.utf8.count, Int(UInt16.max))
-            plain.append(UInt8(count >> 8))
-            plain.append(UInt8(count & 0xFF))
-            plain.append(contentsOf: field.utf8.prefix(count))
-        }
+        SealedFields.append(now, to: &plain)
+        for field in [binding.resource, binding.issuer, binding.subject, binding.clientID, upstreamID] { SealedFields.append(field, to: &plain) }
         let key = self.keys[0]
         guard let box = try? AES.GCM.seal(plain, using: key.key, nonce: nonce, authenticating: Self.additionalData(keyID: key.id)),
               let combined = box.combined
@@ -214,7 +209,7 @@ public struct SessionSealer: Sendable {
               let plain = try? AES.GCM.open(box, using: key.key, authenticating: Self.additionalData(keyID: keyID))
         else { return .failure(.forged) }
         // Authenticated: the layout is ours, but read it defensively all the same.
-        var reader = Reader(bytes: Array(plain))
+        var reader = SealedFields.Reader(bytes: Array(plain))
         guard reader.byte() == Self.formatVersion, let issued = reader.int64(),
               let resource = reader.field(), let issuer = reader.field(), let subject = reader.field(), let clientID = reader.field(),
               let upstreamID = reader.field(), reader.atEnd
@@ -234,34 +229,5 @@ public struct SessionSealer: Sendable {
 
     private static func additionalData(keyID: String) -> [UInt8] {
         Array("mcp-bouncer session \(Self.version) \(keyID)".utf8)
-    }
-
-    private struct Reader {
-        let bytes: [UInt8]
-        var offset = 0
-
-        var atEnd: Bool { self.offset == self.bytes.count }
-
-        mutating func byte() -> UInt8? {
-            guard self.offset < self.bytes.count else { return nil }
-            defer { self.offset += 1 }
-            return self.bytes[self.offset]
-        }
-
-        mutating func int64() -> Int64? {
-            guard self.bytes.count - self.offset >= 8 else { return nil }
-            var value: UInt64 = 0
-            for byte in self.bytes[self.offset..<self.offset + 8] { value = value << 8 | UInt64(byte) }
-            self.offset += 8
-            return Int64(bitPattern: value)
-        }
-
-        mutating func field() -> String? {
-            guard let high = self.byte(), let low = self.byte() else { return nil }
-            let count = Int(high) << 8 | Int(low)
-            guard self.bytes.count - self.offset >= count else { return nil }
-            defer { self.offset += count }
-            return String(validating: self.bytes[self.offset..<self.offset + count], as: UTF8.self)
-        }
     }
 }
