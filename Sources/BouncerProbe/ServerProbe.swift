@@ -323,8 +323,8 @@ struct ProbeRun {
     }
 
     mutating func request(_ method: String, params: JSONValue?) -> JSONValue {
-        self.nextID += 1
-        return MCPClient.request(id: self.nextID - 1, method, params: params)
+        defer { self.nextID += 1 }
+        return MCPClient.request(id: self.nextID, method, params: params)
     }
 
     var mcpHeaders: [(String, String)] { MCPClient.streamableHeaders }

@@ -14,7 +14,7 @@ extension FuzzTarget {
         Self.requireRoundTrip(discover, "discover result")
         require(discover["supportedVersions"]?.arrayValue?.first == .string(MCPProtocol.statelessVersion), "discover without 2026-07-28 first: \(discover.serialized)")
         for (name, capability) in discover["capabilities"]?.objectValue ?? [:] {
-            require(BridgeMapping.bridgedCapabilities[name] != nil && capability.objectValue?.isEmpty == true, "capability \(name) offered: \(capability.serialized)")
+            require(BridgeMapping.bridgedCapabilities.contains(name) && capability.objectValue?.isEmpty == true, "capability \(name) offered: \(capability.serialized)")
         }
         for method in ["tools/list", "tools/call", "resources/read"] {
             for varies in [false, true] {

@@ -16,10 +16,9 @@ public enum BridgeMapping {
 
     /// The server capabilities the bridge carries to a 2026-07-28 client: tools, prompts and
     /// resources (without `listChanged` and `subscribe`, which need subscriptions), logging and
-    /// completions. Anything else a legacy server announces is not offered.
-    public static let bridgedCapabilities: [String: Set<String>] = [
-        "tools": [], "prompts": [], "resources": [], "logging": [], "completions": [],
-    ]
+    /// completions, each without sub-capabilities. Anything else a legacy server announces is
+    /// not offered.
+    public static let bridgedCapabilities: Set<String> = ["tools", "prompts", "resources", "logging", "completions"]
 
     /// The `server/discover` result for a legacy upstream, from its `initialize` result: the
     /// revisions a client may use through the gateway (2026-07-28 first, then the one the
@@ -32,11 +31,8 @@ public enum BridgeMapping {
         }
         var capabilities: [String: JSONValue] = [:]
         if case .object(let announced)? = initialize["capabilities"] {
-            for (name, value) in announced {
-                guard let keep = Self.bridgedCapabilities[name] else { continue }
-                // Only the sub-capabilities the bridge carries (none yet): an object, never more.
-                let members = value.objectValue?.filter { keep.contains($0.key) } ?? [:]
-                capabilities[name] = .object(members)
+            for name in announced.keys where Self.bridgedCapabilities.contains(name) {
+                capabilities[name] = .object([:])
             }
         }
         var result: [String: JSONValue] = [

@@ -81,29 +81,22 @@ public struct RequestStateSealer: Sendable {
             guard field.utf8.count <= Int(UInt16.max) else { return nil }
             SealedFields.append(field, to: &plain)
         }
-        let key = self.keys[0]
-        guard let box = try? AES.GCM.seal(plain, using: key.key, nonce: nonce, authenticating: Self.additionalData(keyID: key.id)),
-              let combined = box.combined
-        else { return nil }
-        let sealed = "\(Self.version).\(key.id).\(Base64URL.encode(Array(combined)))"
-        return sealed.utf8.count <= Self.maxSealedLength ? sealed : nil
+        return Self.envelope.seal(plain, keys: self.keys, nonce: nonce)
     }
 
     /// The parked call in `state`, when this gateway sealed it for `caller` (resource, issuer,
     /// subject, client), for the request digested as `requestDigest`, on `replica`, and it has
     /// not expired at `now`. Whether its `parkID` was used already is the store's to say.
     public func open(_ state: String, caller: SessionBinding, requestDigest: String, replica: String, now: Int64) -> Result<ParkedCall, RequestStateRefusal> {
-        guard state.utf8.count <= Self.maxSealedLength else { return .failure(.malformed) }
-        let parts = state.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        guard parts.count == 3, let version = String(parts[0]), let keyID = String(parts[1]), SessionKey.isValidID(keyID),
-              parts[2].allSatisfy(Base64URL.isAlphabet), let bytes = Base64URL.decode(parts[2]), bytes.count >= 12 + 16
-        else { return .failure(.malformed) }
-        guard let key = self.keys.first(where: { $0.id == keyID }) else { return .failure(.unknownKey(keyID)) }
+        let plain: [UInt8]
         // Another version (a session id's `s1`) is authenticated as another thing: forged here.
-        guard version == Self.version, let box = try? AES.GCM.SealedBox(combined: bytes),
-              let plain = try? AES.GCM.open(box, using: key.key, authenticating: Self.additionalData(keyID: keyID))
-        else { return .failure(.forged) }
-        var reader = SealedFields.Reader(bytes: Array(plain))
+        switch Self.envelope.open(state, keys: self.keys, otherVersion: .forged) {
+        case .success(let opened): plain = opened
+        case .failure(.malformed): return .failure(.malformed)
+        case .failure(.unknownKey(let keyID)): return .failure(.unknownKey(keyID))
+        case .failure(.forged): return .failure(.forged)
+        }
+        var reader = SealedFields.Reader(bytes: plain)
         guard reader.byte() == Self.formatVersion, let expiresAt = reader.int64(),
               let resource = reader.field(), let issuer = reader.field(), let subject = reader.field(), let clientID = reader.field(),
               let sealedReplica = reader.field(), let parkID = reader.field(), let digest = reader.field(), reader.atEnd
@@ -119,7 +112,5 @@ public struct RequestStateSealer: Sendable {
         return .success(call)
     }
 
-    private static func additionalData(keyID: String) -> [UInt8] {
-        Array("mcp-bouncer requestState \(Self.version) \(keyID)".utf8)
-    }
+    private static let envelope = SealedEnvelope(purpose: "requestState", version: Self.version, maxLength: Self.maxSealedLength)
 }

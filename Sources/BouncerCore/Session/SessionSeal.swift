@@ -186,30 +186,22 @@ public struct SessionSealer: Sendable {
         plain.reserveCapacity(16 + binding.resource.utf8.count + binding.issuer.utf8.count + binding.subject.utf8.count + binding.clientID.utf8.count + upstreamID.utf8.count)
         SealedFields.append(now, to: &plain)
         for field in [binding.resource, binding.issuer, binding.subject, binding.clientID, upstreamID] { SealedFields.append(field, to: &plain) }
-        let key = self.keys[0]
-        guard let box = try? AES.GCM.seal(plain, using: key.key, nonce: nonce, authenticating: Self.additionalData(keyID: key.id)),
-              let combined = box.combined
-        else { return nil }
-        let sealed = "\(Self.version).\(key.id).\(Base64URL.encode(Array(combined)))"
-        return sealed.utf8.count <= Self.maxSealedLength ? sealed : nil
+        return Self.envelope.seal(plain, keys: self.keys, nonce: nonce)
     }
 
     /// The upstream's session id inside `sealed`, when it was sealed by one of the keys, for
     /// `expected`'s resource and user (and client, with `bind_client`), no longer than
     /// `max_age` ago.
     public func open(_ sealed: String, expecting expected: SessionBinding, now: Int64) -> Result<String, SessionMismatch> {
-        guard sealed.utf8.count <= Self.maxSealedLength else { return .failure(.malformed) }
-        let parts = sealed.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
-        guard parts.count == 3, parts[0].elementsEqual(Self.version.utf8), let keyID = String(parts[1]), SessionKey.isValidID(keyID),
-              parts[2].allSatisfy(Base64URL.isAlphabet), let bytes = Base64URL.decode(parts[2]),
-              bytes.count >= 12 + 16
-        else { return .failure(.malformed) }
-        guard let key = self.keys.first(where: { $0.id == keyID }) else { return .failure(.unknownKey(keyID)) }
-        guard let box = try? AES.GCM.SealedBox(combined: bytes),
-              let plain = try? AES.GCM.open(box, using: key.key, authenticating: Self.additionalData(keyID: keyID))
-        else { return .failure(.forged) }
+        let plain: [UInt8]
+        switch Self.envelope.open(sealed, keys: self.keys, otherVersion: .malformed) {
+        case .success(let opened): plain = opened
+        case .failure(.malformed): return .failure(.malformed)
+        case .failure(.unknownKey(let keyID)): return .failure(.unknownKey(keyID))
+        case .failure(.forged): return .failure(.forged)
+        }
         // Authenticated: the layout is ours, but read it defensively all the same.
-        var reader = SealedFields.Reader(bytes: Array(plain))
+        var reader = SealedFields.Reader(bytes: plain)
         guard reader.byte() == Self.formatVersion, let issued = reader.int64(),
               let resource = reader.field(), let issuer = reader.field(), let subject = reader.field(), let clientID = reader.field(),
               let upstreamID = reader.field(), reader.atEnd
@@ -227,7 +219,5 @@ public struct SessionSealer: Sendable {
     /// How far in the future an id's issue time may be (replicas' clocks differ a little).
     static let clockSkewSeconds: Int64 = 60
 
-    private static func additionalData(keyID: String) -> [UInt8] {
-        Array("mcp-bouncer session \(Self.version) \(keyID)".utf8)
-    }
+    private static let envelope = SealedEnvelope(purpose: "session", version: Self.version, maxLength: Self.maxSealedLength)
 }

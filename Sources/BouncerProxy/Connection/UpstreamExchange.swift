@@ -110,12 +110,14 @@ final class UpstreamExchange {
            UpstreamDiscovery.contradicts(era: self.resource.era.era, requestVersion: self.request.facts.protocolVersion, status: Int(head.status.code)) {
             gateway.rediscoverEra(of: self.resource)
         }
-        if !self.streaming, head.headers.first(name: "content-type")?.lowercased().hasPrefix("text/event-stream") == true {
+        // The content type is looked up once, and compared without a lowercased copy.
+        let type = head.headers.first(name: "content-type")
+        if !self.streaming, type?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
             self.streaming = true
             gateway.metrics.openStreams.increment()
         }
         var rewritten: RewrittenBody?
-        if self.inspector != nil, head.status == .ok, let type = head.headers.first(name: "content-type") {
+        if self.inspector != nil, head.status == .ok, let type {
             if type.hasPrefixIgnoringASCIICase("application/json") {
                 self.body = .json(limit: gateway.policy.limits.maxEventBytes)
                 self.heldHead = head
