@@ -23,7 +23,8 @@ struct ResponseInspectionLoopbackTests {
     static let tools = #"{"jsonrpc":"2.0","id":7,"result":{"tools":[{"name":"echo","inputSchema":{"type":"object"}},{"name":"delete_repo","inputSchema":{"type":"object"}}],"nextCursor":"p2"}}"#
 
     func start(upstreamPort: Int, listFiltering: Bool = true, maxEventBytes: Int = 1024 * 1024) throws -> LoopbackHarness.Running {
-        try self.harness.start(LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstreamPort)/mcp")
+        // The stand-in upstream answers 2026-07-28 requests as a modern server would.
+        try self.harness.start(LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstreamPort)/mcp").era("modern")
             .limits("upstream_response_timeout_seconds: 2", "max_event_bytes: \(maxEventBytes)").server("scope_implies: { admin: [read] }")
             .resource("list_filtering: \(listFiltering)").methods("tools/list: [read]", "tools/call:", "  echo: [read]", "  delete_repo: [admin]"))
     }

@@ -28,7 +28,8 @@ struct ServerRequestGuardLoopbackTests {
     }
 
     func start(upstreamPort: Int, resource: String...) throws -> LoopbackHarness.Running {
-        let policy = LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstreamPort)/mcp")
+        // The stand-in upstream answers 2026-07-28 requests as a modern server would.
+        let policy = LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstreamPort)/mcp").era("modern")
             .limits("upstream_response_timeout_seconds: 3").audit("file: \(self.auditPath)")
             .resource("upstream_credentials:\n  static: { header: X-Api-Key, value: gateway-secret }", #"protocol_versions: ["2025-11-25", "2026-07-28"]"#)
             .resource(resource)

@@ -69,16 +69,18 @@ struct UpstreamEraLoopbackTests {
         #expect(resource.era.era == .unknown)
     }
 
-    /// A 2026-07-28 request served by an upstream the gateway took for legacy contradicts it:
-    /// the gateway asks again, in the background, and only once a minute however often.
-    @Test func aContradictingAnswerMakesTheGatewayAskAgain() async throws {
+    /// An upstream taken for legacy is asked again when the bridge opens a session on it (it
+    /// may have been upgraded since), in the background and only once a minute however often;
+    /// once it is known as modern, 2026-07-28 requests pass through.
+    @Test func aBridgedSessionMakesTheGatewayAskAgain() async throws {
         let recorded = NIOLockedValueBox<[String]>([])
         let modern = #"{"jsonrpc":"2.0","id":1,"result":{"supportedVersions":["2026-07-28"],"capabilities":{}}}"#
-        let (upstream, _) = try scriptedUpstream(group: self.harness.group, replies: [
-            Self.reply("400 Bad Request", #"{"jsonrpc":"2.0","id":"server-error","error":{"code":-32600,"message":"Bad Request: Missing session ID"}}"#),
-            Self.reply("200 OK", #"{"jsonrpc":"2.0","id":1,"result":{"content":[],"resultType":"complete"}}"#),
-            Self.reply("200 OK", modern),
-            Self.reply("200 OK", #"{"jsonrpc":"2.0","id":1,"result":{"content":[],"resultType":"complete"}}"#),
+        let initialize = #"{"jsonrpc":"2.0","id":{id},"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"s","version":"1"}}}"#
+        let upstream = try routedUpstream(group: self.harness.group, routes: [
+            ("server/discover", [("400 Bad Request", #"{"jsonrpc":"2.0","id":"server-error","error":{"code":-32600,"message":"Bad Request: Missing session ID"}}"#), ("200 OK", modern)]),
+            (#""method":"initialize""#, [("200 OK\r\nMcp-Session-Id: s-1", initialize)]),
+            ("notifications/initialized", [("202 Accepted", "")]),
+            ("tools/call", [("200 OK", #"{"jsonrpc":"2.0","id":{id},"result":{"content":[]}}"#)]),
         ], recorded: recorded)
         defer { upstream.close(promise: nil) }
         var policy = LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstream.localAddress!.port!)/mcp").methods("tools/call: { echo: [read] }")
@@ -89,14 +91,17 @@ struct UpstreamEraLoopbackTests {
         let resource = try #require(running.gateway.resources.first)
         #expect(resource.era.era == .legacy)
         let headers = [("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "tools/call"), ("Mcp-Name", "echo")]
-        let body = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#
+        let body = #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}}"#
         let call = try TestClient(group: self.harness.group).send(port: running.port, uri: "/mcp", headers: headers + [("Authorization", "Bearer \(self.harness.token())")], body: body)
-        #expect(call.status == .ok)
+        #expect(call.status == .ok, "\(call.body)")
+        #expect(call.body.contains(#""resultType":"complete""#), "bridged: \(call.body)")
         #expect(await eventually { resource.era.era == .modern }, "asked again: \(resource.era.detail)")
         #expect(recorded.withLockedValue { $0.filter { $0.contains("server/discover") }.count } == 2)
-        // Another contradiction within the minute is not another ask.
-        _ = try TestClient(group: self.harness.group).send(port: running.port, uri: "/mcp", headers: headers + [("Authorization", "Bearer \(self.harness.token())")], body: body)
+        // Now modern: passed through (the upstream's own result, no session), and not asked again.
+        let again = try TestClient(group: self.harness.group).send(port: running.port, uri: "/mcp", headers: headers + [("Authorization", "Bearer \(self.harness.token())")], body: body)
+        #expect(again.status == .ok && !again.body.contains("resultType"), "\(again.body)")
         #expect(recorded.withLockedValue { $0.filter { $0.contains("server/discover") }.count } == 2)
+        #expect(recorded.withLockedValue { $0.last?.contains("Mcp-Session-Id") == false })
     }
 
     @Test func aFixedEraIsNotAsked() async throws {

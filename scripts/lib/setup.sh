@@ -21,15 +21,24 @@ ensure_system_packages() {
 
 # .venv with the pinned interop packages; reinstalled only when requirements change.
 ensure_python_venv() {
-    local requirements=Tests/Interop/requirements.txt
-    local stamp=.venv/.requirements.sha256
+    install_venv .venv Tests/Interop/requirements.txt
+    # The MCP Python SDK 1.x, for the genuinely legacy upstream (it cannot share .venv with 2.x).
+    install_venv .venv-legacy Tests/Interop/requirements-legacy.txt
+}
+
+# install_venv DIR REQUIREMENTS: a virtual environment with pinned packages, reinstalled only
+# when the requirements change.
+install_venv() {
+    local venv=$1
+    local requirements=$2
+    local stamp=$venv/.requirements.sha256
     local wanted
     wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
-    if [ -x .venv/bin/python ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
+    if [ -x "$venv/bin/python" ] && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted" ]; then
         return
     fi
-    step "creating .venv with the pinned interop packages"
-    python3 -m venv .venv
-    .venv/bin/python -m pip install -q --disable-pip-version-check -r "$requirements"
+    step "creating $venv with the pinned packages of $requirements"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
     echo "$wanted" > "$stamp"
 }

@@ -32,4 +32,7 @@ public enum AuditEvent: String, Sendable, CaseIterable {
     case serverRequest = "server_request"
     case sessionMismatch = "session_mismatch"
     case reloadKept = "reload_kept"
+    /// The protocol bridge: a held upstream session opened, lost or ended; a call parked for
+    /// input, resumed, expired; a retry refused.
+    case bridge
 }

@@ -68,6 +68,11 @@ public struct AuditRecordFormatter: Sendable {
             CanonicalJSON.appendInteger(Int64(batchSize), to: &out)
             out.append(UInt8(ascii: ","))
         }
+        if let bridge = request.bridge {
+            CanonicalJSON.appendLiteral(#""bridge":"#, to: &out)
+            CanonicalJSON.appendString(bridge, to: &out)
+            out.append(UInt8(ascii: ","))
+        }
         CanonicalJSON.appendLiteral(#""bytes_in":"#, to: &out)
         CanonicalJSON.appendInteger(Int64(request.bytesIn), to: &out)
         CanonicalJSON.appendLiteral(#","bytes_out":"#, to: &out)
@@ -127,6 +132,7 @@ public struct AuditRecordFormatter: Sendable {
             CanonicalJSON.appendLiteral(#","upstream_ms":"#, to: &out)
             CanonicalJSON.appendMilliseconds(microseconds: upstream / 1000, to: &out)
         }
+        Self.member(#","upstream_protocol_version":"#, request.upstreamProtocolVersion, to: &out)
         CanonicalJSON.appendLiteral(#","v":1}"#, to: &out)
     }
 

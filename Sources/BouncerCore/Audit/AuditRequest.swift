@@ -57,6 +57,11 @@ public struct AuditRequest: Sendable {
     public var upstreamCredential: UpstreamCredential
     public var session: AuditDigestSource?
     public var protocolVersion: String?
+    /// The protocol bridge served the request (a 2026-07-28 client, a legacy upstream): what
+    /// it did (`answered`, `discover_answered`, `parked`, `resume_refused.<why>`, ...).
+    public var bridge: String?
+    /// The revision the upstream was spoken to in, when the bridge translated.
+    public var upstreamProtocolVersion: String?
     /// The W3C trace id, written as 32 hex digits.
     public var traceID: TraceID?
     /// `x5t#S256` of the client's TLS certificate, when it presented one.

@@ -20,6 +20,36 @@ public enum BridgeMapping {
     /// not offered.
     public static let bridgedCapabilities: Set<String> = ["tools", "prompts", "resources", "logging", "completions"]
 
+    /// The client capabilities the bridge can relay to a legacy upstream: its requests for
+    /// them become entries of an `InputRequiredResult`.
+    public static let relayableClientCapabilities = ["elicitation", "sampling", "roots"]
+
+    /// The methods whose results may be an `InputRequiredResult` (2026-07-28).
+    public static let inputRequiredMethods: Set<String> = ["tools/call", "prompts/get", "resources/read"]
+
+    /// The `inputRequests` key of the one upstream request a parked call waits on.
+    public static let inputKey = "upstream"
+
+    /// The result that asks the client for input: the upstream's request (method and params)
+    /// under ``inputKey``, and the sealed state the retry must carry.
+    public static func inputRequiredResult(method: String, params: JSONValue?, requestState: String) -> JSONValue {
+        var request: [String: JSONValue] = ["method": .string(method)]
+        if let params { request["params"] = params }
+        return .object([
+            "resultType": .string("input_required"), "inputRequests": .object([Self.inputKey: .object(request)]), "requestState": .string(requestState),
+        ])
+    }
+
+    /// The client's capability a server-to-client request needs.
+    public static func neededCapability(_ method: String) -> String? {
+        switch method {
+        case ServerRequestGuard.elicitation: return "elicitation"
+        case ServerRequestGuard.sampling: return "sampling"
+        case ServerRequestGuard.roots: return "roots"
+        default: return nil
+        }
+    }
+
     /// The `server/discover` result for a legacy upstream, from its `initialize` result: the
     /// revisions a client may use through the gateway (2026-07-28 first, then the one the
     /// upstream negotiated), the capabilities the bridge can carry, the server's identity in

@@ -23,7 +23,7 @@ public struct GatewayResponse: Sendable, Hashable {
         self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1
     }
 
-    static func json(_ status: Int, _ body: String, extra: [(String, String)] = []) -> GatewayResponse {
+    public static func json(_ status: Int, _ body: String, extra: [(String, String)] = []) -> GatewayResponse {
         GatewayResponse(status: status, headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")] + extra, body: body)
     }
 

@@ -10,6 +10,12 @@ public enum JSONRPCErrorCode {
     public static let forbidden = -32003
     public static let upstreamError = -32010
     public static let headerMismatch = -32020
+    /// 2026-07-28: the request needs a client capability its `_meta` did not declare.
+    public static let missingClientCapability = -32021
+    /// 2026-07-28: the protocol revision is not one the server speaks (`data.supported`).
+    public static let unsupportedProtocolVersion = -32022
+    /// 2025-11-25: the request needs a URL-mode elicitation completed first.
+    public static let urlElicitationRequired = -32042
     /// What the MCP TypeScript SDK answers for an unknown session (with 404).
     public static let sessionNotFound = -32001
     public static let rateLimited = -32029
@@ -60,12 +66,15 @@ public struct JSONRPCFailure: Error, Sendable, Hashable {
     public var code: Int
     public var message: String
     public var id: JSONValue?
+    /// The error's `data` member, when it has one.
+    public var data: JSONValue?
 
-    public init(status: Int, code: Int, message: String, id: JSONValue?) {
+    public init(status: Int, code: Int, message: String, id: JSONValue?, data: JSONValue? = nil) {
         self.status = status
         self.code = code
         self.message = message
         self.id = id
+        self.data = data
     }
 }
 
@@ -156,7 +165,7 @@ public struct JSONRPCBody: Sendable {
 extension JSONRPCFailure {
     /// The JSON-RPC error object as a response body.
     public var body: String {
-        JSONRPCFailure.errorBody(code: self.code, message: self.message, id: self.id)
+        JSONRPCFailure.errorBody(code: self.code, message: self.message, id: self.id, data: self.data)
     }
 
     public static func errorBody(code: Int, message: String, id: JSONValue?, data: JSONValue? = nil) -> String {

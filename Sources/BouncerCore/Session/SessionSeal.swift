@@ -1,7 +1,7 @@
 import Crypto
 
 /// One session key: `sessions.keys[]`. The first key of the list seals; every key opens.
-public struct SessionKey: Sendable {
+public struct SessionKey: Sendable, Equatable {
     /// Names the key in every id it seals (so the right key opens it after a rotation).
     public let id: String
     let key: SymmetricKey

@@ -35,6 +35,8 @@ package final class Gateway: Sendable {
     let wallClock: WallClock
     /// Where events that are not requests are reported (log, metric and audit record).
     let events: GatewayEvents
+    /// Serves 2026-07-28 clients from legacy upstreams (`bridge:`).
+    let bridge: ProtocolBridge
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
@@ -81,6 +83,14 @@ package final class Gateway: Sendable {
         self.keyStores = stores
         self.clients = clients
         self.serverRequests = previous?.serverRequests ?? ServerRequestAnswers()
+        // The bridge's held sessions and parked calls survive a reload that changes neither
+        // its settings nor the keys its requestStates are sealed with.
+        if let previous, previous.policy.bridge == policy.bridge, previous.sessions.keys == self.sessions.keys {
+            self.bridge = previous.bridge
+        } else {
+            previous?.bridge.endAll()
+            self.bridge = ProtocolBridge(settings: policy.bridge, keys: self.sessions.keys, fetcher: fetcher, events: events, clock: wallClock)
+        }
         self.resources = policy.resources.map { resource in
             guard let server = policy.authorizationServers[resource.authorizationServer], let keys = stores[resource.authorizationServer] else {
                 preconditionFailure("PolicyLoader admitted \(resource.path) with an unknown authorization server \(resource.authorizationServer)")

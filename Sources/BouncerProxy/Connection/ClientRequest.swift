@@ -27,6 +27,10 @@ final class ClientRequest {
     var recorded = false
     /// The upstream's own session id, from the sealed one the client sent.
     var upstreamSessionID: String?
+    /// A 2026-07-28 request to a legacy upstream, as the bridge checked it.
+    var bridgedRequest: BridgedRequest?
+    /// What the protocol bridge did with the request, when it served it.
+    var bridged: (outcome: String, upstreamVersion: String?)?
     /// The client's address: the TCP peer, or what a trusted proxy's headers say.
     let peer: String
 

@@ -19,7 +19,27 @@ extension GatewayHandler: RequestDecisionSink {
             self.refuse(request, with: rejection, resource: resource, record: resource, keepAlive: request.head.isKeepAlive, context: context)
         case .forward(let resource, let upstreamToken, let errorID):
             self.forward(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, context: context)
+        case .bridged(let answer, let resource):
+            self.writeBridged(request, answer: answer, resource: resource, context: context)
         }
+    }
+}
+
+extension GatewayHandler {
+    /// What the protocol bridge answered, written and recorded.
+    private func writeBridged(_ request: ClientRequest, answer: ProtocolBridge.Answer, resource: ResolvedResource, context: ChannelHandlerContext) {
+        request.bridged = (answer.outcome, answer.upstreamVersion)
+        let response = answer.body.map { GatewayResponse.json(answer.status, $0) } ?? GatewayResponse(status: answer.status, headers: [])
+        let failed = answer.status >= 500
+        var metadata: Logger.Metadata = ["outcome": "\(failed ? "upstream_error" : "bridged")", "bridge": "\(answer.outcome)", "status": "\(answer.status)"]
+        if let reason = answer.reason { metadata["reason"] = "\(reason)" }
+        request.log.log(level: failed ? .error : .debug, "bridged request answered", metadata: metadata)
+        let refused = answer.outcome.hasPrefix("resume_refused") || answer.outcome == "missing_capability"
+        self.record(
+            request, resource: resource, decision: refused ? .denied : .allowed, outcome: failed ? .upstreamError : refused ? .refused : .forwarded,
+            reason: failed || refused ? "bridge.\(answer.outcome)" : nil, status: answer.status, bytesOut: response.body.utf8.count
+        )
+        self.write(response, keepAlive: request.head.isKeepAlive, context: context)
     }
 }
 

@@ -25,6 +25,8 @@ enum RequestDecision {
         case refuse(GatewayRejection, resource: ResolvedResource?)
         /// Allowed: forward it with the gateway's own credential for the upstream, if any.
         case forward(ResolvedResource, upstreamToken: String?, errorID: JSONValue?)
+        /// Allowed, and served by the protocol bridge (a 2026-07-28 client, a legacy upstream).
+        case bridged(ProtocolBridge.Answer, resource: ResolvedResource)
     }
 
     /// Decides `request` (its head and body are in); `random` starts trace ids for requests
@@ -110,6 +112,9 @@ enum RequestDecision {
         case .success(let allowed):
             authorization = allowed
         }
+        if let body, case .failure(let rejection) = Self.bridgeRequest(request, body: body, resource: resource, gateway: gateway) {
+            return sink.decided(request, .refuse(rejection, resource: resource))
+        }
         let auditSlots = gateway.audit.flatMap { $0.settings.onOverflow == .refuse ? $0 : nil }
         switch Enforcement.admitCall(
             authorization, facts: request.facts, resource: resource.policy, claims: claims, token: token, sessions: gateway.sessions, clock: gateway.wallClock,
@@ -143,7 +148,7 @@ enum RequestDecision {
         let errorID = authorization.errorID
         guard case .tokenExchange(let policy, let client) = resource.credential else {
             if case .staticHeader = resource.policy.credentials { request.credential = .static }
-            return sink.decided(request, .forward(resource, upstreamToken: nil, errorID: errorID))
+            return Self.proceed(request, resource: resource, upstreamToken: nil, errorID: errorID, gateway: gateway, eventLoop: eventLoop, sink: sink)
         }
         let tool = authorization.tool
         if gateway.audit != nil {
@@ -152,7 +157,7 @@ enum RequestDecision {
         }
         if let upstreamToken = gateway.exchanger.cachedUpstreamToken(subjectToken: token, policy: policy, tool: tool, client: client) {
             gateway.metrics.tokenExchange(result: "cached")
-            return sink.decided(request, .forward(resource, upstreamToken: upstreamToken, errorID: errorID))
+            return Self.proceed(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, gateway: gateway, eventLoop: eventLoop, sink: sink)
         }
         gateway.exchanger.upstreamToken(subjectToken: token, subjectClaims: claims, policy: policy, tool: tool, client: client, on: eventLoop)
             .assumeIsolated()
@@ -161,7 +166,7 @@ enum RequestDecision {
                 switch result {
                 case .success(let upstreamToken):
                     gateway.metrics.tokenExchange(result: "ok")
-                    sink.decided(request, .forward(resource, upstreamToken: upstreamToken, errorID: errorID))
+                    Self.proceed(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, gateway: gateway, eventLoop: eventLoop, sink: sink)
                 case .failure(let error):
                     let rejection = error as? GatewayRejection ?? .upstreamCredentialUnavailable("\(error)", id: nil)
                     let result = if case .upstreamCredentialRefused = rejection { "refused" } else { "unavailable" }
@@ -169,5 +174,52 @@ enum RequestDecision {
                     sink.decided(request, .refuse(rejection.answering(errorID), resource: resource))
                 }
             }
+    }
+
+    // MARK: The protocol bridge
+
+    /// A 2026-07-28 request to a legacy upstream is the bridge's, checked as a 2026-07-28
+    /// server checks it (``BridgedRequest``). With the bridge off it is refused so that a
+    /// dual-era client falls back to `initialize`: 400 with -32601, none of the 2026-07-28
+    /// codes (a client reads those as final). Any other request is not the bridge's.
+    private static func bridgeRequest(_ request: ClientRequest, body: JSONRPCBody, resource: ResolvedResource, gateway: Gateway) -> Result<Void, GatewayRejection> {
+        guard request.head.method == .POST, request.facts.protocolVersion == MCPProtocol.statelessVersion, resource.era.era == .legacy else { return .success(()) }
+        guard gateway.policy.bridge.enabled else {
+            return .failure(.jsonRPC(JSONRPCFailure(
+                status: 400, code: JSONRPCErrorCode.methodNotFound,
+                message: "Method not found: this MCP server speaks an earlier revision of MCP; initialize a session to use it", id: body.errorID
+            )))
+        }
+        switch BridgedRequest.check(body, facts: request.facts) {
+        case .success(let bridged):
+            request.bridgedRequest = bridged
+            return .success(())
+        case .failure(let failure):
+            return .failure(.jsonRPC(failure))
+        }
+    }
+
+    /// The decision made: forward the request, or have the bridge serve it.
+    private static func proceed(
+        _ request: ClientRequest, resource: ResolvedResource, upstreamToken: String?, errorID: JSONValue?, gateway: Gateway, eventLoop: any EventLoop,
+        sink: some RequestDecisionSink
+    ) {
+        guard let bridged = request.bridgedRequest, let binding = request.sessionBinding(resource) else {
+            return sink.decided(request, .forward(resource, upstreamToken: upstreamToken, errorID: errorID))
+        }
+        var headers: [(String, String)] = []
+        switch resource.credential {
+        case .staticHeader(let name, let value): headers.append((name, value))
+        case .tokenExchange: if let upstreamToken { headers.append(("Authorization", "Bearer \(upstreamToken)")) }
+        case .none: break
+        }
+        if let traceparent = request.trace?.replacement ?? request.facts.traceparent { headers.append(("traceparent", traceparent)) }
+        let caller = ProtocolBridge.Caller(
+            binding: binding, resource: resource, upstreamHeaders: headers, granted: request.granted ?? [], requestID: request.log.requestID
+        )
+        gateway.bridge.serve(bridged, caller: caller, gateway: gateway, eventLoop: eventLoop).assumeIsolated().whenSuccess { answer in
+            guard sink.isDeciding(request) else { return }
+            sink.decided(request, .bridged(answer, resource: resource))
+        }
     }
 }

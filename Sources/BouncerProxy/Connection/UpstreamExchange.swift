@@ -269,18 +269,12 @@ final class UpstreamExchange {
         let report = inspector.takeReport()
         self.inspector = inspector
         guard !report.isEmpty else { return verdict }
-        if !report.toolsSeen.isEmpty || !report.toolFindings.isEmpty {
-            gateway.noteTools(self.resource, seen: report.toolsSeen, findings: report.toolFindings)
+        self.serverRequests += report.serverRequests.count
+        guard self.serverRequests <= Self.maxServerRequestsPerResponse else {
+            // An upstream asking without end: not another audit record or answer each.
+            return .drop
         }
-        if report.toolsChanged { gateway.relistTools(of: self.resource) }
-        if !report.serverRequests.isEmpty {
-            self.serverRequests += report.serverRequests.count
-            guard self.serverRequests <= Self.maxServerRequestsPerResponse else {
-                // An upstream asking without end: not another audit record or answer each.
-                return .drop
-            }
-            gateway.judged(report.serverRequests, origin: self.serverRequestOrigin, logger: gateway.logger, on: context.eventLoop)
-        }
+        gateway.act(on: report, resource: self.resource, origin: self.serverRequestOrigin, on: context.eventLoop)
         if report.hiddenCount > 0 {
             self.log.debug("list filtered", metadata: ["hidden": "\(inspector.hidden.joined(separator: ", "))"])
         }

@@ -134,6 +134,36 @@ package struct GatewayEvents: Sendable {
         self.record(.serverRequest, Gateway.auditDetails(review, origin: origin))
     }
 
+    // MARK: The protocol bridge
+
+    enum BridgeEvent: String {
+        case sessionOpened = "session_opened"
+        case sessionLost = "session_lost"
+        case sessionEnded = "session_ended"
+        case parked
+        case resumed
+        case resumeRefused = "resume_refused"
+        case expired
+    }
+
+    /// What the bridge did besides answering a request: its log line (info; warning for a
+    /// lost session, an expiry or a refused retry), the `mcp_bouncer_bridge_events_total`
+    /// metric and a `bridge` audit record with the subject digested.
+    func bridge(_ event: BridgeEvent, resource: String, subject: String?, details: [String: JSONValue]) {
+        self.metrics.bridgeEvent(resource: resource, event: event.rawValue)
+        var metadata: Logger.Metadata = ["resource": "\(resource)", "event": "\(event.rawValue)"]
+        for (key, value) in details { metadata[key] = "\(value.stringValue ?? value.serialized)" }
+        switch event {
+        case .sessionLost, .expired, .resumeRefused: self.logger.warning("bridge: \(event.rawValue)", metadata: metadata)
+        default: self.logger.info("bridge: \(event.rawValue)", metadata: metadata)
+        }
+        var record = details
+        record["action"] = .string(event.rawValue)
+        record["resource"] = .string(resource)
+        if let subject { record["subject"] = .string(AuditDigestSource.hex(of: subject)) }
+        self.record(.bridge, record)
+    }
+
     // MARK: Sessions
 
     /// A session id refused at 5b (``Enforcement/admitCall(_:facts:resource:claims:token:sessions:clock:lastSeen:auditSlots:)``):

@@ -44,6 +44,18 @@ final class ServerRequestAnswers: Sendable {
 }
 
 extension Gateway {
+    /// Acts on what the response inspector saw in one upstream message: tools to the
+    /// gateway's memory (``noteTools(_:seen:findings:)``), a `tools/list_changed` to a new
+    /// listing, server-to-client requests to the audit trail and, when blocked, to the
+    /// gateway's own answer upstream. The caller bounds the requests per response first.
+    func act(on report: ResponseInspector.Report, resource: ResolvedResource, origin: ServerRequestOrigin, on eventLoop: any EventLoop) {
+        if !report.toolsSeen.isEmpty || !report.toolFindings.isEmpty {
+            self.noteTools(resource, seen: report.toolsSeen, findings: report.toolFindings)
+        }
+        if report.toolsChanged { self.relistTools(of: resource) }
+        if !report.serverRequests.isEmpty { self.judged(report.serverRequests, origin: origin, logger: self.logger, on: eventLoop) }
+    }
+
     /// Reports what the guard decided on each request and answers the upstream for those
     /// blocked on a stream: `decline` for an elicitation, -32601 for sampling and roots.
     func judged(_ reviews: [ServerRequestReview], origin: ServerRequestOrigin, logger: Logger, on eventLoop: any EventLoop) {

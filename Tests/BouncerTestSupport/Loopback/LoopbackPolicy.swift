@@ -54,6 +54,8 @@ package struct LoopbackPolicy: Sendable {
     package func resource(_ lines: String...) -> Self { self.resource(lines) }
     package func resource(_ lines: [String]) -> Self { self.with { $0.resource += lines } }
     package func methods(_ lines: String...) -> Self { self.with { $0.methods = lines } }
+    /// `upstream_protocol` of every resource (nil: the default, `auto`).
+    package func era(_ era: String?) -> Self { self.with { $0.upstreamProtocol = era } }
     /// Another resource of the same authorization server, with the same methods; `lines` are
     /// its other keys.
     package func other(path: String, upstream: String, _ lines: String...) -> Self {

@@ -113,3 +113,52 @@ private final class ScriptedResponder: ChannelInboundHandler, Sendable {
         if close { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
     }
 }
+
+/// An upstream that answers each request by what it holds: the first route whose `needle` the
+/// request's text contains gives the reply (its replies in order, the last one repeating), as
+/// `(status and extra header lines, JSON body)`; `{id}` in a body stands for the request's
+/// JSON-RPC id. For exchanges whose order between connections is not fixed (the gateway's own
+/// requests beside a client's). A request no route matches gets a 500.
+package func routedUpstream(
+    group: any EventLoopGroup, routes: [(needle: String, replies: [(head: String, body: String)])], recorded: NIOLockedValueBox<[String]>? = nil
+) throws -> any Channel {
+    let served = NIOLockedValueBox([Int](repeating: 0, count: routes.count))
+    return try ServerBootstrap(group: group)
+        .childChannelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.addHandler(RoutedResponder(routes: routes, served: served, recorded: recorded))
+            }
+        }
+        .bind(host: "127.0.0.1", port: 0).wait()
+}
+
+private final class RoutedResponder: ChannelInboundHandler, Sendable {
+    package typealias InboundIn = ByteBuffer
+    let routes: [(needle: String, replies: [(head: String, body: String)])]
+    let served: NIOLockedValueBox<[Int]>
+    let recorded: NIOLockedValueBox<[String]>?
+
+    init(routes: [(needle: String, replies: [(head: String, body: String)])], served: NIOLockedValueBox<[Int]>, recorded: NIOLockedValueBox<[String]>?) {
+        self.routes = routes
+        self.served = served
+        self.recorded = recorded
+    }
+
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        // One read holds the whole (small) request in these tests.
+        let text = String(buffer: self.unwrapInboundIn(data))
+        self.recorded?.withLockedValue { $0.append(text) }
+        var reply = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+        if let route = self.routes.firstIndex(where: { text.contains($0.needle) }) {
+            let index = self.served.withLockedValue { served in
+                served[route] += 1
+                return min(served[route], self.routes[route].replies.count) - 1
+            }
+            let (head, template) = self.routes[route].replies[index]
+            let id = text.firstRange(of: #""id":"#).map { found in String(text[found.upperBound...].prefix { $0 != "," && $0 != "}" }) } ?? "null"
+            let body = template.replacingOccurrences(of: "{id}", with: id)
+            reply = "HTTP/1.1 \(head)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        }
+        context.writeAndFlush(NIOAny(ByteBuffer(string: reply)), promise: nil)
+    }
+}

@@ -34,7 +34,7 @@ extension PolicyReader {
     func policy(_ root: Node) -> GatewayPolicy? {
         guard let top = self.section(
             root, "",
-            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources", "audit", "admin", "sessions", "trusted_proxies"],
+            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources", "audit", "admin", "sessions", "trusted_proxies", "bridge"],
             required: ["listen", "public_url", "authorization_servers", "resources"]
         ) else { return nil }
 
@@ -53,7 +53,8 @@ extension PolicyReader {
         let admin = top["admin"].flatMap { self.admin($0, "admin", listen: listen) }
         let sessions = top["sessions"].map { self.sessions($0, "sessions") } ?? SessionSettings()
         let trustedProxies = top["trusted_proxies"].map { self.trustedProxies($0, "trusted_proxies") } ?? TrustedProxies()
-        guard let listen, let publicURL, let sessions, let trustedProxies else { return nil }
+        let bridge = top["bridge"].map { self.bridge($0, "bridge") } ?? BridgeSettings()
+        guard let listen, let publicURL, let sessions, let trustedProxies, let bridge else { return nil }
         if publicURL.scheme == "http", !publicURL.hasLoopbackHost, tls == nil {
             // Allowed: a TLS-terminating load balancer may sit in front and rewrite the scheme;
             // but then public_url should say https. A plain-http public URL off loopback sends
@@ -65,6 +66,7 @@ extension PolicyReader {
         )
         policy.sessions = sessions
         policy.trustedProxies = trustedProxies
+        policy.bridge = bridge
         return policy
     }
 

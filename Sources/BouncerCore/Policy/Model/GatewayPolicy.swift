@@ -20,6 +20,8 @@ public struct GatewayPolicy: Sendable {
     public var sessions = SessionSettings()
     /// `trusted_proxies:`: the load balancers whose forwarding headers name the client.
     public var trustedProxies = TrustedProxies()
+    /// `bridge:`: 2026-07-28 clients served from legacy upstreams (``BridgeSettings``).
+    public var bridge = BridgeSettings()
     /// What loaded but deserves a second look (`check` prints them, `run` logs them).
     public var warnings: [PolicyProblem] = []
 }

@@ -1,0 +1,129 @@
+import BouncerCore
+import NIOCore
+import NIOHTTP1
+
+/// Reads a bridged call's answer from the legacy upstream, message by message, until the
+/// client can be answered: the response (completed for 2026-07-28), or a request for the
+/// client's input, which parks the call. Every message first meets the same inspector as a
+/// legacy client's exchange (lists filtered to the token, tools compared with their pins,
+/// server-to-client requests judged by the guard and, when blocked, answered by the gateway).
+/// The gateway answers `ping` itself. Lives on the call's event loop.
+final class BridgeAnswerReader {
+    private let call: BridgeCall
+    private let clientID: JSONValue
+    private let bridge: ProtocolBridge
+    private let gateway: Gateway
+    private var inspector: ResponseInspector
+    private var serverRequests = 0
+
+    init(call: BridgeCall, clientID: JSONValue, granted: Set<String>, bridge: ProtocolBridge, gateway: Gateway) {
+        self.call = call
+        self.clientID = clientID
+        self.bridge = bridge
+        self.gateway = gateway
+        let body = JSONRPCBody(messages: [.request(id: call.upstreamID, method: call.method, params: nil)], isBatch: false)
+        self.inspector = ResponseInspector(for: body, policy: call.resource.policy, granted: granted, protocolVersion: call.session.version)
+    }
+
+    private var timeout: TimeAmount { .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds) }
+
+    /// The answer for the client, once the upstream gave one.
+    func read(_ connection: BridgeUpstreamCall) -> EventLoopFuture<ProtocolBridge.Answer> {
+        connection.next(within: self.timeout).flatMap { message in
+            guard let message else {
+                return connection.eventLoop.makeSucceededFuture(self.failure("the MCP server ended its answer without a response"))
+            }
+            guard let inspected = self.inspect(message, connection: connection) else { return self.read(connection) }
+            switch BridgeUpstreamMessage.classify(inspected, upstreamID: self.call.upstreamID) {
+            case .final(let result, let error):
+                connection.close()
+                return connection.eventLoop.makeSucceededFuture(self.answer(result: result, error: error))
+            case .ping(let id):
+                self.reply(BridgeUpstreamMessage.reply(id: id, result: .object([:])), connection: connection)
+                return self.read(connection)
+            case .unsupported(let id, let method):
+                self.reply(BridgeUpstreamMessage.replyError(id: id, code: JSONRPCErrorCode.methodNotFound, message: "\(method) is not relayed to a 2026-07-28 client"), connection: connection)
+                return self.read(connection)
+            case .input(let id, let method, let params):
+                return self.input(id: id, method: method, params: params, connection: connection)
+            case .progress, .log, .ignored:
+                return self.read(connection)
+            }
+        }.flatMapErrorThrowing { error in
+            connection.close()
+            return ProtocolBridge.upstreamFailure(error, id: self.clientID)
+        }
+    }
+
+    /// The message after the inspector: nil when it is not to go further (a blocked request,
+    /// already answered upstream; a message that cannot be read).
+    private func inspect(_ message: JSONValue, connection: BridgeUpstreamCall) -> JSONValue? {
+        let origin = ServerRequestOrigin(
+            resource: self.call.resource, session: self.call.session.id, subject: self.call.caller.subject, requestID: self.call.requestID,
+            upstreamHeaders: self.call.headers
+        )
+        let verdict = self.inspector.inspect(Array(message.serialized.utf8)) { self.gateway.serverRequests.admitElicitation(origin) }
+        let report = self.inspector.takeReport()
+        if !report.isEmpty {
+            self.serverRequests += report.serverRequests.count
+            guard self.serverRequests <= UpstreamExchange.maxServerRequestsPerResponse else { return nil }
+            self.gateway.act(on: report, resource: self.call.resource, origin: origin, on: connection.eventLoop)
+        }
+        switch verdict {
+        case .pass: return message
+        case .replace(let text): return try? JSONParser(maxDepth: 128).parse(text)
+        case .drop: return nil
+        }
+    }
+
+    private func answer(result: JSONValue?, error: JSONValue?) -> ProtocolBridge.Answer {
+        let version = self.call.session.version
+        if let error {
+            let body = JSONValue.object(["jsonrpc": .string("2.0"), "id": self.clientID, "error": BridgeMapping.mapError(error)])
+            return ProtocolBridge.Answer(status: 200, body: body.serialized, outcome: "answered", upstreamVersion: version)
+        }
+        let completed = BridgeMapping.completeResult(result ?? .object([:]), method: self.call.method, variesByCaller: self.call.variesByCaller)
+        return ProtocolBridge.result(completed, id: self.clientID, outcome: "answered", session: self.call.session)
+    }
+
+    private func failure(_ reason: String) -> ProtocolBridge.Answer {
+        .error(JSONRPCFailure(status: 502, code: JSONRPCErrorCode.upstreamError, message: "Bad Gateway: \(reason)", id: self.clientID), outcome: "upstream_error", upstreamVersion: self.call.session.version)
+    }
+
+    /// The gateway's own answer to a request the upstream made on the call's stream.
+    private func reply(_ message: JSONValue, connection: BridgeUpstreamCall) {
+        self.bridge.send(message, on: self.call, gateway: self.gateway, eventLoop: connection.eventLoop)
+    }
+
+    /// A request for the client's input: parked, and the client asked through an
+    /// `InputRequiredResult`; or refused when the client cannot be asked.
+    private func input(id: JSONValue, method: String, params: JSONValue?, connection: BridgeUpstreamCall) -> EventLoopFuture<ProtocolBridge.Answer> {
+        let loop = connection.eventLoop
+        guard BridgeMapping.inputRequiredMethods.contains(self.call.method) else {
+            self.reply(BridgeUpstreamMessage.replyError(id: id, code: JSONRPCErrorCode.methodNotFound, message: "the client cannot be asked for input during \(self.call.method)"), connection: connection)
+            return self.read(connection)
+        }
+        guard let capability = BridgeMapping.neededCapability(method), self.call.declaredCapabilities.contains(capability) else {
+            let capability = BridgeMapping.neededCapability(method) ?? method
+            self.reply(BridgeUpstreamMessage.replyError(id: id, code: JSONRPCErrorCode.methodNotFound, message: "the client did not declare \(capability)"), connection: connection)
+            connection.close()
+            self.bridge.cancel(self.call, reason: "the client did not declare \(capability)", gateway: self.gateway, eventLoop: loop)
+            return loop.makeSucceededFuture(.error(JSONRPCFailure(
+                status: 400, code: JSONRPCErrorCode.missingClientCapability, message: "Missing required client capability: \(capability)", id: self.clientID,
+                data: .object(["requiredCapabilities": .object([capability: .object([:])])])
+            ), outcome: "missing_capability", upstreamVersion: self.call.session.version))
+        }
+        switch self.bridge.park(self.call, connection: connection, serverRequestID: id, serverMethod: method, gateway: self.gateway) {
+        case .success(let state):
+            let result = BridgeMapping.inputRequiredResult(method: method, params: params, requestState: state)
+            return loop.makeSucceededFuture(ProtocolBridge.result(result, id: self.clientID, outcome: "parked", session: self.call.session))
+        case .failure(let failure):
+            connection.close()
+            self.bridge.cancel(self.call, reason: failure.message, gateway: self.gateway, eventLoop: loop)
+            return loop.makeSucceededFuture(.error(JSONRPCFailure(status: failure.status, code: failure.code, message: failure.message, id: self.clientID), outcome: "park_refused"))
+        }
+    }
+}
+
+@available(*, unavailable)
+extension BridgeAnswerReader: Sendable {}

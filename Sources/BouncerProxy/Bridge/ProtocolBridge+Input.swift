@@ -1,0 +1,119 @@
+import BouncerCore
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Multi round-trip results: a parked upstream call, the client's retry that resumes it, and
+/// its expiry.
+extension ProtocolBridge {
+    /// Parks `call` on the upstream's request `serverRequestID`; the sealed `requestState`
+    /// for the client, or why it cannot be parked.
+    func park(
+        _ call: BridgeCall, connection: BridgeUpstreamCall, serverRequestID: JSONValue, serverMethod: String, gateway: Gateway
+    ) -> Result<String, JSONRPCFailure> {
+        var random = SystemRandomNumberGenerator()
+        let parkID = Hex.encode((0..<16).map { _ in UInt8.random(in: .min ... .max, using: &random) })
+        let parkedCall = ParkedCall(
+            binding: call.caller, replica: self.replica, parkID: parkID, requestDigest: call.requestDigest,
+            expiresAt: self.clock.seconds() + Int64(self.settings.inputTimeoutSeconds)
+        )
+        guard let state = self.sealer.seal(parkedCall) else {
+            return .failure(JSONRPCFailure(status: 500, code: JSONRPCErrorCode.internalError, message: "Internal error: the request state cannot be sealed", id: nil))
+        }
+        let loop = connection.eventLoop
+        let expiry = loop.scheduleTask(in: .seconds(Int64(self.settings.inputTimeoutSeconds))) { [weak self] in
+            guard let self, let parked = self.parked.take(parkID) else { return }
+            parked.connection.value.close()
+            self.events.bridge(.expired, resource: call.resource.policy.path, subject: call.caller.subject, details: [
+                "request_id": .string(call.requestID), "method": .string(call.method), "input_method": .string(serverMethod),
+            ])
+            self.cancel(call, reason: "the client did not answer within \(self.settings.inputTimeoutSeconds) s", gateway: gateway, eventLoop: loop)
+        }
+        let parked = ParkedCalls.Parked(
+            connection: NIOLoopBound(connection, eventLoop: loop), call: call, serverRequestID: serverRequestID, serverMethod: serverMethod, expiry: expiry
+        )
+        guard self.parked.park(parkID, parked) else {
+            expiry.cancel()
+            return .failure(JSONRPCFailure(
+                status: 503, code: JSONRPCErrorCode.upstreamError, message: "Service Unavailable: too many calls are waiting for input (bridge.max_parked_calls)", id: nil
+            ))
+        }
+        self.events.bridge(.parked, resource: call.resource.policy.path, subject: call.caller.subject, details: [
+            "request_id": .string(call.requestID), "method": .string(call.method), "input_method": .string(serverMethod), "upstream_version": .string(call.session.version),
+        ])
+        return .success(state)
+    }
+
+    /// The client's retry: the state opened and checked (seal, owner, expiry, same request,
+    /// this replica), the parked call taken (once), the client's answer delivered to the
+    /// upstream's request, and the call read on to its result or its next question. Nothing
+    /// reaches the upstream for a state that is refused.
+    func resume(_ request: BridgedRequest, state: String, caller: Caller, gateway: Gateway, eventLoop: any EventLoop) -> EventLoopFuture<Answer> {
+        let refused = { (reason: String, code: String) -> EventLoopFuture<Answer> in
+            self.events.bridge(.resumeRefused, resource: caller.resource.policy.path, subject: caller.binding.subject, details: [
+                "request_id": .string(caller.requestID), "reason": .string(code),
+            ])
+            return eventLoop.makeSucceededFuture(.error(JSONRPCFailure(
+                status: 400, code: JSONRPCErrorCode.invalidParams, message: "Invalid params: requestState \(reason)", id: request.id
+            ), outcome: "resume_refused.\(code)"))
+        }
+        let opened: ParkedCall
+        switch self.sealer.open(state, caller: caller.binding, requestDigest: request.digest, replica: self.replica, now: self.clock.seconds()) {
+        case .success(let call): opened = call
+        case .failure(let refusal): return refused(Self.explain(refusal), refusal.code)
+        }
+        guard let answer = request.inputResponses[BridgeMapping.inputKey] else {
+            return refused("is not answered: inputResponses has no '\(BridgeMapping.inputKey)'", "unanswered")
+        }
+        guard let parked = self.parked.take(opened.parkID) else {
+            return refused("was used already, or its call expired", "replayed")
+        }
+        parked.expiry.cancel()
+        let call = parked.call
+        self.events.bridge(.resumed, resource: call.resource.policy.path, subject: call.caller.subject, details: [
+            "request_id": .string(caller.requestID), "parked_request_id": .string(call.requestID), "input_method": .string(parked.serverMethod),
+        ])
+        let loop = parked.connection.eventLoop
+        let clientID = request.id ?? .null
+        return loop.flatSubmit {
+            let connection = parked.connection.value
+            self.send(BridgeUpstreamMessage.reply(id: parked.serverRequestID, result: answer), on: call, gateway: gateway, eventLoop: loop)
+            return BridgeAnswerReader(call: call, clientID: clientID, granted: caller.granted, bridge: self, gateway: gateway).read(connection)
+        }.hop(to: eventLoop)
+    }
+
+    static func explain(_ refusal: RequestStateRefusal) -> String {
+        switch refusal {
+        case .malformed, .unknownKey, .forged: return "is not one this gateway issued"
+        case .otherCaller: return "belongs to another user, client or resource"
+        case .expired: return "has expired"
+        case .otherRequest: return "was issued for another request"
+        case .otherReplica(let replica): return "is held by replica '\(replica)'; send the retry there (balance by the Authorization header)"
+        }
+    }
+
+    /// A message of the gateway's own to the upstream on the call's session (an answer to the
+    /// upstream's request, a cancellation); failures are logged, not the client's.
+    func send(_ message: JSONValue, on call: BridgeCall, gateway: Gateway, eventLoop: any EventLoop) {
+        self.post(message, headers: call.headers, resource: call.resource, gateway: gateway, eventLoop: eventLoop).whenComplete { result in
+            switch result {
+            case .success(let (connection, head)):
+                connection.close()
+                if !(200..<300).contains(head.status.code) {
+                    gateway.logger.warning("the MCP server refused the bridge's message", metadata: ["request_id": "\(call.requestID)", "status": "\(head.status.code)"])
+                }
+            case .failure(let error):
+                gateway.logger.warning("the bridge's message did not reach the MCP server", metadata: ["request_id": "\(call.requestID)", "reason": "\(error)"])
+            }
+        }
+    }
+
+    /// Tells the upstream the call is abandoned (`notifications/cancelled`).
+    func cancel(_ call: BridgeCall, reason: String, gateway: Gateway, eventLoop: any EventLoop) {
+        let cancelled = JSONValue.object([
+            "jsonrpc": .string("2.0"), "method": .string("notifications/cancelled"),
+            "params": .object(["requestId": call.upstreamID, "reason": .string(reason)]),
+        ])
+        self.send(cancelled, on: call, gateway: gateway, eventLoop: eventLoop)
+    }
+}

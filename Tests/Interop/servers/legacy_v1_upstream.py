@@ -1,0 +1,132 @@
+"""A genuinely legacy MCP server: the last 1.x release of the official MCP Python SDK
+(pinned in requirements-legacy.txt, run from .venv-legacy). It speaks up to 2025-11-25, keeps
+sessions, and asks for input the legacy way: elicitation requests on the POST's SSE stream.
+
+It records every HTTP request it gets (method, headers, JSON body) in --record, one JSON object
+per line, so a test can see which upstream session served which caller and that no client
+token, client session id or reserved 2026-07-28 `_meta` key ever reached it.
+
+Usage: legacy_v1_upstream.py --port PORT --record FILE
+"""
+
+import argparse
+import json
+
+import uvicorn
+from mcp.server.fastmcp import Context, FastMCP
+from pydantic import BaseModel, Field
+
+
+class Login(BaseModel):
+    username: str
+    password: str = Field(description="Your Jira password")
+
+
+class Project(BaseModel):
+    project: str = Field(description="Which project to report on")
+
+
+def build_server() -> FastMCP:
+    server = FastMCP("legacy-v1-jira", instructions="A Jira of the old days.", host="127.0.0.1", streamable_http_path="/mcp")
+
+    @server.tool()
+    def list_issues(project: str = "OPS", caller: str = "") -> str:
+        """List the issues of a project (needs read access)."""
+        return f"{project}-1: printer on fire; {project}-2: coffee machine empty"
+
+    @server.tool()
+    def create_issue(title: str, caller: str = "") -> str:
+        """Create an issue (needs write access)."""
+        return f"created: {title}"
+
+    @server.tool()
+    async def choose_project(ctx: Context) -> str:
+        """Asks which project to report on (a harmless form)."""
+        answer = await ctx.elicit("Which project?", schema=Project)
+        if answer.action == "accept":
+            return f"project: {answer.data.project}"
+        return f"project: {answer.action}"
+
+    @server.tool()
+    async def two_questions(ctx: Context) -> str:
+        """Asks twice: two rounds of input."""
+        first = await ctx.elicit("First project?", schema=Project)
+        second = await ctx.elicit("Second project?", schema=Project)
+        names = [a.data.project if a.action == "accept" else a.action for a in (first, second)]
+        return "projects: " + ", ".join(names)
+
+    @server.tool()
+    async def sign_in(ctx: Context) -> str:
+        """Signs in to Jira (asks for your password, which MCP forbids)."""
+        answer = await ctx.elicit("Sign in to Jira", schema=Login)
+        return f"sign-in: {answer.action}"
+
+    @server.tool()
+    async def chatty(ctx: Context) -> str:
+        """Logs and reports progress before answering."""
+        await ctx.info("working on it")
+        await ctx.report_progress(1, 2, "half way")
+        return "chatty done"
+
+    @server.prompt()
+    def triage(issue: str) -> str:
+        """A triage prompt."""
+        return f"Triage issue {issue}."
+
+    @server.resource("docs://readme")
+    def readme() -> str:
+        """The project readme."""
+        return "This is the legacy Jira MCP server."
+
+    return server
+
+
+class Recorder:
+    """ASGI middleware that appends each request (method, headers, JSON body) to a file."""
+
+    def __init__(self, app, path: str):
+        self.app = app
+        self.path = path
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        chunks = []
+        more = True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        headers = {}
+        for name, value in scope["headers"]:
+            headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = body.decode("latin-1")
+        with open(self.path, "a", encoding="utf-8") as record:
+            record.write(json.dumps({"method": scope["method"], "path": scope["path"], "headers": headers, "body": parsed}) + "\n")
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--record", required=True)
+    args = parser.parse_args()
+    app = build_server().streamable_http_app()
+    uvicorn.run(Recorder(app, args.record), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,339 @@
+"""The protocol bridge end to end, with real parts only: a genuinely legacy upstream (the last 1.x
+release of the MCP Python SDK, from .venv-legacy: 2025-11-25, sessions, elicitation on the POST's
+SSE stream), the MCP Python SDK 2.x client pinned to 2026-07-28 (no fallback), authgent tokens,
+and mcp-bouncer in between: once with the bridge on, once with it off."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import ElicitResult
+
+from interop_stack import HERE, Process, free_port
+
+LEGACY_PYTHON = HERE.parent.parent / ".venv-legacy" / "bin" / "python"
+
+POLICY = """
+listen: 127.0.0.1:{port}
+public_url: http://127.0.0.1:{port}
+audit:
+  file: {audit}
+bridge:
+  enabled: {enabled}
+  replica: {replica}
+authorization_servers:
+  authgent:
+    issuer: {authgent}
+    algorithms: [ES256]
+resources:
+  - path: /v1/mcp
+    name: Legacy Jira on the MCP Python SDK 1.x
+    authorization_server: authgent
+    scopes_supported: [jira:read, jira:write]
+    upstream: {upstream}/mcp
+    client_responses: [jira:read]
+    methods:
+      initialize: []
+      server/discover: []
+      notifications/*: []
+      ping: []
+      tools/list: [jira:read]
+      tools/call:
+        list_issues: [jira:read]
+        create_issue: [jira:write]
+        choose_project: [jira:read]
+        two_questions: [jira:read]
+        sign_in: [jira:read]
+        chatty: [jira:read]
+      prompts/list: [jira:read]
+      prompts/get:
+        triage: [jira:read]
+      resources/list: [jira:read]
+      resources/read:
+        "docs://*": [jira:read]
+"""
+
+
+class Bridged:
+    def __init__(self, url: str, record: Path, audit: Path, log: Path):
+        self.url = url
+        self.record = record
+        self.audit = audit
+        self.log = log
+
+    def upstream_requests(self) -> list[dict]:
+        if not self.record.exists():
+            return []
+        return [json.loads(line) for line in self.record.read_text().splitlines() if line.strip()]
+
+    def audit_records(self, event: str) -> list[dict]:
+        if not self.audit.exists():
+            return []
+        return [r for r in (json.loads(line) for line in self.audit.read_text().splitlines() if line.strip()) if r.get("event") == event]
+
+
+@pytest.fixture(scope="module")
+def bridged(stack, bouncer_bin, tmp_path_factory):
+    """The 1.x upstream, and two gateways in front of it: `on` (bridge on) and `off`."""
+    if not LEGACY_PYTHON.exists():
+        pytest.fail(f"{LEGACY_PYTHON} missing: scripts/test installs .venv-legacy (Tests/Interop/requirements-legacy.txt)")
+    work = tmp_path_factory.mktemp("bridge")
+    processes = []
+    try:
+        upstream_port = free_port()
+        upstream = f"http://127.0.0.1:{upstream_port}"
+        record = work / "v1-upstream.jsonl"
+        up = Process("v1-upstream", [str(LEGACY_PYTHON), str(HERE / "servers" / "legacy_v1_upstream.py"), "--port", str(upstream_port), "--record", str(record)], work)
+        processes.append(up)
+        up.wait_for(f"{upstream}/not-served")
+        gateways = {}
+        for name, enabled in (("on", "true"), ("off", "false")):
+            port = free_port()
+            policy = work / f"policy-{name}.yaml"
+            audit = work / f"audit-{name}.jsonl"
+            policy.write_text(POLICY.format(port=port, audit=audit, enabled=enabled, replica=f"replica-{name}", authgent=stack.authgent, upstream=upstream))
+            gw = Process(f"bridge-{name}", [bouncer_bin, "run", "--config", str(policy), "--log-level", "debug"], work)
+            processes.append(gw)
+            gw.wait_for(f"http://127.0.0.1:{port}/healthz")
+            deadline = time.monotonic() + 30
+            while "legacy" not in httpx.get(f"http://127.0.0.1:{port}/readyz").text:
+                assert time.monotonic() < deadline, gw.log_path.read_text()
+                time.sleep(0.2)
+            gateways[name] = Bridged(f"http://127.0.0.1:{port}/v1/mcp", record, audit, gw.log_path)
+        yield gateways
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+def client(url: str, token: str, mode: str = "2026-07-28", **callbacks) -> Client:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return Client(streamable_http_client(url, http_client=http), mode=mode, **callbacks)
+
+
+def test_a_modern_client_lists_calls_gets_and_reads_through_the_bridge(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    before = len(gateway.upstream_requests())
+
+    async def main():
+        async with client(gateway.url, token) as session:
+            tools = {tool.name for tool in (await session.list_tools()).tools}
+            called = await session.call_tool("list_issues", {"project": "OPS"})
+            prompt = await session.get_prompt("triage", {"issue": "OPS-1"})
+            read = await session.read_resource("docs://readme")
+            return session.session.protocol_version, tools, called, prompt, read
+
+    version, tools, called, prompt, read = anyio.run(main)
+    assert version == "2026-07-28"
+    # Filtered to the token, as for a legacy client: create_issue needs jira:write.
+    assert {"list_issues", "choose_project"} <= tools and "create_issue" not in tools, tools
+    assert called.content[0].text.startswith("OPS-1"), called
+    assert "Triage issue OPS-1" in prompt.messages[0].content.text, prompt
+    assert read.contents[0].text == "This is the legacy Jira MCP server.", read
+
+    upstream = gateway.upstream_requests()[before:]
+    posts = [r for r in upstream if r["method"] == "POST"]
+    methods = [r["body"].get("method") for r in posts if isinstance(r["body"], dict)]
+    # One session, opened the legacy way, then the client's requests on it.
+    assert methods[:2] == ["initialize", "notifications/initialized"], methods
+    assert {"tools/list", "tools/call", "prompts/get", "resources/read"} <= set(methods), methods
+    for r in posts[1:]:
+        assert r["headers"]["mcp-protocol-version"] == ["2025-11-25"], r
+        assert len(r["headers"].get("mcp-session-id", [])) == 1, r
+        assert "authorization" not in r["headers"], "the client's token never reaches the upstream"
+        meta = (r["body"].get("params") or {}).get("_meta") or {}
+        assert not [key for key in meta if key.startswith("io.modelcontextprotocol/")], r["body"]
+    assert posts[0]["body"]["params"]["capabilities"] == {}, "no capability the client did not declare"
+
+
+def test_server_discover_is_answered_from_the_upstreams_initialize(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    response = httpx.post(gateway.url, headers=modern_headers(token, "server/discover"), json=modern_request("server/discover", {}))
+    assert response.status_code == 200, response.text
+    result = response.json()["result"]
+    assert result["supportedVersions"] == ["2026-07-28", "2025-11-25"], result
+    assert set(result["capabilities"]) == {"tools", "prompts", "resources"}, result
+    assert result["_meta"]["io.modelcontextprotocol/serverInfo"]["name"] == "legacy-v1-jira"
+    assert result["instructions"] == "A Jira of the old days."
+    assert result["resultType"] == "complete" and "ttlMs" in result and result["cacheScope"] == "private"
+
+    listed = httpx.post(gateway.url, headers=modern_headers(token, "tools/list"), json=modern_request("tools/list", {}))
+    assert listed.status_code == 200, listed.text
+    tools = listed.json()["result"]
+    assert tools["resultType"] == "complete" and tools["ttlMs"] == 0 and tools["cacheScope"] == "private", tools
+
+
+def modern_headers(token: str, method: str, name: str | None = None) -> dict:
+    headers = {"Authorization": f"Bearer {token}", "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": method,
+               "Accept": "application/json, text/event-stream"}
+    if name:
+        headers["Mcp-Name"] = name
+    return headers
+
+
+def modern_request(method: str, params: dict, capabilities: dict | None = None, id: int = 1) -> dict:
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": capabilities or {}}
+    return {"jsonrpc": "2.0", "id": id, "method": method, "params": {**params, "_meta": meta}}
+
+
+def test_an_elicitation_becomes_an_input_required_result_and_the_answer_goes_upstream(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    asked: list[str] = []
+
+    async def answer(context, params):
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"project": f"P{len(asked)}"})
+
+    async def main():
+        async with client(gateway.url, token, elicitation_callback=answer) as session:
+            one = await session.call_tool("choose_project", {})
+            two = await session.call_tool("two_questions", {})
+            signed = await session.call_tool("sign_in", {})
+            return one, two, signed
+
+    one, two, signed = anyio.run(main)
+    assert one.content[0].text == "project: P1", one
+    assert two.content[0].text == "projects: P2, P3", two
+    assert asked == ["Which project?", "First project?", "Second project?"], asked
+    # A credential form is declined upstream by the gateway: the client is never asked.
+    assert signed.content[0].text == "sign-in: decline", signed
+    deadline = time.monotonic() + 10
+    while [r["action"] for r in gateway.audit_records("bridge")].count("resumed") < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    actions = [r["action"] for r in gateway.audit_records("bridge")]
+    assert actions.count("parked") == 3 and actions.count("resumed") == 3, actions
+    requests = [r for r in gateway.audit_records("request") if r.get("bridge") == "parked"]
+    assert requests and all(r["upstream_protocol_version"] == "2025-11-25" and r["protocol_version"] == "2026-07-28" for r in requests)
+
+
+def test_a_tampered_foreign_or_replayed_request_state_reaches_nothing_upstream(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    other = stack.authgent_token("jira:read", resource=gateway.url)
+    capabilities = {"elicitation": {"form": {}}}
+    headers = modern_headers(token, "tools/call", "choose_project")
+    first = httpx.post(gateway.url, headers=headers, json=modern_request("tools/call", {"name": "choose_project", "arguments": {}}, capabilities), timeout=30)
+    assert first.status_code == 200, first.text
+    result = first.json()["result"]
+    assert result["resultType"] == "input_required", result
+    state = result["requestState"]
+    (key, asked), = result["inputRequests"].items()
+    assert asked["method"] == "elicitation/create" and asked["params"]["message"] == "Which project?"
+
+    def retry(state_value, with_token=token, arguments=None):
+        params = {"name": "choose_project", "arguments": arguments or {}, "requestState": state_value,
+                  "inputResponses": {key: {"action": "accept", "content": {"project": "ZED"}}}}
+        return httpx.post(gateway.url, headers=modern_headers(with_token, "tools/call", "choose_project"),
+                          json=modern_request("tools/call", params, capabilities, id=2), timeout=30)
+
+    before = len(gateway.upstream_requests())
+    tampered = state[:-3] + ("AAA" if not state.endswith("AAA") else "BBB")
+    for response in (retry(tampered), retry(state, with_token=other), retry(state, arguments={"other": 1})):
+        assert response.status_code == 400 and response.json()["error"]["code"] == -32602, response.text
+    assert len(gateway.upstream_requests()) == before, "nothing reached the upstream"
+
+    done = retry(state)
+    assert done.status_code == 200, done.text
+    assert done.json()["result"]["content"][0]["text"] == "project: ZED"
+    assert done.json()["result"]["resultType"] == "complete"
+    replayed = retry(state)
+    assert replayed.status_code == 400 and "used already" in replayed.json()["error"]["message"], replayed.text
+
+
+def test_a_client_without_the_capability_gets_32021(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    response = httpx.post(gateway.url, headers=modern_headers(token, "tools/call", "choose_project"),
+                          json=modern_request("tools/call", {"name": "choose_project", "arguments": {}}), timeout=30)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == -32021 and error["data"] == {"requiredCapabilities": {"elicitation": {}}}, error
+
+
+def test_the_2026_07_28_header_rules_hold_for_bridged_requests(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    body = modern_request("tools/call", {"name": "list_issues", "arguments": {}})
+    cases = [
+        ({"Mcp-Method": None}, body, -32020),                                  # Mcp-Method missing
+        ({"Mcp-Name": None}, body, -32020),                                    # Mcp-Name missing
+        ({"Mcp-Name": "create_issue"}, body, -32020),                          # Mcp-Name not the body's
+        ({}, {**body, "params": {"name": "list_issues", "arguments": {}}}, -32602),  # no _meta envelope
+    ]
+    for changes, payload, code in cases:
+        headers = modern_headers(token, "tools/call", "list_issues")
+        for name, value in changes.items():
+            if value is None:
+                headers.pop(name)
+            else:
+                headers[name] = value
+        response = httpx.post(gateway.url, headers=headers, json=payload)
+        assert response.status_code == 400 and response.json()["error"]["code"] == code, (changes, response.text)
+    version = modern_request("tools/call", {"name": "list_issues", "arguments": {}})
+    version["params"]["_meta"]["io.modelcontextprotocol/protocolVersion"] = "2025-11-25"
+    response = httpx.post(gateway.url, headers=modern_headers(token, "tools/call", "list_issues"), json=version)
+    assert response.status_code == 400 and response.json()["error"]["code"] == -32020, response.text
+
+
+def test_two_subjects_never_share_an_upstream_session(stack, bridged):
+    gateway = bridged["on"]
+    alice = stack.authgent_token("jira:read", resource=gateway.url)
+    bob = stack.authgent_token("jira:read", resource=gateway.url)
+    before = len(gateway.upstream_requests())
+
+    async def call(token, caller):
+        async with client(gateway.url, token) as session:
+            for _ in range(2):
+                await session.call_tool("list_issues", {"caller": caller})
+
+    anyio.run(call, alice, "alice")
+    anyio.run(call, bob, "bob")
+    sessions: dict[str, set[str]] = {}
+    for r in gateway.upstream_requests()[before:]:
+        body = r["body"] if isinstance(r["body"], dict) else {}
+        caller = ((body.get("params") or {}).get("arguments") or {}).get("caller")
+        if caller:
+            sessions.setdefault(r["headers"]["mcp-session-id"][0], set()).add(caller)
+    assert len(sessions) == 2 and all(len(callers) == 1 for callers in sessions.values()), sessions
+
+
+def test_legacy_and_auto_clients_work_beside_modern_ones(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+
+    async def main(mode):
+        async with client(gateway.url, token, mode=mode) as session:
+            called = await session.call_tool("list_issues", {})
+            return session.session.protocol_version, called.content[0].text
+
+    legacy = anyio.run(main, "legacy")
+    auto = anyio.run(main, "auto")
+    assert legacy[0] == "2025-11-25" and legacy[1].startswith("OPS-1")
+    # auto asks server/discover first: the bridge answers it, so the client stays modern.
+    assert auto[0] == "2026-07-28" and auto[1].startswith("OPS-1")
+
+
+def test_with_the_bridge_off_an_auto_client_falls_back_to_initialize(stack, bridged):
+    gateway = bridged["off"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    refused = httpx.post(gateway.url, headers=modern_headers(token, "server/discover"), json=modern_request("server/discover", {}))
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == -32601, refused.text
+
+    async def main():
+        async with client(gateway.url, token, mode="auto") as session:
+            called = await session.call_tool("list_issues", {})
+            return session.session.protocol_version, called.content[0].text
+
+    version, text = anyio.run(main)
+    assert version == "2025-11-25" and text.startswith("OPS-1")
