@@ -123,4 +123,15 @@ struct PolicyReferenceTests {
         #expect(rows["required_claims"]?["default"] == "none" && defaults.requiredClaims.isEmpty)
         #expect(defaults.algorithms == Set(JWSAlgorithm.allCases) && rows["algorithms"]?["default"] == "all below")
     }
+
+    @Test func bridgeDefaultsAreTheCodes() throws {
+        let rows = Dictionary(try Self.table("`bridge`").map { ($0.key, $0.cells) }, uniquingKeysWith: { first, _ in first })
+        let defaults = BridgeSettings()
+        for setting in BridgeSettings.integerSettings {
+            #expect(Self.plain(rows[setting.key]?["default"]) == String(setting.value(in: defaults)), "bridge.\(setting.key)")
+            #expect(rows[setting.key]?["meaning"]?.contains("(\(setting.range.lowerBound) - \(setting.range.upperBound))") == true, "bridge.\(setting.key) range")
+        }
+        #expect(Self.plain(rows["enabled"]?["default"]) == String(defaults.enabled))
+        #expect(Set(rows.keys) == Set(BridgeSettings.integerSettings.map(\.key) + ["enabled", "replica"]))
+    }
 }

@@ -50,6 +50,29 @@ struct PolicyLoaderTests {
         }
     }
 
+    @Test func theBridgeSectionIsReadAndChecked() throws {
+        let defaults = try PolicyLoader.load(yaml: Self.valid, secrets: Self.secrets)
+        #expect(defaults.bridge == BridgeSettings() && defaults.bridge.enabled)
+        let set = try PolicyLoader.load(
+            yaml: Self.valid + "\nbridge: { enabled: false, session_idle_seconds: 60, max_sessions: 5, input_timeout_seconds: 30, max_parked_calls: 7, replica: gw-1.eu }",
+            secrets: Self.secrets
+        )
+        #expect(!set.bridge.enabled && set.bridge.sessionIdleSeconds == 60 && set.bridge.maxSessions == 5)
+        #expect(set.bridge.inputTimeoutSeconds == 30 && set.bridge.maxParkedCalls == 7 && set.bridge.replica == "gw-1.eu")
+        let wrong = [
+            ("bridge: { sessions: 3 }", "bridge.sessions"),
+            ("bridge: { input_timeout_seconds: 1 }", "bridge.input_timeout_seconds"),
+            ("bridge: { max_sessions: 0 }", "bridge.max_sessions"),
+            ("bridge: { replica: \"two words\" }", "bridge.replica"),
+            ("bridge: { enabled: maybe }", "bridge.enabled"),
+            ("bridge: [1]", "bridge"),
+        ]
+        for (yaml, key) in wrong {
+            let problems = self.problems(Self.valid + "\n" + yaml)
+            #expect(problems.contains { $0.keyPath == key }, "\(yaml): \(problems)")
+        }
+    }
+
     @Test func loadsTheDesignExample() throws {
         let policy = try PolicyLoader.load(yaml: Self.valid, secrets: Self.secrets)
         #expect(policy.listen == ListenAddress(host: "0.0.0.0", port: 8443))

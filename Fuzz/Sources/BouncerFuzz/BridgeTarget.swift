@@ -9,6 +9,8 @@ extension FuzzTarget {
     /// caller); completing twice changes nothing; no reserved `_meta` key reaches the upstream.
     static func bridge(_ data: [UInt8]) {
         Self.requestState(data)
+        Self.upstreamAnswer(data)
+        Self.bridgedRequest(data)
         guard let value = try? JSONParser(maxDepth: 32).parse(data) else { return }
         let discover = BridgeMapping.discoverResult(fromInitialize: value)
         Self.requireRoundTrip(discover, "discover result")
@@ -37,6 +39,66 @@ extension FuzzTarget {
         for key in (params?["_meta"]?.objectValue ?? [:]).keys {
             require(!key.hasPrefix(BridgeMapping.reservedMetaPrefix), "reserved _meta key \(key) kept for the upstream")
         }
+    }
+
+    /// An upstream's answer read message by message: however its bytes are cut into reads, the
+    /// same messages come out (an event stream and a JSON body alike), each within the limit,
+    /// and a read that fails fails the same way whole.
+    static func upstreamAnswer(_ data: [UInt8]) {
+        for contentType in ["text/event-stream", "application/json"] {
+            func read(_ chunks: [ArraySlice<UInt8>]) -> Result<[JSONValue], UpstreamMessageReader.Failure> {
+                do {
+                    var reader = try UpstreamMessageReader(contentType: contentType, maxMessageBytes: 512, maxDepth: 16)
+                    var messages: [JSONValue] = []
+                    for chunk in chunks { messages += try reader.feed(chunk) }
+                    return .success(messages + (try reader.finish()))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            let whole = read([data[...]])
+            let cut = data.isEmpty ? 0 : Int(data[0]) % (data.count + 1)
+            let split = read([data[..<cut], data[cut...]])
+            switch (whole, split) {
+            case (.success(let one), .success(let other)):
+                require(one == other, "\(contentType): reads cut at \(cut) gave other messages")
+                for message in one { require(message.serialized.utf8.count <= 512 * 6, "a message over the limit came out") }
+            case (.failure, .failure):
+                break
+            default:
+                require(false, "\(contentType): a read cut at \(cut) \(whole) vs \(split)")
+            }
+        }
+    }
+
+    /// A client's body as the bridge checks it (headers that mirror it): what passes goes to the
+    /// upstream without reserved `_meta` keys or the round-trip members, under the gateway's id,
+    /// and its digest ignores the envelope, the state and the answers.
+    static func bridgedRequest(_ data: [UInt8]) {
+        guard let body = try? JSONRPCBody.parse(data, maxDepth: 32), let message = body.messages.first, !body.isBatch else { return }
+        var facts = RequestHeadFacts(target: "/mcp")
+        facts.observe(name: "MCP-Protocol-Version", value: MCPProtocol.statelessVersion)
+        if let method = message.method { facts.observe(name: "Mcp-Method", value: method) }
+        if let name = try? message.target() { facts.observe(name: "Mcp-Name", value: name) }
+        guard case .success(let request) = BridgedRequest.check(body, facts: facts) else { return }
+        let upstream = request.legacyMessage(upstreamID: .string("bridge-1"))
+        Self.requireRoundTrip(upstream, "legacy message")
+        require(request.id == nil || upstream["id"] == .string("bridge-1"), "the client's id went upstream")
+        require(upstream["params"]?["requestState"] == nil && upstream["params"]?["inputResponses"] == nil, "round-trip members went upstream")
+        for key in (upstream["params"]?["_meta"]?.objectValue ?? [:]).keys {
+            require(!key.hasPrefix(BridgeMapping.reservedMetaPrefix), "reserved _meta key \(key) went upstream")
+        }
+        for name in (request.sessionCapabilities.objectValue ?? [:]).keys {
+            require(request.declaredCapabilities[name] != nil && BridgeMapping.relayableClientCapabilities.contains(name), "capability \(name) offered upstream")
+        }
+        if case .object(var params)? = request.params {
+            params["requestState"] = .string("r1.x.y")
+            params["inputResponses"] = .object([:])
+            var retry = request
+            retry.params = .object(params)
+            require(retry.digest == request.digest, "a retry's digest differs")
+        }
+        _ = BridgeUpstreamMessage.classify(upstream, upstreamID: .string("bridge-1"))
     }
 
     /// A bridged call's `requestState` from a client: any text, and the input spliced into a real

@@ -29,7 +29,7 @@ final class BridgeAnswerReader {
 
     /// The answer for the client, once the upstream gave one.
     func read(_ connection: BridgeUpstreamCall) -> EventLoopFuture<ProtocolBridge.Answer> {
-        connection.next(within: self.timeout).flatMap { message in
+        connection.next(within: self.timeout).assumeIsolated().flatMap { message in
             guard let message else {
                 return connection.eventLoop.makeSucceededFuture(self.failure("the MCP server ended its answer without a response"))
             }
@@ -52,7 +52,7 @@ final class BridgeAnswerReader {
         }.flatMapErrorThrowing { error in
             connection.close()
             return ProtocolBridge.upstreamFailure(error, id: self.clientID)
-        }
+        }.nonisolated()
     }
 
     /// The message after the inspector: nil when it is not to go further (a blocked request,

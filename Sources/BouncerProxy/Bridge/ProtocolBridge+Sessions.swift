@@ -49,7 +49,7 @@ extension ProtocolBridge {
         let message = Self.withID(initialize, id)
         return self.post(message, headers: credentialHeaders, resource: resource, gateway: gateway, eventLoop: eventLoop)
             .flatMap { call, head in
-                self.response(to: id, from: call, gateway: gateway).always { _ in call.close() }.flatMapThrowing { response -> BridgeSessions.Held in
+                self.response(to: id, from: call, gateway: gateway).assumeIsolated().always { _ in call.close() }.flatMapThrowing { response -> BridgeSessions.Held in
                     guard head.status == .ok, let result = response?["result"], let version = result["protocolVersion"]?.stringValue else {
                         let detail = response?["error"]?["message"]?.stringValue ?? "status \(head.status.code)"
                         throw BridgeUpstreamError(.malformed, "the MCP server refused initialize: \(detail)")
@@ -62,7 +62,7 @@ extension ProtocolBridge {
                     return BridgeSessions.Held(
                         id: sessionIDs.first, version: version, initializeResult: result, serial: serial, resource: resource, credentialHeaders: credentialHeaders
                     )
-                }
+                }.nonisolated()
             }
             .flatMap { held in
                 self.post(MCPClient.notification("notifications/initialized"), headers: held.headers(credentialHeaders), resource: resource, gateway: gateway, eventLoop: eventLoop)
@@ -122,11 +122,11 @@ extension ProtocolBridge {
 
     /// The response with `id` among the messages of `call` (others are skipped).
     func response(to id: JSONValue, from call: BridgeUpstreamCall, gateway: Gateway) -> EventLoopFuture<JSONValue?> {
-        call.next(within: .seconds(gateway.policy.limits.upstreamResponseTimeoutSeconds)).flatMap { message in
+        call.next(within: .seconds(gateway.policy.limits.upstreamResponseTimeoutSeconds)).assumeIsolated().flatMap { message in
             guard let message else { return call.eventLoop.makeSucceededFuture(nil) }
             if message["id"] == id, message["method"] == nil { return call.eventLoop.makeSucceededFuture(message) }
             return self.response(to: id, from: call, gateway: gateway)
-        }
+        }.nonisolated()
     }
 
     static func withID(_ message: JSONValue, _ id: JSONValue) -> JSONValue {

@@ -19,7 +19,7 @@ public struct BridgeSettings: Sendable, Equatable {
 
     public init() {}
 
-    static let integerSettings: [IntegerSetting<BridgeSettings>] = [
+    public static let integerSettings: [IntegerSetting<BridgeSettings>] = [
         IntegerSetting(key: "session_idle_seconds", range: 10...86_400, field: .int(\.sessionIdleSeconds)),
         IntegerSetting(key: "max_sessions", range: 1...1_000_000, field: .int(\.maxSessions)),
         IntegerSetting(key: "input_timeout_seconds", range: 5...3600, field: .int(\.inputTimeoutSeconds)),
