@@ -40,6 +40,8 @@ resources:
     scopes_supported: [jira:read, jira:write]
     upstream: {upstream}/mcp
     client_responses: [jira:read]
+    elicitation:
+      url_allowed_origins: ["https://auth.example.com"]
     methods:
       initialize: []
       server/discover: []
@@ -53,6 +55,7 @@ resources:
         two_questions: [jira:read]
         sign_in: [jira:read]
         chatty: [jira:read]
+        connect_drive: [jira:read]
       prompts/list: [jira:read]
       prompts/get:
         triage: [jira:read]
@@ -141,7 +144,9 @@ def test_a_modern_client_lists_calls_gets_and_reads_through_the_bridge(stack, br
     assert read.contents[0].text == "This is the legacy Jira MCP server.", read
 
     upstream = gateway.upstream_requests()[before:]
-    posts = [r for r in upstream if r["method"] == "POST"]
+    # The gateway's own server/discover (it asks again when the bridge opens a session, at most
+    # once a minute: the upstream may have been upgraded) aside.
+    posts = [r for r in upstream if r["method"] == "POST" and r["body"].get("method") != "server/discover"]
     methods = [r["body"].get("method") for r in posts if isinstance(r["body"], dict)]
     # One session, opened the legacy way, then the client's requests on it.
     assert methods[:2] == ["initialize", "notifications/initialized"], methods
@@ -337,3 +342,28 @@ def test_with_the_bridge_off_an_auto_client_falls_back_to_initialize(stack, brid
 
     version, text = anyio.run(main)
     assert version == "2025-11-25" and text.startswith("OPS-1")
+
+
+def test_a_url_elicitation_error_becomes_an_input_required_result(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    opened: list[str] = []
+
+    async def answer(context, params):
+        opened.append(params.url)
+        return ElicitResult(action="accept")
+
+    async def main():
+        async with client(gateway.url, token, elicitation_callback=answer) as session:
+            return await session.call_tool("connect_drive", {"account": "ann"})
+
+    result = anyio.run(main)
+    assert result.content[0].text == "drive connected: ann", result
+    assert opened == ["https://auth.example.com/connect?account=ann"], opened
+
+    # An origin not on the allow-list never reaches the client.
+    capabilities = {"elicitation": {"url": {}}}
+    refused = httpx.post(gateway.url, headers=modern_headers(token, "tools/call", "connect_drive"), timeout=30,
+                         json=modern_request("tools/call", {"name": "connect_drive", "arguments": {"account": "bo", "url": "https://evil.example.net/x"}}, capabilities))
+    assert refused.status_code == 200 and refused.json()["error"]["code"] == -32003, refused.text
+    assert "url_origin_not_allowed" in refused.json()["error"]["message"]

@@ -37,7 +37,7 @@ final class BridgeAnswerReader {
             switch BridgeUpstreamMessage.classify(inspected, upstreamID: self.call.upstreamID) {
             case .final(let result, let error):
                 connection.close()
-                return connection.eventLoop.makeSucceededFuture(self.answer(result: result, error: error))
+                return connection.eventLoop.makeSucceededFuture(self.answer(result: result, error: error, eventLoop: connection.eventLoop))
             case .ping(let id):
                 self.reply(BridgeUpstreamMessage.reply(id: id, result: .object([:])), connection: connection)
                 return self.read(connection)
@@ -76,8 +76,11 @@ final class BridgeAnswerReader {
         }
     }
 
-    private func answer(result: JSONValue?, error: JSONValue?) -> ProtocolBridge.Answer {
+    private func answer(result: JSONValue?, error: JSONValue?, eventLoop: any EventLoop) -> ProtocolBridge.Answer {
         let version = self.call.session.version
+        if let error, error["code"]?.int64Value == Int64(JSONRPCErrorCode.urlElicitationRequired), BridgeMapping.inputRequiredMethods.contains(self.call.method) {
+            return self.urlElicitations(error, eventLoop: eventLoop)
+        }
         if let error {
             let body = JSONValue.object(["jsonrpc": .string("2.0"), "id": self.clientID, "error": BridgeMapping.mapError(error)])
             return ProtocolBridge.Answer(status: 200, body: body.serialized, outcome: "answered", upstreamVersion: version)
@@ -113,7 +116,8 @@ final class BridgeAnswerReader {
                 data: .object(["requiredCapabilities": .object([capability: .object([:])])])
             ), outcome: "missing_capability", upstreamVersion: self.call.session.version))
         }
-        switch self.bridge.park(self.call, connection: connection, serverRequestID: id, serverMethod: method, gateway: self.gateway) {
+        let waiting = ParkedCalls.Waiting.upstreamRequest(NIOLoopBound(connection, eventLoop: loop), id: id)
+        switch self.bridge.park(self.call, waiting: waiting, serverMethod: method, eventLoop: loop, gateway: self.gateway) {
         case .success(let state):
             let result = BridgeMapping.inputRequiredResult(method: method, params: params, requestState: state)
             return loop.makeSucceededFuture(ProtocolBridge.result(result, id: self.clientID, outcome: "parked", session: self.call.session))
@@ -121,6 +125,54 @@ final class BridgeAnswerReader {
             connection.close()
             self.bridge.cancel(self.call, reason: failure.message, gateway: self.gateway, eventLoop: loop)
             return loop.makeSucceededFuture(.error(JSONRPCFailure(status: failure.status, code: failure.code, message: failure.message, id: self.clientID), outcome: "park_refused"))
+        }
+    }
+}
+
+extension BridgeAnswerReader {
+    /// A 2025-11-25 `-32042` (the call needs URL-mode elicitations completed first) as a
+    /// 2026-07-28 client reads it: an `InputRequiredResult` with one URL-mode
+    /// `elicitation/create` per elicitation the error names, each origin judged by
+    /// `elicitation.url_allowed_origins`; the client's retry (all accepted) sends the request
+    /// again. Malformed or refused: the client gets the refusal.
+    fileprivate func urlElicitations(_ error: JSONValue, eventLoop: any EventLoop) -> ProtocolBridge.Answer {
+        let elicitations = error["data"]?["elicitations"]?.arrayValue ?? []
+        guard !elicitations.isEmpty, elicitations.count <= 8 else {
+            return self.failure("the MCP server asked for URL-mode elicitations it did not describe")
+        }
+        let origin = ServerRequestOrigin(
+            resource: self.call.resource, session: self.call.session.id, subject: self.call.caller.subject, requestID: self.call.requestID,
+            upstreamHeaders: self.call.headers
+        )
+        var requests: [String: JSONValue] = [:]
+        var reviews: [ServerRequestReview] = []
+        for (index, elicitation) in elicitations.enumerated() {
+            guard case .object(var params) = elicitation else { return self.failure("the MCP server sent a URL-mode elicitation that is not an object") }
+            params["mode"] = .string("url")
+            let key = "url-\(index)"
+            let review = ServerRequestGuard.judge(
+                method: ServerRequestGuard.elicitation, params: .object(params), policy: self.call.resource.policy.serverRequests, form: .inputRequired,
+                id: self.clientID, key: key
+            ) { self.gateway.serverRequests.admitElicitation(origin) }
+            reviews.append(review)
+            requests[key] = .object(["method": .string(ServerRequestGuard.elicitation), "params": .object(params)])
+        }
+        self.gateway.judged(reviews, origin: origin, logger: self.gateway.logger, on: eventLoop)
+        if let blocked = reviews.first(where: { $0.blocked != nil }) {
+            return .error(JSONRPCFailure(status: 200, code: JSONRPCErrorCode.forbidden, message: blocked.clientMessage, id: self.clientID), outcome: "url_elicitation_blocked", upstreamVersion: self.call.session.version)
+        }
+        guard self.call.declaredCapabilities.contains("elicitation") else {
+            return .error(JSONRPCFailure(
+                status: 400, code: JSONRPCErrorCode.missingClientCapability, message: "Missing required client capability: elicitation", id: self.clientID,
+                data: .object(["requiredCapabilities": .object(["elicitation": .object(["url": .object([:])])])])
+            ), outcome: "missing_capability", upstreamVersion: self.call.session.version)
+        }
+        switch self.bridge.park(self.call, waiting: .reissue(keys: requests.keys.sorted()), serverMethod: ServerRequestGuard.elicitation, eventLoop: eventLoop, gateway: self.gateway) {
+        case .success(let state):
+            let result = JSONValue.object(["resultType": .string("input_required"), "inputRequests": .object(requests), "requestState": .string(state)])
+            return ProtocolBridge.result(result, id: self.clientID, outcome: "parked", session: self.call.session)
+        case .failure(let failure):
+            return .error(JSONRPCFailure(status: failure.status, code: failure.code, message: failure.message, id: self.clientID), outcome: "park_refused")
         }
     }
 }

@@ -24,6 +24,15 @@ struct BridgeCall: Sendable {
 
     /// The headers of the call's requests on its session.
     var headers: [(String, String)] { self.session.headers(self.credentialHeaders) }
+
+    /// The same call sent again: a new id, on `session` (a new one when the upstream lost its).
+    func again(upstreamID: JSONValue, session: BridgeSessions.Held) -> BridgeCall {
+        BridgeCall(
+            resource: self.resource, key: self.key, session: session, credentialHeaders: self.credentialHeaders, caller: self.caller, method: self.method,
+            declaredCapabilities: self.declaredCapabilities, requestDigest: self.requestDigest, upstreamID: upstreamID, requestID: self.requestID,
+            variesByCaller: self.variesByCaller
+        )
+    }
 }
 
 /// Upstream calls parked on a server-to-client request while the client answers it through an
@@ -31,11 +40,21 @@ struct BridgeCall: Sendable {
 /// nothing), each cancelled upstream when it expires. Shared by the event loops; a parked
 /// call's connection is touched only on its own loop. Bounded by `bridge.max_parked_calls`.
 final class ParkedCalls: Sendable {
+    /// What a parked call waits on.
+    enum Waiting: Sendable {
+        /// The upstream's request on the call's open stream (its id), which the client's answer
+        /// answers.
+        case upstreamRequest(NIOLoopBound<BridgeUpstreamCall>, id: JSONValue)
+        /// Nothing upstream: the upstream refused the call until the user completed URL-mode
+        /// elicitations (`-32042`); the client's retry sends the request again. The keys of
+        /// the `inputRequests` the client must answer.
+        case reissue(keys: [String])
+    }
+
     struct Parked: Sendable {
-        let connection: NIOLoopBound<BridgeUpstreamCall>
+        let waiting: Waiting
         let call: BridgeCall
-        /// The upstream's id for its request, which the client's answer answers.
-        let serverRequestID: JSONValue
+        /// What the upstream asked (`elicitation/create`, ...), for the log and audit trail.
         let serverMethod: String
         let expiry: Scheduled<Void>
     }

@@ -6,10 +6,11 @@ import NIOHTTP1
 /// Multi round-trip results: a parked upstream call, the client's retry that resumes it, and
 /// its expiry.
 extension ProtocolBridge {
-    /// Parks `call` on the upstream's request `serverRequestID`; the sealed `requestState`
-    /// for the client, or why it cannot be parked.
+    /// Parks `call` until the client's retry: on the upstream's request `serverRequestID`
+    /// (its stream kept open), or to send the request again (`.reissue`). The sealed
+    /// `requestState` for the client, or why it cannot be parked.
     func park(
-        _ call: BridgeCall, connection: BridgeUpstreamCall, serverRequestID: JSONValue, serverMethod: String, gateway: Gateway
+        _ call: BridgeCall, waiting: ParkedCalls.Waiting, serverMethod: String, eventLoop loop: any EventLoop, gateway: Gateway
     ) -> Result<String, JSONRPCFailure> {
         var random = SystemRandomNumberGenerator()
         let parkID = Hex.encode((0..<16).map { _ in UInt8.random(in: .min ... .max, using: &random) })
@@ -20,19 +21,16 @@ extension ProtocolBridge {
         guard let state = self.sealer.seal(parkedCall) else {
             return .failure(JSONRPCFailure(status: 500, code: JSONRPCErrorCode.internalError, message: "Internal error: the request state cannot be sealed", id: nil))
         }
-        let loop = connection.eventLoop
         let expiry = loop.scheduleTask(in: .seconds(Int64(self.settings.inputTimeoutSeconds))) { [weak self] in
             guard let self, let parked = self.parked.take(parkID) else { return }
-            parked.connection.value.close()
             self.events.bridge(.expired, resource: call.resource.policy.path, subject: call.caller.subject, details: [
                 "request_id": .string(call.requestID), "method": .string(call.method), "input_method": .string(serverMethod),
             ])
+            guard case .upstreamRequest(let connection, _) = parked.waiting else { return }
+            connection.value.close()
             self.cancel(call, reason: "the client did not answer within \(self.settings.inputTimeoutSeconds) s", gateway: gateway, eventLoop: loop)
         }
-        let parked = ParkedCalls.Parked(
-            connection: NIOLoopBound(connection, eventLoop: loop), call: call, serverRequestID: serverRequestID, serverMethod: serverMethod, expiry: expiry
-        )
-        guard self.parked.park(parkID, parked) else {
+        guard self.parked.park(parkID, ParkedCalls.Parked(waiting: waiting, call: call, serverMethod: serverMethod, expiry: expiry)) else {
             expiry.cancel()
             return .failure(JSONRPCFailure(
                 status: 503, code: JSONRPCErrorCode.upstreamError, message: "Service Unavailable: too many calls are waiting for input (bridge.max_parked_calls)", id: nil
@@ -46,8 +44,9 @@ extension ProtocolBridge {
 
     /// The client's retry: the state opened and checked (seal, owner, expiry, same request,
     /// this replica), the parked call taken (once), the client's answer delivered to the
-    /// upstream's request, and the call read on to its result or its next question. Nothing
-    /// reaches the upstream for a state that is refused.
+    /// upstream's request (or the request sent again after URL-mode elicitations), and the call
+    /// read on to its result or its next question. Nothing reaches the upstream for a state
+    /// that is refused.
     func resume(_ request: BridgedRequest, state: String, caller: Caller, gateway: Gateway, eventLoop: any EventLoop) -> EventLoopFuture<Answer> {
         let refused = { (reason: String, code: String) -> EventLoopFuture<Answer> in
             self.events.bridge(.resumeRefused, resource: caller.resource.policy.path, subject: caller.binding.subject, details: [
@@ -62,24 +61,42 @@ extension ProtocolBridge {
         case .success(let call): opened = call
         case .failure(let refusal): return refused(Self.explain(refusal), refusal.code)
         }
-        guard let answer = request.inputResponses[BridgeMapping.inputKey] else {
-            return refused("is not answered: inputResponses has no '\(BridgeMapping.inputKey)'", "unanswered")
-        }
         guard let parked = self.parked.take(opened.parkID) else {
             return refused("was used already, or its call expired", "replayed")
         }
         parked.expiry.cancel()
         let call = parked.call
+        let clientID = request.id ?? .null
+        switch parked.waiting {
+        case .upstreamRequest(let connection, let serverRequestID):
+            let loop = connection.eventLoop
+            guard let answer = request.inputResponses[BridgeMapping.inputKey] else {
+                loop.execute { connection.value.close() }
+                self.cancel(call, reason: "the client's retry did not answer", gateway: gateway, eventLoop: loop)
+                return refused("is not answered: inputResponses has no '\(BridgeMapping.inputKey)'", "unanswered")
+            }
+            self.resumed(call, parked: parked, caller: caller)
+            return loop.flatSubmit {
+                self.send(BridgeUpstreamMessage.reply(id: serverRequestID, result: answer), on: call, gateway: gateway, eventLoop: loop)
+                return BridgeAnswerReader(call: call, clientID: clientID, granted: caller.granted, bridge: self, gateway: gateway).read(connection.value)
+            }.hop(to: eventLoop)
+        case .reissue(let keys):
+            guard keys.allSatisfy({ request.inputResponses[$0]?["action"] == .string("accept") }) else {
+                return eventLoop.makeSucceededFuture(.error(JSONRPCFailure(
+                    status: 200, code: JSONRPCErrorCode.invalidRequest, message: "Invalid request: the MCP server needs the URL-mode elicitation completed, and it was not accepted",
+                    id: clientID
+                ), outcome: "url_elicitation_declined", upstreamVersion: call.session.version))
+            }
+            self.resumed(call, parked: parked, caller: caller)
+            let again = call.again(upstreamID: self.nextUpstreamID(), session: call.session)
+            return self.forward(request, call: again, clientID: clientID, caller: caller, retryLostSession: true, gateway: gateway, eventLoop: eventLoop)
+        }
+    }
+
+    private func resumed(_ call: BridgeCall, parked: ParkedCalls.Parked, caller: Caller) {
         self.events.bridge(.resumed, resource: call.resource.policy.path, subject: call.caller.subject, details: [
             "request_id": .string(caller.requestID), "parked_request_id": .string(call.requestID), "input_method": .string(parked.serverMethod),
         ])
-        let loop = parked.connection.eventLoop
-        let clientID = request.id ?? .null
-        return loop.flatSubmit {
-            let connection = parked.connection.value
-            self.send(BridgeUpstreamMessage.reply(id: parked.serverRequestID, result: answer), on: call, gateway: gateway, eventLoop: loop)
-            return BridgeAnswerReader(call: call, clientID: clientID, granted: caller.granted, bridge: self, gateway: gateway).read(connection)
-        }.hop(to: eventLoop)
     }
 
     static func explain(_ refusal: RequestStateRefusal) -> String {

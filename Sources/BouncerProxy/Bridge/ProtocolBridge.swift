@@ -121,7 +121,7 @@ final class ProtocolBridge: Sendable {
     /// Sends the client's request on the session and reads the answer. A session the upstream
     /// lost (404) is opened again, and the request sent again only when it cannot have had an
     /// effect.
-    private func forward(
+    func forward(
         _ request: BridgedRequest, call: BridgeCall, clientID: JSONValue, caller: Caller, retryLostSession: Bool, gateway: Gateway, eventLoop: any EventLoop
     ) -> EventLoopFuture<Answer> {
         let message = request.legacyMessage(upstreamID: call.upstreamID)
@@ -139,10 +139,7 @@ final class ProtocolBridge: Sendable {
                 return self.session(
                     call.key, capabilities: request.sessionCapabilities, resource: call.resource, credentialHeaders: caller.upstreamHeaders, gateway: gateway, eventLoop: eventLoop
                 ).flatMap { held in
-                    let again = BridgeCall(
-                        resource: call.resource, key: call.key, session: held, credentialHeaders: call.credentialHeaders, caller: call.caller, method: call.method, declaredCapabilities: call.declaredCapabilities,
-                        requestDigest: call.requestDigest, upstreamID: self.nextUpstreamID(), requestID: call.requestID, variesByCaller: call.variesByCaller
-                    )
+                    let again = call.again(upstreamID: self.nextUpstreamID(), session: held)
                     return self.forward(request, call: again, clientID: clientID, caller: caller, retryLostSession: false, gateway: gateway, eventLoop: eventLoop)
                 }
             }

@@ -14,6 +14,8 @@ import json
 
 import uvicorn
 from mcp.server.fastmcp import Context, FastMCP
+from mcp.shared.exceptions import UrlElicitationRequiredError
+from mcp.types import ElicitRequestURLParams
 from pydantic import BaseModel, Field
 
 
@@ -67,6 +69,19 @@ def build_server() -> FastMCP:
         await ctx.info("working on it")
         await ctx.report_progress(1, 2, "half way")
         return "chatty done"
+
+    connected: set[str] = set()
+
+    @server.tool()
+    def connect_drive(account: str, url: str = "https://auth.example.com/connect") -> str:
+        """Needs the user to connect their drive in a browser first (a URL-mode elicitation,
+        -32042); the second call after that succeeds."""
+        if account not in connected:
+            connected.add(account)
+            raise UrlElicitationRequiredError([ElicitRequestURLParams(
+                mode="url", message="Connect your drive", url=f"{url}?account={account}", elicitationId=f"connect-{account}",
+            )])
+        return f"drive connected: {account}"
 
     @server.prompt()
     def triage(issue: str) -> str:
