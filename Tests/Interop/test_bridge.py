@@ -66,8 +66,9 @@ resources:
 
 
 class Bridged:
-    def __init__(self, url: str, record: Path, audit: Path, log: Path):
+    def __init__(self, url: str, record: Path, audit: Path, log: Path, upstream: str):
         self.url = url
+        self.upstream = upstream
         self.record = record
         self.audit = audit
         self.log = log
@@ -110,7 +111,7 @@ def bridged(stack, bouncer_bin, tmp_path_factory):
             while "legacy" not in httpx.get(f"http://127.0.0.1:{port}/readyz").text:
                 assert time.monotonic() < deadline, gw.log_path.read_text()
                 time.sleep(0.2)
-            gateways[name] = Bridged(f"http://127.0.0.1:{port}/v1/mcp", record, audit, gw.log_path)
+            gateways[name] = Bridged(f"http://127.0.0.1:{port}/v1/mcp", record, audit, gw.log_path, upstream)
         yield gateways
     finally:
         for process in reversed(processes):
@@ -367,3 +368,112 @@ def test_a_url_elicitation_error_becomes_an_input_required_result(stack, bridged
                          json=modern_request("tools/call", {"name": "connect_drive", "arguments": {"account": "bo", "url": "https://evil.example.net/x"}}, capabilities))
     assert refused.status_code == 200 and refused.json()["error"]["code"] == -32003, refused.text
     assert "url_origin_not_allowed" in refused.json()["error"]["message"]
+
+
+HAPROXY = """
+global
+  maxconn 2000
+defaults
+  mode http
+  option forwardfor
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend mcp
+  bind 127.0.0.1:{port}
+  use_backend by_token if {{ req.hdr(MCP-Protocol-Version) -m str 2026-07-28 }}
+  default_backend round_robin
+backend round_robin
+  balance roundrobin
+{servers}
+backend by_token
+  balance hdr(Authorization)
+  hash-type consistent
+{servers}
+"""
+
+
+def test_two_replicas_behind_haproxy_serve_a_parked_call_and_its_retry(stack, bridged, bouncer_bin, tmp_path):
+    """Two bridge replicas (the same session keys, their own names) behind HAProxy balancing
+    2026-07-28 traffic by the Authorization header, as deploy/haproxy.cfg does: a modern client's
+    elicitation round trips meet the replica that parked them, for several users at once; a
+    retry sent to the other replica is told where its call is."""
+    import shutil
+    import subprocess
+    if shutil.which("haproxy") is None:
+        pytest.fail("haproxy comes from scripts/test")
+    deploy = (HERE.parent.parent / "deploy" / "haproxy.cfg").read_text()
+    assert "balance hdr(Authorization)" in deploy and "req.hdr(MCP-Protocol-Version) -m str 2026-07-28" in deploy
+    key = tmp_path / "session.key"
+    key.write_text(subprocess.run([bouncer_bin, "sessions", "keygen"], check=True, capture_output=True, text=True).stdout)
+    balancer_port = free_port()
+    public = f"http://127.0.0.1:{balancer_port}"
+    processes = []
+    try:
+        ports = []
+        for name in ("east", "west"):
+            port = free_port()
+            policy = tmp_path / f"{name}.yaml"
+            text = POLICY.format(port=port, audit=tmp_path / f"{name}.jsonl", enabled="true", replica=name, authgent=stack.authgent, upstream=bridged["on"].upstream)
+            text = text.replace(f"public_url: http://127.0.0.1:{port}", f"public_url: {public}")
+            text += f"sessions:\n  keys:\n    - {{ id: k1, secret: \"${{file:{key}}}\" }}\ntrusted_proxies: [127.0.0.1/32]\n"
+            policy.write_text(text)
+            gw = Process(f"replica-{name}", [bouncer_bin, "run", "--config", str(policy)], tmp_path)
+            processes.append(gw)
+            gw.wait_for(f"http://127.0.0.1:{port}/healthz")
+            ports.append(port)
+        config = tmp_path / "haproxy.cfg"
+        servers = "\n".join(f"  server r{i} 127.0.0.1:{port}" for i, port in enumerate(ports))
+        config.write_text(HAPROXY.format(port=balancer_port, servers=servers))
+        balancer = Process("haproxy", ["haproxy", "-f", str(config), "-db"], tmp_path)
+        processes.append(balancer)
+        balancer.wait_for(f"{public}/healthz")
+        url = f"{public}/v1/mcp"
+        for port in ports:
+            deadline = time.monotonic() + 30
+            while "legacy" not in httpx.get(f"http://127.0.0.1:{port}/readyz").text:
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+
+        tokens = [stack.authgent_token("jira:read", resource=url) for _ in range(4)]
+
+        async def answer(context, params):
+            return ElicitResult(action="accept", content={"project": "HA"})
+
+        async def one(token):
+            async with client(url, token, elicitation_callback=answer) as session:
+                return (await session.call_tool("two_questions", {})).content[0].text
+
+        async def main():
+            results = []
+            async with anyio.create_task_group() as group:
+                for token in tokens:
+                    group.start_soon(lambda t=token: _collect(results, one(t)))
+            return results
+
+        results = anyio.run(main)
+        assert results == ["projects: HA, HA"] * 4, results
+        parked_on = {name: sum(1 for line in (tmp_path / f"{name}.jsonl").read_text().splitlines() if '"action":"parked"' in line) for name in ("east", "west")}
+        assert sum(parked_on.values()) == 8, parked_on
+
+        # A retry that reaches the other replica is told which replica holds its call.
+        capabilities = {"elicitation": {}}
+        token = tokens[0]
+        first = httpx.post(url, headers=modern_headers(token, "tools/call", "choose_project"), timeout=30,
+                           json=modern_request("tools/call", {"name": "choose_project", "arguments": {}}, capabilities))
+        state = first.json()["result"]["requestState"]
+        params = {"name": "choose_project", "arguments": {}, "requestState": state, "inputResponses": {"upstream": {"action": "accept", "content": {"project": "X"}}}}
+        answers = [httpx.post(f"http://127.0.0.1:{port}/v1/mcp", headers=modern_headers(token, "tools/call", "choose_project"), timeout=30,
+                              json=modern_request("tools/call", params, capabilities, id=2)) for port in ports]
+        wrong = [a for a in answers if a.status_code == 400]
+        right = [a for a in answers if a.status_code == 200]
+        assert len(wrong) == 1 and len(right) == 1, [a.text for a in answers]
+        assert "is held by replica" in wrong[0].json()["error"]["message"], wrong[0].text
+        assert right[0].json()["result"]["content"][0]["text"] == "project: X"
+    finally:
+        for process in reversed(processes):
+            process.stop()
+
+
+async def _collect(results: list, coroutine) -> None:
+    results.append(await coroutine)
