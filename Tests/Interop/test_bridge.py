@@ -56,6 +56,7 @@ resources:
         sign_in: [jira:read]
         chatty: [jira:read]
         connect_drive: [jira:read]
+        slow: [jira:read]
       prompts/list: [jira:read]
       prompts/get:
         triage: [jira:read]
@@ -477,3 +478,46 @@ def test_two_replicas_behind_haproxy_serve_a_parked_call_and_its_retry(stack, br
 
 async def _collect(results: list, coroutine) -> None:
     results.append(await coroutine)
+
+
+def test_progress_and_asked_for_log_messages_reach_the_client_and_others_do_not(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+
+    async def main(level):
+        logged, progressed = [], []
+
+        async def on_log(params):
+            logged.append(params.data)
+
+        async def on_progress(progress, total, message):
+            progressed.append((progress, total, message))
+
+        async with client(gateway.url, token, logging_callback=on_log, log_level=level) as session:
+            result = await session.call_tool("chatty", {}, progress_callback=on_progress)
+        return result.content[0].text, logged, progressed
+
+    text, logged, progressed = anyio.run(main, "info")
+    assert text == "chatty done" and logged == ["working on it"], logged
+    assert progressed == [(1.0, 2.0, "half way")], progressed
+    text, logged, _ = anyio.run(main, "error")
+    assert text == "chatty done" and logged == [], "below the level asked for"
+    text, logged, _ = anyio.run(main, None)
+    assert text == "chatty done" and logged == [], "no level asked for: no log messages"
+
+
+def test_a_client_that_closes_its_request_cancels_the_upstream_call(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    before = len(gateway.upstream_requests())
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(gateway.url, headers=modern_headers(token, "tools/call", "slow"), timeout=1.5,
+                   json=modern_request("tools/call", {"name": "slow", "arguments": {"seconds": 5}}))
+    deadline = time.monotonic() + 10
+    cancelled = []
+    while not cancelled and time.monotonic() < deadline:
+        bodies = [r["body"] for r in gateway.upstream_requests()[before:] if isinstance(r["body"], dict)]
+        call = next((b for b in bodies if b.get("method") == "tools/call"), None)
+        cancelled = [b for b in bodies if b.get("method") == "notifications/cancelled" and call and b["params"]["requestId"] == call["id"]]
+        time.sleep(0.1)
+    assert cancelled, gateway.upstream_requests()[before:]

@@ -40,6 +40,26 @@ public enum BridgeMapping {
         ])
     }
 
+    /// RFC 5424 severities as MCP names them, least severe first.
+    public static let logLevels = ["debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"]
+
+    /// Whether the upstream's `notifications/message` reaches a 2026-07-28 client that asked
+    /// for `requested` (`io.modelcontextprotocol/logLevel`): only when it asked, and only at
+    /// or above that level. A level the gateway does not know is not relayed.
+    public static func relaysLog(_ message: JSONValue, requested: String?) -> Bool {
+        guard let requested, let floor = Self.logLevels.firstIndex(of: requested),
+              let level = message["params"]?["level"]?.stringValue, let rank = Self.logLevels.firstIndex(of: level)
+        else { return false }
+        return rank >= floor
+    }
+
+    /// Messages as a `text/event-stream` body, one `message` event each.
+    public static func eventStream(_ messages: [JSONValue]) -> String {
+        var out = ""
+        for message in messages { out += ServerSentEvent(type: "message", data: message.serialized).serialized }
+        return out
+    }
+
     /// The client's capability a server-to-client request needs.
     public static func neededCapability(_ method: String) -> String? {
         switch method {

@@ -17,6 +17,19 @@ public enum BridgeUpstreamMessage: Sendable, Equatable {
     /// Anything else (other notifications, responses to other ids): dropped.
     case ignored
 
+    /// What it is, for a log line.
+    public var label: String {
+        switch self {
+        case .final(_, let error): error == nil ? "result" : "error"
+        case .ping: "ping"
+        case .input(_, let method, _): method
+        case .unsupported(_, let method): "unsupported \(method)"
+        case .progress: "progress"
+        case .log: "log"
+        case .ignored: "ignored"
+        }
+    }
+
     public static func classify(_ message: JSONValue, upstreamID: JSONValue) -> BridgeUpstreamMessage {
         guard case .object(let members) = message else { return .ignored }
         if let method = members["method"]?.stringValue {

@@ -1,4 +1,5 @@
 import BouncerCore
+import Logging
 import NIOCore
 import NIOHTTP1
 
@@ -7,52 +8,98 @@ import NIOHTTP1
 /// client's input, which parks the call. Every message first meets the same inspector as a
 /// legacy client's exchange (lists filtered to the token, tools compared with their pins,
 /// server-to-client requests judged by the guard and, when blocked, answered by the gateway).
-/// The gateway answers `ping` itself. Lives on the call's event loop.
+/// The gateway answers `ping` itself. Progress notifications, and log messages at or above the
+/// level the request asked for, go to the client with the result (an event stream, when it
+/// accepts one): in order, not as they happen. Lives on the call's event loop.
 final class BridgeAnswerReader {
     private let call: BridgeCall
     private let clientID: JSONValue
+    private let caller: ProtocolBridge.Caller
     private let bridge: ProtocolBridge
     private let gateway: Gateway
     private var inspector: ResponseInspector
     private var serverRequests = 0
+    private var notifications: [JSONValue] = []
+    /// Notifications kept for the client per answer; more are dropped.
+    private static let maxNotifications = 256
 
-    init(call: BridgeCall, clientID: JSONValue, granted: Set<String>, bridge: ProtocolBridge, gateway: Gateway) {
+    init(call: BridgeCall, clientID: JSONValue, caller: ProtocolBridge.Caller, bridge: ProtocolBridge, gateway: Gateway) {
         self.call = call
         self.clientID = clientID
+        self.caller = caller
         self.bridge = bridge
         self.gateway = gateway
         let body = JSONRPCBody(messages: [.request(id: call.upstreamID, method: call.method, params: nil)], isBatch: false)
-        self.inspector = ResponseInspector(for: body, policy: call.resource.policy, granted: granted, protocolVersion: call.session.version)
+        self.inspector = ResponseInspector(for: body, policy: call.resource.policy, granted: caller.granted, protocolVersion: call.session.version)
     }
 
     private var timeout: TimeAmount { .seconds(self.gateway.policy.limits.upstreamResponseTimeoutSeconds) }
 
-    /// The answer for the client, once the upstream gave one.
+    /// The answer for the client, once the upstream gave one. A client that leaves first
+    /// cancels the upstream call.
     func read(_ connection: BridgeUpstreamCall) -> EventLoopFuture<ProtocolBridge.Answer> {
+        let loop = connection.eventLoop
+        let bound = NIOLoopBound(connection, eventLoop: loop)
+        let (bridge, call, gateway) = (self.bridge, self.call, self.gateway)
+        self.caller.cancellation.arm {
+            loop.execute {
+                bound.value.close()
+                bridge.cancel(call, reason: "the client closed its request", gateway: gateway, eventLoop: loop)
+            }
+        }
+        return self.pump(connection).assumeIsolated().always { _ in self.caller.cancellation.disarm() }.map { answer in self.withNotifications(answer) }.nonisolated()
+    }
+
+    private func pump(_ connection: BridgeUpstreamCall) -> EventLoopFuture<ProtocolBridge.Answer> {
         connection.next(within: self.timeout).assumeIsolated().flatMap { message in
             guard let message else {
                 return connection.eventLoop.makeSucceededFuture(self.failure("the MCP server ended its answer without a response"))
             }
-            guard let inspected = self.inspect(message, connection: connection) else { return self.read(connection) }
-            switch BridgeUpstreamMessage.classify(inspected, upstreamID: self.call.upstreamID) {
+            guard let inspected = self.inspect(message, connection: connection) else { return self.pump(connection) }
+            let kind = BridgeUpstreamMessage.classify(inspected, upstreamID: self.call.upstreamID)
+            if self.gateway.logger.logLevel <= .trace {
+                self.gateway.logger.trace("bridge: upstream message", metadata: ["request_id": "\(self.call.requestID)", "kind": "\(kind.label)"])
+            }
+            switch kind {
             case .final(let result, let error):
                 connection.close()
                 return connection.eventLoop.makeSucceededFuture(self.answer(result: result, error: error, eventLoop: connection.eventLoop))
             case .ping(let id):
                 self.reply(BridgeUpstreamMessage.reply(id: id, result: .object([:])), connection: connection)
-                return self.read(connection)
+                return self.pump(connection)
             case .unsupported(let id, let method):
                 self.reply(BridgeUpstreamMessage.replyError(id: id, code: JSONRPCErrorCode.methodNotFound, message: "\(method) is not relayed to a 2026-07-28 client"), connection: connection)
-                return self.read(connection)
+                return self.pump(connection)
             case .input(let id, let method, let params):
                 return self.input(id: id, method: method, params: params, connection: connection)
-            case .progress, .log, .ignored:
-                return self.read(connection)
+            case .progress(let notification):
+                self.keep(notification)
+                return self.pump(connection)
+            case .log(let notification):
+                if BridgeMapping.relaysLog(notification, requested: self.caller.logLevel) { self.keep(notification) }
+                return self.pump(connection)
+            case .ignored:
+                return self.pump(connection)
             }
         }.flatMapErrorThrowing { error in
             connection.close()
             return ProtocolBridge.upstreamFailure(error, id: self.clientID)
         }.nonisolated()
+    }
+
+    private func keep(_ notification: JSONValue) {
+        if self.notifications.count < Self.maxNotifications { self.notifications.append(notification) }
+    }
+
+    /// A successful answer with the notifications before it, as an event stream, when there
+    /// are some and the client takes one.
+    private func withNotifications(_ answer: ProtocolBridge.Answer) -> ProtocolBridge.Answer {
+        guard !self.notifications.isEmpty, self.caller.acceptsEventStream, answer.status == 200, let body = answer.body,
+              let message = try? JSONParser(maxDepth: 128).parse(body) else { return answer }
+        var streamed = answer
+        streamed.body = BridgeMapping.eventStream(self.notifications + [message])
+        streamed.contentType = "text/event-stream"
+        return streamed
     }
 
     /// The message after the inspector: nil when it is not to go further (a blocked request,
@@ -104,7 +151,7 @@ final class BridgeAnswerReader {
         let loop = connection.eventLoop
         guard BridgeMapping.inputRequiredMethods.contains(self.call.method) else {
             self.reply(BridgeUpstreamMessage.replyError(id: id, code: JSONRPCErrorCode.methodNotFound, message: "the client cannot be asked for input during \(self.call.method)"), connection: connection)
-            return self.read(connection)
+            return self.pump(connection)
         }
         guard let capability = BridgeMapping.neededCapability(method), self.call.declaredCapabilities.contains(capability) else {
             let capability = BridgeMapping.neededCapability(method) ?? method

@@ -78,7 +78,7 @@ extension ProtocolBridge {
             self.resumed(call, parked: parked, caller: caller)
             return loop.flatSubmit {
                 self.send(BridgeUpstreamMessage.reply(id: serverRequestID, result: answer), on: call, gateway: gateway, eventLoop: loop)
-                return BridgeAnswerReader(call: call, clientID: clientID, granted: caller.granted, bridge: self, gateway: gateway).read(connection.value)
+                return BridgeAnswerReader(call: call, clientID: clientID, caller: caller, bridge: self, gateway: gateway).read(connection.value)
             }.hop(to: eventLoop)
         case .reissue(let keys):
             guard keys.allSatisfy({ request.inputResponses[$0]?["action"] == .string("accept") }) else {

@@ -47,6 +47,8 @@ final class ProtocolBridge: Sendable {
         var upstreamVersion: String?
         /// Why it failed, for the log (never the client's to read).
         var reason: String?
+        /// `text/event-stream` when notifications go with the result.
+        var contentType = "application/json"
 
         static func error(_ failure: JSONRPCFailure, outcome: String = "refused", upstreamVersion: String? = nil, reason: String? = nil) -> Answer {
             Answer(status: failure.status, body: failure.body, outcome: outcome, upstreamVersion: upstreamVersion, reason: reason)
@@ -61,6 +63,12 @@ final class ProtocolBridge: Sendable {
         let upstreamHeaders: [(String, String)]
         let granted: Set<String>
         let requestID: String
+        /// `io.modelcontextprotocol/logLevel` of this request (log messages relayed at or above it).
+        let logLevel: String?
+        /// The client accepts `text/event-stream`: notifications can go with the result.
+        let acceptsEventStream: Bool
+        /// Fired by the connection when the client leaves before the answer.
+        let cancellation: BridgeCancellation
     }
 
     func nextUpstreamID() -> JSONValue {
@@ -149,7 +157,7 @@ final class ProtocolBridge: Sendable {
                     status: 502, code: JSONRPCErrorCode.upstreamError, message: "Bad Gateway: the MCP server answered \(head.status.code)", id: clientID
                 ), outcome: "upstream_error", upstreamVersion: call.session.version))
             }
-            let reader = BridgeAnswerReader(call: call, clientID: clientID, granted: caller.granted, bridge: self, gateway: gateway)
+            let reader = BridgeAnswerReader(call: call, clientID: clientID, caller: caller, bridge: self, gateway: gateway)
             return reader.read(connection)
         }
     }

@@ -29,6 +29,8 @@ final class ClientRequest {
     var upstreamSessionID: String?
     /// A 2026-07-28 request to a legacy upstream, as the bridge checked it.
     var bridgedRequest: BridgedRequest?
+    /// Cancels the bridged upstream call when the client leaves before its answer.
+    var bridgeCancellation: BridgeCancellation?
     /// What the protocol bridge did with the request, when it served it.
     var bridged: (outcome: String, upstreamVersion: String?)?
     /// The client's address: the TCP peer, or what a trusted proxy's headers say.

@@ -214,8 +214,12 @@ enum RequestDecision {
         case .none: break
         }
         if let traceparent = request.trace?.replacement ?? request.facts.traceparent { headers.append(("traceparent", traceparent)) }
+        let cancellation = BridgeCancellation()
+        request.bridgeCancellation = cancellation
         let caller = ProtocolBridge.Caller(
-            binding: binding, resource: resource, upstreamHeaders: headers, granted: request.granted ?? [], requestID: request.log.requestID
+            binding: binding, resource: resource, upstreamHeaders: headers, granted: request.granted ?? [], requestID: request.log.requestID,
+            logLevel: bridged.logLevel, acceptsEventStream: request.head.headers[canonicalForm: "Accept"].contains { $0.lowercased().hasPrefix("text/event-stream") },
+            cancellation: cancellation
         )
         gateway.bridge.serve(bridged, caller: caller, gateway: gateway, eventLoop: eventLoop).assumeIsolated().whenSuccess { answer in
             guard sink.isDeciding(request) else { return }

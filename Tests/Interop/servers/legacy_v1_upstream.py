@@ -10,6 +10,7 @@ Usage: legacy_v1_upstream.py --port PORT --record FILE
 """
 
 import argparse
+import asyncio
 import json
 
 import uvicorn
@@ -69,6 +70,12 @@ def build_server() -> FastMCP:
         await ctx.info("working on it")
         await ctx.report_progress(1, 2, "half way")
         return "chatty done"
+
+    @server.tool()
+    async def slow(seconds: float) -> str:
+        """Takes its time (a client may give up and close its request)."""
+        await asyncio.sleep(seconds)
+        return "slow done"
 
     connected: set[str] = set()
 
