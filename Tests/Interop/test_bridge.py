@@ -29,6 +29,7 @@ audit:
 bridge:
   enabled: {enabled}
   replica: {replica}
+  keepalive_seconds: 1
 authorization_servers:
   authgent:
     issuer: {authgent}
@@ -57,6 +58,10 @@ resources:
         chatty: [jira:read]
         connect_drive: [jira:read]
         slow: [jira:read]
+        add_tool: [jira:read]
+        touch_readme: [jira:read]
+        "added_*": [jira:read]
+      subscriptions/listen: []
       prompts/list: [jira:read]
       prompts/get:
         triage: [jira:read]
@@ -521,3 +526,70 @@ def test_a_client_that_closes_its_request_cancels_the_upstream_call(stack, bridg
         cancelled = [b for b in bodies if b.get("method") == "notifications/cancelled" and call and b["params"]["requestId"] == call["id"]]
         time.sleep(0.1)
     assert cancelled, gateway.upstream_requests()[before:]
+
+
+def test_a_subscription_relays_list_changes_and_resource_updates_and_unsubscribes_when_closed(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    before = len(gateway.upstream_requests())
+
+    async def main():
+        events = []
+        async with client(gateway.url, token) as session:
+            async with session.listen(tools_list_changed=True, prompts_list_changed=True, resource_subscriptions=["docs://readme"]) as subscription:
+                honoured = subscription.honored
+                # The legacy transport registers the session's stream a moment after answering
+                # the GET: a change made before then is told to nobody. Change until one is heard.
+                iterator = subscription.__aiter__()
+                for attempt in range(10):
+                    await session.call_tool("add_tool", {"name": f"added_{attempt}"})
+                    with anyio.move_on_after(1):
+                        events.append(await iterator.__anext__())
+                        break
+                await session.call_tool("touch_readme", {})
+                with anyio.fail_after(10):
+                    events.append(await iterator.__anext__())
+                await anyio.sleep(1.5)  # a keep-alive goes by
+            tools = {tool.name for tool in (await session.list_tools()).tools}
+        return honoured, events, tools
+
+    honoured, events, tools = anyio.run(main)
+    # Prompts never announced listChanged: not honoured.
+    assert honoured.tools_list_changed and not honoured.prompts_list_changed, honoured
+    assert honoured.resource_subscriptions == ["docs://readme"], honoured
+    assert [type(event).__name__ for event in events] == ["ToolsListChanged", "ResourceUpdated"], events
+    assert events[1].uri == "docs://readme"
+    assert "added_0" in tools
+    deadline = time.monotonic() + 10
+    methods = []
+    while "resources/unsubscribe" not in methods and time.monotonic() < deadline:
+        upstream = gateway.upstream_requests()[before:]
+        methods = [r["body"].get("method") for r in upstream if isinstance(r["body"], dict)]
+        time.sleep(0.1)
+    assert "resources/subscribe" in methods and "resources/unsubscribe" in methods, methods
+    gets = [r for r in gateway.upstream_requests()[before:] if r["method"] == "GET"]
+    assert gets and all(len(r["headers"].get("mcp-session-id", [])) == 1 and "authorization" not in r["headers"] for r in gets)
+    actions = [r["action"] for r in gateway.audit_records("bridge")]
+    assert "listening" in actions
+
+
+def test_a_raw_subscription_stream_is_tagged_and_kept_alive(stack, bridged):
+    gateway = bridged["on"]
+    token = stack.authgent_token("jira:read", resource=gateway.url)
+    body = modern_request("subscriptions/listen", {"notifications": {"toolsListChanged": True}}, id="listen-1")
+    lines = []
+    with httpx.stream("POST", gateway.url, headers=modern_headers(token, "subscriptions/listen"), json=body, timeout=10) as response:
+        assert response.status_code == 200 and response.headers["content-type"] == "text/event-stream"
+        started = time.monotonic()
+        for line in response.iter_lines():
+            lines.append(line)
+            if line.startswith(":") or time.monotonic() - started > 5:
+                break
+    ack = json.loads(next(line for line in lines if line.startswith("data:"))[5:])
+    assert ack["method"] == "notifications/subscriptions/acknowledged", ack
+    assert ack["params"]["notifications"] == {"toolsListChanged": True}
+    assert ack["params"]["_meta"]["io.modelcontextprotocol/subscriptionId"] == "listen-1"
+    assert any(line.startswith(": keep-alive") for line in lines), lines
+    bad = httpx.post(gateway.url, headers=modern_headers(token, "subscriptions/listen"),
+                     json=modern_request("subscriptions/listen", {"notifications": {"toolsListChanged": "yes"}}))
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == -32602, bad.text

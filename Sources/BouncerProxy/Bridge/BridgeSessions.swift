@@ -108,6 +108,14 @@ final class BridgeSessions: Sendable {
         }
     }
 
+    /// Marks `key`'s session (this opening of it) used now: a stream on it keeps it from
+    /// being ended as idle.
+    func touch(_ key: Key, serial: UInt64, now: NIODeadline) {
+        self.state.withLockedValue { state in
+            if state.entries[key]?.held?.serial == serial { state.entries[key]?.lastUsed = now }
+        }
+    }
+
     /// The upstream lost this session (404): forgotten, unless a newer one replaced it.
     func forget(_ key: Key, serial: UInt64) {
         self.state.withLockedValue { state in

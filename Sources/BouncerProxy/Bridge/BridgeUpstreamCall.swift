@@ -44,7 +44,7 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
     private var messages = CircularBuffer<JSONValue>()
     /// Set once the response ended (nil error) or failed.
     private var ending: BridgeUpstreamError??
-    private var waiting: EventLoopPromise<JSONValue?>?
+    private var waiting: EventLoopPromise<Read>?
     private var waitTimer: Scheduled<Void>?
     /// The most messages read ahead before the connection stops being read.
     private static let readAhead = 16
@@ -59,18 +59,23 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
         self.eventLoop = eventLoop
     }
 
-    /// POSTs `message` to `resource`'s upstream with `headers` (credential, session, version);
-    /// the future holds the call once the response head is in.
+    /// POSTs `message` to `resource`'s upstream with `headers` (credential, session, version),
+    /// or with no message GETs the session's server-to-client stream; the future holds the
+    /// call once the response head is in.
     static func post(
-        _ message: JSONValue, headers: [(String, String)], resource: ResolvedResource, limits: GatewayLimits, pool: UpstreamConnectionPool, eventLoop: any EventLoop,
+        _ message: JSONValue?, headers: [(String, String)], resource: ResolvedResource, limits: GatewayLimits, pool: UpstreamConnectionPool, eventLoop: any EventLoop,
         timeout: TimeAmount
     ) -> EventLoopFuture<(BridgeUpstreamCall, HTTPResponseHead)> {
-        let body = ByteBuffer(string: message.serialized)
-        var head = HTTPRequestHead(version: .http1_1, method: .POST, uri: resource.upstream.requestPath)
+        let body = message.map { ByteBuffer(string: $0.serialized) } ?? ByteBuffer()
+        var head = HTTPRequestHead(version: .http1_1, method: message == nil ? .GET : .POST, uri: resource.upstream.requestPath)
         head.headers.add(name: "Host", value: resource.upstream.hostHeader)
-        head.headers.add(name: "Content-Type", value: "application/json")
-        head.headers.add(name: "Accept", value: "application/json, text/event-stream")
-        head.headers.add(name: "Content-Length", value: String(body.readableBytes))
+        if message != nil {
+            head.headers.add(name: "Content-Type", value: "application/json")
+            head.headers.add(name: "Accept", value: "application/json, text/event-stream")
+            head.headers.add(name: "Content-Length", value: String(body.readableBytes))
+        } else {
+            head.headers.add(name: "Accept", value: "text/event-stream")
+        }
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         let call = BridgeUpstreamCall(resource: resource, head: head, body: body, limits: limits, pool: pool, eventLoop: eventLoop)
         let promise = eventLoop.makePromise(of: HTTPResponseHead.self)
@@ -108,22 +113,46 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
         lease.handler.send(self.head, body: self.body)
     }
 
+    /// What a wait for the next message gave.
+    enum Read {
+        case message(JSONValue)
+        case end
+        /// Nothing came within the wait (a stream that stays open: not an error).
+        case idle
+    }
+
     /// The next message of the answer, nil when it ended; fails after `timeout` without one.
     func next(within timeout: TimeAmount) -> EventLoopFuture<JSONValue?> {
+        self.read(within: timeout).assumeIsolated().flatMapThrowing { read -> JSONValue? in
+            switch read {
+            case .message(let message): return message
+            case .end: return nil
+            case .idle:
+                self.fail(BridgeUpstreamError(.timeout, "the MCP server sent nothing for \(timeout.nanoseconds / 1_000_000_000) s"))
+                throw BridgeUpstreamError(.timeout, "the MCP server sent nothing for \(timeout.nanoseconds / 1_000_000_000) s")
+            }
+        }.nonisolated()
+    }
+
+    /// The next message, the end, or `.idle` when `wait` passed without either.
+    func read(within wait: TimeAmount) -> EventLoopFuture<Read> {
         precondition(self.waiting == nil, "one reader at a time")
         if let message = self.messages.popFirst() {
             if self.messages.count < Self.readAhead { self.lease?.handler.resume() }
-            return self.eventLoop.makeSucceededFuture(message)
+            return self.eventLoop.makeSucceededFuture(.message(message))
         }
         if case .some(let ending) = self.ending {
             if let ending { return self.eventLoop.makeFailedFuture(ending) }
-            return self.eventLoop.makeSucceededFuture(nil)
+            return self.eventLoop.makeSucceededFuture(.end)
         }
         self.lease?.handler.resume()
-        let promise = self.eventLoop.makePromise(of: JSONValue?.self)
+        let promise = self.eventLoop.makePromise(of: Read.self)
         self.waiting = promise
-        self.waitTimer = self.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
-            self.fail(BridgeUpstreamError(.timeout, "the MCP server sent nothing for \(timeout.nanoseconds / 1_000_000_000) s"))
+        self.waitTimer = self.eventLoop.assumeIsolated().scheduleTask(in: wait) {
+            guard let waiting = self.waiting else { return }
+            self.waiting = nil
+            self.waitTimer = nil
+            waiting.succeed(.idle)
         }
         return promise.futureResult
     }
@@ -140,11 +169,11 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
 
     private func deliver() {
         guard let promise = self.waiting else { return }
-        let result: Result<JSONValue?, BridgeUpstreamError>
+        let result: Result<Read, BridgeUpstreamError>
         if let message = self.messages.popFirst() {
-            result = .success(message)
+            result = .success(.message(message))
         } else if case .some(let ending) = self.ending {
-            result = ending.map { .failure($0) } ?? .success(nil)
+            result = ending.map { .failure($0) } ?? .success(.end)
         } else {
             return
         }

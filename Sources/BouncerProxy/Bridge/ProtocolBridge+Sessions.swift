@@ -110,9 +110,10 @@ extension ProtocolBridge {
         }
     }
 
-    /// POSTs one message to `resource`'s upstream on a connection of this loop's pool.
+    /// POSTs one message to `resource`'s upstream on a connection of this loop's pool (with
+    /// none, GETs the session's stream).
     func post(
-        _ message: JSONValue, headers: [(String, String)], resource: ResolvedResource, gateway: Gateway, eventLoop: any EventLoop
+        _ message: JSONValue?, headers: [(String, String)], resource: ResolvedResource, gateway: Gateway, eventLoop: any EventLoop
     ) -> EventLoopFuture<(BridgeUpstreamCall, HTTPResponseHead)> {
         BridgeUpstreamCall.post(
             message, headers: headers, resource: resource, limits: gateway.policy.limits, pool: gateway.pools.pool(for: eventLoop), eventLoop: eventLoop,

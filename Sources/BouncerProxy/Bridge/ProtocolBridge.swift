@@ -82,10 +82,7 @@ final class ProtocolBridge: Sendable {
         }
         let capabilities = request.sessionCapabilities
         let resource = caller.resource
-        let key = BridgeSessions.Key(
-            issuer: caller.binding.issuer, subject: caller.binding.subject, resource: resource.policy.path, upstream: resource.upstream.description,
-            capabilities: CanonicalJSON.serialize(capabilities)
-        )
+        let key = self.sessionKey(caller, capabilities: capabilities)
         return self.session(key, capabilities: capabilities, resource: resource, credentialHeaders: caller.upstreamHeaders, gateway: gateway, eventLoop: eventLoop)
             .flatMap { held in
                 if request.method == "server/discover" {
@@ -105,6 +102,14 @@ final class ProtocolBridge: Sendable {
             .flatMapErrorThrowing { error in
                 Self.upstreamFailure(error, id: request.id)
             }
+    }
+
+    /// The held session a caller's requests with these relayed capabilities share.
+    func sessionKey(_ caller: Caller, capabilities: JSONValue) -> BridgeSessions.Key {
+        BridgeSessions.Key(
+            issuer: caller.binding.issuer, subject: caller.binding.subject, resource: caller.resource.policy.path, upstream: caller.resource.upstream.description,
+            capabilities: CanonicalJSON.serialize(capabilities)
+        )
     }
 
     private static func exchangesTokens(_ resource: ResolvedResource) -> Bool {

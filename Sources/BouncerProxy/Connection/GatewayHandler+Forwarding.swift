@@ -21,6 +21,8 @@ extension GatewayHandler: RequestDecisionSink {
             self.forward(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, context: context)
         case .bridged(let answer, let resource):
             self.writeBridged(request, answer: answer, resource: resource, context: context)
+        case .bridgedStream(let subscription, let resource):
+            self.stream(subscription.value, request: request, resource: resource, context: context)
         }
     }
 }

@@ -38,6 +38,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     var request: ClientRequest?
     /// The exchange with the upstream, while the machine is ``ClientConnectionStateMachine/State/forwarding``.
     var exchange: UpstreamExchange?
+    /// A bridged `subscriptions/listen` streaming in place of an exchange.
+    var bridgeStream: (request: ClientRequest, resource: ResolvedResource, subscription: BridgeSubscription)?
     /// Parts of requests that arrived while an earlier one was being answered, each head with
     /// its facts, gathered once when it arrives. The machine counts them.
     private var pipelined = CircularBuffer<(part: HTTPServerRequestPart, facts: RequestHeadFacts?)>()
@@ -374,6 +376,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     func closeConnection(context: ChannelHandlerContext) {
         self.cancelTimers()
         self.request?.bridgeCancellation?.fire()
+        self.clientLeftStream()
         if let exchange = self.exchange {
             self.abandon(exchange)
             self.exchange = nil
@@ -393,6 +396,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         // Client disconnect cancels the upstream exchange (MCP: closing the stream is cancellation).
         self.exchange?.machine.clientClosed()
         self.request?.bridgeCancellation?.fire()
+        self.clientLeftStream()
         self.run(self.machine.clientClosed(), context: context)
         if let request = self.request, !request.recorded, let resource = request.resource, request.token != nil || self.exchange != nil {
             // The client left while its request was being decided.

@@ -27,6 +27,8 @@ enum RequestDecision {
         case forward(ResolvedResource, upstreamToken: String?, errorID: JSONValue?)
         /// Allowed, and served by the protocol bridge (a 2026-07-28 client, a legacy upstream).
         case bridged(ProtocolBridge.Answer, resource: ResolvedResource)
+        /// Allowed: a bridged `subscriptions/listen`, streamed.
+        case bridgedStream(NIOLoopBound<BridgeSubscription>, resource: ResolvedResource)
     }
 
     /// Decides `request` (its head and body are in); `random` starts trace ids for requests
@@ -221,6 +223,19 @@ enum RequestDecision {
             logLevel: bridged.logLevel, acceptsEventStream: request.head.headers[canonicalForm: "Accept"].contains { $0.lowercased().hasPrefix("text/event-stream") },
             cancellation: cancellation
         )
+        if bridged.method == "subscriptions/listen" {
+            gateway.bridge.listen(bridged, caller: caller, gateway: gateway, eventLoop: eventLoop).assumeIsolated().whenSuccess { listen in
+                guard sink.isDeciding(request) else {
+                    if case .stream(let subscription) = listen { subscription.value.close(outcome: "client_closed") }
+                    return
+                }
+                switch listen {
+                case .stream(let subscription): sink.decided(request, .bridgedStream(subscription, resource: resource))
+                case .answer(let answer): sink.decided(request, .bridged(answer, resource: resource))
+                }
+            }
+            return
+        }
         gateway.bridge.serve(bridged, caller: caller, gateway: gateway, eventLoop: eventLoop).assumeIsolated().whenSuccess { answer in
             guard sink.isDeciding(request) else { return }
             sink.decided(request, .bridged(answer, resource: resource))

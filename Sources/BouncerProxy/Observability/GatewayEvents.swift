@@ -144,6 +144,8 @@ package struct GatewayEvents: Sendable {
         case resumed
         case resumeRefused = "resume_refused"
         case expired
+        case listening
+        case listenEnded = "listen_ended"
     }
 
     /// What the bridge did besides answering a request: its log line (info; warning for a

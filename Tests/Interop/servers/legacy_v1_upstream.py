@@ -15,6 +15,7 @@ import json
 
 import uvicorn
 from mcp.server.fastmcp import Context, FastMCP
+from mcp.server.lowlevel.server import NotificationOptions
 from mcp.shared.exceptions import UrlElicitationRequiredError
 from mcp.types import ElicitRequestURLParams
 from pydantic import BaseModel, Field
@@ -31,6 +32,41 @@ class Project(BaseModel):
 
 def build_server() -> FastMCP:
     server = FastMCP("legacy-v1-jira", instructions="A Jira of the old days.", host="127.0.0.1", streamable_http_path="/mcp")
+
+    # It says it will tell when its tools or resources change, and lets clients subscribe to
+    # resources: what a 2026-07-28 client's subscriptions/listen needs from it.
+    low = server._mcp_server
+    options = low.create_initialization_options
+    def announcing(notification_options=None, experimental_capabilities=None):
+        initialization = options(NotificationOptions(tools_changed=True, resources_changed=True), experimental_capabilities)
+        # The SDK 1.x never announces resources.subscribe, though it serves it.
+        initialization.capabilities.resources.subscribe = True
+        return initialization
+
+    low.create_initialization_options = announcing
+    subscribed: set[str] = set()
+
+    @low.subscribe_resource()
+    async def subscribe(uri) -> None:
+        subscribed.add(str(uri))
+
+    @low.unsubscribe_resource()
+    async def unsubscribe(uri) -> None:
+        subscribed.discard(str(uri))
+
+    @server.tool()
+    async def add_tool(name: str, ctx: Context) -> str:
+        """Adds a tool, and says so on the session's stream."""
+        server.add_tool(lambda: f"{name} works", name=name, description="added at run time")
+        await ctx.session.send_tool_list_changed()
+        return f"added: {name}"
+
+    @server.tool()
+    async def touch_readme(ctx: Context) -> str:
+        """Changes the readme; subscribers hear of it."""
+        if "docs://readme" in subscribed:
+            await ctx.session.send_resource_updated("docs://readme")
+        return "touched; subscribed: " + ",".join(sorted(subscribed))
 
     @server.tool()
     def list_issues(project: str = "OPS", caller: str = "") -> str:

@@ -4,7 +4,7 @@ import Yams
 extension PolicyReader {
     func bridge(_ node: Node, _ path: String) -> BridgeSettings? {
         let problems = self.problems.count
-        guard let section = self.section(node, path, allowed: ["enabled", "session_idle_seconds", "max_sessions", "input_timeout_seconds", "max_parked_calls", "replica"]) else {
+        guard let section = self.section(node, path, allowed: ["enabled", "session_idle_seconds", "max_sessions", "input_timeout_seconds", "max_parked_calls", "keepalive_seconds", "replica"]) else {
             return nil
         }
         var settings = BridgeSettings()

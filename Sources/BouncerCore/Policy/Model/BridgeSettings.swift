@@ -13,6 +13,8 @@ public struct BridgeSettings: Sendable, Equatable {
     public var inputTimeoutSeconds = 300
     /// Parked calls per replica waiting for input.
     public var maxParkedCalls = 1000
+    /// A `subscriptions/listen` stream with nothing to say gets a comment this often.
+    public var keepaliveSeconds = 15
     /// This replica's name in the `requestState`s it seals (a retry that reaches another
     /// replica is told where its call is); nil: the host name and process id.
     public var replica: String?
@@ -24,5 +26,6 @@ public struct BridgeSettings: Sendable, Equatable {
         IntegerSetting(key: "max_sessions", range: 1...1_000_000, field: .int(\.maxSessions)),
         IntegerSetting(key: "input_timeout_seconds", range: 5...3600, field: .int(\.inputTimeoutSeconds)),
         IntegerSetting(key: "max_parked_calls", range: 1...1_000_000, field: .int(\.maxParkedCalls)),
+        IntegerSetting(key: "keepalive_seconds", range: 1...300, field: .int(\.keepaliveSeconds)),
     ]
 }
