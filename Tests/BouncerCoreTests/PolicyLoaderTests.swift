@@ -61,7 +61,7 @@ struct PolicyLoaderTests {
         #expect(set.bridge.inputTimeoutSeconds == 30 && set.bridge.maxParkedCalls == 7 && set.bridge.replica == "gw-1.eu")
         let wrong = [
             ("bridge: { sessions: 3 }", "bridge.sessions"),
-            ("bridge: { input_timeout_seconds: 1 }", "bridge.input_timeout_seconds"),
+            ("bridge: { input_timeout_seconds: 0 }", "bridge.input_timeout_seconds"),
             ("bridge: { max_sessions: 0 }", "bridge.max_sessions"),
             ("bridge: { replica: \"two words\" }", "bridge.replica"),
             ("bridge: { enabled: maybe }", "bridge.enabled"),

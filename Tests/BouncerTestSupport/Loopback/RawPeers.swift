@@ -116,7 +116,8 @@ private final class ScriptedResponder: ChannelInboundHandler, Sendable {
 
 /// An upstream that answers each request by what it holds: the first route whose `needle` the
 /// request's text contains gives the reply (its replies in order, the last one repeating), as
-/// `(status and extra header lines, JSON body)`; `{id}` in a body stands for the request's
+/// `(status and extra header lines, body)` (JSON unless the head names another Content-Type);
+/// `{id}` in a body stands for the request's
 /// JSON-RPC id. For exchanges whose order between connections is not fixed (the gateway's own
 /// requests beside a client's). A request no route matches gets a 500.
 package func routedUpstream(
@@ -157,7 +158,8 @@ private final class RoutedResponder: ChannelInboundHandler, Sendable {
             let (head, template) = self.routes[route].replies[index]
             let id = text.firstRange(of: #""id":"#).map { found in String(text[found.upperBound...].prefix { $0 != "," && $0 != "}" }) } ?? "null"
             let body = template.replacingOccurrences(of: "{id}", with: id)
-            reply = "HTTP/1.1 \(head)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+            let type = head.contains("Content-Type:") ? "" : "Content-Type: application/json\r\n"
+            reply = "HTTP/1.1 \(head)\r\n\(type)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
         }
         context.writeAndFlush(NIOAny(ByteBuffer(string: reply)), promise: nil)
     }

@@ -22,9 +22,9 @@ public struct BridgeSettings: Sendable, Equatable {
     public init() {}
 
     public static let integerSettings: [IntegerSetting<BridgeSettings>] = [
-        IntegerSetting(key: "session_idle_seconds", range: 10...86_400, field: .int(\.sessionIdleSeconds)),
+        IntegerSetting(key: "session_idle_seconds", range: 1...86_400, field: .int(\.sessionIdleSeconds)),
         IntegerSetting(key: "max_sessions", range: 1...1_000_000, field: .int(\.maxSessions)),
-        IntegerSetting(key: "input_timeout_seconds", range: 5...3600, field: .int(\.inputTimeoutSeconds)),
+        IntegerSetting(key: "input_timeout_seconds", range: 1...3600, field: .int(\.inputTimeoutSeconds)),
         IntegerSetting(key: "max_parked_calls", range: 1...1_000_000, field: .int(\.maxParkedCalls)),
         IntegerSetting(key: "keepalive_seconds", range: 1...300, field: .int(\.keepaliveSeconds)),
     ]
