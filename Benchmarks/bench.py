@@ -154,14 +154,17 @@ def memory_mb(pid: int, field: str) -> float:
     return 0.0
 
 
-def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path) -> dict:
-    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
+def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path, headers: dict | None = None, body: str = BODY) -> dict:
+    """One wrk run POSTing `body` (the tools/call unless given) with `headers` (JSON and SSE
+    accepted, the bearer `token` if any, unless given): req/s, requests, p50/p99/p99.9, errors."""
+    if headers is None:
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
     script = work / "load.lua"
     script.write_text("\n".join([
         'wrk.method = "POST"',
-        f"wrk.body = {json.dumps(BODY)}",
+        f"wrk.body = {json.dumps(body)}",
         *[f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()],
         "done = function(summary, latency, requests)",
         '  io.write(string.format("LAT %f %f %f\\n", latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))',
@@ -174,10 +177,11 @@ def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     lat = re.search(r"LAT ([\d.]+) ([\d.]+) ([\d.]+)", out)
     err = re.search(r"ERR (\d+)", out)
+    requests = re.search(r"(\d+) requests in", out)
     if not rps or not lat:
         raise RuntimeError(f"cannot parse wrk output:\n{out}")
-    return {"rps": float(rps.group(1)), "p50_ms": float(lat.group(1)) / 1000, "p99_ms": float(lat.group(2)) / 1000,
-            "p999_ms": float(lat.group(3)) / 1000, "errors": int(err.group(1)) if err else 0}
+    return {"rps": float(rps.group(1)), "requests": int(requests.group(1)) if requests else 0, "p50_ms": float(lat.group(1)) / 1000,
+            "p99_ms": float(lat.group(2)) / 1000, "p999_ms": float(lat.group(3)) / 1000, "errors": int(err.group(1)) if err else 0}
 
 
 def median(values: list, key: str | None = None):

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import httpx
 
-from bench import UPSTREAM_NGINX, CANNED, EXCHANGED, bench_token, cpu_seconds, median, signing_key  # noqa: E402
+from bench import UPSTREAM_NGINX, CANNED, EXCHANGED, bench_token, cpu_seconds, median, signing_key, wrk  # noqa: E402
 from common import ROOT, Process, free_port, stop_all, write_results  # noqa: E402
 
 POLICY = """
@@ -47,30 +45,6 @@ resources:
 CALL = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "list_issues", "arguments": {"project": "OPS"}}}
 MODERN_CALL = {**CALL, "params": {**CALL["params"], "_meta": {
     "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}}}
-
-
-def wrk(url: str, headers: dict, body: dict, seconds: int, connections: int, work: Path) -> dict:
-    script = work / "load.lua"
-    script.write_text("\n".join([
-        'wrk.method = "POST"',
-        f"wrk.body = {json.dumps(json.dumps(body))}",
-        *[f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()],
-        "done = function(summary, latency, requests)",
-        '  io.write(string.format("LAT %f %f\\n", latency:percentile(50), latency:percentile(99)))',
-        "  local e = summary.errors",
-        '  io.write(string.format("ERR %d\\n", e.connect + e.read + e.write + e.status + e.timeout))',
-        "end",
-    ]) + "\n")
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
-                         capture_output=True, text=True, timeout=seconds * 4 + 30).stdout
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    lat = re.search(r"LAT ([\d.]+) ([\d.]+)", out)
-    err = re.search(r"ERR (\d+)", out)
-    requests = re.search(r"(\d+) requests in", out)
-    if not rps or not lat or not requests:
-        raise RuntimeError(f"cannot parse wrk output:\n{out}")
-    return {"rps": float(rps.group(1)), "requests": int(requests.group(1)), "p50_ms": float(lat.group(1)) / 1000,
-            "p99_ms": float(lat.group(2)) / 1000, "errors": int(err.group(1)) if err else 0}
 
 
 def main() -> None:
@@ -116,7 +90,7 @@ def main() -> None:
         for round_ in range(args.repeat):
             for key, headers, body in (("legacy", legacy, CALL), ("bridged", modern, MODERN_CALL)):
                 before = cpu_seconds(pid)
-                run = wrk(url, headers, body, args.seconds, args.connections, work)
+                run = wrk(url, None, args.seconds, args.connections, work, headers=headers, body=json.dumps(body))
                 run["cpu_us_per_request"] = (cpu_seconds(pid) - before) / max(run["requests"], 1) * 1e6
                 runs[key].append(run)
                 print(f"  round {round_ + 1}: {key:8} {run['rps']:8.0f} req/s  p50 {run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:6.2f} ms  "

@@ -29,7 +29,7 @@ struct BridgeLoopbackTests {
 
     func start(_ upstream: any Channel, bridge: String) throws -> LoopbackHarness.Running {
         try self.harness.start(LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
-            .top("bridge: { \(bridge) }").methods("tools/list: [read]", "tools/call: { echo: [read], ask: [read] }"))
+            .top("bridge: { \(bridge) }").methods("notifications/*: []", "tools/list: [read]", "tools/call: { echo: [read], ask: [read] }"))
     }
 
     func call(_ running: LoopbackHarness.Running, _ method: String, name: String? = nil, subject: String = "alice", capabilities: String = "{}") throws -> TestClient.Response {
@@ -141,6 +141,12 @@ struct BridgeLoopbackTests {
         #expect(try self.call(running, "tools/list", capabilities: #"{"experimental":{"x":{}}}"#).status == .ok)
         #expect(try self.call(running, "tools/list", capabilities: #"{"elicitation":{"form":{}},"experimental":{}}"#).status == .ok)
         #expect(try self.call(running, "tools/list", subject: "bob").status == .ok)
+        // A client notification (a cancellation names the client's own ids) is accepted, never forwarded.
+        let notification = try TestClient(group: self.harness.group).send(port: running.port, uri: "/mcp", headers: [
+            ("Authorization", "Bearer \(self.harness.token())"), ("MCP-Protocol-Version", "2026-07-28"), ("Mcp-Method", "notifications/cancelled"),
+        ], body: #"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":1}}"#)
+        #expect(notification.status == .accepted)
+        #expect(Self.count(recorded, "notifications/cancelled") == 0)
         let opened = recorded.withLockedValue { $0.filter { $0.contains(#""method":"initialize""#) } }
         #expect(opened.count == 3, "\(opened.count) sessions")
         #expect(opened[0].contains(#""capabilities":{}"#) && opened[1].contains(#""capabilities":{"elicitation":{"form":{}}}"#) && opened[2].contains(#""capabilities":{}"#))

@@ -80,6 +80,13 @@ final class ProtocolBridge: Sendable {
         if let state = request.requestState {
             return self.resume(request, state: state, caller: caller, gateway: gateway, eventLoop: eventLoop)
         }
+        guard request.id != nil else {
+            // A 2026-07-28 client's notifications concern its own requests (it cancels one by
+            // closing its stream, which the bridge turns into notifications/cancelled with the
+            // upstream's id); forwarded, they would name ids the upstream never saw, or
+            // capabilities its session never had. Accepted, not forwarded.
+            return eventLoop.makeSucceededFuture(Answer(status: 202, body: nil, outcome: "notification_accepted"))
+        }
         let capabilities = request.sessionCapabilities
         let resource = caller.resource
         let key = self.sessionKey(caller, capabilities: capabilities)
@@ -89,9 +96,7 @@ final class ProtocolBridge: Sendable {
                     let result = BridgeMapping.discoverResult(fromInitialize: held.initializeResult)
                     return eventLoop.makeSucceededFuture(Self.result(result, id: request.id, outcome: "discover_answered", session: held))
                 }
-                guard let id = request.id else {
-                    return self.notify(request, session: held, credential: caller.upstreamHeaders, gateway: gateway, eventLoop: eventLoop)
-                }
+                let id = request.id ?? .null
                 let call = BridgeCall(
                     resource: resource, key: key, session: held, credentialHeaders: caller.upstreamHeaders, caller: caller.binding, method: request.method,
                     declaredCapabilities: Set(request.declaredCapabilities.keys), requestDigest: request.digest, upstreamID: self.nextUpstreamID(),
@@ -115,20 +120,6 @@ final class ProtocolBridge: Sendable {
     private static func exchangesTokens(_ resource: ResolvedResource) -> Bool {
         if case .tokenExchange = resource.credential { return true }
         return false
-    }
-
-    /// A client notification, relayed on the session: 202 when the upstream took it.
-    private func notify(
-        _ request: BridgedRequest, session: BridgeSessions.Held, credential: [(String, String)], gateway: Gateway, eventLoop: any EventLoop
-    ) -> EventLoopFuture<Answer> {
-        self.post(request.legacyMessage(upstreamID: nil), headers: session.headers(credential), resource: session.resource, gateway: gateway, eventLoop: eventLoop)
-            .map { call, head in
-                call.close()
-                guard (200..<300).contains(head.status.code) else {
-                    return Answer.error(JSONRPCFailure(status: 502, code: JSONRPCErrorCode.upstreamError, message: "Bad Gateway: the MCP server refused the notification (\(head.status.code))", id: nil))
-                }
-                return Answer(status: 202, body: nil, outcome: "notification_relayed", upstreamVersion: session.version)
-            }
     }
 
     /// Sends the client's request on the session and reads the answer. A session the upstream

@@ -11,7 +11,6 @@ Usage: legacy_v1_upstream.py --port PORT --record FILE
 
 import argparse
 import asyncio
-import json
 
 import uvicorn
 from mcp.server.fastmcp import Context, FastMCP
@@ -19,6 +18,8 @@ from mcp.server.lowlevel.server import NotificationOptions
 from mcp.shared.exceptions import UrlElicitationRequiredError
 from mcp.types import ElicitRequestURLParams
 from pydantic import BaseModel, Field
+
+from recording import Recorder
 
 
 class Login(BaseModel):
@@ -137,44 +138,6 @@ def build_server() -> FastMCP:
         return "This is the legacy Jira MCP server."
 
     return server
-
-
-class Recorder:
-    """ASGI middleware that appends each request (method, headers, JSON body) to a file."""
-
-    def __init__(self, app, path: str):
-        self.app = app
-        self.path = path
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        chunks = []
-        more = True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        headers = {}
-        for name, value in scope["headers"]:
-            headers.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
-        try:
-            parsed = json.loads(body) if body else None
-        except ValueError:
-            parsed = body.decode("latin-1")
-        with open(self.path, "a", encoding="utf-8") as record:
-            record.write(json.dumps({"method": scope["method"], "path": scope["path"], "headers": headers, "body": parsed}) + "\n")
-        replayed = False
-
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
 
 
 def main() -> None:
