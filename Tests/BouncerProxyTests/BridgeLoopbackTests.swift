@@ -29,7 +29,7 @@ struct BridgeLoopbackTests {
 
     func start(_ upstream: any Channel, bridge: String) throws -> LoopbackHarness.Running {
         try self.harness.start(LoopbackPolicy(self.harness).upstream("http://127.0.0.1:\(upstream.localAddress!.port!)/mcp")
-            .top("bridge: { \(bridge) }").methods("notifications/*: []", "tools/list: [read]", "tools/call: { echo: [read], ask: [read] }"))
+            .top("bridge: { \(bridge) }").methods("notifications/*: []", "tools/list: [read]", "tools/call: { echo: [read], ask: [read], flood: [read] }"))
     }
 
     func call(_ running: LoopbackHarness.Running, _ method: String, name: String? = nil, subject: String = "alice", capabilities: String = "{}") throws -> TestClient.Response {
@@ -110,9 +110,12 @@ struct BridgeLoopbackTests {
         let recorded = NIOLockedValueBox<[String]>([])
         let ask = "data: {\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"roots/list\",\"params\":{}}\n\n"
         let ping = "data: {\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\"}\n\ndata: {\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{\"content\":[]}}\n\n"
+        let flood = String(repeating: "data: {\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"ping\"}\n\n", count: 101) + "data: {\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{}}\n\n"
         let upstream = try routedUpstream(group: self.harness.group, routes: Self.routes([
             (#""name":"ask""#, [("200 OK\r\nContent-Type: text/event-stream", ask)]),
             (#""name":"echo""#, [("200 OK\r\nContent-Type: text/event-stream", ping)]),
+            (#""name":"flood""#, [("200 OK\r\nContent-Type: text/event-stream", flood)]),
+            (#""id":5"#, [("202 Accepted", "")]),
             (#""id":8"#, [("202 Accepted", "")]),
             (#""id":9"#, [("202 Accepted", "")]),
         ]), recorded: recorded)
@@ -126,6 +129,10 @@ struct BridgeLoopbackTests {
         let echoed = try self.call(running, "tools/call", name: "echo")
         #expect(echoed.status == .ok && echoed.body.contains(#""resultType":"complete""#), "\(echoed.body)")
         #expect(await eventually { recorded.withLockedValue { $0.contains { $0.contains(#""id":9"#) && $0.contains(#""result":{}"#) } } }, "the ping answered")
+        // An upstream asking without end: a hundred answers, then the client gets a 502.
+        let flooded = try self.call(running, "tools/call", name: "flood")
+        #expect(flooded.status == .badGateway && flooded.body.contains("more requests for the client"), "\(flooded.body)")
+        #expect(await eventually { Self.count(recorded, #""id":5"#) == 100 })
     }
 
     /// One held session per (user, relayed capabilities): a client that declares elicitation

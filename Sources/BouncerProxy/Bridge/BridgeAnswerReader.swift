@@ -55,7 +55,9 @@ final class BridgeAnswerReader {
             guard let message else {
                 return connection.eventLoop.makeSucceededFuture(self.failure("the MCP server ended its answer without a response"))
             }
-            guard let inspected = self.inspect(message, connection: connection) else { return self.pump(connection) }
+            guard let inspected = self.inspect(message, connection: connection) else {
+                return self.serverRequests > UpstreamExchange.maxServerRequestsPerResponse ? self.flooded(connection) : self.pump(connection)
+            }
             let kind = BridgeUpstreamMessage.classify(inspected, upstreamID: self.call.upstreamID)
             if self.gateway.logger.logLevel <= .trace {
                 self.gateway.logger.trace("bridge: upstream message", metadata: ["request_id": "\(self.call.requestID)", "kind": "\(kind.label)"])
@@ -65,9 +67,11 @@ final class BridgeAnswerReader {
                 connection.close()
                 return connection.eventLoop.makeSucceededFuture(self.answer(result: result, error: error, eventLoop: connection.eventLoop))
             case .ping(let id):
+                guard self.countServerRequest() else { return self.flooded(connection) }
                 self.reply(BridgeUpstreamMessage.reply(id: id, result: .object([:])), connection: connection)
                 return self.pump(connection)
             case .unsupported(let id, let method):
+                guard self.countServerRequest() else { return self.flooded(connection) }
                 self.reply(BridgeUpstreamMessage.replyError(id: id, code: JSONRPCErrorCode.methodNotFound, message: "\(method) is not relayed to a 2026-07-28 client"), connection: connection)
                 return self.pump(connection)
             case .input(let id, let method, let params):
@@ -85,6 +89,20 @@ final class BridgeAnswerReader {
             connection.close()
             return ProtocolBridge.upstreamFailure(error, id: self.clientID)
         }.nonisolated()
+    }
+
+    /// One more request of the upstream's in this answer; false past the bound (an upstream
+    /// asking without end gets no more answers, and the client a 502).
+    private func countServerRequest() -> Bool {
+        self.serverRequests += 1
+        return self.serverRequests <= UpstreamExchange.maxServerRequestsPerResponse
+    }
+
+    private func flooded(_ connection: BridgeUpstreamCall) -> EventLoopFuture<ProtocolBridge.Answer> {
+        connection.close()
+        self.bridge.cancel(self.call, reason: "too many requests in one answer", gateway: self.gateway, eventLoop: connection.eventLoop)
+        let message = "the MCP server sent more requests for the client than the gateway relays in one answer (\(UpstreamExchange.maxServerRequestsPerResponse))"
+        return connection.eventLoop.makeSucceededFuture(self.failure(message))
     }
 
     private func keep(_ notification: JSONValue) {
