@@ -12,6 +12,7 @@ extension FuzzTarget {
         Self.upstreamAnswer(data)
         Self.bridgedRequest(data)
         guard let value = try? JSONParser(maxDepth: 32).parse(data) else { return }
+        Self.subscription(value)
         let discover = BridgeMapping.discoverResult(fromInitialize: value)
         Self.requireRoundTrip(discover, "discover result")
         require(discover["supportedVersions"]?.arrayValue?.first == .string(MCPProtocol.statelessVersion), "discover without 2026-07-28 first: \(discover.serialized)")
@@ -99,6 +100,31 @@ extension FuzzTarget {
             require(retry.digest == request.digest, "a retry's digest differs")
         }
         _ = BridgeUpstreamMessage.classify(upstream, upstreamID: .string("bridge-1"))
+    }
+
+    /// `subscriptions/listen`: any value as a client's filter and as an upstream notification.
+    /// A filter read back from its acknowledgment is itself; what is honoured never exceeds
+    /// what was asked; a relayed notification is a notification the filter names, tagged with
+    /// the subscription id, and nothing else is relayed.
+    static func subscription(_ value: JSONValue) {
+        if let filter = SubscriptionFilter(requested: value) {
+            let ack = filter.acknowledgment(subscriptionID: .string("l-1"))
+            Self.requireRoundTrip(ack, "acknowledgment")
+            require(SubscriptionFilter(requested: ack["params"]?["notifications"]) == filter, "an acknowledged filter reads back otherwise")
+            let everything = JSONValue.object(["capabilities": .object([
+                "tools": .object(["listChanged": .bool(true)]), "prompts": .object(["listChanged": .bool(true)]), "resources": .object(["listChanged": .bool(true), "subscribe": .bool(true)]),
+            ])])
+            let honoured = filter.honoured(byUpstream: value, subscribed: filter.resourceSubscriptions.filter { $0.count % 2 == 0 })
+            require(!honoured.toolsListChanged || filter.toolsListChanged, "honoured more than asked")
+            require(honoured.resourceSubscriptions.allSatisfy(filter.resourceSubscriptions.contains), "honoured a resource not asked for")
+            require(filter.honoured(byUpstream: everything, subscribed: filter.resourceSubscriptions) == filter, "an upstream with everything does not honour the filter")
+        }
+        let all = SubscriptionFilter(toolsListChanged: true, promptsListChanged: true, resourcesListChanged: true, resourceSubscriptions: ["file:///a"])
+        if let relayed = all.relay(value, subscriptionID: .number("7")) {
+            Self.requireRoundTrip(relayed, "relayed notification")
+            require(relayed["id"] == nil && relayed["params"]?["_meta"]?[SubscriptionFilter.subscriptionIDKey] == .number("7"), "relayed untagged or a request: \(relayed.serialized)")
+            require(SubscriptionFilter().relay(value, subscriptionID: .number("7")) == nil, "an empty filter relayed \(value.serialized)")
+        }
     }
 
     /// A bridged call's `requestState` from a client: any text, and the input spliced into a real
