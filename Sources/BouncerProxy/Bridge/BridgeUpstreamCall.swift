@@ -136,7 +136,9 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
 
     /// The next message, the end, or `.idle` when `wait` passed without either.
     func read(within wait: TimeAmount) -> EventLoopFuture<Read> {
-        precondition(self.waiting == nil, "one reader at a time")
+        guard self.waiting == nil else {
+            return self.eventLoop.makeFailedFuture(BridgeUpstreamError(.malformed, "a second reader of one upstream answer"))
+        }
         if let message = self.messages.popFirst() {
             if self.messages.count < Self.readAhead { self.lease?.handler.resume() }
             return self.eventLoop.makeSucceededFuture(.message(message))
