@@ -43,7 +43,7 @@ struct DPoPProofTests {
     }
 
     func verify(_ proofs: [String], method: String = "POST", bound: String? = nil, requirements: DPoPRequirements = DPoPRequirements()) -> Result<DPoPProof, DPoPRefusal> {
-        DPoPVerifier.verify(proofs: proofs, method: method, publicURL: Self.url, accessToken: Self.token, boundThumbprint: bound, requirements: requirements, now: Self.now)
+        DPoPVerifier.verify(proof: proofs.first, proofCount: proofs.count, method: method, publicURL: Self.url, accessToken: Self.token, boundThumbprint: bound, requirements: requirements, now: Self.now)
     }
 
     func refusal(_ result: Result<DPoPProof, DPoPRefusal>) -> DPoPRefusal? {

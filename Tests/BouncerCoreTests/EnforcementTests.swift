@@ -40,9 +40,11 @@ struct EnforcementTests {
     @Test("2-3: Origin, then protocol version, then method, then where the token travels")
     func admission() throws {
         func admit(_ fields: [(String, String)], method: String = "POST", query: Substring? = nil, body: String? = nil) -> Result<String, GatewayRejection> {
-            Enforcement.admit(self.facts(fields), method: method, query: query, body: body.map { ByteBuffer(string: $0) }, resource: self.resource)
+            Enforcement.admit(self.facts(fields), method: method, query: query, body: body.map { ByteBuffer(string: $0) }, resource: self.resource).map(\.value)
         }
         #expect(try admit([("Authorization", "Bearer abc")]).get() == "abc")
+        #expect(try Enforcement.admit(self.facts([("Authorization", "DPoP abc")]), method: "POST", query: nil, body: nil, resource: self.resource).get()
+                == Enforcement.PresentedToken(value: "abc", isDPoP: true))
         #expect(try admit([("Origin", "HTTPS://app.example.com:443"), ("Authorization", "Bearer abc")]).get() == "abc")
         #expect(self.rejection(admit([("Origin", "https://evil.example"), ("MCP-Protocol-Version", "1999-01-01")]))?.code == "forbidden_origin")
         #expect(self.rejection(admit([("MCP-Protocol-Version", "1999-01-01")], method: "PUT"))?.code == "jsonrpc.-32600")

@@ -134,4 +134,16 @@ struct PolicyReferenceTests {
         #expect(Self.plain(rows["enabled"]?["default"]) == String(defaults.enabled))
         #expect(Set(rows.keys) == Set(BridgeSettings.integerSettings.map(\.key) + ["enabled", "replica"]))
     }
+
+    @Test func dpopDefaultsAreTheCodes() throws {
+        let rows = Dictionary(try Self.table("`dpop`").map { ($0.key, $0.cells) }, uniquingKeysWith: { first, _ in first })
+        let defaults = DPoPSettings()
+        for setting in DPoPSettings.integerSettings {
+            #expect(Self.plain(rows[setting.key]?["default"]) == String(setting.value(in: defaults)), "dpop.\(setting.key)")
+            #expect(rows[setting.key]?["meaning"]?.contains("(\(setting.range.lowerBound) - \(setting.range.upperBound))") == true, "dpop.\(setting.key) range")
+        }
+        #expect(rows["algorithms"]?["default"] == "`[\(defaults.algorithms.map(\.rawValue).joined(separator: ", "))]`")
+        #expect(Self.plain(rows["nonce"]?["default"]) == String(defaults.nonce))
+        #expect(Set(rows.keys) == Set(DPoPSettings.integerSettings.map(\.key) + ["algorithms", "nonce"]))
+    }
 }

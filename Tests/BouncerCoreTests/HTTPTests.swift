@@ -216,7 +216,13 @@ struct HopByHopTests {
         #expect(BearerTokenExtractor.isB64Token("eyJ.a-b_c~d+e/f=="))
         #expect(!BearerTokenExtractor.isB64Token("abc=d"))
         #expect(!BearerTokenExtractor.isB64Token("abc= "))
-        #expect(BearerTokenExtractor.extract(first: "Bearer a\"b", count: 1) == .invalid("the bearer token has characters outside the b64token syntax"))
+        #expect(BearerTokenExtractor.extract(first: "Bearer a\"b", count: 1) == .invalid("the access token has characters outside the b64token syntax"))
+        // RFC 9449 §7.1: the same token68 syntax after DPoP; the scheme is case-insensitive.
+        #expect(BearerTokenExtractor.extract(first: "DPoP abc.def", count: 1) == .dpop("abc.def"))
+        #expect(BearerTokenExtractor.extract(first: "dpop abc", count: 1) == .dpop("abc"))
+        #expect(BearerTokenExtractor.extract(first: "DPoP a\"b", count: 1) == .invalid("the access token has characters outside the b64token syntax"))
+        #expect(BearerTokenExtractor.extract(first: "DPoP ", count: 1) == .none)
+        #expect(BearerTokenExtractor.extract(first: "DPoPabc", count: 1) == .none)
     }
 
     @Test func jwsShapeIsTwoDots() {

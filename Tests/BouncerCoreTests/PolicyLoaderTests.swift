@@ -73,6 +73,25 @@ struct PolicyLoaderTests {
         }
     }
 
+    @Test func theDPoPSectionAndSenderConstraintAreReadAndChecked() throws {
+        let loaded = try PolicyLoader.load(
+            yaml: Self.valid.replacingOccurrences(of: "    methods:", with: "    sender_constraint: required\n    methods:")
+                + "\ndpop: { algorithms: [ES256, EdDSA], iat_window_seconds: 30, nonce: true }",
+            secrets: Self.secrets
+        )
+        #expect(loaded.resources[0].senderConstraint == .required && loaded.resources[0].dpop == DPoPRequirements(algorithms: [.es256, .edDSA], iatWindowSeconds: 30))
+        #expect(loaded.dpop.nonce && loaded.dpop.nonceLifetimeSeconds == 60)
+        for (yaml, key) in [
+            ("dpop: { algorithms: [HS256] }", "dpop.algorithms"), ("dpop: { algorithms: [none] }", "dpop.algorithms"), ("dpop: { algorithms: [] }", "dpop.algorithms"),
+            ("dpop: { iat_window_seconds: 301 }", "dpop.iat_window_seconds"), ("dpop: { replay: 1 }", "dpop.replay"),
+        ] {
+            let problems = self.problems(Self.valid + "\n" + yaml)
+            #expect(problems.contains { $0.keyPath == key }, "\(yaml): \(problems)")
+        }
+        let wrongMode = self.problems(Self.valid.replacingOccurrences(of: "    methods:", with: "    sender_constraint: always\n    methods:"))
+        #expect(wrongMode.contains { $0.keyPath == "resources[0].sender_constraint" }, "\(wrongMode)")
+    }
+
     @Test func loadsTheDesignExample() throws {
         let policy = try PolicyLoader.load(yaml: Self.valid, secrets: Self.secrets)
         #expect(policy.listen == ListenAddress(host: "0.0.0.0", port: 8443))

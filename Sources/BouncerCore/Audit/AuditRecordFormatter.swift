@@ -106,6 +106,8 @@ public struct AuditRecordFormatter: Sendable {
         CanonicalJSON.appendInteger(Int64(request.status), to: &out)
         Self.member(#","subject":"#, request.subject, to: &out)
         Self.member(#","target":"#, request.target, to: &out)
+        Self.member(#","token_binding":"#, request.tokenBinding, to: &out)
+        Self.member(#","token_binding_key":"#, request.tokenBindingKey, to: &out)
         if let token = request.token {
             CanonicalJSON.appendLiteral(#","token_id":""#, to: &out)
             Hex.append(self.tokenDigest(token), to: &out)

@@ -66,6 +66,10 @@ public struct AuditRequest: Sendable {
     public var traceID: TraceID?
     /// `x5t#S256` of the client's TLS certificate, when it presented one.
     public var clientCertificate: String?
+    /// How the token was bound: `bearer`, `dpop` or `mtls` (stage 4b), and the thumbprint of
+    /// the key or certificate it is bound to.
+    public var tokenBinding: String?
+    public var tokenBindingKey: String?
 
     public init(requestID: String, httpMethod: String, peer: String) {
         self.requestID = requestID

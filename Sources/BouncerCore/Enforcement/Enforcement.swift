@@ -23,6 +23,18 @@ import NIOCore
 public enum Enforcement {
     // MARK: 0. The request head
 
+    /// The access token a request presented, and how.
+    public struct PresentedToken: Sendable, Hashable {
+        public var value: String
+        /// `Authorization: DPoP` rather than `Bearer`.
+        public var isDPoP: Bool
+
+        public init(value: String, isDPoP: Bool) {
+            self.value = value
+            self.isDPoP = isDPoP
+        }
+    }
+
     /// Where an admitted request goes: its origin-form target split once.
     public struct Target: Sendable {
         public var path: String
@@ -66,7 +78,7 @@ public enum Enforcement {
     /// the one `Authorization` header. Returns the token.
     public static func admit(
         _ facts: RequestHeadFacts, method: String, query: Substring?, body: ByteBuffer?, resource: ResourcePolicy
-    ) -> Result<String, GatewayRejection> {
+    ) -> Result<PresentedToken, GatewayRejection> {
         if let origin = facts.origin, !resource.allowedOrigins.contains(Self.normalisedOrigin(origin)) {
             return .failure(.forbiddenOrigin("Origin \(origin) is not allowed"))
         }
@@ -93,7 +105,8 @@ public enum Enforcement {
         switch BearerTokenExtractor.extract(first: facts.authorization, count: facts.authorizationCount) {
         case .none: return .failure(.missingToken)
         case .invalid(let reason): return .failure(.invalidRequest(reason))
-        case .token(let token): return .success(token)
+        case .token(let token): return .success(PresentedToken(value: token, isDPoP: false))
+        case .dpop(let token): return .success(PresentedToken(value: token, isDPoP: true))
         }
     }
 

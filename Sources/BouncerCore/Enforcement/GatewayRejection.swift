@@ -5,6 +5,9 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     case missingToken
     /// 401 `invalid_token`.
     case invalidToken(TokenError)
+    /// 401: the token's binding was not proven (DPoP, certificate), or the resource takes only
+    /// bound tokens; the `DPoP` challenge (with a fresh `DPoP-Nonce` when one is asked for).
+    case senderConstraint(SenderConstraint.Refusal, nonce: String?)
     /// 400 `invalid_request`: a token in the query or a form body, two Authorization headers...
     case invalidRequest(String)
     /// 403 `insufficient_scope` with a JSON-RPC error.
@@ -84,6 +87,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         switch self {
         case .missingToken: return "missing_token"
         case .invalidToken(let error): return "invalid_token.\(error.code.rawValue)"
+        case .senderConstraint(let refusal, _): return "sender_constraint.\(refusal.code)"
         case .invalidRequest: return "invalid_request"
         case .insufficientScope: return "insufficient_scope"
         case .policyDenied: return "policy_denied"
@@ -116,6 +120,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         switch self {
         case .missingToken: return "no bearer token"
         case .invalidToken(let error): return error.description
+        case .senderConstraint(let refusal, _): return refusal.description
         case .invalidRequest(let reason), .forbiddenOrigin(let reason), .authorizationServerUnavailable(let reason, _): return reason
         case .insufficientScope(let needed, _): return "needs scopes \(needed.joined(separator: " "))"
         case .policyDenied(let reason, _): return reason
@@ -183,6 +188,17 @@ public enum GatewayRejection: Error, Sendable, Hashable {
                 message = "Bad Request: \(reason)"
             }
             return challenge(status, bearer, body: JSONRPCFailure.errorBody(code: status == 400 ? JSONRPCErrorCode.invalidRequest : JSONRPCErrorCode.unauthorized, message: message, id: nil))
+        case .senderConstraint(let refusal, let nonce):
+            guard let resource else { return GatewayResponse.json(401, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.unauthorized, message: "Unauthorized", id: nil)) }
+            var headers: [(String, String)] = [("WWW-Authenticate", DPoPChallenge(
+                algorithms: resource.dpop.algorithms, error: refusal.challengeError, errorDescription: refusal.description
+            ).headerValue)]
+            if resource.senderConstraint == .optional {
+                // Bearer tokens are accepted too: say where to get one (RFC 9449 §7.1).
+                headers.append(("WWW-Authenticate", BearerChallenge(resourceMetadata: resource.metadataURL, scopes: resource.scopesSupported).headerValue))
+            }
+            if let nonce { headers.append(("DPoP-Nonce", nonce)) }
+            return GatewayResponse.json(401, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.unauthorized, message: "Unauthorized: \(refusal.description)", id: nil), extra: headers)
         case .insufficientScope(let needed, let id):
             guard let resource else { return GatewayResponse.json(403, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.forbidden, message: "Forbidden", id: id)) }
             let bearer = BearerChallenge(

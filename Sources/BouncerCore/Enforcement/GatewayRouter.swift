@@ -58,12 +58,18 @@ extension GatewayRouter where Resource == ResourcePolicy {
 
 extension ResourcePolicy {
     /// The RFC 9728 document: `resource` is exactly the public URL of the endpoint.
-    public func metadataDocument(issuer: String) -> String {
+    /// - Parameter certificateBound: the gateway verifies client certificates, so it can check
+    ///   certificate-bound tokens (RFC 8705).
+    public func metadataDocument(issuer: String, certificateBound: Bool = false) -> String {
         var document = JSONWriter()
         document.add("resource", self.uri.description)
         document.add("authorization_servers", [issuer])
         if !self.scopesSupported.isEmpty { document.add("scopes_supported", self.scopesSupported) }
         document.add("bearer_methods_supported", ["header"])
+        // RFC 9728 §2: what sender-constrained tokens the resource takes.
+        document.add("dpop_signing_alg_values_supported", self.dpop.algorithms.map(\.rawValue).sorted())
+        document.add("dpop_bound_access_tokens_required", .bool(self.senderConstraint == .required))
+        document.add("tls_client_certificate_bound_access_tokens", .bool(certificateBound))
         if let name { document.add("resource_name", name) }
         if let documentation { document.add("resource_documentation", documentation) }
         return document.string

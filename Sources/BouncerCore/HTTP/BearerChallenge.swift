@@ -43,3 +43,25 @@ public struct BearerChallenge: Sendable, Hashable {
         String(decoding: text.utf8.filter { $0 == 0x20 || $0 == 0x21 || (0x23...0x5B).contains($0) || (0x5D...0x7E).contains($0) }, as: UTF8.self)
     }
 }
+
+/// A `WWW-Authenticate: DPoP ...` challenge (RFC 9449 §7.1): the algorithms the resource takes
+/// in proofs, and the error when a request was refused.
+public struct DPoPChallenge: Sendable, Hashable {
+    public var algorithms: Set<JWSAlgorithm>
+    public var error: String?
+    public var errorDescription: String?
+
+    public init(algorithms: Set<JWSAlgorithm>, error: String? = nil, errorDescription: String? = nil) {
+        self.algorithms = algorithms
+        self.error = error
+        self.errorDescription = errorDescription
+    }
+
+    public var headerValue: String {
+        var params: [String] = []
+        if let error { params.append("error=\"\(BearerChallenge.sanitise(error))\"") }
+        if let errorDescription, !errorDescription.isEmpty { params.append("error_description=\"\(BearerChallenge.sanitise(errorDescription))\"") }
+        params.append("algs=\"\(self.algorithms.map(\.rawValue).sorted().joined(separator: " "))\"")
+        return "DPoP " + params.joined(separator: ", ")
+    }
+}

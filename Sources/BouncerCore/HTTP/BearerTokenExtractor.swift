@@ -1,9 +1,12 @@
-/// Reading the bearer token from where RFC 6750 and MCP allow it: the `Authorization`
-/// header, and nowhere else.
+/// Reading the access token from where RFC 6750 and MCP allow it: the `Authorization` header
+/// (`Bearer`, or `DPoP` for a token with a proof of possession), and nowhere else.
 public enum BearerTokenExtractor {
     public enum Outcome: Sendable, Hashable {
         case none
+        /// `Authorization: Bearer <token>`.
         case token(String)
+        /// `Authorization: DPoP <token>` (RFC 9449 §7.1): the token with a proof of possession.
+        case dpop(String)
         case invalid(String)
     }
 
@@ -18,18 +21,24 @@ public enum BearerTokenExtractor {
     public static func extract(first value: String?, count: Int) -> Outcome {
         guard let value else { return .none }
         guard count == 1 else { return .invalid("more than one Authorization header") }
-        guard value.utf8.count > 7, value.prefix(7).equalsIgnoringASCIICase("bearer ") else {
-            // Another scheme (Basic, DPoP, ...) carries no bearer token for us.
+        let isDPoP: Bool
+        if value.utf8.count > 7, value.prefix(7).equalsIgnoringASCIICase("bearer ") {
+            isDPoP = false
+        } else if value.utf8.count > 5, value.prefix(5).equalsIgnoringASCIICase("dpop ") {
+            isDPoP = true
+        } else {
+            // Another scheme (Basic, ...) carries no token for us.
             return .none
         }
-        let trimmed = value.dropFirst(7).trimmingSpaces()
-        guard !trimmed.isEmpty else { return .invalid("empty bearer token") }
-        // RFC 6750 b64token: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+        let trimmed = value.dropFirst(isDPoP ? 5 : 7).trimmingSpaces()
+        guard !trimmed.isEmpty else { return .invalid("empty access token") }
+        // RFC 6750 b64token (RFC 9449 §7.1 uses the same token68 syntax):
+        // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
         let token = String(trimmed)
         guard Self.isB64Token(token) else {
-            return .invalid("the bearer token has characters outside the b64token syntax")
+            return .invalid("the access token has characters outside the b64token syntax")
         }
-        return .token(token)
+        return isDPoP ? .dpop(token) : .token(token)
     }
 
     /// RFC 6750 `b64token`: what a bearer token may contain, so it can travel in a header

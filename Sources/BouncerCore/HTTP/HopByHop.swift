@@ -2,10 +2,11 @@
 /// (header names are compared on every request, both directions).
 public enum HopByHop {
     /// Never forwarded upstream: connection-scoped headers (RFC 9110 7.6.1), the client's
-    /// credentials (no token passthrough), and headers the gateway sets itself.
+    /// credentials and its proof of possession (no token passthrough), and headers the gateway
+    /// sets itself.
     public static let requestHeaders: [String] = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
-        "proxy-authorization", "proxy-authenticate", "authorization", "host", "content-length",
+        "proxy-authorization", "proxy-authenticate", "authorization", "dpop", "host", "content-length",
         "x-forwarded-proto", "x-forwarded-host", "forwarded",
         // The gateway already answered 100-continue and holds the whole body.
         "expect",

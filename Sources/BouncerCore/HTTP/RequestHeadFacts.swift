@@ -63,6 +63,9 @@ public struct RequestHeadFacts: Sendable {
     /// The first `Authorization` value, and how many there were (RFC 6750: one).
     public private(set) var authorization: String?
     public private(set) var authorizationCount = 0
+    /// The first `DPoP` proof (RFC 9449), and how many `DPoP` headers came.
+    public private(set) var dpop: String?
+    public private(set) var dpopCount = 0
     /// `MCP-Protocol-Version`.
     public private(set) var protocolVersion: String?
     /// 2026-07-28 `Mcp-Method` and `Mcp-Name`, which must agree with the body.
@@ -104,6 +107,9 @@ public struct RequestHeadFacts: Sendable {
         case 4 where name.equalsIgnoringASCIICase("host"):
             self.hosts += 1
             if self.hosts == 1 { self.host = value }
+        case 4 where name.equalsIgnoringASCIICase("dpop"):
+            self.dpopCount += 1
+            self.dpop = self.dpop ?? value
         case 6 where name.equalsIgnoringASCIICase("origin"):
             self.origin = self.origin ?? value
         case 8 where name.equalsIgnoringASCIICase("mcp-name"):

@@ -42,6 +42,43 @@ public struct TokenError: CodedError {
     }
 }
 
+/// A sender-constrained token's `cnf` claim (RFC 7800), in a JWT or an introspection answer:
+/// the JWK thumbprint of a DPoP key (`jkt`, RFC 9449 §6) or the SHA-256 thumbprint of a client
+/// certificate (`x5t#S256`, RFC 8705 §3). A token that names either is accepted only with its
+/// proof.
+public struct TokenConfirmation: Sendable, Hashable {
+    public var jkt: String?
+    public var x5tS256: String?
+
+    public init(jkt: String? = nil, x5tS256: String? = nil) {
+        self.jkt = jkt
+        self.x5tS256 = x5tS256
+    }
+
+    /// Reads `cnf`; nil when absent. A `cnf` that is not an object, has a member of the wrong
+    /// type, or binds the token to nothing the gateway can check (`jwk`, `kid`, `jku`) is
+    /// refused: a binding the gateway cannot verify is not ignored.
+    public static func read(_ value: JSONValue?) throws(TokenError) -> TokenConfirmation? {
+        guard let value, value != .null else { return nil }
+        guard case .object(let members) = value else { throw TokenError(.malformed, "cnf is not an object") }
+        var confirmation = TokenConfirmation()
+        for (name, member) in members {
+            switch name {
+            case "jkt":
+                guard let text = member.stringValue, !text.isEmpty else { throw TokenError(.malformed, "cnf.jkt is not a thumbprint") }
+                confirmation.jkt = text
+            case "x5t#S256":
+                guard let text = member.stringValue, !text.isEmpty else { throw TokenError(.malformed, "cnf.x5t#S256 is not a thumbprint") }
+                confirmation.x5tS256 = text
+            default:
+                throw TokenError(.malformed, "cnf.\(name) binds the token to a key the gateway cannot check")
+            }
+        }
+        guard confirmation.jkt != nil || confirmation.x5tS256 != nil else { throw TokenError(.malformed, "cnf names no key") }
+        return confirmation
+    }
+}
+
 /// What the gateway knows about a verified caller.
 public struct AccessTokenClaims: Sendable, Hashable {
     public var issuer: String
@@ -54,9 +91,11 @@ public struct AccessTokenClaims: Sendable, Hashable {
     public var issuedAt: Int64?
     public var tokenID: String?
     public var scopes: Set<String>
+    /// `cnf` (RFC 7800): the key the token is bound to, when it is sender-constrained.
+    public var confirmation: TokenConfirmation?
 
     public init(issuer: String, subject: String?, clientID: String?, audiences: [String], expiresAt: Int64, notBefore: Int64?,
-                issuedAt: Int64?, tokenID: String?, scopes: Set<String>) {
+                issuedAt: Int64?, tokenID: String?, scopes: Set<String>, confirmation: TokenConfirmation? = nil) {
         self.issuer = issuer
         self.subject = subject
         self.clientID = clientID
@@ -66,6 +105,7 @@ public struct AccessTokenClaims: Sendable, Hashable {
         self.issuedAt = issuedAt
         self.tokenID = tokenID
         self.scopes = scopes
+        self.confirmation = confirmation
     }
 
     /// Whom the token speaks for, for what is bound to a user (sessions, rate limits): `sub:`

@@ -64,6 +64,7 @@ public enum ClaimChecks {
         default: throw TokenError(.malformed, "\(label)\(requirements.subjectClaim) (the subject claim) is not a string")
         }
         let clientID = claims["client_id"]?.stringValue ?? (source == .jwt ? claims["azp"]?.stringValue : nil)
+        let confirmation = try TokenConfirmation.read(claims["cnf"])
         return AccessTokenClaims(
             issuer: issuer,
             subject: subject,
@@ -73,7 +74,8 @@ public enum ClaimChecks {
             notBefore: notBefore,
             issuedAt: issuedAt,
             tokenID: claims["jti"]?.stringValue,
-            scopes: requirements.scopes(in: claims)
+            scopes: requirements.scopes(in: claims),
+            confirmation: confirmation
         )
     }
 

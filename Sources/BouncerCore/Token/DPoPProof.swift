@@ -17,7 +17,7 @@ public struct DPoPRequirements: Sendable, Equatable {
 
 /// A proof that passed every check of RFC 9449 §4.3 but the replay check (the cache's) and
 /// the nonce (the caller's, when it asks for nonces).
-public struct DPoPProof: Sendable, Equatable {
+public struct DPoPProof: Sendable, Hashable {
     /// The RFC 7638 thumbprint of the proof's key: what `cnf.jkt` must name.
     public var thumbprint: String
     public var jti: String
@@ -119,14 +119,15 @@ public enum DPoPRefusal: Error, Sendable, Hashable, CustomStringConvertible {
 /// the window, `ath` the hash of the access token, and the key the one `cnf.jkt` names.
 public enum DPoPVerifier {
     /// - Parameters:
-    ///   - proofs: every `DPoP` header value of the request.
+    ///   - proof: the request's first `DPoP` header value; `proofCount`: how many it has.
     ///   - publicURL: the resource's URL as clients reach it (`public_url` + path).
     ///   - boundThumbprint: the token's `cnf.jkt`, when it has one.
     public static func verify(
-        proofs: [String], method: String, publicURL: CanonicalURI, accessToken: String, boundThumbprint: String?, requirements: DPoPRequirements, now: Int64
+        proof text: String?, proofCount: Int, method: String, publicURL: CanonicalURI, accessToken: String, boundThumbprint: String?,
+        requirements: DPoPRequirements, now: Int64
     ) -> Result<DPoPProof, DPoPRefusal> {
-        guard let text = proofs.first else { return .failure(.missingProof) }
-        guard proofs.count == 1 else { return .failure(.multipleProofs) }
+        guard let text else { return .failure(.missingProof) }
+        guard proofCount == 1 else { return .failure(.multipleProofs) }
         let jws: CompactJWS
         do {
             jws = try CompactJWS(text)

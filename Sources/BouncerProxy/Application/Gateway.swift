@@ -37,6 +37,8 @@ package final class Gateway: Sendable {
     let events: GatewayEvents
     /// Serves 2026-07-28 clients from legacy upstreams (`bridge:`).
     let bridge: ProtocolBridge
+    /// DPoP replay memory and nonces (`dpop:`).
+    let dpop: DPoPGuard
 
     /// - Parameter tls: from ``GatewayTLSContexts/load(_:logger:)``; empty for plain-http policies.
     /// - Parameter allowDevelopmentAuthorizationServer: `true` only for `mcp-bouncer demo`.
@@ -83,6 +85,11 @@ package final class Gateway: Sendable {
         self.keyStores = stores
         self.clients = clients
         self.serverRequests = previous?.serverRequests ?? ServerRequestAnswers()
+        if let previous, previous.policy.dpop == policy.dpop, previous.sessions.keys == self.sessions.keys {
+            self.dpop = previous.dpop
+        } else {
+            self.dpop = DPoPGuard(settings: policy.dpop, keys: self.sessions.keys)
+        }
         // The bridge's held sessions and parked calls survive a reload that changes neither
         // its settings nor the keys its requestStates are sealed with.
         if let previous, previous.policy.bridge == policy.bridge, previous.sessions.keys == self.sessions.keys {
@@ -97,7 +104,7 @@ package final class Gateway: Sendable {
             }
             return ResolvedResource(
                 policy: resource, server: server, keys: keys, client: clients[resource.authorizationServer], upstreamTLS: tls.upstreams[resource.path],
-                metrics: metrics.resource(resource.path)
+                metrics: metrics.resource(resource.path), certificateBound: (policy.tls?.clientVerification ?? .none) != .none
             )
         }
         self.router = GatewayRouter(resources: self.resources.map { ($0.policy.uri.path, $0) })

@@ -42,7 +42,7 @@ package final class ResolvedResource: Sendable {
     /// authorization server, and token exchange has a client there (`check` reports it).
     init(
         policy: ResourcePolicy, server: AuthorizationServerPolicy, keys: KeySetStore, client: OAuthEndpointClient?, upstreamTLS: TLSContext?,
-        metrics: GatewayMetrics.ResourceMetrics
+        metrics: GatewayMetrics.ResourceMetrics, certificateBound: Bool = false
     ) {
         self.metrics = metrics
         self.policy = policy
@@ -51,7 +51,7 @@ package final class ResolvedResource: Sendable {
         self.keys = keys
         self.client = client
         self.upstreamTLS = upstreamTLS
-        self.metadataDocument = policy.metadataDocument(issuer: server.issuer)
+        self.metadataDocument = policy.metadataDocument(issuer: server.issuer, certificateBound: certificateBound)
         self.rateLimiter = policy.rateLimit.map { NIOLockedValueBox(RateLimiter(rate: $0)) }
         self.era = UpstreamEraMemory(policy.upstreamProtocol)
         switch policy.credentials {

@@ -16,6 +16,12 @@ final class ClientRequest {
     var log: RequestLog
     let startedAt: NIODeadline
     var token: String?
+    /// The token came as `Authorization: DPoP`.
+    var tokenIsDPoP = false
+    /// How the token was bound (stage 4b), once checked.
+    var binding: SenderConstraint.Binding?
+    /// A fresh `DPoP-Nonce` for the response (the proof's is aging, or nonces are required).
+    var nextNonce: String?
     var claims: AccessTokenClaims?
     /// The token's scopes with those they imply: what the decisions use.
     var granted: Set<String>?

@@ -31,9 +31,10 @@ extension GatewayHandler {
     /// What the protocol bridge answered, written and recorded.
     private func writeBridged(_ request: ClientRequest, answer: ProtocolBridge.Answer, resource: ResolvedResource, context: ChannelHandlerContext) {
         request.bridged = (answer.outcome, answer.upstreamVersion)
-        let response = answer.body.map { body in
+        var response = answer.body.map { body in
             GatewayResponse(status: answer.status, headers: [("Content-Type", answer.contentType), ("Cache-Control", "no-store")], body: body)
         } ?? GatewayResponse(status: answer.status, headers: [])
+        if let nonce = request.nextNonce { response.headers.append(("DPoP-Nonce", nonce)) }
         let failed = answer.status >= 500
         var metadata: Logger.Metadata = ["outcome": "\(failed ? "upstream_error" : "bridged")", "bridge": "\(answer.outcome)", "status": "\(answer.status)"]
         if let reason = answer.reason { metadata["reason"] = "\(reason)" }

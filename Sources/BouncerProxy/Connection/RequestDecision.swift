@@ -63,7 +63,8 @@ enum RequestDecision {
         case .failure(let rejection):
             return sink.decided(request, .refuse(rejection, resource: resource))
         case .success(let admitted):
-            token = admitted
+            token = admitted.value
+            request.tokenIsDPoP = admitted.isDPoP
         }
         request.token = token
         if let claims = gateway.cachedClaims(token: token, resource: resource) {
@@ -96,6 +97,9 @@ enum RequestDecision {
         request.log.subject = claims.subject ?? "-"
         request.log.clientID = claims.clientID ?? "-"
         request.claims = claims
+        if let refusal = Self.checkBinding(request, resource: resource, token: token, claims: claims, gateway: gateway) {
+            return sink.decided(request, .refuse(refusal, resource: resource))
+        }
         // Before anything is parsed: a client over its rate costs as little as possible.
         if resource.rateLimiter != nil, let refusal = resource.rateLimit(user: "\(claims.issuer) \(claims.user(token: token))", now: eventLoop.now) {
             return sink.decided(request, .refuse(refusal, resource: resource))
@@ -176,6 +180,41 @@ enum RequestDecision {
                     sink.decided(request, .refuse(rejection.answering(errorID), resource: resource))
                 }
             }
+    }
+
+    // MARK: Sender-constrained tokens
+
+    /// Stage 4b: a bound token only with its proof, and with `sender_constraint: required` only
+    /// bound tokens (``SenderConstraint``); then a DPoP proof's nonce and `jti` (``DPoPGuard``).
+    private static func checkBinding(_ request: ClientRequest, resource: ResolvedResource, token: String, claims: AccessTokenClaims, gateway: Gateway) -> GatewayRejection? {
+        let policy = resource.policy
+        // The common case costs nothing more: a bearer token, no proof, nothing required.
+        if claims.confirmation == nil, !request.tokenIsDPoP, policy.senderConstraint == .optional {
+            request.binding = .bearer
+            return nil
+        }
+        let now = gateway.wallClock.seconds()
+        let presentation = SenderConstraint.Presentation(
+            token: token, isDPoP: request.tokenIsDPoP, proof: request.facts.dpop, proofCount: request.facts.dpopCount, method: request.head.method.rawValue,
+            publicURL: policy.uri, clientCertificate: request.log.clientCertificate
+        )
+        switch SenderConstraint.check(claims.confirmation, presentation: presentation, mode: policy.senderConstraint, requirements: policy.dpop, now: now) {
+        case .failure(let refusal):
+            let proofRefusal: DPoPRefusal? = if case .proof(let inner) = refusal { inner } else { nil }
+            gateway.metrics.senderConstraint(result: refusal.code)
+            return .senderConstraint(refusal, nonce: gateway.dpop.nonce(for: proofRefusal ?? .missingProof, proof: nil, now: now))
+        case .success(let binding):
+            if case .dpop(let proof) = binding {
+                if let refusal = gateway.dpop.admit(proof, now: now) {
+                    gateway.metrics.senderConstraint(result: "dpop.\(refusal.code)")
+                    return .senderConstraint(.proof(refusal), nonce: gateway.dpop.nonce(for: refusal, proof: proof, now: now))
+                }
+                request.nextNonce = gateway.dpop.nonce(for: nil, proof: proof, now: now)
+            }
+            gateway.metrics.senderConstraint(result: binding.name)
+            request.binding = binding
+            return nil
+        }
     }
 
     // MARK: The protocol bridge

@@ -105,6 +105,10 @@ final class UpstreamExchange {
             }
             head.headers.replaceOrAdd(name: "Mcp-Session-Id", value: sealed)
         }
+        // The next DPoP nonce before the client's expires (RFC 9449 §8.2); the upstream's own
+        // never reaches the client (it is not the gateway's to hand out).
+        head.headers.remove(name: "DPoP-Nonce")
+        if let nonce = self.request.nextNonce { head.headers.add(name: "DPoP-Nonce", value: nonce) }
         // Only 2026-07-28 requests can contradict an era: a legacy client's path takes no lock.
         if self.request.facts.protocolVersion == MCPProtocol.statelessVersion, self.resource.policy.upstreamProtocol == .auto,
            UpstreamDiscovery.contradicts(era: self.resource.era.era, requestVersion: self.request.facts.protocolVersion, status: Int(head.status.code)) {

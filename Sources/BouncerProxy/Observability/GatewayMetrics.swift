@@ -43,6 +43,7 @@ public final class GatewayMetrics: Sendable {
         ("mcp_bouncer_reloads_total", "counter", "Reloads by what (policy: SIGHUP or run --watch; tls_certificate) and result (ok, failed)."),
         ("mcp_bouncer_server_requests_total", "counter", "Server-to-client requests (elicitation/create, sampling/createMessage, roots/list, on SSE streams or in input_required results) judged by the elicitation and sampling guard, by resource, method and outcome (passed, or why blocked: credential_field, url_origin_not_allowed, rate_limited, sampling_denied, roots_denied, malformed)."),
         ("mcp_bouncer_bridge_events_total", "counter", "What the protocol bridge did for 2026-07-28 clients of legacy upstreams, by resource and event: session_opened, session_lost (the upstream answered 404), session_ended (idle, evicted), parked (a call waits for the client's input), resumed, resume_refused (a requestState tampered, expired, foreign, replayed or for another replica), expired (a parked call the client abandoned, cancelled upstream), listening and listen_ended (a subscriptions/listen stream)."),
+        ("mcp_bouncer_token_bindings_total", "counter", "Tokens by how their binding was checked (stage 4b): bearer, dpop, mtls when accepted, else the refusal (bound_token_as_bearer, not_dpop_bound, certificate_mismatch, bearer_not_accepted, dpop.<why>: bad_signature, wrong_htu, stale_iat, replayed, replay_cache_full, nonce_required...)."),
         ("mcp_bouncer_upstream_era", "gauge", "1 for the MCP era each upstream is known to speak (legacy, modern, or unknown until server/discover says), by resource and era; 0 for the others."),
         ("mcp_bouncer_tool_definition_changes_total", "counter", "Tool definitions seen in tools/list results that do not match their pins (tool_pins), by resource, finding (changed, unpinned) and action (block, alert); counted once per tool and definition."),
     ]
@@ -257,6 +258,10 @@ public final class GatewayMetrics: Sendable {
     }
 
     /// `outcome`: passed, or why the request was blocked (``ServerRequestReview/Block``).
+    public func senderConstraint(result: String) {
+        self.counter("mcp_bouncer_token_bindings_total", [("result", result)]).increment()
+    }
+
     public func bridgeEvent(resource: String, event: String) {
         self.counter("mcp_bouncer_bridge_events_total", [("resource", resource), ("event", event)]).increment()
     }

@@ -67,6 +67,8 @@ struct RequestRecorder {
         entry.upstreamCredential = request.credential
         entry.session = request.facts.sessionID.map(AuditDigestSource.init)
         entry.protocolVersion = request.facts.protocolVersion
+        entry.tokenBinding = request.binding?.name
+        entry.tokenBindingKey = request.binding?.thumbprint
         entry.bridge = request.bridged?.outcome
         entry.upstreamProtocolVersion = request.bridged?.upstreamVersion
         entry.traceID = request.trace?.traceID

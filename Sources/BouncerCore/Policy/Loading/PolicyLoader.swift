@@ -34,7 +34,7 @@ extension PolicyReader {
     func policy(_ root: Node) -> GatewayPolicy? {
         guard let top = self.section(
             root, "",
-            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources", "audit", "admin", "sessions", "trusted_proxies", "bridge"],
+            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources", "audit", "admin", "sessions", "trusted_proxies", "bridge", "dpop"],
             required: ["listen", "public_url", "authorization_servers", "resources"]
         ) else { return nil }
 
@@ -43,18 +43,19 @@ extension PolicyReader {
         let tls = top["tls"].flatMap { self.serverTLS($0, "tls") }
         let limits = top["limits"].map { self.limits($0, "limits") } ?? GatewayLimits()
         let servers = top["authorization_servers"].map { self.authorizationServers($0, "authorization_servers") } ?? [:]
+        let dpop = top["dpop"].map { self.dpop($0, "dpop") } ?? DPoPSettings()
         var resources: [ResourcePolicy] = []
         if let node = top["resources"] {
             // Resources are checked even when public_url is broken, so one run reports everything.
             let base = publicURL ?? (try! CanonicalURI("https://public-url.invalid"))
-            resources = self.resources(node, "resources", publicURL: base, servers: servers)
+            resources = self.resources(node, "resources", publicURL: base, servers: servers, dpop: (dpop ?? DPoPSettings()).requirements)
         }
         let audit = top["audit"].flatMap { self.audit($0, "audit") }
         let admin = top["admin"].flatMap { self.admin($0, "admin", listen: listen) }
         let sessions = top["sessions"].map { self.sessions($0, "sessions") } ?? SessionSettings()
         let trustedProxies = top["trusted_proxies"].map { self.trustedProxies($0, "trusted_proxies") } ?? TrustedProxies()
         let bridge = top["bridge"].map { self.bridge($0, "bridge") } ?? BridgeSettings()
-        guard let listen, let publicURL, let sessions, let trustedProxies, let bridge else { return nil }
+        guard let listen, let publicURL, let sessions, let trustedProxies, let bridge, let dpop else { return nil }
         if publicURL.scheme == "http", !publicURL.hasLoopbackHost, tls == nil {
             // Allowed: a TLS-terminating load balancer may sit in front and rewrite the scheme;
             // but then public_url should say https. A plain-http public URL off loopback sends
@@ -67,6 +68,7 @@ extension PolicyReader {
         policy.sessions = sessions
         policy.trustedProxies = trustedProxies
         policy.bridge = bridge
+        policy.dpop = dpop
         return policy
     }
 

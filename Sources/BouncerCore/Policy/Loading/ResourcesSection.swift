@@ -2,7 +2,7 @@ import Yams
 
 /// `resources:`: the protected MCP servers, each with its public path, upstream and rules.
 extension PolicyReader {
-    func resources(_ node: Node, _ path: String, publicURL: CanonicalURI, servers: [String: AuthorizationServerPolicy]) -> [ResourcePolicy] {
+    func resources(_ node: Node, _ path: String, publicURL: CanonicalURI, servers: [String: AuthorizationServerPolicy], dpop: DPoPRequirements) -> [ResourcePolicy] {
         guard case .sequence(let sequence) = node else {
             self.report(node, path, "expected a list of resources")
             return []
@@ -12,7 +12,7 @@ extension PolicyReader {
         var paths: Set<String> = []
         for (index, element) in sequence.enumerated() {
             let childPath = "\(path)[\(index)]"
-            guard let resource = self.resource(element, childPath, publicURL: publicURL, servers: servers) else { continue }
+            guard let resource = self.resource(element, childPath, publicURL: publicURL, servers: servers, dpop: dpop) else { continue }
             if !paths.insert(resource.path).inserted {
                 self.report(element, "\(childPath).path", "path '\(resource.path)' is used by another resource")
                 continue
@@ -71,12 +71,12 @@ extension PolicyReader {
         return nil
     }
 
-    func resource(_ node: Node, _ path: String, publicURL: CanonicalURI, servers: [String: AuthorizationServerPolicy]) -> ResourcePolicy? {
+    func resource(_ node: Node, _ path: String, publicURL: CanonicalURI, servers: [String: AuthorizationServerPolicy], dpop: DPoPRequirements) -> ResourcePolicy? {
         guard let section = self.section(
             node, path,
             allowed: ["path", "name", "documentation", "authorization_server", "scopes_supported", "upstream", "upstream_tls",
                       "upstream_credentials", "methods", "client_responses", "allowed_origins", "protocol_versions", "list_filtering", "tool_pins", "on_tool_change",
-                      "elicitation", "server_requests", "inspect_responses", "rate_limit", "accepted_audiences", "upstream_protocol"],
+                      "elicitation", "server_requests", "inspect_responses", "rate_limit", "accepted_audiences", "upstream_protocol", "sender_constraint"],
             required: ["path", "authorization_server", "upstream", "methods"]
         ) else { return nil }
         var valid = true
@@ -162,6 +162,8 @@ extension PolicyReader {
         }
         let upstreamProtocol = section.choice("upstream_protocol", UpstreamProtocol.self, message: "must be auto, legacy or modern")
         if section["upstream_protocol"] != nil, upstreamProtocol == nil { valid = false }
+        let senderConstraint = section.choice("sender_constraint", SenderConstraint.Mode.self, message: "must be optional or required")
+        if section["sender_constraint"] != nil, senderConstraint == nil { valid = false }
         let (rateLimitValid, rateLimit) = self.rateLimit(section)
         let uri = publicURL.appendingPath(resourcePath ?? "/")
         let acceptedAudiences = self.acceptedAudiences(section, resourceURI: uri, servers: servers)
@@ -173,7 +175,7 @@ extension PolicyReader {
             scopesSupported: scopesSupported, upstream: upstream, upstreamTLS: upstreamTLS, credentials: credentials, methods: methods,
             clientResponses: responses, allowedOrigins: origins, protocolVersions: versions, listFiltering: listFiltering,
             toolPinning: toolPinning, serverRequests: serverRequests, inspectResponses: inspectResponses, rateLimit: rateLimit,
-            acceptedAudiences: acceptedAudiences, upstreamProtocol: upstreamProtocol ?? .auto
+            acceptedAudiences: acceptedAudiences, upstreamProtocol: upstreamProtocol ?? .auto, senderConstraint: senderConstraint ?? .optional, dpop: dpop
         )
     }
 

@@ -22,6 +22,8 @@ public struct GatewayPolicy: Sendable {
     public var trustedProxies = TrustedProxies()
     /// `bridge:`: 2026-07-28 clients served from legacy upstreams (``BridgeSettings``).
     public var bridge = BridgeSettings()
+    /// `dpop:`: how DPoP proofs are checked (``DPoPSettings``).
+    public var dpop = DPoPSettings()
     /// What loaded but deserves a second look (`check` prints them, `run` logs them).
     public var warnings: [PolicyProblem] = []
 }

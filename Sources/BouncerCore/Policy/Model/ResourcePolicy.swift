@@ -41,13 +41,18 @@ public final class ResourcePolicy: Sendable {
     public let acceptedAudiences: [String]
     /// `upstream_protocol`: the upstream's MCP era, or `auto` to ask it (`server/discover`).
     public let upstreamProtocol: UpstreamProtocol
+    /// `sender_constraint`: whether plain bearer tokens are accepted (``SenderConstraint``).
+    public let senderConstraint: SenderConstraint.Mode
+    /// What a DPoP proof must satisfy here (the policy's `dpop:`).
+    public let dpop: DPoPRequirements
 
     public init(
         path: String, uri: CanonicalURI, name: String?, documentation: String?, authorizationServer: String,
         scopesSupported: [String], upstream: UpstreamTarget, upstreamTLS: ClientTLSSettings, credentials: UpstreamCredentials,
         methods: MethodTable, clientResponses: [String]?, allowedOrigins: Set<String>, protocolVersions: Set<String>, listFiltering: Bool = true,
         toolPinning: ToolPinning? = nil, serverRequests: ServerRequestPolicy = .standard, inspectResponses: Bool = true,
-        rateLimit: RateLimit? = nil, acceptedAudiences: [String] = [], upstreamProtocol: UpstreamProtocol = .auto
+        rateLimit: RateLimit? = nil, acceptedAudiences: [String] = [], upstreamProtocol: UpstreamProtocol = .auto,
+        senderConstraint: SenderConstraint.Mode = .optional, dpop: DPoPRequirements = DPoPRequirements()
     ) {
         self.path = path
         self.uri = uri
@@ -70,6 +75,8 @@ public final class ResourcePolicy: Sendable {
         self.rateLimit = rateLimit
         self.acceptedAudiences = acceptedAudiences
         self.upstreamProtocol = upstreamProtocol
+        self.senderConstraint = senderConstraint
+        self.dpop = dpop
     }
 
     public var metadataURL: String { self.uri.protectedResourceMetadataURL }
