@@ -25,6 +25,7 @@ enum FuzzTarget: String, CaseIterable {
     case session
     case probe
     case bridge
+    case dpop
 
     func run(_ bytes: UnsafeRawBufferPointer) {
         let data = Array(bytes)
@@ -43,6 +44,7 @@ enum FuzzTarget: String, CaseIterable {
         case .session: Self.session(data)
         case .probe: Self.probe(data)
         case .bridge: Self.bridge(data)
+        case .dpop: Self.dpop(data)
         }
     }
 
