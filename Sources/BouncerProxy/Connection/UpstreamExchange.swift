@@ -107,7 +107,8 @@ final class UpstreamExchange {
         }
         // The next DPoP nonce before the client's expires (RFC 9449 §8.2); the upstream's own
         // never reaches the client (it is not the gateway's to hand out).
-        head.headers.remove(name: "DPoP-Nonce")
+        // Looked up first: removing would copy the headers of every response.
+        if head.headers.contains(name: "DPoP-Nonce") { head.headers.remove(name: "DPoP-Nonce") }
         if let nonce = self.request.nextNonce { head.headers.add(name: "DPoP-Nonce", value: nonce) }
         // Only 2026-07-28 requests can contradict an era: a legacy client's path takes no lock.
         if self.request.facts.protocolVersion == MCPProtocol.statelessVersion, self.resource.policy.upstreamProtocol == .auto,
