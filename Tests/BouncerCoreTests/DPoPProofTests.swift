@@ -146,3 +146,18 @@ struct DPoPProofTests {
         #expect(!nonces.accepts(state, now: 1000))
     }
 }
+
+@Suite("RFC 9440 Client-Cert")
+struct ClientCertFieldTests {
+    @Test func onlyOneByteSequenceOfADERSequenceCounts() {
+        let der: [UInt8] = [0x30, 0x03, 0x02, 0x01, 0x01]
+        let thumbprint = CertificateThumbprint.sha256(der: der)
+        #expect(ClientCertField.thumbprint(":MAMCAQE=:", count: 1) == thumbprint)
+        #expect(ClientCertField.thumbprint(":MAMCAQE=:", count: 2) == nil, "two fields")
+        #expect(ClientCertField.thumbprint("MAMCAQE=", count: 1) == nil, "not a byte sequence")
+        #expect(ClientCertField.thumbprint(":MAMCAQE:", count: 1) == nil, "unpadded")
+        #expect(ClientCertField.thumbprint(":MAMC-QE=:", count: 1) == nil, "the URL-safe alphabet")
+        #expect(ClientCertField.thumbprint(":AQID:", count: 1) == nil, "not a DER SEQUENCE")
+        #expect(ClientCertField.thumbprint("::", count: 1) == nil && ClientCertField.thumbprint(nil, count: 0) == nil)
+    }
+}

@@ -88,6 +88,9 @@ struct PolicyLoaderTests {
             let problems = self.problems(Self.valid + "\n" + yaml)
             #expect(problems.contains { $0.keyPath == key }, "\(yaml): \(problems)")
         }
+        #expect(try PolicyLoader.load(yaml: Self.valid + "\ntrusted_proxies: [10.0.0.0/8]\nclient_certificate_header: client-cert", secrets: Self.secrets).clientCertificateHeader)
+        #expect(self.problems(Self.valid + "\nclient_certificate_header: Client-Cert").contains { $0.keyPath == "client_certificate_header" }, "needs trusted_proxies")
+        #expect(self.problems(Self.valid + "\ntrusted_proxies: [10.0.0.0/8]\nclient_certificate_header: X-SSL-Cert").contains { $0.keyPath == "client_certificate_header" })
         let wrongMode = self.problems(Self.valid.replacingOccurrences(of: "    methods:", with: "    sender_constraint: always\n    methods:"))
         #expect(wrongMode.contains { $0.keyPath == "resources[0].sender_constraint" }, "\(wrongMode)")
     }

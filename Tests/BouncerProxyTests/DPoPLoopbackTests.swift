@@ -132,4 +132,32 @@ struct DPoPLoopbackTests {
         let ok = try self.send(running, [("Authorization", "DPoP \(token)"), ("DPoP", self.proof(token: token, nonce: nonce))])
         #expect(ok.status == .ok, "\(ok.body)")
     }
+
+    /// Behind a TLS-terminating proxy: a certificate-bound token goes through with the proxy's
+    /// RFC 9440 `Client-Cert` naming its certificate, not with another one, not when the header
+    /// comes from a peer that is not a trusted proxy; the header never reaches the upstream.
+    @Test func aCertificateBoundTokenMeetsTheProxysClientCert() async throws {
+        let der: [UInt8] = [0x30, 0x05, 0x02, 0x01, 0x01, 0x05, 0x00]
+        let other: [UInt8] = [0x30, 0x05, 0x02, 0x01, 0x02, 0x05, 0x00]
+        func field(_ bytes: [UInt8]) -> String {
+            // Standard base64 with padding, as RFC 8941 byte sequences are.
+            let encoded = Base64URL.encode(bytes).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            return ":" + encoded + String(repeating: "=", count: (4 - encoded.count % 4) % 4) + ":"
+        }
+        let token = self.token(cnf: #","cnf":{"x5t#S256":"\#(CertificateThumbprint.sha256(der: der))"}"#)
+        let trusted = try self.harness.start(LoopbackPolicy(self.harness).top("trusted_proxies: [127.0.0.1/32]", "client_certificate_header: Client-Cert"))
+        defer { trusted.stop() }
+        let before = self.harness.backend.requests.count
+        let ok = try self.send(trusted, [("Authorization", "Bearer \(token)"), ("Client-Cert", field(der))])
+        #expect(ok.status == .ok, "\(ok.body)")
+        #expect(self.harness.backend.requests.last?.headers["Client-Cert"].isEmpty == true, "never forwarded")
+        #expect(try self.send(trusted, [("Authorization", "Bearer \(token)"), ("Client-Cert", field(other))]).status == .unauthorized)
+        #expect(try self.send(trusted, [("Authorization", "Bearer \(token)"), ("Client-Cert", field(der)), ("Client-Cert", field(der))]).status == .unauthorized)
+        #expect(try self.send(trusted, [("Authorization", "Bearer \(token)"), ("Client-Cert", "not-a-byte-sequence")]).status == .unauthorized)
+        #expect(self.harness.backend.requests.count == before + 1)
+        // From a peer that is no trusted proxy the header means nothing (and is still not forwarded).
+        let untrusted = try self.harness.start(LoopbackPolicy(self.harness))
+        defer { untrusted.stop() }
+        #expect(try self.send(untrusted, [("Authorization", "Bearer \(token)"), ("Client-Cert", field(der))]).status == .unauthorized)
+    }
 }

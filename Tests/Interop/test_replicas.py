@@ -333,7 +333,7 @@ end
 
 
 def test_the_deploy_files_pass_their_checks(bouncer_bin, tmp_path):
-    """deploy/haproxy.cfg passes `haproxy -c` (with a certificate made here), and the policy in
+    """deploy/haproxy.cfg and haproxy-client-cert.cfg pass `haproxy -c` (with a certificate made here), and the policy in
     deploy/kubernetes/mcp-bouncer.yaml passes `mcp-bouncer check` with its secrets in place."""
     import yaml
 
@@ -343,10 +343,12 @@ def test_the_deploy_files_pass_their_checks(bouncer_bin, tmp_path):
                     "-subj", "/CN=mcp.example.com", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
     bundle = tmp_path / "mcp.example.com.pem"
     bundle.write_text(cert.read_text() + key.read_text())
-    config = tmp_path / "haproxy.cfg"
-    config.write_text((deploy / "haproxy.cfg").read_text().replace("/etc/haproxy/certs/mcp.example.com.pem", str(bundle)))
-    check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stdout + check.stderr
+    for name in ("haproxy.cfg", "haproxy-client-cert.cfg"):
+        config = tmp_path / name
+        config.write_text((deploy / name).read_text().replace("/etc/haproxy/certs/mcp.example.com.pem", str(bundle))
+                          .replace("/etc/haproxy/certs/client-ca.pem", str(cert)))
+        check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
+        assert check.returncode == 0, name + ": " + check.stdout + check.stderr
 
     documents = list(yaml.safe_load_all((deploy / "kubernetes" / "mcp-bouncer.yaml").read_text()))
     policy_text = next(d for d in documents if d["kind"] == "ConfigMap")["data"]["policy.yaml"]

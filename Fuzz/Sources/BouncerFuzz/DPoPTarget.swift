@@ -7,7 +7,7 @@ extension FuzzTarget {
     /// differ); any JSON as a JWK has a thumbprint of 43 base64url characters or none, the same
     /// whatever other members it has; any text as a nonce is refused unless sealed; the replay
     /// cache, driven by the input, never admits the same proof twice within its window and never
-    /// holds more than its capacity.
+    /// holds more than its capacity; RFC 9440 `Client-Cert` fields are read strictly.
     static func dpop(_ data: [UInt8]) {
         let text = String(decoding: data, as: UTF8.self)
         func verify(_ proof: String) -> DPoPProof? {
@@ -34,6 +34,15 @@ extension FuzzTarget {
             }
         }
         Self.replayModel(data)
+        // RFC 9440 Client-Cert: a thumbprint only for one byte sequence of a DER SEQUENCE, and
+        // then the thumbprint of exactly the bytes it carries.
+        if let thumbprint = ClientCertField.thumbprint(text, count: 1) {
+            require(text.hasPrefix(":") && text.hasSuffix(":") && thumbprint.utf8.count == 43, "Client-Cert \(text) read as \(thumbprint)")
+            let inner = String(text.dropFirst().dropLast()).replacingOccurrences(of: "=", with: "")
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            require(Base64URL.decode(inner).map { CertificateThumbprint.sha256(der: $0) } == thumbprint, "Client-Cert thumbprint of other bytes")
+        }
+        require(ClientCertField.thumbprint(text, count: 2) == nil, "two Client-Cert fields read")
     }
 
     /// The replay cache against a plain model: each byte pair is (jti, time step).

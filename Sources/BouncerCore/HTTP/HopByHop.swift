@@ -7,6 +7,8 @@ public enum HopByHop {
     public static let requestHeaders: [String] = [
         "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade",
         "proxy-authorization", "proxy-authenticate", "authorization", "dpop", "host", "content-length",
+        // RFC 9440: the certificate a trusted proxy verified is the gateway's to read.
+        "client-cert", "client-cert-chain",
         "x-forwarded-proto", "x-forwarded-host", "forwarded",
         // The gateway already answered 100-continue and holds the whole body.
         "expect",

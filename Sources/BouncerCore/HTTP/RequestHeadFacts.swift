@@ -63,6 +63,9 @@ public struct RequestHeadFacts: Sendable {
     /// The first `Authorization` value, and how many there were (RFC 6750: one).
     public private(set) var authorization: String?
     public private(set) var authorizationCount = 0
+    /// RFC 9440 `Client-Cert` (trusted only from trusted proxies), and how many came.
+    public private(set) var clientCert: String?
+    public private(set) var clientCertCount = 0
     /// The first `DPoP` proof (RFC 9449), and how many `DPoP` headers came.
     public private(set) var dpop: String?
     public private(set) var dpopCount = 0
@@ -116,6 +119,9 @@ public struct RequestHeadFacts: Sendable {
             self.mcpName = self.mcpName ?? value
         case 10 where name.equalsIgnoringASCIICase("mcp-method"):
             self.mcpMethod = self.mcpMethod ?? value
+        case 11 where name.equalsIgnoringASCIICase("client-cert"):
+            self.clientCertCount += 1
+            self.clientCert = self.clientCert ?? value
         case 11 where name.equalsIgnoringASCIICase("traceparent"):
             self.traceparentCount += 1
             self.traceparent = self.traceparentCount == 1 ? value : nil

@@ -272,7 +272,9 @@ final class GatewayHandler: ChannelDuplexHandler {
             logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter,
             method: head.method.rawValue, peer: peer
         )
-        log.clientCertificate = self.clientCertificateThumbprint
+        // Behind a TLS-terminating proxy, the certificate it verified (RFC 9440), from it only.
+        log.clientCertificate = self.peerIsTrustedProxy && self.gateway.policy.clientCertificateHeader
+            ? ClientCertField.thumbprint(facts.clientCert, count: facts.clientCertCount) : self.clientCertificateThumbprint
 
         let target: Enforcement.Target
         switch Enforcement.checkHead(facts, method: head.method.rawValue, isHTTP11OrLater: head.version.isHTTP11OrLater, target: head.uri, limits: self.gateway.policy.limits) {

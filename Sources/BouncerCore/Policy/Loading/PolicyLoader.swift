@@ -34,7 +34,7 @@ extension PolicyReader {
     func policy(_ root: Node) -> GatewayPolicy? {
         guard let top = self.section(
             root, "",
-            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources", "audit", "admin", "sessions", "trusted_proxies", "bridge", "dpop"],
+            allowed: ["listen", "public_url", "tls", "limits", "authorization_servers", "resources", "audit", "admin", "sessions", "trusted_proxies", "client_certificate_header", "bridge", "dpop"],
             required: ["listen", "public_url", "authorization_servers", "resources"]
         ) else { return nil }
 
@@ -69,6 +69,15 @@ extension PolicyReader {
         policy.trustedProxies = trustedProxies
         policy.bridge = bridge
         policy.dpop = dpop
+        if let node = top["client_certificate_header"] {
+            if self.nonEmptyString(node, "client_certificate_header")?.equalsIgnoringASCIICase(ClientCertField.name) != true {
+                self.report(node, "client_certificate_header", "only Client-Cert (RFC 9440) is read")
+            } else if trustedProxies.isEmpty {
+                self.report(node, "client_certificate_header", "needs trusted_proxies: the header is believed only from them")
+            } else {
+                policy.clientCertificateHeader = true
+            }
+        }
         return policy
     }
 

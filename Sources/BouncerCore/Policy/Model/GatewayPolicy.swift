@@ -22,6 +22,9 @@ public struct GatewayPolicy: Sendable {
     public var trustedProxies = TrustedProxies()
     /// `bridge:`: 2026-07-28 clients served from legacy upstreams (``BridgeSettings``).
     public var bridge = BridgeSettings()
+    /// `client_certificate_header: Client-Cert`: read the client certificate a trusted proxy
+    /// verified from RFC 9440 `Client-Cert` (``ClientCertField``).
+    public var clientCertificateHeader = false
     /// `dpop:`: how DPoP proofs are checked (``DPoPSettings``).
     public var dpop = DPoPSettings()
     /// What loaded but deserves a second look (`check` prints them, `run` logs them).
