@@ -100,6 +100,10 @@ def test_protected_resource_metadata(stack):
         "scopes_supported": ["jira:read"],
         "bearer_methods_supported": ["header"],
         "resource_name": "Legacy Jira",
+        # RFC 9728 §2: what sender-constrained tokens the resource takes (issue 27).
+        "dpop_signing_alg_values_supported": ["ES256", "ES384", "EdDSA", "PS256", "RS256"],
+        "dpop_bound_access_tokens_required": False,
+        "tls_client_certificate_bound_access_tokens": False,
     }
     rsa = httpx.get(f"{stack.gateway}/.well-known/oauth-protected-resource/rsa/mcp").json()
     assert rsa["resource"] == stack.rsa and rsa["authorization_servers"] == [stack.nanoidp]
