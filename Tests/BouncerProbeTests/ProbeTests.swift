@@ -60,6 +60,14 @@ struct ProbeTests {
         var equivalent = ProbeReport(url: "")
         _ = ProbeChecks.judgeResourceMetadata(Self.json(#"{"resource":"HTTPS://MCP.example.com:443/jira/mcp","authorization_servers":["a"]}"#), url: Self.url, source: "prm", into: &equivalent)
         #expect(equivalent.findings.isEmpty)
+        // What a resource says of sender-constrained tokens (mcp-bouncer's metadata says it).
+        var bound = ProbeReport(url: "")
+        _ = ProbeChecks.judgeResourceMetadata(Self.json("""
+            {"resource":"https://mcp.example.com/jira/mcp","authorization_servers":["a"],"dpop_signing_alg_values_supported":["ES256","EdDSA"],
+             "dpop_bound_access_tokens_required":true,"tls_client_certificate_bound_access_tokens":true}
+            """), url: Self.url, source: "prm", into: &bound)
+        #expect(bound.findings.map(\.rule.id) == ["prm.sender-constraint"])
+        #expect(bound.findings.first?.detail == "DPoP proofs with ES256, EdDSA; DPoP-bound tokens required; certificate-bound tokens (RFC 8705)")
         #expect(ProbeChecks.metadataURLs(for: Self.url) == ("https://mcp.example.com/.well-known/oauth-protected-resource/jira/mcp", "https://mcp.example.com/.well-known/oauth-protected-resource"))
     }
 

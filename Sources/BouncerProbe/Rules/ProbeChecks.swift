@@ -66,6 +66,16 @@ public enum ProbeChecks {
         }
         let servers = document["authorization_servers"]?.arrayValue?.compactMap(\.stringValue) ?? []
         if servers.isEmpty { report.add(ProbeRules.metadataNoServers, "\(source) has no authorization_servers") }
+        let algorithms = document["dpop_signing_alg_values_supported"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        let dpopRequired = document["dpop_bound_access_tokens_required"] == .bool(true)
+        let certificateBound = document["tls_client_certificate_bound_access_tokens"] == .bool(true)
+        if !algorithms.isEmpty || dpopRequired || certificateBound {
+            var facts: [String] = []
+            if !algorithms.isEmpty { facts.append("DPoP proofs with \(algorithms.joined(separator: ", "))") }
+            facts.append(dpopRequired ? "DPoP-bound tokens required" : "bearer tokens accepted too")
+            if certificateBound { facts.append("certificate-bound tokens (RFC 8705)") }
+            report.add(ProbeRules.senderConstraint, facts.joined(separator: "; "))
+        }
         return servers
     }
 

@@ -25,6 +25,7 @@ public enum ProbeRules {
     public static let metadataRootOnly = ProbeRule("prm.root-only", .low, "Protected Resource Metadata only at the root well-known URL", reference: "RFC 9728 section 3.1 (path insertion); \(authorization)", fix: "Serve it at /.well-known/oauth-protected-resource<path> too, so each MCP server on a host has its own.")
     public static let metadataResourceMismatch = ProbeRule("prm.resource-mismatch", .high, "The metadata's resource is not the URL probed", reference: "RFC 9728 section 3.3: resource MUST be identical to the resource the metadata is for", fix: "Make `resource` the exact URL clients use, the audience tokens must name.")
     public static let metadataNoServers = ProbeRule("prm.no-authorization-servers", .high, "The metadata names no authorization server", reference: "\(authorization): the metadata MUST include authorization_servers", fix: "List the issuer(s) in `authorization_servers`.")
+    public static let senderConstraint = ProbeRule("prm.sender-constraint", .info, "Sender-constrained tokens advertised", reference: "RFC 9728 section 2 (dpop_signing_alg_values_supported, dpop_bound_access_tokens_required, tls_client_certificate_bound_access_tokens); RFC 9449; RFC 8705", fix: "")
     public static let metadataInvalid = ProbeRule("prm.invalid", .high, "The Protected Resource Metadata is not a JSON object", reference: "RFC 9728 section 3.2", fix: "Serve a JSON object with `resource` and `authorization_servers`.")
 
     public static let serverMetadataMissing = ProbeRule("as.metadata-missing", .high, "The authorization server publishes no metadata", reference: "RFC 8414 section 3; OpenID Connect Discovery 1.0; \(authorization), Authorization Server Metadata Discovery", fix: "Publish /.well-known/oauth-authorization-server (or openid-configuration) for the issuer.")
@@ -66,6 +67,7 @@ public enum ProbeRules {
         metadataRootOnly,
         metadataResourceMismatch,
         metadataNoServers,
+        senderConstraint,
         metadataInvalid,
         serverMetadataMissing,
         serverIssuerMismatch,
