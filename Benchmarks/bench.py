@@ -154,9 +154,11 @@ def memory_mb(pid: int, field: str) -> float:
     return 0.0
 
 
-def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path, headers: dict | None = None, body: str = BODY) -> dict:
+def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path, headers: dict | None = None, body: str = BODY,
+        lua: tuple[str, ...] = ()) -> dict:
     """One wrk run POSTing `body` (the tools/call unless given) with `headers` (JSON and SSE
-    accepted, the bearer `token` if any, unless given): req/s, requests, p50/p99/p99.9, errors."""
+    accepted, the bearer `token` if any, unless given), `lua` added to its script (a `request`
+    function, say): req/s, requests, p50/p99/p99.9, errors."""
     if headers is None:
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
         if token:
@@ -166,6 +168,7 @@ def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path,
         'wrk.method = "POST"',
         f"wrk.body = {json.dumps(body)}",
         *[f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()],
+        *lua,
         "done = function(summary, latency, requests)",
         '  io.write(string.format("LAT %f %f %f\\n", latency:percentile(50), latency:percentile(99), latency:percentile(99.9)))',
         "  local e = summary.errors",

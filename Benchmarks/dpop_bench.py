@@ -10,8 +10,6 @@ import argparse
 import base64
 import hashlib
 import json
-import re
-import subprocess
 import tempfile
 import time
 import uuid
@@ -20,7 +18,7 @@ from pathlib import Path
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from bench import BODY, CANNED, EXCHANGED, UPSTREAM_NGINX, cpu_seconds, median, signing_key  # noqa: E402
+from bench import CANNED, EXCHANGED, UPSTREAM_NGINX, cpu_seconds, median, signing_key, wrk  # noqa: E402
 from common import Process, free_port, stop_all, write_results  # noqa: E402
 
 POLICY = """
@@ -49,34 +47,18 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def run_wrk(url: str, headers: dict, proofs: Path | None, seconds: int, connections: int, work: Path) -> dict:
-    lines = ['wrk.method = "POST"', f"wrk.body = {json.dumps(BODY)}", *[f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]]
-    if proofs:
-        lines += [
-            "local proofs = {}",
-            f'for line in io.lines("{proofs}") do proofs[#proofs + 1] = line end',
-            "local i = 0",
-            "request = function()",
-            "  i = i + 1",
-            '  wrk.headers["DPoP"] = proofs[i] or proofs[#proofs]',
-            "  return wrk.format()",
-            "end",
-        ]
-    lines += [
-        "done = function(summary, latency, requests)",
-        '  io.write(string.format("LAT %f %f\\n", latency:percentile(50), latency:percentile(99)))',
-        "  local e = summary.errors",
-        '  io.write(string.format("ERR %d\\n", e.connect + e.read + e.write + e.status + e.timeout))',
+def proof_lua(proofs: Path) -> tuple[str, ...]:
+    """wrk's Lua for a fresh proof per request, from a file of proofs made beforehand."""
+    return (
+        "local proofs = {}",
+        f'for line in io.lines("{proofs}") do proofs[#proofs + 1] = line end',
+        "local i = 0",
+        "request = function()",
+        "  i = i + 1",
+        '  wrk.headers["DPoP"] = proofs[i] or proofs[#proofs]',
+        "  return wrk.format()",
         "end",
-    ]
-    script = work / "load.lua"
-    script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url], capture_output=True, text=True, timeout=seconds * 4 + 60).stdout
-    rps, lat, err, count = (re.search(p, out) for p in (r"Requests/sec:\s+([\d.]+)", r"LAT ([\d.]+) ([\d.]+)", r"ERR (\d+)", r"(\d+) requests in"))
-    if not rps or not lat or not count:
-        raise RuntimeError(f"cannot parse wrk output:\n{out}")
-    return {"rps": float(rps.group(1)), "requests": int(count.group(1)), "p50_ms": float(lat.group(1)) / 1000, "p99_ms": float(lat.group(2)) / 1000,
-            "errors": int(err.group(1)) if err else 0}
+    )
 
 
 def main() -> None:
@@ -134,7 +116,7 @@ def main() -> None:
                 ("dpop", htu, {**base, "Authorization": f"DPoP {bound}"}, proofs),
             ):
                 before = cpu_seconds(pid)
-                run = run_wrk(url, headers, proof_file, args.seconds, args.connections, work)
+                run = wrk(url, None, args.seconds, args.connections, work, headers=headers, lua=proof_lua(proof_file) if proof_file else ())
                 run["cpu_us_per_request"] = (cpu_seconds(pid) - before) / max(run["requests"], 1) * 1e6
                 runs[name].append(run)
                 print(f"  round {round_ + 1}: {name:6} {run['rps']:8.0f} req/s  p50 {run['p50_ms']:6.2f} ms  p99 {run['p99_ms']:6.2f} ms  "
