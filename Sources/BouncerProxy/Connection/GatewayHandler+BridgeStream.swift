@@ -46,9 +46,16 @@ extension GatewayHandler: BridgeStreamSink {
         self.endResponse(keepAlive: request.head.isKeepAlive, context: context)
     }
 
+    /// The connection is closing: a bridged call under way is cancelled upstream, a
+    /// subscription ends (``clientLeftStream()``).
+    func clientLeftBridge() {
+        self.request?.bridgeCancellation?.fire()
+        self.clientLeftStream()
+    }
+
     /// The client left while its subscription streamed: recorded, and the stream count put right
     /// (the subscription unsubscribes upstream itself).
-    func clientLeftStream() {
+    private func clientLeftStream() {
         guard let (request, resource, _) = self.bridgeStream else { return }
         self.bridgeStream = nil
         self.gateway.metrics.openStreams.decrement()

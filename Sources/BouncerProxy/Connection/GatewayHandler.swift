@@ -377,8 +377,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// Closes the client connection (and the upstream side of an exchange under way).
     func closeConnection(context: ChannelHandlerContext) {
         self.cancelTimers()
-        self.request?.bridgeCancellation?.fire()
-        self.clientLeftStream()
+        self.clientLeftBridge()
         if let exchange = self.exchange {
             self.abandon(exchange)
             self.exchange = nil
@@ -397,8 +396,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         self.cancelTimers()
         // Client disconnect cancels the upstream exchange (MCP: closing the stream is cancellation).
         self.exchange?.machine.clientClosed()
-        self.request?.bridgeCancellation?.fire()
-        self.clientLeftStream()
+        self.clientLeftBridge()
         self.run(self.machine.clientClosed(), context: context)
         if let request = self.request, !request.recorded, let resource = request.resource, request.token != nil || self.exchange != nil {
             // The client left while its request was being decided.
