@@ -56,7 +56,7 @@ struct DPoPLoopbackTests {
     }
 
     @Test func aBoundTokenGoesThroughWithItsProofAndNeverAsBearer() async throws {
-        let running = try self.harness.start(LoopbackPolicy(self.harness).audit("file: /dev/null"))
+        let running = try self.harness.start(LoopbackPolicy(self.harness).audit("file: /dev/null").methods("tools/call: { echo: [read], delete_repo: [admin] }"))
         defer { running.stop() }
         let token = self.token()
         let before = self.harness.backend.requests.count
@@ -92,6 +92,12 @@ struct DPoPLoopbackTests {
         let unbound = self.token(jkt: false)
         #expect(try self.send(running, [("Authorization", "DPoP \(unbound)"), ("DPoP", self.proof(token: unbound))]).status == .unauthorized)
         #expect(self.harness.backend.requests.count == before + 2, "only the two good proofs were forwarded")
+        // A 403 challenges in the scheme the client used (RFC 9449 §7.1).
+        let narrow = try TestClient(group: self.harness.group).send(port: running.port, uri: "/mcp", headers: [
+            ("Authorization", "DPoP \(token)"), ("DPoP", self.proof(token: token)), ("MCP-Protocol-Version", "2025-11-25"),
+        ], body: #"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_repo"}}"#)
+        #expect(narrow.status == .forbidden)
+        #expect(narrow.headers["WWW-Authenticate"].first?.hasPrefix(#"DPoP resource_metadata="http://127.0.0.1:8443/.well-known/oauth-protected-resource/mcp", scope="admin", error="insufficient_scope""#) == true, "\(narrow.headers)")
         // Plain bearer tokens still work where they are optional.
         #expect(try self.send(running, [("Authorization", "Bearer \(unbound)")]).status == .ok)
         let metrics = String(decoding: running.gateway.metrics.exposition(), as: UTF8.self)

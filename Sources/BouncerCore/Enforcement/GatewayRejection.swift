@@ -167,7 +167,9 @@ public enum GatewayRejection: Error, Sendable, Hashable {
 
     /// The HTTP response. `resource` is the protected resource the request was for; the
     /// challenges need it, so it is `nil` only for requests that matched no resource.
-    public func response(resource: ResourcePolicy?) -> GatewayResponse {
+    /// - Parameter dpop: the request's token came as `Authorization: DPoP`: a 403 challenges in
+    ///   the scheme the client used (RFC 9449 §7.1).
+    public func response(resource: ResourcePolicy?, dpop: Bool = false) -> GatewayResponse {
         func challenge(_ status: Int, _ challenge: BearerChallenge, body: String) -> GatewayResponse {
             GatewayResponse.json(status, body, extra: [("WWW-Authenticate", challenge.headerValue)])
         }
@@ -214,6 +216,13 @@ public enum GatewayRejection: Error, Sendable, Hashable {
                 message: "Forbidden: insufficient scope, this operation needs \(needed.joined(separator: " "))",
                 id: id, data: try? JSONParser().parse(data.string)
             )
+            if dpop {
+                let challenge = DPoPChallenge(
+                    algorithms: resource.dpop.algorithms, error: "insufficient_scope", errorDescription: bearer.errorDescription, scopes: needed,
+                    resourceMetadata: resource.metadataURL
+                )
+                return GatewayResponse.json(403, body, extra: [("WWW-Authenticate", challenge.headerValue)])
+            }
             return challenge(403, bearer, body: body)
         case .policyDenied(let reason, let id):
             return GatewayResponse.json(403, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.forbidden, message: "Forbidden: \(reason)", id: id))

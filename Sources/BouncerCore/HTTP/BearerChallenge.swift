@@ -50,15 +50,22 @@ public struct DPoPChallenge: Sendable, Hashable {
     public var algorithms: Set<JWSAlgorithm>
     public var error: String?
     public var errorDescription: String?
+    /// For `insufficient_scope`: what the operation needs, and where the metadata is.
+    public var scopes: [String]
+    public var resourceMetadata: String?
 
-    public init(algorithms: Set<JWSAlgorithm>, error: String? = nil, errorDescription: String? = nil) {
+    public init(algorithms: Set<JWSAlgorithm>, error: String? = nil, errorDescription: String? = nil, scopes: [String] = [], resourceMetadata: String? = nil) {
         self.algorithms = algorithms
         self.error = error
         self.errorDescription = errorDescription
+        self.scopes = scopes
+        self.resourceMetadata = resourceMetadata
     }
 
     public var headerValue: String {
         var params: [String] = []
+        if let resourceMetadata { params.append("resource_metadata=\"\(BearerChallenge.sanitise(resourceMetadata))\"") }
+        if !self.scopes.isEmpty { params.append("scope=\"\(BearerChallenge.sanitise(self.scopes.joined(separator: " ")))\"") }
         if let error { params.append("error=\"\(BearerChallenge.sanitise(error))\"") }
         if let errorDescription, !errorDescription.isEmpty { params.append("error_description=\"\(BearerChallenge.sanitise(errorDescription))\"") }
         params.append("algs=\"\(self.algorithms.map(\.rawValue).sorted().joined(separator: " "))\"")

@@ -320,7 +320,7 @@ final class GatewayHandler: ChannelDuplexHandler {
         _ request: ClientRequest?, with rejection: GatewayRejection, resource: ResolvedResource?, record: ResolvedResource?, keepAlive: Bool,
         level: Logger.Level? = nil, context: ChannelHandlerContext
     ) {
-        let response = rejection.response(resource: resource?.policy)
+        let response = rejection.response(resource: resource?.policy, dpop: request?.tokenIsDPoP == true)
         let log = request?.log ?? self.connectionLog(method: "-")
         log.log(level: level ?? (response.status >= 500 ? .error : .debug), "request refused", metadata: [
             "outcome": "rejected", "code": "\(rejection.code)", "reason": "\(rejection.logReason)", "status": "\(response.status)",
