@@ -111,6 +111,10 @@ struct DPoPLoopbackTests {
         let bearer = try self.send(running, [("Authorization", "Bearer \(self.token(jkt: false))")])
         #expect(bearer.status == .unauthorized)
         #expect(bearer.headers["WWW-Authenticate"] == [#"DPoP error_description="this resource accepts only sender-constrained (DPoP or certificate-bound) tokens", algs="ES256 ES384 EdDSA PS256 RS256""#])
+        // No token at all: the challenge says how to come, and where to start.
+        let none = try self.send(running, [])
+        #expect(none.status == .unauthorized)
+        #expect(none.headers["WWW-Authenticate"] == [#"DPoP resource_metadata="http://127.0.0.1:8443/.well-known/oauth-protected-resource/mcp", algs="ES256 ES384 EdDSA PS256 RS256""#], "no scopes_supported here: no scope")
         let certificateBound = self.token(cnf: #","cnf":{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}"#)
         let noCertificate = try self.send(running, [("Authorization", "Bearer \(certificateBound)")])
         #expect(noCertificate.status == .unauthorized && noCertificate.body.contains("another client certificate"))

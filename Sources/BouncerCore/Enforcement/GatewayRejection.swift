@@ -176,6 +176,14 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         switch self {
         case .missingToken, .invalidToken, .invalidRequest:
             guard let resource else { return GatewayResponse.json(401, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.unauthorized, message: "Unauthorized", id: nil)) }
+            if case .missingToken = self, resource.senderConstraint == .required {
+                // Only sender-constrained tokens here: the challenge says so, and where to start.
+                let challenge = DPoPChallenge(algorithms: resource.dpop.algorithms, scopes: resource.scopesSupported, resourceMetadata: resource.metadataURL)
+                let message = "Unauthorized: a DPoP-bound (or certificate-bound) token for \(resource.uri) is required"
+                return GatewayResponse.json(401, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.unauthorized, message: message, id: nil), extra: [
+                    ("WWW-Authenticate", challenge.headerValue),
+                ])
+            }
             var bearer = BearerChallenge(resourceMetadata: resource.metadataURL, scopes: resource.scopesSupported)
             var status = 401
             var message = "Unauthorized: a bearer token for \(resource.uri) is required"
