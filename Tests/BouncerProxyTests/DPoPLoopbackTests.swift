@@ -149,11 +149,8 @@ struct DPoPLoopbackTests {
     @Test func aCertificateBoundTokenMeetsTheProxysClientCert() async throws {
         let der: [UInt8] = [0x30, 0x05, 0x02, 0x01, 0x01, 0x05, 0x00]
         let other: [UInt8] = [0x30, 0x05, 0x02, 0x01, 0x02, 0x05, 0x00]
-        func field(_ bytes: [UInt8]) -> String {
-            // Standard base64 with padding, as RFC 8941 byte sequences are.
-            let encoded = Base64URL.encode(bytes).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-            return ":" + encoded + String(repeating: "=", count: (4 - encoded.count % 4) % 4) + ":"
-        }
+        // Standard base64 with padding, as RFC 8941 byte sequences are.
+        func field(_ bytes: [UInt8]) -> String { ":" + Base64URL.encodeStandard(bytes) + ":" }
         let token = self.token(cnf: #","cnf":{"x5t#S256":"\#(CertificateThumbprint.sha256(der: der))"}"#)
         let trusted = try self.harness.start(LoopbackPolicy(self.harness).top("trusted_proxies: [127.0.0.1/32]", "client_certificate_header: Client-Cert"))
         defer { trusted.stop() }

@@ -12,13 +12,8 @@ public enum ClientCertField {
     /// holding one byte sequence whose content is a DER SEQUENCE.
     public static func thumbprint(_ value: String?, count: Int) -> String? {
         guard count == 1, let value, value.utf8.count >= 3, value.utf8.first == UInt8(ascii: ":"), value.utf8.last == UInt8(ascii: ":") else { return nil }
-        let inner = value.utf8.dropFirst().dropLast()
         // sf-binary is standard base64 with padding (RFC 8941 §3.3.5).
-        guard inner.count % 4 == 0, inner.allSatisfy({ Base64URL.isAlphabet($0) || $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "/") || $0 == UInt8(ascii: "=") }) else { return nil }
-        let unpadded = inner.reversed().drop { $0 == UInt8(ascii: "=") }.reversed()
-        guard !unpadded.contains(UInt8(ascii: "=")), !unpadded.contains(UInt8(ascii: "-")), !unpadded.contains(UInt8(ascii: "_")) else { return nil }
-        let urlSafe = unpadded.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: "-") : $0 == UInt8(ascii: "/") ? UInt8(ascii: "_") : $0 }
-        guard let der = Base64URL.decode(urlSafe), der.count > 2, der[0] == 0x30 else { return nil }
+        guard let der = Base64URL.decodeStandard(value.utf8.dropFirst().dropLast()), der.count > 2, der[0] == 0x30 else { return nil }
         return CertificateThumbprint.sha256(der: der)
     }
 }

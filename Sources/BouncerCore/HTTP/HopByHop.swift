@@ -14,9 +14,10 @@ public enum HopByHop {
         "expect",
     ]
 
-    /// Never relayed to the client: connection-scoped response headers (RFC 9110 7.6.1).
+    /// Never relayed to the client: connection-scoped response headers (RFC 9110 7.6.1), and an
+    /// upstream's `DPoP-Nonce` (for its own client, the gateway; the client gets the gateway's).
     public static let responseHeaders: [String] = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate",
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "proxy-authenticate", "dpop-nonce",
     ]
 
     /// Whether `name` is not forwarded upstream: in the fixed set, or named in the request's

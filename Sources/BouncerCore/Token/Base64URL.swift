@@ -72,4 +72,14 @@ public enum Base64URL {
         while text.utf8.count % 4 != 0 { text += "=" }
         return text
     }
+
+    /// Standard base64 with padding (RFC 4648 section 4), strict: a length that is a multiple
+    /// of four, padding only at the end and only as much as the length needs, no URL-safe
+    /// characters, no non-canonical trailing bits (RFC 8941 byte sequences, RFC 9440).
+    public static func decodeStandard(_ text: some Collection<UInt8>) -> [UInt8]? {
+        guard text.count % 4 == 0 else { return nil }
+        let unpadded = text.reversed().drop { $0 == UInt8(ascii: "=") }.reversed()
+        guard text.count - unpadded.count <= 2, unpadded.allSatisfy({ $0 != UInt8(ascii: "-") && $0 != UInt8(ascii: "_") && $0 != UInt8(ascii: "=") }) else { return nil }
+        return Self.decode(unpadded.map { $0 == UInt8(ascii: "+") ? UInt8(ascii: "-") : $0 == UInt8(ascii: "/") ? UInt8(ascii: "_") : $0 })
+    }
 }

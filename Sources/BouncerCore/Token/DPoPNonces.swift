@@ -25,18 +25,22 @@ public struct DPoPNonces: Sendable {
 
     /// Whether `nonce` is one of ours, issued no longer than the lifetime ago.
     public func accepts(_ nonce: String, now: Int64) -> Bool {
-        guard case .success(let plain) = Self.envelope.open(nonce, keys: self.keys, otherVersion: .forged) else { return false }
-        var reader = SealedFields.Reader(bytes: plain)
-        guard let issued = reader.int64(), reader.atEnd else { return false }
+        guard let issued = self.issuedAt(nonce) else { return false }
         return issued <= now + Self.clockSkewSeconds && now - issued <= self.lifetimeSeconds
     }
 
-    /// Whether `nonce` should be replaced on a response now (it is past
-    /// half its life: clients get the next one before the old one expires).
+    /// Whether `nonce` should be replaced on a response now (it is past half its life: clients
+    /// get the next one before the old one expires), or is not ours.
     public func isAging(_ nonce: String, now: Int64) -> Bool {
-        guard case .success(let plain) = Self.envelope.open(nonce, keys: self.keys, otherVersion: .forged) else { return true }
-        var reader = SealedFields.Reader(bytes: plain)
-        guard let issued = reader.int64() else { return true }
+        guard let issued = self.issuedAt(nonce) else { return true }
         return now - issued > self.lifetimeSeconds / 2
+    }
+
+    /// When we issued `nonce`; nil when we did not.
+    private func issuedAt(_ nonce: String) -> Int64? {
+        guard case .success(let plain) = Self.envelope.open(nonce, keys: self.keys, otherVersion: .forged) else { return nil }
+        var reader = SealedFields.Reader(bytes: plain)
+        guard let issued = reader.int64(), reader.atEnd else { return nil }
+        return issued
     }
 }

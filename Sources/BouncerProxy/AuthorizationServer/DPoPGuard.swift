@@ -33,13 +33,16 @@ final class DPoPGuard: Sendable {
         }
     }
 
-    /// A nonce for a refusal that asks for one, or for a response whose proof's nonce is aging.
-    func nonce(for refusal: DPoPRefusal?, proof: DPoPProof?, now: Int64) -> String? {
-        guard self.settings.nonce else { return nil }
-        if let refusal {
-            return refusal == .nonceRequired || refusal == .nonceInvalid ? self.nonces.issue(now: now) : nil
-        }
-        guard let current = proof?.nonce, !self.nonces.isAging(current, now: now) else { return self.nonces.issue(now: now) }
-        return nil
+    /// The nonce a refusal hands out: only one that asks for a nonce, when nonces are required.
+    func nonce(after refusal: DPoPRefusal?, now: Int64) -> String? {
+        guard self.settings.nonce, refusal == .nonceRequired || refusal == .nonceInvalid else { return nil }
+        return self.nonces.issue(now: now)
+    }
+
+    /// The nonce a response to an accepted `proof` hands out: a fresh one when its nonce is past
+    /// half its life (or it had none).
+    func nonce(forResponseTo proof: DPoPProof, now: Int64) -> String? {
+        guard self.settings.nonce, proof.nonce.map({ self.nonces.isAging($0, now: now) }) ?? true else { return nil }
+        return self.nonces.issue(now: now)
     }
 }

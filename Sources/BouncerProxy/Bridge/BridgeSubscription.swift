@@ -99,7 +99,7 @@ final class BridgeSubscription {
             let reply = method == "ping"
                 ? BridgeUpstreamMessage.reply(id: id, result: .object([:]))
                 : BridgeUpstreamMessage.replyError(id: id, code: JSONRPCErrorCode.methodNotFound, message: "\(method) is not relayed on a subscription stream")
-            self.bridge.send(reply, on: self.call, gateway: self.gateway, eventLoop: self.eventLoop)
+            self.sendUpstream(reply)
         }
     }
 
@@ -114,7 +114,7 @@ final class BridgeSubscription {
             let unsubscribe = JSONValue.object([
                 "jsonrpc": .string("2.0"), "id": self.bridge.nextUpstreamID(), "method": .string("resources/unsubscribe"), "params": .object(["uri": .string(uri)]),
             ])
-            self.bridge.send(unsubscribe, on: self.call, gateway: self.gateway, eventLoop: self.eventLoop)
+            self.sendUpstream(unsubscribe)
         }
         self.bridge.events.bridge(.listenEnded, resource: self.caller.resource.policy.path, subject: self.caller.binding.subject, details: [
             "request_id": .string(self.caller.requestID), "reason": .string(outcome),
@@ -122,11 +122,11 @@ final class BridgeSubscription {
         if outcome != "client_closed" { self.sink?.bridgeStreamEnded(outcome: outcome) }
     }
 
-    /// The subscription as a call on its session (for the gateway's own messages on it).
-    private var call: BridgeCall {
-        BridgeCall(
-            resource: self.caller.resource, key: self.key, session: self.session, credentialHeaders: self.caller.upstreamHeaders, caller: self.caller.binding,
-            method: "subscriptions/listen", declaredCapabilities: [], requestDigest: "", upstreamID: .null, requestID: self.caller.requestID, variesByCaller: false
+    /// The gateway's own message on the subscription's session.
+    private func sendUpstream(_ message: JSONValue) {
+        self.bridge.send(
+            message, headers: self.session.headers(self.caller.upstreamHeaders), resource: self.caller.resource, requestID: self.caller.requestID,
+            gateway: self.gateway, eventLoop: self.eventLoop
         )
     }
 }
@@ -161,7 +161,7 @@ extension ProtocolBridge {
                 self.subscribe(requested.resourceSubscriptions, held: held, caller: caller, gateway: gateway, eventLoop: eventLoop).flatMap { subscribed in
                     self.post(nil, headers: held.headers(caller.upstreamHeaders), resource: resource, gateway: gateway, eventLoop: eventLoop).assumeIsolated().map { call, head -> Listen in
                         let stream: BridgeUpstreamCall?
-                        if head.status == .ok, head.headers.first(name: "Content-Type")?.lowercased().hasPrefix("text/event-stream") == true {
+                        if head.status == .ok, head.headers.first(name: "Content-Type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
                             stream = call
                         } else {
                             call.close()

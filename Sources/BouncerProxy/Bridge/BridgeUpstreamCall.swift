@@ -206,17 +206,21 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         guard let promise = self.headPromise else { return }
         self.headPromise = nil
-        if (200..<300).contains(head.status.code) || head.headers.first(name: "Content-Type")?.lowercased().hasPrefix("application/json") == true {
+        // Messages come in a 2xx answer (a 202 without a Content-Type has none) and in a JSON
+        // error; any other answer's body is not read.
+        let type = head.headers.first(name: "Content-Type")
+        let carriesMessages = type?.hasPrefixIgnoringASCIICase("application/json") == true
+            || ((200..<300).contains(head.status.code) && !(head.status == .accepted && type == nil))
+        var unreadable: UpstreamMessageReader.Failure?
+        if carriesMessages {
             do {
-                if head.status != .accepted || head.headers.contains(name: "Content-Type") {
-                    self.reader = try UpstreamMessageReader(contentType: head.headers.first(name: "Content-Type"), maxMessageBytes: self.maxMessageBytes, maxDepth: self.maxDepth)
-                }
+                self.reader = try UpstreamMessageReader(contentType: type, maxMessageBytes: self.maxMessageBytes, maxDepth: self.maxDepth)
             } catch {
-                promise.succeed(head)
-                return self.fail(BridgeUpstreamError(.malformed, "\(error)"))
+                unreadable = error
             }
         }
         promise.succeed(head)
+        if let unreadable { self.fail(BridgeUpstreamError(.malformed, "\(unreadable)")) }
     }
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {

@@ -112,15 +112,20 @@ extension ProtocolBridge {
     /// A message of the gateway's own to the upstream on the call's session (an answer to the
     /// upstream's request, a cancellation); failures are logged, not the client's.
     func send(_ message: JSONValue, on call: BridgeCall, gateway: Gateway, eventLoop: any EventLoop) {
-        self.post(message, headers: call.headers, resource: call.resource, gateway: gateway, eventLoop: eventLoop).whenComplete { result in
+        self.send(message, headers: call.headers, resource: call.resource, requestID: call.requestID, gateway: gateway, eventLoop: eventLoop)
+    }
+
+    /// The same, on a session with these headers (a subscription's, which is no call).
+    func send(_ message: JSONValue, headers: [(String, String)], resource: ResolvedResource, requestID: String, gateway: Gateway, eventLoop: any EventLoop) {
+        self.post(message, headers: headers, resource: resource, gateway: gateway, eventLoop: eventLoop).whenComplete { result in
             switch result {
             case .success(let (connection, head)):
                 connection.close()
                 if !(200..<300).contains(head.status.code) {
-                    gateway.logger.warning("the MCP server refused the bridge's message", metadata: ["request_id": "\(call.requestID)", "status": "\(head.status.code)"])
+                    gateway.logger.warning("the MCP server refused the bridge's message", metadata: ["request_id": "\(requestID)", "status": "\(head.status.code)"])
                 }
             case .failure(let error):
-                gateway.logger.warning("the bridge's message did not reach the MCP server", metadata: ["request_id": "\(call.requestID)", "reason": "\(error)"])
+                gateway.logger.warning("the bridge's message did not reach the MCP server", metadata: ["request_id": "\(requestID)", "reason": "\(error)"])
             }
         }
     }

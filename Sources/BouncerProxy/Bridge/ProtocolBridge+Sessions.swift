@@ -42,11 +42,7 @@ extension ProtocolBridge {
         eventLoop: any EventLoop
     ) -> EventLoopFuture<BridgeSessions.Held> {
         let id = self.nextUpstreamID()
-        let initialize = MCPClient.request(id: 0, "initialize", params: .object([
-            "protocolVersion": .string(MCPProtocol.clientVersion), "capabilities": capabilities,
-            "clientInfo": .object(["name": .string("mcp-bouncer bridge"), "version": .string(MCPBouncerVersion.current)]),
-        ]))
-        let message = Self.withID(initialize, id)
+        let message = Self.withID(MCPClient.request(id: 0, "initialize", params: MCPClient.initializeParams(clientName: "mcp-bouncer bridge", capabilities: capabilities)), id)
         return self.post(message, headers: credentialHeaders, resource: resource, gateway: gateway, eventLoop: eventLoop)
             .flatMap { call, head in
                 self.response(to: id, from: call, gateway: gateway).assumeIsolated().always { _ in call.close() }.flatMapThrowing { response -> BridgeSessions.Held in

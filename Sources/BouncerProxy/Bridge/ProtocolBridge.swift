@@ -80,7 +80,7 @@ final class ProtocolBridge: Sendable {
         if let state = request.requestState {
             return self.resume(request, state: state, caller: caller, gateway: gateway, eventLoop: eventLoop)
         }
-        guard request.id != nil else {
+        guard let id = request.id else {
             // A 2026-07-28 client's notifications concern its own requests (it cancels one by
             // closing its stream, which the bridge turns into notifications/cancelled with the
             // upstream's id); forwarded, they would name ids the upstream never saw, or
@@ -94,9 +94,8 @@ final class ProtocolBridge: Sendable {
             .flatMap { held in
                 if request.method == "server/discover" {
                     let result = BridgeMapping.discoverResult(fromInitialize: held.initializeResult)
-                    return eventLoop.makeSucceededFuture(Self.result(result, id: request.id, outcome: "discover_answered", session: held))
+                    return eventLoop.makeSucceededFuture(Self.result(result, id: id, outcome: "discover_answered", session: held))
                 }
-                let id = request.id ?? .null
                 let call = BridgeCall(
                     resource: resource, key: key, session: held, credentialHeaders: caller.upstreamHeaders, caller: caller.binding, method: request.method,
                     declaredCapabilities: Set(request.declaredCapabilities.keys), requestDigest: request.digest, upstreamID: self.nextUpstreamID(),
@@ -105,7 +104,7 @@ final class ProtocolBridge: Sendable {
                 return self.forward(request, call: call, clientID: id, caller: caller, retryLostSession: true, gateway: gateway, eventLoop: eventLoop)
             }
             .flatMapErrorThrowing { error in
-                Self.upstreamFailure(error, id: request.id)
+                Self.upstreamFailure(error, id: id)
             }
     }
 
@@ -147,7 +146,7 @@ final class ProtocolBridge: Sendable {
                     return self.forward(request, call: again, clientID: clientID, caller: caller, retryLostSession: false, gateway: gateway, eventLoop: eventLoop)
                 }
             }
-            guard (200..<300).contains(head.status.code) || head.headers.first(name: "Content-Type")?.lowercased().hasPrefix("application/json") == true else {
+            guard (200..<300).contains(head.status.code) || head.headers.first(name: "Content-Type")?.hasPrefixIgnoringASCIICase("application/json") == true else {
                 connection.close()
                 return eventLoop.makeSucceededFuture(Answer.error(JSONRPCFailure(
                     status: 502, code: JSONRPCErrorCode.upstreamError, message: "Bad Gateway: the MCP server answered \(head.status.code)", id: clientID
@@ -171,15 +170,10 @@ final class ProtocolBridge: Sendable {
 
     /// An upstream that could not be reached or broke the protocol: 502 (504 on a timeout).
     static func upstreamFailure(_ error: any Error, id: JSONValue?) -> Answer {
-        if let error = error as? BridgeUpstreamError, error.code == .timeout {
-            return .error(
-                JSONRPCFailure(status: 504, code: JSONRPCErrorCode.upstreamError, message: "Gateway Timeout: the MCP server did not answer in time", id: id),
-                outcome: "upstream_timeout", reason: error.reason
-            )
-        }
-        return .error(
-            JSONRPCFailure(status: 502, code: JSONRPCErrorCode.upstreamError, message: "Bad Gateway: the MCP server is unavailable", id: id), outcome: "upstream_error",
-            reason: "\(error)"
-        )
+        let timedOut = (error as? BridgeUpstreamError)?.code == .timeout
+        // The answers a forwarded request gets when its upstream fails, word for word.
+        let rejection: GatewayRejection = timedOut ? .upstreamTimeout(id: id) : .upstreamUnavailable("\(error)", id: id)
+        let response = rejection.response(resource: nil)
+        return Answer(status: response.status, body: response.body, outcome: timedOut ? "upstream_timeout" : "upstream_error", reason: "\(error)")
     }
 }

@@ -200,16 +200,16 @@ enum RequestDecision {
         )
         switch SenderConstraint.check(claims.confirmation, presentation: presentation, mode: policy.senderConstraint, requirements: policy.dpop, now: now) {
         case .failure(let refusal):
-            let proofRefusal: DPoPRefusal? = if case .proof(let inner) = refusal { inner } else { nil }
             gateway.metrics.senderConstraint(result: refusal.code)
-            return .senderConstraint(refusal, nonce: gateway.dpop.nonce(for: proofRefusal ?? .missingProof, proof: nil, now: now))
+            let proofRefusal: DPoPRefusal? = if case .proof(let inner) = refusal { inner } else { nil }
+            return .senderConstraint(refusal, nonce: gateway.dpop.nonce(after: proofRefusal, now: now))
         case .success(let binding):
             if case .dpop(let proof) = binding {
                 if let refusal = gateway.dpop.admit(proof, now: now) {
-                    gateway.metrics.senderConstraint(result: "dpop.\(refusal.code)")
-                    return .senderConstraint(.proof(refusal), nonce: gateway.dpop.nonce(for: refusal, proof: proof, now: now))
+                    gateway.metrics.senderConstraint(result: SenderConstraint.Refusal.proof(refusal).code)
+                    return .senderConstraint(.proof(refusal), nonce: gateway.dpop.nonce(after: refusal, now: now))
                 }
-                request.nextNonce = gateway.dpop.nonce(for: nil, proof: proof, now: now)
+                request.nextNonce = gateway.dpop.nonce(forResponseTo: proof, now: now)
             }
             gateway.metrics.senderConstraint(result: binding.name)
             request.binding = binding

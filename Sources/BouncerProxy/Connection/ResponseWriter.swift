@@ -71,10 +71,11 @@ struct ResponseWriter {
     /// `rewritten` is for a body the gateway changes: its length when known (a JSON body read
     /// whole), or not (an inspected event stream: the body is chunked, or delimited by the
     /// connection's end for an HTTP/1.0 client).
+    /// `extra` are the gateway's own fields (a `DPoP-Nonce`).
     mutating func serialiseHead(
-        _ upstreamHead: HTTPResponseHead, keepAlive: Bool, allocator: ByteBufferAllocator, rewritten: RewrittenBody? = nil
+        _ upstreamHead: HTTPResponseHead, keepAlive: Bool, allocator: ByteBufferAllocator, rewritten: RewrittenBody? = nil, extra: [(String, String)] = []
     ) throws(ResponseSerializer.InvalidHeader) -> ByteBuffer {
-        var extra: [(String, String)] = []
+        var extra = extra
         if upstreamHead.headers.first(name: "Content-Type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
             // Tell any buffering proxy in front of us not to hold events back.
             extra.append(("X-Accel-Buffering", "no"))

@@ -105,11 +105,6 @@ final class UpstreamExchange {
             }
             head.headers.replaceOrAdd(name: "Mcp-Session-Id", value: sealed)
         }
-        // The next DPoP nonce before the client's expires (RFC 9449 §8.2); the upstream's own
-        // never reaches the client (it is not the gateway's to hand out).
-        // Looked up first: removing would copy the headers of every response.
-        if head.headers.contains(name: "DPoP-Nonce") { head.headers.remove(name: "DPoP-Nonce") }
-        if let nonce = self.request.nextNonce { head.headers.add(name: "DPoP-Nonce", value: nonce) }
         // Only 2026-07-28 requests can contradict an era: a legacy client's path takes no lock.
         if self.request.facts.protocolVersion == MCPProtocol.statelessVersion, self.resource.policy.upstreamProtocol == .auto,
            UpstreamDiscovery.contradicts(era: self.resource.era.era, requestVersion: self.request.facts.protocolVersion, status: Int(head.status.code)) {
@@ -144,7 +139,10 @@ final class UpstreamExchange {
     ) -> UpstreamExchangeStateMachine.Action {
         let serialised: ByteBuffer
         do {
-            serialised = try writer.serialiseHead(head, keepAlive: keepAlive, allocator: context.channel.allocator, rewritten: rewritten)
+            // The next DPoP nonce before the client's expires (RFC 9449 §8.2); the upstream's own
+            // is dropped with the hop-by-hop fields (it was never the gateway's to hand out).
+            let extra = self.request.nextNonce.map { [("DPoP-Nonce", $0)] } ?? []
+            serialised = try writer.serialiseHead(head, keepAlive: keepAlive, allocator: context.channel.allocator, rewritten: rewritten, extra: extra)
         } catch {
             return self.machine.headUnrelayable(reason: "response head cannot be relayed: \(error)")
         }

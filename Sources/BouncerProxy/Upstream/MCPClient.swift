@@ -58,10 +58,10 @@ package struct MCPClient: Sendable {
     }
 
     /// `initialize`'s parameters: the revision the gateway's client speaks
-    /// (``MCPProtocol/clientVersion``), no capabilities, and who it is.
-    package static func initializeParams(clientName: String) -> JSONValue {
+    /// (``MCPProtocol/clientVersion``), its capabilities (none unless given), and who it is.
+    package static func initializeParams(clientName: String, capabilities: JSONValue = .object([:])) -> JSONValue {
         .object([
-            "protocolVersion": .string(MCPProtocol.clientVersion), "capabilities": .object([:]),
+            "protocolVersion": .string(MCPProtocol.clientVersion), "capabilities": capabilities,
             "clientInfo": .object(["name": .string(clientName), "version": .string(MCPBouncerVersion.current)]),
         ])
     }
