@@ -459,7 +459,13 @@ def test_two_replicas_behind_haproxy_serve_a_parked_call_and_its_retry(stack, br
 
         results = anyio.run(main)
         assert results == ["projects: HA, HA"] * 4, results
-        parked_on = {name: sum(1 for line in (tmp_path / f"{name}.jsonl").read_text().splitlines() if '"action":"parked"' in line) for name in ("east", "west")}
+        # The audit trail is written after the answer: wait for the last records to land.
+        def parked() -> dict:
+            return {name: sum(1 for line in (tmp_path / f"{name}.jsonl").read_text().splitlines() if '"action":"parked"' in line) for name in ("east", "west")}
+        deadline = time.monotonic() + 10
+        while sum(parked().values()) < 8 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        parked_on = parked()
         assert sum(parked_on.values()) == 8, parked_on
 
         # A retry that reaches the other replica is told which replica holds its call.
