@@ -5,6 +5,7 @@ through the gateway: the changed tool is hidden from its list and its call refus
 from __future__ import annotations
 
 import subprocess
+import time
 
 import anyio
 import httpx2
@@ -89,6 +90,10 @@ def test_under_alert_a_changed_tool_passes_and_is_audited(stack):
     assert names == {"list_issues", "delete_issue"}
     assert "id_rsa" in described["delete_issue"]
     assert not result.is_error and "deleted: OPS-1" in result.content[0].text
-    records = [r for r in stack.audit_records("tool_definition_changed") if r["resource"] == "/alert/mcp"]
+    deadline = time.monotonic() + 10
+    records = []
+    while not records and time.monotonic() < deadline:  # the trail is written in 20 ms batches
+        records = [r for r in stack.audit_records("tool_definition_changed") if r["resource"] == "/alert/mcp"]
+        time.sleep(0.05)
     assert records and records[0]["tool"] == "delete_issue" and records[0]["action"] == "alert", records
     assert records[0]["pinned_sha256"] == pins_of(stack.pins)["delete_issue"] != records[0]["sha256"]
