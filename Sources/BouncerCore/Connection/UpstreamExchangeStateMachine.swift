@@ -13,7 +13,10 @@ import NIOCore
 /// - a head held back while its body is inspected (an `application/json` body whose length
 ///   may change) has not reached the client: a failure then is still an error response (502);
 /// - once the head went to the client, a failure can only cut the connection, or end an
-///   event stream with a JSON-RPC error event.
+///   event stream with a JSON-RPC error event;
+/// - a 401 asking for a DPoP nonce (RFC 9449 §9) on the DPoP-bound upstream leg is the
+///   upstream refusing the request unread: its body is discarded and the request sent once
+///   more, with a new proof carrying the nonce. A second such answer goes to the client.
 ///
 /// Every `.fail` comes from here: the handler and the exchange report what happened (a
 /// message too large, a head that cannot be relayed) and apply the answer.
@@ -29,6 +32,8 @@ public struct UpstreamExchangeStateMachine: Sendable {
         /// The final head arrived and waits for its body to be inspected: nothing of the
         /// response has reached the client.
         case held
+        /// The upstream asked for a DPoP nonce: its answer is read to the end and dropped.
+        case discardingForNonce(deadline: NIODeadline)
         /// The final head is with the client; the body is being relayed.
         case streaming
         /// Ended: relayed whole, failed, or abandoned.
@@ -66,6 +71,9 @@ public struct UpstreamExchangeStateMachine: Sendable {
         case finish(reusable: Bool)
         /// The timer fired early (an earlier request's deadline): arm it again.
         case rearmTimer(NIODeadline)
+        /// The upstream asked for a DPoP nonce and its answer is read: return the connection to
+        /// the pool when `reusable`, make a new proof and send the request again.
+        case resendWithNonce(reusable: Bool)
     }
 
     private(set) var state: State
@@ -73,6 +81,8 @@ public struct UpstreamExchangeStateMachine: Sendable {
     private let errorID: JSONValue?
     /// Whether the client may be sent interim responses (HTTP/1.1 or later).
     private let clientTakesInterim: Bool
+    /// The request was sent again with a DPoP nonce: never a second time.
+    private var resentWithNonce = false
 
     public init(responseTimeout: TimeAmount, errorID: JSONValue?, clientTakesInterim: Bool) {
         self.state = .connecting(retried: false)
@@ -93,7 +103,7 @@ public struct UpstreamExchangeStateMachine: Sendable {
     private var responseDeadline: NIODeadline? {
         switch self.state {
         case .awaitingResponse(let attempt): return attempt.deadline
-        case .interim(let deadline): return deadline
+        case .interim(let deadline), .discardingForNonce(let deadline): return deadline
         case .connecting, .held, .streaming, .done: return nil
         }
     }
@@ -122,7 +132,7 @@ public struct UpstreamExchangeStateMachine: Sendable {
 
     /// A 1xx response arrived.
     public mutating func interimReceived(status: Int) -> Action {
-        guard let deadline = self.responseDeadline else { return .none }
+        guard !self.isDiscarding, let deadline = self.responseDeadline else { return .none }
         guard status != 101 else {
             self.state = .done
             return .fail(.upstreamUnavailable("101 Switching Protocols to a request without Upgrade", id: self.errorID))
@@ -142,9 +152,25 @@ public struct UpstreamExchangeStateMachine: Sendable {
             }
             self.state = .streaming
             return .relayHead
-        case .connecting, .held, .streaming, .done:
+        case .connecting, .held, .streaming, .discardingForNonce, .done:
             return .none
         }
+    }
+
+    /// The final head is a 401 asking for a DPoP nonce. True: its body is discarded (while
+    /// ``isDiscarding``) and the request goes again at its end. False (it went again once
+    /// already): the head is an ordinary final head.
+    public mutating func nonceRequested() -> Bool {
+        guard !self.resentWithNonce, let deadline = self.responseDeadline, !self.isDiscarding else { return false }
+        self.resentWithNonce = true
+        self.state = .discardingForNonce(deadline: deadline)
+        return true
+    }
+
+    /// Whether the response being read is the nonce request, which nobody sees.
+    public var isDiscarding: Bool {
+        if case .discardingForNonce = self.state { return true }
+        return false
     }
 
     /// The held head's body is read and inspected: the head goes out, the body follows.
@@ -161,7 +187,7 @@ public struct UpstreamExchangeStateMachine: Sendable {
         case .awaitingResponse, .interim, .held:
             self.state = .done
             return .fail(.upstreamUnavailable(reason, id: self.errorID))
-        case .connecting, .streaming, .done:
+        case .connecting, .streaming, .discardingForNonce, .done:
             return .none
         }
     }
@@ -181,7 +207,7 @@ public struct UpstreamExchangeStateMachine: Sendable {
     /// event once a stream is with the client.
     private mutating func cut(_ rejection: GatewayRejection) -> Action {
         switch self.state {
-        case .awaitingResponse, .interim, .held:
+        case .awaitingResponse, .interim, .held, .discardingForNonce:
             self.state = .done
             return .fail(rejection)
         case .streaming:
@@ -194,6 +220,10 @@ public struct UpstreamExchangeStateMachine: Sendable {
 
     /// The response ended; `keepAlive` is what the upstream said of its connection.
     public mutating func responseEnded(keepAlive: Bool) -> Action {
+        if self.isDiscarding {
+            self.state = .connecting(retried: false)
+            return .resendWithNonce(reusable: keepAlive)
+        }
         guard case .streaming = self.state else { return .none }
         self.state = .done
         return .finish(reusable: keepAlive)
@@ -207,7 +237,7 @@ public struct UpstreamExchangeStateMachine: Sendable {
             // request could be written: it never saw it.
             self.state = .connecting(retried: true)
             return .retryOnFreshConnection
-        case .awaitingResponse, .interim, .held:
+        case .awaitingResponse, .interim, .held, .discardingForNonce:
             // A held head never reached the client: it gets a clean 502.
             self.state = .done
             return .fail(.upstreamUnavailable(reason, id: self.errorID))

@@ -62,9 +62,16 @@ public enum ClientAuthenticationMethod: String, Sendable, Hashable, CaseIterable
 }
 
 /// A private key for RFC 7523 client assertions.
-public enum AssertionSigningKey: Sendable, Equatable {
+public enum AssertionSigningKey: Sendable, Hashable {
     case rsa(_RSA.Signing.PrivateKey)
     case p256(P256.Signing.PrivateKey)
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .rsa(let key): hasher.combine(key.derRepresentation)
+        case .p256(let key): hasher.combine(key.rawRepresentation)
+        }
+    }
 
     /// Equal keys: the same private key (compared by its DER form).
     public static func == (lhs: AssertionSigningKey, rhs: AssertionSigningKey) -> Bool {

@@ -35,17 +35,29 @@ public struct TokenExchangePolicy: Sendable, Hashable {
     public var toolTargets: [String: TokenExchangeTarget]
     /// Send the gateway's own client-credentials token as `actor_token`.
     public var sendActorToken: Bool
+    /// `dpop_key`: the upstream leg is DPoP-bound (RFC 9449) to this key.
+    public var dpopKey: UpstreamDPoPKey?
 
-    public init(target: TokenExchangeTarget, toolTargets: [String: TokenExchangeTarget] = [:], sendActorToken: Bool = false) {
+    public init(target: TokenExchangeTarget, toolTargets: [String: TokenExchangeTarget] = [:], sendActorToken: Bool = false, dpopKey: UpstreamDPoPKey? = nil) {
         self.target = target
         self.toolTargets = toolTargets
         self.sendActorToken = sendActorToken
+        self.dpopKey = dpopKey
     }
 
     /// The target for a request: the tool's override for `tools/call`, else the default.
     public func target(forTool tool: String?) -> TokenExchangeTarget {
         tool.flatMap { self.toolTargets[$0] } ?? self.target
     }
+}
+
+/// `token_exchange.dpop_key`: the gateway's key for a DPoP-bound upstream leg.
+public enum UpstreamDPoPKey: Sendable, Hashable {
+    /// A PEM private key (P-256 or RSA of at least 2048 bits).
+    case pem(AssertionSigningKey)
+    /// A P-256 key made when the gateway loads the policy, held in memory only (a restart or a
+    /// reload makes a new one, and tokens are exchanged again for it).
+    case generate
 }
 
 /// Building the RFC 8693 request and reading its answer.
@@ -98,14 +110,17 @@ public struct TokenEndpointError: Error, Sendable, Hashable, CustomStringConvert
     static let knownCodes: Set<String> = [
         "invalid_request", "invalid_client", "invalid_grant", "unauthorized_client", "unsupported_grant_type",
         "invalid_scope", "invalid_target", "access_denied", "temporarily_unavailable", "server_error",
+        "invalid_dpop_proof", "use_dpop_nonce",
     ]
 }
 
 extension IssuedToken {
     /// Parses a token endpoint response. Optional fields may be absent or `null`; required
     /// ones must be strings; `token_type` must be Bearer (case-insensitive) because that is
-    /// what the gateway will send upstream.
-    public static func parse(status: Int, body: [UInt8]) -> Result<IssuedToken, TokenEndpointError> {
+    /// what the gateway will send upstream, or DPoP when the request carried the gateway's
+    /// proof (`dpopBound`): a Bearer answer then means the server did not bind the token, and
+    /// the gateway does not present an unbound token as bound (RFC 9449 §5).
+    public static func parse(status: Int, body: [UInt8], dpopBound: Bool = false) -> Result<IssuedToken, TokenEndpointError> {
         let document = try? JSONParser(maxDepth: 16).parse(body)
         guard status == 200 else {
             let code = document?["error"]?.stringValue.map { TokenEndpointError.knownCodes.contains($0) ? $0 : "unknown_error" } ?? "http_\(status)"
@@ -120,7 +135,13 @@ extension IssuedToken {
         // the header (the upstream request's headers are not re-validated).
         guard BearerTokenExtractor.isB64Token(accessToken) else { return invalid("access_token has characters outside the RFC 6750 b64token syntax") }
         guard let tokenType = document["token_type"]?.stringValue else { return invalid("no token_type") }
-        guard tokenType.equalsIgnoringASCIICase("bearer") else { return invalid("token_type \(tokenType) is not Bearer") }
+        if dpopBound {
+            guard tokenType.equalsIgnoringASCIICase("dpop") else {
+                return invalid("token_type \(tokenType) is not DPoP: the server did not bind the token to the gateway's DPoP key")
+            }
+        } else {
+            guard tokenType.equalsIgnoringASCIICase("bearer") else { return invalid("token_type \(tokenType) is not Bearer") }
+        }
         var expiresIn: Int64?
         switch document["expires_in"] {
         case .none, .some(.null): expiresIn = nil

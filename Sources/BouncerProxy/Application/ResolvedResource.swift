@@ -30,6 +30,9 @@ package final class ResolvedResource: Sendable {
     let rateLimiter: NIOLockedValueBox<RateLimiter>?
     /// The upstream's MCP era (`upstream_protocol`, or what `server/discover` said).
     package let era: UpstreamEraMemory
+    /// The gateway's DPoP key and the servers' nonces, when the upstream leg is DPoP-bound
+    /// (`token_exchange.dpop_key`).
+    let upstreamDPoP: UpstreamDPoP?
 
     /// The credential the upstream gets, with what obtaining it needs.
     enum UpstreamCredential: Sendable {
@@ -42,7 +45,7 @@ package final class ResolvedResource: Sendable {
     /// authorization server, and token exchange has a client there (`check` reports it).
     init(
         policy: ResourcePolicy, server: AuthorizationServerPolicy, keys: KeySetStore, client: OAuthEndpointClient?, upstreamTLS: TLSContext?,
-        metrics: GatewayMetrics.ResourceMetrics, certificateBound: Bool = false
+        metrics: GatewayMetrics.ResourceMetrics, certificateBound: Bool = false, clock: WallClock = .system
     ) {
         self.metrics = metrics
         self.policy = policy
@@ -54,6 +57,11 @@ package final class ResolvedResource: Sendable {
         self.metadataDocument = policy.metadataDocument(issuer: server.issuer, certificateBound: certificateBound)
         self.rateLimiter = policy.rateLimit.map { NIOLockedValueBox(RateLimiter(rate: $0)) }
         self.era = UpstreamEraMemory(policy.upstreamProtocol)
+        if case .tokenExchange(let exchange) = policy.credentials, let key = exchange.dpopKey {
+            self.upstreamDPoP = UpstreamDPoP(signer: UpstreamDPoP.signer(for: key), upstream: policy.upstream, clock: clock)
+        } else {
+            self.upstreamDPoP = nil
+        }
         switch policy.credentials {
         case .none:
             self.credential = .none

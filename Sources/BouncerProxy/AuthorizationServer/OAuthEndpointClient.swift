@@ -31,11 +31,33 @@ final class OAuthEndpointClient: Sendable {
         self.clock = clock
     }
 
-    func exchange(subjectToken: String, target: TokenExchangeTarget, actorToken: String?, on eventLoop: any EventLoop) -> EventLoopFuture<IssuedToken> {
+    /// RFC 8693 token exchange. With `dpop`, the request carries the gateway's DPoP proof so
+    /// the token is bound to its key, and only a DPoP token is accepted back.
+    func exchange(subjectToken: String, target: TokenExchangeTarget, actorToken: String?, dpop: UpstreamDPoP? = nil, on eventLoop: any EventLoop) -> EventLoopFuture<IssuedToken> {
         self.tokenEndpoint(on: eventLoop).flatMap { endpoint in
-            self.post(endpoint, purpose: "token", fields: TokenExchange.formFields(subjectToken: subjectToken, target: target, actorToken: actorToken), on: eventLoop)
+            let fields = TokenExchange.formFields(subjectToken: subjectToken, target: target, actorToken: actorToken)
+            guard let dpop else { return self.post(endpoint, purpose: "token", fields: fields, on: eventLoop) }
+            return self.postWithProof(endpoint, fields: fields, dpop: dpop, retried: false, on: eventLoop)
         }.flatMapThrowing { response in
-            try IssuedToken.parse(status: response.status, body: response.body).mapError { OAuthClientError.refused($0) }.get()
+            try IssuedToken.parse(status: response.status, body: response.body, dpopBound: dpop != nil).mapError { OAuthClientError.refused($0) }.get()
+        }
+    }
+
+    /// A token request with a DPoP proof (`htm` POST, `htu` the endpoint, no `ath`). A server
+    /// that asks for a nonce (`use_dpop_nonce` with a `DPoP-Nonce`, RFC 9449 §8) is asked
+    /// again once with it; the nonce is remembered for the next request.
+    private func postWithProof(_ endpoint: String, fields: [(String, String)], dpop: UpstreamDPoP, retried: Bool, on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
+        let url = String(endpoint.prefix { $0 != "?" && $0 != "#" })
+        guard let proof = dpop.proof(method: "POST", url: url, accessToken: nil) else {
+            return eventLoop.makeFailedFuture(OAuthClientError(.keyInvalid, "cannot sign a DPoP proof with the dpop_key"))
+        }
+        return self.post(endpoint, purpose: "token", fields: fields, headers: [("DPoP", proof)], on: eventLoop).flatMap { response in
+            let nonce = response.headers.first { $0.0.equalsIgnoringASCIICase("dpop-nonce") }?.1
+            let fresh = dpop.noteNonce(nonce, from: url)
+            guard !retried, fresh, response.status == 400 || response.status == 401,
+                  case .failure(let refusal) = IssuedToken.parse(status: response.status, body: response.body), refusal.code == "use_dpop_nonce"
+            else { return eventLoop.makeSucceededFuture(response) }
+            return self.postWithProof(endpoint, fields: fields, dpop: dpop, retried: true, on: eventLoop)
         }
     }
 
@@ -87,7 +109,9 @@ final class OAuthEndpointClient: Sendable {
         }
     }
 
-    private func post(_ endpoint: String, purpose: String, fields: [(String, String)], on eventLoop: any EventLoop) -> EventLoopFuture<HTTPFetchResponse> {
+    private func post(
+        _ endpoint: String, purpose: String, fields: [(String, String)], headers extra: [(String, String)] = [], on eventLoop: any EventLoop
+    ) -> EventLoopFuture<HTTPFetchResponse> {
         let now = self.clock.seconds()
         guard self.breaker.withLockedValue({ $0.allow(now: now) }) else {
             return eventLoop.makeFailedFuture(OAuthClientError(.unavailable, "circuit open after repeated failures of \(self.server.issuer)"))
@@ -100,7 +124,7 @@ final class OAuthEndpointClient: Sendable {
             self.breaker.withLockedValue { $0.callNotMade() }
             return eventLoop.makeFailedFuture(error)
         }
-        return self.fetcher.postForm(endpoint, purpose: purpose, fields: fields + authentication.fields, headers: authentication.headers, tls: self.tls,
+        return self.fetcher.postForm(endpoint, purpose: purpose, fields: fields + authentication.fields, headers: authentication.headers + extra, tls: self.tls,
                                      serverName: self.server.tls.serverName, on: eventLoop)
             .flatMapErrorThrowing { error in
                 self.recordFailure(now: now, reason: "\(error)")

@@ -18,7 +18,8 @@ final class TokenExchanger: Sendable {
     /// Compared and hashed as fields, with no key string built per request.
     private enum CacheKey: Hashable, Sendable {
         /// The subject token only as a digest, so the cache never holds it.
-        case exchanged(subject: TokenDigest.Value, server: String, target: TokenExchangeTarget, sendActorToken: Bool)
+        /// `binding`: the thumbprint of the gateway's DPoP key the token is bound to.
+        case exchanged(subject: TokenDigest.Value, server: String, target: TokenExchangeTarget, sendActorToken: Bool, binding: String?)
         /// The gateway's own token from `server`, sent as `actor_token`.
         case actor(server: String)
     }
@@ -35,25 +36,28 @@ final class TokenExchanger: Sendable {
         self.clock = clock
     }
 
-    private static func cacheKey(subjectToken: String, target: TokenExchangeTarget, policy: TokenExchangePolicy, client: OAuthEndpointClient) -> CacheKey {
-        .exchanged(subject: TokenDigest.value(subjectToken), server: client.server.name, target: target, sendActorToken: policy.sendActorToken)
+    private static func cacheKey(subjectToken: String, target: TokenExchangeTarget, policy: TokenExchangePolicy, client: OAuthEndpointClient, dpop: UpstreamDPoP?) -> CacheKey {
+        .exchanged(
+            subject: TokenDigest.value(subjectToken), server: client.server.name, target: target, sendActorToken: policy.sendActorToken, binding: dpop?.signer.thumbprint
+        )
     }
 
     /// A cached upstream token for this subject that is still fresh: the warm path, answered
-    /// without a future. `nil` means ``upstreamToken(subjectToken:subjectClaims:policy:tool:client:on:)``.
-    func cachedUpstreamToken(subjectToken: String, policy: TokenExchangePolicy, tool: String?, client: OAuthEndpointClient) -> String? {
-        let key = Self.cacheKey(subjectToken: subjectToken, target: policy.target(forTool: tool), policy: policy, client: client)
+    /// without a future. `nil` means ``upstreamToken(subjectToken:subjectClaims:policy:tool:client:dpop:on:)``.
+    func cachedUpstreamToken(subjectToken: String, policy: TokenExchangePolicy, tool: String?, client: OAuthEndpointClient, dpop: UpstreamDPoP?) -> String? {
+        let key = Self.cacheKey(subjectToken: subjectToken, target: policy.target(forTool: tool), policy: policy, client: client, dpop: dpop)
         let now = self.clock.seconds()
         return self.state.withLockedValue { $0.cache.value(for: key, now: now) }
     }
 
-    /// The token to send upstream for this subject. Fails with a ``GatewayRejection``.
+    /// The token to send upstream for this subject, bound to `dpop`'s key when the upstream
+    /// leg is DPoP-bound. Fails with a ``GatewayRejection``.
     func upstreamToken(
         subjectToken: String, subjectClaims: AccessTokenClaims, policy: TokenExchangePolicy, tool: String?,
-        client: OAuthEndpointClient, on eventLoop: any EventLoop
+        client: OAuthEndpointClient, dpop: UpstreamDPoP?, on eventLoop: any EventLoop
     ) -> EventLoopFuture<String> {
         let target = policy.target(forTool: tool)
-        let key = Self.cacheKey(subjectToken: subjectToken, target: target, policy: policy, client: client)
+        let key = Self.cacheKey(subjectToken: subjectToken, target: target, policy: policy, client: client, dpop: dpop)
         let now = self.clock.seconds()
         enum Next {
             case cached(String)
@@ -77,7 +81,7 @@ final class TokenExchanger: Sendable {
                 ? self.actorToken(client: client, on: eventLoop).map { Optional($0) }
                 : eventLoop.makeSucceededFuture(nil)
             actor.flatMap { actorToken in
-                client.exchange(subjectToken: subjectToken, target: target, actorToken: actorToken, on: eventLoop)
+                client.exchange(subjectToken: subjectToken, target: target, actorToken: actorToken, dpop: dpop, on: eventLoop)
             }.whenComplete { result in
                 let finished = self.clock.seconds()
                 self.state.withLockedValue { state in
@@ -93,6 +97,7 @@ final class TokenExchanger: Sendable {
                 case .success(let issued):
                     self.logger.debug("token exchanged", metadata: [
                         "issuer": "\(client.server.issuer)", "target": "\(target.cacheKey)", "expires_in": "\(issued.expiresIn.map { "\($0)" } ?? "-")",
+                        "token_type": "\(issued.tokenType)",
                     ])
                     promise.succeed(issued.accessToken)
                 case .failure(let error):

@@ -31,8 +31,14 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
     let eventLoop: any EventLoop
     private let pool: UpstreamConnectionPool
     private let resource: ResolvedResource
-    private let head: HTTPRequestHead
+    private var head: HTTPRequestHead
     private let body: ByteBuffer
+    /// The DPoP-bound upstream token the request presents (`Authorization: DPoP`), whose proof
+    /// is made again when the upstream asks for a nonce.
+    private var boundToken: String?
+    /// Set while the upstream's request for a DPoP nonce is read and dropped (once per call).
+    private var discardingForNonce = false
+    private var resentWithNonce = false
     private let maxMessageBytes: Int
     private let maxDepth: Int
 
@@ -78,6 +84,10 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
         }
         for (name, value) in headers { head.headers.add(name: name, value: value) }
         let call = BridgeUpstreamCall(resource: resource, head: head, body: body, limits: limits, pool: pool, eventLoop: eventLoop)
+        if resource.upstreamDPoP != nil, let token = UpstreamDPoP.boundToken(in: headers) {
+            call.boundToken = token
+            call.prove()
+        }
         let promise = eventLoop.makePromise(of: HTTPResponseHead.self)
         call.headPromise = promise
         let timer = eventLoop.scheduleTask(in: timeout) {
@@ -85,6 +95,14 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
         }
         call.send(fresh: false)
         return promise.futureResult.always { _ in timer.cancel() }.assumeIsolated().map { head in (call, head) }.nonisolated()
+    }
+
+    /// A fresh DPoP proof for the request (one per request sent, RFC 9449 §4).
+    private func prove() {
+        guard let dpop = self.resource.upstreamDPoP, let token = self.boundToken,
+              let proof = dpop.proof(method: self.head.method.rawValue, accessToken: token)
+        else { return }
+        self.head.headers.replaceOrAdd(name: "DPoP", value: proof)
     }
 
     private func send(fresh: Bool) {
@@ -205,6 +223,15 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
 
     func upstreamResponseHead(_ head: HTTPResponseHead) {
         guard let promise = self.headPromise else { return }
+        if self.boundToken != nil, let dpop = self.resource.upstreamDPoP {
+            dpop.noteNonce(head.headers)
+            if !self.resentWithNonce, UpstreamDPoP.asksForNonce(status: head.status.code, headers: head.headers) {
+                // Read to its end and dropped; the request goes again with the nonce.
+                self.resentWithNonce = true
+                self.discardingForNonce = true
+                return
+            }
+        }
         self.headPromise = nil
         // Messages come in a 2xx answer (a 202 without a Content-Type has none) and in a JSON
         // error; any other answer's body is not read.
@@ -224,7 +251,7 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
     }
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
-        guard self.reader != nil else { return }
+        guard self.reader != nil, !self.discardingForNonce else { return }
         do {
             self.messages.append(contentsOf: try self.reader!.feed(buffer.readableBytesView))
         } catch {
@@ -235,6 +262,17 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
     }
 
     func upstreamResponseEnd(keepAlive: Bool) {
+        if self.discardingForNonce {
+            self.discardingForNonce = false
+            if let lease = self.lease {
+                self.lease = nil
+                lease.handler.sink = nil
+                self.pool.release(lease, target: self.resource.upstream, reusable: keepAlive)
+            }
+            self.written = false
+            self.prove()
+            return self.send(fresh: false)
+        }
         do {
             if self.reader != nil { self.messages.append(contentsOf: try self.reader!.finish()) }
         } catch {

@@ -77,8 +77,10 @@ extension ProtocolBridge {
         self.events.bridge(.sessionEnded, resource: held.resource.policy.path, subject: nil, details: ["reason": .string(reason)])
         guard held.id != nil else { return }
         let resource = held.resource
+        var headers = held.headers(held.credentialHeaders)
+        if let dpop = resource.upstreamDPoP { headers = dpop.proved(headers, method: "DELETE") }
         self.fetcher.send(
-            .DELETE, resource.upstream.uri.origin + resource.upstream.requestPath, purpose: "mcp", headers: held.headers(held.credentialHeaders), body: nil, tls: resource.upstreamTLS,
+            .DELETE, resource.upstream.uri.origin + resource.upstream.requestPath, purpose: "mcp", headers: headers, body: nil, tls: resource.upstreamTLS,
             serverName: resource.policy.upstreamTLS.serverName, on: nil
         ).whenComplete { _ in }
     }

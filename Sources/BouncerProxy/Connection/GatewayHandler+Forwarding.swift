@@ -163,6 +163,14 @@ extension GatewayHandler {
             self.endResponse(keepAlive: exchange.keepAlive, context: context)
         case .rearmTimer(let deadline):
             self.armResponseTimer(for: deadline, context: context)
+        case .resendWithNonce(let reusable):
+            if let lease = exchange.lease {
+                lease.handler.sink = nil
+                self.upstreamPool(context).release(lease, target: exchange.resource.upstream, reusable: reusable)
+                exchange.lease = nil
+            }
+            exchange.proveAgain()
+            self.sendUpstream(exchange, fresh: false, context: context)
         }
     }
 

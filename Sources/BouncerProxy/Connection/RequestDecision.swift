@@ -161,11 +161,13 @@ enum RequestDecision {
             let target = policy.target(forTool: tool)
             request.credential = .tokenExchange(audience: (target.resources + target.audiences).joined(separator: " "))
         }
-        if let upstreamToken = gateway.exchanger.cachedUpstreamToken(subjectToken: token, policy: policy, tool: tool, client: client) {
+        if let upstreamToken = gateway.exchanger.cachedUpstreamToken(subjectToken: token, policy: policy, tool: tool, client: client, dpop: resource.upstreamDPoP) {
             gateway.metrics.tokenExchange(result: "cached")
             return Self.proceed(request, resource: resource, upstreamToken: upstreamToken, errorID: errorID, gateway: gateway, eventLoop: eventLoop, sink: sink)
         }
-        gateway.exchanger.upstreamToken(subjectToken: token, subjectClaims: claims, policy: policy, tool: tool, client: client, on: eventLoop)
+        gateway.exchanger.upstreamToken(
+            subjectToken: token, subjectClaims: claims, policy: policy, tool: tool, client: client, dpop: resource.upstreamDPoP, on: eventLoop
+        )
             .assumeIsolated()
             .whenComplete { result in
                 guard sink.isDeciding(request) else { return }
@@ -251,7 +253,9 @@ enum RequestDecision {
         var headers: [(String, String)] = []
         switch resource.credential {
         case .staticHeader(let name, let value): headers.append((name, value))
-        case .tokenExchange: if let upstreamToken { headers.append(("Authorization", "Bearer \(upstreamToken)")) }
+        case .tokenExchange:
+            // A DPoP-bound token gets its proof per upstream request (``BridgeUpstreamCall``).
+            if let upstreamToken { headers.append(("Authorization", "\(resource.upstreamDPoP == nil ? "Bearer" : "DPoP") \(upstreamToken)")) }
         case .none: break
         }
         if let traceparent = request.trace?.replacement ?? request.facts.traceparent { headers.append(("traceparent", traceparent)) }

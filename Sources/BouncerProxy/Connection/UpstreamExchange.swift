@@ -15,7 +15,8 @@ import Logging
 final class UpstreamExchange {
     /// Kept for one retry on a fresh connection (see ``UpstreamExchangeStateMachine``).
     let request: ClientRequest
-    let upstreamHead: HTTPRequestHead
+    /// Its `DPoP` proof is made again when the upstream asks for a nonce.
+    private(set) var upstreamHead: HTTPRequestHead
     let resource: ResolvedResource
     let keepAlive: Bool
     let startedAt: NIODeadline
@@ -66,15 +67,34 @@ final class UpstreamExchange {
         var uri = upstream.requestPath
         if let query = request.query, !query.isEmpty { uri += (uri.contains("?") ? "&" : "?") + query }
         var head = HTTPRequestHead(version: .http1_1, method: request.head.method, uri: uri)
-        head.headers.reserveCapacity(request.head.headers.count + 7)
+        head.headers.reserveCapacity(request.head.headers.count + 8)
+        // A DPoP-bound upstream token goes as `Authorization: DPoP` with its proof, below.
+        let dpop = upstreamToken == nil ? nil : resource.upstreamDPoP
         Enforcement.upstreamHeaders(
             from: request.head.headers, facts: request.facts, resource: resource.policy, peer: peer, peerIsTrustedProxy: peerIsTrustedProxy,
-            publicURL: publicURL, bodyLength: request.body?.readableBytes, isPOST: request.head.method == .POST, upstreamToken: upstreamToken,
+            publicURL: publicURL, bodyLength: request.body?.readableBytes, isPOST: request.head.method == .POST, upstreamToken: dpop == nil ? upstreamToken : nil,
             upstreamSessionID: request.upstreamSessionID, traceparent: request.trace?.replacement
         ) { name, value in
             head.headers.add(name: name, value: value)
         }
+        if let dpop, let upstreamToken {
+            head.headers.add(name: "Authorization", value: "DPoP \(upstreamToken)")
+            Self.prove(&head, dpop: dpop, token: upstreamToken)
+        }
         return head
+    }
+
+    /// A fresh proof for `head` (RFC 9449 §4: one per request; the upstream's last nonce).
+    private static func prove(_ head: inout HTTPRequestHead, dpop: UpstreamDPoP, token: String) {
+        if let proof = dpop.proof(method: head.method.rawValue, accessToken: token) {
+            head.headers.replaceOrAdd(name: "DPoP", value: proof)
+        }
+    }
+
+    /// Before the request goes again for a nonce: a new proof carrying it.
+    func proveAgain() {
+        guard let dpop = self.resource.upstreamDPoP, let token = UpstreamDPoP.boundToken(in: self.upstreamHead.headers.map { ($0.name, $0.value) }) else { return }
+        Self.prove(&self.upstreamHead, dpop: dpop, token: token)
     }
 
     // MARK: The response, part by part
@@ -97,6 +117,16 @@ final class UpstreamExchange {
     /// The final head: relayed at once, or held while an `application/json` body is read
     /// whole (its length may change). `keepAlive` is the connection's answer for the client.
     func receiveHead(_ head: HTTPResponseHead, keepAlive: Bool, gateway: Gateway, writer: inout ResponseWriter, context: ChannelHandlerContext) -> UpstreamExchangeStateMachine.Action {
+        if let dpop = self.resource.upstreamDPoP {
+            // The DPoP-bound leg: the upstream's nonce is kept for the next proof; asked for
+            // one, the gateway sends the request again with it (once), and the client sees
+            // only the second answer.
+            dpop.noteNonce(head.headers)
+            if UpstreamDPoP.asksForNonce(status: head.status.code, headers: head.headers), self.machine.nonceRequested() {
+                self.log.debug("upstream asked for a DPoP nonce; sending the request again with it")
+                return .none
+            }
+        }
         var head = head
         if head.headers.contains(name: "mcp-session-id") {
             // The client gets the upstream's session id sealed to its user, never the id itself.
@@ -155,6 +185,7 @@ final class UpstreamExchange {
 
     /// A read of the body: relayed as it came, held, or event by event as the inspector saw it.
     func receiveBody(_ buffer: ByteBuffer, gateway: Gateway, writer: inout ResponseWriter, context: ChannelHandlerContext) -> UpstreamExchangeStateMachine.Action {
+        if self.machine.isDiscarding { return .none }
         if self.body.isPassThrough {
             self.relay(buffer, writer: &writer, context: context)
             return .none
@@ -197,6 +228,7 @@ final class UpstreamExchange {
     func receiveEnd(
         upstreamKeepAlive: Bool, keepAlive: Bool, gateway: Gateway, writer: inout ResponseWriter, context: ChannelHandlerContext
     ) -> UpstreamExchangeStateMachine.Action {
+        if self.machine.isDiscarding { return self.machine.responseEnded(keepAlive: upstreamKeepAlive) }
         // An event the stream ended in the middle of is not an event: it is dropped.
         if var held = self.body.end(), let head = self.heldHead {
             self.heldHead = nil

@@ -86,7 +86,8 @@ extension Gateway {
     private func answerUpstream(_ reply: String, review: ServerRequestReview, origin: ServerRequestOrigin, logger: Logger, on eventLoop: any EventLoop) {
         let resource = origin.resource
         let url = resource.upstream.uri.origin + resource.upstream.requestPath
-        let headers = origin.upstreamHeaders + [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
+        var headers = origin.upstreamHeaders + [("Content-Type", "application/json"), ("Accept", "application/json, text/event-stream")]
+        if let dpop = resource.upstreamDPoP { headers = dpop.proved(headers, method: "POST") }
         self.fetcher.send(
             .POST, url, purpose: "mcp", headers: headers, body: reply, tls: resource.upstreamTLS, serverName: resource.policy.upstreamTLS.serverName, on: eventLoop
         ).whenComplete { result in

@@ -36,11 +36,23 @@ extension PolicyReader {
     }
 
     func tokenExchange(_ node: Node, _ path: String) -> TokenExchangePolicy? {
-        guard let section = self.section(node, path, allowed: ["resource", "audience", "scope", "requested_token_type", "actor", "tools"]),
+        guard let section = self.section(node, path, allowed: ["resource", "audience", "scope", "requested_token_type", "actor", "tools", "dpop_key"]),
               let target = self.exchangeTarget(section)
         else { return nil }
         var policy = TokenExchangePolicy(target: target)
         policy.sendActorToken = section.bool("actor") ?? false
+        if let key = section.nonEmptyString("dpop_key") {
+            if key == "generate" {
+                policy.dpopKey = .generate
+            } else {
+                do {
+                    policy.dpopKey = .pem(try AssertionSigningKey(pem: key))
+                } catch {
+                    section.report("dpop_key", "\(error.reason) (give 'generate', or the PEM itself, e.g. ${file:/run/secrets/dpop.pem})")
+                    return nil
+                }
+            }
+        }
         if let toolsNode = section["tools"] {
             guard case .mapping(let tools) = toolsNode else {
                 self.report(toolsNode, section.childPath("tools"), "expected a mapping of tool names to {resource, audience, scope}")
