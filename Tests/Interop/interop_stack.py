@@ -294,3 +294,35 @@ def running_stack(work: Path, binary: str):
             target.mkdir(parents=True, exist_ok=True)
             for log in work.glob("*.log"):
                 shutil.copy(log, target / log.name)
+
+
+class AuthgentProcess:
+    """authgent-server that can be stopped and started again on the same port and database."""
+
+    def __init__(self, work: Path, **settings: str):
+        """`settings`: more AUTHGENT_* environment (AUTHGENT_REQUIRE_DPOP="true")."""
+        self.work = work
+        self.settings = settings
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.dir = work / "authgent-x"
+        self.dir.mkdir()
+        self.secret = os.urandom(32).hex()
+        self.process: Process | None = None
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        self.process = Process(f"authgent-x-{self.starts}", [str(Path(sys.executable).parent / "authgent-server"), "run", "--host", "127.0.0.1", "--port", str(self.port)],
+                               self.work, cwd=self.dir, env={
+                                   "AUTHGENT_SERVER_URL": self.url,
+                                   "AUTHGENT_DATABASE_URL": f"sqlite+aiosqlite:///{self.dir}/authgent.db",
+                                   "AUTHGENT_SECRET_KEY": self.secret,
+                                   **self.settings,
+                               })
+        self.process.wait_for(f"{self.url}/health")
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+            self.process = None

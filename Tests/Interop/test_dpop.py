@@ -32,10 +32,12 @@ class Prover:
         numbers = self.key.public_key().public_numbers()
         self.jwk = {"kty": "EC", "crv": "P-256", "x": b64(numbers.x.to_bytes(32, "big")), "y": b64(numbers.y.to_bytes(32, "big"))}
 
-    def proof(self, method: str, url: str, token: str | None = None, jti: str | None = None) -> str:
+    def proof(self, method: str, url: str, token: str | None = None, jti: str | None = None, nonce: str | None = None) -> str:
         claims = {"jti": jti or str(uuid.uuid4()), "htm": method, "htu": url, "iat": int(time.time())}
         if token:
             claims["ath"] = b64(hashlib.sha256(token.encode()).digest())
+        if nonce:
+            claims["nonce"] = nonce
         return jwt.encode(claims, self.key, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": self.jwk})
 
     def thumbprint(self) -> str:

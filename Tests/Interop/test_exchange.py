@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from interop_stack import HERE, Process, free_port
+from interop_stack import HERE, AuthgentProcess, Process, free_port
 
 UPSTREAM_RESOURCE = "https://jira.internal/mcp"
 
@@ -67,35 +67,6 @@ resources:
 
 def claims(token: str) -> dict:
     return json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
-
-
-class AuthgentProcess:
-    """authgent-server that can be stopped and started again on the same port and database."""
-
-    def __init__(self, work: Path):
-        self.work = work
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.dir = work / "authgent-x"
-        self.dir.mkdir()
-        self.secret = os.urandom(32).hex()
-        self.process: Process | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        self.process = Process(f"authgent-x-{self.starts}", [str(Path(sys.executable).parent / "authgent-server"), "run", "--host", "127.0.0.1", "--port", str(self.port)],
-                               self.work, cwd=self.dir, env={
-                                   "AUTHGENT_SERVER_URL": self.url,
-                                   "AUTHGENT_DATABASE_URL": f"sqlite+aiosqlite:///{self.dir}/authgent.db",
-                                   "AUTHGENT_SECRET_KEY": self.secret,
-                               })
-        self.process.wait_for(f"{self.url}/health")
-
-    def stop(self) -> None:
-        if self.process:
-            self.process.stop()
-            self.process = None
 
 
 @pytest.fixture(scope="module")

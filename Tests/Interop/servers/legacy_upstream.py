@@ -132,11 +132,16 @@ def main() -> None:
     parser.add_argument("--tls-client-ca", help="require client certificates issued by this CA (mTLS)")
     parser.add_argument("--require-exchanged-token", nargs=3, metavar=("ISSUER", "AUDIENCE", "JWKS_URL"),
                         help="accept only exchanged tokens for AUDIENCE issued by ISSUER")
+    parser.add_argument("--require-dpop-bound-token", nargs=5, metavar=("ISSUER", "AUDIENCE", "JWKS_URL", "PUBLIC_URL", "VERDICTS"),
+                        help="accept only exchanged tokens bound to a key, each request with its proof (servers/dpop_guard.py)")
     parser.add_argument("--rug-pull", action="store_true", help="serve delete_issue with a changed description")
     args = parser.parse_args()
     app = build_server(args.rug_pull).streamable_http_app(streamable_http_path="/mcp", host="127.0.0.1")
     if args.require_exchanged_token:
         app = ExchangedTokenGuard(app, *args.require_exchanged_token)
+    if args.require_dpop_bound_token:
+        from dpop_guard import DPoPBoundTokenGuard
+        app = DPoPBoundTokenGuard(app, *args.require_dpop_bound_token)
     mtls = {"ssl_ca_certs": args.tls_client_ca, "ssl_cert_reqs": ssl.CERT_REQUIRED} if args.tls_client_ca else {}
     uvicorn.run(Recorder(app, args.record), host="127.0.0.1", port=args.port, log_level="warning",
                 ssl_certfile=args.tls_cert, ssl_keyfile=args.tls_key, **mtls)
