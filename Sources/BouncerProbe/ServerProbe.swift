@@ -14,6 +14,9 @@ package struct ProbeOptions: Sendable {
     /// A client of the authorization server, to ask for a token with `resource` = the URL.
     package var clientID: String?
     package var clientSecret: String?
+    /// The key `token` is DPoP-bound to (`--dpop-key`): the token goes as `DPoP` with proofs,
+    /// and the attacks of RFC 9449 are tried.
+    package var dpopSigner: DPoPSigner?
     /// The whole probe of one server, every request included.
     package var timeout: Duration = .seconds(30)
     /// One request at most this long (within `timeout`).
@@ -67,6 +70,8 @@ struct ProbeRun {
     let deadline: ContinuousClock.Instant
     var report: ProbeReport
     var nextID = 1
+    /// The last `DPoP-Nonce` the server asked for (with `--dpop-key`).
+    var dpopNonce: String?
 
     init(probe: ServerProbe, url: String, uri: CanonicalURI, deadline: ContinuousClock.Instant) {
         self.probe = probe
@@ -126,6 +131,9 @@ struct ProbeRun {
             try await self.assessTokens()
             var untested: [String] = []
             if self.options.token == nil { untested.append("without --token, that a valid token is accepted (and refused in the query string), Origin validation and batches") }
+            if self.options.token != nil, self.options.dpopSigner == nil, self.report.findings.contains(where: { $0.rule == ProbeRules.senderConstraint }) {
+                untested.append("without --dpop-key (the key a DPoP-bound --token is bound to), that the server refuses it as Bearer, with a replayed, misdirected or stale proof")
+            }
             if self.options.foreignToken == nil { untested.append("without --foreign-token, audience validation (a token for another resource must be refused)") }
             if self.options.clientID == nil, !servers.isEmpty { untested.append("without --client-id/--client-secret, whether the authorization server honours resource (RFC 8707)") }
             if !untested.isEmpty { self.report.add(ProbeRules.notTested, untested.joined(separator: "; ")) }
@@ -198,7 +206,7 @@ struct ProbeRun {
         let foreign = try await self.post(self.initialize(), token: token, headers: [("Origin", ServerProbe.foreignOrigin)])
         if (200..<300).contains(foreign.status), ProbeChecks.succeeded(self.message(foreign)) {
             self.report.add(ProbeRules.originNotValidated, "initialize with Origin: \(ServerProbe.foreignOrigin) answered \(foreign.status) with a result")
-            if let session = foreign.header("Mcp-Session-Id") { _ = try? await self.send(.DELETE, self.url, headers: self.authorization(token) + [("Mcp-Session-Id", session)], body: nil) }
+            if let session = foreign.header("Mcp-Session-Id") { _ = try? await self.send(.DELETE, self.url, headers: self.authorization(token, method: "DELETE") + [("Mcp-Session-Id", session)], body: nil) }
         }
         let batch = JSONValue.array([self.request("ping", params: nil), self.request("ping", params: nil)])
         let answered = try await self.post(batch, token: token, headers: headers)
@@ -283,6 +291,9 @@ struct ProbeRun {
     /// `--token` must be accepted, `--foreign-token` refused, a token in the query refused;
     /// with a working token, Origin validation and batches are judged too.
     mutating func assessTokens() async throws {
+        if let token = self.options.token, let signer = self.options.dpopSigner {
+            try await self.assessDPoP(token: token, signer: signer)
+        }
         if let token = self.options.token {
             let response = try await self.post(self.initialize(), token: token)
             let answer = self.message(response)
@@ -296,7 +307,7 @@ struct ProbeRun {
                 _ = try await self.post(MCPClient.notification("notifications/initialized"), token: token, headers: headers)
                 try await self.judgeOriginAndBatches(token: token, headers: headers)
                 if let session = response.header("Mcp-Session-Id") {
-                    _ = try? await self.send(.DELETE, self.url, headers: self.authorization(token) + [("Mcp-Session-Id", session)], body: nil)
+                    _ = try? await self.send(.DELETE, self.url, headers: self.authorization(token, method: "DELETE") + [("Mcp-Session-Id", session)], body: nil)
                 }
             } else {
                 self.report.add(ProbeRules.validTokenRefused, "POST initialize with --token answered \(response.status)")
@@ -329,8 +340,11 @@ struct ProbeRun {
 
     var mcpHeaders: [(String, String)] { MCPClient.streamableHeaders }
 
-    func authorization(_ token: String?) -> [(String, String)] {
-        token.map { [("Authorization", "Bearer \($0)")] } ?? []
+    /// The token as `Bearer`, or with `--dpop-key` as `DPoP` with a fresh proof for `method`.
+    func authorization(_ token: String?, method: String = "POST") -> [(String, String)] {
+        guard let token else { return [] }
+        if let signer = self.options.dpopSigner { return self.dpopAuthorization(token, signer: signer, method: method) }
+        return [("Authorization", "Bearer \(token)")]
     }
 
     func post(_ message: JSONValue, token: String?, headers: [(String, String)] = []) async throws -> HTTPFetchResponse {

@@ -31,6 +31,9 @@ struct Probe: AsyncParsableCommand {
     @Option(name: .long, help: "A token valid for the server(s): it must be accepted, and must not be accepted in the query string. @FILE reads it from a file (keeps it out of the process list), as do the other secrets.")
     var token: String?
 
+    @Option(name: .long, help: "The PEM private key a DPoP-bound --token is bound to (cnf.jkt): the token goes as DPoP with proofs, and must be refused as Bearer, with a replayed proof, a proof for another URL and a stale one.")
+    var dpopKey: String?
+
     @Option(name: .long, help: "A token of the same issuer for another resource: it must be refused (audience validation).")
     var foreignToken: String?
 
@@ -55,6 +58,7 @@ struct Probe: AsyncParsableCommand {
         guard (1...3600).contains(self.timeout) else { throw ValidationError("--timeout must be 1 - 3600 seconds") }
         guard (1...256).contains(self.concurrency) else { throw ValidationError("--concurrency must be 1 - 256") }
         guard (self.clientID == nil) == (self.clientSecret == nil) else { throw ValidationError("--client-id and --client-secret go together") }
+        guard self.dpopKey == nil || self.token != nil else { throw ValidationError("--dpop-key is the key of a DPoP-bound --token: give the token too") }
     }
 
     func run() async throws {
@@ -67,6 +71,13 @@ struct Probe: AsyncParsableCommand {
         var options = ProbeOptions()
         options.token = try self.token.map { try secret($0, "--token") }
         options.foreignToken = try self.foreignToken.map { try secret($0, "--foreign-token") }
+        if let pem = try self.dpopKey.map({ try secret($0, "--dpop-key") }) {
+            do {
+                options.dpopSigner = DPoPSigner(key: try AssertionSigningKey(pem: pem))
+            } catch {
+                throw ValidationError("--dpop-key: \(error.reason)")
+            }
+        }
         options.clientID = self.clientID
         options.clientSecret = try self.clientSecret.map { try secret($0, "--client-secret") }
         options.timeout = .seconds(self.timeout)

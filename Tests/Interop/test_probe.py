@@ -277,3 +277,48 @@ def test_what_was_not_given_is_reported_as_not_tested(bouncer_bin, stack):
     untested = by_id["probe.not-tested"]["detail"]
     assert "--foreign-token" in untested and "--client-id" in untested and "without --token" not in untested, untested
     assert by_id["probe.not-tested"]["severity"] == "info"
+
+
+def dpop_key_file(prover, path: Path) -> str:
+    from cryptography.hazmat.primitives import serialization
+    path.write_bytes(prover.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return f"@{path}"
+
+
+def test_with_a_dpop_bound_token_the_gateway_refuses_every_dpop_attack(bouncer_bin, stack, tmp_path):
+    """An authgent DPoP-bound token and its key: the gateway takes it with fresh proofs only and
+    refuses it as Bearer, with a replayed proof, one for another URL and a stale one."""
+    from test_dpop import Prover, bound_token
+    prover = Prover()
+    token = bound_token(stack, prover)
+    result = probe(bouncer_bin, stack.jira, "--format", "json", "--token", token, "--dpop-key", dpop_key_file(prover, tmp_path / "dpop.pem"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = findings(result)
+    assert found.get("dpop.checked") == "info", found
+    assert not [rule for rule in found if rule.startswith("dpop.") and rule != "dpop.checked"], found
+    assert "token.valid-refused" not in found and "http.origin-not-validated" not in found, found
+    detail = next(f["detail"] for f in json.loads(result.stdout)["servers"][0]["findings"] if f["id"] == "dpop.checked")
+    for attack in ("as Bearer", "a replayed proof", "https://attacker.example/jira/mcp", "10 minutes ago"):
+        assert attack in detail, detail
+    # The key must be a key, and it needs the token it is the key of.
+    assert probe(bouncer_bin, stack.jira, "--dpop-key", dpop_key_file(prover, tmp_path / "k.pem")).returncode != 0
+    (tmp_path / "bad.pem").write_text("not a key")
+    bad = probe(bouncer_bin, stack.jira, "--token", token, "--dpop-key", f"@{tmp_path / 'bad.pem'}")
+    assert bad.returncode != 0 and "--dpop-key" in bad.stderr, bad.stderr
+
+
+def test_the_sdks_own_auth_takes_a_dpop_bound_token_as_bearer(bouncer_bin, stack, servers, tmp_path):
+    """The SDK's bearer middleware ignores cnf: the bound token works without its proof (RFC 9449
+    §7.2 broken), and the DPoP scheme is not understood at all."""
+    from test_dpop import Prover
+    prover = Prover()
+    registered = client(stack)
+    response = httpx.post(f"{stack.authgent}/token", auth=(registered["client_id"], registered["client_secret"]),
+                          headers={"DPoP": prover.proof("POST", f"{stack.authgent}/token")},
+                          data={"grant_type": "client_credentials", "scope": "jira:read", "resource": servers["lax-auth"]})
+    assert response.status_code == 200 and response.json()["token_type"] == "DPoP", response.text
+    result = probe(bouncer_bin, servers["lax-auth"], "--format", "json", "--token", response.json()["access_token"],
+                   "--dpop-key", dpop_key_file(prover, tmp_path / "dpop.pem"))
+    assert result.returncode == 1, result.stdout
+    found = findings(result)
+    assert found.get("dpop.bearer-accepted") == "high" and found.get("dpop.valid-refused") == "medium", found

@@ -42,6 +42,14 @@ public enum ProbeRules {
     public static let foreignTokenAccepted = ProbeRule("token.foreign-accepted", .high, "A token issued for another resource is accepted", reference: "RFC 8707; \(authorization), Token Audience Binding and Validation: servers MUST validate that tokens were issued for them", fix: "Validate `aud` against this server's URL (mcp-bouncer does); until then any token of the issuer opens it (confused deputy).")
     public static let queryTokenAccepted = ProbeRule("token.query-accepted", .high, "A token in the query string is accepted", reference: "OAuth 2.1 section 5.1.1; \(authorization), Access Token Usage: tokens MUST NOT be in the URI query string", fix: "Accept tokens only in the Authorization header (mcp-bouncer does).")
 
+    static let dpop = "RFC 9449"
+    public static let dpopChecked = ProbeRule("dpop.checked", .info, "A DPoP-bound token is held to its proofs", reference: "\(dpop) sections 4.3, 7.2, 11.1", fix: "")
+    public static let dpopValidRefused = ProbeRule("dpop.valid-refused", .medium, "The DPoP-bound token was refused with a fresh proof", reference: "\(dpop) section 7.1", fix: "Check that --dpop-key is the key the token's cnf.jkt names, that the token is current and for this server.")
+    public static let dpopBearerAccepted = ProbeRule("dpop.bearer-accepted", .high, "A DPoP-bound token is accepted as a Bearer token", reference: "\(dpop) section 7.2: a DPoP-bound token MUST be sent, and accepted, only with the DPoP scheme and its proof", fix: "Check cnf.jkt and refuse a bound token without its proof (mcp-bouncer does, with any sender_constraint).")
+    public static let dpopReplayAccepted = ProbeRule("dpop.replay-accepted", .medium, "A DPoP proof is accepted twice", reference: "\(dpop) section 11.1 (replay of a proof: jti, nonces)", fix: "Remember each proof's jti for the iat window, or require server nonces (mcp-bouncer: dpop.replay_cache_entries, dpop.nonce).")
+    public static let dpopHTUNotChecked = ProbeRule("dpop.htu-not-checked", .high, "A DPoP proof made for another URL is accepted", reference: "\(dpop) section 4.3 (htu MUST match the request's URI)", fix: "Compare htu with the resource's public URL, not with the Host header (mcp-bouncer does).")
+    public static let dpopStaleAccepted = ProbeRule("dpop.stale-accepted", .medium, "A DPoP proof issued ten minutes ago is accepted", reference: "\(dpop) sections 4.3 and 11.1 (iat within an acceptable window)", fix: "Accept proofs only within a short iat window (mcp-bouncer: dpop.iat_window_seconds, default 60).")
+
     public static let originNotValidated = ProbeRule("http.origin-not-validated", .medium, "A request from a foreign Origin is served", reference: "MCP 2025-11-25, Transports, Security Warning: servers MUST validate the Origin header (DNS rebinding)", fix: "Refuse requests whose Origin is not allowed with 403 (mcp-bouncer: allowed_origins).")
     public static let batchAccepted = ProbeRule("jsonrpc.batch-accepted", .low, "JSON-RPC batches are accepted", reference: "MCP 2025-06-18 changelog: batching removed", fix: "Refuse batches unless clients of 2025-03-26 need them (mcp-bouncer: only when protocol_versions lists 2025-03-26).")
 
@@ -81,6 +89,12 @@ public enum ProbeRules {
         validTokenRefused,
         foreignTokenAccepted,
         queryTokenAccepted,
+        dpopChecked,
+        dpopValidRefused,
+        dpopBearerAccepted,
+        dpopReplayAccepted,
+        dpopHTUNotChecked,
+        dpopStaleAccepted,
         originNotValidated,
         batchAccepted,
         plainHTTP,
