@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from interop_stack import HERE, AuthgentProcess, Process, free_port
 from test_audit import INITIALIZE
+from test_bridge import LEGACY_PYTHON, modern_request
 from test_dpop import Prover
 from test_gateway import ACCEPT
 
@@ -47,6 +48,15 @@ resources:
     upstream_credentials:
       token_exchange: {{ resource: {audience}, scope: jira:read, dpop_key: generate }}
     methods: {{ initialize: [], notifications/*: [], tools/list: [jira:read], tools/call: [jira:read] }}
+  - path: /v1/mcp
+    authorization_server: authgent
+    scopes_supported: [jira:read]
+    upstream: {v1_upstream}/mcp
+    upstream_protocol: legacy
+    client_responses: [jira:read]
+    upstream_credentials:
+      token_exchange: {{ resource: {audience}, scope: jira:read, dpop_key: generate }}
+    methods: {{ initialize: [], server/discover: [], notifications/*: [], tools/list: [jira:read], tools/call: [jira:read] }}
 """
 
 
@@ -68,18 +78,27 @@ def leg(tmp_path_factory, bouncer_bin):
                                             f"{authgent.url}/.well-known/jwks.json", f"{upstream}/mcp", str(verdicts)], work)
         processes.append(guarded)
         guarded.wait_for(f"{upstream}/none")
+        # The protocol bridge's upstream: the MCP Python SDK 1.x, checking proofs the same way.
+        v1_port = free_port()
+        v1_upstream = f"http://127.0.0.1:{v1_port}"
+        v1 = Process("dpop-v1-upstream", [str(LEGACY_PYTHON), str(HERE / "servers" / "legacy_v1_upstream.py"), "--port", str(v1_port),
+                                          "--record", str(work / "v1.jsonl"), "--require-dpop-bound-token", authgent.url, AUDIENCE,
+                                          f"{authgent.url}/.well-known/jwks.json", f"{v1_upstream}/mcp", str(work / "v1-verdicts.jsonl")], work)
+        processes.append(v1)
+        v1.wait_for(f"{v1_upstream}/not-served")
         gateway_key = Prover()  # its key, as the PEM the policy reads
         key = work / "dpop.pem"
         key.write_bytes(gateway_key.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
         port = free_port()
         policy = work / "policy.yaml"
         policy.write_text(POLICY.format(port=port, authgent=authgent.url, client_id=gateway_client["client_id"], client_secret=gateway_client["client_secret"],
-                                        upstream=upstream, audience=AUDIENCE, key=key))
+                                        upstream=upstream, v1_upstream=v1_upstream, audience=AUDIENCE, key=key))
         gateway = Process("dpop-upstream-gateway", [bouncer_bin, "run", "--config", str(policy), "--log-level", "debug"], work)
         processes.append(gateway)
         gateway.wait_for(f"http://127.0.0.1:{port}/healthz")
         yield {"authgent": authgent.url, "gateway": f"http://127.0.0.1:{port}", "upstream": upstream, "record": work / "upstream.jsonl", "verdicts": verdicts,
-               "thumbprint": gateway_key.thumbprint(), "log": gateway.log_path}
+               "thumbprint": gateway_key.thumbprint(), "log": gateway.log_path,
+               "v1_record": work / "v1.jsonl", "v1_verdicts": work / "v1-verdicts.jsonl"}
     finally:
         for process in reversed(processes):
             process.stop()
@@ -169,3 +188,42 @@ def test_the_upstream_refuses_the_exchanged_token_without_the_gateways_proof(leg
         assert refused.status_code == 401, refused.text
     verdicts = [v["verdict"] for v in lines(leg["verdicts"])[before:]]
     assert verdicts[0].startswith("no DPoP-bound token") and "cnf.jkt" in verdicts[1], verdicts
+
+
+def test_the_bridge_holds_its_upstream_session_with_proofs_too(leg):
+    """A 2026-07-28 client through the protocol bridge to the SDK 1.x upstream: the session the
+    bridge opens (initialize, initialized), the call, and the answer to the upstream's
+    elicitation each carry a proof of the gateway's key; the upstream's nonce requests are
+    answered by resends the client never sees."""
+    if not LEGACY_PYTHON.exists():
+        pytest.fail(f"{LEGACY_PYTHON} missing: scripts/test installs .venv-legacy")
+    prover = Prover()
+    path = "/v1/mcp"
+    token = bound_client_token(leg, prover, path)
+    url = leg["gateway"] + path
+
+    def post(body: dict, name: str) -> httpx.Response:
+        headers = {"Authorization": f"DPoP {token}", "DPoP": prover.proof("POST", url, token), "MCP-Protocol-Version": "2026-07-28",
+                   "Mcp-Method": "tools/call", "Mcp-Name": name, "Accept": ACCEPT, "Content-Type": "application/json"}
+        return httpx.post(url, headers=headers, content=json.dumps(body), timeout=30)
+
+    listed = post(modern_request("tools/call", {"name": "list_issues", "arguments": {"project": "BR"}}), "list_issues")
+    assert listed.status_code == 200 and "BR-1" in listed.text, listed.text
+    capabilities = {"elicitation": {}}
+    asked = post(modern_request("tools/call", {"name": "choose_project", "arguments": {}}, capabilities), "choose_project").json()
+    assert asked["result"]["resultType"] == "input_required", asked
+    params = {"name": "choose_project", "arguments": {}, "requestState": asked["result"]["requestState"],
+              "inputResponses": {"upstream": {"action": "accept", "content": {"project": "DPOP"}}}}
+    done = post(modern_request("tools/call", params, capabilities, id=2), "choose_project")
+    assert done.status_code == 200 and "project: DPOP" in done.text, done.text
+
+    verdicts = [v["verdict"] for v in lines(leg["v1_verdicts"])]
+    assert set(verdicts) <= {"ok", "use_dpop_nonce"} and "use_dpop_nonce" in verdicts, verdicts
+    upstream = [r for r in lines(leg["v1_record"]) if r["path"] == "/mcp"]
+    methods = [r["body"].get("method") if isinstance(r["body"], dict) else None for r in upstream]
+    assert {"initialize", "notifications/initialized", "tools/call"} <= set(methods), methods
+    assert any(isinstance(r["body"], dict) and "result" in r["body"] for r in upstream), "the elicitation's answer went upstream"
+    assert all(r["headers"]["authorization"][0].startswith("DPoP ") and len(r["headers"]["dpop"]) == 1 for r in upstream)
+    assert token not in json.dumps(upstream), "the client's token never reaches the upstream"
+    jtis = [v["jti"] for v in lines(leg["v1_verdicts"]) if v["verdict"] == "ok"]
+    assert len(jtis) == len(set(jtis)), "a fresh proof per request"

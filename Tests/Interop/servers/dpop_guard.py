@@ -16,6 +16,7 @@ import hashlib
 import json
 import secrets
 import time
+from urllib.parse import urlparse
 
 
 def b64(data: bytes) -> str:
@@ -38,6 +39,7 @@ class DPoPBoundTokenGuard:
         self.audience = audience
         self.jwks = jwt.PyJWKClient(jwks_url)
         self.public_url = public_url
+        self.path = urlparse(public_url).path
         self.verdicts = verdicts
         self.rotate_every = rotate_every
         self.nonce = secrets.token_urlsafe(16)
@@ -45,7 +47,8 @@ class DPoPBoundTokenGuard:
         self.seen_jti: set[str] = set()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] != self.path:
+            # Only the MCP endpoint is guarded (a readiness probe elsewhere gets the app's 404).
             return await self.app(scope, receive, send)
         headers: dict[str, list[str]] = {}
         for name, value in scope["headers"]:

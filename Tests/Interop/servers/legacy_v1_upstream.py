@@ -144,8 +144,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--record", required=True)
+    parser.add_argument("--require-dpop-bound-token", nargs=5, metavar=("ISSUER", "AUDIENCE", "JWKS_URL", "PUBLIC_URL", "VERDICTS"),
+                        help="accept only exchanged tokens bound to a key, each request with its proof (servers/dpop_guard.py)")
     args = parser.parse_args()
     app = build_server().streamable_http_app()
+    if args.require_dpop_bound_token:
+        from dpop_guard import DPoPBoundTokenGuard
+        app = DPoPBoundTokenGuard(app, *args.require_dpop_bound_token)
     uvicorn.run(Recorder(app, args.record), host="127.0.0.1", port=args.port, log_level="warning")
 
 
