@@ -136,7 +136,7 @@ struct Fixture: Sendable {
         guard case .success(let target) = Enforcement.checkHead(facts, method: "POST", isHTTP11OrLater: true, target: self.head.uri, limits: self.policy.limits),
               case .resource(let resource) = self.router.route(target.path),
               case .success(let token) = Enforcement.admit(facts, method: "POST", query: target.query, body: self.bodyBuffer, resource: resource),
-              let claims = authenticator.cachedClaims(token: token, resource: resource),
+              let claims = authenticator.cachedClaims(token: token.value, resource: resource),
               case .success = Enforcement.authorize(facts, method: "POST", body: self.bodyBuffer, scopes: claims.scopes, resource: resource, limits: self.policy.limits).decision
         else { return nil }
         var upstream = HTTPRequestHead(version: .http1_1, method: .POST, uri: resource.upstream.requestPath)
@@ -167,6 +167,27 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("JWT verifier, cold: parse + ES256 signature + claims") { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(try fixture.verify())
+        }
+    }
+
+    // DPoP (RFC 9449): a client's proof checked at the gateway (one ES256 verification, the
+    // floor of a DPoP request), and the gateway's own proof for a DPoP-bound upstream leg (one
+    // ES256 signature per upstream request).
+    let dpopSigner = DPoPSigner(key: .p256(P256.Signing.PrivateKey()))
+    let dpopURL = try! CanonicalURI("https://mcp.example.com/jira/mcp")
+    let dpopProof = try! dpopSigner.proof(method: "POST", url: dpopURL.description, accessToken: fixture.token, nonce: nil, now: fixture.now, jti: "j-1")
+    Benchmark("DPoP proof, verified: parse, jwk, ES256 signature, htm/htu/iat/ath, thumbprint") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(DPoPVerifier.verify(
+                proof: dpopProof, proofCount: 1, method: "POST", publicURL: dpopURL, accessToken: fixture.token, boundThumbprint: dpopSigner.thumbprint,
+                requirements: DPoPRequirements(), now: fixture.now
+            ))
+        }
+    }
+
+    Benchmark("DPoP proof, made for the upstream leg: claims, ES256 signature") { benchmark in
+        for _ in benchmark.scaledIterations {
+            blackHole(try dpopSigner.proof(method: "POST", url: "https://jira.internal/mcp", accessToken: fixture.token, nonce: "n", now: fixture.now, jti: "j"))
         }
     }
 
