@@ -362,3 +362,41 @@ def test_the_deploy_files_pass_their_checks(bouncer_bin, tmp_path):
     assert result.returncode == 0, result.stderr
     deployment = next(d for d in documents if d["kind"] == "Deployment")
     assert "--watch" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_dpop_proofs_meet_one_replica_behind_the_shipped_haproxy_config(stack, replicas):
+    """deploy/haproxy.cfg balances `Authorization: DPoP` requests by their token, so the replica
+    that saw a proof sees its replay and refuses it. Plain round-robin (the other balancer here)
+    sends the replay to the other replica, which has not seen it: why the rule is shipped."""
+    from test_dpop import Prover
+
+    deploy = (Path(__file__).resolve().parent.parent.parent / "deploy" / "haproxy.cfg").read_text()
+    assert 'req.hdr(Authorization) -m beg -i "DPoP "' in deploy
+    port = free_port()
+    # Loopback, plain HTTP (TLS is not what is tested), these replicas; the rules as shipped.
+    config = re.sub(r"  bind :443 .*", f"  bind 127.0.0.1:{port}", deploy).replace("maxconn 20000", "maxconn 1000")
+    config = config.replace("10.0.1.11:8080", f"127.0.0.1:{replicas.ports[0]}").replace("10.0.1.12:8080", f"127.0.0.1:{replicas.ports[1]}")
+    (replicas.work / "haproxy-shipped.cfg").write_text(config)
+    shipped = Process("haproxy-shipped", ["haproxy", "-db", "-f", str(replicas.work / "haproxy-shipped.cfg")], replicas.work)
+    try:
+        shipped.wait_for(f"http://127.0.0.1:{port}/healthz")
+        url = f"{replicas.public_url}/jira/mcp"
+        prover = Prover()
+        registered = stack.register_client("jira:read")
+        issued = httpx.post(f"{stack.authgent}/token", auth=(registered["client_id"], registered["client_secret"]),
+                            headers={"DPoP": prover.proof("POST", f"{stack.authgent}/token")},
+                            data={"grant_type": "client_credentials", "scope": "jira:read", "resource": url}).json()
+        assert issued["token_type"] == "DPoP", issued
+        token = issued["access_token"]
+
+        def twice(balancer: str) -> list[int]:
+            proof = prover.proof("POST", url, token)  # htu is the public URL, whichever balancer carries it
+            headers = {"Authorization": f"DPoP {token}", "DPoP": proof, "Accept": ACCEPT, "Content-Type": "application/json"}
+            body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                               "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "x", "version": "1"}}})
+            return [httpx.post(f"{balancer}/jira/mcp", headers=headers, content=body, timeout=30).status_code for _ in range(2)]
+
+        assert twice(f"http://127.0.0.1:{port}") == [200, 401], "the shipped config: the replay meets the replica that saw the proof"
+        assert twice(replicas.public_url) == [200, 200], "round-robin: each replica sees the proof once"
+    finally:
+        shipped.stop()
