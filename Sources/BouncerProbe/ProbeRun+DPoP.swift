@@ -15,7 +15,7 @@ extension ProbeRun {
     /// `Authorization: DPoP` and a fresh proof for `method` to the URL probed, with the last
     /// nonce the server gave.
     func dpopAuthorization(_ token: String, signer: DPoPSigner, method: String = "POST", url: String? = nil, age: Int64 = 0, jti: String? = nil) -> [(String, String)] {
-        let now = Int64(Date().timeIntervalSince1970) - age
+        let now = WallClock.system.seconds() - age
         guard let proof = try? signer.proof(method: method, url: url ?? self.url, accessToken: token, nonce: self.dpopNonce, now: now, jti: jti ?? UUID().uuidString) else {
             return [("Authorization", "DPoP \(token)")]
         }

@@ -69,7 +69,7 @@ struct AuditChainTests {
         request.bytesOut = 340
         request.durationNanoseconds = 12_345_678
         request.upstreamNanoseconds = 10_000_000
-        request.upstreamCredential = .tokenExchange(audience: "jira-backend")
+        request.upstreamCredential = .tokenExchange(audience: "jira-backend", dpopKey: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
         request.protocolVersion = "2025-11-25"
         request.traceID = RequestTrace(traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")?.traceID
         return .request(request)
@@ -133,7 +133,7 @@ struct AuditChainTests {
         let line = Self.lines(1, signer: nil)[0]
         let record = try #require(try JSONParser().parse(Array(line.utf8)).objectValue)
         for key in ["v", "seq", "ts", "event", "request_id", "resource", "peer", "subject", "client_id", "issuer", "token_id", "mcp_method", "target",
-                    "decision", "status", "bytes_in", "bytes_out", "duration_ms", "upstream_ms", "upstream_credential", "upstream_audience", "session",
+                    "decision", "status", "bytes_in", "bytes_out", "duration_ms", "upstream_ms", "upstream_credential", "upstream_audience", "upstream_dpop_key", "session",
                     "protocol_version", "trace_id", "arguments_sha256", "prev", "hash"] {
             #expect(record[key] != nil, "missing \(key)")
         }
@@ -190,7 +190,7 @@ struct AuditChainTests {
                 request.bytesOut = Int(random.next() % 100_000)
                 request.durationNanoseconds = Int64(random.next() % 10_000_000_000)
                 request.upstreamNanoseconds = random.next() % 2 == 0 ? nil : Int64(random.next() % 10_000_000_000)
-                request.upstreamCredential = [.none, .static, .tokenExchange(audience: nil), .tokenExchange(audience: pick())][Int(random.next() % 4)]
+                request.upstreamCredential = [.none, .static, .tokenExchange(audience: nil), .tokenExchange(audience: pick()), .tokenExchange(audience: pick(), dpopKey: pick())][Int(random.next() % 5)]
                 request.protocolVersion = maybe("2025-11-25")
                 request.traceID = random.next() % 2 == 0 ? nil : RequestTrace(traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")?.traceID
                 request.clientCertificate = maybe(pick())

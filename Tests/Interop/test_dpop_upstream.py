@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 import httpx
 import jwt
@@ -26,6 +27,8 @@ AUDIENCE = "https://jira.internal/mcp"
 POLICY = """
 listen: 127.0.0.1:{port}
 public_url: http://127.0.0.1:{port}
+audit:
+  file: {audit}
 authorization_servers:
   authgent:
     issuer: {authgent}
@@ -92,13 +95,13 @@ def leg(tmp_path_factory, bouncer_bin):
         port = free_port()
         policy = work / "policy.yaml"
         policy.write_text(POLICY.format(port=port, authgent=authgent.url, client_id=gateway_client["client_id"], client_secret=gateway_client["client_secret"],
-                                        upstream=upstream, v1_upstream=v1_upstream, audience=AUDIENCE, key=key))
+                                        upstream=upstream, v1_upstream=v1_upstream, audience=AUDIENCE, key=key, audit=work / "audit.jsonl"))
         gateway = Process("dpop-upstream-gateway", [bouncer_bin, "run", "--config", str(policy), "--log-level", "debug"], work)
         processes.append(gateway)
         gateway.wait_for(f"http://127.0.0.1:{port}/healthz")
         yield {"authgent": authgent.url, "gateway": f"http://127.0.0.1:{port}", "upstream": upstream, "record": work / "upstream.jsonl", "verdicts": verdicts,
                "thumbprint": gateway_key.thumbprint(), "log": gateway.log_path,
-               "v1_record": work / "v1.jsonl", "v1_verdicts": work / "v1-verdicts.jsonl"}
+               "v1_record": work / "v1.jsonl", "v1_verdicts": work / "v1-verdicts.jsonl", "audit": work / "audit.jsonl"}
     finally:
         for process in reversed(processes):
             process.stop()
@@ -170,6 +173,15 @@ def test_the_upstream_gets_a_token_bound_to_the_gateways_key_and_a_proof_per_req
         assert exchanged["cnf"] == {"jkt": leg["thumbprint"]}, "bound to the key the policy names"
     else:
         assert exchanged["cnf"]["jkt"] != leg["thumbprint"], "bound to the key the gateway made"
+
+    # The audit trail names the key the upstream token is bound to.
+    deadline = time.monotonic() + 10
+    records: list[dict] = []
+    while time.monotonic() < deadline and len(records) < 10:
+        records = [r for r in lines(leg["audit"]) if r.get("event") == "request" and r.get("resource") == path and r.get("upstream_dpop_key")]
+        time.sleep(0.1)
+    assert len(records) >= 10 and {r["upstream_dpop_key"] for r in records} == {exchanged["cnf"]["jkt"]}, records
+    assert all(r["upstream_credential"] == "token_exchange" for r in records)
 
 
 def test_the_upstream_refuses_the_exchanged_token_without_the_gateways_proof(leg):

@@ -126,9 +126,10 @@ public struct AuditRecordFormatter: Sendable {
             CanonicalJSON.appendLiteral(#","upstream_credential":"none""#, to: &out)
         case .static:
             CanonicalJSON.appendLiteral(#","upstream_credential":"static""#, to: &out)
-        case .tokenExchange(let audience):
+        case .tokenExchange(let audience, let dpopKey):
             Self.member(#","upstream_audience":"#, audience, to: &out)
             CanonicalJSON.appendLiteral(#","upstream_credential":"token_exchange""#, to: &out)
+            Self.member(#","upstream_dpop_key":"#, dpopKey, to: &out)
         }
         if let upstream = request.upstreamNanoseconds {
             CanonicalJSON.appendLiteral(#","upstream_ms":"#, to: &out)

@@ -26,8 +26,9 @@ public struct AuditRequest: Sendable {
     public enum UpstreamCredential: Sendable, Equatable {
         case none
         case `static`
-        /// An RFC 8693 exchange; the exchanged token's audience.
-        case tokenExchange(audience: String?)
+        /// An RFC 8693 exchange; the exchanged token's audience, and with a DPoP-bound upstream
+        /// leg the RFC 7638 thumbprint of the gateway's key the token is bound to.
+        case tokenExchange(audience: String?, dpopKey: String? = nil)
     }
 
     public var requestID: String

@@ -159,7 +159,7 @@ enum RequestDecision {
         let tool = authorization.tool
         if gateway.audit != nil {
             let target = policy.target(forTool: tool)
-            request.credential = .tokenExchange(audience: (target.resources + target.audiences).joined(separator: " "))
+            request.credential = .tokenExchange(audience: (target.resources + target.audiences).joined(separator: " "), dpopKey: resource.upstreamDPoP?.signer.thumbprint)
         }
         if let upstreamToken = gateway.exchanger.cachedUpstreamToken(subjectToken: token, policy: policy, tool: tool, client: client, dpop: resource.upstreamDPoP) {
             gateway.metrics.tokenExchange(result: "cached")
