@@ -322,3 +322,50 @@ def test_the_sdks_own_auth_takes_a_dpop_bound_token_as_bearer(bouncer_bin, stack
     assert result.returncode == 1, result.stdout
     found = findings(result)
     assert found.get("dpop.bearer-accepted") == "high" and found.get("dpop.valid-refused") == "medium", found
+
+
+NONCE_POLICY = """
+listen: 127.0.0.1:{port}
+public_url: http://127.0.0.1:{port}
+sessions:
+  keys:
+    - {{ id: k1, secret: "${{file:{key}}}" }}
+dpop:
+  nonce: true
+authorization_servers:
+  authgent:
+    issuer: {authgent}
+resources:
+  - path: /mcp
+    authorization_server: authgent
+    scopes_supported: [jira:read]
+    upstream: {upstream}/mcp
+    methods: {{ initialize: [], notifications/*: [], ping: [], tools/list: [jira:read] }}
+"""
+
+
+def test_the_probe_takes_the_nonce_a_gateway_requires(bouncer_bin, stack, tmp_path):
+    """With `dpop.nonce: true` every proof needs the gateway's nonce (RFC 9449 §9): the probe
+    takes the one it is handed (a request for a nonce is not a refusal of the attack) and still
+    sees every attack refused."""
+    from test_dpop import Prover
+    key = tmp_path / "session.key"
+    key.write_text(subprocess.run([bouncer_bin, "sessions", "keygen"], check=True, capture_output=True, text=True).stdout)
+    port = free_port()
+    (tmp_path / "policy.yaml").write_text(NONCE_POLICY.format(port=port, key=key, authgent=stack.authgent, upstream=stack.upstream))
+    gateway = Process("nonce-gateway", [bouncer_bin, "run", "--config", str(tmp_path / "policy.yaml")], tmp_path)
+    try:
+        gateway.wait_for(f"http://127.0.0.1:{port}/healthz")
+        url = f"http://127.0.0.1:{port}/mcp"
+        prover = Prover()
+        registered = client(stack)
+        issued = httpx.post(f"{stack.authgent}/token", auth=(registered["client_id"], registered["client_secret"]),
+                            headers={"DPoP": prover.proof("POST", f"{stack.authgent}/token")},
+                            data={"grant_type": "client_credentials", "scope": "jira:read", "resource": url}).json()
+        result = probe(bouncer_bin, url, "--format", "json", "--token", issued["access_token"], "--dpop-key", dpop_key_file(prover, tmp_path / "dpop.pem"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        found = findings(result)
+        assert found.get("dpop.checked") == "info", found
+        assert not [rule for rule in found if rule.startswith("dpop.") and rule != "dpop.checked"], found
+    finally:
+        gateway.stop()
