@@ -58,6 +58,40 @@ struct ClaimChecksTests {
         }
     }
 
+    @Test("cnf (RFC 7800) binds a token in a JWT and in an introspection answer alike (RFC 9449 §6, RFC 8705 §3); one the gateway cannot check is refused")
+    func confirmationClaims() throws {
+        func withConfirmation(_ cnf: String) -> String {
+            String(self.payload(exp: "\(self.now + 100)").dropLast()) + #","cnf":\#(cnf)}"#
+        }
+        let bound = [
+            #"{"jkt":"0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}"#: TokenConfirmation(jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"),
+            #"{"x5t#S256":"bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}"#: TokenConfirmation(x5tS256: "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"),
+            #"{"jkt":"a","x5t#S256":"b"}"#: TokenConfirmation(jkt: "a", x5tS256: "b"),
+        ]
+        for (cnf, expected) in bound {
+            #expect(try self.jwt(withConfirmation(cnf)).get().confirmation == expected, "\(cnf)")
+            guard case .active(let claims) = try self.introspect(#"{"active":true,"# + withConfirmation(cnf).dropFirst()) else {
+                Issue.record("introspection refused cnf \(cnf)")
+                continue
+            }
+            #expect(claims.confirmation == expected, "\(cnf)")
+        }
+        #expect(try self.jwt(self.payload(exp: "\(self.now + 100)")).get().confirmation == nil, "no cnf: a bearer token")
+        // A binding the gateway cannot check must not become a bearer token by being ignored.
+        for cnf in [#""jkt""#, "[]", "{}", #"{"jkt":1}"#, #"{"jkt":""}"#, #"{"x5t#S256":null}"#, #"{"jwk":{"kty":"EC"}}"#, #"{"jku":"https://x"}"#, #"{"kid":"k"}"#] {
+            guard case .failure(let error) = self.jwt(withConfirmation(cnf)) else {
+                Issue.record("cnf \(cnf) accepted in a JWT")
+                continue
+            }
+            #expect(error.code == .malformed, "\(cnf): \(error)")
+            guard case .rejected(let rejected) = try self.introspect(#"{"active":true,"# + withConfirmation(cnf).dropFirst()) else {
+                Issue.record("cnf \(cnf) accepted by introspection")
+                continue
+            }
+            #expect(rejected.code == .malformed, "\(cnf): \(rejected)")
+        }
+    }
+
     @Test func introspectionGetsTheSameIssuedAtAndNotBeforeChecksAsAJWT() throws {
         let future = self.payload(exp: "\(self.now + 100)", iat: "\(self.now + 60)")
         guard case .rejected(let issuedLater) = try self.introspect(#"{"active":true,"# + future.dropFirst()) else {
