@@ -1,0 +1,142 @@
+/// The line rules the request head, the response head and the trailer section share
+/// (RFC 9112 2.2 and 5): lines end in CRLF, a field line is `token ":" OWS value OWS`, with no
+/// whitespace before the colon, no folding and no control character in the value.
+///
+/// Everything works on a raw buffer and ranges into it; nothing allocates.
+public enum HTTP1Lines {
+    /// The next line at or after `start`: its content (without CRLF) and where the following
+    /// line starts; nil when no LF has come yet. A line ending that is not CRLF fails. The
+    /// search for LF begins at `searched` (bytes before it were searched already: a head that
+    /// arrives a byte at a time is still read once).
+    @inlinable
+    static func line(in bytes: UnsafeRawBufferPointer, from start: Int, searched: Int) -> Result<(content: Range<Int>, next: Int), HTTP1ParseError>? {
+        var index = max(start, searched)
+        while index < bytes.count {
+            if bytes[index] == 0x0A {
+                guard index > start, bytes[index - 1] == 0x0D else { return .failure(.bareLineEnding) }
+                return .success((start..<(index - 1), index + 1))
+            }
+            index += 1
+        }
+        return nil
+    }
+
+    /// RFC 9112 5: one field line (its content, without CRLF).
+    @inlinable
+    static func field(in bytes: UnsafeRawBufferPointer, line: Range<Int>) -> Result<HTTP1Field, HTTP1ParseError> {
+        var index = line.lowerBound
+        let first = bytes[index]
+        if first == 0x20 || first == 0x09 { return .failure(.obsoleteLineFolding) }
+        while index < line.upperBound, HTTPToken.isTokenCharacter(bytes[index]) { index += 1 }
+        guard index < line.upperBound, index > line.lowerBound else { return .failure(.invalidFieldName) }
+        switch bytes[index] {
+        case UInt8(ascii: ":"):
+            break
+        case 0x20, 0x09:
+            // `name :` (RFC 9112 5.1) or whitespace inside a name.
+            var after = index
+            while after < line.upperBound, bytes[after] == 0x20 || bytes[after] == 0x09 { after += 1 }
+            return .failure(after < line.upperBound && bytes[after] == UInt8(ascii: ":") ? .whitespaceBeforeColon : .invalidFieldName)
+        default:
+            return .failure(.invalidFieldName)
+        }
+        let name = line.lowerBound..<index
+        index += 1
+        while index < line.upperBound, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
+        let valueStart = index
+        var valueEnd = index
+        while index < line.upperBound {
+            let byte = bytes[index]
+            index += 1
+            switch byte {
+            case 0x20, 0x09: continue
+            case 0x21...0x7E, 0x80...0xFF: valueEnd = index
+            default: return .failure(.invalidFieldValue)
+            }
+        }
+        return .success(HTTP1Field(name: name, value: valueStart..<valueEnd))
+    }
+
+    /// ASCII case-insensitive comparison of `range` with `lowercase` (given in lowercase).
+    @inlinable
+    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, lowercase: StaticString) -> Bool {
+        guard range.count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = lowercase.utf8Start
+        for offset in 0..<range.count {
+            let byte = bytes[range.lowerBound + offset]
+            let folded = byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte
+            guard folded == expected[offset] else { return false }
+        }
+        return true
+    }
+
+    /// Calls `body` with each comma-separated element of a list value, whitespace trimmed,
+    /// empty elements skipped (RFC 9110 5.6.1).
+    @inlinable
+    static func forEachElement(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ body: (Range<Int>) -> Void) {
+        var start = range.lowerBound
+        while start <= range.upperBound {
+            var end = start
+            while end < range.upperBound, bytes[end] != UInt8(ascii: ",") { end += 1 }
+            var low = start
+            var high = end
+            while low < high, bytes[low] == 0x20 || bytes[low] == 0x09 { low += 1 }
+            while high > low, bytes[high - 1] == 0x20 || bytes[high - 1] == 0x09 { high -= 1 }
+            if low < high { body(low..<high) }
+            start = end + 1
+        }
+    }
+
+    /// RFC 9110 8.6: `1*DIGIT`, nothing else, and no larger than `Int`'s 18 safe digits.
+    @inlinable
+    static func contentLength(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Result<Int, HTTP1ParseError> {
+        guard !range.isEmpty else { return .failure(.invalidContentLength) }
+        var value = 0
+        for index in range {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: ",") { return .failure(.multipleContentLengths) }
+            guard byte >= 0x30, byte <= 0x39, range.count <= 18 else { return .failure(.invalidContentLength) }
+            value = value * 10 + Int(byte - 0x30)
+        }
+        return .success(value)
+    }
+
+    /// Gathers what `field` says about framing and the connection into `facts`.
+    @inlinable
+    static func observe(_ field: HTTP1Field, in bytes: UnsafeRawBufferPointer, into facts: inout HTTP1HeadFacts) -> HTTP1ParseError? {
+        let name = field.name
+        switch name.count {
+        case 4 where Self.equals(bytes, name, lowercase: "host"):
+            facts.hosts += 1
+            if facts.host == nil { facts.host = field.value }
+        case 6 where Self.equals(bytes, name, lowercase: "expect"):
+            if Self.equals(bytes, field.value, lowercase: "100-continue") { facts.expectContinue = true }
+        case 7 where Self.equals(bytes, name, lowercase: "upgrade"):
+            facts.upgrade = true
+        case 10 where Self.equals(bytes, name, lowercase: "connection"):
+            Self.forEachElement(bytes, field.value) { token in
+                if Self.equals(bytes, token, lowercase: "close") {
+                    facts.connectionClose = true
+                } else if Self.equals(bytes, token, lowercase: "keep-alive") {
+                    facts.connectionKeepAlive = true
+                } else if Self.equals(bytes, token, lowercase: "upgrade") {
+                    facts.connectionUpgrade = true
+                }
+            }
+        case 14 where Self.equals(bytes, name, lowercase: "content-length"):
+            guard facts.contentLength == nil else { return .multipleContentLengths }
+            switch Self.contentLength(bytes, field.value) {
+            case .success(let length): facts.contentLength = length
+            case .failure(let error): return error
+            }
+        case 17 where Self.equals(bytes, name, lowercase: "transfer-encoding"):
+            facts.transferEncodings += 1
+            // Exactly one coding, `chunked`, on one field line (HTTP1Strictness).
+            guard facts.transferEncodings == 1, Self.equals(bytes, field.value, lowercase: "chunked") else { return .unsupportedTransferCoding }
+            facts.chunked = true
+        default:
+            break
+        }
+        return nil
+    }
+}

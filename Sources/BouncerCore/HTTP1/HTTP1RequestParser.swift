@@ -1,0 +1,183 @@
+/// The methods the gateway takes: the registered ones a proxy of MCP servers can meet. CONNECT
+/// is not among them (a gateway to MCP servers tunnels nothing), nor any extension method
+/// (``HTTP1Strictness``).
+public enum HTTP1Method: UInt8, Sendable, Hashable, CaseIterable {
+    case GET, HEAD, POST, PUT, DELETE, OPTIONS, TRACE, PATCH
+
+    public var name: String {
+        switch self {
+        case .GET: "GET"
+        case .HEAD: "HEAD"
+        case .POST: "POST"
+        case .PUT: "PUT"
+        case .DELETE: "DELETE"
+        case .OPTIONS: "OPTIONS"
+        case .TRACE: "TRACE"
+        case .PATCH: "PATCH"
+        }
+    }
+
+    /// The method `range` spells, case-sensitively (RFC 9110 9.1).
+    @inlinable
+    static func parse(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> HTTP1Method? {
+        func spells(_ text: StaticString) -> Bool {
+            guard range.count == text.utf8CodeUnitCount else { return false }
+            for offset in 0..<range.count where bytes[range.lowerBound + offset] != text.utf8Start[offset] { return false }
+            return true
+        }
+        switch range.count {
+        case 3: return spells("GET") ? .GET : spells("PUT") ? .PUT : nil
+        case 4: return spells("POST") ? .POST : spells("HEAD") ? .HEAD : nil
+        case 5: return spells("PATCH") ? .PATCH : spells("TRACE") ? .TRACE : nil
+        case 6: return spells("DELETE") ? .DELETE : nil
+        case 7: return spells("OPTIONS") ? .OPTIONS : nil
+        default: return nil
+        }
+    }
+}
+
+/// A strict HTTP/1.1 request-head parser over bytes (RFC 9112 2-6), for the gateway's client
+/// side (issue 28). It reads each byte of the head once, line by line as they arrive, and
+/// hands out the head as ranges into those bytes: the method, the target, the version, each
+/// field's name and value, and the facts of ``HTTP1HeadFacts`` gathered in the same pass.
+///
+/// Reused from one request to the next on a connection (``reset()``), its field list keeps
+/// its storage: a parse allocates nothing once the list has grown to the connection's
+/// largest head.
+///
+/// Feed it the bytes from the head's first byte, each time with what came since:
+/// ``parse(_:)`` resumes where it stopped. Offsets in the results count from that first byte.
+public struct HTTP1RequestParser: Sendable {
+    public let maxHeadBytes: Int
+    public let maxFields: Int
+
+    public private(set) var method: HTTP1Method = .GET
+    public private(set) var target: Range<Int> = 0..<0
+    public private(set) var version: HTTP1Version = .http11
+    public private(set) var fields: [HTTP1Field] = []
+    public private(set) var facts = HTTP1HeadFacts()
+    public private(set) var framing: HTTP1Framing = .none
+
+    /// Where the next unparsed line starts, and how far the search for its LF got.
+    private var position = 0
+    private var searched = 0
+    private var sawRequestLine = false
+
+    public init(maxHeadBytes: Int = 16 * 1024, maxFields: Int = 100) {
+        self.maxHeadBytes = maxHeadBytes
+        self.maxFields = maxFields
+        self.fields.reserveCapacity(16)
+    }
+
+    /// Ready for the next request's head (the field list keeps its storage).
+    public mutating func reset() {
+        self.fields.removeAll(keepingCapacity: true)
+        self.facts = HTTP1HeadFacts()
+        self.framing = .none
+        self.position = 0
+        self.searched = 0
+        self.sawRequestLine = false
+    }
+
+    public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> HTTP1HeadProgress {
+        while true {
+            guard let found = HTTP1Lines.line(in: bytes, from: self.position, searched: self.searched) else {
+                self.searched = bytes.count
+                return bytes.count > self.maxHeadBytes ? .failed(.headTooLarge(limit: self.maxHeadBytes)) : .incomplete
+            }
+            let line: Range<Int>
+            switch found {
+            case .failure(let error): return .failed(error)
+            case .success(let (content, next)):
+                line = content
+                self.position = next
+                self.searched = next
+            }
+            guard self.position <= self.maxHeadBytes else { return .failed(.headTooLarge(limit: self.maxHeadBytes)) }
+            if !self.sawRequestLine {
+                // RFC 9112 2.2: empty lines before the request line are ignored.
+                if line.isEmpty { continue }
+                if let error = self.requestLine(bytes, line) { return .failed(error) }
+                self.sawRequestLine = true
+                continue
+            }
+            if line.isEmpty {
+                if let error = self.finish() { return .failed(error) }
+                return .complete(length: self.position)
+            }
+            guard self.fields.count < self.maxFields else { return .failed(.tooManyFields(limit: self.maxFields)) }
+            switch HTTP1Lines.field(in: bytes, line: line) {
+            case .failure(let error):
+                return .failed(error)
+            case .success(let field):
+                if let error = HTTP1Lines.observe(field, in: bytes, into: &self.facts) { return .failed(error) }
+                self.fields.append(field)
+            }
+        }
+    }
+
+    /// RFC 9112 3: `method SP request-target SP HTTP-version`, one space each.
+    private mutating func requestLine(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> HTTP1ParseError? {
+        var index = line.lowerBound
+        while index < line.upperBound, bytes[index] != 0x20 { index += 1 }
+        guard index < line.upperBound else { return .invalidRequestLine }
+        let methodRange = line.lowerBound..<index
+        guard methodRange.allSatisfy({ HTTPToken.isTokenCharacter(bytes[$0]) }), !methodRange.isEmpty else { return .invalidRequestLine }
+        guard let method = HTTP1Method.parse(bytes, methodRange) else { return .unsupportedMethod }
+        index += 1
+        let targetStart = index
+        while index < line.upperBound, bytes[index] != 0x20 {
+            // Visible ASCII only: no controls, no raw bytes above 0x7E (HTTP1Strictness).
+            guard bytes[index] > 0x20, bytes[index] < 0x7F else { return .invalidTarget }
+            index += 1
+        }
+        guard index < line.upperBound, index > targetStart else { return .invalidRequestLine }
+        let target = targetStart..<index
+        index += 1
+        let versionRange = index..<line.upperBound
+        guard let version = Self.version(bytes, versionRange) else {
+            // Well-formed (`HTTP/` DIGIT "." DIGIT) but not 1.x: 505; anything else: 400.
+            return Self.isVersionSyntax(bytes, versionRange) ? .unsupportedVersion : .invalidRequestLine
+        }
+        self.method = method
+        self.target = target
+        self.version = version
+        return nil
+    }
+
+    /// `HTTP/1.1` or `HTTP/1.0`, exactly (RFC 9112 2.3: case-sensitive).
+    @inlinable
+    static func version(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> HTTP1Version? {
+        guard Self.isVersionSyntax(bytes, range), bytes[range.lowerBound + 5] == UInt8(ascii: "1") else { return nil }
+        switch bytes[range.lowerBound + 7] {
+        case UInt8(ascii: "1"): return .http11
+        case UInt8(ascii: "0"): return .http10
+        default: return nil
+        }
+    }
+
+    /// RFC 9112 2.3: `HTTP-version = "HTTP/" DIGIT "." DIGIT`.
+    @inlinable
+    static func isVersionSyntax(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        guard range.count == 8 else { return false }
+        let base = range.lowerBound
+        func digit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+        return bytes[base] == UInt8(ascii: "H") && bytes[base + 1] == UInt8(ascii: "T") && bytes[base + 2] == UInt8(ascii: "T")
+            && bytes[base + 3] == UInt8(ascii: "P") && bytes[base + 4] == UInt8(ascii: "/") && digit(bytes[base + 5])
+            && bytes[base + 6] == UInt8(ascii: ".") && digit(bytes[base + 7])
+    }
+
+    /// The framing the fields say (RFC 9112 6.3), once the head is whole.
+    private mutating func finish() -> HTTP1ParseError? {
+        if self.facts.chunked {
+            if self.facts.contentLength != nil { return .contentLengthAndTransferEncoding }
+            if self.version == .http10 { return .transferEncodingInHTTP10 }
+            self.framing = .chunked
+        } else if let length = self.facts.contentLength {
+            self.framing = .length(length)
+        } else {
+            self.framing = .none
+        }
+        return nil
+    }
+}
