@@ -10,6 +10,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     dependencies: [
         .package(name: "mcp-bouncer", path: ".."),
+        // NIO's llhttp-based decoders, the differential oracle of the `http1` target.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         .target(name: "CFuzzerDriver", path: "Sources/CFuzzerDriver"),
@@ -19,6 +21,9 @@ let package = Package(
                 "CFuzzerDriver",
                 .product(name: "BouncerCore", package: "mcp-bouncer"),
                 .product(name: "BouncerProbe", package: "mcp-bouncer"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Sources/BouncerFuzz",
             swiftSettings: [.swiftLanguageMode(.v6)]

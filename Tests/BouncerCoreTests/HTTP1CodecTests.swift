@@ -64,6 +64,7 @@ struct HTTP1CodecTests {
         #expect(try self.request("\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n").get().target == "/")
         #expect(try self.request("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").get().target == "*")
         #expect(try self.request("GET http://a.example/x?y=1 HTTP/1.1\r\nHost: a.example\r\n\r\n").get().target == "http://a.example/x?y=1")
+        #expect(try self.request("GET https://[::1]:8443?q HTTP/1.1\r\nHost: a\r\n\r\n").get().target == "https://[::1]:8443?q")
         var parser = HTTP1RequestParser()
         let partial = Array("GET / HTTP/1.1\r\nHost: a\r\n".utf8)
         #expect(partial.withUnsafeBytes { parser.parse($0) } == .incomplete, "incomplete, not refused")
@@ -106,6 +107,14 @@ struct HTTP1CodecTests {
         ("GET /caf\u{e9} HTTP/1.1\r\n\r\n", .invalidTarget),
         ("GET /a\rb HTTP/1.1\r\n\r\n", .invalidTarget),
         ("GET /\tx HTTP/1.1\r\n\r\n", .invalidTarget),
+        ("POST ?mcp HTTP/1.1\r\n\r\n", .invalidTarget),
+        ("GET mcp HTTP/1.1\r\n\r\n", .invalidTarget),
+        ("GET * HTTP/1.1\r\n\r\n", .invalidTarget),
+        ("OPTIONS *x HTTP/1.1\r\n\r\n", .invalidTarget),
+        ("GET http:/a HTTP/1.1\r\n\r\n", .invalidTarget),
+        ("GET http:// HTTP/1.1\r\n\r\n", .invalidTarget),
+        ("GET http://a@b/ HTTP/1.1\r\n\r\n", .invalidTarget),
+        ("GET h1tp://a/ HTTP/1.1\r\n\r\n", .invalidTarget),
     ])
     func requestLineRefusals(head: String, expected: HTTP1ParseError) {
         #expect(self.refusal(head) == expected, "\(head.debugDescription)")
@@ -256,6 +265,10 @@ struct HTTP1CodecTests {
         ("0\r\n folded\r\n\r\n", .obsoleteLineFolding),
         ("0\r\nX: y\n\r\n", .bareLineEnding),
         ("0\r\nX: \(String(repeating: "y", count: 80))\r\n\r\n", .trailersTooLarge(limit: 64)),
+        ("0\r\nTransfer-Encoding: chunked\r\n\r\n", .forbiddenTrailerField),
+        ("0\r\ncontent-length: 5\r\n\r\n", .forbiddenTrailerField),
+        ("0\r\nHost: b\r\n\r\n", .forbiddenTrailerField),
+        ("0\r\nAuthorization: Bearer x\r\n\r\n", .forbiddenTrailerField),
     ])
     func chunkRefusals(body: String, expected: HTTP1ParseError) {
         for step in [1, 1000] {

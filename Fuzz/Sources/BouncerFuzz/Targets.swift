@@ -26,6 +26,7 @@ enum FuzzTarget: String, CaseIterable {
     case probe
     case bridge
     case dpop
+    case http1
 
     func run(_ bytes: UnsafeRawBufferPointer) {
         let data = Array(bytes)
@@ -45,6 +46,7 @@ enum FuzzTarget: String, CaseIterable {
         case .probe: Self.probe(data)
         case .bridge: Self.bridge(data)
         case .dpop: Self.dpop(data)
+        case .http1: Self.http1(data)
         }
     }
 

@@ -152,9 +152,10 @@ public struct HTTP1BodyReader: Sendable {
                 case .success(let (line, next)):
                     self.trailerLineStart = next
                     if line.isEmpty { return .success(.end) }
-                    return HTTP1Lines.field(in: trailer, line: line).map { field in
+                    return HTTP1Lines.field(in: trailer, line: line).flatMap { field in
+                        if Self.isForbiddenTrailer(trailer, field.name) { return .failure(.forbiddenTrailerField) }
                         self.trailers.append(field)
-                        return nil
+                        return .success(nil)
                     }
                 }
             }
@@ -169,6 +170,13 @@ public struct HTTP1BodyReader: Sendable {
             }
         }
         return .success((.needMore, index))
+    }
+
+    /// RFC 9110 6.5.1: fields that frame, route or authenticate a message mean nothing after it.
+    static func isForbiddenTrailer(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> Bool {
+        HTTP1Lines.equals(bytes, name, lowercase: "content-length") || HTTP1Lines.equals(bytes, name, lowercase: "transfer-encoding")
+            || HTTP1Lines.equals(bytes, name, lowercase: "host") || HTTP1Lines.equals(bytes, name, lowercase: "connection")
+            || HTTP1Lines.equals(bytes, name, lowercase: "upgrade") || HTTP1Lines.equals(bytes, name, lowercase: "authorization")
     }
 
     @inlinable

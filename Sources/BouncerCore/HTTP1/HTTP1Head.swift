@@ -90,6 +90,10 @@ public enum HTTP1ParseError: Error, Sendable, Hashable, CustomStringConvertible 
     /// Chunk data not followed by CRLF.
     case invalidChunkTerminator
     case trailersTooLarge(limit: Int)
+    /// A trailer field that frames, routes or authenticates the message (RFC 9110 6.5.1: those
+    /// cannot be processed after the content): Content-Length, Transfer-Encoding, Host,
+    /// Connection, Upgrade, Authorization.
+    case forbiddenTrailerField
 
     /// The status a client is answered with.
     public var status: Int {
@@ -125,6 +129,7 @@ public enum HTTP1ParseError: Error, Sendable, Hashable, CustomStringConvertible 
         case .invalidChunkExtension: "a malformed chunk extension"
         case .invalidChunkTerminator: "chunk data not followed by CRLF"
         case .trailersTooLarge(let limit): "trailers larger than \(limit) bytes"
+        case .forbiddenTrailerField: "a framing, routing or credential field in the trailers"
         }
     }
 }

@@ -133,6 +133,7 @@ public struct HTTP1RequestParser: Sendable {
         }
         guard index < line.upperBound, index > targetStart else { return .invalidRequestLine }
         let target = targetStart..<index
+        guard Self.isTargetForm(bytes, target, method: method) else { return .invalidTarget }
         index += 1
         let versionRange = index..<line.upperBound
         guard let version = Self.version(bytes, versionRange) else {
@@ -143,6 +144,36 @@ public struct HTTP1RequestParser: Sendable {
         self.target = target
         self.version = version
         return nil
+    }
+
+    /// RFC 9112 3.2: origin-form (`/...`), absolute-form (`scheme://authority[/...|?...]`, the
+    /// scheme letters only and the authority host characters only), or asterisk-form (`*`
+    /// alone, for OPTIONS). Its characters are visible ASCII already.
+    @inlinable
+    static func isTargetForm(_ bytes: UnsafeRawBufferPointer, _ target: Range<Int>, method: HTTP1Method) -> Bool {
+        let first = bytes[target.lowerBound]
+        if first == UInt8(ascii: "/") { return true }
+        if first == UInt8(ascii: "*") { return target.count == 1 && method == .OPTIONS }
+        var index = target.lowerBound
+        func isLetter(_ byte: UInt8) -> Bool { (byte | 0x20) >= UInt8(ascii: "a") && (byte | 0x20) <= UInt8(ascii: "z") }
+        while index < target.upperBound, isLetter(bytes[index]) { index += 1 }
+        guard index > target.lowerBound, target.upperBound - index > 3, bytes[index] == UInt8(ascii: ":"),
+              bytes[index + 1] == UInt8(ascii: "/"), bytes[index + 2] == UInt8(ascii: "/")
+        else { return false }
+        index += 3
+        let authorityStart = index
+        while index < target.upperBound {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "/") || byte == UInt8(ascii: "?") { break }
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "."), UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: ":"), UInt8(ascii: "["), UInt8(ascii: "]"):
+                index += 1
+            default:
+                return false
+            }
+        }
+        return index > authorityStart
     }
 
     /// `HTTP/1.1` or `HTTP/1.0`, exactly (RFC 9112 2.3: case-sensitive).

@@ -1,0 +1,205 @@
+import BouncerCore
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+
+/// The gateway's own HTTP/1.1 codec against llhttp (NIO's decoders), on the same bytes (issue
+/// 28): a stream of requests (or, when the first byte is odd, one response to a POST) is
+/// parsed by both. It fails when ours completes a message llhttp refused, or when both complete
+/// one and they differ in method, target, version, fields, body or trailers. Where ours is
+/// stricter (``HTTP1Strictness``) it refuses and llhttp accepts: that is allowed.
+///
+/// Comparison stops after a message the connection cannot outlive (HTTP/1.0 without
+/// keep-alive, `Connection: close`) and after an upgrade request: llhttp stops reading there,
+/// and the gateway closes the connection.
+extension FuzzTarget {
+    struct HTTP1Message: Equatable, CustomStringConvertible {
+        var head: [String]
+        var fields: [String]
+        var body: [UInt8]
+        var trailers: [String]
+        var persistent: Bool
+        var upgrade: Bool
+
+        var description: String { "\(self.head) \(self.fields) body \(self.body.count) bytes \(self.trailers)" }
+    }
+
+    static func http1(_ data: [UInt8]) {
+        guard let mode = data.first else { return }
+        let input = Array(data.dropFirst())
+        let response = mode & 1 == 1
+        let theirs = response ? Self.llhttpResponse(input) : Self.llhttpRequests(input)
+        let ours = response ? Self.ourResponse(input) : Self.ourRequests(input)
+        for (index, message) in ours.messages.enumerated() {
+            guard index < theirs.messages.count else {
+                // Ours finished a message llhttp did not: only allowed when llhttp was still
+                // waiting for bytes (it never refused them).
+                require(!theirs.failed, "ours accepted what llhttp refused: \(message) in \(String(decoding: input, as: UTF8.self).debugDescription)")
+                return
+            }
+            let other = theirs.messages[index]
+            require(message == other, "ours \(message) but llhttp \(other) for \(String(decoding: input, as: UTF8.self).debugDescription)")
+            if !message.persistent || message.upgrade { return }
+        }
+    }
+
+    // MARK: Ours
+
+    static func ourRequests(_ input: [UInt8]) -> (messages: [HTTP1Message], failed: Bool) {
+        var messages: [HTTP1Message] = []
+        var parser = HTTP1RequestParser(maxHeadBytes: 64 * 1024, maxFields: 1000)
+        var start = 0
+        return input.withUnsafeBytes { all in
+            while start < all.count {
+                let rest = UnsafeRawBufferPointer(rebasing: all[start...])
+                parser.reset()
+                guard case .complete(let length) = parser.parse(rest) else { return (messages, true) }
+                // Offsets count from `start`.
+                func text(_ range: Range<Int>) -> String { String(decoding: rest[range], as: UTF8.self) }
+                var message = HTTP1Message(
+                    head: [parser.method.name, text(parser.target), parser.version == .http11 ? "1.1" : "1.0"],
+                    fields: parser.fields.map { "\(text($0.name).lowercased()): \(text($0.value))" }, body: [], trailers: [],
+                    persistent: parser.version == .http11 ? !parser.facts.connectionClose : parser.facts.connectionKeepAlive && !parser.facts.connectionClose,
+                    upgrade: parser.facts.upgrade
+                )
+                if message.upgrade {
+                    messages.append(message)
+                    return (messages, false)
+                }
+                var reader = HTTP1BodyReader(parser.framing, maxChunkExtensionBytes: 64 * 1024, maxTrailerBytes: 64 * 1024)
+                var offset = length
+                reading: while true {
+                    switch reader.read(rest, from: offset) {
+                    case .failure: return (messages, true)
+                    case .success(let (.data(range), next)):
+                        message.body += rest[range]
+                        offset = next
+                    case .success((.needMore, _)):
+                        return (messages, false)
+                    case .success(let (.end, next)):
+                        message.trailers = reader.trailers.map {
+                            "\(String(decoding: reader.trailerBytes[$0.name], as: UTF8.self).lowercased()): \(String(decoding: reader.trailerBytes[$0.value], as: UTF8.self))"
+                        }
+                        offset = next
+                        break reading
+                    }
+                }
+                messages.append(message)
+                start += offset
+            }
+            return (messages, false)
+        }
+    }
+
+    static func ourResponse(_ input: [UInt8]) -> (messages: [HTTP1Message], failed: Bool) {
+        var parser = HTTP1ResponseParser(maxHeadBytes: 64 * 1024, maxFields: 1000)
+        return input.withUnsafeBytes { all in
+            guard case .complete(let length) = parser.parse(all, requestMethod: .POST) else { return ([], true) }
+            func text(_ range: Range<Int>) -> String { String(decoding: all[range], as: UTF8.self) }
+            // Interim responses are not compared (NIO forwards or drops them by strategy).
+            guard parser.status >= 200 else { return ([], false) }
+            var message = HTTP1Message(
+                head: ["\(parser.status)", parser.version == .http11 ? "1.1" : "1.0"], fields: parser.fields.map { "\(text($0.name).lowercased()): \(text($0.value))" },
+                body: [], trailers: [], persistent: false, upgrade: false
+            )
+            var reader = HTTP1BodyReader(parser.framing, maxChunkExtensionBytes: 64 * 1024, maxTrailerBytes: 64 * 1024)
+            var offset = length
+            while true {
+                switch reader.read(all, from: offset) {
+                case .failure: return ([], true)
+                case .success(let (.data(range), next)):
+                    message.body += all[range]
+                    offset = next
+                case .success((.needMore, _)):
+                    // The input ended: a body until close is whole now, any other is cut short.
+                    guard reader.connectionClosed() == nil else { return ([], false) }
+                    return ([message], false)
+                case .success((.end, _)):
+                    message.trailers = reader.trailers.map {
+                        "\(String(decoding: reader.trailerBytes[$0.name], as: UTF8.self).lowercased()): \(String(decoding: reader.trailerBytes[$0.value], as: UTF8.self))"
+                    }
+                    return ([message], false)
+                }
+            }
+        }
+    }
+
+    // MARK: llhttp
+
+    static func llhttpRequests(_ input: [UInt8]) -> (messages: [HTTP1Message], failed: Bool) {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+        defer { _ = try? channel.finish() }
+        var failed = false
+        do {
+            try channel.writeInbound(ByteBuffer(bytes: input))
+        } catch {
+            failed = true
+        }
+        var messages: [HTTP1Message] = []
+        var current: HTTP1Message?
+        while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
+            switch part {
+            case .head(let head):
+                let connection = head.headers[canonicalForm: "connection"].map { $0.lowercased() }
+                current = HTTP1Message(
+                    head: [head.method.rawValue, head.uri, head.version.minor == 1 ? "1.1" : "1.\(head.version.minor)"],
+                    fields: head.headers.map { "\($0.name.lowercased()): \(Self.trimmed($0.value))" }, body: [], trailers: [],
+                    persistent: head.isKeepAlive && !connection.contains("close"), upgrade: head.headers.contains(name: "upgrade")
+                )
+            case .body(let buffer):
+                current?.body += buffer.readableBytesView
+            case .end(let trailers):
+                if var message = current {
+                    message.trailers = trailers.map { $0.map { "\($0.name.lowercased()): \(Self.trimmed($0.value))" } } ?? []
+                    messages.append(message)
+                }
+                current = nil
+            }
+        }
+        return (messages, failed)
+    }
+
+    static func llhttpResponse(_ input: [UInt8]) -> (messages: [HTTP1Message], failed: Bool) {
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward)))
+        defer { _ = try? channel.finish() }
+        // The decoder learns the request's method from the outbound request head.
+        _ = try? channel.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/")))
+        var failed = false
+        do {
+            try channel.writeInbound(ByteBuffer(bytes: input))
+            // The end of input is the connection's end: a body until close ends here.
+            _ = try channel.finish(acceptAlreadyClosed: true)
+        } catch {
+            failed = true
+        }
+        var messages: [HTTP1Message] = []
+        var current: HTTP1Message?
+        while let part = try? channel.readInbound(as: HTTPClientResponsePart.self) {
+            switch part {
+            case .head(let head):
+                guard head.status.code >= 200 else { continue }
+                current = HTTP1Message(
+                    head: ["\(head.status.code)", head.version.minor == 1 ? "1.1" : "1.\(head.version.minor)"],
+                    fields: head.headers.map { "\($0.name.lowercased()): \(Self.trimmed($0.value))" }, body: [], trailers: [], persistent: false, upgrade: false
+                )
+            case .body(let buffer):
+                current?.body += buffer.readableBytesView
+            case .end(let trailers):
+                if var message = current {
+                    message.trailers = trailers.map { $0.map { "\($0.name.lowercased()): \(Self.trimmed($0.value))" } } ?? []
+                    messages.append(message)
+                }
+                current = nil
+            }
+        }
+        return (messages, failed)
+    }
+
+    /// RFC 9112 5: whitespace around a value is not part of it (llhttp keeps trailing whitespace).
+    static func trimmed(_ value: String) -> String {
+        var bytes = Substring(value).utf8[...]
+        while let last = bytes.last, last == 0x20 || last == 0x09 { bytes = bytes.dropLast() }
+        while let first = bytes.first, first == 0x20 || first == 0x09 { bytes = bytes.dropFirst() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
