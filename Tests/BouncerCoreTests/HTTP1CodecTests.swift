@@ -211,7 +211,7 @@ struct HTTP1CodecTests {
     /// reads come): the body bytes, and whether it ended, or the refusal.
     func body(_ body: String, _ framing: HTTP1Framing, step: Int, closed: Bool = false) -> Result<(data: String, ended: Bool, rest: Int, trailers: [String]), HTTP1ParseError> {
         let bytes = Array(body.utf8)
-        var reader = HTTP1BodyReader(framing, maxChunkExtensionBytes: 16, maxTrailerBytes: 64)
+        var reader = HTTP1BodyReader(framing, maxChunkExtensionBytes: 32, maxTrailerBytes: 64)
         var data: [UInt8] = []
         var start = 0
         while start < bytes.count {
@@ -235,7 +235,7 @@ struct HTTP1CodecTests {
 
     @Test("RFC 9112 7.1: chunks, an extension, the last chunk and trailers; the same a byte at a time", arguments: [1, 2, 3, 7, 1000])
     func chunkedBodies(step: Int) throws {
-        let chunked = "4\r\nWiki\r\n5;name=\"v a\"\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nExpires: never\r\n\r\nGET"
+        let chunked = "4\r\nWiki\r\n5;name=\"v \\\"a\\\\\";x;y=z\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nExpires: never\r\n\r\nGET"
         let read = try self.body(chunked, .chunked, step: step).get()
         #expect(read.data == "Wikipedia in\r\n\r\nchunks." && read.ended && read.trailers == ["Expires=never"])
         #expect(read.rest == 3, "bytes after the body belong to the next message")
@@ -258,7 +258,15 @@ struct HTTP1CodecTests {
         ("1\r\r\nx", .bareLineEnding),
         ("1;\u{0}\r\nx\r\n", .invalidChunkExtension),
         ("1;a=\u{e9}\r\nx\r\n", .invalidChunkExtension),
-        ("1;aaaaaaaaaaaaaaaaaaaaaa\r\nx\r\n", .chunkExtensionTooLong(limit: 16)),
+        ("1;\(String(repeating: "a", count: 40))\r\nx\r\n", .chunkExtensionTooLong(limit: 32)),
+        ("5;nStrinv\"\r\npedia\r\n", .invalidChunkExtension),
+        ("1;\r\nx\r\n", .invalidChunkExtension),
+        ("1;a=\r\nx\r\n", .invalidChunkExtension),
+        ("1; a\r\nx\r\n", .invalidChunkExtension),
+        ("1;a =b\r\nx\r\n", .invalidChunkExtension),
+        ("1;a=\"b\r\nx\r\n", .invalidChunkExtension),
+        ("1;a=\"b\"c\r\nx\r\n", .invalidChunkExtension),
+        ("1;a=b\"\r\nx\r\n", .invalidChunkExtension),
         ("1\r\nxy\r\n", .invalidChunkTerminator),
         ("1\r\nx\n", .invalidChunkTerminator),
         ("0\r\nX : y\r\n\r\n", .whitespaceBeforeColon),

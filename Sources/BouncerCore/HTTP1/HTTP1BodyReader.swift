@@ -20,8 +20,8 @@ public struct HTTP1BodyReader: Sendable {
         case untilClose
         /// Reading a chunk's size: its value so far and its digit count.
         case size(value: Int, digits: Int)
-        /// Reading a chunk extension, `count` bytes so far.
-        case chunkExtension(value: Int, count: Int)
+        /// Reading a chunk extension, `count` bytes so far, at `phase` of its grammar.
+        case chunkExtension(value: Int, count: Int, phase: ExtensionPhase)
         /// After the size line's CR.
         case sizeLineFeed(value: Int)
         case chunkData(remaining: Int)
@@ -29,6 +29,12 @@ public struct HTTP1BodyReader: Sendable {
         case chunkDataLineFeed
         case trailers
         case done
+    }
+
+    /// RFC 9112 7.1.1, without the optional whitespace (``HTTP1Strictness``):
+    /// `*( ";" token [ "=" ( token / quoted-string ) ] )`.
+    enum ExtensionPhase: UInt8, Sendable, Hashable {
+        case nameStart, name, valueStart, tokenValue, quoted, quotedEscape, afterQuoted
     }
 
     private var state: State
@@ -105,20 +111,18 @@ public struct HTTP1BodyReader: Sendable {
             }
             guard digits > 0 else { return .invalidChunkSize }
             switch byte {
-            case UInt8(ascii: ";"): self.state = .chunkExtension(value: value, count: 1)
+            case UInt8(ascii: ";"): self.state = .chunkExtension(value: value, count: 1, phase: .nameStart)
             case 0x0D: self.state = .sizeLineFeed(value: value)
             default: return .invalidChunkSize
             }
-        case .chunkExtension(let value, let count):
-            switch byte {
-            case 0x0D:
+        case .chunkExtension(let value, let count, let phase):
+            guard let next = Self.extensionStep(phase, byte) else { return .invalidChunkExtension }
+            guard let next else {
                 self.state = .sizeLineFeed(value: value)
-            case 0x09, 0x20...0x7E:
-                guard count < self.maxChunkExtensionBytes else { return .chunkExtensionTooLong(limit: self.maxChunkExtensionBytes) }
-                self.state = .chunkExtension(value: value, count: count + 1)
-            default:
-                return .invalidChunkExtension
+                return nil
             }
+            guard count < self.maxChunkExtensionBytes else { return .chunkExtensionTooLong(limit: self.maxChunkExtensionBytes) }
+            self.state = .chunkExtension(value: value, count: count + 1, phase: next)
         case .sizeLineFeed(let value):
             guard byte == 0x0A else { return .bareLineEnding }
             self.state = value == 0 ? .trailers : .chunkData(remaining: value)
@@ -132,6 +136,49 @@ public struct HTTP1BodyReader: Sendable {
             break
         }
         return nil
+    }
+
+    /// The extension grammar's next phase after `byte`: `.some(nil)` when the CR ends the size
+    /// line, nil when the byte is not allowed there.
+    static func extensionStep(_ phase: ExtensionPhase, _ byte: UInt8) -> ExtensionPhase?? {
+        let token = HTTPToken.isTokenCharacter(byte)
+        switch phase {
+        case .nameStart:
+            return token ? .name : nil
+        case .name:
+            if token { return .name }
+            switch byte {
+            case UInt8(ascii: "="): return .valueStart
+            case UInt8(ascii: ";"): return .nameStart
+            case 0x0D: return .some(nil)
+            default: return nil
+            }
+        case .valueStart:
+            if token { return .tokenValue }
+            return byte == UInt8(ascii: "\"") ? .quoted : nil
+        case .tokenValue:
+            if token { return .tokenValue }
+            switch byte {
+            case UInt8(ascii: ";"): return .nameStart
+            case 0x0D: return .some(nil)
+            default: return nil
+            }
+        case .quoted:
+            switch byte {
+            case UInt8(ascii: "\""): return .afterQuoted
+            case UInt8(ascii: "\\"): return .quotedEscape
+            case 0x09, 0x20...0x7E: return .quoted
+            default: return nil
+            }
+        case .quotedEscape:
+            return byte == 0x09 || (0x20...0x7E).contains(byte) ? .quoted : nil
+        case .afterQuoted:
+            switch byte {
+            case UInt8(ascii: ";"): return .nameStart
+            case 0x0D: return .some(nil)
+            default: return nil
+            }
+        }
     }
 
     /// The trailer section (RFC 9112 7.1.2): field lines, then an empty line. Copied as it
