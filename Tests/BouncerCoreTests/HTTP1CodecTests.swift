@@ -152,6 +152,36 @@ struct HTTP1CodecTests {
         #expect(self.refusal("POST / HTTP/1.1\r\nHost: a\r\n\(fields)\r\n\r\n") == expected, "\(fields.debugDescription)")
     }
 
+    @Test("values are checked eight bytes at a time: every byte at every offset, in the word and in the tail")
+    func valueBytesAtEveryOffset() {
+        for length in [1, 7, 8, 9, 15, 16, 17, 24, 31] {
+            for position in 0..<length {
+                for byte in [0x00, 0x01, 0x0B, 0x0D, 0x1F, 0x7F, 0x09, 0x20, 0x7E, 0x80, 0xA0, 0xFF] as [UInt8] {
+                    var value = [UInt8](repeating: UInt8(ascii: "v"), count: length)
+                    value[position] = byte
+                    let head = Array("GET / HTTP/1.1\r\nX: ".utf8) + value + Array("\r\n\r\n".utf8)
+                    var parser = HTTP1RequestParser()
+                    let progress = head.withUnsafeBytes { parser.parse($0) }
+                    let allowed = byte == 0x09 || (byte >= 0x20 && byte != 0x7F)
+                    if allowed {
+                        guard case .complete = progress else { Issue.record("\(byte) at \(position) of \(length) refused"); continue }
+                        let kept = parser.fields[0].value
+                        let trimmed = value.drop { $0 == 0x20 || $0 == 0x09 }.reversed().drop { $0 == 0x20 || $0 == 0x09 }.reversed()
+                        #expect(Array(head[kept]) == Array(trimmed), "\(byte) at \(position) of \(length)")
+                    } else {
+                        #expect(progress == .failed(.invalidFieldValue), "\(byte) at \(position) of \(length)")
+                    }
+                }
+            }
+        }
+        // The line feed is found at every offset too.
+        for padding in 0..<20 {
+            let head = "GET / HTTP/1.1\r\nX: \(String(repeating: "a", count: padding))\r\n\r\n"
+            var parser = HTTP1RequestParser()
+            #expect(Array(head.utf8).withUnsafeBytes { parser.parse($0) } == .complete(length: head.utf8.count))
+        }
+    }
+
     @Test func limitsAndHTTP10() {
         #expect(self.refusal("GET / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n") == .transferEncodingInHTTP10)
         let big = "GET / HTTP/1.1\r\nX-A: \(String(repeating: "a", count: 200))\r\n\r\n"

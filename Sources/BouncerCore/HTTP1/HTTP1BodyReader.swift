@@ -226,7 +226,6 @@ public struct HTTP1BodyReader: Sendable {
             || HTTP1Lines.equals(bytes, name, lowercase: "upgrade") || HTTP1Lines.equals(bytes, name, lowercase: "authorization")
     }
 
-    @inlinable
     static func hexValue(_ byte: UInt8) -> Int? {
         switch byte {
         case 0x30...0x39: Int(byte - 0x30)

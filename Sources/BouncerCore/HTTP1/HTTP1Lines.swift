@@ -8,21 +8,59 @@ public enum HTTP1Lines {
     /// line starts; nil when no LF has come yet. A line ending that is not CRLF fails. The
     /// search for LF begins at `searched` (bytes before it were searched already: a head that
     /// arrives a byte at a time is still read once).
-    @inlinable
     static func line(in bytes: UnsafeRawBufferPointer, from start: Int, searched: Int) -> Result<(content: Range<Int>, next: Int), HTTP1ParseError>? {
-        var index = max(start, searched)
+        guard let index = Self.lineFeed(in: bytes, from: max(start, searched)) else { return nil }
+        guard index > start, bytes[index - 1] == 0x0D else { return .failure(.bareLineEnding) }
+        return .success((start..<(index - 1), index + 1))
+    }
+
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+    static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    /// The first LF at or after `start`, eight bytes at a time (a zero byte of `word ^ LF...`
+    /// marks it; the lowest marked byte is exact).
+    static func lineFeed(in bytes: UnsafeRawBufferPointer, from start: Int) -> Int? {
+        var index = start
+        while index + 8 <= bytes.count {
+            let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)) ^ (Self.ones &* 0x0A)
+            let found = (word &- Self.ones) & ~word & Self.highs
+            if found != 0 { return index + found.trailingZeroBitCount / 8 }
+            index += 8
+        }
         while index < bytes.count {
-            if bytes[index] == 0x0A {
-                guard index > start, bytes[index - 1] == 0x0D else { return .failure(.bareLineEnding) }
-                return .success((start..<(index - 1), index + 1))
-            }
+            if bytes[index] == 0x0A { return index }
             index += 1
         }
         return nil
     }
 
+    /// Whether every byte of `range` may be in a field value: HTAB, SP, VCHAR, obs-text (no
+    /// other control, no DEL). Eight bytes at a time; a word with a byte below SP (a tab,
+    /// usually) or a DEL is looked at byte by byte.
+    static func isFieldValue(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        var index = range.lowerBound
+        while index + 8 <= range.upperBound {
+            let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+            let belowSpace = (word &- Self.ones &* 0x20) & ~word & Self.highs
+            let del = word ^ (Self.ones &* 0x7F)
+            let isDel = (del &- Self.ones) & ~del & Self.highs
+            if belowSpace | isDel != 0 {
+                for offset in index..<(index + 8) where !Self.isFieldValueByte(bytes[offset]) { return false }
+            }
+            index += 8
+        }
+        while index < range.upperBound {
+            if !Self.isFieldValueByte(bytes[index]) { return false }
+            index += 1
+        }
+        return true
+    }
+
+    static func isFieldValueByte(_ byte: UInt8) -> Bool {
+        byte >= 0x20 ? byte != 0x7F : byte == 0x09
+    }
+
     /// RFC 9112 5: one field line (its content, without CRLF).
-    @inlinable
     static func field(in bytes: UnsafeRawBufferPointer, line: Range<Int>) -> Result<HTTP1Field, HTTP1ParseError> {
         var index = line.lowerBound
         let first = bytes[index]
@@ -42,23 +80,14 @@ public enum HTTP1Lines {
         }
         let name = line.lowerBound..<index
         index += 1
-        while index < line.upperBound, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
-        let valueStart = index
-        var valueEnd = index
-        while index < line.upperBound {
-            let byte = bytes[index]
-            index += 1
-            switch byte {
-            case 0x20, 0x09: continue
-            case 0x21...0x7E, 0x80...0xFF: valueEnd = index
-            default: return .failure(.invalidFieldValue)
-            }
-        }
-        return .success(HTTP1Field(name: name, value: valueStart..<valueEnd))
+        guard Self.isFieldValue(bytes, index..<line.upperBound) else { return .failure(.invalidFieldValue) }
+        var valueEnd = line.upperBound
+        while index < valueEnd, bytes[index] == 0x20 || bytes[index] == 0x09 { index += 1 }
+        while valueEnd > index, bytes[valueEnd - 1] == 0x20 || bytes[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+        return .success(HTTP1Field(name: name, value: index..<valueEnd))
     }
 
     /// ASCII case-insensitive comparison of `range` with `lowercase` (given in lowercase).
-    @inlinable
     static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, lowercase: StaticString) -> Bool {
         guard range.count == lowercase.utf8CodeUnitCount else { return false }
         let expected = lowercase.utf8Start
@@ -72,7 +101,6 @@ public enum HTTP1Lines {
 
     /// Calls `body` with each comma-separated element of a list value, whitespace trimmed,
     /// empty elements skipped (RFC 9110 5.6.1).
-    @inlinable
     static func forEachElement(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ body: (Range<Int>) -> Void) {
         var start = range.lowerBound
         while start <= range.upperBound {
@@ -88,7 +116,6 @@ public enum HTTP1Lines {
     }
 
     /// RFC 9110 8.6: `1*DIGIT`, nothing else, and no larger than `Int`'s 18 safe digits.
-    @inlinable
     static func contentLength(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Result<Int, HTTP1ParseError> {
         guard !range.isEmpty else { return .failure(.invalidContentLength) }
         var value = 0
@@ -102,7 +129,6 @@ public enum HTTP1Lines {
     }
 
     /// Gathers what `field` says about framing and the connection into `facts`.
-    @inlinable
     static func observe(_ field: HTTP1Field, in bytes: UnsafeRawBufferPointer, into facts: inout HTTP1HeadFacts) -> HTTP1ParseError? {
         let name = field.name
         switch name.count {

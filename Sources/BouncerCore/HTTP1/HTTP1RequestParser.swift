@@ -18,7 +18,6 @@ public enum HTTP1Method: UInt8, Sendable, Hashable, CaseIterable {
     }
 
     /// The method `range` spells, case-sensitively (RFC 9110 9.1).
-    @inlinable
     static func parse(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> HTTP1Method? {
         func spells(_ text: StaticString) -> Bool {
             guard range.count == text.utf8CodeUnitCount else { return false }
@@ -149,7 +148,6 @@ public struct HTTP1RequestParser: Sendable {
     /// RFC 9112 3.2: origin-form (`/...`), absolute-form (`scheme://authority[/...|?...]`, the
     /// scheme letters only and the authority host characters only), or asterisk-form (`*`
     /// alone, for OPTIONS). Its characters are visible ASCII already.
-    @inlinable
     static func isTargetForm(_ bytes: UnsafeRawBufferPointer, _ target: Range<Int>, method: HTTP1Method) -> Bool {
         let first = bytes[target.lowerBound]
         if first == UInt8(ascii: "/") { return true }
@@ -177,7 +175,6 @@ public struct HTTP1RequestParser: Sendable {
     }
 
     /// `HTTP/1.1` or `HTTP/1.0`, exactly (RFC 9112 2.3: case-sensitive).
-    @inlinable
     static func version(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> HTTP1Version? {
         guard Self.isVersionSyntax(bytes, range), bytes[range.lowerBound + 5] == UInt8(ascii: "1") else { return nil }
         switch bytes[range.lowerBound + 7] {
@@ -188,7 +185,6 @@ public struct HTTP1RequestParser: Sendable {
     }
 
     /// RFC 9112 2.3: `HTTP-version = "HTTP/" DIGIT "." DIGIT`.
-    @inlinable
     static func isVersionSyntax(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
         guard range.count == 8 else { return false }
         let base = range.lowerBound

@@ -5,6 +5,7 @@ import Crypto
 import Foundation
 import Logging
 import NIOCore
+import NIOEmbedded
 import NIOHTTP1
 
 /// The decisions on one request through the gateway, measured alone with the functions the
@@ -189,6 +190,48 @@ let benchmarks: @Sendable () -> Void = {
         for _ in benchmark.scaledIterations {
             blackHole(try dpopSigner.proof(method: "POST", url: "https://jira.internal/mcp", accessToken: fixture.token, nonce: "n", now: fixture.now, jti: "j"))
         }
+    }
+
+    // Issue 28: the gateway's own HTTP/1.1 codec beside NIO's llhttp decoder, on the same bytes:
+    // the request an MCP client sends (the Python SDK's 10 fields) with its body.
+    let wire = ByteBuffer(string: """
+        POST /jira/mcp HTTP/1.1\r
+        Host: mcp.example.com\r
+        User-Agent: python-httpx/0.28.1\r
+        Accept: application/json, text/event-stream\r
+        Accept-Encoding: gzip, deflate\r
+        Connection: keep-alive\r
+        Authorization: Bearer \(fixture.token)\r
+        Content-Type: application/json\r
+        MCP-Protocol-Version: 2025-11-25\r
+        Mcp-Session-Id: 3f2c1e0a9b8d7c6e\r
+        Content-Length: \(fixture.body.count)\r
+        \r
+        \(String(decoding: fixture.body, as: UTF8.self))
+        """)
+    Benchmark("HTTP/1.1 request, the gateway's codec: 10-field MCP POST head parsed (ranges, facts) and its body framed") { benchmark in
+        var parser = HTTP1RequestParser()
+        for _ in benchmark.scaledIterations {
+            parser.reset()
+            let bodyBytes = wire.withUnsafeReadableBytes { bytes -> Int in
+                guard case .complete(let length) = parser.parse(bytes) else { fatalError("the benchmark's head must parse") }
+                var reader = HTTP1BodyReader(parser.framing)
+                guard case .success(let (.data(range), _)) = reader.read(bytes, from: length) else { fatalError("the benchmark's body must frame") }
+                return range.count
+            }
+            blackHole(bodyBytes)
+        }
+    }
+
+    Benchmark("HTTP/1.1 request, NIO's decoder (llhttp, HTTPHeaders of Strings, parts through a pipeline): the same bytes") { benchmark in
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+        for _ in benchmark.scaledIterations {
+            try channel.writeInbound(wire)
+            blackHole(try channel.readInbound(as: HTTPServerRequestPart.self))
+            blackHole(try channel.readInbound(as: HTTPServerRequestPart.self))
+            blackHole(try channel.readInbound(as: HTTPServerRequestPart.self))
+        }
+        _ = try? channel.finish()
     }
 
     Benchmark("JSON-RPC parser: tools/call") { benchmark in
