@@ -343,6 +343,12 @@ def floor_context(results: dict, seconds: int) -> dict:
         print(f"  throughput: byte relay / nginx {ratios['relay_vs_nginx']:.2f}, SwiftNIO HTTP/1 proxy / nginx {ratios['nio_http_vs_nginx']:.2f}, "
               f"mcp-bouncer / SwiftNIO HTTP/1 proxy {ratios['gateway_vs_nio_http']:.2f}")
         context[key] = {"cpu_us_per_request": cpu, **ratios}
+    if "k_codec" in results:
+        # Issue 28: a proxy framing with the gateway's own codec, in one handler per side.
+        codec_cpu = results["k_codec"]["cpu_seconds"] * 1e6 / (results["k_codec"]["rps"] * seconds)
+        codec_ratio = paired_ratio(results["k_codec"], results["b_nginx"])
+        print(f"  mcp-bouncer's own codec (no auth, bytes relayed as framed): {codec_cpu:.1f} µs CPU per request, throughput / nginx {codec_ratio:.2f}")
+        context["codec"] = {"cpu_us_per_request": codec_cpu, "codec_vs_nginx": codec_ratio}
     added = {name: {p: results[f"{figure}_1c"][f"{p}_ms"] - results["a_direct_1c"][f"{p}_ms"] for p in ("p50", "p99")}
              for name, figure in zip(names, ("b_nginx", "r_nio_relay", "n_nio_http", "c_gateway"))}
     print("  latency added at one connection, p50 / p99: "
@@ -409,7 +415,8 @@ def main() -> None:
         if args.floor:
             for name, label, options in (("n_nio_http", "(n) SwiftNIO HTTP/1 proxy, no auth", ["--threads", "1"]),
                                          ("n_nio_http_2_loops", "(n) SwiftNIO HTTP/1 proxy, 2 event loops", ["--threads", "2"]),
-                                         ("r_nio_relay", "(r) SwiftNIO byte relay, no HTTP", ["--threads", "1", "--raw"])):
+                                         ("r_nio_relay", "(r) SwiftNIO byte relay, no HTTP", ["--threads", "1", "--raw"]),
+                                         ("k_codec", "(k) SwiftNIO on mcp-bouncer's own HTTP/1 codec, no auth", ["--threads", "1", "--codec"])):
                 floors.append((name, label, *start_floor(name, options)))
 
         # The default configuration: the audit trail on, to a file, arguments hashed, checkpoints

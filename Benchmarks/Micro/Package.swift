@@ -36,6 +36,7 @@ let package = Package(
             name: "nio-floor",
             dependencies: [
                 .product(name: "BouncerTLS", package: "mcp-bouncer"),
+                .product(name: "BouncerCore", package: "mcp-bouncer"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -7,14 +7,19 @@
 // the gateway's against it is what authentication, policy and the gateway's own framing cost.
 // With --raw it does not parse HTTP at all: each client connection gets its own upstream
 // connection and bytes are copied across as they arrive, the least any SwiftNIO proxy can do.
+// With --codec it parses HTTP with mcp-bouncer's own codec (BouncerCore/HTTP1, issue 28) instead
+// of NIO's: each request and response head and its body framing are read from the bytes in one
+// handler per side, and the bytes are relayed as they are (no rewriting): what a proxy on that
+// codec costs before it does any work of its own.
 // With --tls CERT KEY the client side is TLS through mcp-bouncer's own TLSHandler (BouncerTLS),
 // as the gateway's is.
 //
-//     nio-floor --listen PORT --upstream PORT [--threads N] [--raw] [--tls CERT KEY]
+//     nio-floor --listen PORT --upstream PORT [--threads N] [--raw | --codec] [--tls CERT KEY]
 
 #if canImport(Glibc)
 import Glibc
 #endif
+import BouncerCore
 import BouncerTLS
 import NIOCore
 import NIOHTTP1
@@ -27,11 +32,16 @@ enum NIOFloor {
         var upstream: Int?
         var threads = 1
         var raw = false
+        var codec = false
         var tls: TLSContext?
         var arguments = CommandLine.arguments.dropFirst().makeIterator()
         while let flag = arguments.next() {
             if flag == "--raw" {
                 raw = true
+                continue
+            }
+            if flag == "--codec" {
+                codec = true
                 continue
             }
             if flag == "--tls" {
@@ -51,6 +61,7 @@ enum NIOFloor {
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let relayBytes = raw
+        let ownCodec = codec
         let serverTLS = tls
         let upstreamAddress = try SocketAddress(ipAddress: "127.0.0.1", port: upstream)
         let server = try ServerBootstrap(group: group)
@@ -64,6 +75,8 @@ enum NIOFloor {
                     }
                     if relayBytes {
                         try channel.pipeline.syncOperations.addHandler(RawClientSide(upstream: upstreamAddress))
+                    } else if ownCodec {
+                        try channel.pipeline.syncOperations.addHandler(CodecClientSide(upstream: upstreamAddress))
                     } else {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false)
                         try channel.pipeline.syncOperations.addHandler(ClientSide(upstream: upstreamAddress))
@@ -72,12 +85,12 @@ enum NIOFloor {
             }
             .bind(host: "127.0.0.1", port: listen)
             .wait()
-        print("nio-floor listening on \(server.localAddress.map { "\($0)" } ?? "?"), upstream 127.0.0.1:\(upstream), \(threads) loop(s)\(raw ? ", raw bytes" : "")\(tls == nil ? "" : ", TLS")")
+        print("nio-floor listening on \(server.localAddress.map { "\($0)" } ?? "?"), upstream 127.0.0.1:\(upstream), \(threads) loop(s)\(raw ? ", raw bytes" : codec ? ", mcp-bouncer's codec" : "")\(tls == nil ? "" : ", TLS")")
         try server.closeFuture.wait()
     }
 
     static func usage(_ problem: String) -> Never {
-        print("nio-floor: \(problem)\nusage: nio-floor --listen PORT --upstream PORT [--threads N] [--raw] [--tls CERT KEY]")
+        print("nio-floor: \(problem)\nusage: nio-floor --listen PORT --upstream PORT [--threads N] [--raw | --codec] [--tls CERT KEY]")
         exit(2)
     }
 }
@@ -241,6 +254,135 @@ final class RawUpstreamSide: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         self.client.write(data, promise: nil)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.client.flush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.client.close(promise: nil)
+    }
+}
+
+/// --codec: messages framed with mcp-bouncer's codec, in one handler per side. `Side` parses a
+/// head with `parse` (a request parser on the client side, a response parser upstream), then
+/// its body with an `HTTP1BodyReader`, and hands each piece (the head's bytes, body slices) to
+/// `relay` as it goes; pipelined messages are read one after another from the same bytes.
+struct CodecFraming<Parser> {
+    var parser: Parser
+    let parse: (inout Parser, UnsafeRawBufferPointer) -> HTTP1HeadProgress
+    let framing: (Parser) -> HTTP1Framing
+    let reset: (inout Parser) -> Void
+    var pending = ByteBuffer()
+    var body: HTTP1BodyReader?
+
+    /// Takes `bytes`; calls `relay` with each piece ready. False when the stream is malformed.
+    mutating func receive(_ bytes: inout ByteBuffer, relay: (ByteBuffer) -> Void) -> Bool {
+        if self.pending.readableBytes == 0 {
+            swap(&self.pending, &bytes)
+        } else {
+            self.pending.writeBuffer(&bytes)
+        }
+        while self.pending.readableBytes > 0 {
+            if var reader = self.body {
+                let event = self.pending.withUnsafeReadableBytes { reader.read($0, from: 0) }
+                self.body = reader
+                switch event {
+                case .failure: return false
+                case .success(let (.data(range), _)):
+                    relay(self.pending.readSlice(length: range.upperBound)!)
+                case .success(let (.needMore, next)):
+                    // Framing bytes the reader took (a chunk's size line) go with the body.
+                    if next > 0 { relay(self.pending.readSlice(length: next)!) }
+                    return true
+                case .success(let (.end, next)):
+                    if next > 0 { relay(self.pending.readSlice(length: next)!) }
+                    self.body = nil
+                }
+            } else {
+                let progress = self.pending.withUnsafeReadableBytes { self.parse(&self.parser, $0) }
+                switch progress {
+                case .failed: return false
+                case .incomplete: return true
+                case .complete(let length):
+                    relay(self.pending.readSlice(length: length)!)
+                    self.body = HTTP1BodyReader(self.framing(self.parser))
+                    self.reset(&self.parser)
+                }
+            }
+        }
+        self.pending.clear()
+        return true
+    }
+}
+
+final class CodecClientSide: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let upstreamAddress: SocketAddress
+    private var upstream: (any Channel)?
+    private var waiting: [ByteBuffer] = []
+    private var framing = CodecFraming(
+        parser: HTTP1RequestParser(), parse: { $0.parse($1) }, framing: { $0.framing }, reset: { $0.reset() }
+    )
+
+    init(upstream: SocketAddress) {
+        self.upstreamAddress = upstream
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connectUpstream(self.upstreamAddress, for: context) { pipeline, client in
+            try pipeline.addHandler(CodecUpstreamSide(client: client))
+        } connected: { channel in
+            self.upstream = channel
+            for bytes in self.waiting { channel.write(bytes, promise: nil) }
+            channel.flush()
+            self.waiting = []
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = self.unwrapInboundIn(data)
+        let wellFormed = self.framing.receive(&bytes) { piece in
+            if let upstream = self.upstream {
+                upstream.pipeline.syncOperations.write(NIOAny(piece), promise: nil)
+            } else {
+                self.waiting.append(piece)
+            }
+        }
+        if !wellFormed { context.close(promise: nil) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        self.upstream?.pipeline.syncOperations.flush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        self.upstream?.close(promise: nil)
+        context.fireChannelInactive()
+    }
+}
+
+final class CodecUpstreamSide: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let client: ChannelHandlerContext
+    /// The floor's upstream answers POSTs and GETs, never HEAD.
+    private var framing = CodecFraming(
+        parser: HTTP1ResponseParser(), parse: { $0.parse($1, requestMethod: .POST) }, framing: { $0.framing }, reset: { $0.reset() }
+    )
+
+    init(client: ChannelHandlerContext) {
+        self.client = client
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = self.unwrapInboundIn(data)
+        if !self.framing.receive(&bytes, relay: { self.client.write(NIOAny($0), promise: nil) }) {
+            context.close(promise: nil)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
