@@ -317,7 +317,8 @@ struct HTTP1CodecTests {
 
     @Test func aBodyCutShortIsAnError() {
         for (body, framing) in [("abc", HTTP1Framing.length(5)), ("5\r\nab", .chunked), ("0\r\nX: y\r\n", .chunked)] {
-            guard case .failure = self.body(body, framing, step: 1, closed: true) else { Issue.record("\(body.debugDescription) accepted as whole"); continue }
+            guard case .failure(let error) = self.body(body, framing, step: 1, closed: true) else { Issue.record("\(body.debugDescription) accepted as whole"); continue }
+            #expect(error == .truncatedBody)
         }
     }
 }

@@ -66,7 +66,7 @@ public struct HTTP1BodyReader: Sendable {
     public func connectionClosed() -> HTTP1ParseError? {
         switch self.state {
         case .untilClose, .done: nil
-        default: .invalidChunkTerminator
+        default: .truncatedBody
         }
     }
 

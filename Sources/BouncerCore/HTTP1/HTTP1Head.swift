@@ -89,6 +89,8 @@ public enum HTTP1ParseError: Error, Sendable, Hashable, CustomStringConvertible 
     case invalidChunkExtension
     /// Chunk data not followed by CRLF.
     case invalidChunkTerminator
+    /// The connection ended inside a body framed by length or chunks.
+    case truncatedBody
     case trailersTooLarge(limit: Int)
     /// A trailer field that frames, routes or authenticates the message (RFC 9110 6.5.1: those
     /// cannot be processed after the content): Content-Length, Transfer-Encoding, Host,
@@ -128,6 +130,7 @@ public enum HTTP1ParseError: Error, Sendable, Hashable, CustomStringConvertible 
         case .chunkExtensionTooLong(let limit): "a chunk extension longer than \(limit) bytes"
         case .invalidChunkExtension: "a malformed chunk extension"
         case .invalidChunkTerminator: "chunk data not followed by CRLF"
+        case .truncatedBody: "the connection ended inside the body"
         case .trailersTooLarge(let limit): "trailers larger than \(limit) bytes"
         case .forbiddenTrailerField: "a framing, routing or credential field in the trailers"
         }
