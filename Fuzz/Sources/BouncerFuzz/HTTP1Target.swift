@@ -135,28 +135,41 @@ extension FuzzTarget {
         } catch {
             failed = true
         }
+        let messages = Self.collect(channel, as: HTTPRequestHead.self) { head in
+            let connection = head.headers[canonicalForm: "connection"].map { $0.lowercased() }
+            return HTTP1Message(
+                head: [head.method.rawValue, head.uri, head.version.minor == 1 ? "1.1" : "1.\(head.version.minor)"],
+                fields: Self.fields(head.headers), body: [], trailers: [],
+                persistent: head.isKeepAlive && !connection.contains("close"), upgrade: head.headers.contains(name: "upgrade")
+            )
+        }
+        return (messages, failed)
+    }
+
+    /// The messages llhttp decoded, each from its head (nil: not compared, as an interim
+    /// response), body parts and end.
+    static func collect<Head: Equatable & Sendable>(_ channel: EmbeddedChannel, as: Head.Type, _ message: (Head) -> HTTP1Message?) -> [HTTP1Message] {
         var messages: [HTTP1Message] = []
         var current: HTTP1Message?
-        while let part = try? channel.readInbound(as: HTTPServerRequestPart.self) {
+        while let part = try? channel.readInbound(as: HTTPPart<Head, ByteBuffer>.self) {
             switch part {
             case .head(let head):
-                let connection = head.headers[canonicalForm: "connection"].map { $0.lowercased() }
-                current = HTTP1Message(
-                    head: [head.method.rawValue, head.uri, head.version.minor == 1 ? "1.1" : "1.\(head.version.minor)"],
-                    fields: head.headers.map { "\($0.name.lowercased()): \(Self.trimmed($0.value))" }, body: [], trailers: [],
-                    persistent: head.isKeepAlive && !connection.contains("close"), upgrade: head.headers.contains(name: "upgrade")
-                )
+                current = message(head)
             case .body(let buffer):
                 current?.body += buffer.readableBytesView
             case .end(let trailers):
-                if var message = current {
-                    message.trailers = trailers.map { $0.map { "\($0.name.lowercased()): \(Self.trimmed($0.value))" } } ?? []
-                    messages.append(message)
+                if var done = current {
+                    done.trailers = trailers.map(Self.fields) ?? []
+                    messages.append(done)
                 }
                 current = nil
             }
         }
-        return (messages, failed)
+        return messages
+    }
+
+    static func fields(_ headers: HTTPHeaders) -> [String] {
+        headers.map { "\($0.name.lowercased()): \(Self.trimmed($0.value))" }
     }
 
     static func llhttpResponse(_ input: [UInt8]) -> (messages: [HTTP1Message], failed: Bool) {
@@ -172,25 +185,12 @@ extension FuzzTarget {
         } catch {
             failed = true
         }
-        var messages: [HTTP1Message] = []
-        var current: HTTP1Message?
-        while let part = try? channel.readInbound(as: HTTPClientResponsePart.self) {
-            switch part {
-            case .head(let head):
-                guard head.status.code >= 200 else { continue }
-                current = HTTP1Message(
-                    head: ["\(head.status.code)", head.version.minor == 1 ? "1.1" : "1.\(head.version.minor)"],
-                    fields: head.headers.map { "\($0.name.lowercased()): \(Self.trimmed($0.value))" }, body: [], trailers: [], persistent: false, upgrade: false
-                )
-            case .body(let buffer):
-                current?.body += buffer.readableBytesView
-            case .end(let trailers):
-                if var message = current {
-                    message.trailers = trailers.map { $0.map { "\($0.name.lowercased()): \(Self.trimmed($0.value))" } } ?? []
-                    messages.append(message)
-                }
-                current = nil
-            }
+        let messages = Self.collect(channel, as: HTTPResponseHead.self) { head in
+            guard head.status.code >= 200 else { return nil }
+            return HTTP1Message(
+                head: ["\(head.status.code)", head.version.minor == 1 ? "1.1" : "1.\(head.version.minor)"],
+                fields: Self.fields(head.headers), body: [], trailers: [], persistent: false, upgrade: false
+            )
         }
         return (messages, failed)
     }

@@ -47,70 +47,40 @@ public enum HTTP1Method: UInt8, Sendable, Hashable, CaseIterable {
 /// Feed it the bytes from the head's first byte, each time with what came since:
 /// ``parse(_:)`` resumes where it stopped. Offsets in the results count from that first byte.
 public struct HTTP1RequestParser: Sendable {
-    public let maxHeadBytes: Int
-    public let maxFields: Int
+    public var maxHeadBytes: Int { self.section.maxHeadBytes }
+    public var maxFields: Int { self.section.maxFields }
 
     public private(set) var method: HTTP1Method = .GET
     public private(set) var target: Range<Int> = 0..<0
     public private(set) var version: HTTP1Version = .http11
-    public private(set) var fields: [HTTP1Field] = []
-    public private(set) var facts = HTTP1HeadFacts()
+    public var fields: [HTTP1Field] { self.section.fields }
+    public var facts: HTTP1HeadFacts { self.section.facts }
     public private(set) var framing: HTTP1Framing = .none
 
-    /// Where the next unparsed line starts, and how far the search for its LF got.
-    private var position = 0
-    private var searched = 0
-    private var sawRequestLine = false
+    private var section: HTTP1FieldSection
 
     public init(maxHeadBytes: Int = 16 * 1024, maxFields: Int = 100) {
-        self.maxHeadBytes = maxHeadBytes
-        self.maxFields = maxFields
-        self.fields.reserveCapacity(16)
+        self.section = HTTP1FieldSection(maxHeadBytes: maxHeadBytes, maxFields: maxFields, skipsLeadingEmptyLines: true)
     }
 
     /// Ready for the next request's head (the field list keeps its storage).
     public mutating func reset() {
-        self.fields.removeAll(keepingCapacity: true)
-        self.facts = HTTP1HeadFacts()
+        self.section.reset()
         self.framing = .none
-        self.position = 0
-        self.searched = 0
-        self.sawRequestLine = false
     }
 
     public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> HTTP1HeadProgress {
         while true {
-            guard let found = HTTP1Lines.line(in: bytes, from: self.position, searched: self.searched) else {
-                self.searched = bytes.count
-                return bytes.count > self.maxHeadBytes ? .failed(.headTooLarge(limit: self.maxHeadBytes)) : .incomplete
-            }
-            let line: Range<Int>
-            switch found {
-            case .failure(let error): return .failed(error)
-            case .success(let (content, next)):
-                line = content
-                self.position = next
-                self.searched = next
-            }
-            guard self.position <= self.maxHeadBytes else { return .failed(.headTooLarge(limit: self.maxHeadBytes)) }
-            if !self.sawRequestLine {
-                // RFC 9112 2.2: empty lines before the request line are ignored.
-                if line.isEmpty { continue }
+            switch self.section.next(bytes) {
+            case .startLine(let line):
                 if let error = self.requestLine(bytes, line) { return .failed(error) }
-                self.sawRequestLine = true
-                continue
-            }
-            if line.isEmpty {
+            case .end(let length):
                 if let error = self.finish() { return .failed(error) }
-                return .complete(length: self.position)
-            }
-            guard self.fields.count < self.maxFields else { return .failed(.tooManyFields(limit: self.maxFields)) }
-            switch HTTP1Lines.field(in: bytes, line: line) {
-            case .failure(let error):
+                return .complete(length: length)
+            case .incomplete:
+                return .incomplete
+            case .failed(let error):
                 return .failed(error)
-            case .success(let field):
-                if let error = HTTP1Lines.observe(field, in: bytes, into: &self.facts) { return .failed(error) }
-                self.fields.append(field)
             }
         }
     }

@@ -4,69 +4,42 @@
 /// HTTP/0.9 answer without a status line) and a status of 100 to 599; the fields follow the same
 /// rules as a request's.
 public struct HTTP1ResponseParser: Sendable {
-    public let maxHeadBytes: Int
-    public let maxFields: Int
+    public var maxHeadBytes: Int { self.section.maxHeadBytes }
+    public var maxFields: Int { self.section.maxFields }
 
     public private(set) var version: HTTP1Version = .http11
     public private(set) var status = 0
     public private(set) var reason: Range<Int> = 0..<0
-    public private(set) var fields: [HTTP1Field] = []
-    public private(set) var facts = HTTP1HeadFacts()
+    public var fields: [HTTP1Field] { self.section.fields }
+    public var facts: HTTP1HeadFacts { self.section.facts }
     public private(set) var framing: HTTP1Framing = .none
 
-    private var position = 0
-    private var searched = 0
-    private var sawStatusLine = false
+    private var section: HTTP1FieldSection
 
     public init(maxHeadBytes: Int = 64 * 1024, maxFields: Int = 200) {
-        self.maxHeadBytes = maxHeadBytes
-        self.maxFields = maxFields
-        self.fields.reserveCapacity(16)
+        self.section = HTTP1FieldSection(maxHeadBytes: maxHeadBytes, maxFields: maxFields, skipsLeadingEmptyLines: false)
     }
 
     public mutating func reset() {
-        self.fields.removeAll(keepingCapacity: true)
-        self.facts = HTTP1HeadFacts()
+        self.section.reset()
         self.framing = .none
         self.status = 0
-        self.position = 0
-        self.searched = 0
-        self.sawStatusLine = false
     }
 
     /// Parses the head of the response to a request with `method` (a response to HEAD has no
     /// body, whatever its fields say).
     public mutating func parse(_ bytes: UnsafeRawBufferPointer, requestMethod: HTTP1Method) -> HTTP1HeadProgress {
         while true {
-            guard let found = HTTP1Lines.line(in: bytes, from: self.position, searched: self.searched) else {
-                self.searched = bytes.count
-                return bytes.count > self.maxHeadBytes ? .failed(.headTooLarge(limit: self.maxHeadBytes)) : .incomplete
-            }
-            let line: Range<Int>
-            switch found {
-            case .failure(let error): return .failed(error)
-            case .success(let (content, next)):
-                line = content
-                self.position = next
-                self.searched = next
-            }
-            guard self.position <= self.maxHeadBytes else { return .failed(.headTooLarge(limit: self.maxHeadBytes)) }
-            if !self.sawStatusLine {
+            switch self.section.next(bytes) {
+            case .startLine(let line):
                 if let error = self.statusLine(bytes, line) { return .failed(error) }
-                self.sawStatusLine = true
-                continue
-            }
-            if line.isEmpty {
+            case .end(let length):
                 if let error = self.finish(requestMethod: requestMethod) { return .failed(error) }
-                return .complete(length: self.position)
-            }
-            guard self.fields.count < self.maxFields else { return .failed(.tooManyFields(limit: self.maxFields)) }
-            switch HTTP1Lines.field(in: bytes, line: line) {
-            case .failure(let error):
+                return .complete(length: length)
+            case .incomplete:
+                return .incomplete
+            case .failed(let error):
                 return .failed(error)
-            case .success(let field):
-                if let error = HTTP1Lines.observe(field, in: bytes, into: &self.facts) { return .failed(error) }
-                self.fields.append(field)
             }
         }
     }
