@@ -73,10 +73,8 @@ enum NIOFloor {
                     if let serverTLS {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: serverTLS))
                     }
-                    if relayBytes {
-                        try channel.pipeline.syncOperations.addHandler(RawClientSide(upstream: upstreamAddress))
-                    } else if ownCodec {
-                        try channel.pipeline.syncOperations.addHandler(CodecClientSide(upstream: upstreamAddress))
+                    if relayBytes || ownCodec {
+                        try channel.pipeline.syncOperations.addHandler(RawClientSide(upstream: upstreamAddress, codec: ownCodec))
                     } else {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withPipeliningAssistance: false)
                         try channel.pipeline.syncOperations.addHandler(ClientSide(upstream: upstreamAddress))
@@ -207,14 +205,20 @@ final class RawClientSide: ChannelInboundHandler {
     private let upstreamAddress: SocketAddress
     private var upstream: (any Channel)?
     private var waiting: [ByteBuffer] = []
+    /// --codec: requests framed with mcp-bouncer's codec before they are relayed.
+    private var framing: CodecFraming<HTTP1RequestParser>?
 
-    init(upstream: SocketAddress) {
+    init(upstream: SocketAddress, codec: Bool = false) {
         self.upstreamAddress = upstream
+        if codec {
+            self.framing = CodecFraming(parser: HTTP1RequestParser(), parse: { $0.parse($1) }, framing: { $0.framing }, reset: { $0.reset() })
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        let codec = self.framing != nil
         connectUpstream(self.upstreamAddress, for: context) { pipeline, client in
-            try pipeline.addHandler(RawUpstreamSide(client: client))
+            try pipeline.addHandler(RawUpstreamSide(client: client, codec: codec))
         } connected: { channel in
             self.upstream = channel
             for bytes in self.waiting { channel.write(bytes, promise: nil) }
@@ -225,7 +229,12 @@ final class RawClientSide: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = self.unwrapInboundIn(data)
+        var bytes = self.unwrapInboundIn(data)
+        guard self.framing != nil else { return self.relay(bytes) }
+        if !self.framing!.receive(&bytes, relay: self.relay) { context.close(promise: nil) }
+    }
+
+    private func relay(_ bytes: ByteBuffer) {
         if let upstream = self.upstream {
             upstream.pipeline.syncOperations.write(NIOAny(bytes), promise: nil)
         } else {
@@ -247,13 +256,21 @@ final class RawUpstreamSide: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let client: ChannelHandlerContext
+    /// --codec: responses framed with mcp-bouncer's codec (the floor's upstream answers POSTs
+    /// and GETs, never HEAD).
+    private var framing: CodecFraming<HTTP1ResponseParser>?
 
-    init(client: ChannelHandlerContext) {
+    init(client: ChannelHandlerContext, codec: Bool = false) {
         self.client = client
+        if codec {
+            self.framing = CodecFraming(parser: HTTP1ResponseParser(), parse: { $0.parse($1, requestMethod: .POST) }, framing: { $0.framing }, reset: { $0.reset() })
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        self.client.write(data, promise: nil)
+        guard self.framing != nil else { return self.client.write(data, promise: nil) }
+        var bytes = self.unwrapInboundIn(data)
+        if !self.framing!.receive(&bytes, relay: { self.client.write(NIOAny($0), promise: nil) }) { context.close(promise: nil) }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -265,7 +282,7 @@ final class RawUpstreamSide: ChannelInboundHandler {
     }
 }
 
-/// --codec: messages framed with mcp-bouncer's codec, in one handler per side. `Side` parses a
+/// --codec: messages framed with mcp-bouncer's codec, in the relay's one handler per side. `Side` parses a
 /// head with `parse` (a request parser on the client side, a response parser upstream), then
 /// its body with an `HTTP1BodyReader`, and hands each piece (the head's bytes, body slices) to
 /// `relay` as it goes; pipelined messages are read one after another from the same bytes.
@@ -314,82 +331,5 @@ struct CodecFraming<Parser> {
         }
         self.pending.clear()
         return true
-    }
-}
-
-final class CodecClientSide: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-
-    private let upstreamAddress: SocketAddress
-    private var upstream: (any Channel)?
-    private var waiting: [ByteBuffer] = []
-    private var framing = CodecFraming(
-        parser: HTTP1RequestParser(), parse: { $0.parse($1) }, framing: { $0.framing }, reset: { $0.reset() }
-    )
-
-    init(upstream: SocketAddress) {
-        self.upstreamAddress = upstream
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        connectUpstream(self.upstreamAddress, for: context) { pipeline, client in
-            try pipeline.addHandler(CodecUpstreamSide(client: client))
-        } connected: { channel in
-            self.upstream = channel
-            for bytes in self.waiting { channel.write(bytes, promise: nil) }
-            channel.flush()
-            self.waiting = []
-        }
-        context.fireChannelActive()
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = self.unwrapInboundIn(data)
-        let wellFormed = self.framing.receive(&bytes) { piece in
-            if let upstream = self.upstream {
-                upstream.pipeline.syncOperations.write(NIOAny(piece), promise: nil)
-            } else {
-                self.waiting.append(piece)
-            }
-        }
-        if !wellFormed { context.close(promise: nil) }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        self.upstream?.pipeline.syncOperations.flush()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.upstream?.close(promise: nil)
-        context.fireChannelInactive()
-    }
-}
-
-final class CodecUpstreamSide: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-
-    private let client: ChannelHandlerContext
-    /// The floor's upstream answers POSTs and GETs, never HEAD.
-    private var framing = CodecFraming(
-        parser: HTTP1ResponseParser(), parse: { $0.parse($1, requestMethod: .POST) }, framing: { $0.framing }, reset: { $0.reset() }
-    )
-
-    init(client: ChannelHandlerContext) {
-        self.client = client
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = self.unwrapInboundIn(data)
-        if !self.framing.receive(&bytes, relay: { self.client.write(NIOAny($0), promise: nil) }) {
-            context.close(promise: nil)
-        }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        self.client.flush()
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.client.close(promise: nil)
     }
 }
