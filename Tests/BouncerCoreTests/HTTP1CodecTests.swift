@@ -85,6 +85,48 @@ struct HTTP1CodecTests {
         #expect(parser.facts.connectionClose && parser.facts.hosts == 0 && parser.fields.count == 1 && parser.framing == .none)
     }
 
+    @Test("the enforcement fields gathered in the parse agree with RequestHeadFacts on 5,000 generated heads")
+    func enforcementFieldsAgreeWithRequestHeadFacts() {
+        let pool = [
+            "Host: mcp.example.com", "Host: other", "Host: bad host", "Host: [::1]:8443", "Host:", "Origin: https://app.example",
+            "Origin: null", "Authorization: Bearer abc", "authorization: DPoP xyz", "DPoP: eyJ.a.b", "Dpop: second", "Client-Cert: :AAEC:",
+            "MCP-Protocol-Version: 2026-07-28", "Mcp-Method: tools/call", "Mcp-Name: list_issues", "Content-Type: application/json",
+            "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "Traceparent: 00-x", "Mcp-Session-Id: s1",
+            "mcp-session-id: s2", "X-Forwarded-For: 10.0.0.1", "Forwarded: for=1.2.3.4", "Content-Encoding: identity",
+            "Content-Encoding: gzip", "Content-Encoding: , identity ,", "Content-Length: 0", "Content-Length: 12",
+            "Expect: 100-continue", "Connection: close", "Transfer-Encoding: chunked", "X-Other: value",
+        ]
+        var random = SplitMix64(seed: 28)
+        var compared = 0
+        for _ in 0..<5000 {
+            let method = ["GET", "POST", "DELETE", "HEAD"][Int(random.next() % 4)]
+            let version = random.next() % 5 == 0 ? "HTTP/1.0" : "HTTP/1.1"
+            let lines = (0..<Int(random.next() % 8)).map { _ in pool[Int(random.next() % UInt64(pool.count))] }
+            let head = Array("\(method) /mcp \(version)\r\n\(lines.map { $0 + "\r\n" }.joined())\r\n".utf8)
+            var parser = HTTP1RequestParser()
+            guard case .complete = head.withUnsafeBytes({ parser.parse($0) }) else { continue }
+            compared += 1
+            var facts = RequestHeadFacts()
+            for field in parser.fields { facts.observe(name: Self.text(head, field.name), value: Self.text(head, field.value)) }
+            let fields = parser.facts.request
+            func text(_ range: Range<Int>?) -> String? { range.map { Self.text(head, $0) } }
+            let context = String(decoding: head, as: UTF8.self).debugDescription
+            #expect(text(parser.facts.host) == facts.host && text(fields.origin) == facts.origin, "\(context)")
+            #expect(text(fields.authorization) == facts.authorization && fields.authorizationCount == facts.authorizationCount, "\(context)")
+            #expect(text(fields.dpop) == facts.dpop && fields.dpopCount == facts.dpopCount, "\(context)")
+            #expect(text(fields.clientCert) == facts.clientCert && fields.clientCertCount == facts.clientCertCount, "\(context)")
+            #expect(text(fields.protocolVersion) == facts.protocolVersion && text(fields.mcpMethod) == facts.mcpMethod && text(fields.mcpName) == facts.mcpName, "\(context)")
+            #expect(text(fields.contentType) == facts.contentType, "\(context)")
+            #expect(text(fields.traceparent) == facts.traceparent && fields.traceparentCount == facts.traceparentCount, "\(context)")
+            #expect(text(fields.sessionID) == facts.sessionID && fields.sessionIDCount == facts.sessionIDCount, "\(context)")
+            #expect(fields.forwardedForCount == facts.forwardedFor.count && fields.forwardedCount == facts.forwarded.count, "\(context)")
+            #expect(parser.facts.contentLength == facts.contentLength && parser.facts.expectContinue == facts.expectsContinue, "\(context)")
+            let violation = head.withUnsafeBytes { parser.violation($0) }
+            #expect(violation == facts.violation(method: method, isHTTP11OrLater: version == "HTTP/1.1"), "\(context)")
+        }
+        #expect(compared > 2000, "most generated heads parse: \(compared)")
+    }
+
     @Test("every refusal of the request line, with its status", arguments: [
         ("GET / HTTP/1.1\nHost: a\r\n\r\n", HTTP1ParseError.bareLineEnding),
         ("GET / HTTP/1.1\r\nHost: a\n\r\n", .bareLineEnding),

@@ -6,7 +6,9 @@ import NIOHTTP1
 /// The gateway's own HTTP/1.1 codec against llhttp (NIO's decoders), on the same bytes (issue
 /// 28): a stream of requests (or, when the first byte is odd, one response to a POST) is
 /// parsed by both. It fails when ours completes a message llhttp refused, or when both complete
-/// one and they differ in method, target, version, fields, body or trailers. Where ours is
+/// one and they differ in method, target, version, fields, body, trailers, or what the
+/// enforcement stages read of it (``RequestHeadFacts`` over llhttp's Strings against the codec's
+/// ranges, violations included). Where ours is
 /// stricter (``HTTP1Strictness``) it refuses and llhttp accepts: that is allowed.
 ///
 /// Comparison stops after a message the connection cannot outlive (HTTP/1.0 without
@@ -20,6 +22,9 @@ extension FuzzTarget {
         var trailers: [String]
         var persistent: Bool
         var upgrade: Bool
+        /// What the enforcement stages read of a request (``RequestHeadFacts`` from llhttp's
+        /// Strings; the codec's own ranges), as text.
+        var facts: [String] = []
 
         var description: String { "\(self.head) \(self.fields) body \(self.body.count) bytes \(self.trailers)" }
     }
@@ -62,6 +67,15 @@ extension FuzzTarget {
                     persistent: parser.version == .http11 ? !parser.facts.connectionClose : parser.facts.connectionKeepAlive && !parser.facts.connectionClose,
                     upgrade: parser.facts.upgrade
                 )
+                let fields = parser.facts.request
+                func optional(_ range: Range<Int>?) -> String { range.map(text) ?? "-" }
+                let violation = parser.violation(rest)
+                message.facts = [
+                    optional(parser.facts.host), optional(fields.origin), optional(fields.authorization), "\(fields.authorizationCount)", optional(fields.dpop),
+                    "\(fields.dpopCount)", optional(fields.clientCert), "\(fields.clientCertCount)", optional(fields.protocolVersion), optional(fields.mcpMethod),
+                    optional(fields.mcpName), optional(fields.contentType), optional(fields.traceparent), "\(fields.traceparentCount)", optional(fields.sessionID),
+                    "\(fields.sessionIDCount)", "\(fields.forwardedForCount)", "\(fields.forwardedCount)", violation.map { "\($0)" } ?? "-",
+                ]
                 if message.upgrade {
                     messages.append(message)
                     return (messages, false)
@@ -137,10 +151,19 @@ extension FuzzTarget {
         }
         let messages = Self.collect(channel, as: HTTPRequestHead.self) { head in
             let connection = head.headers[canonicalForm: "connection"].map { $0.lowercased() }
+            var facts = RequestHeadFacts()
+            for field in head.headers { facts.observe(name: field.name, value: Self.trimmed(field.value)) }
+            let violation = facts.violation(method: head.method.rawValue, isHTTP11OrLater: head.version.minor == 1)
             return HTTP1Message(
                 head: [head.method.rawValue, head.uri, head.version.minor == 1 ? "1.1" : "1.\(head.version.minor)"],
                 fields: Self.fields(head.headers), body: [], trailers: [],
-                persistent: head.isKeepAlive && !connection.contains("close"), upgrade: head.headers.contains(name: "upgrade")
+                persistent: head.isKeepAlive && !connection.contains("close"), upgrade: head.headers.contains(name: "upgrade"),
+                facts: [
+                    facts.host ?? "-", facts.origin ?? "-", facts.authorization ?? "-", "\(facts.authorizationCount)", facts.dpop ?? "-", "\(facts.dpopCount)",
+                    facts.clientCert ?? "-", "\(facts.clientCertCount)", facts.protocolVersion ?? "-", facts.mcpMethod ?? "-", facts.mcpName ?? "-",
+                    facts.contentType ?? "-", facts.traceparent ?? "-", "\(facts.traceparentCount)", facts.sessionID ?? "-", "\(facts.sessionIDCount)",
+                    "\(facts.forwardedFor.count)", "\(facts.forwarded.count)", violation.map { "\($0)" } ?? "-",
+                ]
             )
         }
         return (messages, failed)

@@ -183,7 +183,12 @@ public struct RequestHeadFacts: Sendable {
     /// reg-name (unreserved, percent-encoded and sub-delims characters; IPv4 addresses are
     /// reg-names lexically). An empty value is allowed (a target without authority).
     public static func isValidHost(_ value: String) -> Bool {
-        var bytes = Substring(value).utf8[...]
+        Self.isValidHost(bytes: Substring(value).utf8[...])
+    }
+
+    /// The same over bytes (a range of the head the gateway's codec parsed).
+    public static func isValidHost<Bytes: Collection<UInt8>>(bytes value: Bytes) -> Bool where Bytes.SubSequence == Bytes {
+        var bytes = value
         if bytes.first == UInt8(ascii: "[") {
             guard let close = bytes.firstIndex(of: UInt8(ascii: "]")) else { return false }
             let literal = bytes[bytes.index(after: bytes.startIndex)..<close]

@@ -48,6 +48,39 @@ public struct HTTP1HeadFacts: Sendable, Hashable {
     /// `Expect: 100-continue`.
     public var expectContinue = false
     public var upgrade = false
+    /// What the enforcement stages read of a request's fields (``RequestHeadFacts`` gathers the
+    /// same from Strings today): first values as ranges, and how many of each came.
+    public var request = HTTP1RequestFields()
+
+    public init() {}
+}
+
+/// A request's fields the gateway decides on, gathered while the head is parsed: the first
+/// value of each as a range (none copied), and the counts the rules need (one Authorization,
+/// one DPoP proof, one session id, exactly one traceparent to use it).
+public struct HTTP1RequestFields: Sendable, Hashable {
+    public var origin: Range<Int>?
+    public var authorization: Range<Int>?
+    public var authorizationCount = 0
+    public var clientCert: Range<Int>?
+    public var clientCertCount = 0
+    public var dpop: Range<Int>?
+    public var dpopCount = 0
+    public var protocolVersion: Range<Int>?
+    public var mcpMethod: Range<Int>?
+    public var mcpName: Range<Int>?
+    public var contentType: Range<Int>?
+    /// The `traceparent` value when there is exactly one.
+    public var traceparent: Range<Int>?
+    public var traceparentCount = 0
+    public var sessionID: Range<Int>?
+    public var sessionIDCount = 0
+    /// `X-Forwarded-For` and `Forwarded` lines (read, from trusted proxies only, from the
+    /// field list).
+    public var forwardedForCount = 0
+    public var forwardedCount = 0
+    /// Every `Content-Encoding` lists only `identity` (or nothing).
+    public var contentCodingIsIdentity = true
 
     public init() {}
 }

@@ -131,16 +131,51 @@ public enum HTTP1Lines {
     /// Gathers what `field` says about framing and the connection into `facts`.
     static func observe(_ field: HTTP1Field, in bytes: UnsafeRawBufferPointer, into facts: inout HTTP1HeadFacts) -> HTTP1ParseError? {
         let name = field.name
+        let value = field.value
         switch name.count {
         case 4 where Self.equals(bytes, name, lowercase: "host"):
             facts.hosts += 1
-            if facts.host == nil { facts.host = field.value }
+            if facts.host == nil { facts.host = value }
+        case 4 where Self.equals(bytes, name, lowercase: "dpop"):
+            facts.request.dpopCount += 1
+            if facts.request.dpop == nil { facts.request.dpop = value }
         case 6 where Self.equals(bytes, name, lowercase: "expect"):
-            if Self.equals(bytes, field.value, lowercase: "100-continue") { facts.expectContinue = true }
+            if Self.equals(bytes, value, lowercase: "100-continue") { facts.expectContinue = true }
+        case 6 where Self.equals(bytes, name, lowercase: "origin"):
+            if facts.request.origin == nil { facts.request.origin = value }
         case 7 where Self.equals(bytes, name, lowercase: "upgrade"):
             facts.upgrade = true
+        case 8 where Self.equals(bytes, name, lowercase: "mcp-name"):
+            if facts.request.mcpName == nil { facts.request.mcpName = value }
+        case 9 where Self.equals(bytes, name, lowercase: "forwarded"):
+            facts.request.forwardedCount += 1
+        case 10 where Self.equals(bytes, name, lowercase: "mcp-method"):
+            if facts.request.mcpMethod == nil { facts.request.mcpMethod = value }
+        case 11 where Self.equals(bytes, name, lowercase: "client-cert"):
+            facts.request.clientCertCount += 1
+            if facts.request.clientCert == nil { facts.request.clientCert = value }
+        case 11 where Self.equals(bytes, name, lowercase: "traceparent"):
+            facts.request.traceparentCount += 1
+            facts.request.traceparent = facts.request.traceparentCount == 1 ? value : nil
+        case 12 where Self.equals(bytes, name, lowercase: "content-type"):
+            if facts.request.contentType == nil { facts.request.contentType = value }
+        case 13 where Self.equals(bytes, name, lowercase: "authorization"):
+            facts.request.authorizationCount += 1
+            if facts.request.authorization == nil { facts.request.authorization = value }
+        case 14 where Self.equals(bytes, name, lowercase: "mcp-session-id"):
+            facts.request.sessionIDCount += 1
+            if facts.request.sessionID == nil { facts.request.sessionID = value }
+        case 15 where Self.equals(bytes, name, lowercase: "x-forwarded-for"):
+            facts.request.forwardedForCount += 1
+        case 16 where Self.equals(bytes, name, lowercase: "content-encoding"):
+            // RFC 9110 8.4: only an empty list or identity leaves the body as the gateway reads it.
+            Self.forEachElement(bytes, value) { coding in
+                if !Self.equals(bytes, coding, lowercase: "identity") { facts.request.contentCodingIsIdentity = false }
+            }
+        case 20 where Self.equals(bytes, name, lowercase: "mcp-protocol-version"):
+            if facts.request.protocolVersion == nil { facts.request.protocolVersion = value }
         case 10 where Self.equals(bytes, name, lowercase: "connection"):
-            Self.forEachElement(bytes, field.value) { token in
+            Self.forEachElement(bytes, value) { token in
                 if Self.equals(bytes, token, lowercase: "close") {
                     facts.connectionClose = true
                 } else if Self.equals(bytes, token, lowercase: "keep-alive") {
@@ -151,14 +186,14 @@ public enum HTTP1Lines {
             }
         case 14 where Self.equals(bytes, name, lowercase: "content-length"):
             guard facts.contentLength == nil else { return .multipleContentLengths }
-            switch Self.contentLength(bytes, field.value) {
+            switch Self.contentLength(bytes, value) {
             case .success(let length): facts.contentLength = length
             case .failure(let error): return error
             }
         case 17 where Self.equals(bytes, name, lowercase: "transfer-encoding"):
             facts.transferEncodings += 1
             // Exactly one coding, `chunked`, on one field line (HTTP1Strictness).
-            guard facts.transferEncodings == 1, Self.equals(bytes, field.value, lowercase: "chunked") else { return .unsupportedTransferCoding }
+            guard facts.transferEncodings == 1, Self.equals(bytes, value, lowercase: "chunked") else { return .unsupportedTransferCoding }
             facts.chunked = true
         default:
             break

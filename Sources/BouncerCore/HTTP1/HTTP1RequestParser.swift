@@ -85,6 +85,20 @@ public struct HTTP1RequestParser: Sendable {
         }
     }
 
+    /// The first rule of ``RequestHeadFacts/violation(method:isHTTP11OrLater:)`` the parsed
+    /// head breaks that the parse itself does not refuse: Host (one, well-formed, present in
+    /// HTTP/1.1), a body on GET, HEAD or DELETE, a content coding other than identity.
+    public func violation(_ bytes: UnsafeRawBufferPointer) -> RequestHeadFacts.Violation? {
+        let facts = self.facts
+        if facts.hosts > 1 { return .multipleHosts }
+        if let host = facts.host, !RequestHeadFacts.isValidHost(bytes: bytes[host]) { return .invalidHost }
+        if facts.hosts == 0, self.version == .http11 { return .missingHost }
+        let hasBody = facts.chunked || (facts.contentLength ?? 0) > 0
+        if hasBody, self.method == .GET || self.method == .HEAD || self.method == .DELETE { return .unexpectedBody }
+        if !facts.request.contentCodingIsIdentity { return .unsupportedContentCoding }
+        return nil
+    }
+
     /// RFC 9112 3: `method SP request-target SP HTTP-version`, one space each.
     private mutating func requestLine(_ bytes: UnsafeRawBufferPointer, _ line: Range<Int>) -> HTTP1ParseError? {
         var index = line.lowerBound
