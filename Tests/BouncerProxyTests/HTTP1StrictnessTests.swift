@@ -85,6 +85,8 @@ struct HTTP1StrictnessTests {
         "POST ?mcp HTTP/1.1\r\nHost: a\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n1;a\"\r\nx\r\n0\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost:\r\nContent-LEngth: 6\t\t\r\n\r\n\u{11}\r\n\r\nG",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n",
     ])
     func bothRefuse(example: String) {
         let bytes = Array(example.utf8)

@@ -115,6 +115,16 @@ public enum HTTP1Lines {
         }
     }
 
+    /// Whether the whitespace after a value (before its line's CR) holds a tab.
+    static func tabFollows(_ bytes: UnsafeRawBufferPointer, _ value: Range<Int>) -> Bool {
+        var index = value.upperBound
+        while index < bytes.count, bytes[index] == 0x20 || bytes[index] == 0x09 {
+            if bytes[index] == 0x09 { return true }
+            index += 1
+        }
+        return false
+    }
+
     /// RFC 9110 8.6: `1*DIGIT`, nothing else, and no larger than `Int`'s 18 safe digits.
     static func contentLength(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Result<Int, HTTP1ParseError> {
         guard !range.isEmpty else { return .failure(.invalidContentLength) }
@@ -186,12 +196,15 @@ public enum HTTP1Lines {
             }
         case 14 where Self.equals(bytes, name, lowercase: "content-length"):
             guard facts.contentLength == nil else { return .multipleContentLengths }
+            // llhttp takes only spaces after a framing field's value, never a tab: nor do we.
+            if Self.tabFollows(bytes, value) { return .invalidContentLength }
             switch Self.contentLength(bytes, value) {
             case .success(let length): facts.contentLength = length
             case .failure(let error): return error
             }
         case 17 where Self.equals(bytes, name, lowercase: "transfer-encoding"):
             facts.transferEncodings += 1
+            if Self.tabFollows(bytes, value) { return .unsupportedTransferCoding }
             // Exactly one coding, `chunked`, on one field line (HTTP1Strictness).
             guard facts.transferEncodings == 1, Self.equals(bytes, value, lowercase: "chunked") else { return .unsupportedTransferCoding }
             facts.chunked = true
