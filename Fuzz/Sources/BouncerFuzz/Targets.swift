@@ -381,7 +381,11 @@ enum FuzzTarget: String, CaseIterable {
 
     /// Authorization-server answers: token endpoint, introspection, metadata documents.
     static func oauth(_ data: [UInt8]) {
-        _ = IssuedToken.parse(status: 200, body: data)
+        let bearer = IssuedToken.parse(status: 200, body: data)
+        let bound = IssuedToken.parse(status: 200, body: data, dpopBound: true)
+        // The upstream leg takes a DPoP token only when it asked for one, a Bearer one only when not.
+        if case .success(let token) = bound { require(token.tokenType.lowercased() == "dpop", "a \(token.tokenType) token taken as DPoP-bound") }
+        if case .success(let token) = bearer { require(token.tokenType.lowercased() == "bearer", "a \(token.tokenType) token taken as Bearer") }
         _ = IssuedToken.parse(status: 400, body: data)
         _ = Introspection.parse(body: data, requirements: self.requirements, now: 1_800_000_000, maxLifetimeSeconds: 300)
         _ = try? AuthorizationServerMetadata(json: data, expectedIssuer: "https://as.example.com")
