@@ -128,11 +128,12 @@ public enum HTTP1Lines {
     /// RFC 9110 8.6: `1*DIGIT`, nothing else, and no larger than `Int`'s 18 safe digits.
     static func contentLength(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Result<Int, HTTP1ParseError> {
         guard !range.isEmpty else { return .failure(.invalidContentLength) }
+        guard range.count <= 18 else { return .failure(bytes[range.lowerBound] == UInt8(ascii: ",") ? .multipleContentLengths : .invalidContentLength) }
         var value = 0
         for index in range {
             let byte = bytes[index]
             if byte == UInt8(ascii: ",") { return .failure(.multipleContentLengths) }
-            guard byte >= 0x30, byte <= 0x39, range.count <= 18 else { return .failure(.invalidContentLength) }
+            guard byte >= 0x30, byte <= 0x39 else { return .failure(.invalidContentLength) }
             value = value * 10 + Int(byte - 0x30)
         }
         return .success(value)

@@ -94,23 +94,23 @@ public enum AssertionSigningKey: Sendable, Hashable {
         }
     }
 
-    /// The public half as a JWK (for a development JWKS).
-    public func publicJWK(keyID: String) -> JSONWriter {
-        var jwk = JSONWriter()
+    /// The public key's required members (RFC 7638 §3.2), in order: what a JWK of it holds
+    /// besides `kid`, `use` and `alg`, and what its thumbprint hashes.
+    public var publicKeyMembers: [(String, String)] {
         switch self {
         case .p256(let key):
             let raw = Array(key.publicKey.rawRepresentation)
-            jwk.add("kty", "EC")
-            jwk.add("crv", "P-256")
-            jwk.add("x", Base64URL.encode(raw.prefix(32)))
-            jwk.add("y", Base64URL.encode(raw.suffix(32)))
+            return [("kty", "EC"), ("crv", "P-256"), ("x", Base64URL.encode(raw.prefix(32))), ("y", Base64URL.encode(raw.suffix(32)))]
         case .rsa(let key):
-            jwk.add("kty", "RSA")
-            if let primitives = try? key.publicKey.getKeyPrimitives() {
-                jwk.add("n", Base64URL.encode(primitives.modulus))
-                jwk.add("e", Base64URL.encode(primitives.publicExponent))
-            }
+            guard let primitives = try? key.publicKey.getKeyPrimitives() else { return [("kty", "RSA")] }
+            return [("kty", "RSA"), ("n", Base64URL.encode(primitives.modulus)), ("e", Base64URL.encode(primitives.publicExponent))]
         }
+    }
+
+    /// The public half as a JWK (for a development JWKS).
+    public func publicJWK(keyID: String) -> JSONWriter {
+        var jwk = JSONWriter()
+        for (name, value) in self.publicKeyMembers { jwk.add(name, value) }
         jwk.add("kid", keyID)
         jwk.add("use", "sig")
         jwk.add("alg", self.algorithm.rawValue)

@@ -1,5 +1,3 @@
-import Crypto
-import CryptoExtras
 
 /// The gateway's own DPoP key, for the upstream leg (RFC 9449 §4): it proves possession on
 /// the RFC 8693 token request (so the authorization server binds the exchanged token to it,
@@ -43,19 +41,6 @@ public struct DPoPSigner: Sendable {
 
     /// The public key's required members only (RFC 7638 §3.2): no `kid`, no private part.
     static func publicJWK(_ key: AssertionSigningKey) -> JSONValue {
-        switch key {
-        case .p256(let key):
-            let raw = Array(key.publicKey.rawRepresentation)
-            return .object([
-                "kty": .string("EC"), "crv": .string("P-256"),
-                "x": .string(Base64URL.encode(raw.prefix(32))), "y": .string(Base64URL.encode(raw.suffix(32))),
-            ])
-        case .rsa(let key):
-            let primitives = try? key.publicKey.getKeyPrimitives()
-            return .object([
-                "kty": .string("RSA"),
-                "n": .string(Base64URL.encode(primitives.map { Array($0.modulus) } ?? [])), "e": .string(Base64URL.encode(primitives.map { Array($0.publicExponent) } ?? [])),
-            ])
-        }
+        .object(Dictionary(uniqueKeysWithValues: key.publicKeyMembers.map { ($0.0, JSONValue.string($0.1)) }))
     }
 }

@@ -52,8 +52,7 @@ final class OAuthEndpointClient: Sendable {
             return eventLoop.makeFailedFuture(OAuthClientError(.keyInvalid, "cannot sign a DPoP proof with the dpop_key"))
         }
         return self.post(endpoint, purpose: "token", fields: fields, headers: [("DPoP", proof)], on: eventLoop).flatMap { response in
-            let nonce = response.headers.first { $0.0.equalsIgnoringASCIICase("dpop-nonce") }?.1
-            let fresh = dpop.noteNonce(nonce, from: url)
+            let fresh = dpop.noteNonce(response.header("DPoP-Nonce"), from: url)
             guard !retried, fresh, response.status == 400 || response.status == 401,
                   case .failure(let refusal) = IssuedToken.parse(status: response.status, body: response.body), refusal.code == "use_dpop_nonce"
             else { return eventLoop.makeSucceededFuture(response) }

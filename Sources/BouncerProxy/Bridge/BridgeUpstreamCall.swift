@@ -99,10 +99,8 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
 
     /// A fresh DPoP proof for the request (one per request sent, RFC 9449 §4).
     private func prove() {
-        guard let dpop = self.resource.upstreamDPoP, let token = self.boundToken,
-              let proof = dpop.proof(method: self.head.method.rawValue, accessToken: token)
-        else { return }
-        self.head.headers.replaceOrAdd(name: "DPoP", value: proof)
+        guard let dpop = self.resource.upstreamDPoP, let token = self.boundToken else { return }
+        dpop.prove(&self.head, token: token)
     }
 
     private func send(fresh: Bool) {

@@ -68,7 +68,10 @@ extension GatewayHandler {
             // tool to compare with its pin, a request for the client to judge.
             inspector = ResponseInspector(for: request.log.body, policy: resource.policy, granted: granted, protocolVersion: request.facts.protocolVersion)
         }
-        let exchange = UpstreamExchange(request: request, upstreamHead: upstreamHead, resource: resource, machine: machine, errorID: errorID, inspector: inspector)
+        let exchange = UpstreamExchange(
+            request: request, upstreamHead: upstreamHead, boundToken: resource.upstreamDPoP == nil ? nil : upstreamToken, resource: resource, machine: machine,
+            errorID: errorID, inspector: inspector
+        )
         self.exchange = exchange
         self.machine.forwardingStarted()
         self.sendUpstream(exchange, fresh: false, context: context)

@@ -17,6 +17,8 @@ final class UpstreamExchange {
     let request: ClientRequest
     /// Its `DPoP` proof is made again when the upstream asks for a nonce.
     private(set) var upstreamHead: HTTPRequestHead
+    /// The DPoP-bound upstream token the head presents, if the leg is bound.
+    private let boundToken: String?
     let resource: ResolvedResource
     let keepAlive: Bool
     let startedAt: NIODeadline
@@ -47,9 +49,13 @@ final class UpstreamExchange {
 
     var log: RequestLog { self.request.log }
 
-    init(request: ClientRequest, upstreamHead: HTTPRequestHead, resource: ResolvedResource, machine: UpstreamExchangeStateMachine, errorID: JSONValue?, inspector: ResponseInspector?) {
+    init(
+        request: ClientRequest, upstreamHead: HTTPRequestHead, boundToken: String?, resource: ResolvedResource, machine: UpstreamExchangeStateMachine,
+        errorID: JSONValue?, inspector: ResponseInspector?
+    ) {
         self.request = request
         self.upstreamHead = upstreamHead
+        self.boundToken = boundToken
         self.resource = resource
         self.keepAlive = request.head.isKeepAlive
         self.machine = machine
@@ -79,22 +85,15 @@ final class UpstreamExchange {
         }
         if let dpop, let upstreamToken {
             head.headers.add(name: "Authorization", value: "DPoP \(upstreamToken)")
-            Self.prove(&head, dpop: dpop, token: upstreamToken)
+            dpop.prove(&head, token: upstreamToken)
         }
         return head
     }
 
-    /// A fresh proof for `head` (RFC 9449 §4: one per request; the upstream's last nonce).
-    private static func prove(_ head: inout HTTPRequestHead, dpop: UpstreamDPoP, token: String) {
-        if let proof = dpop.proof(method: head.method.rawValue, accessToken: token) {
-            head.headers.replaceOrAdd(name: "DPoP", value: proof)
-        }
-    }
-
     /// Before the request goes again for a nonce: a new proof carrying it.
     func proveAgain() {
-        guard let dpop = self.resource.upstreamDPoP, let token = UpstreamDPoP.boundToken(in: self.upstreamHead.headers.map { ($0.name, $0.value) }) else { return }
-        Self.prove(&self.upstreamHead, dpop: dpop, token: token)
+        guard let dpop = self.resource.upstreamDPoP, let token = self.boundToken else { return }
+        dpop.prove(&self.upstreamHead, token: token)
     }
 
     // MARK: The response, part by part

@@ -69,6 +69,13 @@ final class UpstreamDPoP: Sendable {
         status == 401 && headers[canonicalForm: "WWW-Authenticate"].contains { $0.contains("use_dpop_nonce") } && headers.contains(name: "DPoP-Nonce")
     }
 
+    /// Puts a fresh proof for `head` (its method, the upstream's URL) in its `DPoP` field.
+    func prove(_ head: inout HTTPRequestHead, token: String) {
+        if let proof = self.proof(method: head.method.rawValue, accessToken: token) {
+            head.headers.replaceOrAdd(name: "DPoP", value: proof)
+        }
+    }
+
     /// `headers` (a credential repeated on a request of the gateway's own: an answer in the
     /// client's place, a session's DELETE) with a fresh proof when they present a bound token.
     func proved(_ headers: [(String, String)], method: String) -> [(String, String)] {
