@@ -180,13 +180,13 @@ struct ClientConnectionStateMachineTests {
     @Test("malformed HTTP: a 400 when no response has started, else the connection is cut")
     func parserErrors() {
         var idle = self.connection()
-        #expect(idle.parserError("invalid method", now: self.start) == .refuse(.malformedHTTP("invalid method")))
-        #expect(idle.parserError("again", now: self.start) == .none, "bytes after the answer are not answered")
+        #expect(idle.parserError(.malformedHTTP(.invalidRequestLine), now: self.start) == .refuse(.malformedHTTP(.invalidRequestLine)))
+        #expect(idle.parserError(.malformedHTTP(.bareLineEnding), now: self.start) == .none, "bytes after the answer are not answered")
 
         var answering = self.connection()
         self.receive(&answering, at: self.start)
         answering.forwardingStarted()
-        #expect(answering.parserError("invalid method", now: self.start) == .close)
+        #expect(answering.parserError(.malformedHTTP(.invalidRequestLine), now: self.start) == .close)
     }
 
     @Test("client disconnect mid-stream abandons the exchange; before it, there is none to abandon")

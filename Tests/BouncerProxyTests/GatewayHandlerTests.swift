@@ -245,6 +245,31 @@ struct GatewayHandlerTests {
         #expect(!channel.isActive)
     }
 
+    /// The codec's refusals, each with its status and reason, before a byte reaches a route;
+    /// the connection closes after the answer.
+    @Test func requestsTheCodecRefusesAreAnsweredWithTheirStatus() throws {
+        let cases: [(String, UInt, String)] = [
+            ("GET /healthz HTTP/2.0\r\nHost: a\r\n\r\n", 505, "HTTP Version Not Supported: an HTTP version other than 1.0 and 1.1"),
+            ("PROPFIND /jira/mcp HTTP/1.1\r\nHost: a\r\n\r\n", 501, "Not Implemented: an unsupported method"),
+            ("GET /healthz HTTP/1.1\r\nHost : a\r\n\r\n", 400, "whitespace between a header field name and its colon"),
+            ("GET /healthz HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n", 400, "obs-fold"),
+            ("GET /healthz HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n", 400, "a line not ended by CRLF"),
+            ("POST /jira/mcp HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\n", 400, "more than one Content-Length"),
+            ("POST /jira/mcp HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "a transfer coding other than chunked"),
+            ("GET /healthz HTTP/1.1\r\nHost: a\r\nX: " + String(repeating: "a", count: 3100) + "\r\n\r\n", 431, "Request header fields too large"),
+        ]
+        for (wire, status, reason) in cases {
+            let channel = try self.makeChannel()
+            try channel.pipeline.syncOperations.removeHandler(channel.pipeline.syncOperations.handler(type: WireDecoder.self)).wait()
+            try channel.writeInbound(ByteBuffer(string: wire))
+            var written = ""
+            while let buffer = try channel.readOutbound(as: ByteBuffer.self) { written += String(buffer: buffer) }
+            #expect(written.hasPrefix("HTTP/1.1 \(status) "), "\(wire.prefix(40).debugDescription): \(written.prefix(60).debugDescription)")
+            #expect(written.contains(reason), "\(written)")
+            #expect(written.lowercased().contains("connection: close\r\n"))
+        }
+    }
+
     @Test func oversizedHeadersAre431() throws {
         let channel = try self.makeChannel()
         let response = try #require(try self.send(channel, .POST, "/jira/mcp", headers: [("X-Big", String(repeating: "a", count: 3000))]))
@@ -278,7 +303,7 @@ struct GatewayHandlerTests {
         #expect(!channel.isActive)
     }
 
-    /// The header-read timeout over a mock clock, with the real request decoder counting the
+    /// The header-read timeout over a mock clock, with the gateway's codec counting the
     /// bytes (the loopback test slept 1.6 s for this): it runs only while a head is arriving,
     /// never on an idle keep-alive connection, and a head that trickles past it is a 408.
     @Test func theHeaderTimeoutRunsOnlyWhileAHeadIsArriving() throws {
@@ -287,10 +312,7 @@ struct GatewayHandlerTests {
         let loop = EmbeddedEventLoop()
         let gateway = Gateway(policy: policy, fetcher: HTTPFetcher(group: loop), logger: Logger(label: "test"))
         let channel = EmbeddedChannel(loop: loop)
-        let meter = RequestByteMeter()
-        try channel.pipeline.syncOperations.addHandlers(
-            ByteToMessageHandler(MeteredRequestDecoder(meter: meter)), GatewayHandler(gateway: GatewayReference(gateway), remoteAddress: "192.0.2.1", meter: meter)
-        )
+        try channel.pipeline.syncOperations.addHandler(GatewayHandler(gateway: GatewayReference(gateway), remoteAddress: "192.0.2.1"))
         try channel.connect(to: SocketAddress(ipAddress: "192.0.2.1", port: 40000)).wait()
         func written() throws -> String {
             var text = ""
@@ -315,21 +337,39 @@ struct GatewayHandlerTests {
 /// Reads the bytes GatewayHandler writes back into response parts with NIO's own HTTP/1
 /// response parser, so the tests see parts and every response's serialisation is checked by
 /// an independent parser on the way. It learns each request's method as the request passes
-/// (responses to HEAD have no body).
-final class WireDecoder: ChannelDuplexHandler {
+/// (responses to HEAD have no body). Requests go the other way as bytes, as a client writes
+/// them: a POST, PUT or PATCH head with neither Content-Length nor Transfer-Encoding is sent
+/// chunked, and its body parts as chunks.
+final class WireDecoder: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
+    typealias InboundOut = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = HTTPServerResponsePart
 
     private let client = EmbeddedChannel(handler: ByteToMessageHandler(HTTPResponseDecoder(informationalResponseStrategy: .forward)))
+    private var chunked = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .head(let head) = self.unwrapInboundIn(data) {
+        var bytes = ByteBuffer()
+        switch self.unwrapInboundIn(data) {
+        case .head(var head):
             try! self.client.writeOutbound(HTTPClientRequestPart.head(HTTPRequestHead(version: .http1_1, method: head.method, uri: head.uri)))
             _ = try! self.client.readOutbound(as: HTTPClientRequestPart.self)
+            let framed = head.headers.contains(name: "Content-Length") || head.headers.contains(name: "Transfer-Encoding")
+            if !framed, [.POST, .PUT, .PATCH].contains(head.method) { head.headers.add(name: "Transfer-Encoding", value: "chunked") }
+            self.chunked = head.headers[canonicalForm: "Transfer-Encoding"].last?.lowercased() == "chunked"
+            bytes.writeString("\(head.method.rawValue) \(head.uri) HTTP/\(head.version.major).\(head.version.minor)\r\n")
+            for (name, value) in head.headers { bytes.writeString("\(name): \(value)\r\n") }
+            bytes.writeString("\r\n")
+        case .body(var body):
+            if self.chunked { bytes.writeString(String(body.readableBytes, radix: 16) + "\r\n") }
+            bytes.writeBuffer(&body)
+            if self.chunked { bytes.writeString("\r\n") }
+        case .end:
+            guard self.chunked else { return }
+            bytes.writeString("0\r\n\r\n")
         }
-        context.fireChannelRead(data)
+        context.fireChannelRead(self.wrapInboundOut(bytes))
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

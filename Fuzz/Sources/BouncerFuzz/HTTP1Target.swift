@@ -5,7 +5,8 @@ import NIOHTTP1
 
 /// The gateway's own HTTP/1.1 codec against llhttp (NIO's decoders), on the same bytes (issue
 /// 28): a stream of requests (or, when the first byte is odd, one response to a POST) is
-/// parsed by both. It fails when ours completes a message llhttp refused, or when both complete
+/// parsed by both; ours reads the requests as the gateway does (``HTTP1RequestReader``), in
+/// reads as long as the first byte's other bits say. It fails when ours completes a message llhttp refused, or when both complete
 /// one and they differ in method, target, version, fields, body, trailers, or what the
 /// enforcement stages read of it (``RequestHeadFacts`` over llhttp's Strings against the codec's
 /// ranges, violations included). Where ours is
@@ -34,7 +35,8 @@ extension FuzzTarget {
         let input = Array(data.dropFirst())
         let response = mode & 1 == 1
         let theirs = response ? Self.llhttpResponse(input) : Self.llhttpRequests(input)
-        let ours = response ? Self.ourResponse(input) : Self.ourRequests(input)
+        // The other bits: how the input is cut into reads (0: one read).
+        let ours = response ? Self.ourResponse(input) : Self.ourRequests(input, readSize: Int(mode >> 1) & 0x1F)
         for (index, message) in ours.messages.enumerated() {
             guard index < theirs.messages.count else {
                 // Ours finished a message llhttp did not: only allowed when llhttp was still
@@ -50,59 +52,64 @@ extension FuzzTarget {
 
     // MARK: Ours
 
-    static func ourRequests(_ input: [UInt8]) -> (messages: [HTTP1Message], failed: Bool) {
+    /// The requests the gateway reads (``HTTP1RequestReader``), the input given in reads of
+    /// `readSize` bytes (0: all at once), as the socket might cut it.
+    static func ourRequests(_ input: [UInt8], readSize: Int) -> (messages: [HTTP1Message], failed: Bool) {
         var messages: [HTTP1Message] = []
-        var parser = HTTP1RequestParser(maxHeadBytes: 64 * 1024, maxFields: 1000)
+        var reader = HTTP1RequestReader(maxHeadBytes: 64 * 1024, maxFields: 1000, maxChunkExtensionBytes: 64 * 1024, maxTrailerBytes: 64 * 1024)
+        var current: HTTP1Message?
         var start = 0
-        return input.withUnsafeBytes { all in
-            while start < all.count {
-                let rest = UnsafeRawBufferPointer(rebasing: all[start...])
-                parser.reset()
-                guard case .complete(let length) = parser.parse(rest) else { return (messages, true) }
-                // Offsets count from `start`.
-                func text(_ range: Range<Int>) -> String { String(decoding: rest[range], as: UTF8.self) }
-                var message = HTTP1Message(
-                    head: [parser.method.name, text(parser.target), parser.version == .http11 ? "1.1" : "1.0"],
-                    fields: parser.fields.map { "\(text($0.name).lowercased()): \(text($0.value))" }, body: [], trailers: [],
-                    persistent: parser.version == .http11 ? !parser.facts.connectionClose : parser.facts.connectionKeepAlive && !parser.facts.connectionClose,
-                    upgrade: parser.facts.upgrade
-                )
-                let fields = parser.facts.request
-                func optional(_ range: Range<Int>?) -> String { range.map(text) ?? "-" }
-                let violation = parser.violation(rest)
-                message.facts = [
-                    optional(parser.facts.host), optional(fields.origin), optional(fields.authorization), "\(fields.authorizationCount)", optional(fields.dpop),
-                    "\(fields.dpopCount)", optional(fields.clientCert), "\(fields.clientCertCount)", optional(fields.protocolVersion), optional(fields.mcpMethod),
-                    optional(fields.mcpName), optional(fields.contentType), optional(fields.traceparent), "\(fields.traceparentCount)", optional(fields.sessionID),
-                    "\(fields.sessionIDCount)", "\(fields.forwardedForCount)", "\(fields.forwardedCount)", violation.map { "\($0)" } ?? "-",
-                ]
-                if message.upgrade {
-                    messages.append(message)
-                    return (messages, false)
-                }
-                var reader = HTTP1BodyReader(parser.framing, maxChunkExtensionBytes: 64 * 1024, maxTrailerBytes: 64 * 1024)
-                var offset = length
-                reading: while true {
-                    switch reader.read(rest, from: offset) {
-                    case .failure: return (messages, true)
-                    case .success(let (.data(range), next)):
-                        message.body += rest[range]
-                        offset = next
-                    case .success((.needMore, _)):
-                        return (messages, false)
-                    case .success(let (.end, next)):
-                        message.trailers = reader.trailers.map {
-                            "\(String(decoding: reader.trailerBytes[$0.name], as: UTF8.self).lowercased()): \(String(decoding: reader.trailerBytes[$0.value], as: UTF8.self))"
+        while start < input.count {
+            let end = readSize == 0 ? input.count : min(input.count, start + readSize)
+            reader.append(ByteBuffer(bytes: input[start..<end]))
+            start = end
+            do {
+                while let event = try reader.next() {
+                    switch event {
+                    case .head(let head):
+                        let message = Self.message(head)
+                        if message.upgrade {
+                            messages.append(message)
+                            return (messages, false)
                         }
-                        offset = next
-                        break reading
+                        current = message
+                    case .body(let body):
+                        current!.body += body.readableBytesView
+                    case .end:
+                        current!.trailers = reader.trailers.map { trailers in
+                            trailers.fields.map {
+                                "\(String(decoding: trailers.bytes[$0.name], as: UTF8.self).lowercased()): \(String(decoding: trailers.bytes[$0.value], as: UTF8.self))"
+                            }
+                        } ?? []
+                        messages.append(current!)
+                        current = nil
                     }
                 }
-                messages.append(message)
-                start += offset
+            } catch {
+                return (messages, true)
             }
-            return (messages, false)
         }
+        return (messages, false)
+    }
+
+    /// A head the reader gave, as text, with what the enforcement stages read of it.
+    static func message(_ head: HTTP1RequestReader.Head) -> HTTP1Message {
+        let facts = head.facts
+        var message = HTTP1Message(
+            head: [head.method.name, head.string(head.target), head.version == .http11 ? "1.1" : "1.0"],
+            fields: head.fields.map { "\(head.string($0.name).lowercased()): \(head.string($0.value))" }, body: [], trailers: [],
+            persistent: head.version == .http11 ? !facts.connectionClose : facts.connectionKeepAlive && !facts.connectionClose,
+            upgrade: facts.upgrade
+        )
+        let fields = facts.request
+        func optional(_ range: Range<Int>?) -> String { range.map(head.string) ?? "-" }
+        message.facts = [
+            optional(facts.host), optional(fields.origin), optional(fields.authorization), "\(fields.authorizationCount)", optional(fields.dpop),
+            "\(fields.dpopCount)", optional(fields.clientCert), "\(fields.clientCertCount)", optional(fields.protocolVersion), optional(fields.mcpMethod),
+            optional(fields.mcpName), optional(fields.contentType), optional(fields.traceparent), "\(fields.traceparentCount)", optional(fields.sessionID),
+            "\(fields.sessionIDCount)", "\(fields.forwardedForCount)", "\(fields.forwardedCount)", head.violation.map { "\($0)" } ?? "-",
+        ]
+        return message
     }
 
     static func ourResponse(_ input: [UInt8]) -> (messages: [HTTP1Message], failed: Bool) {

@@ -353,15 +353,15 @@ public struct ClientConnectionStateMachine: Sendable {
         return self.close()
     }
 
-    /// The decoder found malformed HTTP (`reason`, a fixed description of the parser's error).
-    public mutating func parserError(_ reason: String, now: NIODeadline) -> Action {
+    /// The codec refused the client's bytes (`refusal`, its answer: ``GatewayRejection/init(refusing:)``).
+    public mutating func parserError(_ refusal: GatewayRejection, now: NIODeadline) -> Action {
         switch self.state {
         case .closing, .closed:
             // Bytes after the last response: we are hanging up anyway.
             return .none
         case .idle where self.pipelined == 0, .receiving where self.pipelined == 0:
             // No response has started: say why before hanging up (RFC 9112 2.2).
-            return self.refused(.malformedHTTP(reason), now: now)
+            return self.refused(refusal, now: now)
         case .idle, .receiving, .authorizing, .forwarding:
             return self.close()
         }

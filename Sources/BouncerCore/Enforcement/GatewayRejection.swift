@@ -22,8 +22,9 @@ public enum GatewayRejection: Error, Sendable, Hashable {
     /// A request head RFC 9112 has a server refuse (400, 415 or 501, plain text); the
     /// connection is closed after the answer.
     case malformedHead(RequestHeadFacts.Violation)
-    /// Bytes llhttp could not parse as HTTP/1.1 (400, plain text).
-    case malformedHTTP(String)
+    /// Bytes the codec refused as HTTP/1.1 (``HTTP1ParseError``: 400, 501 for a method the
+    /// gateway does not take, 505 for another HTTP version; plain text).
+    case malformedHTTP(HTTP1ParseError)
     /// A body over `limits.max_body_bytes`, declared or counted: 413.
     case bodyTooLarge(limit: Int)
     /// Chunk sizes, extensions and trailers past their bound (RFC 9112 7.1.1): 400.
@@ -127,7 +128,7 @@ public enum GatewayRejection: Error, Sendable, Hashable {
         case .jsonRPC(let failure): return failure.message
         case .headersTooLarge: return "request headers too large"
         case .malformedHead(let violation): return violation.description
-        case .malformedHTTP(let reason): return reason
+        case .malformedHTTP(let error): return error.description
         case .bodyTooLarge(let limit): return "body larger than \(limit) bytes"
         case .chunkFramingTooLarge(let bytes, let body): return "\(bytes) bytes of chunk framing for a body of \(body) bytes"
         case .headerReadTimeout(let seconds): return "request head not received within \(seconds) s of its first byte"
@@ -248,8 +249,12 @@ public enum GatewayRejection: Error, Sendable, Hashable {
             case 415: return .plain(415, "Unsupported Media Type: \(violation)", extra: [("Accept-Encoding", "identity")])
             default: return .plain(violation.status, "Bad Request: \(violation)")
             }
-        case .malformedHTTP:
-            return .plain(400, "Bad Request: malformed HTTP")
+        case .malformedHTTP(let error):
+            switch error.status {
+            case 501: return .plain(501, "Not Implemented: \(error)")
+            case 505: return .plain(505, "HTTP Version Not Supported: \(error)")
+            default: return .plain(400, "Bad Request: \(error)")
+            }
         case .bodyTooLarge(let limit):
             return GatewayResponse.json(413, JSONRPCFailure.errorBody(code: JSONRPCErrorCode.invalidRequest, message: "Payload Too Large: the body exceeds \(limit) bytes", id: nil))
         case .chunkFramingTooLarge:
@@ -302,6 +307,21 @@ public enum GatewayRejection: Error, Sendable, Hashable {
                 code: JSONRPCErrorCode.rateLimited, message: "Too Many Requests: the rate limit for this resource is reached; retry after \(seconds) s",
                 id: id, data: .object(["cause": .string("rate_limited"), "retry_after": .number(String(seconds))])
             ), extra: [("Retry-After", String(seconds))])
+        }
+    }
+}
+
+extension GatewayRejection {
+    /// How a request the codec refused is answered: the size bounds as the other head size
+    /// refusals (431), the framing rules RFC 9112 names as ``RequestHeadFacts/Violation``s
+    /// (a transfer coding other than chunked: 501), anything else as malformed HTTP.
+    public init(refusing error: HTTP1ParseError) {
+        switch error {
+        case .headTooLarge, .tooManyFields: self = .headersTooLarge
+        case .unsupportedTransferCoding: self = .malformedHead(.unsupportedTransferCoding)
+        case .transferEncodingInHTTP10: self = .malformedHead(.transferEncodingInHTTP10)
+        case .invalidTarget: self = .malformedHead(.invalidTarget)
+        default: self = .malformedHTTP(error)
         }
     }
 }

@@ -20,17 +20,19 @@ import NIOTLS
 /// policy is resolved once, the connection has one timer rather than a promise per write, and
 /// decision-log metadata is rendered only when a line is written.
 final class GatewayHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPServerRequestPart
+    /// The client's bytes, read as requests here (``HTTP1RequestReader``): no decoder handler
+    /// in front, no part crossing the pipeline between reading and deciding.
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = Never
     /// Responses are serialised here (``ResponseWriter``), not by NIO's encoder.
     typealias OutboundOut = ByteBuffer
 
     /// The gateway in force when the current request's head arrived (``current`` at that time).
     var gateway: Gateway
-    private let current: GatewayReference
+    let current: GatewayReference
     let remoteAddress: String
     /// Whether the TCP peer is one of `trusted_proxies` (its forwarding headers name the client).
-    private(set) var peerIsTrustedProxy: Bool
+    var peerIsTrustedProxy: Bool
     /// The connection's rules (pipelining, read gating, timeouts, framing bounds, closing), as a
     /// value; applied by ``run(_:context:)``.
     var machine: ClientConnectionStateMachine
@@ -42,14 +44,18 @@ final class GatewayHandler: ChannelDuplexHandler {
     var bridgeStream: (request: ClientRequest, resource: ResolvedResource, subscription: BridgeSubscription)?
     /// Parts of requests that arrived while an earlier one was being answered, each head with
     /// its facts, gathered once when it arrives. The machine counts them.
-    private var pipelined = CircularBuffer<(part: HTTPServerRequestPart, facts: RequestHeadFacts?)>()
-    private var servingPipelined = false
+    var pipelined = CircularBuffer<(part: HTTPServerRequestPart, facts: RequestHeadFacts?)>()
+    var servingPipelined = false
+    /// The client's byte stream, read as requests with the gateway's codec.
+    var reader: HTTP1RequestReader
+    /// Bytes read from the client since the last read completed.
+    var bytesInRead = 0
     var writer = ResponseWriter()
     private(set) var context: ChannelHandlerContext?
-    private var requestCounter = 0
-    private let connectionID: String
+    var requestCounter = 0
+    let connectionID: String
     /// Trace and span ids for requests without a valid `traceparent`.
-    private var random = SplitMix64()
+    var random = SplitMix64()
     var recorder = RequestRecorder()
     /// `x5t#S256` of the client's verified TLS certificate, when it sent one (RFC 8705):
     /// what certificate-bound tokens will be compared with.
@@ -61,10 +67,6 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// a later one.
     private var timer: Scheduled<Void>?
     private var timerDeadline = NIODeadline.distantFuture
-    /// Bytes the request decoder has parsed (see ``RequestByteMeter``), and the count at the
-    /// end of the last read.
-    private let meter: RequestByteMeter
-    private var meterReading = 0
     /// The write that ends the current response, for a close after it (``ClientConnectionStateMachine/Action/closeAfterWrite``).
     private var lastWrite: EventLoopFuture<Void>?
     /// The upstream-response timer (see ``armResponseTimer(for:context:)``).
@@ -75,8 +77,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     /// How long a connection lingers after its last response (see ``ClientConnectionStateMachine/State/closing``).
     static let lingerTime = TimeAmount.seconds(2)
 
-    /// - Parameter meter: the one the connection's ``MeteredRequestDecoder`` counts into.
-    init(gateway current: GatewayReference, remoteAddress: String, meter: RequestByteMeter = RequestByteMeter()) {
+    init(gateway current: GatewayReference, remoteAddress: String) {
         let gateway = current.gateway
         self.current = current
         self.gateway = gateway
@@ -88,7 +89,7 @@ final class GatewayHandler: ChannelDuplexHandler {
             idleTimeout: .seconds(limits.clientIdleTimeoutSeconds), headerReadTimeout: .seconds(limits.headerReadTimeoutSeconds),
             maxHeaderBytes: limits.maxHeaderBytes, maxBodyBytes: limits.maxBodyBytes, lingerTime: Self.lingerTime
         )
-        self.meter = meter
+        self.reader = HTTP1RequestReader(maxHeadBytes: Self.maxHeadBytes(limits), maxFields: Self.maxFields)
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -164,140 +165,8 @@ final class GatewayHandler: ChannelDuplexHandler {
         self.responseTimerDeadline = nil
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        let parsed = self.meter.parsed - self.meterReading
-        self.meterReading = self.meter.parsed
-        self.run(self.machine.readComplete(parsedBytes: parsed, now: context.eventLoop.now), context: context)
-        context.fireChannelReadComplete()
-    }
-
-    // MARK: Inbound
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = self.unwrapInboundIn(data)
-        var facts: RequestHeadFacts?
-        let delivery: ClientConnectionStateMachine.Delivery
-        switch part {
-        case .head(let head):
-            // The one pass over the head's fields (see ``Enforcement``); its size is also what
-            // the decoder parsed for it, near enough (plus the request line's framing).
-            let gathered = Self.facts(of: head)
-            delivery = self.machine.partReceived(.head(bytes: gathered.headerBytes + 16))
-            facts = gathered
-        case .body(let buffer):
-            delivery = self.machine.partReceived(.body(bytes: buffer.readableBytes))
-        case .end:
-            delivery = self.machine.partReceived(.end)
-        }
-        switch delivery {
-        case .handle:
-            self.handle(part, facts: facts, context: context)
-        case .queue:
-            // A pipelined request: its turn comes when the current response is done.
-            self.pipelined.append((part, facts))
-        case .drop:
-            // The answer is out and the connection is closing: nothing more is served.
-            break
-        }
-    }
-
-    /// Reading pauses while pipelined requests wait, so a client cannot queue without bound.
-    func read(context: ChannelHandlerContext) {
-        if self.machine.read() { context.read() }
-    }
-
-    /// Called when a response is complete: serves the requests that were pipelined behind it.
-    private func servePipelined(context: ChannelHandlerContext) {
-        guard !self.servingPipelined else { return }
-        self.servingPipelined = true
-        defer { self.servingPipelined = false }
-        loop: while true {
-            switch self.machine.takePipelined() {
-            case .take:
-                guard let (part, facts) = self.pipelined.popFirst() else { break loop }
-                self.handle(part, facts: facts, context: context)
-            case .wait:
-                break loop
-            case .discardAll:
-                self.pipelined.removeAll()
-                break loop
-            }
-        }
-        if self.machine.releaseHeldRead() { context.read() }
-    }
-
-    /// What the enforcement stages read of a head, in one pass over its fields.
-    private static func facts(of head: HTTPRequestHead) -> RequestHeadFacts {
-        var facts = RequestHeadFacts(target: head.uri)
-        for (name, value) in head.headers { facts.observe(name: name, value: value) }
-        return facts
-    }
-
-    /// - Parameter facts: a head's, gathered when it arrived.
-    private func handle(_ part: HTTPServerRequestPart, facts: RequestHeadFacts?, context: ChannelHandlerContext) {
-        switch part {
-        case .head(let head):
-            self.receivedHead(head, facts: facts ?? Self.facts(of: head), context: context)
-        case .body(let buffer):
-            let action = self.machine.bodyReceived(bytes: buffer.readableBytes, now: context.eventLoop.now)
-            guard case .none = action else { return self.run(action, context: context) }
-            guard let request = self.request else { return }
-            if request.body == nil {
-                request.body = buffer
-            } else {
-                var incoming = buffer
-                request.body!.writeBuffer(&incoming)
-            }
-        case .end:
-            self.run(self.machine.endReceived(), context: context)
-        }
-    }
-
-    private func receivedHead(_ head: HTTPRequestHead, facts: RequestHeadFacts, context: ChannelHandlerContext) {
-        let accepted = self.machine.headReceived()
-        guard case .none = accepted else { return self.run(accepted, context: context) }
-        self.requestCounter += 1
-        let gateway = self.current.gateway
-        if gateway !== self.gateway {
-            // A reload: this request and the next ones are decided under the new policy.
-            self.gateway = gateway
-            self.peerIsTrustedProxy = gateway.policy.trustedProxies.trusts(peer: self.remoteAddress)
-            self.pool = nil
-        }
-        self.writer.answer(method: head.method, version: head.version)
-        let peer = self.peerIsTrustedProxy
-            ? self.gateway.policy.trustedProxies.clientAddress(peer: self.remoteAddress, forwardedFor: facts.forwardedFor, forwarded: facts.forwarded)
-            : self.remoteAddress
-        var log = RequestLog(
-            logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter,
-            method: head.method.rawValue, peer: peer
-        )
-        // Behind a TLS-terminating proxy, the certificate it verified (RFC 9440), from it only.
-        log.clientCertificate = self.peerIsTrustedProxy && self.gateway.policy.clientCertificateHeader
-            ? ClientCertField.thumbprint(facts.clientCert, count: facts.clientCertCount) : self.clientCertificateThumbprint
-
-        let target: Enforcement.Target
-        switch Enforcement.checkHead(facts, method: head.method.rawValue, isHTTP11OrLater: head.version.isHTTP11OrLater, target: head.uri, limits: self.gateway.policy.limits) {
-        case .failure(let rejection):
-            self.request = ClientRequest(head: head, facts: facts, query: nil, route: .notFound, log: log, startedAt: context.eventLoop.now, peer: peer)
-            self.run(self.machine.refused(rejection, now: context.eventLoop.now), context: context)
-            return
-        case .success(let admitted):
-            target = admitted
-        }
-        let route = self.gateway.router.route(target.path)
-        if case .resource(let resource) = route {
-            log.resource = resource.policy.path
-        }
-        self.request = ClientRequest(head: head, facts: facts, query: target.query, route: route, log: log, startedAt: context.eventLoop.now, peer: peer)
-        if Enforcement.answersContinue(facts, isHTTP11OrLater: head.version.isHTTP11OrLater) {
-            // Oversized bodies are still refused with 413 as they arrive.
-            self.writer.writeContinue(context: context)
-        }
-    }
-
     /// The log of the connection's next request, for lines about the connection itself.
-    private func connectionLog(method: String) -> RequestLog {
+    func connectionLog(method: String) -> RequestLog {
         RequestLog(logger: self.gateway.logger, connectionID: self.connectionID, sequence: self.requestCounter + 1, method: method, peer: self.remoteAddress)
     }
 
@@ -431,12 +300,6 @@ final class GatewayHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if error is HTTPParserError {
-            let action = self.machine.parserError("\(error)", now: context.eventLoop.now)
-            if case .none = action { return }
-            self.connectionLog(method: "-").info("malformed HTTP request", metadata: ["error": "\(error)"])
-            return self.run(action, context: context)
-        }
         // Whatever the client still sends to a closing connection is being dropped.
         guard !self.machine.isClosing else { return }
         // TLS failures carry OpenSSL's error queue: worth a line when a client cannot connect.

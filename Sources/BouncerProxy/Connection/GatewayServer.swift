@@ -62,12 +62,10 @@ package final class GatewayServer: Service, Sendable {
                         // Each connection keeps the context it started with; reloads affect new ones.
                         try sync.addHandler(TLSHandler(context: tls.current, handshakeTimeout: handshakeTimeout))
                     }
-                    // NIO's request decoder only: GatewayHandler handles pipelining and malformed
-                    // requests, and serialises responses itself (ResponseSerializer), so every
-                    // read and write crosses as few handlers as possible.
-                    let meter = RequestByteMeter()
-                    try sync.addHandler(ByteToMessageHandler(MeteredRequestDecoder(meter: meter)))
-                    try sync.addHandler(GatewayHandler(gateway: current, remoteAddress: peer, meter: meter))
+                    // One handler: GatewayHandler reads the requests with the gateway's codec,
+                    // handles pipelining and malformed requests, and serialises responses
+                    // itself (ResponseSerializer), so every read and write crosses one handler.
+                    try sync.addHandler(GatewayHandler(gateway: current, remoteAddress: peer))
                 }
             }
             .bind(host: gateway.policy.listen.host, port: gateway.policy.listen.port)

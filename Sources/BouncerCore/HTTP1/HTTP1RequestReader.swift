@@ -1,0 +1,158 @@
+import NIOCore
+
+/// A client connection's byte stream read as requests with the gateway's own codec (issue 28):
+/// heads by ``HTTP1RequestParser``, bodies by ``HTTP1BodyReader``, one message after the
+/// other (pipelined ones included). It is a value the connection's handler owns: no channel
+/// handler of its own, nothing crosses the pipeline between reading and deciding.
+///
+/// Give it each read's bytes (``append(_:)``) and take events (``next()``) until it needs more.
+/// A head's bytes are kept until its empty line arrives (the parser resumes where it stopped);
+/// body bytes are handed out as slices of the bytes read (no copy). The first refusal is final:
+/// every later call throws it again, and nothing after it is read.
+public struct HTTP1RequestReader: Sendable {
+    /// A request head, as ranges into its own bytes (``bytes``, from its first byte).
+    public struct Head: Sendable {
+        /// The head exactly, its request line through the empty line.
+        public var bytes: ByteBuffer
+        public var method: HTTP1Method
+        public var target: Range<Int>
+        public var version: HTTP1Version
+        public var fields: [HTTP1Field]
+        public var facts: HTTP1HeadFacts
+        public var framing: HTTP1Framing
+        /// The first rule of ``RequestHeadFacts/Violation`` the head breaks that its parse did
+        /// not refuse (Host, a body where none belongs, a content coding): the gateway answers
+        /// it, and closes.
+        public var violation: RequestHeadFacts.Violation?
+
+        /// The bytes of `range`, as text (a String is made only where something needs one).
+        public func string(_ range: Range<Int>) -> String {
+            self.bytes.withUnsafeReadableBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
+        }
+    }
+
+    public enum Event: Sendable {
+        case head(Head)
+        /// Body bytes, in order; the chunked coding's framing taken off.
+        case body(ByteBuffer)
+        /// The message is whole (a trailer section is read, checked and dropped).
+        case end
+    }
+
+    /// Bytes read and not yet handed out: the head being read, or what follows the last event.
+    private var pending = ByteBuffer()
+    private var parser: HTTP1RequestParser
+    /// The body being read, between a head and its end.
+    private var body: HTTP1BodyReader?
+    /// The end of a body with no bytes (``HTTP1Framing/none``, a zero length) is still to be told.
+    private var endPending = false
+    private var refusal: HTTP1ParseError?
+    /// The last message's trailer section, when it had one: its bytes and fields as ranges
+    /// into them (the gateway drops trailers; they are kept for whoever reads them).
+    public private(set) var trailers: (bytes: [UInt8], fields: [HTTP1Field])?
+    private let maxChunkExtensionBytes: Int
+    private let maxTrailerBytes: Int
+
+    /// - Parameters:
+    ///   - maxHeadBytes: the most bytes a head (request line, fields, empty line) may have.
+    ///   - maxFields: the most field lines a head may have.
+    public init(maxHeadBytes: Int, maxFields: Int, maxChunkExtensionBytes: Int = 4096, maxTrailerBytes: Int = 16 * 1024) {
+        self.parser = HTTP1RequestParser(maxHeadBytes: maxHeadBytes, maxFields: maxFields)
+        self.maxChunkExtensionBytes = maxChunkExtensionBytes
+        self.maxTrailerBytes = maxTrailerBytes
+    }
+
+    /// Bytes held: a head still arriving, or read past the last event.
+    public var bufferedBytes: Int { self.pending.readableBytes }
+
+    /// Whether a message is under way (its head started arriving, or its body is being read).
+    public var isInsideMessage: Bool { self.body != nil || self.endPending || self.pending.readableBytes > 0 }
+
+    /// Takes a read's bytes.
+    public mutating func append(_ bytes: ByteBuffer) {
+        guard self.refusal == nil else { return }
+        if self.pending.readableBytes == 0 {
+            self.pending = bytes
+        } else {
+            var bytes = bytes
+            self.pending.writeBuffer(&bytes)
+        }
+    }
+
+    /// The next event the bytes read so far make, or nil when more are needed.
+    public mutating func next() throws(HTTP1ParseError) -> Event? {
+        if let refusal = self.refusal { throw refusal }
+        if self.endPending {
+            self.endPending = false
+            return .end
+        }
+        if self.body != nil { return try self.nextOfBody() }
+        guard self.pending.readableBytes > 0 else { return nil }
+        switch Self.parse(&self.parser, self.pending) {
+        case .incomplete:
+            return nil
+        case .failed(let error):
+            throw self.refuse(error)
+        case .complete(let length):
+            self.trailers = nil
+            let bytes = self.pending.readSlice(length: length)!
+            let head = Head(
+                bytes: bytes, method: self.parser.method, target: self.parser.target, version: self.parser.version,
+                fields: self.parser.fields, facts: self.parser.facts, framing: self.parser.framing,
+                violation: bytes.withUnsafeReadableBytes { self.parser.violation($0) }
+            )
+            let body = HTTP1BodyReader(head.framing, maxChunkExtensionBytes: self.maxChunkExtensionBytes, maxTrailerBytes: self.maxTrailerBytes)
+            if body.isDone { self.endPending = true } else { self.body = body }
+            self.parser.reset()
+            return .head(head)
+        }
+    }
+
+    /// The connection ended: a message cut short inside its body is an error (one cut inside
+    /// its head is not: the client just left).
+    public func connectionClosed() -> HTTP1ParseError? {
+        self.refusal == nil ? self.body?.connectionClosed() : nil
+    }
+
+    private mutating func nextOfBody() throws(HTTP1ParseError) -> Event? {
+        if self.body!.isDone {
+            self.body = nil
+            return .end
+        }
+        guard self.pending.readableBytes > 0 else { return nil }
+        switch Self.read(&self.body!, self.pending) {
+        case .failure(let error):
+            throw self.refuse(error)
+        case .success(let (event, next)):
+            switch event {
+            case .data(let range):
+                let slice = self.pending.getSlice(at: self.pending.readerIndex + range.lowerBound, length: range.count)!
+                self.pending.moveReaderIndex(forwardBy: next)
+                return .body(slice)
+            case .end:
+                self.pending.moveReaderIndex(forwardBy: next)
+                if !self.body!.trailers.isEmpty { self.trailers = (self.body!.trailerBytes, self.body!.trailers) }
+                self.body = nil
+                return .end
+            case .needMore:
+                self.pending.moveReaderIndex(forwardBy: next)
+                return nil
+            }
+        }
+    }
+
+    private mutating func refuse(_ error: HTTP1ParseError) -> HTTP1ParseError {
+        self.refusal = error
+        self.pending = ByteBuffer()
+        self.body = nil
+        return error
+    }
+
+    private static func parse(_ parser: inout HTTP1RequestParser, _ bytes: ByteBuffer) -> HTTP1HeadProgress {
+        bytes.withUnsafeReadableBytes { parser.parse($0) }
+    }
+
+    private static func read(_ body: inout HTTP1BodyReader, _ bytes: ByteBuffer) -> Result<(event: HTTP1BodyReader.Event, next: Int), HTTP1ParseError> {
+        bytes.withUnsafeReadableBytes { body.read($0, from: 0) }
+    }
+}
