@@ -42,6 +42,8 @@ public struct HTTP1RequestReader: Sendable {
     /// Bytes read and not yet handed out: the head being read, or what follows the last event.
     private var pending = ByteBuffer()
     private var parser: HTTP1RequestParser
+    /// The parser holds the last head: reset it before the next.
+    private var parsed = false
     /// The body being read, between a head and its end.
     private var body: HTTP1BodyReader?
     /// The end of a body with no bytes (``HTTP1Framing/none``, a zero length) is still to be told.
@@ -88,6 +90,12 @@ public struct HTTP1RequestReader: Sendable {
         }
         if self.body != nil { return try self.nextOfBody() }
         guard self.pending.readableBytes > 0 else { return nil }
+        if self.parsed {
+            // Reset now rather than when the last head was handed out: by now that head's
+            // field list is usually gone, and the parser's is reused without a copy.
+            self.parser.reset()
+            self.parsed = false
+        }
         switch Self.parse(&self.parser, self.pending) {
         case .incomplete:
             return nil
@@ -103,7 +111,7 @@ public struct HTTP1RequestReader: Sendable {
             )
             let body = HTTP1BodyReader(head.framing, maxChunkExtensionBytes: self.maxChunkExtensionBytes, maxTrailerBytes: self.maxTrailerBytes)
             if body.isDone { self.endPending = true } else { self.body = body }
-            self.parser.reset()
+            self.parsed = true
             return .head(head)
         }
     }
