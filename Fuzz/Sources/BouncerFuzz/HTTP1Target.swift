@@ -5,8 +5,8 @@ import NIOHTTP1
 
 /// The gateway's own HTTP/1.1 codec against llhttp (NIO's decoders), on the same bytes (issue
 /// 28): a stream of requests (or, when the first byte is odd, one response to a POST) is
-/// parsed by both; ours reads the requests as the gateway does (``HTTP1RequestReader``), in
-/// reads as long as the first byte's other bits say. It fails when ours completes a message llhttp refused, or when both complete
+/// parsed by both; ours reads them as the gateway does (``HTTP1RequestReader``,
+/// ``HTTP1ResponseReader``), in reads as long as the first byte's other bits say. It fails when ours completes a message llhttp refused, or when both complete
 /// one and they differ in method, target, version, fields, body, trailers, or what the
 /// enforcement stages read of it (``RequestHeadFacts`` over llhttp's Strings against the codec's
 /// ranges, violations included). Where ours is
@@ -36,7 +36,8 @@ extension FuzzTarget {
         let response = mode & 1 == 1
         let theirs = response ? Self.llhttpResponse(input) : Self.llhttpRequests(input)
         // The other bits: how the input is cut into reads (0: one read).
-        let ours = response ? Self.ourResponse(input) : Self.ourRequests(input, readSize: Int(mode >> 1) & 0x1F)
+        let readSize = Int(mode >> 1) & 0x1F
+        let ours = response ? Self.ourResponse(input, readSize: readSize) : Self.ourRequests(input, readSize: readSize)
         for (index, message) in ours.messages.enumerated() {
             guard index < theirs.messages.count else {
                 // Ours finished a message llhttp did not: only allowed when llhttp was still
@@ -112,36 +113,48 @@ extension FuzzTarget {
         return message
     }
 
-    static func ourResponse(_ input: [UInt8]) -> (messages: [HTTP1Message], failed: Bool) {
-        var parser = HTTP1ResponseParser(maxHeadBytes: 64 * 1024, maxFields: 1000)
-        return input.withUnsafeBytes { all in
-            guard case .complete(let length) = parser.parse(all, requestMethod: .POST) else { return ([], true) }
-            func text(_ range: Range<Int>) -> String { String(decoding: all[range], as: UTF8.self) }
-            // Interim responses are not compared (NIO forwards or drops them by strategy).
-            guard parser.status >= 200 else { return ([], false) }
-            var message = HTTP1Message(
-                head: ["\(parser.status)", parser.version == .http11 ? "1.1" : "1.0"], fields: parser.fields.map { "\(text($0.name).lowercased()): \(text($0.value))" },
-                body: [], trailers: [], persistent: false, upgrade: false
-            )
-            var reader = HTTP1BodyReader(parser.framing, maxChunkExtensionBytes: 64 * 1024, maxTrailerBytes: 64 * 1024)
-            var offset = length
-            while true {
-                switch reader.read(all, from: offset) {
-                case .failure: return ([], true)
-                case .success(let (.data(range), next)):
-                    message.body += all[range]
-                    offset = next
-                case .success((.needMore, _)):
-                    // The input ended: a body until close is whole now, any other is cut short.
-                    guard reader.connectionClosed() == nil else { return ([], false) }
-                    return ([message], false)
-                case .success((.end, _)):
-                    message.trailers = reader.trailers.map {
-                        "\(String(decoding: reader.trailerBytes[$0.name], as: UTF8.self).lowercased()): \(String(decoding: reader.trailerBytes[$0.value], as: UTF8.self))"
+    /// The response the gateway reads (``HTTP1ResponseReader``) to a POST, the input given in
+    /// reads of `readSize` bytes (0: all at once); the input's end is the connection's.
+    static func ourResponse(_ input: [UInt8], readSize: Int) -> (messages: [HTTP1Message], failed: Bool) {
+        var reader = HTTP1ResponseReader(maxHeadBytes: 64 * 1024, maxFields: 1000, maxChunkExtensionBytes: 64 * 1024, maxTrailerBytes: 64 * 1024)
+        reader.requestMethod = .POST
+        var message: HTTP1Message?
+        var start = 0
+        func ended() -> (messages: [HTTP1Message], failed: Bool) {
+            message!.trailers = reader.trailers.map { trailers in
+                trailers.fields.map {
+                    "\(String(decoding: trailers.bytes[$0.name], as: UTF8.self).lowercased()): \(String(decoding: trailers.bytes[$0.value], as: UTF8.self))"
+                }
+            } ?? []
+            return ([message!], false)
+        }
+        do {
+            while start < input.count {
+                let end = readSize == 0 ? input.count : min(input.count, start + readSize)
+                reader.append(ByteBuffer(bytes: input[start..<end]))
+                start = end
+                while let event = try reader.next() {
+                    switch event {
+                    case .head(let head):
+                        // Interim responses are not compared (NIO forwards or drops them by strategy).
+                        guard !head.isInterim else { continue }
+                        message = HTTP1Message(
+                            head: ["\(head.status)", head.version == .http11 ? "1.1" : "1.0"],
+                            fields: head.fields.map { "\(head.string($0.name).lowercased()): \(head.string($0.value))" },
+                            body: [], trailers: [], persistent: false, upgrade: false
+                        )
+                    case .body(let body):
+                        message!.body += body.readableBytesView
+                    case .end:
+                        return ended()
                     }
-                    return ([message], false)
                 }
             }
+            // The input ended: a body until close is whole now, any other is cut short.
+            guard message != nil, try reader.connectionClosed() else { return ([], false) }
+            return ended()
+        } catch {
+            return ([], true)
         }
     }
 

@@ -39,128 +39,80 @@ public struct HTTP1RequestReader: Sendable {
         case end
     }
 
-    /// Bytes read and not yet handed out: the head being read, or what follows the last event.
-    private var pending = ByteBuffer()
+    private var stream: HTTP1MessageStream
     private var parser: HTTP1RequestParser
     /// The parser holds the last head: reset it before the next.
     private var parsed = false
-    /// The body being read, between a head and its end.
-    private var body: HTTP1BodyReader?
-    /// The end of a body with no bytes (``HTTP1Framing/none``, a zero length) is still to be told.
-    private var endPending = false
-    private var refusal: HTTP1ParseError?
-    /// The last message's trailer section, when it had one: its bytes and fields as ranges
-    /// into them (the gateway drops trailers; they are kept for whoever reads them).
-    public private(set) var trailers: (bytes: [UInt8], fields: [HTTP1Field])?
-    private let maxChunkExtensionBytes: Int
-    private let maxTrailerBytes: Int
 
     /// - Parameters:
     ///   - maxHeadBytes: the most bytes a head (request line, fields, empty line) may have.
     ///   - maxFields: the most field lines a head may have.
     public init(maxHeadBytes: Int, maxFields: Int, maxChunkExtensionBytes: Int = 4096, maxTrailerBytes: Int = 16 * 1024) {
         self.parser = HTTP1RequestParser(maxHeadBytes: maxHeadBytes, maxFields: maxFields)
-        self.maxChunkExtensionBytes = maxChunkExtensionBytes
-        self.maxTrailerBytes = maxTrailerBytes
+        self.stream = HTTP1MessageStream(maxChunkExtensionBytes: maxChunkExtensionBytes, maxTrailerBytes: maxTrailerBytes)
     }
 
     /// Bytes held: a head still arriving, or read past the last event.
-    public var bufferedBytes: Int { self.pending.readableBytes }
+    public var bufferedBytes: Int { self.stream.pending.readableBytes }
 
     /// Whether a message is under way (its head started arriving, or its body is being read).
-    public var isInsideMessage: Bool { self.body != nil || self.endPending || self.pending.readableBytes > 0 }
+    public var isInsideMessage: Bool { self.stream.isInsideMessage }
+
+    /// The last message's trailer section, when it had one: its bytes and fields as ranges
+    /// into them (the gateway drops trailers; they are kept for whoever reads them).
+    public var trailers: (bytes: [UInt8], fields: [HTTP1Field])? { self.stream.trailers }
 
     /// Takes a read's bytes.
     public mutating func append(_ bytes: ByteBuffer) {
-        guard self.refusal == nil else { return }
-        if self.pending.readableBytes == 0 {
-            self.pending = bytes
-        } else {
-            var bytes = bytes
-            self.pending.writeBuffer(&bytes)
-        }
+        self.stream.append(bytes)
     }
 
     /// The next event the bytes read so far make, or nil when more are needed.
     public mutating func next() throws(HTTP1ParseError) -> Event? {
-        if let refusal = self.refusal { throw refusal }
-        if self.endPending {
-            self.endPending = false
-            return .end
+        if let refusal = self.stream.refusal { throw refusal }
+        if self.stream.isReadingBody {
+            switch try self.stream.nextOfBody() {
+            case .body(let bytes): return .body(bytes)
+            case .end: return .end
+            case nil: return nil
+            }
         }
-        if self.body != nil { return try self.nextOfBody() }
-        guard self.pending.readableBytes > 0 else { return nil }
+        guard self.stream.pending.readableBytes > 0 else { return nil }
         if self.parsed {
             // Reset now rather than when the last head was handed out: by now that head's
             // field list is usually gone, and the parser's is reused without a copy.
             self.parser.reset()
             self.parsed = false
         }
-        switch Self.parse(&self.parser, self.pending) {
+        switch Self.parse(&self.parser, self.stream.pending) {
         case .incomplete:
             return nil
         case .failed(let error):
-            throw self.refuse(error)
+            throw self.stream.refuse(error)
         case .complete(let length):
-            self.trailers = nil
-            let bytes = self.pending.readSlice(length: length)!
-            let head = Head(
+            let bytes = self.stream.headParsed(length: length, framing: self.parser.framing)
+            self.parsed = true
+            return .head(Head(
                 bytes: bytes, method: self.parser.method, target: self.parser.target, version: self.parser.version,
                 fields: self.parser.fields, facts: self.parser.facts, framing: self.parser.framing,
                 violation: bytes.withUnsafeReadableBytes { self.parser.violation($0) }
-            )
-            let body = HTTP1BodyReader(head.framing, maxChunkExtensionBytes: self.maxChunkExtensionBytes, maxTrailerBytes: self.maxTrailerBytes)
-            if body.isDone { self.endPending = true } else { self.body = body }
-            self.parsed = true
-            return .head(head)
+            ))
         }
     }
 
     /// The connection ended: a message cut short inside its body is an error (one cut inside
     /// its head is not: the client just left).
     public func connectionClosed() -> HTTP1ParseError? {
-        self.refusal == nil ? self.body?.connectionClosed() : nil
-    }
-
-    private mutating func nextOfBody() throws(HTTP1ParseError) -> Event? {
-        if self.body!.isDone {
-            self.body = nil
-            return .end
+        var stream = self.stream
+        do {
+            _ = try stream.connectionClosed()
+            return nil
+        } catch {
+            return error
         }
-        guard self.pending.readableBytes > 0 else { return nil }
-        switch Self.read(&self.body!, self.pending) {
-        case .failure(let error):
-            throw self.refuse(error)
-        case .success(let (event, next)):
-            switch event {
-            case .data(let range):
-                let slice = self.pending.getSlice(at: self.pending.readerIndex + range.lowerBound, length: range.count)!
-                self.pending.moveReaderIndex(forwardBy: next)
-                return .body(slice)
-            case .end:
-                self.pending.moveReaderIndex(forwardBy: next)
-                if !self.body!.trailers.isEmpty { self.trailers = (self.body!.trailerBytes, self.body!.trailers) }
-                self.body = nil
-                return .end
-            case .needMore:
-                self.pending.moveReaderIndex(forwardBy: next)
-                return nil
-            }
-        }
-    }
-
-    private mutating func refuse(_ error: HTTP1ParseError) -> HTTP1ParseError {
-        self.refusal = error
-        self.pending = ByteBuffer()
-        self.body = nil
-        return error
     }
 
     private static func parse(_ parser: inout HTTP1RequestParser, _ bytes: ByteBuffer) -> HTTP1HeadProgress {
         bytes.withUnsafeReadableBytes { parser.parse($0) }
-    }
-
-    private static func read(_ body: inout HTTP1BodyReader, _ bytes: ByteBuffer) -> Result<(event: HTTP1BodyReader.Event, next: Int), HTTP1ParseError> {
-        bytes.withUnsafeReadableBytes { body.read($0, from: 0) }
     }
 }

@@ -85,11 +85,7 @@ final class UpstreamConnectionPool {
                     if let tls {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tls, serverHostname: verifiedName, handshakeTimeout: handshakeTimeout))
                     }
-                    // NIO's response decoder, with the gateway's own request encoder where NIO's
-                    // would be (see UpstreamRequestEncoder).
-                    try channel.pipeline.syncOperations.addHandlers(
-                        UpstreamRequestEncoder(), ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .dropBytes, informationalResponseStrategy: .forward))
-                    )
+                    // One handler writes the requests and reads the responses (see UpstreamHandler).
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }

@@ -5,18 +5,22 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 
-/// The last handler of an upstream connection: writes the request, hands response parts to
-/// the current sink and holds reads while the downstream cannot take more (backpressure).
+/// An upstream connection's one handler: writes each request as bytes
+/// (``UpstreamRequestSerializer``), reads the responses with the gateway's own codec
+/// (``HTTP1ResponseReader``), hands their parts to the current sink and holds reads while the
+/// downstream cannot take more (backpressure). No decoder or encoder handler beside it: a
+/// response's bytes reach the sink without crossing the pipeline.
 final class UpstreamHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPClientResponsePart
+    typealias InboundIn = ByteBuffer
     typealias OutboundIn = Never
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias OutboundOut = ByteBuffer
 
     weak var sink: (any UpstreamResponseSink)?
     private var context: ChannelHandlerContext?
     private var paused = false
     private var readPending = false
     private var responseKeepAlive = true
+    private var reader = HTTP1ResponseReader()
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -26,9 +30,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         self.context = nil
     }
 
-    /// Writes one request and flushes it (one buffer on the wire: see UpstreamRequestEncoder).
-    /// Through this handler's context, not `Channel.write`: the parts stay concretely typed
-    /// all the way to the encoder.
+    /// Writes one request and flushes it (one buffer on the wire: see ``UpstreamRequestSerializer``).
     ///
     /// Then tells the sink whether the request may have reached the upstream (what decides
     /// whether it may be sent again if the connection fails). NIO writes a flushed
@@ -47,34 +49,60 @@ final class UpstreamHandler: ChannelDuplexHandler {
             }
             return
         }
-        context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-        if let body, body.readableBytes > 0 {
-            context.write(self.wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        let bytes: (head: ByteBuffer, body: ByteBuffer?)
+        do {
+            bytes = try UpstreamRequestSerializer.serialize(head, body: body, allocator: context.channel.allocator)
+        } catch {
+            if let sink = self.sink {
+                self.sink = nil
+                sink.upstreamFailed(error)
+            }
+            return
         }
-        context.writeAndFlush(self.wrapOutboundOut(.end(nil)), promise: nil)
+        // Only HEAD changes how a response is framed (it has no body).
+        self.reader.requestMethod = head.method == .HEAD ? .HEAD : .GET
+        if let body = bytes.body {
+            context.write(self.wrapOutboundOut(bytes.head), promise: nil)
+            context.writeAndFlush(self.wrapOutboundOut(body), promise: nil)
+        } else {
+            context.writeAndFlush(self.wrapOutboundOut(bytes.head), promise: nil)
+        }
         if context.channel.isActive {
             self.sink?.upstreamRequestWritten()
         }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard let sink = self.sink else {
-            // Data on an idle pooled connection: the upstream is confused; drop the connection.
-            context.close(promise: nil)
-            return
-        }
-        switch self.unwrapInboundIn(data) {
-        case .head(let head) where (100..<200).contains(head.status.code):
-            // The decoder forwards interim responses; a 101 is the sink's to refuse.
-            sink.upstreamInterimResponse(head)
-        case .head(let head):
-            self.responseKeepAlive = head.isKeepAlive
-            sink.upstreamResponseHead(head)
-        case .body(let buffer):
-            sink.upstreamResponseBody(buffer)
-        case .end:
-            self.sink = nil
-            sink.upstreamResponseEnd(keepAlive: self.responseKeepAlive)
+        self.reader.append(self.unwrapInboundIn(data))
+        while true {
+            let event: HTTP1ResponseReader.Event
+            do {
+                guard let next = try self.reader.next() else { return }
+                event = next
+            } catch {
+                self.errorCaught(context: context, error: error)
+                return
+            }
+            guard let sink = self.sink else {
+                // A response on an idle pooled connection (or one more than was asked for):
+                // the upstream is confused; drop the connection.
+                context.close(promise: nil)
+                return
+            }
+            switch event {
+            case .head(let head) where head.isInterim:
+                // A 101 is the sink's to refuse.
+                sink.upstreamInterimResponse(head.decoded())
+            case .head(let head):
+                let decoded = head.decoded()
+                self.responseKeepAlive = decoded.isKeepAlive
+                sink.upstreamResponseHead(decoded)
+            case .body(let buffer):
+                sink.upstreamResponseBody(buffer)
+            case .end:
+                self.sink = nil
+                sink.upstreamResponseEnd(keepAlive: self.responseKeepAlive)
+            }
         }
     }
 
@@ -106,6 +134,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // A body framed by the connection's end is whole now.
+        if let sink = self.sink, (try? self.reader.connectionClosed()) == true {
+            self.sink = nil
+            sink.upstreamResponseEnd(keepAlive: false)
+        }
         if let sink = self.sink {
             self.sink = nil
             sink.upstreamFailed(UpstreamError.closedEarly)
@@ -138,4 +171,21 @@ protocol UpstreamResponseSink: AnyObject {
     /// The upstream has no more bytes for now: time to flush what was relayed.
     func upstreamReadComplete()
     func upstreamFailed(_ error: any Error)
+}
+
+extension HTTP1ResponseReader.Head {
+    /// NIO's head, made from the codec's ranges: a String per name and value for the stages
+    /// that still read `HTTPHeaders`.
+    func decoded() -> HTTPResponseHead {
+        self.bytes.withUnsafeReadableBytes { raw in
+            func string(_ range: Range<Int>) -> String {
+                String(decoding: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
+            }
+            var fields: [(String, String)] = []
+            fields.reserveCapacity(self.fields.count)
+            for field in self.fields { fields.append((string(field.name), string(field.value))) }
+            let version: HTTPVersion = self.version == .http11 ? .http1_1 : .http1_0
+            return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: self.status, reasonPhrase: string(self.reason)), headers: HTTPHeaders(fields))
+        }
+    }
 }

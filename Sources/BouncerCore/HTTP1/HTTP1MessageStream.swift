@@ -1,0 +1,110 @@
+import NIOCore
+
+/// What the request and response readers share (``HTTP1RequestReader``,
+/// ``HTTP1ResponseReader``): the bytes read and not yet handed out, the body being read, the
+/// last trailer section, and the first refusal, which is final.
+struct HTTP1MessageStream: Sendable {
+    enum BodyEvent: Sendable {
+        case body(ByteBuffer)
+        case end
+    }
+
+    /// Bytes read and not yet handed out: a head still arriving, or what follows the last event.
+    private(set) var pending = ByteBuffer()
+    /// The body being read, between a head and its end.
+    private var body: HTTP1BodyReader?
+    /// The end of a body with no bytes (``HTTP1Framing/none``, a zero length) is still to be told.
+    private var endPending = false
+    private(set) var refusal: HTTP1ParseError?
+    /// The last message's trailer section, when it had one.
+    private(set) var trailers: (bytes: [UInt8], fields: [HTTP1Field])?
+    let maxChunkExtensionBytes: Int
+    let maxTrailerBytes: Int
+
+    init(maxChunkExtensionBytes: Int, maxTrailerBytes: Int) {
+        self.maxChunkExtensionBytes = maxChunkExtensionBytes
+        self.maxTrailerBytes = maxTrailerBytes
+    }
+
+    /// A body (or the end of an empty one) is still to be read or told.
+    var isReadingBody: Bool { self.body != nil || self.endPending }
+
+    var isInsideMessage: Bool { self.isReadingBody || self.pending.readableBytes > 0 }
+
+    mutating func append(_ bytes: ByteBuffer) {
+        guard self.refusal == nil else { return }
+        if self.pending.readableBytes == 0 {
+            self.pending = bytes
+        } else {
+            var bytes = bytes
+            self.pending.writeBuffer(&bytes)
+        }
+    }
+
+    /// A head of `length` bytes was parsed: its bytes, and its body to be read next.
+    mutating func headParsed(length: Int, framing: HTTP1Framing) -> ByteBuffer {
+        self.trailers = nil
+        let bytes = self.pending.readSlice(length: length)!
+        let body = HTTP1BodyReader(framing, maxChunkExtensionBytes: self.maxChunkExtensionBytes, maxTrailerBytes: self.maxTrailerBytes)
+        if body.isDone { self.endPending = true } else { self.body = body }
+        return bytes
+    }
+
+    /// An interim (1xx) head of `length` bytes was parsed: its bytes; no body follows it.
+    mutating func interimParsed(length: Int) -> ByteBuffer {
+        self.pending.readSlice(length: length)!
+    }
+
+    /// The next event of the body being read (``isReadingBody``), or nil when more bytes are needed.
+    mutating func nextOfBody() throws(HTTP1ParseError) -> BodyEvent? {
+        if self.endPending {
+            self.endPending = false
+            return .end
+        }
+        if self.body!.isDone {
+            self.body = nil
+            return .end
+        }
+        guard self.pending.readableBytes > 0 else { return nil }
+        switch Self.read(&self.body!, self.pending) {
+        case .failure(let error):
+            throw self.refuse(error)
+        case .success(let (event, next)):
+            switch event {
+            case .data(let range):
+                let slice = self.pending.getSlice(at: self.pending.readerIndex + range.lowerBound, length: range.count)!
+                self.pending.moveReaderIndex(forwardBy: next)
+                return .body(slice)
+            case .end:
+                self.pending.moveReaderIndex(forwardBy: next)
+                if !self.body!.trailers.isEmpty { self.trailers = (self.body!.trailerBytes, self.body!.trailers) }
+                self.body = nil
+                return .end
+            case .needMore:
+                self.pending.moveReaderIndex(forwardBy: next)
+                return nil
+            }
+        }
+    }
+
+    /// The connection ended: whether that ends a body framed by it (a response without a
+    /// length), or the error of a message cut short inside its body.
+    mutating func connectionClosed() throws(HTTP1ParseError) -> Bool {
+        guard self.refusal == nil, let body = self.body else { return false }
+        if let error = body.connectionClosed() { throw self.refuse(error) }
+        self.body = nil
+        return true
+    }
+
+    mutating func refuse(_ error: HTTP1ParseError) -> HTTP1ParseError {
+        self.refusal = error
+        self.pending = ByteBuffer()
+        self.body = nil
+        self.endPending = false
+        return error
+    }
+
+    private static func read(_ body: inout HTTP1BodyReader, _ bytes: ByteBuffer) -> Result<(event: HTTP1BodyReader.Event, next: Int), HTTP1ParseError> {
+        bytes.withUnsafeReadableBytes { body.read($0, from: 0) }
+    }
+}
