@@ -119,4 +119,46 @@ struct HTTP1RequestReaderTests {
         let same = read.withUnsafeReadableBytes { whole in body.withUnsafeReadableBytes { $0.baseAddress == whole.baseAddress! + whole.count - 5 } }
         #expect(same)
     }
+
+    /// Everything the enforcement stages read of the facts, as text.
+    static func describe(_ facts: RequestHeadFacts, method: String, isHTTP11: Bool) -> String {
+        let strings = [facts.host, facts.origin, facts.authorization, facts.clientCert, facts.dpop, facts.protocolVersion, facts.mcpMethod, facts.mcpName,
+                       facts.contentType, facts.traceparent, facts.sessionID].map { $0 ?? "-" }
+        let counts = [facts.authorizationCount, facts.clientCertCount, facts.dpopCount, facts.traceparentCount, facts.sessionIDCount, facts.headerBytes, facts.contentLength ?? -1]
+        let connection = ["keep-alive", "close", "x-forwarded-for", "te", "upgrade", "x-a"].map { facts.connection.names($0) }
+        return "\(strings) \(counts) \(facts.forwardedFor) \(facts.forwarded) \(connection) \(facts.expectsContinue) \(facts.hasBody) "
+            + "\(facts.violation(method: method, isHTTP11OrLater: isHTTP11).map { "\($0)" } ?? "-")"
+    }
+
+    /// The facts made from the codec's ranges (Strings only of the fields they are made of) are
+    /// the facts made from every field as Strings, on generated heads.
+    @Test func factsFromTheRangesAreTheFactsFromStrings() throws {
+        let pool = [
+            "Host: mcp.example.com", "Host: other", "Host: bad host", "host: [::1]:8443", "Host:", "Origin: https://app.example", "Origin: null",
+            "Authorization: Bearer abc", "authorization: DPoP xyz", "DPoP: eyJ.a.b", "Dpop: second", "Client-Cert: :AAEC:",
+            "MCP-Protocol-Version: 2026-07-28", "Mcp-Method: tools/call", "MCP-NAME: list_issues", "Content-Type: application/json",
+            "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "Traceparent: 00-x", "Mcp-Session-Id: s1", "mcp-session-id: s2",
+            "X-Forwarded-For: 10.0.0.1", "x-forwarded-for: 10.0.0.2, 10.0.0.3", "Forwarded: for=1.2.3.4", "Content-Encoding: identity",
+            "Content-Encoding: gzip", "Content-Encoding: , identity ,", "Content-Length: 0", "Content-Length: 12", "Expect: 100-continue",
+            "expect: 100-Continue ", "Connection: close", "Connection: keep-alive, X-Forwarded-For, TE", "Connection: upgrade", "Transfer-Encoding: chunked",
+            "X-Other: value", "User-Agent: python-httpx/0.28.1", "Accept: application/json, text/event-stream",
+        ]
+        var random = SplitMix64(seed: 2028)
+        var compared = 0
+        for _ in 0..<5000 {
+            let method = ["GET", "POST", "DELETE", "HEAD"][Int(random.next() % 4)]
+            let isHTTP11 = random.next() % 5 != 0
+            let lines = (0..<Int(random.next() % 10)).map { _ in pool[Int(random.next() % UInt64(pool.count))] }
+            let target = ["/mcp", "/jira/mcp?x=1", "https://a.example/mcp"][Int(random.next() % 3)]
+            var reader = HTTP1RequestReader(maxHeadBytes: 4096, maxFields: 50)
+            reader.append(ByteBuffer(string: "\(method) \(target) HTTP/1.\(isHTTP11 ? 1 : 0)\r\n\(lines.map { $0 + "\r\n" }.joined())\r\n"))
+            guard case .head(let head)? = try? reader.next() else { continue }
+            compared += 1
+            var strings = RequestHeadFacts(target: head.string(head.target))
+            for field in head.fields { strings.observe(name: head.string(field.name), value: head.string(field.value)) }
+            let ranges = RequestHeadFacts(head)
+            #expect(Self.describe(ranges, method: method, isHTTP11: isHTTP11) == Self.describe(strings, method: method, isHTTP11: isHTTP11), "\(lines)")
+        }
+        #expect(compared > 2000, "most generated heads parse: \(compared)")
+    }
 }

@@ -37,8 +37,8 @@ struct UpstreamHandlerTests {
         return (channel, handler, recorder)
     }
 
-    func head(_ method: HTTPMethod, _ uri: String, _ headers: [(String, String)]) -> HTTPRequestHead {
-        HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: HTTPHeaders(headers))
+    func head(_ method: HTTPMethod, _ uri: String, _ headers: [(String, String)]) -> UpstreamRequestHead {
+        UpstreamRequestHead(method: method, uri: uri, fields: headers.map { (name: $0.0, value: $0.1) })
     }
 
     func outbound(_ channel: EmbeddedChannel) throws -> [String] {

@@ -18,7 +18,7 @@ import NIOCore
 /// 5b. ``admitCall(_:facts:resource:claims:token:sessions:clock:lastSeen:auditSlots:)``:
 ///    the session is this user's, the tool is approved (`tool_pins`), the audit record has
 ///    room (`audit.on_overflow: refuse`).
-/// 6. ``upstreamHeaders(from:facts:resource:peer:publicURL:bodyLength:isPOST:upstreamToken:traceparent:add:)``:
+/// 6. ``ClientFieldFilter`` and ``gatewayFields(facts:resource:peer:peerIsTrustedProxy:publicURL:bodyLength:isPOST:upstreamToken:upstreamSessionID:traceparent:add:)`` (UpstreamFields.swift):
 ///    the head the upstream gets, without the client's credentials or hop-by-hop fields.
 public enum Enforcement {
     // MARK: 0. The request head
@@ -249,81 +249,5 @@ public enum Enforcement {
     public static func errorID(of body: ByteBuffer?, limits: GatewayLimits) -> JSONValue? {
         guard let body else { return nil }
         return (try? JSONRPCBody.parse(body.readableBytesView, maxDepth: limits.maxJSONDepth))?.errorID
-    }
-
-    // MARK: 6. The upstream head
-
-    /// The header fields the upstream gets, in order, handed to `add`: the client's fields
-    /// less the hop-by-hop ones (and those its `Connection` names, RFC 9110 7.6.1), its
-    /// credentials (no token passthrough), any field the static credential replaces and its
-    /// (sealed) `Mcp-Session-Id`; then the upstream's own session id, Host, Content-Length,
-    /// `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host`, and the gateway's own
-    /// credential: the static header or the exchanged `upstreamToken`.
-    ///
-    /// `X-Forwarded-For` and `Forwarded` are believed only from a trusted proxy
-    /// (`peerIsTrustedProxy`, ``TrustedProxies``): then the gateway appends `peer` to the chain;
-    /// from anyone else they are dropped and `X-Forwarded-For` is `peer` alone.
-    ///
-    /// Inlinable so that it is specialised for the proxy's header list and closure: it runs
-    /// over every header of every request.
-    @inlinable
-    public static func upstreamHeaders<Fields: Sequence>(
-        from fields: Fields, facts: RequestHeadFacts, resource: ResourcePolicy, peer: String, peerIsTrustedProxy: Bool = false, publicURL: CanonicalURI,
-        bodyLength: Int?, isPOST: Bool, upstreamToken: String?, upstreamSessionID: String? = nil, traceparent: String? = nil, add: (String, String) -> Void
-    ) where Fields.Element == (name: String, value: String) {
-        let staticHeader: (name: String, value: String)?
-        if case .staticHeader(let name, let value) = resource.credentials { staticHeader = (name, value) } else { staticHeader = nil }
-        var forwardedFor: String?
-        var forwarded: String?
-        for (name, value) in fields {
-            switch name.utf8.count {
-            case 15 where name.equalsIgnoringASCIICase("x-forwarded-for"):
-                // Unless the client nominated it as hop-by-hop: then only the gateway's value goes on.
-                if peerIsTrustedProxy, !facts.connection.names(name) {
-                    forwardedFor = forwardedFor.map { "\($0), \(value)" } ?? value
-                }
-                continue
-            case 9 where name.equalsIgnoringASCIICase("forwarded"):
-                if peerIsTrustedProxy, !facts.connection.names(name) {
-                    forwarded = forwarded.map { "\($0), \(value)" } ?? value
-                }
-                continue
-            case 14 where name.equalsIgnoringASCIICase("mcp-session-id"):
-                // The client holds a sealed id; the upstream gets its own back, below.
-                continue
-            default:
-                break
-            }
-            if HopByHop.isRequestHeader(name, connection: facts.connection) || staticHeader.map({ name.equalsIgnoringASCIICase($0.name) }) == true {
-                continue
-            }
-            if traceparent != nil, RequestTrace.isTraceField(name) { continue }
-            add(name, value)
-        }
-        if let upstreamSessionID {
-            add("Mcp-Session-Id", upstreamSessionID)
-        }
-        add("Host", resource.upstream.hostHeader)
-        if let bodyLength {
-            add("Content-Length", String(bodyLength))
-        } else if isPOST {
-            add("Content-Length", "0")
-        }
-        add("X-Forwarded-For", forwardedFor.map { "\($0), \(peer)" } ?? peer)
-        if let forwarded {
-            // RFC 7239 4: an IPv6 node is quoted and bracketed.
-            add("Forwarded", "\(forwarded), for=\(peer.utf8.contains(UInt8(ascii: ":")) ? "\"[\(peer)]\"" : peer)")
-        }
-        add("X-Forwarded-Proto", publicURL.scheme)
-        add("X-Forwarded-Host", facts.host ?? publicURL.host)
-        if let staticHeader {
-            add(staticHeader.name, staticHeader.value)
-        }
-        if let upstreamToken {
-            add("Authorization", "Bearer \(upstreamToken)")
-        }
-        if let traceparent {
-            add("traceparent", traceparent)
-        }
     }
 }

@@ -26,6 +26,12 @@ public enum HopByHop {
         Self.matches(name, Self.foldedRequestHeaders, connection)
     }
 
+    /// The same over a name's bytes (a range of a head the gateway's codec parsed).
+    public static func isRequestHeader(bytes name: UnsafeRawBufferPointer, connection: ConnectionOptions) -> Bool {
+        guard let folded = FoldedName(name) else { return connection.namesUnfolded(String(decoding: name, as: UTF8.self)) }
+        return Self.foldedRequestHeaders.contains(folded) || connection.names(folded)
+    }
+
     /// Whether `name` is not relayed to the client: in the fixed set, or named in the
     /// response's `Connection` headers.
     public static func isResponseHeader(_ name: String, connection: ConnectionOptions = ConnectionOptions()) -> Bool {

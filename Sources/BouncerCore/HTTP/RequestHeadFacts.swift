@@ -1,11 +1,13 @@
+import NIOCore
+
 /// What the gateway needs to know about a request head, gathered in one pass over its fields:
 /// what RFC 9112 requires a server to refuse that the HTTP/1.1 parser (llhttp) lets through
 /// (``violation(method:isHTTP11OrLater:)``), and the fields the enforcement stages read
 /// (``Enforcement``): Origin, Authorization, the MCP headers, Content-Type, Connection.
 ///
-/// The gateway feeds every field of a request head to ``observe(name:value:)``: one length
-/// switch per field, then one case-insensitive comparison for the few lengths that matter.
-/// Values are kept as the strings the decoder made (no copy).
+/// Gathered from the gateway's codec (``init(_:)``, a String made only of the fields below), or
+/// from every field of a head as Strings (``observe(name:value:)``): one length switch per
+/// field, then one case-insensitive comparison for the few lengths that matter.
 public struct RequestHeadFacts: Sendable {
     /// A request head the gateway refuses before routing; the connection is closed after the answer.
     public enum Violation: Equatable, Sendable, CustomStringConvertible {
@@ -103,54 +105,100 @@ public struct RequestHeadFacts: Sendable {
         self.headerBytes = target.utf8.count
     }
 
+    /// The fields the facts are made of, by name.
+    enum Field: Sendable {
+        case host, dpop, origin, mcpName, mcpMethod, clientCert, traceparent, sessionID, forwardedFor, forwarded, connection
+        case contentType, authorization, protocolVersion, transferEncoding, contentLength, contentEncoding, expect
+
+        /// Which one `name` is (ASCII case-insensitively), if any: one length switch, then one
+        /// comparison for the few lengths that matter.
+        static func named(_ name: UnsafeRawBufferPointer) -> Field? {
+            func named(_ lowercase: StaticString) -> Bool { HTTP1Lines.equals(name, 0..<name.count, lowercase: lowercase) }
+            switch name.count {
+            case 4: return named("host") ? .host : named("dpop") ? .dpop : nil
+            case 6: return named("origin") ? .origin : named("expect") ? .expect : nil
+            case 8: return named("mcp-name") ? .mcpName : nil
+            case 9: return named("forwarded") ? .forwarded : nil
+            case 10: return named("mcp-method") ? .mcpMethod : named("connection") ? .connection : nil
+            case 11: return named("client-cert") ? .clientCert : named("traceparent") ? .traceparent : nil
+            case 12: return named("content-type") ? .contentType : nil
+            case 13: return named("authorization") ? .authorization : nil
+            case 14: return named("mcp-session-id") ? .sessionID : named("content-length") ? .contentLength : nil
+            case 15: return named("x-forwarded-for") ? .forwardedFor : nil
+            case 16: return named("content-encoding") ? .contentEncoding : nil
+            case 17: return named("transfer-encoding") ? .transferEncoding : nil
+            case 20: return named("mcp-protocol-version") ? .protocolVersion : nil
+            default: return nil
+            }
+        }
+    }
+
     /// Takes note of one header field of the request head.
     public mutating func observe(name: String, value: String) {
         self.headerBytes += name.utf8.count + value.utf8.count + 4
-        switch name.utf8.count {
-        case 4 where name.equalsIgnoringASCIICase("host"):
+        var name = name
+        guard let field = name.withUTF8({ Field.named(UnsafeRawBufferPointer($0)) }) else { return }
+        self.observe(field, value: value)
+    }
+
+    /// The facts of a head the gateway's codec parsed: a String is made only of the fields the
+    /// facts are made of (the same as ``observe(name:value:)`` over every field as Strings).
+    public init(_ head: HTTP1RequestReader.Head) {
+        self.headerBytes = head.target.count
+        head.bytes.withUnsafeReadableBytes { bytes in
+            for field in head.fields {
+                self.headerBytes += field.name.count + field.value.count + 4
+                guard let kind = Field.named(UnsafeRawBufferPointer(rebasing: bytes[field.name])) else { continue }
+                self.observe(kind, value: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.value]), as: UTF8.self))
+            }
+        }
+    }
+
+    private mutating func observe(_ field: Field, value: String) {
+        switch field {
+        case .host:
             self.hosts += 1
             if self.hosts == 1 { self.host = value }
-        case 4 where name.equalsIgnoringASCIICase("dpop"):
+        case .dpop:
             self.dpopCount += 1
             self.dpop = self.dpop ?? value
-        case 6 where name.equalsIgnoringASCIICase("origin"):
+        case .origin:
             self.origin = self.origin ?? value
-        case 8 where name.equalsIgnoringASCIICase("mcp-name"):
+        case .mcpName:
             self.mcpName = self.mcpName ?? value
-        case 10 where name.equalsIgnoringASCIICase("mcp-method"):
+        case .mcpMethod:
             self.mcpMethod = self.mcpMethod ?? value
-        case 11 where name.equalsIgnoringASCIICase("client-cert"):
+        case .clientCert:
             self.clientCertCount += 1
             self.clientCert = self.clientCert ?? value
-        case 11 where name.equalsIgnoringASCIICase("traceparent"):
+        case .traceparent:
             self.traceparentCount += 1
             self.traceparent = self.traceparentCount == 1 ? value : nil
-        case 14 where name.equalsIgnoringASCIICase("mcp-session-id"):
+        case .sessionID:
             self.sessionIDCount += 1
             self.sessionID = self.sessionID ?? value
-        case 15 where name.equalsIgnoringASCIICase("x-forwarded-for"):
+        case .forwardedFor:
             self.forwardedFor.append(value)
-        case 9 where name.equalsIgnoringASCIICase("forwarded"):
+        case .forwarded:
             self.forwarded.append(value)
-        case 10 where name.equalsIgnoringASCIICase("connection"):
+        case .connection:
             self.connection.add(value)
-        case 12 where name.equalsIgnoringASCIICase("content-type"):
+        case .contentType:
             self.contentType = self.contentType ?? value
-        case 13 where name.equalsIgnoringASCIICase("authorization"):
+        case .authorization:
             self.authorizationCount += 1
             self.authorization = self.authorization ?? value
-        case 20 where name.equalsIgnoringASCIICase("mcp-protocol-version"):
+        case .protocolVersion:
             self.protocolVersion = self.protocolVersion ?? value
-        case 17 where name.equalsIgnoringASCIICase("transfer-encoding"):
-            // llhttp has checked that chunked, if present, is the final coding; the gateway
-            // decodes no other coding, so anything but a lone "chunked" is refused.
+        case .transferEncoding:
+            // The gateway decodes no coding but chunked: anything but a lone "chunked" is refused.
             let onlyChunked = value.split(separator: ",").map { $0.trimmingSpaces() }.filter { !$0.isEmpty }
                 .elementsEqual(["chunked"]) { $0.equalsIgnoringASCIICase($1) }
             self.transferCodingIsOnlyChunked = self.transferCodingIsOnlyChunked && !self.hasTransferEncoding && onlyChunked
             self.hasTransferEncoding = true
-        case 14 where name.equalsIgnoringASCIICase("content-length"):
+        case .contentLength:
             self.contentLength = Int(value[...].trimmingSpaces())
-        case 16 where name.equalsIgnoringASCIICase("content-encoding"):
+        case .contentEncoding:
             // RFC 9110 8.4: a list of codings; only an empty list or identity leaves the body
             // as the gateway reads it.
             let identity = value.split(separator: ",").allSatisfy {
@@ -158,10 +206,8 @@ public struct RequestHeadFacts: Sendable {
                 return coding.isEmpty || coding.equalsIgnoringASCIICase("identity")
             }
             self.contentCodingIsIdentity = self.contentCodingIsIdentity && identity
-        case 6 where name.equalsIgnoringASCIICase("expect"):
+        case .expect:
             self.expectsContinue = self.expectsContinue || value[...].trimmingSpaces().equalsIgnoringASCIICase("100-continue")
-        default:
-            break
         }
     }
 

@@ -29,6 +29,24 @@ public struct HTTP1RequestReader: Sendable {
         public func string(_ range: Range<Int>) -> String {
             self.bytes.withUnsafeReadableBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
         }
+
+        /// Whether the connection outlives the message (RFC 9112 9.3): HTTP/1.1 unless
+        /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+        public var isKeepAlive: Bool {
+            !self.facts.connectionClose && (self.version == .http11 || self.facts.connectionKeepAlive)
+        }
+
+        /// The elements of every field named `lowercase` (a comma-separated list, RFC 9110
+        /// 5.6.1: trimmed, empty ones skipped), in order.
+        public func listElements(named lowercase: StaticString) -> [String] {
+            var elements: [String] = []
+            self.bytes.withUnsafeReadableBytes { bytes in
+                for field in self.fields where HTTP1Lines.equals(bytes, field.name, lowercase: lowercase) {
+                    HTTP1Lines.forEachElement(bytes, field.value) { elements.append(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[$0]), as: UTF8.self)) }
+                }
+            }
+            return elements
+        }
     }
 
     public enum Event: Sendable {

@@ -31,7 +31,7 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
     let eventLoop: any EventLoop
     private let pool: UpstreamConnectionPool
     private let resource: ResolvedResource
-    private var head: HTTPRequestHead
+    private var head: UpstreamRequestHead
     private let body: ByteBuffer
     /// The DPoP-bound upstream token the request presents (`Authorization: DPoP`), whose proof
     /// is made again when the upstream asks for a nonce.
@@ -55,7 +55,7 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
     /// The most messages read ahead before the connection stops being read.
     private static let readAhead = 16
 
-    private init(resource: ResolvedResource, head: HTTPRequestHead, body: ByteBuffer, limits: GatewayLimits, pool: UpstreamConnectionPool, eventLoop: any EventLoop) {
+    private init(resource: ResolvedResource, head: UpstreamRequestHead, body: ByteBuffer, limits: GatewayLimits, pool: UpstreamConnectionPool, eventLoop: any EventLoop) {
         self.resource = resource
         self.head = head
         self.body = body
@@ -73,16 +73,16 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
         timeout: TimeAmount
     ) -> EventLoopFuture<(BridgeUpstreamCall, HTTPResponseHead)> {
         let body = message.map { ByteBuffer(string: $0.serialized) } ?? ByteBuffer()
-        var head = HTTPRequestHead(version: .http1_1, method: message == nil ? .GET : .POST, uri: resource.upstream.requestPath)
-        head.headers.add(name: "Host", value: resource.upstream.hostHeader)
+        var head = UpstreamRequestHead(method: message == nil ? .GET : .POST, uri: resource.upstream.requestPath)
+        head.fields.append(("Host", resource.upstream.hostHeader))
         if message != nil {
-            head.headers.add(name: "Content-Type", value: "application/json")
-            head.headers.add(name: "Accept", value: "application/json, text/event-stream")
-            head.headers.add(name: "Content-Length", value: String(body.readableBytes))
+            head.fields.append(("Content-Type", "application/json"))
+            head.fields.append(("Accept", "application/json, text/event-stream"))
+            head.fields.append(("Content-Length", String(body.readableBytes)))
         } else {
-            head.headers.add(name: "Accept", value: "text/event-stream")
+            head.fields.append(("Accept", "text/event-stream"))
         }
-        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        for (name, value) in headers { head.fields.append((name, value)) }
         let call = BridgeUpstreamCall(resource: resource, head: head, body: body, limits: limits, pool: pool, eventLoop: eventLoop)
         if resource.upstreamDPoP != nil, let token = UpstreamDPoP.boundToken(in: headers) {
             call.boundToken = token

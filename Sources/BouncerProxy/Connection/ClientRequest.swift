@@ -6,7 +6,7 @@ import NIOHTTP1
 /// read, and what its record (``RequestRecorder``) needs, gathered as the request goes. An
 /// object, so a step of the decision moves one reference, not a dozen fields.
 final class ClientRequest {
-    let head: HTTPRequestHead
+    let head: ClientHead
     /// What the enforcement stages read of the head, gathered in one pass.
     let facts: RequestHeadFacts
     /// The request target's query, split off once.
@@ -42,7 +42,7 @@ final class ClientRequest {
     /// The client's address: the TCP peer, or what a trusted proxy's headers say.
     let peer: String
 
-    init(head: HTTPRequestHead, facts: RequestHeadFacts, query: Substring?, route: Route<ResolvedResource>, log: RequestLog, startedAt: NIODeadline, peer: String) {
+    init(head: ClientHead, facts: RequestHeadFacts, query: Substring?, route: Route<ResolvedResource>, log: RequestLog, startedAt: NIODeadline, peer: String) {
         self.head = head
         self.facts = facts
         self.query = query

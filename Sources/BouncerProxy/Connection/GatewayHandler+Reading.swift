@@ -35,24 +35,21 @@ extension GatewayHandler {
     /// refusal of the codec ends the reading (the connection is answered and closed).
     private func readRequests(context: ChannelHandlerContext) {
         while true {
-            let part: HTTPServerRequestPart
-            var facts: RequestHeadFacts?
+            let part: ClientPart
             let delivery: ClientConnectionStateMachine.Delivery
             do {
                 guard let event = try self.reader.next() else { return }
                 switch event {
                 case .head(let head):
-                    // The one pass over the head's fields (see ``Enforcement``).
-                    let decoded = head.decoded()
                     delivery = self.machine.partReceived(.head(bytes: head.bytes.readableBytes))
-                    part = .head(decoded.head)
-                    facts = decoded.facts
+                    // What the enforcement stages read of the head, gathered once, as it arrives.
+                    part = .head(ClientHead(head), RequestHeadFacts(head))
                 case .body(let buffer):
                     delivery = self.machine.partReceived(.body(bytes: buffer.readableBytes))
                     part = .body(buffer)
                 case .end:
                     delivery = self.machine.partReceived(.end)
-                    part = .end(nil)
+                    part = .end
                 }
             } catch {
                 let action = self.machine.parserError(GatewayRejection(refusing: error), now: context.eventLoop.now)
@@ -62,10 +59,10 @@ extension GatewayHandler {
             }
             switch delivery {
             case .handle:
-                self.handle(part, facts: facts, context: context)
+                self.handle(part, context: context)
             case .queue:
                 // A pipelined request: its turn comes when the current response is done.
-                self.pipelined.append((part, facts))
+                self.pipelined.append(part)
             case .drop:
                 // The answer is out and the connection is closing: nothing more is served.
                 break
@@ -86,8 +83,8 @@ extension GatewayHandler {
         loop: while true {
             switch self.machine.takePipelined() {
             case .take:
-                guard let (part, facts) = self.pipelined.popFirst() else { break loop }
-                self.handle(part, facts: facts, context: context)
+                guard let part = self.pipelined.popFirst() else { break loop }
+                self.handle(part, context: context)
             case .wait:
                 break loop
             case .discardAll:
@@ -98,11 +95,10 @@ extension GatewayHandler {
         if self.machine.releaseHeldRead() { context.read() }
     }
 
-    /// - Parameter facts: a head's, gathered when it arrived.
-    private func handle(_ part: HTTPServerRequestPart, facts: RequestHeadFacts?, context: ChannelHandlerContext) {
+    private func handle(_ part: ClientPart, context: ChannelHandlerContext) {
         switch part {
-        case .head(let head):
-            self.receivedHead(head, facts: facts ?? RequestHeadFacts(head), context: context)
+        case .head(let head, let facts):
+            self.receivedHead(head, facts: facts, context: context)
         case .body(let buffer):
             let action = self.machine.bodyReceived(bytes: buffer.readableBytes, now: context.eventLoop.now)
             guard case .none = action else { return self.run(action, context: context) }
@@ -118,7 +114,7 @@ extension GatewayHandler {
         }
     }
 
-    private func receivedHead(_ head: HTTPRequestHead, facts: RequestHeadFacts, context: ChannelHandlerContext) {
+    private func receivedHead(_ head: ClientHead, facts: RequestHeadFacts, context: ChannelHandlerContext) {
         let accepted = self.machine.headReceived()
         guard case .none = accepted else { return self.run(accepted, context: context) }
         self.requestCounter += 1
@@ -162,35 +158,10 @@ extension GatewayHandler {
     }
 }
 
-extension HTTP1RequestReader.Head {
-    /// NIO's head and the enforcement facts, made from the codec's ranges in one pass over the
-    /// fields: a String per name and value for the stages that still read `HTTPHeaders`.
-    func decoded() -> (head: HTTPRequestHead, facts: RequestHeadFacts) {
-        self.bytes.withUnsafeReadableBytes { raw in
-            func string(_ range: Range<Int>) -> String {
-                String(decoding: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
-            }
-            let uri = string(self.target)
-            var facts = RequestHeadFacts(target: uri)
-            var fields: [(String, String)] = []
-            fields.reserveCapacity(self.fields.count)
-            for field in self.fields {
-                let name = string(field.name)
-                let value = string(field.value)
-                facts.observe(name: name, value: value)
-                fields.append((name, value))
-            }
-            let version: HTTPVersion = self.version == .http11 ? .http1_1 : .http1_0
-            let head = HTTPRequestHead(version: version, method: HTTPMethod(rawValue: self.method.name), uri: uri, headers: HTTPHeaders(fields))
-            return (head, facts)
-        }
-    }
-}
-
-extension RequestHeadFacts {
-    /// The facts of a head given as NIO's (a pipelined one queued without them).
-    init(_ head: HTTPRequestHead) {
-        self.init(target: head.uri)
-        for (name, value) in head.headers { self.observe(name: name, value: value) }
-    }
+/// A part of a client's request, as the connection's machine takes it: a head with its facts
+/// (gathered when it arrived), body bytes, the end.
+enum ClientPart {
+    case head(ClientHead, RequestHeadFacts)
+    case body(ByteBuffer)
+    case end
 }

@@ -263,7 +263,7 @@ enum RequestDecision {
         request.bridgeCancellation = cancellation
         let caller = ProtocolBridge.Caller(
             binding: binding, resource: resource, upstreamHeaders: headers, granted: request.granted ?? [], requestID: request.log.requestID,
-            logLevel: bridged.logLevel, acceptsEventStream: request.head.headers[canonicalForm: "Accept"].contains { $0.lowercased().hasPrefix("text/event-stream") },
+            logLevel: bridged.logLevel, acceptsEventStream: request.head.wire.listElements(named: "accept").contains { $0.hasPrefixIgnoringASCIICase("text/event-stream") },
             cancellation: cancellation
         )
         if bridged.method == "subscriptions/listen" {

@@ -16,7 +16,7 @@ final class UpstreamExchange {
     /// Kept for one retry on a fresh connection (see ``UpstreamExchangeStateMachine``).
     let request: ClientRequest
     /// Its `DPoP` proof is made again when the upstream asks for a nonce.
-    private(set) var upstreamHead: HTTPRequestHead
+    private(set) var upstreamHead: UpstreamRequestHead
     /// The DPoP-bound upstream token the head presents, if the leg is bound.
     private let boundToken: String?
     let resource: ResolvedResource
@@ -50,7 +50,7 @@ final class UpstreamExchange {
     var log: RequestLog { self.request.log }
 
     init(
-        request: ClientRequest, upstreamHead: HTTPRequestHead, boundToken: String?, resource: ResolvedResource, machine: UpstreamExchangeStateMachine,
+        request: ClientRequest, upstreamHead: UpstreamRequestHead, boundToken: String?, resource: ResolvedResource, machine: UpstreamExchangeStateMachine,
         errorID: JSONValue?, inspector: ResponseInspector?
     ) {
         self.request = request
@@ -64,27 +64,31 @@ final class UpstreamExchange {
         self.startedAt = .now()
     }
 
-    /// The request as the upstream sees it (``Enforcement/upstreamHeaders(from:facts:resource:peer:peerIsTrustedProxy:publicURL:bodyLength:isPOST:upstreamToken:upstreamSessionID:traceparent:add:)``):
+    /// The request as the upstream sees it: the client's fields that ``Enforcement/ClientFieldFilter``
+    /// passes, copied from the bytes the codec read, then the gateway's own
+    /// (``Enforcement/gatewayFields(facts:resource:peer:peerIsTrustedProxy:publicURL:bodyLength:isPOST:upstreamToken:upstreamSessionID:traceparent:add:)``).
     /// `peer` is the TCP peer, whose forwarding headers count when `peerIsTrustedProxy`.
     static func upstreamHead(
         for request: ClientRequest, resource: ResolvedResource, upstreamToken: String?, peer: String, peerIsTrustedProxy: Bool, publicURL: CanonicalURI
-    ) -> HTTPRequestHead {
+    ) -> UpstreamRequestHead {
         let upstream = resource.upstream
         var uri = upstream.requestPath
         if let query = request.query, !query.isEmpty { uri += (uri.contains("?") ? "&" : "?") + query }
-        var head = HTTPRequestHead(version: .http1_1, method: request.head.method, uri: uri)
-        head.headers.reserveCapacity(request.head.headers.count + 8)
+        let traceparent = request.trace?.replacement
+        let filter = Enforcement.ClientFieldFilter(facts: request.facts, resource: resource.policy, replacesTrace: traceparent != nil)
+        var head = UpstreamRequestHead(method: request.head.method, uri: uri, client: (request.head.wire, filter))
+        head.fields.reserveCapacity(8)
         // A DPoP-bound upstream token goes as `Authorization: DPoP` with its proof, below.
         let dpop = upstreamToken == nil ? nil : resource.upstreamDPoP
-        Enforcement.upstreamHeaders(
-            from: request.head.headers, facts: request.facts, resource: resource.policy, peer: peer, peerIsTrustedProxy: peerIsTrustedProxy,
+        Enforcement.gatewayFields(
+            facts: request.facts, resource: resource.policy, peer: peer, peerIsTrustedProxy: peerIsTrustedProxy,
             publicURL: publicURL, bodyLength: request.body?.readableBytes, isPOST: request.head.method == .POST, upstreamToken: dpop == nil ? upstreamToken : nil,
-            upstreamSessionID: request.upstreamSessionID, traceparent: request.trace?.replacement
+            upstreamSessionID: request.upstreamSessionID, traceparent: traceparent
         ) { name, value in
-            head.headers.add(name: name, value: value)
+            head.fields.append((name, value))
         }
         if let dpop, let upstreamToken {
-            head.headers.add(name: "Authorization", value: "DPoP \(upstreamToken)")
+            head.fields.append(("Authorization", "DPoP \(upstreamToken)"))
             dpop.prove(&head, token: upstreamToken)
         }
         return head

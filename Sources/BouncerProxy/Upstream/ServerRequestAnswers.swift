@@ -23,10 +23,10 @@ struct ServerRequestOrigin {
     }
 
     /// The headers of the upstream request `head` that an answer on the same session repeats.
-    static func headers(of head: HTTPRequestHead, resource: ResolvedResource) -> [(String, String)] {
+    static func headers(of head: UpstreamRequestHead, resource: ResolvedResource) -> [(String, String)] {
         var names = ["authorization", "mcp-session-id", "mcp-protocol-version"]
         if case .staticHeader(let name, _) = resource.credential { names.append(name.lowercased()) }
-        return head.headers.filter { names.contains($0.name.lowercased()) }.map { ($0.name, $0.value) }
+        return head.allFields.filter { names.contains($0.name.lowercased()) }.map { ($0.name, $0.value) }
     }
 }
 

@@ -70,9 +70,9 @@ final class UpstreamDPoP: Sendable {
     }
 
     /// Puts a fresh proof for `head` (its method, the upstream's URL) in its `DPoP` field.
-    func prove(_ head: inout HTTPRequestHead, token: String) {
+    func prove(_ head: inout UpstreamRequestHead, token: String) {
         if let proof = self.proof(method: head.method.rawValue, accessToken: token) {
-            head.headers.replaceOrAdd(name: "DPoP", value: proof)
+            head.replaceOrAdd(name: "DPoP", value: proof)
         }
     }
 

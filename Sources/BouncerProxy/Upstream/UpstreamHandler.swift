@@ -39,7 +39,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
     ///   counts as written. One that is closed did not take it whole, and the upstream cannot
     ///   have acted on an incomplete request (the gateway always frames a body with
     ///   Content-Length). No promise, so no allocation per request.
-    func send(_ head: HTTPRequestHead, body: ByteBuffer?) {
+    func send(_ head: UpstreamRequestHead, body: ByteBuffer?) {
         guard let context = self.context else {
             // The connection was torn down between lease and write: fail now, not at the
             // response timeout.

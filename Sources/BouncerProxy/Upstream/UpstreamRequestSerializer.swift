@@ -7,7 +7,8 @@ import BouncerCore
 /// (which copied the header list on every request, grew a 256-byte head buffer and wrote head,
 /// body and end separately).
 ///
-/// Headers are not validated again: each comes from a request the gateway's codec parsed, from
+/// Headers are not validated again: each comes from a request the gateway's codec parsed (copied
+/// from its bytes: ``UpstreamRequestHead``), from
 /// the policy (validated at load) or from a token-endpoint response (checked as a b64token).
 /// The body must be framed by the head's `Content-Length` (the gateway sets it whenever there
 /// is a body); body bytes for a head without one are refused rather than sent unframed.
@@ -17,23 +18,14 @@ enum UpstreamRequestSerializer {
 
     /// The request's bytes: the head with the body copied in, or (for a body over
     /// ``copyLimit``) the head and the body as it is.
-    static func serialize(_ head: HTTPRequestHead, body: ByteBuffer?, allocator: ByteBufferAllocator) throws -> (head: ByteBuffer, body: ByteBuffer?) {
-        var declaredLength = 0
-        var size = head.method.rawValue.utf8.count + head.uri.utf8.count + 16
-        for (name, value) in head.headers {
-            size += name.utf8.count + value.utf8.count + 4
-            if name.equalsIgnoringASCIICase("content-length") { declaredLength = Int(value) ?? 0 }
-        }
+    static func serialize(_ head: UpstreamRequestHead, body: ByteBuffer?, allocator: ByteBufferAllocator) throws -> (head: ByteBuffer, body: ByteBuffer?) {
+        // The client's Content-Length never goes on (hop-by-hop here): the gateway's frames the body.
+        let declaredLength = head.field("content-length").flatMap { Int($0) } ?? 0
         let bodyLength = body?.readableBytes ?? 0
         if bodyLength > 0, declaredLength == 0 { throw UpstreamError.unframedBody }
         let copied = bodyLength <= Self.copyLimit
-        var buffer = allocator.buffer(capacity: size + (copied ? bodyLength : 0))
-        buffer.writeString(head.method.rawValue)
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(head.uri)
-        buffer.writeStaticString(" HTTP/1.1\r\n")
-        for (name, value) in head.headers { buffer.writeHeaderField(name, value) }
-        buffer.writeStaticString("\r\n")
+        var buffer = allocator.buffer(capacity: head.estimatedSize + (copied ? bodyLength : 0))
+        head.write(into: &buffer)
         guard bodyLength > 0, var body else { return (buffer, nil) }
         guard copied else { return (buffer, body) }
         buffer.writeBuffer(&body)
