@@ -162,3 +162,48 @@ struct HTTP1RequestReaderTests {
         #expect(compared > 2000, "most generated heads parse: \(compared)")
     }
 }
+
+/// An upstream's byte stream read as responses (``HTTP1ResponseReader``).
+@Suite("HTTP/1.1 response reader")
+struct HTTP1ResponseReaderTests {
+    static func events(_ stream: String, method: HTTP1Method = .POST, closed: Bool = false) -> [String] {
+        var reader = HTTP1ResponseReader()
+        reader.requestMethod = method
+        reader.append(ByteBuffer(string: stream))
+        var events: [String] = []
+        do {
+            while let event = try reader.next() {
+                switch event {
+                case .head(let head): events.append("head \(head.status)\(head.isInterim ? " interim" : "")")
+                case .body(let body): events.append("body " + String(buffer: body))
+                case .end: events.append("end")
+                }
+            }
+            if closed, try reader.connectionClosed() { events.append("end at close") }
+        } catch {
+            events.append("refused \(error)")
+        }
+        return events
+    }
+
+    @Test func interimHeadsComeBeforeTheFinalOne() {
+        #expect(Self.events("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            == ["head 100 interim", "head 103 interim", "head 200", "body ok", "end"])
+    }
+
+    /// The differential fuzzer's find: llhttp stops at a 101 (what follows is another
+    /// protocol), and so does the reader, refusing what follows rather than reading it as
+    /// another response.
+    @Test func nothingAfterA101IsReadAsHTTP() {
+        #expect(Self.events("HTTP/1.1 101 E H\r\n\r\nHTTP/1.0 200 ;\r\n\r\nn")
+            == ["head 101 interim", "refused bytes after a 101 Switching Protocols response"])
+        #expect(Self.events("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n") == ["head 101 interim"])
+    }
+
+    @Test func framingByMethodStatusAndTheConnectionsEnd() {
+        #expect(Self.events("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", method: .HEAD) == ["head 200", "end"])
+        #expect(Self.events("HTTP/1.1 204 No Content\r\n\r\n") == ["head 204", "end"])
+        #expect(Self.events("HTTP/1.1 200 OK\r\n\r\nuntil close", closed: true) == ["head 200", "body until close", "end at close"])
+        #expect(Self.events("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc", closed: true) == ["head 200", "body abc", "refused the connection ended inside the body"])
+    }
+}

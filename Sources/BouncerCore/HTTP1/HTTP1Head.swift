@@ -129,6 +129,9 @@ public enum HTTP1ParseError: Error, Sendable, Hashable, CustomStringConvertible 
     /// cannot be processed after the content): Content-Length, Transfer-Encoding, Host,
     /// Connection, Upgrade, Authorization.
     case forbiddenTrailerField
+    /// Bytes after a 101 (Switching Protocols) response: they are not HTTP/1.1 any more, and
+    /// the gateway asks for no upgrade (RFC 9110 15.2.2, 7.8).
+    case bytesAfterProtocolSwitch
 
     /// The status a client is answered with.
     public var status: Int {
@@ -166,6 +169,7 @@ public enum HTTP1ParseError: Error, Sendable, Hashable, CustomStringConvertible 
         case .truncatedBody: "the connection ended inside the body"
         case .trailersTooLarge(let limit): "trailers larger than \(limit) bytes"
         case .forbiddenTrailerField: "a framing, routing or credential field in the trailers"
+        case .bytesAfterProtocolSwitch: "bytes after a 101 Switching Protocols response"
         }
     }
 }

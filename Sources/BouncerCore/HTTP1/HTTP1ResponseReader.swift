@@ -4,7 +4,8 @@ import NIOCore
 /// 28): heads by ``HTTP1ResponseParser``, bodies by ``HTTP1BodyReader``, what
 /// ``HTTP1RequestReader`` is to clients. Interim (1xx) heads come before the final one and
 /// have no body and no end. A body framed by the connection's end ends when it does
-/// (``connectionClosed()``).
+/// (``connectionClosed()``). After a 101 (Switching Protocols) the bytes are no longer HTTP/1.1:
+/// any that follow are refused.
 ///
 /// Before each request is written, ``requestMethod`` is set to its method: the response to a
 /// HEAD has no body, whatever its fields say.
@@ -41,6 +42,8 @@ public struct HTTP1ResponseReader: Sendable {
     private var stream: HTTP1MessageStream
     private var parser: HTTP1ResponseParser
     private var parsed = false
+    /// A 101 was read: nothing after it is HTTP/1.1.
+    private var switched = false
 
     public init(maxHeadBytes: Int = 64 * 1024, maxFields: Int = 256, maxChunkExtensionBytes: Int = 4096, maxTrailerBytes: Int = 16 * 1024) {
         self.parser = HTTP1ResponseParser(maxHeadBytes: maxHeadBytes, maxFields: maxFields)
@@ -69,6 +72,7 @@ public struct HTTP1ResponseReader: Sendable {
             }
         }
         guard self.stream.pending.readableBytes > 0 else { return nil }
+        if self.switched { throw self.stream.refuse(.bytesAfterProtocolSwitch) }
         if self.parsed {
             self.parser.reset()
             self.parsed = false
@@ -80,6 +84,7 @@ public struct HTTP1ResponseReader: Sendable {
             throw self.stream.refuse(error)
         case .complete(let length):
             let interim = self.parser.status < 200
+            self.switched = self.parser.status == 101
             let bytes = interim ? self.stream.interimParsed(length: length) : self.stream.headParsed(length: length, framing: self.parser.framing)
             self.parsed = true
             return .head(Head(
