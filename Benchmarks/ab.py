@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--resource", default="static", choices=["static", "exchange"], help="full enforcement with a static credential, or token exchange (warm)")
     parser.add_argument("--mallocs", action="store_true", help="after the CPU rounds, count each binary's malloc calls per request "
                         "(perf uprobe on libc's malloc, root; a separate run, since the probe slows the gateway)")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="after the rounds, record each binary's CPU profile under the same load "
+                        "(perf record, root) and print its N hottest functions, self time")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bouncer-ab-"))
     processes: list[Process] = []
@@ -77,6 +79,7 @@ def main() -> None:
             print(f"  round {round_index + 1}: " + "   ".join(cells), flush=True)
 
         mallocs = [malloc_round(process.proc.pid, url, token, args, work) for (_, process, url, token) in gateways] if args.mallocs else []
+        profiles = [profile_round(process.proc.pid, url, token, args, work) for (_, process, url, token) in gateways] if args.profile else []
 
         print()
         summary = []
@@ -87,9 +90,14 @@ def main() -> None:
             # Same-round pairs against the baseline, so a slow spell of the host hits both sides.
             ratio = statistics.median(run["cpu_us_per_request"] / base["cpu_us_per_request"] for run, base in zip(runs[index], runs[0]))
             summary.append({"binary": binary, "median_rps": rps, "median_cpu_us_per_request": cpu, "median_off_loop_cpu_us_per_request": off_loop,
-                            "cpu_vs_baseline": ratio, "runs": runs[index], "mallocs_per_request": mallocs[index] if mallocs else None})
+                            "cpu_vs_baseline": ratio, "runs": runs[index], "mallocs_per_request": mallocs[index] if mallocs else None,
+                            "profile": profiles[index] if profiles else None})
             print(f"  {binary}\n      median {rps:8.0f} req/s, {cpu:6.1f} µs CPU per request ({off_loop:.1f} off the event loop)" + ("" if index == 0 else f", {ratio:.2f} x the baseline's CPU (median of same-round pairs)")
                   + (f"\n      {mallocs[index]:.1f} malloc calls per request (all threads)" if mallocs else ""))
+        for (binary, _, _, _), profile in zip(gateways, profiles):
+            print(f"\n  {binary}: the {args.profile} hottest functions (self time, share of the gateway's samples)")
+            for share, symbol in profile:
+                print(f"      {share:5.1f} %  {symbol}")
         write_results("ab", {"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections, "resource": args.resource, "gateways": summary})
     finally:
         stop_all(processes, work)
@@ -113,6 +121,27 @@ def malloc_round(pid: int, url: str, token: str, args: argparse.Namespace, work:
     count = next(int(line.split(",")[0]) for line in counts.read_text().splitlines() if "probe_libc:malloc" in line)
     requests = run["rps"] * args.seconds
     return count / requests if requests else float("nan")
+
+
+def profile_round(pid: int, url: str, token: str, args: argparse.Namespace, work: Path) -> list[tuple[float, str]]:
+    """The gateway `pid`'s hottest functions under the same load: `perf record` while wrk runs,
+    then `perf report` by symbol, self time (demangled by perf where it can)."""
+    wrk(url, token, 1, args.connections, work)
+    data = work / f"perf-{pid}.data"
+    perf = subprocess.Popen(["perf", "record", "-q", "-F", "2999", "-p", str(pid), "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wrk(url, token, args.seconds, args.connections, work)
+    finally:
+        perf.send_signal(2)
+        perf.wait(timeout=60)
+    report = subprocess.run(["perf", "report", "-i", str(data), "--no-children", "--sort", "symbol", "--stdio", "-q", "--percent-limit", "0.3"],
+                            capture_output=True, text=True).stdout
+    rows = []
+    for line in report.splitlines():
+        parts = line.strip().split(None, 2)
+        if len(parts) == 3 and parts[0].endswith("%"):
+            rows.append((float(parts[0].rstrip("%")), parts[2].removeprefix("[.] ").removeprefix("[k] ")[:140]))
+    return rows[: args.profile]
 
 
 if __name__ == "__main__":

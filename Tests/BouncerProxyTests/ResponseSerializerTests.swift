@@ -1,3 +1,4 @@
+import BouncerCore
 import NIOCore
 import NIOHTTP1
 import Testing
@@ -12,7 +13,7 @@ struct ResponseSerializerTests {
     ) throws -> (String, ResponseBodyFraming) {
         var buffer = ByteBuffer()
         let framing = try ResponseSerializer.writeHead(
-            status: status, headers: HTTPHeaders(headers), include: include, extra: extra, requestMethod: method,
+            status: status, headers: HTTPHeaders(headers), include: { include(String(decoding: $0, as: UTF8.self)) }, extra: extra, requestMethod: method,
             requestVersion: version, keepAlive: keepAlive, into: &buffer
         )
         return (String(buffer: buffer), framing)
@@ -131,5 +132,43 @@ struct ResponseSerializerTests {
         #expect(bytes(ResponseSerializer.frame(ByteBuffer(), as: .chunked, allocator: allocator)) == nil)
         let large = String(repeating: "x", count: ResponseSerializer.copyLimit + 1)
         #expect(bytes(ResponseSerializer.frame(ByteBuffer(string: large), as: .chunked, allocator: allocator)) == "1001\r\n|" + large)
+    }
+
+    /// An upstream's head relayed from the codec's ranges is the head relayed from the same
+    /// fields as Strings, byte for byte: hop-by-hop and Connection-nominated fields dropped,
+    /// the gateway's replacements and extras in place, framing re-derived.
+    @Test func aHeadRelayedFromTheRangesIsTheHeadFromStrings() throws {
+        let pool = [
+            "Content-Type: application/json", "content-type: text/event-stream", "Content-Length: 12", "Transfer-Encoding: chunked",
+            "Connection: keep-alive, X-Hop", "connection: close", "X-Hop: 1", "Keep-Alive: timeout=5", "DPoP-Nonce: n1", "Mcp-Session-Id: s1",
+            "mcp-session-id: s2", "Server: uvicorn", "Date: Sun, 06 Dec 2026 01:00:00 GMT", "X-Custom: a value", "Upgrade: h2c", "TE: trailers",
+            "Cache-Control: no-store", "WWW-Authenticate: Bearer error=\"invalid_token\"", "Trailer: X-T", "Proxy-Authenticate: Basic",
+        ]
+        var random = SplitMix64(seed: 9)
+        for _ in 0..<2000 {
+            let status = [200, 202, 204, 304, 401, 500][Int(random.next() % 6)]
+            let lines = (0..<Int(random.next() % 8)).map { _ in pool[Int(random.next() % UInt64(pool.count))] }
+            var reader = HTTP1ResponseReader()
+            reader.append(ByteBuffer(string: "HTTP/1.1 \(status) X\r\n\(lines.map { $0 + "\r\n" }.joined())\r\n"))
+            guard case .head(let wire)? = try? reader.next() else { continue }
+            var relayed = RelayedResponseHead(wire)
+            var built = RelayedResponseHead(status: HTTPResponseStatus(statusCode: status), headers: wire.decoded().headers)
+            if random.next() % 2 == 0 {
+                relayed.replace("Mcp-Session-Id", with: "sealed")
+                built.replace("Mcp-Session-Id", with: "sealed")
+            }
+            let extra = random.next() % 3 == 0 ? [("DPoP-Nonce", "gateway-nonce")] : []
+            let rewritten: RewrittenBody? = [nil, .length(5), .unknownLength][Int(random.next() % 3)]
+            let method: HTTPMethod = random.next() % 4 == 0 ? .HEAD : .POST
+            let version: HTTPVersion = random.next() % 4 == 0 ? .http1_0 : .http1_1
+            var writer = ResponseWriter()
+            writer.answer(method: method, version: version)
+            var other = writer
+            let fromRanges = try writer.serialiseHead(relayed, keepAlive: true, allocator: ByteBufferAllocator(), rewritten: rewritten, extra: extra)
+            let fromStrings = try other.serialiseHead(built, keepAlive: true, allocator: ByteBufferAllocator(), rewritten: rewritten, extra: extra)
+            #expect(String(buffer: fromRanges) == String(buffer: fromStrings), "\(status) \(lines)")
+            #expect(writer.framing == other.framing)
+            #expect(!String(buffer: fromRanges).lowercased().contains("x-hop") || !lines.contains { $0.contains("X-Hop") && $0.lowercased().hasPrefix("connection") })
+        }
     }
 }

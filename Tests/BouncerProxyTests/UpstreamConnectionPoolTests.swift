@@ -88,8 +88,8 @@ struct UpstreamConnectionPoolTests {
 
 final class RecordingSink: UpstreamResponseSink {
     var events: [String] = []
-    func upstreamInterimResponse(_ head: HTTPResponseHead) { self.events.append("interim") }
-    func upstreamResponseHead(_ head: HTTPResponseHead) { self.events.append("head") }
+    func upstreamInterimResponse(_ head: RelayedResponseHead) { self.events.append("interim") }
+    func upstreamResponseHead(_ head: RelayedResponseHead) { self.events.append("head") }
     func upstreamResponseBody(_ buffer: ByteBuffer) { self.events.append("body") }
     func upstreamResponseEnd(keepAlive: Bool) { self.events.append("end") }
     func upstreamRequestWritten() { self.events.append("written") }

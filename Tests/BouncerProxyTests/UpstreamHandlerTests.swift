@@ -15,9 +15,9 @@ struct UpstreamHandlerTests {
     /// What the handler told its sink, as text.
     final class Recorder: UpstreamResponseSink {
         var events: [String] = []
-        func upstreamInterimResponse(_ head: HTTPResponseHead) { self.events.append("interim \(head.status.code)") }
-        func upstreamResponseHead(_ head: HTTPResponseHead) {
-            self.events.append("head \(head.status.code) \(head.headers.map { "\($0.name)=\($0.value)" })")
+        func upstreamInterimResponse(_ head: RelayedResponseHead) { self.events.append("interim \(head.status.code)") }
+        func upstreamResponseHead(_ head: RelayedResponseHead) {
+            self.events.append("head \(head.status.code) \(head.decoded.headers.map { "\($0.name)=\($0.value)" })")
         }
         func upstreamResponseBody(_ buffer: ByteBuffer) {
             if let last = self.events.last, last.hasPrefix("body ") { self.events[self.events.count - 1] = last + String(buffer: buffer) } else { self.events.append("body " + String(buffer: buffer)) }

@@ -38,6 +38,12 @@ public enum HopByHop {
         Self.matches(name, Self.foldedResponseHeaders, connection)
     }
 
+    /// The same over a name's bytes (a range of a head the gateway's codec parsed).
+    public static func isResponseHeader(bytes name: UnsafeRawBufferPointer, connection: ConnectionOptions) -> Bool {
+        guard let folded = FoldedName(name) else { return connection.namesUnfolded(String(decoding: name, as: UTF8.self)) }
+        return Self.foldedResponseHeaders.contains(folded) || connection.names(folded)
+    }
+
     // Every request and response header is looked up here, so the sets hold names folded into
     // integers: a lookup compares a few words, with no string comparisons or reference counting.
     private static let foldedRequestHeaders = Self.requestHeaders.map { FoldedName($0.utf8)! }

@@ -87,6 +87,27 @@ public enum HTTP1Lines {
         return .success(HTTP1Field(name: name, value: index..<valueEnd))
     }
 
+    /// ASCII case-insensitive comparison of a whole name with `lowercase` (given in lowercase).
+    public static func equals(_ name: UnsafeRawBufferPointer, lowercase: StaticString) -> Bool {
+        Self.equals(name, 0..<name.count, lowercase: lowercase)
+    }
+
+    /// The elements of every field in `fields` named `lowercase` (comma-separated lists, RFC
+    /// 9110 5.6.1: trimmed, empty ones skipped), in order, as Strings.
+    public static func elements(named lowercase: StaticString, of fields: [HTTP1Field], in bytes: UnsafeRawBufferPointer) -> [String] {
+        var elements: [String] = []
+        for field in fields where Self.equals(bytes, field.name, lowercase: lowercase) {
+            Self.forEachElement(bytes, field.value) { elements.append(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[$0]), as: UTF8.self)) }
+        }
+        return elements
+    }
+
+    /// The value of the first field in `fields` named `lowercase`, as a String.
+    public static func firstValue(named lowercase: StaticString, of fields: [HTTP1Field], in bytes: UnsafeRawBufferPointer) -> String? {
+        guard let field = fields.first(where: { Self.equals(bytes, $0.name, lowercase: lowercase) }) else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.value]), as: UTF8.self)
+    }
+
     /// ASCII case-insensitive comparison of `range` with `lowercase` (given in lowercase).
     static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, lowercase: StaticString) -> Bool {
         guard range.count == lowercase.utf8CodeUnitCount else { return false }

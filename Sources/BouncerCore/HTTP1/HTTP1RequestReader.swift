@@ -39,13 +39,7 @@ public struct HTTP1RequestReader: Sendable {
         /// The elements of every field named `lowercase` (a comma-separated list, RFC 9110
         /// 5.6.1: trimmed, empty ones skipped), in order.
         public func listElements(named lowercase: StaticString) -> [String] {
-            var elements: [String] = []
-            self.bytes.withUnsafeReadableBytes { bytes in
-                for field in self.fields where HTTP1Lines.equals(bytes, field.name, lowercase: lowercase) {
-                    HTTP1Lines.forEachElement(bytes, field.value) { elements.append(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[$0]), as: UTF8.self)) }
-                }
-            }
-            return elements
+            self.bytes.withUnsafeReadableBytes { HTTP1Lines.elements(named: lowercase, of: self.fields, in: $0) }
         }
     }
 

@@ -24,6 +24,12 @@ public struct HTTP1ResponseReader: Sendable {
         /// An interim response (1xx): another head follows.
         public var isInterim: Bool { self.status < 200 }
 
+        /// Whether the connection outlives the response (RFC 9112 9.3): HTTP/1.1 unless
+        /// `Connection: close`, HTTP/1.0 only with `Connection: keep-alive`.
+        public var isKeepAlive: Bool {
+            !self.facts.connectionClose && (self.version == .http11 || self.facts.connectionKeepAlive)
+        }
+
         /// The bytes of `range`, as text.
         public func string(_ range: Range<Int>) -> String {
             self.bytes.withUnsafeReadableBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }

@@ -217,10 +217,12 @@ final class BridgeUpstreamCall: UpstreamResponseSink {
 
     // MARK: UpstreamResponseSink
 
-    func upstreamInterimResponse(_ head: HTTPResponseHead) {}
+    func upstreamInterimResponse(_ head: RelayedResponseHead) {}
 
-    func upstreamResponseHead(_ head: HTTPResponseHead) {
+    func upstreamResponseHead(_ relayed: RelayedResponseHead) {
         guard let promise = self.headPromise else { return }
+        // The bridge reads whole header lists (a session's ids, the DPoP nonce): NIO's head.
+        let head = relayed.decoded
         if self.boundToken != nil, let dpop = self.resource.upstreamDPoP {
             dpop.noteNonce(head.headers)
             if !self.resentWithNonce, UpstreamDPoP.asksForNonce(status: head.status.code, headers: head.headers) {

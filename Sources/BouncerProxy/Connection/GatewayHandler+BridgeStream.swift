@@ -16,9 +16,7 @@ extension GatewayHandler: BridgeStreamSink {
 
     func bridgeStreamStarted(_ first: String) {
         guard let context = self.context, let (request, _, _) = self.bridgeStream else { return }
-        var head = HTTPResponseHead(version: .http1_1, status: .ok)
-        head.headers.add(name: "Content-Type", value: "text/event-stream")
-        head.headers.add(name: "Cache-Control", value: "no-store")
+        let head = RelayedResponseHead(status: .ok, headers: ["Content-Type": "text/event-stream", "Cache-Control": "no-store"])
         do {
             let serialised = try self.writer.serialiseHead(
                 head, keepAlive: self.machine.keepAlive(request.head.isKeepAlive), allocator: context.channel.allocator, rewritten: .unknownLength

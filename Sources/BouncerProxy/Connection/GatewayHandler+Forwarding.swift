@@ -207,13 +207,13 @@ extension GatewayHandler {
 // MARK: Upstream response parts
 
 extension GatewayHandler: UpstreamResponseSink {
-    func upstreamInterimResponse(_ head: HTTPResponseHead) {
+    func upstreamInterimResponse(_ head: RelayedResponseHead) {
         guard let exchange = self.exchange, let context = self.context else { return }
         let action = exchange.receiveInterim(head, keepAlive: self.machine.keepAlive(exchange.keepAlive), writer: &self.writer, context: context)
         self.run(action, exchange, context: context)
     }
 
-    func upstreamResponseHead(_ head: HTTPResponseHead) {
+    func upstreamResponseHead(_ head: RelayedResponseHead) {
         guard let exchange = self.exchange, let context = self.context else { return }
         let action = exchange.receiveHead(head, keepAlive: self.machine.keepAlive(exchange.keepAlive), gateway: self.gateway, writer: &self.writer, context: context)
         self.run(action, exchange, context: context)

@@ -45,8 +45,8 @@ enum ResponseSerializer {
     /// Nothing is written if a header is invalid.
     static func writeHead(
         status: HTTPResponseStatus,
-        headers: HTTPHeaders,
-        include: (String) -> Bool = { _ in true },
+        headers: some ResponseFieldList,
+        include: (UnsafeRawBufferPointer) -> Bool = { _ in true },
         extra: [(String, String)] = [],
         requestMethod: HTTPMethod,
         requestVersion: HTTPVersion,
@@ -66,17 +66,24 @@ enum ResponseSerializer {
         buffer.writeStaticString("\r\n")
 
         var hasContentLength = false
-        func write(_ name: String, _ value: String) throws(InvalidHeader) {
-            if try Self.writeField(name, value, mayHaveBody: mayHaveBody, into: &buffer) {
-                hasContentLength = hasContentLength || name.equalsIgnoringASCIICase("content-length")
+        var invalid: InvalidHeader?
+        func write(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Bool {
+            switch Self.writeField(name, value, mayHaveBody: mayHaveBody, into: &buffer) {
+            case .written:
+                hasContentLength = hasContentLength || HTTP1Lines.equals(name, lowercase: "content-length")
+            case .dropped:
+                break
+            case .invalid:
+                invalid = InvalidHeader(name: String(decoding: name, as: UTF8.self))
+                return false
             }
+            return true
         }
-        do {
-            for (name, value) in headers where include(name) { try write(name, value) }
-            for (name, value) in extra { try write(name, value) }
-        } catch {
+        headers.forEachField { name, value in include(name) ? write(name, value) : true }
+        if invalid == nil { HTTPHeaders(extra).forEachField(write) }
+        if let invalid {
             buffer.moveWriterIndex(to: start)
-            throw error
+            throw invalid
         }
 
         let framing: ResponseBodyFraming
@@ -105,41 +112,35 @@ enum ResponseSerializer {
         return sent
     }
 
-    /// Writes one header field unless framing rules drop it; returns whether it was written.
-    private static func writeField(_ name: String, _ value: String, mayHaveBody: Bool, into buffer: inout ByteBuffer) throws(InvalidHeader) -> Bool {
+    private enum FieldWrite {
+        case written, dropped, invalid
+    }
+
+    /// Writes one header field unless framing rules drop it.
+    private static func writeField(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, mayHaveBody: Bool, into buffer: inout ByteBuffer) -> FieldWrite {
         // Framing and persistence are the gateway's: Transfer-Encoding and Connection are
         // re-derived, and a body-less status sends no Content-Length.
-        if name.equalsIgnoringASCIICase("transfer-encoding") || name.equalsIgnoringASCIICase("connection") { return false }
-        if !mayHaveBody, name.equalsIgnoringASCIICase("content-length") { return false }
-        guard Self.isToken(name), Self.isFieldValue(value) else { throw InvalidHeader(name: name) }
-        buffer.writeHeaderField(name, value)
-        return true
+        if HTTP1Lines.equals(name, lowercase: "transfer-encoding") || HTTP1Lines.equals(name, lowercase: "connection") { return .dropped }
+        if !mayHaveBody, HTTP1Lines.equals(name, lowercase: "content-length") { return .dropped }
+        guard !name.isEmpty, name.allSatisfy(HTTPToken.isTokenCharacter), value.allSatisfy(Self.isFieldValueByte) else { return .invalid }
+        buffer.writeBytes(name)
+        buffer.writeStaticString(": ")
+        buffer.writeBytes(value)
+        buffer.writeStaticString("\r\n")
+        return .written
     }
 
     /// Room for the head `writeHead` would write: allocate the buffer with it, and the head
     /// is written without growing it.
-    static func estimatedSize(_ headers: HTTPHeaders, _ extra: [(String, String)] = []) -> Int {
-        var size = 64 + 30 + 24  // status line, Transfer-Encoding, Connection, final CRLF
-        for (name, value) in headers { size += name.utf8.count + value.utf8.count + 4 }
+    static func estimatedSize(_ headers: some ResponseFieldList, _ extra: [(String, String)] = []) -> Int {
+        var size = 64 + 30 + 24 + headers.byteCount  // status line, Transfer-Encoding, Connection, final CRLF
         for (name, value) in extra { size += name.utf8.count + value.utf8.count + 4 }
         return size
     }
 
-    /// RFC 9110 5.1 field-name: a token (``HTTPToken``).
-    static func isToken(_ name: String) -> Bool {
-        !name.isEmpty && Self.allBytes(of: name, HTTPToken.isTokenCharacter)
-    }
-
     /// RFC 9110 5.5 field-value: no control characters but HTAB (so no CR, LF or NUL).
-    static func isFieldValue(_ value: String) -> Bool {
-        Self.allBytes(of: value) { $0 == UInt8(ascii: "\t") || ($0 >= 0x20 && $0 != 0x7F) }
-    }
-
-    /// Whether every UTF-8 byte of `string` satisfies `predicate`, read from its contiguous
-    /// storage (native strings are), which is much faster than the UTF-8 view's iterator.
-    @inline(__always)
-    private static func allBytes(of string: String, _ predicate: (UInt8) -> Bool) -> Bool {
-        string.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(predicate) } ?? string.utf8.allSatisfy(predicate)
+    static func isFieldValueByte(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: "\t") || (byte >= 0x20 && byte != 0x7F)
     }
 
     /// The framing bytes around one body buffer: a chunk's size line before and CRLF after, or
@@ -191,4 +192,40 @@ extension ByteBuffer {
         self.writeString(value)
         self.writeStaticString("\r\n")
     }
+}
+
+/// Header fields a response head is written from: the gateway's own (`HTTPHeaders`) or an
+/// upstream's head as the codec read it (its ranges, no String made of them).
+protocol ResponseFieldList {
+    /// Calls `body` with each field's name and value bytes, in order, until it returns false.
+    func forEachField(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool)
+    /// The bytes of every name and value with 4 for each line's framing.
+    var byteCount: Int { get }
+}
+
+extension HTTPHeaders: ResponseFieldList {
+    func forEachField(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool) {
+        for (name, value) in self {
+            var name = name
+            var value = value
+            let goOn = name.withUTF8 { name in value.withUTF8 { value in body(UnsafeRawBufferPointer(name), UnsafeRawBufferPointer(value)) } }
+            if !goOn { return }
+        }
+    }
+
+    var byteCount: Int {
+        self.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
+    }
+}
+
+extension HTTP1ResponseReader.Head: ResponseFieldList {
+    func forEachField(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool) {
+        self.bytes.withUnsafeReadableBytes { bytes in
+            for field in self.fields where !body(UnsafeRawBufferPointer(rebasing: bytes[field.name]), UnsafeRawBufferPointer(rebasing: bytes[field.value])) {
+                return
+            }
+        }
+    }
+
+    var byteCount: Int { self.bytes.readableBytes }
 }

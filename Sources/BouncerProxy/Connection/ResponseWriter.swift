@@ -39,7 +39,7 @@ struct ResponseWriter {
     func writeContinue(context: ChannelHandlerContext) {
         var interim = context.channel.allocator.buffer(capacity: 32)
         _ = try? ResponseSerializer.writeHead(
-            status: .continue, headers: [:], requestMethod: self.requestMethod, requestVersion: self.requestVersion, keepAlive: true, into: &interim
+            status: .continue, headers: HTTPHeaders(), requestMethod: self.requestMethod, requestVersion: self.requestVersion, keepAlive: true, into: &interim
         )
         context.writeAndFlush(NIOAny(interim), promise: nil)
     }
@@ -50,9 +50,9 @@ struct ResponseWriter {
     mutating func write(_ response: GatewayResponse, keepAlive: Bool, context: ChannelHandlerContext) throws(ResponseSerializer.InvalidHeader) {
         var extra = response.headers
         extra.append(("Content-Length", String(response.body.utf8.count)))
-        var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize([:], extra) + response.body.utf8.count)
+        var buffer = context.channel.allocator.buffer(capacity: ResponseSerializer.estimatedSize(HTTPHeaders(), extra) + response.body.utf8.count)
         self.framing = try ResponseSerializer.writeHead(
-            status: HTTPResponseStatus(statusCode: response.status), headers: [:], extra: extra,
+            status: HTTPResponseStatus(statusCode: response.status), headers: HTTPHeaders(), extra: extra,
             requestMethod: self.requestMethod, requestVersion: self.requestVersion, keepAlive: keepAlive, into: &buffer
         )
         if self.framing != .none { buffer.writeString(response.body) }
@@ -60,7 +60,7 @@ struct ResponseWriter {
     }
 
     /// An upstream's interim (1xx) response, flushed at once.
-    func writeInterim(_ upstreamHead: HTTPResponseHead, keepAlive: Bool, context: ChannelHandlerContext) throws(ResponseSerializer.InvalidHeader) {
+    func writeInterim(_ upstreamHead: RelayedResponseHead, keepAlive: Bool, context: ChannelHandlerContext) throws(ResponseSerializer.InvalidHeader) {
         let (buffer, _) = try self.serialise(upstreamHead, keepAlive: keepAlive, allocator: context.channel.allocator)
         context.writeAndFlush(NIOAny(buffer), promise: nil)
     }
@@ -73,10 +73,10 @@ struct ResponseWriter {
     /// connection's end for an HTTP/1.0 client).
     /// `extra` are the gateway's own fields (a `DPoP-Nonce`).
     mutating func serialiseHead(
-        _ upstreamHead: HTTPResponseHead, keepAlive: Bool, allocator: ByteBufferAllocator, rewritten: RewrittenBody? = nil, extra: [(String, String)] = []
+        _ upstreamHead: RelayedResponseHead, keepAlive: Bool, allocator: ByteBufferAllocator, rewritten: RewrittenBody? = nil, extra: [(String, String)] = []
     ) throws(ResponseSerializer.InvalidHeader) -> ByteBuffer {
-        var extra = extra
-        if upstreamHead.headers.first(name: "Content-Type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
+        var extra = upstreamHead.replacements + extra
+        if upstreamHead.first("content-type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
             // Tell any buffering proxy in front of us not to hold events back.
             extra.append(("X-Accel-Buffering", "no"))
         }
@@ -129,19 +129,21 @@ struct ResponseWriter {
         return (true, nil)
     }
 
-    /// An upstream head, serialised straight from the decoded header list: connection-scoped
+    /// An upstream head, serialised straight from its fields (the codec's ranges): connection-scoped
     /// headers (and those its `Connection` names) dropped, `extra` in place of any the
     /// upstream sent under the same names.
     private func serialise(
-        _ upstreamHead: HTTPResponseHead, extra: [(String, String)] = [], droppingContentLength: Bool = false, keepAlive: Bool, allocator: ByteBufferAllocator
+        _ upstreamHead: RelayedResponseHead, extra: [(String, String)] = [], droppingContentLength: Bool = false, keepAlive: Bool, allocator: ByteBufferAllocator
     ) throws(ResponseSerializer.InvalidHeader) -> (ByteBuffer, ResponseBodyFraming) {
-        let connection = ConnectionOptions(upstreamHead.headers)
-        var buffer = allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead.headers, extra))
+        var connection = ConnectionOptions()
+        for value in upstreamHead.elements("connection") { connection.add(value) }
+        var buffer = allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead, extra))
         let framing = try ResponseSerializer.writeHead(
-            status: upstreamHead.status, headers: upstreamHead.headers,
+            status: upstreamHead.status, headers: upstreamHead,
             include: { name in
-                !HopByHop.isResponseHeader(name, connection: connection) && !(!extra.isEmpty && extra.contains { name.equalsIgnoringASCIICase($0.0) })
-                    && !(droppingContentLength && name.equalsIgnoringASCIICase("content-length"))
+                !HopByHop.isResponseHeader(bytes: name, connection: connection)
+                    && !(!extra.isEmpty && extra.contains { extra in Self.names(name, extra.0) })
+                    && !(droppingContentLength && HTTP1Lines.equals(name, lowercase: "content-length"))
             },
             extra: extra, requestMethod: self.requestMethod, requestVersion: self.requestVersion, keepAlive: keepAlive, into: &buffer
         )
@@ -149,15 +151,16 @@ struct ResponseWriter {
     }
 }
 
+extension ResponseWriter {
+    /// Whether a name's bytes spell `name`, ASCII case-insensitively.
+    static func names(_ bytes: UnsafeRawBufferPointer, _ name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { $0.count == bytes.count && zip($0, bytes).allSatisfy { asciiLowercase($0) == asciiLowercase($1) } }
+    }
+}
+
 /// A response body the gateway changes on its way to the client.
 enum RewrittenBody: Equatable {
     case length(Int)
     case unknownLength
-}
-
-extension ConnectionOptions {
-    init(_ headers: HTTPHeaders) {
-        self.init()
-        for (name, value) in headers where name.equalsIgnoringASCIICase("Connection") { self.add(value) }
-    }
 }

@@ -39,7 +39,7 @@ final class UpstreamExchange {
     /// How the body is read: as it comes, held whole, or event by event.
     private var body = InspectedBody()
     /// The head of a held body, until the body is inspected.
-    private var heldHead: HTTPResponseHead?
+    private var heldHead: RelayedResponseHead?
     /// Server-to-client requests judged in this response (``maxServerRequestsPerResponse``).
     private var serverRequests = 0
 
@@ -106,7 +106,7 @@ final class UpstreamExchange {
     /// never to an HTTP/1.0 client. One whose headers cannot be sent is dropped, not relayed.
     /// A 101 answers an upgrade the gateway never asks for (it forwards no Upgrade): the
     /// upstream broke the protocol, and the client gets a 502.
-    func receiveInterim(_ head: HTTPResponseHead, keepAlive: Bool, writer: inout ResponseWriter, context: ChannelHandlerContext) -> UpstreamExchangeStateMachine.Action {
+    func receiveInterim(_ head: RelayedResponseHead, keepAlive: Bool, writer: inout ResponseWriter, context: ChannelHandlerContext) -> UpstreamExchangeStateMachine.Action {
         let action = self.machine.interimReceived(status: Int(head.status.code))
         guard case .relayInterim = action else { return action }
         do {
@@ -119,24 +119,26 @@ final class UpstreamExchange {
 
     /// The final head: relayed at once, or held while an `application/json` body is read
     /// whole (its length may change). `keepAlive` is the connection's answer for the client.
-    func receiveHead(_ head: HTTPResponseHead, keepAlive: Bool, gateway: Gateway, writer: inout ResponseWriter, context: ChannelHandlerContext) -> UpstreamExchangeStateMachine.Action {
+    func receiveHead(_ head: RelayedResponseHead, keepAlive: Bool, gateway: Gateway, writer: inout ResponseWriter, context: ChannelHandlerContext) -> UpstreamExchangeStateMachine.Action {
         if let dpop = self.resource.upstreamDPoP {
             // The DPoP-bound leg: the upstream's nonce is kept for the next proof; asked for
             // one, the gateway sends the request again with it (once), and the client sees
             // only the second answer.
-            dpop.noteNonce(head.headers)
-            if UpstreamDPoP.asksForNonce(status: head.status.code, headers: head.headers), self.machine.nonceRequested() {
+            let headers = head.decoded.headers
+            dpop.noteNonce(headers)
+            if UpstreamDPoP.asksForNonce(status: head.status.code, headers: headers), self.machine.nonceRequested() {
                 self.log.debug("upstream asked for a DPoP nonce; sending the request again with it")
                 return .none
             }
         }
         var head = head
-        if head.headers.contains(name: "mcp-session-id") {
+        let sessionIDs = head.elements("mcp-session-id")
+        if !sessionIDs.isEmpty {
             // The client gets the upstream's session id sealed to its user, never the id itself.
-            guard let sealed = self.sealSession(head.headers[canonicalForm: "mcp-session-id"], gateway: gateway) else {
+            guard let sealed = self.sealSession(sessionIDs, gateway: gateway) else {
                 return self.machine.headUnrelayable(reason: "an Mcp-Session-Id that is not one visible-ASCII value of at most \(SessionSealer.maxUpstreamIDLength) bytes")
             }
-            head.headers.replaceOrAdd(name: "Mcp-Session-Id", value: sealed)
+            head.replace("Mcp-Session-Id", with: sealed)
         }
         // Only 2026-07-28 requests can contradict an era: a legacy client's path takes no lock.
         if self.request.facts.protocolVersion == MCPProtocol.statelessVersion, self.resource.policy.upstreamProtocol == .auto,
@@ -144,7 +146,7 @@ final class UpstreamExchange {
             gateway.rediscoverEra(of: self.resource)
         }
         // The content type is looked up once, and compared without a lowercased copy.
-        let type = head.headers.first(name: "content-type")
+        let type = head.first("content-type")
         if !self.streaming, type?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
             self.streaming = true
             gateway.metrics.openStreams.increment()
@@ -167,7 +169,7 @@ final class UpstreamExchange {
     /// Serialises `head` and, when `event` lets it go out, writes it. A head that cannot be
     /// relayed safely (a header that could split the response) fails the exchange: a 502.
     private func relayHead(
-        _ head: HTTPResponseHead, keepAlive: Bool, rewritten: RewrittenBody?, writer: inout ResponseWriter, context: ChannelHandlerContext,
+        _ head: RelayedResponseHead, keepAlive: Bool, rewritten: RewrittenBody?, writer: inout ResponseWriter, context: ChannelHandlerContext,
         _ event: (inout UpstreamExchangeStateMachine) -> UpstreamExchangeStateMachine.Action
     ) -> UpstreamExchangeStateMachine.Action {
         let serialised: ByteBuffer
@@ -334,14 +336,14 @@ final class UpstreamExchange {
 
     /// The sealed id for the session id(s) an upstream response carries; nil when it is not one
     /// value the transport allows.
-    private func sealSession(_ values: [Substring], gateway: Gateway) -> String? {
+    private func sealSession(_ values: [String], gateway: Gateway) -> String? {
         guard values.count == 1, let binding = self.request.sessionBinding(self.resource) else { return nil }
         // Servers repeat the session id on every response: the client keeps the id it sent,
         // so one session has one id (its audit digest, its elicitation count).
         if let sent = self.request.upstreamSessionID, values[0] == sent, let sealed = self.request.facts.sessionID {
             return sealed
         }
-        return gateway.sessions.seal(String(values[0]), for: binding, now: gateway.wallClock.seconds())
+        return gateway.sessions.seal(values[0], for: binding, now: gateway.wallClock.seconds())
     }
 }
 

@@ -92,11 +92,10 @@ final class UpstreamHandler: ChannelDuplexHandler {
             switch event {
             case .head(let head) where head.isInterim:
                 // A 101 is the sink's to refuse.
-                sink.upstreamInterimResponse(head.decoded())
+                sink.upstreamInterimResponse(RelayedResponseHead(head))
             case .head(let head):
-                let decoded = head.decoded()
-                self.responseKeepAlive = decoded.isKeepAlive
-                sink.upstreamResponseHead(decoded)
+                self.responseKeepAlive = head.isKeepAlive
+                sink.upstreamResponseHead(RelayedResponseHead(head))
             case .body(let buffer):
                 sink.upstreamResponseBody(buffer)
             case .end:
@@ -162,8 +161,8 @@ extension UpstreamHandler: Sendable {}
 /// which lives on the same event loop, so calls are direct.
 protocol UpstreamResponseSink: AnyObject {
     /// An interim (1xx) response; the final head follows.
-    func upstreamInterimResponse(_ head: HTTPResponseHead)
-    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamInterimResponse(_ head: RelayedResponseHead)
+    func upstreamResponseHead(_ head: RelayedResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
     func upstreamResponseEnd(keepAlive: Bool)
     /// The request may have reached the upstream (see ``UpstreamHandler/send(_:body:)``).
@@ -171,21 +170,4 @@ protocol UpstreamResponseSink: AnyObject {
     /// The upstream has no more bytes for now: time to flush what was relayed.
     func upstreamReadComplete()
     func upstreamFailed(_ error: any Error)
-}
-
-extension HTTP1ResponseReader.Head {
-    /// NIO's head, made from the codec's ranges: a String per name and value for the stages
-    /// that still read `HTTPHeaders`.
-    func decoded() -> HTTPResponseHead {
-        self.bytes.withUnsafeReadableBytes { raw in
-            func string(_ range: Range<Int>) -> String {
-                String(decoding: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
-            }
-            var fields: [(String, String)] = []
-            fields.reserveCapacity(self.fields.count)
-            for field in self.fields { fields.append((string(field.name), string(field.value))) }
-            let version: HTTPVersion = self.version == .http11 ? .http1_1 : .http1_0
-            return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: self.status, reasonPhrase: string(self.reason)), headers: HTTPHeaders(fields))
-        }
-    }
 }

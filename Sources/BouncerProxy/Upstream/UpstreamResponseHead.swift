@@ -1,0 +1,95 @@
+import BouncerCore
+import NIOCore
+import NIOHTTP1
+
+/// A response head the gateway relays to a client: an upstream's as the codec read it (its
+/// ranges: no String is made of a field unless a decision reads it), or one the gateway built
+/// (a bridged stream's), and the fields the gateway writes in place of the upstream's (a
+/// sealed session id).
+struct RelayedResponseHead: ResponseFieldList {
+    enum Fields {
+        case wire(HTTP1ResponseReader.Head)
+        case built(HTTPHeaders)
+    }
+
+    let status: HTTPResponseStatus
+    let fields: Fields
+    /// Written in place of any field of the same name in ``fields``.
+    private(set) var replacements: [(String, String)] = []
+
+    init(_ wire: HTTP1ResponseReader.Head) {
+        self.status = HTTPResponseStatus(statusCode: wire.status)
+        self.fields = .wire(wire)
+    }
+
+    init(status: HTTPResponseStatus, headers: HTTPHeaders) {
+        self.status = status
+        self.fields = .built(headers)
+    }
+
+    /// The value of the first field named `lowercase`.
+    func first(_ lowercase: StaticString) -> String? {
+        switch self.fields {
+        case .wire(let head): head.bytes.withUnsafeReadableBytes { HTTP1Lines.firstValue(named: lowercase, of: head.fields, in: $0) }
+        case .built(let headers): headers.first(name: "\(lowercase)")
+        }
+    }
+
+    /// The elements of every field named `lowercase` (comma-separated lists split).
+    func elements(_ lowercase: StaticString) -> [String] {
+        switch self.fields {
+        case .wire(let head): head.bytes.withUnsafeReadableBytes { HTTP1Lines.elements(named: lowercase, of: head.fields, in: $0) }
+        case .built(let headers): headers[canonicalForm: "\(lowercase)"].map(String.init)
+        }
+    }
+
+    /// NIO's head, for the rare reader of a whole header list (the DPoP nonce rules, the bridge).
+    var decoded: HTTPResponseHead {
+        switch self.fields {
+        case .wire(let head): head.decoded()
+        case .built(let headers): HTTPResponseHead(version: .http1_1, status: self.status, headers: headers)
+        }
+    }
+
+    mutating func replace(_ name: String, with value: String) {
+        self.replacements.append((name, value))
+    }
+
+    /// Calls `body` with each field's name and value bytes, in order, until it returns false,
+    /// without those ``replacements`` replace (they are the writer's to add).
+    func forEachField(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool) {
+        let replaced: (UnsafeRawBufferPointer) -> Bool = { name in
+            self.replacements.contains { replacement in
+                var replacement = replacement.0
+                return replacement.withUTF8 { $0.count == name.count && zip($0, name).allSatisfy { asciiLowercase($0) == asciiLowercase($1) } }
+            }
+        }
+        switch self.fields {
+        case .wire(let head): head.forEachField { name, value in !self.replacements.isEmpty && replaced(name) ? true : body(name, value) }
+        case .built(let headers): headers.forEachField { name, value in !self.replacements.isEmpty && replaced(name) ? true : body(name, value) }
+        }
+    }
+
+    var byteCount: Int {
+        switch self.fields {
+        case .wire(let head): head.byteCount
+        case .built(let headers): headers.byteCount
+        }
+    }
+}
+
+extension HTTP1ResponseReader.Head {
+    /// NIO's head, made from the codec's ranges.
+    func decoded() -> HTTPResponseHead {
+        self.bytes.withUnsafeReadableBytes { raw in
+            func string(_ range: Range<Int>) -> String {
+                String(decoding: UnsafeRawBufferPointer(rebasing: raw[range]), as: UTF8.self)
+            }
+            var fields: [(String, String)] = []
+            fields.reserveCapacity(self.fields.count)
+            for field in self.fields { fields.append((string(field.name), string(field.value))) }
+            let version: HTTPVersion = self.version == .http11 ? .http1_1 : .http1_0
+            return HTTPResponseHead(version: version, status: HTTPResponseStatus(statusCode: self.status, reasonPhrase: string(self.reason)), headers: HTTPHeaders(fields))
+        }
+    }
+}
