@@ -8,6 +8,10 @@
 /// Content-Length with Transfer-Encoding (in a request and in a response), Transfer-Encoding on
 /// two field lines, a duplicated or list-valued Content-Length, targets in no RFC 9112 form,
 /// chunk extensions off their grammar.
+///
+/// One difference is not a refusal: `Connection: close` is recognised with tabs around it as
+/// well as spaces (RFC 9110 5.6.1 OWS), where llhttp sees it only between spaces and would keep
+/// the connection open. The gateway closes; the fuzz target allows exactly that direction.
 public enum HTTP1Strictness {
     public struct Rule: Sendable {
         public let id: String
