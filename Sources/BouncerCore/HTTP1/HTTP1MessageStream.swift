@@ -1,9 +1,39 @@
 import NIOCore
 
+/// What a reader hands out: a head, body bytes in order (the chunked coding's framing taken
+/// off), the end of the message (a trailer section read, checked and dropped).
+public enum HTTP1MessageEvent<Head: Sendable>: Sendable {
+    case head(Head)
+    case body(ByteBuffer)
+    case end
+}
+
 /// What the request and response readers share (``HTTP1RequestReader``,
 /// ``HTTP1ResponseReader``): the bytes read and not yet handed out, the body being read, the
 /// last trailer section, and the first refusal, which is final.
 struct HTTP1MessageStream: Sendable {
+    /// Where reading stands before a head is parsed.
+    enum Ahead<Head: Sendable> {
+        case event(HTTP1MessageEvent<Head>)
+        case needMore
+        /// Bytes of a head are pending: the reader parses them.
+        case head
+    }
+
+    /// The body's next event, a need for more bytes, or a head to parse; the refusal again
+    /// once there was one.
+    mutating func ahead<Head: Sendable>() throws(HTTP1ParseError) -> Ahead<Head> {
+        if let refusal = self.refusal { throw refusal }
+        if self.isReadingBody {
+            switch try self.nextOfBody() {
+            case .body(let bytes): return .event(.body(bytes))
+            case .end: return .event(.end)
+            case nil: return .needMore
+            }
+        }
+        return self.pending.readableBytes > 0 ? .head : .needMore
+    }
+
     enum BodyEvent: Sendable {
         case body(ByteBuffer)
         case end

@@ -43,13 +43,7 @@ public struct HTTP1RequestReader: Sendable {
         }
     }
 
-    public enum Event: Sendable {
-        case head(Head)
-        /// Body bytes, in order; the chunked coding's framing taken off.
-        case body(ByteBuffer)
-        /// The message is whole (a trailer section is read, checked and dropped).
-        case end
-    }
+    public typealias Event = HTTP1MessageEvent<Head>
 
     private var stream: HTTP1MessageStream
     private var parser: HTTP1RequestParser
@@ -81,15 +75,11 @@ public struct HTTP1RequestReader: Sendable {
 
     /// The next event the bytes read so far make, or nil when more are needed.
     public mutating func next() throws(HTTP1ParseError) -> Event? {
-        if let refusal = self.stream.refusal { throw refusal }
-        if self.stream.isReadingBody {
-            switch try self.stream.nextOfBody() {
-            case .body(let bytes): return .body(bytes)
-            case .end: return .end
-            case nil: return nil
-            }
+        switch try self.stream.ahead() as HTTP1MessageStream.Ahead<Head> {
+        case .event(let event): return event
+        case .needMore: return nil
+        case .head: break
         }
-        guard self.stream.pending.readableBytes > 0 else { return nil }
         if self.parsed {
             // Reset now rather than when the last head was handed out: by now that head's
             // field list is usually gone, and the parser's is reused without a copy.

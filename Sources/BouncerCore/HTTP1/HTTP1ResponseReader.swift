@@ -36,12 +36,7 @@ public struct HTTP1ResponseReader: Sendable {
         }
     }
 
-    public enum Event: Sendable {
-        case head(Head)
-        case body(ByteBuffer)
-        /// The response is whole (a trailer section is read, checked and dropped).
-        case end
-    }
+    public typealias Event = HTTP1MessageEvent<Head>
 
     /// The method of the request whose response is read next.
     public var requestMethod: HTTP1Method = .GET
@@ -69,15 +64,11 @@ public struct HTTP1ResponseReader: Sendable {
     /// The next event the bytes read so far make, or nil when more are needed. The first
     /// refusal is final.
     public mutating func next() throws(HTTP1ParseError) -> Event? {
-        if let refusal = self.stream.refusal { throw refusal }
-        if self.stream.isReadingBody {
-            switch try self.stream.nextOfBody() {
-            case .body(let bytes): return .body(bytes)
-            case .end: return .end
-            case nil: return nil
-            }
+        switch try self.stream.ahead() as HTTP1MessageStream.Ahead<Head> {
+        case .event(let event): return event
+        case .needMore: return nil
+        case .head: break
         }
-        guard self.stream.pending.readableBytes > 0 else { return nil }
         if self.switched { throw self.stream.refuse(.bytesAfterProtocolSwitch) }
         if self.parsed {
             self.parser.reset()
