@@ -81,4 +81,23 @@ struct UpstreamRequestHeadTests {
         }
         #expect(compared > 2500, "\(compared) heads compared")
     }
+
+    /// A request that becomes a long-lived stream lets go of the read its head came in: the
+    /// head keeps its own bytes, and reads the same.
+    @Test func aCompactedHeadHoldsOnlyItsOwnBytes() throws {
+        var read = ByteBufferAllocator().buffer(capacity: 8192)
+        read.writeString("GET /jira/mcp HTTP/1.1\r\nHost: gw.example\r\nAccept: text/event-stream\r\n\r\n")
+        var reader = HTTP1RequestReader(maxHeadBytes: 8192, maxFields: 64)
+        reader.append(read)
+        guard case .head(let wire)? = try reader.next() else {
+            Issue.record("no head")
+            return
+        }
+        var head = ClientHead(wire)
+        #expect(head.wire.bytes.storageCapacity >= 8192, "a slice of the read")
+        head.compact()
+        #expect(head.wire.bytes.storageCapacity < 2 * head.wire.bytes.readableBytes, "its own bytes (rounded up by the allocator), not the read")
+        #expect(head.wire.listElements(named: "accept") == ["text/event-stream"] && head.uri == "/jira/mcp" && head.isKeepAlive)
+        #expect(reader.bufferedBytes == 0)
+    }
 }

@@ -42,7 +42,7 @@ public struct ClientConnectionStateMachine: Sendable {
 
     /// A request part as the machine sees it.
     public enum Part: Sendable, Equatable {
-        /// A head; `bytes` is about what the decoder parsed for it.
+        /// A head; `bytes` is what the codec read for it.
         case head(bytes: Int)
         case body(bytes: Int)
         case end
@@ -158,7 +158,7 @@ public struct ClientConnectionStateMachine: Sendable {
 
     // MARK: Reading
 
-    /// The decoder produced a part.
+    /// The codec read a part.
     public mutating func partReceived(_ part: Part) -> Delivery {
         self.partsInRead += 1
         switch part {
@@ -182,7 +182,7 @@ public struct ClientConnectionStateMachine: Sendable {
         }
     }
 
-    /// A read from the client completed at `now`; the decoder parsed `parsedBytes` in it.
+    /// A read from the client completed at `now`; the codec took `parsedBytes` in it.
     public mutating func readComplete(parsedBytes parsed: Int, now: NIODeadline) -> Action {
         self.lastActivity = now
         defer {

@@ -1,8 +1,9 @@
 import NIOCore
 
 /// What the gateway needs to know about a request head, gathered in one pass over its fields:
-/// what RFC 9112 requires a server to refuse that the HTTP/1.1 parser (llhttp) lets through
-/// (``violation(method:isHTTP11OrLater:)``), and the fields the enforcement stages read
+/// what RFC 9112 requires a server to refuse beyond the message's syntax (Host, a body where
+/// none belongs, codings: ``violation(method:isHTTP11OrLater:)``; the codec's parser judges the
+/// same, ``HTTP1RequestParser/violation(_:)``), and the fields the enforcement stages read
 /// (``Enforcement``): Origin, Authorization, the MCP headers, Content-Type, Connection.
 ///
 /// Gathered from the gateway's codec (``init(_:)``, a String made only of the fields below), or
@@ -92,7 +93,7 @@ public struct RequestHeadFacts: Sendable {
     private var transferCodingIsOnlyChunked = true
     private var hasTransferEncoding = false
     private var contentCodingIsIdentity = true
-    /// `Content-Length`, as llhttp has already checked it (one value, digits only).
+    /// `Content-Length`, as the codec has already checked it (one value, digits only).
     public private(set) var contentLength: Int?
     /// `Expect: 100-continue` (RFC 9110 10.1.1).
     public private(set) var expectsContinue = false

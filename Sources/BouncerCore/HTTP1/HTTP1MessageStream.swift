@@ -75,6 +75,7 @@ struct HTTP1MessageStream: Sendable {
     mutating func headParsed(length: Int, framing: HTTP1Framing) -> ByteBuffer {
         self.trailers = nil
         let bytes = self.pending.readSlice(length: length)!
+        self.releaseIfEmpty()
         let body = HTTP1BodyReader(framing, maxChunkExtensionBytes: self.maxChunkExtensionBytes, maxTrailerBytes: self.maxTrailerBytes)
         if body.isDone { self.endPending = true } else { self.body = body }
         return bytes
@@ -82,7 +83,14 @@ struct HTTP1MessageStream: Sendable {
 
     /// An interim (1xx) head of `length` bytes was parsed: its bytes; no body follows it.
     mutating func interimParsed(length: Int) -> ByteBuffer {
-        self.pending.readSlice(length: length)!
+        defer { self.releaseIfEmpty() }
+        return self.pending.readSlice(length: length)!
+    }
+
+    /// Every byte read was handed out: the read's buffer is let go (an idle stream, a
+    /// keep-alive connection between requests, holds none).
+    private mutating func releaseIfEmpty() {
+        if self.pending.readableBytes == 0 { self.pending = ByteBuffer() }
     }
 
     /// The next event of the body being read (``isReadingBody``), or nil when more bytes are needed.
@@ -104,14 +112,17 @@ struct HTTP1MessageStream: Sendable {
             case .data(let range):
                 let slice = self.pending.getSlice(at: self.pending.readerIndex + range.lowerBound, length: range.count)!
                 self.pending.moveReaderIndex(forwardBy: next)
+                self.releaseIfEmpty()
                 return .body(slice)
             case .end:
                 self.pending.moveReaderIndex(forwardBy: next)
+                self.releaseIfEmpty()
                 if !self.body!.trailers.isEmpty { self.trailers = (self.body!.trailerBytes, self.body!.trailers) }
                 self.body = nil
                 return .end
             case .needMore:
                 self.pending.moveReaderIndex(forwardBy: next)
+                self.releaseIfEmpty()
                 return nil
             }
         }

@@ -1,4 +1,5 @@
 import BouncerCore
+import NIOCore
 import NIOHTTP1
 
 /// A client's request head as the gateway keeps it: the codec's ranges over the head's bytes
@@ -6,7 +7,7 @@ import NIOHTTP1
 /// method, version and target). Other fields are read from the ranges where a decision needs
 /// one (``RequestHeadFacts``), and copied upstream byte for byte (``UpstreamRequestHead``).
 struct ClientHead {
-    let wire: HTTP1RequestReader.Head
+    private(set) var wire: HTTP1RequestReader.Head
     let method: HTTPMethod
     let version: HTTPVersion
     let uri: String
@@ -19,4 +20,14 @@ struct ClientHead {
     }
 
     var isKeepAlive: Bool { self.wire.isKeepAlive }
+
+    /// The head's bytes are a slice of the read they came in, which they keep alive; a request
+    /// that turns into a long-lived stream copies them into a buffer of their own size, so an
+    /// idle stream holds its head and not the read.
+    mutating func compact() {
+        guard self.wire.bytes.storageCapacity > 2 * self.wire.bytes.readableBytes else { return }
+        var own = ByteBufferAllocator().buffer(capacity: self.wire.bytes.readableBytes)
+        own.writeImmutableBuffer(self.wire.bytes)
+        self.wire.bytes = own
+    }
 }

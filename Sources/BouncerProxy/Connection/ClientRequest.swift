@@ -6,7 +6,7 @@ import NIOHTTP1
 /// read, and what its record (``RequestRecorder``) needs, gathered as the request goes. An
 /// object, so a step of the decision moves one reference, not a dozen fields.
 final class ClientRequest {
-    let head: ClientHead
+    private(set) var head: ClientHead
     /// What the enforcement stages read of the head, gathered in one pass.
     let facts: RequestHeadFacts
     /// The request target's query, split off once.
@@ -50,6 +50,11 @@ final class ClientRequest {
         self.log = log
         self.startedAt = startedAt
         self.peer = peer
+    }
+
+    /// The request became a long-lived stream: its head stops holding the read it came in.
+    func compactHead() {
+        self.head.compact()
     }
 
     var resource: ResolvedResource? {

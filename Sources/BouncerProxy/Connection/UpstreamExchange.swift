@@ -150,6 +150,9 @@ final class UpstreamExchange {
         if !self.streaming, type?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
             self.streaming = true
             gateway.metrics.openStreams.increment()
+            // A stream may stay open for hours: its heads stop holding the reads they came in.
+            self.request.compactHead()
+            self.upstreamHead.client?.head = self.request.head.wire
         }
         var rewritten: RewrittenBody?
         if self.inspector != nil, head.status == .ok, let type {
