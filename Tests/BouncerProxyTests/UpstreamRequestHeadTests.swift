@@ -1,5 +1,6 @@
 import BouncerCore
 import BouncerTestSupport
+import Logging
 import NIOCore
 import NIOHTTP1
 import Testing
@@ -99,5 +100,23 @@ struct UpstreamRequestHeadTests {
         #expect(head.wire.bytes.storageCapacity < 2 * head.wire.bytes.readableBytes, "its own bytes (rounded up by the allocator), not the read")
         #expect(head.wire.listElements(named: "accept") == ["text/event-stream"] && head.uri == "/jira/mcp" && head.isKeepAlive)
         #expect(reader.bufferedBytes == 0)
+
+        // The request's body too (a POST whose answer is an event stream).
+        var post = ByteBufferAllocator().buffer(capacity: 8192)
+        post.writeString("POST /jira/mcp HTTP/1.1\r\nHost: gw.example\r\nContent-Length: 2\r\n\r\n{}")
+        reader.append(post)
+        guard case .end? = try reader.next(), case .head(let postHead)? = try reader.next(), case .body(let body)? = try reader.next() else {
+            Issue.record("no POST")
+            return
+        }
+        let request = ClientRequest(
+            head: ClientHead(postHead), facts: RequestHeadFacts(postHead), query: nil, route: .notFound,
+            log: RequestLog(logger: Logger(label: "test"), connectionID: "c", sequence: 1, method: "POST", peer: "192.0.2.1"), startedAt: .now(), peer: "192.0.2.1"
+        )
+        request.body = body
+        #expect(request.body!.storageCapacity >= 8192)
+        request.compact()
+        #expect(request.body!.storageCapacity < 64 && String(buffer: request.body!) == "{}")
+        #expect(request.head.wire.bytes.storageCapacity < 2 * request.head.wire.bytes.readableBytes)
     }
 }

@@ -52,9 +52,15 @@ final class ClientRequest {
         self.peer = peer
     }
 
-    /// The request became a long-lived stream: its head stops holding the read it came in.
-    func compactHead() {
+    /// The request became a long-lived stream: its head and body stop holding the reads they
+    /// came in (slices of them), keeping copies of their own size.
+    func compact() {
         self.head.compact()
+        if let body = self.body, body.storageCapacity > 2 * body.readableBytes {
+            var own = ByteBufferAllocator().buffer(capacity: body.readableBytes)
+            own.writeImmutableBuffer(body)
+            self.body = own
+        }
     }
 
     var resource: ResolvedResource? {

@@ -151,7 +151,7 @@ final class UpstreamExchange {
             self.streaming = true
             gateway.metrics.openStreams.increment()
             // A stream may stay open for hours: its heads stop holding the reads they came in.
-            self.request.compactHead()
+            self.request.compact()
             self.upstreamHead.client?.head = self.request.head.wire
         }
         var rewritten: RewrittenBody?
