@@ -200,6 +200,13 @@ struct HTTP1ResponseReaderTests {
         #expect(Self.events("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n") == ["head 101 interim"])
     }
 
+    /// The differential fuzzer's find: an HTTP/1.0 server sends no 1xx (RFC 9110 15.2), and
+    /// llhttp refuses one; so does the reader, rather than reading the response after it.
+    @Test func anInterimResponseInHTTP10IsRefused() {
+        #expect(Self.events("HTTP/1.0 103 Early Hints\r\nLink: </s>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
+            == ["refused an interim (1xx) response in HTTP/1.0"])
+    }
+
     @Test func framingByMethodStatusAndTheConnectionsEnd() {
         #expect(Self.events("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", method: .HEAD) == ["head 200", "end"])
         #expect(Self.events("HTTP/1.1 204 No Content\r\n\r\n") == ["head 204", "end"])

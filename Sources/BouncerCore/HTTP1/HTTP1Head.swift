@@ -132,6 +132,9 @@ public enum HTTP1ParseError: Error, Sendable, Hashable, CustomStringConvertible 
     /// Bytes after a 101 (Switching Protocols) response: they are not HTTP/1.1 any more, and
     /// the gateway asks for no upgrade (RFC 9110 15.2.2, 7.8).
     case bytesAfterProtocolSwitch
+    /// An interim (1xx) response in HTTP/1.0: none is sent to the gateway, which speaks
+    /// HTTP/1.1 upstream, by a server that speaks 1.0 (RFC 9110 15.2).
+    case interimInHTTP10
 
     /// The status a client is answered with.
     public var status: Int {
@@ -170,6 +173,7 @@ public enum HTTP1ParseError: Error, Sendable, Hashable, CustomStringConvertible 
         case .trailersTooLarge(let limit): "trailers larger than \(limit) bytes"
         case .forbiddenTrailerField: "a framing, routing or credential field in the trailers"
         case .bytesAfterProtocolSwitch: "bytes after a 101 Switching Protocols response"
+        case .interimInHTTP10: "an interim (1xx) response in HTTP/1.0"
         }
     }
 }

@@ -75,6 +75,7 @@ public struct HTTP1ResponseParser: Sendable {
     private mutating func finish(requestMethod: HTTP1Method) -> HTTP1ParseError? {
         if self.facts.chunked, self.facts.contentLength != nil { return .contentLengthAndTransferEncoding }
         if self.facts.chunked, self.version == .http10 { return .transferEncodingInHTTP10 }
+        if self.status < 200, self.version == .http10 { return .interimInHTTP10 }
         if requestMethod == .HEAD || self.status < 200 || self.status == 204 || self.status == 304 {
             self.framing = .none
         } else if self.facts.chunked {
