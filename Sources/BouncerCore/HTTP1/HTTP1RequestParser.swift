@@ -89,12 +89,16 @@ public struct HTTP1RequestParser: Sendable {
     /// head breaks that the parse itself does not refuse: Host (one, well-formed, present in
     /// HTTP/1.1), a body on GET, HEAD or DELETE, a content coding other than identity.
     public func violation(_ bytes: UnsafeRawBufferPointer) -> RequestHeadFacts.Violation? {
-        let facts = self.facts
+        Self.violation(facts: self.facts, method: self.method, version: self.version, bytes)
+    }
+
+    /// The same for a head's facts, method and version and its bytes.
+    static func violation(facts: HTTP1HeadFacts, method: HTTP1Method, version: HTTP1Version, _ bytes: UnsafeRawBufferPointer) -> RequestHeadFacts.Violation? {
         if facts.hosts > 1 { return .multipleHosts }
         if let host = facts.host, !RequestHeadFacts.isValidHost(bytes: bytes[host]) { return .invalidHost }
-        if facts.hosts == 0, self.version == .http11 { return .missingHost }
+        if facts.hosts == 0, version == .http11 { return .missingHost }
         let hasBody = facts.chunked || (facts.contentLength ?? 0) > 0
-        if hasBody, self.method == .GET || self.method == .HEAD || self.method == .DELETE { return .unexpectedBody }
+        if hasBody, method == .GET || method == .HEAD || method == .DELETE { return .unexpectedBody }
         if !facts.request.contentCodingIsIdentity { return .unsupportedContentCoding }
         return nil
     }

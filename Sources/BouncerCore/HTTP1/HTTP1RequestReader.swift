@@ -20,14 +20,17 @@ public struct HTTP1RequestReader: Sendable {
         public var fields: [HTTP1Field]
         public var facts: HTTP1HeadFacts
         public var framing: HTTP1Framing
-        /// The first rule of ``RequestHeadFacts/Violation`` the head breaks that its parse did
-        /// not refuse (Host, a body where none belongs, a content coding): the gateway answers
-        /// it, and closes.
-        public var violation: RequestHeadFacts.Violation?
 
         /// The bytes of `range`, as text (a String is made only where something needs one).
         public func string(_ range: Range<Int>) -> String {
             self.bytes.withUnsafeReadableBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[range]), as: UTF8.self) }
+        }
+
+        /// The first rule of ``RequestHeadFacts/Violation`` the head breaks that its parse did
+        /// not refuse (Host, a body where none belongs, a content coding). Judged on demand:
+        /// the gateway judges the same rules once, on ``RequestHeadFacts``.
+        public var violation: RequestHeadFacts.Violation? {
+            self.bytes.withUnsafeReadableBytes { HTTP1RequestParser.violation(facts: self.facts, method: self.method, version: self.version, $0) }
         }
 
         /// Whether the connection outlives the message (RFC 9112 9.3): HTTP/1.1 unless
@@ -96,8 +99,7 @@ public struct HTTP1RequestReader: Sendable {
             self.parsed = true
             return .head(Head(
                 bytes: bytes, method: self.parser.method, target: self.parser.target, version: self.parser.version,
-                fields: self.parser.fields, facts: self.parser.facts, framing: self.parser.framing,
-                violation: bytes.withUnsafeReadableBytes { self.parser.violation($0) }
+                fields: self.parser.fields, facts: self.parser.facts, framing: self.parser.framing
             ))
         }
     }
