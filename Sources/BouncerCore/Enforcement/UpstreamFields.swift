@@ -28,12 +28,7 @@ extension Enforcement {
             default: break
             }
             if HopByHop.isRequestHeader(bytes: name, connection: self.connection) { return false }
-            if var replaced = self.staticHeaderName {
-                let same = replaced.withUTF8 { replaced in
-                    replaced.count == name.count && zip(replaced, name).allSatisfy { asciiLowercase($0) == asciiLowercase($1) }
-                }
-                if same { return false }
-            }
+            if let replaced = self.staticHeaderName, HTTP1Lines.equals(name, ignoringCase: replaced) { return false }
             return true
         }
 

@@ -40,6 +40,6 @@ private func equalIgnoringASCIICase<View: Collection<UInt8>>(_ mine: View, _ the
 }
 
 @inline(__always)
-public func asciiLowercase(_ byte: UInt8) -> UInt8 {
+func asciiLowercase(_ byte: UInt8) -> UInt8 {
     (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
 }

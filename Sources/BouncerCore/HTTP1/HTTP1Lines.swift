@@ -87,6 +87,13 @@ public enum HTTP1Lines {
         return .success(HTTP1Field(name: name, value: index..<valueEnd))
     }
 
+    /// Whether a name's bytes spell `name`, ASCII case-insensitively (a name known only at run
+    /// time: a policy's, one the gateway replaces).
+    public static func equals(_ bytes: UnsafeRawBufferPointer, ignoringCase name: String) -> Bool {
+        var name = name
+        return name.withUTF8 { $0.count == bytes.count && zip($0, bytes).allSatisfy { asciiLowercase($0) == asciiLowercase($1) } }
+    }
+
     /// ASCII case-insensitive comparison of a whole name with `lowercase` (given in lowercase).
     public static func equals(_ name: UnsafeRawBufferPointer, lowercase: StaticString) -> Bool {
         Self.equals(name, 0..<name.count, lowercase: lowercase)

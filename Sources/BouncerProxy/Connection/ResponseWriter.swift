@@ -142,20 +142,12 @@ struct ResponseWriter {
             status: upstreamHead.status, headers: upstreamHead,
             include: { name in
                 !HopByHop.isResponseHeader(bytes: name, connection: connection)
-                    && !(!extra.isEmpty && extra.contains { extra in Self.names(name, extra.0) })
+                    && !(!extra.isEmpty && extra.contains { HTTP1Lines.equals(name, ignoringCase: $0.0) })
                     && !(droppingContentLength && HTTP1Lines.equals(name, lowercase: "content-length"))
             },
             extra: extra, requestMethod: self.requestMethod, requestVersion: self.requestVersion, keepAlive: keepAlive, into: &buffer
         )
         return (buffer, framing)
-    }
-}
-
-extension ResponseWriter {
-    /// Whether a name's bytes spell `name`, ASCII case-insensitively.
-    static func names(_ bytes: UnsafeRawBufferPointer, _ name: String) -> Bool {
-        var name = name
-        return name.withUTF8 { $0.count == bytes.count && zip($0, bytes).allSatisfy { asciiLowercase($0) == asciiLowercase($1) } }
     }
 }
 

@@ -59,10 +59,7 @@ struct RelayedResponseHead: ResponseFieldList {
     /// without those ``replacements`` replace (they are the writer's to add).
     func forEachField(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool) {
         let replaced: (UnsafeRawBufferPointer) -> Bool = { name in
-            self.replacements.contains { replacement in
-                var replacement = replacement.0
-                return replacement.withUTF8 { $0.count == name.count && zip($0, name).allSatisfy { asciiLowercase($0) == asciiLowercase($1) } }
-            }
+            self.replacements.contains { HTTP1Lines.equals(name, ignoringCase: $0.0) }
         }
         switch self.fields {
         case .wire(let head): head.forEachField { name, value in !self.replacements.isEmpty && replaced(name) ? true : body(name, value) }
