@@ -44,7 +44,7 @@ final class GatewayHandler: ChannelDuplexHandler {
     var bridgeStream: (request: ClientRequest, resource: ResolvedResource, subscription: BridgeSubscription)?
     /// Parts of requests that arrived while an earlier one was being answered, each head with
     /// its facts, gathered once when it arrives. The machine counts them.
-    var pipelined = CircularBuffer<ClientPart>()
+    var pipelined = PipelinedParts()
     var servingPipelined = false
     /// The client's byte stream, read as requests with the gateway's codec.
     var reader: HTTP1RequestReader
