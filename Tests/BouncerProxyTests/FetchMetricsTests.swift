@@ -74,7 +74,7 @@ struct MetricsReferenceTests {
 @Suite("Metric labels")
 struct MetricLabelTests {
     /// A client spraying tool and method names cannot grow the series: unknown ones are
-    /// `other`, and the counters remembered by raw name stop at a bound.
+    /// `other` (the label sets are the policy's, resolved when the gateway is built).
     @Test func sprayedNamesCountAsOther() throws {
         let policy = try PolicyLoader.load(yaml: """
             listen: 127.0.0.1:0
@@ -89,19 +89,81 @@ struct MetricLabelTests {
                   tools/call: { echo: [read], "admin_*": [admin] }
             """, secrets: .empty)
         let metrics = GatewayMetrics()
-        let resource = policy.resources[0]
-        for index in 0..<(GatewayMetrics.rememberedRequestKeys + 500) {
-            metrics.countRequest(resource: resource, httpMethod: "POST", method: "tools/call", target: "tool-\(index)", outcome: .refused, decision: .denied)
-            metrics.countRequest(resource: resource, httpMethod: "POST", method: "x/\(index)", target: nil, outcome: .refused, decision: .denied)
-            metrics.countRequest(resource: resource, httpMethod: "M\(index)", method: nil, target: nil, outcome: .refused, decision: .denied)
+        let requests = metrics.resource(policy.resources[0]).requests
+        let total = 5000
+        for index in 0..<total {
+            requests.count(httpMethod: "POST", method: "tools/call", target: "tool-\(index)", outcome: .refused, decision: .denied)
+            requests.count(httpMethod: "POST", method: "x/\(index)", target: nil, outcome: .refused, decision: .denied)
+            requests.count(httpMethod: "M\(index)", method: nil, target: nil, outcome: .refused, decision: .denied)
         }
-        metrics.countRequest(resource: resource, httpMethod: "POST", method: "tools/call", target: "admin_purge", outcome: .forwarded, decision: .allowed)
+        requests.count(httpMethod: "POST", method: "tools/call", target: "admin_purge", outcome: .forwarded, decision: .allowed)
         let text = String(decoding: metrics.exposition(), as: UTF8.self)
         let series = PrometheusText.samples(text).filter { $0.name == "mcp_bouncer_requests_total" }
         #expect(series.count == 3, "\(series.map(\.labels))")
-        let total = GatewayMetrics.rememberedRequestKeys + 500
         #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["method": "tools/call", "target": "other"]) == Double(total))
         #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["method": "other", "target": ""]) == Double(total * 2))
         #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["target": "admin_*", "outcome": "forwarded"]) == 1)
+    }
+
+    /// Every way a request is labelled, from the slots resolved when the gateway was built.
+    @Test func eachRequestCountsUnderThePolicysLabels() throws {
+        let policy = try PolicyLoader.load(yaml: """
+            listen: 127.0.0.1:0
+            public_url: http://127.0.0.1:8443
+            authorization_servers:
+              local: { issuer: http://127.0.0.1:1/issuer }
+            resources:
+              - path: /mcp
+                authorization_server: local
+                upstream: http://127.0.0.1:2/mcp
+                methods:
+                  tools/list: []
+                  "notifications/*": []
+                  tools/call: { echo: [read], "admin_*": [admin] }
+                  resources/read: { "file:///docs/*": [read] }
+            """, secrets: .empty)
+        let metrics = GatewayMetrics()
+        let requests = metrics.resource(policy.resources[0]).requests
+        requests.count(httpMethod: "POST", method: "tools/call", target: "echo", outcome: .forwarded, decision: .allowed)
+        requests.count(httpMethod: "POST", method: "tools/call", target: "admin_x", outcome: .upstreamError, decision: .allowed)
+        requests.count(httpMethod: "POST", method: "tools/call", target: nil, outcome: .refused, decision: .denied)
+        requests.count(httpMethod: "POST", method: "resources/read", target: "file:///docs/a", outcome: .clientClosed, decision: .allowed)
+        requests.count(httpMethod: "POST", method: "tools/list", target: nil, outcome: .connectionClosed, decision: .allowed)
+        requests.count(httpMethod: "POST", method: "tools/list", target: nil, outcome: .refused, decision: .allowed)
+        requests.count(httpMethod: "POST", method: "prompts/get", target: "p", outcome: .refused, decision: .denied)
+        requests.count(httpMethod: "POST", method: "notifications/x", target: nil, outcome: .forwarded, decision: .allowed)
+        requests.count(httpMethod: "GET", method: nil, target: nil, outcome: .forwarded, decision: .allowed)
+        requests.count(httpMethod: "DELETE", method: nil, target: nil, outcome: .forwarded, decision: .allowed)
+        requests.count(httpMethod: "PUT", method: nil, target: nil, outcome: .refused, decision: .denied)
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        let series = PrometheusText.samples(text).filter { $0.name == "mcp_bouncer_requests_total" }
+        let labels = Set(series.map { "\($0.labels["method"] ?? "?") \($0.labels["target"] ?? "?") \($0.labels["outcome"] ?? "?") \($0.value)" })
+        #expect(labels == [
+            "tools/call echo forwarded 1.0", "tools/call admin_* upstream_error 1.0", "tools/call  denied 1.0",
+            "resources/read file:///docs/* client_closed 1.0", "tools/list  connection_closed 1.0", "tools/list  refused 1.0",
+            "prompts/get  denied 1.0", "other  forwarded 1.0", "GET  forwarded 1.0", "DELETE  forwarded 1.0", "other  denied 1.0",
+        ])
+        #expect(series.allSatisfy { $0.labels["resource"] == "/mcp" })
+    }
+
+    /// A reloaded policy's gateway resolves its slots again and counts into the same series.
+    @Test func aReloadCountsIntoTheSameSeries() throws {
+        let policy = try PolicyLoader.load(yaml: """
+            listen: 127.0.0.1:0
+            public_url: http://127.0.0.1:8443
+            authorization_servers:
+              local: { issuer: http://127.0.0.1:1/issuer }
+            resources:
+              - path: /mcp
+                authorization_server: local
+                upstream: http://127.0.0.1:2/mcp
+                methods:
+                  tools/call: { echo: [read] }
+            """, secrets: .empty)
+        let metrics = GatewayMetrics()
+        metrics.resource(policy.resources[0]).requests.count(httpMethod: "POST", method: "tools/call", target: "echo", outcome: .forwarded, decision: .allowed)
+        metrics.resource(policy.resources[0]).requests.count(httpMethod: "POST", method: "tools/call", target: "echo", outcome: .forwarded, decision: .allowed)
+        let text = String(decoding: metrics.exposition(), as: UTF8.self)
+        #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["target": "echo", "outcome": "forwarded"]) == 2)
     }
 }

@@ -104,7 +104,7 @@ package final class Gateway: Sendable {
             }
             return ResolvedResource(
                 policy: resource, server: server, keys: keys, client: clients[resource.authorizationServer], upstreamTLS: tls.upstreams[resource.path],
-                metrics: metrics.resource(resource.path), certificateBound: (policy.tls?.clientVerification ?? .none) != .none,
+                metrics: metrics.resource(resource), certificateBound: (policy.tls?.clientVerification ?? .none) != .none,
                 clock: wallClock
             )
         }

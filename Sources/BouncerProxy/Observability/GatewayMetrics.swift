@@ -10,7 +10,9 @@ import Prometheus
 /// resource URI) is a label only when the policy names it (the matching pattern, exact or
 /// glob; anything else is `other`), an MCP method only when the specification defines it.
 /// Subjects, tokens and peers are never labels. Metric objects are made once per label set and
-/// kept; the request path increments atomics and takes one short lock per histogram.
+/// kept; a resource's request counters and histograms are resolved when the gateway is built
+/// (``ResourceMetrics``, ``RequestCounters``), so the request path increments atomics and takes
+/// one short lock per histogram.
 public final class GatewayMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
 
@@ -77,16 +79,8 @@ public final class GatewayMetrics: Sendable {
     private let verifications: [String: (hit: Counter, miss: Counter)]
     private let exchanges: [String: Counter]
 
-    private let requestCounters = NIOLockedValueBox([RequestKey: Counter]())
     private let labelled = NIOLockedValueBox([LabelsKey: Counter]())
     private let fetchDurations = NIOLockedValueBox([String: DurationHistogram]())
-
-    private struct RequestKey: Hashable {
-        var resource: String
-        var method: String
-        var target: String
-        var outcome: String
-    }
 
     private struct LabelsKey: Hashable {
         var name: String
@@ -138,62 +132,25 @@ public final class GatewayMetrics: Sendable {
 
     // MARK: Per resource
 
-    /// A resource's histograms, made once when the gateway is built.
+    /// A resource's histograms and request counters, made once when the gateway is built.
     public struct ResourceMetrics: Sendable {
+        public let requests: RequestCounters
         public let requestDuration: DurationHistogram
         public let upstreamDuration: DurationHistogram
         public let responseSize: ValueHistogram
     }
 
-    public func resource(_ path: String) -> ResourceMetrics {
-        let labels = [("resource", path)]
+    public func resource(_ resource: ResourcePolicy) -> ResourceMetrics {
+        let labels = [("resource", resource.path)]
         return ResourceMetrics(
+            requests: RequestCounters(resource: resource) { labels in
+                self.registry.makeCounter(descriptor: Self.descriptor("mcp_bouncer_requests_total"), labels: labels)
+            },
             requestDuration: self.registry.makeDurationHistogram(descriptor: Self.descriptor("mcp_bouncer_request_duration_seconds"), labels: labels, buckets: Self.durationBuckets),
             upstreamDuration: self.registry.makeDurationHistogram(descriptor: Self.descriptor("mcp_bouncer_upstream_duration_seconds"), labels: labels, buckets: Self.durationBuckets),
             responseSize: self.registry.makeValueHistogram(descriptor: Self.descriptor("mcp_bouncer_response_size_bytes"), labels: labels, buckets: Self.sizeBuckets)
         )
     }
-
-    /// Counts a request to a protected resource. `method` and `target` are bounded here.
-    /// A request without a JSON-RPC body (GET, DELETE, or one refused before its body was
-    /// read) counts under its HTTP method.
-    ///
-    /// Counters are found by the request's own method and target, so the policy lookup that
-    /// bounds the labels runs once per distinct pair; pairs are remembered up to a bound (a
-    /// client spraying tool names cannot grow it), past which the lookup runs every time.
-    public func countRequest(
-        resource: ResourcePolicy, httpMethod: String, method: String?, target: String?, outcome: AuditRequest.Outcome, decision: AuditRequest.Decision
-    ) {
-        let outcomeLabel = decision == .denied ? "denied" : outcome.rawValue
-        let raw = RequestKey(resource: resource.path, method: method ?? httpMethod, target: target ?? "", outcome: outcomeLabel)
-        if let counter = self.requestCounters.withLockedValue({ $0[raw] }) {
-            counter.increment()
-            return
-        }
-        let methodLabel: String
-        if let method {
-            methodLabel = Self.knownMethods.contains(method) ? method : "other"
-        } else {
-            methodLabel = ["GET", "POST", "DELETE"].contains(httpMethod) ? httpMethod : "other"
-        }
-        var targetLabel = ""
-        if let method, let target, case .byTarget(let table)? = resource.methods.rules.lookup(method)?.value {
-            targetLabel = table.lookup(target)?.pattern ?? "other"
-        }
-        let labelled = RequestKey(resource: resource.path, method: methodLabel, target: targetLabel, outcome: outcomeLabel)
-        let counter = self.requestCounters.withLockedValue { counters in
-            let counter = counters[labelled] ?? self.registry.makeCounter(
-                descriptor: Self.descriptor("mcp_bouncer_requests_total"),
-                labels: [("resource", labelled.resource), ("method", labelled.method), ("target", labelled.target), ("outcome", labelled.outcome)]
-            )
-            counters[labelled] = counter
-            if counters.count < Self.rememberedRequestKeys { counters[raw] = counter }
-            return counter
-        }
-        counter.increment()
-    }
-
-    static let rememberedRequestKeys = 4096
 
     /// A counter by label values, made on first use. `labels` are (name, value) pairs whose
     /// values the caller bounds. Private: every metric has its typed member here.

@@ -25,7 +25,7 @@ struct RequestRecorder {
         let message = body?.messages.first
         let target = try? message?.target()
         let metrics = gateway.metrics
-        metrics.countRequest(resource: resource.policy, httpMethod: request.head.method.rawValue, method: message?.method, target: target, outcome: outcome, decision: decision)
+        resource.metrics.requests.count(httpMethod: request.head.method.rawValue, method: message?.method, target: target, outcome: outcome, decision: decision)
         if let reason, outcome == .refused || outcome == .upstreamError {
             metrics.rejection(resource: resource.policy.path, reason: reason)
         }
