@@ -145,6 +145,8 @@ struct HTTP1RequestReaderTests {
         ]
         var random = SplitMix64(seed: 2028)
         var compared = 0
+        // Each head's facts are also made reusing the previous head's, as a connection does.
+        var previous: RequestHeadFacts?
         for _ in 0..<5000 {
             let method = ["GET", "POST", "DELETE", "HEAD"][Int(random.next() % 4)]
             let isHTTP11 = random.next() % 5 != 0
@@ -158,8 +160,39 @@ struct HTTP1RequestReaderTests {
             for field in head.fields { strings.observe(name: head.string(field.name), value: head.string(field.value)) }
             let ranges = RequestHeadFacts(head)
             #expect(Self.describe(ranges, method: method, isHTTP11: isHTTP11) == Self.describe(strings, method: method, isHTTP11: isHTTP11), "\(lines)")
+            let reusing = RequestHeadFacts(head, reusing: previous)
+            #expect(Self.describe(reusing, method: method, isHTTP11: isHTTP11) == Self.describe(strings, method: method, isHTTP11: isHTTP11), "\(lines)")
+            previous = reusing
         }
         #expect(compared > 2000, "most generated heads parse: \(compared)")
+    }
+
+    /// A keep-alive client sends the same token, session id and content type on every request:
+    /// the next request's facts hold the previous request's Strings (no new storage), and a
+    /// value that changed, even by one byte in its last eight, is a new String.
+    @Test func factsOfTheNextRequestReuseThePreviousStrings() throws {
+        func head(_ token: String) throws -> HTTP1RequestReader.Head {
+            var reader = HTTP1RequestReader(maxHeadBytes: 4096, maxFields: 50)
+            reader.append(ByteBuffer(string: "POST /mcp HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \(token)\r\nContent-Type: application/json\r\n"
+                + "Mcp-Session-Id: 0123456789abcdef0123\r\nContent-Length: 0\r\n\r\n"))
+            guard case .head(let head)? = try reader.next() else { throw HTTP1ParseError.bareLineEnding }
+            return head
+        }
+        func storage(_ text: String?) -> UnsafeRawPointer? {
+            var text = text ?? ""
+            return text.withUTF8 { UnsafeRawPointer($0.baseAddress) }
+        }
+        let token = String(repeating: "eyJhbGciOiJFUzI1NiJ9", count: 30)
+        let first = RequestHeadFacts(try head(token))
+        let second = RequestHeadFacts(try head(token), reusing: first)
+        #expect(second.authorization == first.authorization)
+        #expect(storage(second.authorization) == storage(first.authorization))
+        #expect(storage(second.contentType) == storage(first.contentType))
+        #expect(storage(second.sessionID) == storage(first.sessionID))
+        let changed = RequestHeadFacts(try head(String(token.dropLast()) + "X"), reusing: second)
+        #expect(changed.authorization == "Bearer " + String(token.dropLast()) + "X")
+        #expect(storage(changed.authorization) != storage(first.authorization))
+        #expect(storage(changed.contentType) == storage(first.contentType))
     }
 }
 

@@ -144,15 +144,56 @@ public struct RequestHeadFacts: Sendable {
 
     /// The facts of a head the gateway's codec parsed: a String is made only of the fields the
     /// facts are made of (the same as ``observe(name:value:)`` over every field as Strings).
-    public init(_ head: HTTP1RequestReader.Head) {
+    ///
+    /// `previous` is the facts of the request before on the same connection: a value equal to
+    /// the one it had there (the token, the session id, the content type: a keep-alive client
+    /// sends the same ones again and again) is that String again, not a new one.
+    public init(_ head: HTTP1RequestReader.Head, reusing previous: RequestHeadFacts? = nil) {
         self.headerBytes = head.target.count
         head.bytes.withUnsafeReadableBytes { bytes in
             for field in head.fields {
                 self.headerBytes += field.name.count + field.value.count + 4
                 guard let kind = Field.named(UnsafeRawBufferPointer(rebasing: bytes[field.name])) else { continue }
-                self.observe(kind, value: String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.value]), as: UTF8.self))
+                let value = UnsafeRawBufferPointer(rebasing: bytes[field.value])
+                self.observe(kind, value: previous?.value(of: kind, equalTo: value) ?? String(decoding: value, as: UTF8.self))
             }
         }
+    }
+
+    /// This head's String for a single-valued field, if its bytes are `bytes`.
+    private func value(of field: Field, equalTo bytes: UnsafeRawBufferPointer) -> String? {
+        let known: String?
+        switch field {
+        case .host: known = self.host
+        case .dpop: known = self.dpop
+        case .origin: known = self.origin
+        case .mcpName: known = self.mcpName
+        case .mcpMethod: known = self.mcpMethod
+        case .clientCert: known = self.clientCert
+        case .traceparent: known = self.traceparent
+        case .sessionID: known = self.sessionID
+        case .contentType: known = self.contentType
+        case .authorization: known = self.authorization
+        case .protocolVersion: known = self.protocolVersion
+        case .forwardedFor, .forwarded, .connection, .transferEncoding, .contentLength, .contentEncoding, .expect: return nil
+        }
+        guard var known, known.utf8.count == bytes.count else { return nil }
+        return known.withUTF8 { Self.sameBytes(UnsafeRawBufferPointer($0), bytes) } ? known : nil
+    }
+
+    /// Whether two runs of bytes of the same length are equal, eight at a time (a token is
+    /// hundreds of bytes).
+    private static func sameBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        var offset = 0
+        while offset + 8 <= a.count {
+            guard a.loadUnaligned(fromByteOffset: offset, as: UInt64.self) == b.loadUnaligned(fromByteOffset: offset, as: UInt64.self) else { return false }
+            offset += 8
+        }
+        while offset < a.count {
+            guard a[offset] == b[offset] else { return false }
+            offset += 1
+        }
+        return true
     }
 
     private mutating func observe(_ field: Field, value: String) {

@@ -42,8 +42,11 @@ extension GatewayHandler {
                 switch event {
                 case .head(let head):
                     delivery = self.machine.partReceived(.head(bytes: head.bytes.readableBytes))
-                    // What the enforcement stages read of the head, gathered once, as it arrives.
-                    part = .head(ClientHead(head), RequestHeadFacts(head))
+                    // What the enforcement stages read of the head, gathered once, as it
+                    // arrives; values the client sent on its previous request are its Strings.
+                    let facts = RequestHeadFacts(head, reusing: self.previousFacts)
+                    self.previousFacts = facts
+                    part = .head(ClientHead(head), facts)
                 case .body(let buffer):
                     delivery = self.machine.partReceived(.body(bytes: buffer.readableBytes))
                     part = .body(buffer)

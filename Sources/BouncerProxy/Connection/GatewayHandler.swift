@@ -48,6 +48,8 @@ final class GatewayHandler: ChannelDuplexHandler {
     var servingPipelined = false
     /// The client's byte stream, read as requests with the gateway's codec.
     var reader: HTTP1RequestReader
+    /// The facts of the last head read: the next one reuses their Strings where equal.
+    var previousFacts: RequestHeadFacts?
     /// Bytes read from the client since the last read completed.
     var bytesInRead = 0
     var writer = ResponseWriter()

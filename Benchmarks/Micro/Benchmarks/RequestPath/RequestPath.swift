@@ -143,13 +143,14 @@ struct Fixture: Sendable {
 
     /// One request from its bytes to the head sent upstream, with the token's claims from
     /// `authenticator`'s cache (`nil` when the token is not cached): the gateway's calls, in
-    /// its order. The connection's reader is reused from one request to the next, as on a
-    /// keep-alive connection; the upstream head is written into `out` (the client's fields
-    /// copied from its bytes, then the gateway's).
-    func warmRequest(_ authenticator: TokenAuthenticator, reader: inout HTTP1RequestReader, out: inout ByteBuffer) -> Int? {
+    /// its order. The connection's reader and its last request's facts are reused from one
+    /// request to the next, as on a keep-alive connection; the upstream head is written into
+    /// `out` (the client's fields copied from its bytes, then the gateway's).
+    func warmRequest(_ authenticator: TokenAuthenticator, reader: inout HTTP1RequestReader, previous: inout RequestHeadFacts?, out: inout ByteBuffer) -> Int? {
         reader.append(self.wireBytes)
         guard case .head(let head)? = try? reader.next(), case .body(let body)? = try? reader.next(), case .end? = try? reader.next() else { return nil }
-        let facts = RequestHeadFacts(head)
+        let facts = RequestHeadFacts(head, reusing: previous)
+        previous = facts
         let uri = head.string(head.target)
         guard case .success(let target) = Enforcement.checkHead(facts, method: head.method.name, isHTTP11OrLater: true, target: uri, limits: self.policy.limits),
               case .resource(let resource) = self.router.route(target.path),
@@ -286,7 +287,8 @@ let benchmarks: @Sendable () -> Void = {
             // A new authenticator each time: the token is verified, not found in the cache.
             let authenticator = TokenAuthenticator(cacheCapacity: 100_000, clock: .fixed(milliseconds: fixture.now * 1000))
             blackHole(try authenticator.verify(token: fixture.token, resource: fixture.resource, requirements: fixture.requirements, keySet: fixture.keys))
-            guard let upstream = fixture.warmRequest(authenticator, reader: &reader, out: &out) else { fatalError("the fixture's request must be forwarded") }
+            var previous: RequestHeadFacts?
+            guard let upstream = fixture.warmRequest(authenticator, reader: &reader, previous: &previous, out: &out) else { fatalError("the fixture's request must be forwarded") }
             blackHole(upstream)
         }
     }
@@ -297,8 +299,9 @@ let benchmarks: @Sendable () -> Void = {
         var reader = HTTP1RequestReader(maxHeadBytes: 16 * 1024, maxFields: 256)
         var out = ByteBuffer()
         out.reserveCapacity(2048)
+        var previous: RequestHeadFacts?
         for _ in benchmark.scaledIterations {
-            guard let upstream = fixture.warmRequest(authenticator, reader: &reader, out: &out) else { fatalError("the fixture's request must be forwarded") }
+            guard let upstream = fixture.warmRequest(authenticator, reader: &reader, previous: &previous, out: &out) else { fatalError("the fixture's request must be forwarded") }
             blackHole(upstream)
         }
     }
