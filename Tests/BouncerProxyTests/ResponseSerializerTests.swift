@@ -171,4 +171,30 @@ struct ResponseSerializerTests {
             #expect(!String(buffer: fromRanges).lowercased().contains("x-hop") || !lines.contains { $0.contains("X-Hop") && $0.lowercased().hasPrefix("connection") })
         }
     }
+
+    /// A response's media type read from the first Content-Type's bytes, as from its String:
+    /// by prefix, ASCII case-insensitively, parameters after it.
+    @Test func theMediaTypeIsReadFromTheBytes() throws {
+        let cases: [(String?, ResponseMediaType?)] = [
+            ("application/json", .json), ("Application/JSON; charset=utf-8", .json), ("text/event-stream", .eventStream),
+            ("TEXT/Event-Stream;x=1", .eventStream), ("text/event", .other), ("application/jso", .other), ("text/plain", .other), ("", .other), (nil, nil),
+        ]
+        for (type, expected) in cases {
+            var reader = HTTP1ResponseReader()
+            let field = type.map { "Content-Type: \($0)\r\n" } ?? "X-Other: 1\r\n"
+            reader.append(ByteBuffer(string: "HTTP/1.1 200 OK\r\n\(field)content-type: text/event-stream\r\n\r\n"))
+            guard case .head(let wire)? = try reader.next() else {
+                Issue.record("no head for \(String(describing: type))")
+                continue
+            }
+            let firstIsOther = type == nil
+            let expectedWire: ResponseMediaType? = firstIsOther ? .eventStream : expected
+            #expect(RelayedResponseHead(wire).mediaType == expectedWire, "\(String(describing: type))")
+            #expect(RelayedResponseHead(status: .ok, headers: wire.decoded().headers).mediaType == expectedWire, "\(String(describing: type))")
+        }
+        var reader = HTTP1ResponseReader()
+        reader.append(ByteBuffer(string: "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\n"))
+        guard case .head(let wire)? = try reader.next() else { throw HTTP1ParseError.bareLineEnding }
+        #expect(RelayedResponseHead(wire).mediaType == nil)
+    }
 }

@@ -40,7 +40,8 @@ enum ResponseSerializer {
 
     /// Appends the head of a response to `buffer` (allocate it with ``estimatedSize(_:_:)`` and
     /// it does not grow) and returns the framing of the body that follows. `include` filters `headers` (hop-by-hop ones, `Connection` among them, out);
-    /// `extra` are added after them. `keepAlive` says whether the connection is meant to
+    /// `extra` are added after them, then `contentLength` (a body the gateway rewrote; the
+    /// upstream's own is for `include` to drop). `keepAlive` says whether the connection is meant to
     /// persist after this response; it does not if the body is ``ResponseBodyFraming/untilClose``.
     /// Nothing is written if a header is invalid.
     static func writeHead(
@@ -48,6 +49,7 @@ enum ResponseSerializer {
         headers: some ResponseFieldList,
         include: (UnsafeRawBufferPointer) -> Bool = { _ in true },
         extra: [(String, String)] = [],
+        contentLength: Int? = nil,
         requestMethod: HTTPMethod,
         requestVersion: HTTPVersion,
         keepAlive: Bool,
@@ -80,7 +82,17 @@ enum ResponseSerializer {
             return true
         }
         headers.forEachField { name, value in include(name) ? write(name, value) : true }
-        if invalid == nil { HTTPHeaders(extra).forEachField(write) }
+        for (name, value) in extra where invalid == nil {
+            var name = name
+            var value = value
+            _ = name.withUTF8 { name in value.withUTF8 { value in write(UnsafeRawBufferPointer(name), UnsafeRawBufferPointer(value)) } }
+        }
+        if let contentLength, invalid == nil, mayHaveBody {
+            buffer.writeStaticString("Content-Length: ")
+            buffer.writeString(String(contentLength))
+            buffer.writeStaticString("\r\n")
+            hasContentLength = true
+        }
         if let invalid {
             buffer.moveWriterIndex(to: start)
             throw invalid
@@ -132,8 +144,9 @@ enum ResponseSerializer {
 
     /// Room for the head `writeHead` would write: allocate the buffer with it, and the head
     /// is written without growing it.
-    static func estimatedSize(_ headers: some ResponseFieldList, _ extra: [(String, String)] = []) -> Int {
+    static func estimatedSize(_ headers: some ResponseFieldList, _ extra: [(String, String)] = [], contentLength: Int? = nil) -> Int {
         var size = 64 + 30 + 24 + headers.byteCount  // status line, Transfer-Encoding, Connection, final CRLF
+        if contentLength != nil { size += 40 }
         for (name, value) in extra { size += name.utf8.count + value.utf8.count + 4 }
         return size
     }

@@ -76,15 +76,18 @@ struct ResponseWriter {
         _ upstreamHead: RelayedResponseHead, keepAlive: Bool, allocator: ByteBufferAllocator, rewritten: RewrittenBody? = nil, extra: [(String, String)] = []
     ) throws(ResponseSerializer.InvalidHeader) -> ByteBuffer {
         var extra = upstreamHead.replacements + extra
-        if upstreamHead.first("content-type")?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
+        if upstreamHead.mediaType == .eventStream {
             // Tell any buffering proxy in front of us not to hold events back.
             extra.append(("X-Accel-Buffering", "no"))
         }
         // The body changed: the upstream's Content-Length goes, replaced when the new length
         // is known.
-        if case .length(let length)? = rewritten { extra.append(("Content-Length", String(length))) }
+        var contentLength: Int?
+        if case .length(let length)? = rewritten { contentLength = length }
         let buffer: ByteBuffer
-        (buffer, self.framing) = try self.serialise(upstreamHead, extra: extra, droppingContentLength: rewritten != nil, keepAlive: keepAlive, allocator: allocator)
+        (buffer, self.framing) = try self.serialise(
+            upstreamHead, extra: extra, contentLength: contentLength, droppingContentLength: rewritten != nil, keepAlive: keepAlive, allocator: allocator
+        )
         return buffer
     }
 
@@ -133,11 +136,12 @@ struct ResponseWriter {
     /// headers (and those its `Connection` names) dropped, `extra` in place of any the
     /// upstream sent under the same names.
     private func serialise(
-        _ upstreamHead: RelayedResponseHead, extra: [(String, String)] = [], droppingContentLength: Bool = false, keepAlive: Bool, allocator: ByteBufferAllocator
+        _ upstreamHead: RelayedResponseHead, extra: [(String, String)] = [], contentLength: Int? = nil, droppingContentLength: Bool = false, keepAlive: Bool,
+        allocator: ByteBufferAllocator
     ) throws(ResponseSerializer.InvalidHeader) -> (ByteBuffer, ResponseBodyFraming) {
         var connection = ConnectionOptions()
         for value in upstreamHead.elements("connection") { connection.add(value) }
-        var buffer = allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead, extra))
+        var buffer = allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead, extra, contentLength: contentLength))
         let framing = try ResponseSerializer.writeHead(
             status: upstreamHead.status, headers: upstreamHead,
             include: { name in
@@ -145,7 +149,8 @@ struct ResponseWriter {
                     && !(!extra.isEmpty && extra.contains { HTTP1Lines.equals(name, ignoringCase: $0.0) })
                     && !(droppingContentLength && HTTP1Lines.equals(name, lowercase: "content-length"))
             },
-            extra: extra, requestMethod: self.requestMethod, requestVersion: self.requestVersion, keepAlive: keepAlive, into: &buffer
+            extra: extra, contentLength: contentLength, requestMethod: self.requestMethod, requestVersion: self.requestVersion, keepAlive: keepAlive,
+            into: &buffer
         )
         return (buffer, framing)
     }

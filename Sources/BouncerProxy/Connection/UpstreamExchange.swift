@@ -145,9 +145,9 @@ final class UpstreamExchange {
            UpstreamDiscovery.contradicts(era: self.resource.era.era, requestVersion: self.request.facts.protocolVersion, status: Int(head.status.code)) {
             gateway.rediscoverEra(of: self.resource)
         }
-        // The content type is looked up once, and compared without a lowercased copy.
-        let type = head.first("content-type")
-        if !self.streaming, type?.hasPrefixIgnoringASCIICase("text/event-stream") == true {
+        // The content type is looked up once, and compared on its bytes.
+        let type = head.mediaType
+        if !self.streaming, type == .eventStream {
             self.streaming = true
             gateway.metrics.openStreams.increment()
             // A stream may stay open for hours: its heads stop holding the reads they came in.
@@ -156,12 +156,12 @@ final class UpstreamExchange {
         }
         var rewritten: RewrittenBody?
         if self.inspector != nil, head.status == .ok, let type {
-            if type.hasPrefixIgnoringASCIICase("application/json") {
+            if type == .json {
                 self.body = .json(limit: gateway.policy.limits.maxEventBytes)
                 self.heldHead = head
                 return self.machine.headReceived(hold: true)
             }
-            if type.hasPrefixIgnoringASCIICase("text/event-stream") {
+            if type == .eventStream {
                 self.body = .events(maxEventBytes: gateway.policy.limits.maxEventBytes)
                 rewritten = .unknownLength
             }

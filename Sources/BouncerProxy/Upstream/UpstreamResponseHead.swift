@@ -35,6 +35,27 @@ struct RelayedResponseHead: ResponseFieldList {
         }
     }
 
+    /// What the first `Content-Type` says the body is, read from its bytes (no String made).
+    var mediaType: ResponseMediaType? {
+        switch self.fields {
+        case .wire(let head):
+            head.bytes.withUnsafeReadableBytes { bytes in
+                guard let field = head.fields.first(where: { HTTP1Lines.equals(UnsafeRawBufferPointer(rebasing: bytes[$0.name]), lowercase: "content-type") })
+                else { return nil }
+                let value = field.value
+                func starts(_ lowercase: StaticString) -> Bool {
+                    value.count >= lowercase.utf8CodeUnitCount
+                        && HTTP1Lines.equals(UnsafeRawBufferPointer(rebasing: bytes[value.lowerBound..<(value.lowerBound + lowercase.utf8CodeUnitCount)]), lowercase: lowercase)
+                }
+                return starts("text/event-stream") ? .eventStream : starts("application/json") ? .json : .other
+            }
+        case .built(let headers):
+            headers.first(name: "content-type").map { type in
+                type.hasPrefixIgnoringASCIICase("text/event-stream") ? .eventStream : type.hasPrefixIgnoringASCIICase("application/json") ? .json : .other
+            }
+        }
+    }
+
     /// The elements of every field named `lowercase` (comma-separated lists split).
     func elements(_ lowercase: StaticString) -> [String] {
         switch self.fields {
@@ -73,6 +94,13 @@ struct RelayedResponseHead: ResponseFieldList {
         case .built(let headers): headers.byteCount
         }
     }
+}
+
+/// What a response's `Content-Type` says of its body, as far as the gateway reads it:
+/// `text/event-stream` and `application/json` by prefix (parameters follow), ASCII
+/// case-insensitively.
+enum ResponseMediaType {
+    case eventStream, json, other
 }
 
 extension HTTP1ResponseReader.Head {
