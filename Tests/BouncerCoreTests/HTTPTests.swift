@@ -99,6 +99,33 @@ struct ChallengeTests {
         #expect(!BearerTokenExtractor.carriesAccessToken(formEncoded: "x=access_token"))
     }
 
+    /// The connection's previous token is the token again when the header carries the same
+    /// bytes (no new String), whatever the scheme says; the header's own checks still apply.
+    @Test func bearerExtractionReusesTheConnectionsPreviousToken() {
+        func storage(_ outcome: BearerTokenExtractor.Outcome) -> UnsafeRawPointer? {
+            guard case .token(var token) = outcome else { return nil }
+            return token.withUTF8 { UnsafeRawPointer($0.baseAddress) }
+        }
+        let previous = String(repeating: "eyJhbGciOiJFUzI1NiJ9.", count: 20) + "sig"
+        let again = BearerTokenExtractor.extract(first: "Bearer " + previous, count: 1, reusing: previous)
+        #expect(again == .token(previous))
+        #expect(storage(again) == storage(.token(previous)))
+        let fresh = BearerTokenExtractor.extract(first: "Bearer " + previous, count: 1)
+        #expect(fresh == .token(previous))
+        #expect(storage(fresh) != storage(.token(previous)))
+        // One byte different at the end, the start, the middle: a new token.
+        for changed in [String(previous.dropLast()) + "X", "X" + previous.dropFirst(), String(previous.prefix(100)) + "Q" + previous.dropFirst(101)] {
+            let outcome = BearerTokenExtractor.extract(first: "Bearer " + changed, count: 1, reusing: previous)
+            #expect(outcome == .token(changed))
+        }
+        #expect(BearerTokenExtractor.extract(first: "DPoP " + previous, count: 1, reusing: previous) == .dpop(previous))
+        guard case .invalid = BearerTokenExtractor.extract(first: "Bearer " + previous, count: 2, reusing: previous) else {
+            Issue.record("two headers")
+            return
+        }
+        #expect(BearerTokenExtractor.extract(first: "Basic " + previous, count: 1, reusing: previous) == .none)
+    }
+
     @Test func mirroredHeaders() throws {
         let body = try JSONRPCBody.parse(Array(#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"héllo"}}"#.utf8), maxDepth: 8)
         #expect(MCPHeaderRules.mirroredHeaderMismatch(mcpMethod: "tools/call", mcpName: nil, body: body) == nil)

@@ -75,9 +75,10 @@ public enum Enforcement {
     /// Checks made before the token is verified, in this order: `Origin` on the allow-list
     /// (DNS rebinding), a supported `MCP-Protocol-Version`, a method MCP uses, no token in the
     /// query or a form body (RFC 6750 2.2/2.3, which MCP forbids), then the bearer token from
-    /// the one `Authorization` header. Returns the token.
+    /// the one `Authorization` header. Returns the token: `previousToken` (the connection's
+    /// last, ``BearerTokenExtractor/extract(first:count:reusing:)``) when it is the same.
     public static func admit(
-        _ facts: RequestHeadFacts, method: String, query: Substring?, body: ByteBuffer?, resource: ResourcePolicy
+        _ facts: RequestHeadFacts, method: String, query: Substring?, body: ByteBuffer?, resource: ResourcePolicy, previousToken: String? = nil
     ) -> Result<PresentedToken, GatewayRejection> {
         if let origin = facts.origin, !resource.allowedOrigins.contains(Self.normalisedOrigin(origin)) {
             return .failure(.forbiddenOrigin("Origin \(origin) is not allowed"))
@@ -102,7 +103,7 @@ public enum Enforcement {
            let body, BearerTokenExtractor.carriesAccessToken(formEncoded: String(buffer: body)) {
             return .failure(.invalidRequest("Access tokens are accepted in the Authorization header only, not in a form body"))
         }
-        switch BearerTokenExtractor.extract(first: facts.authorization, count: facts.authorizationCount) {
+        switch BearerTokenExtractor.extract(first: facts.authorization, count: facts.authorizationCount, reusing: previousToken) {
         case .none: return .failure(.missingToken)
         case .invalid(let reason): return .failure(.invalidRequest(reason))
         case .token(let token): return .success(PresentedToken(value: token, isDPoP: false))

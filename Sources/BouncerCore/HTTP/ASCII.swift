@@ -43,3 +43,18 @@ private func equalIgnoringASCIICase<View: Collection<UInt8>>(_ mine: View, _ the
 func asciiLowercase(_ byte: UInt8) -> UInt8 {
     (UInt8(ascii: "A")...UInt8(ascii: "Z")).contains(byte) ? byte | 0x20 : byte
 }
+
+/// Whether two runs of bytes of the same length are equal, eight at a time (a token is
+/// hundreds of bytes, compared on every request of a connection).
+func sameBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+    var offset = 0
+    while offset + 8 <= a.count {
+        guard a.loadUnaligned(fromByteOffset: offset, as: UInt64.self) == b.loadUnaligned(fromByteOffset: offset, as: UInt64.self) else { return false }
+        offset += 8
+    }
+    while offset < a.count {
+        guard a[offset] == b[offset] else { return false }
+        offset += 1
+    }
+    return true
+}

@@ -18,7 +18,10 @@ public enum BearerTokenExtractor {
     /// - Parameters:
     ///   - value: the request's first `Authorization` header.
     ///   - count: how many `Authorization` headers it has.
-    public static func extract(first value: String?, count: Int) -> Outcome {
+    ///   - previous: a token this extractor returned before on the same connection: when the
+    ///     header carries the same bytes, that String is the token again (a keep-alive client
+    ///     sends one token many times; it was checked then).
+    public static func extract(first value: String?, count: Int, reusing previous: String? = nil) -> Outcome {
         guard let value else { return .none }
         guard count == 1 else { return .invalid("more than one Authorization header") }
         let isDPoP: Bool
@@ -30,8 +33,12 @@ public enum BearerTokenExtractor {
             // Another scheme (Basic, ...) carries no token for us.
             return .none
         }
-        let trimmed = value.dropFirst(isDPoP ? 5 : 7).trimmingSpaces()
+        var trimmed = value.dropFirst(isDPoP ? 5 : 7).trimmingSpaces()
         guard !trimmed.isEmpty else { return .invalid("empty access token") }
+        if var previous, previous.utf8.count == trimmed.utf8.count,
+           previous.withUTF8({ previous in trimmed.withUTF8 { sameBytes(UnsafeRawBufferPointer(previous), UnsafeRawBufferPointer($0)) } }) {
+            return isDPoP ? .dpop(previous) : .token(previous)
+        }
         // RFC 6750 b64token (RFC 9449 §7.1 uses the same token68 syntax):
         // 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
         let token = String(trimmed)

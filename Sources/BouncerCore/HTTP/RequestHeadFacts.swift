@@ -178,22 +178,7 @@ public struct RequestHeadFacts: Sendable {
         case .forwardedFor, .forwarded, .connection, .transferEncoding, .contentLength, .contentEncoding, .expect: return nil
         }
         guard var known, known.utf8.count == bytes.count else { return nil }
-        return known.withUTF8 { Self.sameBytes(UnsafeRawBufferPointer($0), bytes) } ? known : nil
-    }
-
-    /// Whether two runs of bytes of the same length are equal, eight at a time (a token is
-    /// hundreds of bytes).
-    private static func sameBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-        var offset = 0
-        while offset + 8 <= a.count {
-            guard a.loadUnaligned(fromByteOffset: offset, as: UInt64.self) == b.loadUnaligned(fromByteOffset: offset, as: UInt64.self) else { return false }
-            offset += 8
-        }
-        while offset < a.count {
-            guard a[offset] == b[offset] else { return false }
-            offset += 1
-        }
-        return true
+        return known.withUTF8 { sameBytes(UnsafeRawBufferPointer($0), bytes) } ? known : nil
     }
 
     private mutating func observe(_ field: Field, value: String) {

@@ -48,8 +48,10 @@ final class GatewayHandler: ChannelDuplexHandler {
     var servingPipelined = false
     /// The client's byte stream, read as requests with the gateway's codec.
     var reader: HTTP1RequestReader
-    /// The facts of the last head read: the next one reuses their Strings where equal.
+    /// The facts of the last head read, and the last request's token: the next request reuses
+    /// their Strings where equal.
     var previousFacts: RequestHeadFacts?
+    var previousToken: String?
     /// Bytes read from the client since the last read completed.
     var bytesInRead = 0
     var writer = ResponseWriter()
@@ -123,9 +125,10 @@ final class GatewayHandler: ChannelDuplexHandler {
             self.armTimer(for: deadline, context: context)
         case .decide:
             if let request = self.request {
-                RequestDecision.decide(request, gateway: self.gateway, random: &self.random, eventLoop: context.eventLoop, sink: self)
+                RequestDecision.decide(request, previousToken: self.previousToken, gateway: self.gateway, random: &self.random, eventLoop: context.eventLoop, sink: self)
             }
         case .servePipelined:
+            if let token = self.request?.token { self.previousToken = token }
             self.request = nil
             self.servePipelined(context: context)
         case .closeAfterWrite:

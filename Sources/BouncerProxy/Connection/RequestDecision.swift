@@ -32,8 +32,11 @@ enum RequestDecision {
     }
 
     /// Decides `request` (its head and body are in); `random` starts trace ids for requests
-    /// without a valid `traceparent`.
-    static func decide(_ request: ClientRequest, gateway: Gateway, random: inout SplitMix64, eventLoop: any EventLoop, sink: some RequestDecisionSink) {
+    /// without a valid `traceparent`; `previousToken` is the connection's last request's token
+    /// (the same one again is that String, not a new one).
+    static func decide(
+        _ request: ClientRequest, previousToken: String? = nil, gateway: Gateway, random: inout SplitMix64, eventLoop: any EventLoop, sink: some RequestDecisionSink
+    ) {
         switch request.route {
         case .notFound:
             sink.decided(request, .refuse(.notFound, resource: nil))
@@ -52,14 +55,18 @@ enum RequestDecision {
             ], body: resource.metadataDocument)))
         case .resource(let resource):
             request.trace = RequestTrace.resolve(request.facts, using: &random)
-            Self.admit(request, resource: resource, gateway: gateway, eventLoop: eventLoop, sink: sink)
+            Self.admit(request, previousToken: previousToken, resource: resource, gateway: gateway, eventLoop: eventLoop, sink: sink)
         }
     }
 
     /// Stages 2-3, then 4: the token verified (from the cache, or by the authorization server).
-    private static func admit(_ request: ClientRequest, resource: ResolvedResource, gateway: Gateway, eventLoop: any EventLoop, sink: some RequestDecisionSink) {
+    private static func admit(
+        _ request: ClientRequest, previousToken: String?, resource: ResolvedResource, gateway: Gateway, eventLoop: any EventLoop, sink: some RequestDecisionSink
+    ) {
         let token: String
-        switch Enforcement.admit(request.facts, method: request.head.method.rawValue, query: request.query, body: request.body, resource: resource.policy) {
+        switch Enforcement.admit(
+            request.facts, method: request.head.method.rawValue, query: request.query, body: request.body, resource: resource.policy, previousToken: previousToken
+        ) {
         case .failure(let rejection):
             return sink.decided(request, .refuse(rejection, resource: resource))
         case .success(let admitted):

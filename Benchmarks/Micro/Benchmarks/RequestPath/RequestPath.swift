@@ -143,21 +143,24 @@ struct Fixture: Sendable {
 
     /// One request from its bytes to the head sent upstream, with the token's claims from
     /// `authenticator`'s cache (`nil` when the token is not cached): the gateway's calls, in
-    /// its order. The connection's reader and its last request's facts are reused from one
-    /// request to the next, as on a keep-alive connection; the upstream head is written into
-    /// `out` (the client's fields copied from its bytes, then the gateway's).
-    func warmRequest(_ authenticator: TokenAuthenticator, reader: inout HTTP1RequestReader, previous: inout RequestHeadFacts?, out: inout ByteBuffer) -> Int? {
+    /// its order. The connection's reader and its last request's facts and token are reused
+    /// from one request to the next, as on a keep-alive connection; the upstream head is
+    /// written into `out` (the client's fields copied from its bytes, then the gateway's).
+    func warmRequest(
+        _ authenticator: TokenAuthenticator, reader: inout HTTP1RequestReader, previous: inout (facts: RequestHeadFacts?, token: String?), out: inout ByteBuffer
+    ) -> Int? {
         reader.append(self.wireBytes)
         guard case .head(let head)? = try? reader.next(), case .body(let body)? = try? reader.next(), case .end? = try? reader.next() else { return nil }
-        let facts = RequestHeadFacts(head, reusing: previous)
-        previous = facts
+        let facts = RequestHeadFacts(head, reusing: previous.facts)
+        previous.facts = facts
         let uri = head.string(head.target)
         guard case .success(let target) = Enforcement.checkHead(facts, method: head.method.name, isHTTP11OrLater: true, target: uri, limits: self.policy.limits),
               case .resource(let resource) = self.router.route(target.path),
-              case .success(let token) = Enforcement.admit(facts, method: "POST", query: target.query, body: body, resource: resource),
+              case .success(let token) = Enforcement.admit(facts, method: "POST", query: target.query, body: body, resource: resource, previousToken: previous.token),
               let claims = authenticator.cachedClaims(token: token.value, resource: resource),
               case .success = Enforcement.authorize(facts, method: "POST", body: body, scopes: claims.scopes, resource: resource, limits: self.policy.limits).decision
         else { return nil }
+        previous.token = token.value
         out.clear()
         out.writeString("POST ")
         out.writeString(resource.upstream.requestPath)
@@ -287,7 +290,7 @@ let benchmarks: @Sendable () -> Void = {
             // A new authenticator each time: the token is verified, not found in the cache.
             let authenticator = TokenAuthenticator(cacheCapacity: 100_000, clock: .fixed(milliseconds: fixture.now * 1000))
             blackHole(try authenticator.verify(token: fixture.token, resource: fixture.resource, requirements: fixture.requirements, keySet: fixture.keys))
-            var previous: RequestHeadFacts?
+            var previous: (facts: RequestHeadFacts?, token: String?) = (nil, nil)
             guard let upstream = fixture.warmRequest(authenticator, reader: &reader, previous: &previous, out: &out) else { fatalError("the fixture's request must be forwarded") }
             blackHole(upstream)
         }
@@ -299,7 +302,7 @@ let benchmarks: @Sendable () -> Void = {
         var reader = HTTP1RequestReader(maxHeadBytes: 16 * 1024, maxFields: 256)
         var out = ByteBuffer()
         out.reserveCapacity(2048)
-        var previous: RequestHeadFacts?
+        var previous: (facts: RequestHeadFacts?, token: String?) = (nil, nil)
         for _ in benchmark.scaledIterations {
             guard let upstream = fixture.warmRequest(authenticator, reader: &reader, previous: &previous, out: &out) else { fatalError("the fixture's request must be forwarded") }
             blackHole(upstream)
