@@ -139,8 +139,7 @@ struct ResponseWriter {
         _ upstreamHead: RelayedResponseHead, extra: [(String, String)] = [], contentLength: Int? = nil, droppingContentLength: Bool = false, keepAlive: Bool,
         allocator: ByteBufferAllocator
     ) throws(ResponseSerializer.InvalidHeader) -> (ByteBuffer, ResponseBodyFraming) {
-        var connection = ConnectionOptions()
-        for value in upstreamHead.elements("connection") { connection.add(value) }
+        let connection = upstreamHead.connectionOptions
         var buffer = allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead, extra, contentLength: contentLength))
         let framing = try ResponseSerializer.writeHead(
             status: upstreamHead.status, headers: upstreamHead,

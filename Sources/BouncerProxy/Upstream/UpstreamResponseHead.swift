@@ -79,13 +79,32 @@ struct RelayedResponseHead: ResponseFieldList {
     /// Calls `body` with each field's name and value bytes, in order, until it returns false,
     /// without those ``replacements`` replace (they are the writer's to add).
     func forEachField(_ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> Bool) {
-        let replaced: (UnsafeRawBufferPointer) -> Bool = { name in
-            self.replacements.contains { HTTP1Lines.equals(name, ignoringCase: $0.0) }
-        }
         switch self.fields {
-        case .wire(let head): head.forEachField { name, value in !self.replacements.isEmpty && replaced(name) ? true : body(name, value) }
-        case .built(let headers): headers.forEachField { name, value in !self.replacements.isEmpty && replaced(name) ? true : body(name, value) }
+        case .wire(let head) where self.replacements.isEmpty: head.forEachField(body)
+        case .wire(let head): head.forEachField { name, value in self.isReplaced(name) ? true : body(name, value) }
+        case .built(let headers): headers.forEachField { name, value in self.isReplaced(name) ? true : body(name, value) }
         }
+    }
+
+    private func isReplaced(_ name: UnsafeRawBufferPointer) -> Bool {
+        !self.replacements.isEmpty && self.replacements.contains { HTTP1Lines.equals(name, ignoringCase: $0.0) }
+    }
+
+    /// The names the `Connection` fields list (hop-by-hop, RFC 9110 7.6.1), without a list of
+    /// Strings made first.
+    var connectionOptions: ConnectionOptions {
+        var options = ConnectionOptions()
+        switch self.fields {
+        case .wire(let head):
+            head.bytes.withUnsafeReadableBytes { bytes in
+                for field in head.fields where HTTP1Lines.equals(UnsafeRawBufferPointer(rebasing: bytes[field.name]), lowercase: "connection") {
+                    options.add(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[field.value]), as: UTF8.self))
+                }
+            }
+        case .built(let headers):
+            for value in headers[canonicalForm: "connection"] { options.add(String(value)) }
+        }
+        return options
     }
 
     var byteCount: Int {
