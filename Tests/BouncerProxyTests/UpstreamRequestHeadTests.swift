@@ -47,6 +47,7 @@ struct UpstreamRequestHeadTests {
         let resource = Self.policy.resources[0]
         var random = SplitMix64(seed: 6)
         var compared = 0
+        var recycled = RecycledBuffer()
         for round in 0..<3000 {
             let lines = (0..<Int(random.next() % 12)).map { _ in pool[Int(random.next() % UInt64(pool.count))] }
             var reader = HTTP1RequestReader(maxHeadBytes: 8192, maxFields: 64)
@@ -74,7 +75,8 @@ struct UpstreamRequestHeadTests {
                 facts: facts, resource: resource, peer: "192.0.2.7", peerIsTrustedProxy: trusted, publicURL: Self.policy.publicURL,
                 bodyLength: 2, isPOST: true, upstreamToken: token, upstreamSessionID: session, traceparent: traceparent
             ) { name, value in head.fields.append((name, value)) }
-            let (bytes, separate) = try UpstreamRequestSerializer.serialize(head, body: ByteBuffer(string: "{}"), allocator: ByteBufferAllocator())
+            // One connection's recycled buffer for every head, as an upstream connection writes them.
+            let (bytes, separate) = try UpstreamRequestSerializer.serialize(head, body: ByteBuffer(string: "{}"), into: &recycled, allocator: ByteBufferAllocator())
             #expect(separate == nil)
             #expect(String(buffer: bytes) == fromStrings + "{}", "\(lines)")
             #expect(bytes.readableBytes - 2 <= head.estimatedSize, "the estimate bounds the head")

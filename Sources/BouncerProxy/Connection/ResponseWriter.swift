@@ -14,6 +14,8 @@ struct ResponseWriter {
     private(set) var requestVersion = HTTPVersion.http1_1
     /// How the body under way is delimited, once its head is written.
     private(set) var framing = ResponseBodyFraming.none
+    /// Relayed heads are written into the last one's storage once it is on the wire.
+    private var heads = RecycledBuffer()
 
     /// A chunked body's last chunk, and the CRLF after a large chunk: shared, never written into.
     private static let lastChunk = ByteBuffer(string: "0\r\n\r\n")
@@ -60,7 +62,7 @@ struct ResponseWriter {
     }
 
     /// An upstream's interim (1xx) response, flushed at once.
-    func writeInterim(_ upstreamHead: RelayedResponseHead, keepAlive: Bool, context: ChannelHandlerContext) throws(ResponseSerializer.InvalidHeader) {
+    mutating func writeInterim(_ upstreamHead: RelayedResponseHead, keepAlive: Bool, context: ChannelHandlerContext) throws(ResponseSerializer.InvalidHeader) {
         let (buffer, _) = try self.serialise(upstreamHead, keepAlive: keepAlive, allocator: context.channel.allocator)
         context.writeAndFlush(NIOAny(buffer), promise: nil)
     }
@@ -135,12 +137,12 @@ struct ResponseWriter {
     /// An upstream head, serialised straight from its fields (the codec's ranges): connection-scoped
     /// headers (and those its `Connection` names) dropped, `extra` in place of any the
     /// upstream sent under the same names.
-    private func serialise(
+    private mutating func serialise(
         _ upstreamHead: RelayedResponseHead, extra: [(String, String)] = [], contentLength: Int? = nil, droppingContentLength: Bool = false, keepAlive: Bool,
         allocator: ByteBufferAllocator
     ) throws(ResponseSerializer.InvalidHeader) -> (ByteBuffer, ResponseBodyFraming) {
         let connection = upstreamHead.connectionOptions
-        var buffer = allocator.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead, extra, contentLength: contentLength))
+        var buffer = self.heads.buffer(capacity: ResponseSerializer.estimatedSize(upstreamHead, extra, contentLength: contentLength), allocator: allocator)
         let framing = try ResponseSerializer.writeHead(
             status: upstreamHead.status, headers: upstreamHead,
             include: { name in
@@ -151,6 +153,7 @@ struct ResponseWriter {
             extra: extra, contentLength: contentLength, requestMethod: self.requestMethod, requestVersion: self.requestVersion, keepAlive: keepAlive,
             into: &buffer
         )
+        self.heads.keep(buffer)
         return (buffer, framing)
     }
 }

@@ -21,6 +21,8 @@ final class UpstreamHandler: ChannelDuplexHandler {
     private var readPending = false
     private var responseKeepAlive = true
     private var reader = HTTP1ResponseReader()
+    /// Requests are written into the last one's storage once it is on the wire.
+    private var requests = RecycledBuffer()
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -51,7 +53,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
         }
         let bytes: (head: ByteBuffer, body: ByteBuffer?)
         do {
-            bytes = try UpstreamRequestSerializer.serialize(head, body: body, allocator: context.channel.allocator)
+            bytes = try UpstreamRequestSerializer.serialize(head, body: body, into: &self.requests, allocator: context.channel.allocator)
         } catch {
             if let sink = self.sink {
                 self.sink = nil

@@ -18,17 +18,21 @@ enum UpstreamRequestSerializer {
 
     /// The request's bytes: the head with the body copied in, or (for a body over
     /// ``copyLimit``) the head and the body as it is.
-    static func serialize(_ head: UpstreamRequestHead, body: ByteBuffer?, allocator: ByteBufferAllocator) throws -> (head: ByteBuffer, body: ByteBuffer?) {
+    /// The head is written into `recycled`'s buffer (the connection's last request's, once it
+    /// is on the wire).
+    static func serialize(
+        _ head: UpstreamRequestHead, body: ByteBuffer?, into recycled: inout RecycledBuffer, allocator: ByteBufferAllocator
+    ) throws -> (head: ByteBuffer, body: ByteBuffer?) {
         // The client's Content-Length never goes on (hop-by-hop here): the gateway's frames the body.
         let declaredLength = head.field("content-length").flatMap { Int($0) } ?? 0
         let bodyLength = body?.readableBytes ?? 0
         if bodyLength > 0, declaredLength == 0 { throw UpstreamError.unframedBody }
         let copied = bodyLength <= Self.copyLimit
-        var buffer = allocator.buffer(capacity: head.estimatedSize + (copied ? bodyLength : 0))
+        var buffer = recycled.buffer(capacity: head.estimatedSize + (copied ? bodyLength : 0), allocator: allocator)
         head.write(into: &buffer)
-        guard bodyLength > 0, var body else { return (buffer, nil) }
-        guard copied else { return (buffer, body) }
-        buffer.writeBuffer(&body)
-        return (buffer, nil)
+        if bodyLength > 0, var body, copied { buffer.writeBuffer(&body) }
+        recycled.keep(buffer)
+        guard bodyLength > 0, let body, !copied else { return (buffer, nil) }
+        return (buffer, body)
     }
 }
