@@ -67,26 +67,20 @@ enum ResponseSerializer {
         buffer.writeString(HTTPResponseStatus(statusCode: Int(code)).reasonPhrase)
         buffer.writeStaticString("\r\n")
 
-        var hasContentLength = false
-        var invalid: InvalidHeader?
-        func write(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) -> Bool {
-            switch Self.writeField(name, value, mayHaveBody: mayHaveBody, into: &buffer) {
-            case .written:
-                hasContentLength = hasContentLength || HTTP1Lines.equals(name, lowercase: "content-length")
-            case .dropped:
-                break
-            case .invalid:
-                invalid = InvalidHeader(name: String(decoding: name, as: UTF8.self))
-                return false
-            }
-            return true
+        // One value the closures below write into (captured, not boxed: no allocation).
+        var fields = WrittenFields()
+        headers.forEachField { name, value in
+            include(name) ? fields.write(name, value, mayHaveBody: mayHaveBody, into: &buffer) : true
         }
-        headers.forEachField { name, value in include(name) ? write(name, value) : true }
-        for (name, value) in extra where invalid == nil {
+        for (name, value) in extra where fields.invalid == nil {
             var name = name
             var value = value
-            _ = name.withUTF8 { name in value.withUTF8 { value in write(UnsafeRawBufferPointer(name), UnsafeRawBufferPointer(value)) } }
+            _ = name.withUTF8 { name in
+                value.withUTF8 { value in fields.write(UnsafeRawBufferPointer(name), UnsafeRawBufferPointer(value), mayHaveBody: mayHaveBody, into: &buffer) }
+            }
         }
+        var hasContentLength = fields.hasContentLength
+        let invalid = fields.invalid
         if let contentLength, invalid == nil, mayHaveBody {
             buffer.writeStaticString("Content-Length: ")
             buffer.writeString(String(contentLength))
@@ -126,6 +120,27 @@ enum ResponseSerializer {
 
     private enum FieldWrite {
         case written, dropped, invalid
+    }
+
+    /// What writing a head's fields found: a Content-Length written, or the first field that
+    /// cannot be sent.
+    private struct WrittenFields {
+        var hasContentLength = false
+        var invalid: InvalidHeader?
+
+        /// Writes one field; false (stop) when it cannot be sent.
+        mutating func write(_ name: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer, mayHaveBody: Bool, into buffer: inout ByteBuffer) -> Bool {
+            switch ResponseSerializer.writeField(name, value, mayHaveBody: mayHaveBody, into: &buffer) {
+            case .written:
+                self.hasContentLength = self.hasContentLength || HTTP1Lines.equals(name, lowercase: "content-length")
+            case .dropped:
+                break
+            case .invalid:
+                self.invalid = InvalidHeader(name: String(decoding: name, as: UTF8.self))
+                return false
+            }
+            return true
+        }
     }
 
     /// Writes one header field unless framing rules drop it.
