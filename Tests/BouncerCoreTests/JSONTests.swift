@@ -67,6 +67,24 @@ struct JSONRPCTests {
         #expect(try self.parse(#"{"jsonrpc":"2.0","id":3,"result":{}}"#).messages == [.response(id: .number("3"))])
     }
 
+    /// A single message and a batch read the same through `messages`, whatever holds them.
+    @Test func singleAndBatchMessagesReadAlike() throws {
+        let single = try self.parse(#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)
+        #expect(!single.isBatch)
+        #expect(single.messages.count == 1)
+        #expect(single.messages.map(\.method) == ["ping"])
+        #expect(single.errorID == .number("1"))
+        let batchOfOne = try self.parse(#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#)
+        #expect(batchOfOne.isBatch)
+        #expect(batchOfOne.errorID == nil)
+        #expect(batchOfOne.messages == single.messages)
+        let batch = try self.parse(#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#)
+        #expect(batch.messages.count == 2)
+        #expect(Array(batch.messages.reversed()).map(\.method) == ["notifications/initialized", "ping"])
+        #expect(batch.messages != single.messages)
+        #expect(JSONRPCMessages([]).isEmpty)
+    }
+
     @Test("invalid requests", arguments: [
         (#"{"jsonrpc":"1.0","id":1,"method":"x"}"#, -32600),
         (#"{"id":1,"method":"x"}"#, -32600),

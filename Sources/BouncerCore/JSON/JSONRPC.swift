@@ -80,15 +80,20 @@ public struct JSONRPCFailure: Error, Sendable, Hashable {
 
 /// A POST body parsed once: one message, or a batch.
 public struct JSONRPCBody: Sendable {
-    public var messages: [JSONRPCMessage]
+    public var messages: JSONRPCMessages
     public var isBatch: Bool
 
     /// The id to echo in an error about the whole body: the single request's id.
     public var errorID: JSONValue? { self.isBatch ? nil : self.messages.first?.id }
 
     public init(messages: [JSONRPCMessage], isBatch: Bool) {
-        self.messages = messages
+        self.messages = JSONRPCMessages(messages)
         self.isBatch = isBatch
+    }
+
+    init(single message: JSONRPCMessage) {
+        self.messages = JSONRPCMessages(one: message)
+        self.isBatch = false
     }
 
     @inlinable
@@ -125,7 +130,7 @@ public struct JSONRPCBody: Sendable {
             for element in elements { messages.append(try self.message(element)) }
             return JSONRPCBody(messages: messages, isBatch: true)
         case .object:
-            return JSONRPCBody(messages: [try self.message(value)], isBatch: false)
+            return JSONRPCBody(single: try self.message(value))
         default:
             throw JSONRPCFailure(status: 400, code: JSONRPCErrorCode.invalidRequest, message: "Invalid Request: the body must be a JSON-RPC object", id: nil)
         }
@@ -186,5 +191,51 @@ extension JSONRPCFailure {
             "jsonrpc": .string("2.0"), "id": id ?? .null,
             "error": .object(["code": .number(String(code)), "message": .string(message)]),
         ])
+    }
+}
+
+/// A body's messages: the one of a single message (nearly every body) held as it is, with no
+/// array allocated for it, or a batch's.
+public struct JSONRPCMessages: RandomAccessCollection, ExpressibleByArrayLiteral, Equatable, Sendable {
+    private enum Storage: Equatable, Sendable {
+        case one(JSONRPCMessage)
+        case many([JSONRPCMessage])
+    }
+
+    private let storage: Storage
+
+    public init(_ messages: [JSONRPCMessage]) {
+        self.storage = messages.count == 1 ? .one(messages[0]) : .many(messages)
+    }
+
+    public init(arrayLiteral messages: JSONRPCMessage...) {
+        self.init(messages)
+    }
+
+    init(one message: JSONRPCMessage) {
+        self.storage = .one(message)
+    }
+
+    public var startIndex: Int { 0 }
+
+    public var endIndex: Int {
+        switch self.storage {
+        case .one: 1
+        case .many(let messages): messages.count
+        }
+    }
+
+    public subscript(position: Int) -> JSONRPCMessage {
+        switch self.storage {
+        case .one(let message):
+            precondition(position == 0, "index out of range")
+            return message
+        case .many(let messages):
+            return messages[position]
+        }
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.elementsEqual(rhs)
     }
 }
