@@ -73,10 +73,10 @@ struct MetricsReferenceTests {
 
 @Suite("Metric labels")
 struct MetricLabelTests {
-    /// A client spraying tool and method names cannot grow the series: unknown ones are
-    /// `other` (the label sets are the policy's, resolved when the gateway is built).
-    @Test func sprayedNamesCountAsOther() throws {
-        let policy = try PolicyLoader.load(yaml: """
+    /// The one resource of a policy whose `methods:` block holds `methods` (YAML lines indented
+    /// by six spaces).
+    static func resource(methods: String) throws -> ResourcePolicy {
+        try PolicyLoader.load(yaml: """
             listen: 127.0.0.1:0
             public_url: http://127.0.0.1:8443
             authorization_servers:
@@ -86,10 +86,18 @@ struct MetricLabelTests {
                 authorization_server: local
                 upstream: http://127.0.0.1:2/mcp
                 methods:
+            \(methods)
+            """, secrets: .empty).resources[0]
+    }
+
+    /// A client spraying tool and method names cannot grow the series: unknown ones are
+    /// `other` (the label sets are the policy's, resolved when the gateway is built).
+    @Test func sprayedNamesCountAsOther() throws {
+        let resource = try Self.resource(methods: """
                   tools/call: { echo: [read], "admin_*": [admin] }
-            """, secrets: .empty)
+            """)
         let metrics = GatewayMetrics()
-        let requests = metrics.resource(policy.resources[0]).requests
+        let requests = metrics.resource(resource).requests
         let total = 5000
         for index in 0..<total {
             requests.count(httpMethod: "POST", method: "tools/call", target: "tool-\(index)", outcome: .refused, decision: .denied)
@@ -107,23 +115,14 @@ struct MetricLabelTests {
 
     /// Every way a request is labelled, from the slots resolved when the gateway was built.
     @Test func eachRequestCountsUnderThePolicysLabels() throws {
-        let policy = try PolicyLoader.load(yaml: """
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            authorization_servers:
-              local: { issuer: http://127.0.0.1:1/issuer }
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: http://127.0.0.1:2/mcp
-                methods:
+        let resource = try Self.resource(methods: """
                   tools/list: []
                   "notifications/*": []
                   tools/call: { echo: [read], "admin_*": [admin] }
                   resources/read: { "file:///docs/*": [read] }
-            """, secrets: .empty)
+            """)
         let metrics = GatewayMetrics()
-        let requests = metrics.resource(policy.resources[0]).requests
+        let requests = metrics.resource(resource).requests
         requests.count(httpMethod: "POST", method: "tools/call", target: "echo", outcome: .forwarded, decision: .allowed)
         requests.count(httpMethod: "POST", method: "tools/call", target: "admin_x", outcome: .upstreamError, decision: .allowed)
         requests.count(httpMethod: "POST", method: "tools/call", target: nil, outcome: .refused, decision: .denied)
@@ -148,21 +147,12 @@ struct MetricLabelTests {
 
     /// A reloaded policy's gateway resolves its slots again and counts into the same series.
     @Test func aReloadCountsIntoTheSameSeries() throws {
-        let policy = try PolicyLoader.load(yaml: """
-            listen: 127.0.0.1:0
-            public_url: http://127.0.0.1:8443
-            authorization_servers:
-              local: { issuer: http://127.0.0.1:1/issuer }
-            resources:
-              - path: /mcp
-                authorization_server: local
-                upstream: http://127.0.0.1:2/mcp
-                methods:
+        let resource = try Self.resource(methods: """
                   tools/call: { echo: [read] }
-            """, secrets: .empty)
+            """)
         let metrics = GatewayMetrics()
-        metrics.resource(policy.resources[0]).requests.count(httpMethod: "POST", method: "tools/call", target: "echo", outcome: .forwarded, decision: .allowed)
-        metrics.resource(policy.resources[0]).requests.count(httpMethod: "POST", method: "tools/call", target: "echo", outcome: .forwarded, decision: .allowed)
+        metrics.resource(resource).requests.count(httpMethod: "POST", method: "tools/call", target: "echo", outcome: .forwarded, decision: .allowed)
+        metrics.resource(resource).requests.count(httpMethod: "POST", method: "tools/call", target: "echo", outcome: .forwarded, decision: .allowed)
         let text = String(decoding: metrics.exposition(), as: UTF8.self)
         #expect(PrometheusText.value(text, "mcp_bouncer_requests_total", ["target": "echo", "outcome": "forwarded"]) == 2)
     }
