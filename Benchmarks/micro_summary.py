@@ -8,8 +8,9 @@ import re
 import sys
 from pathlib import Path
 
-# The warm path (cached token) must allocate a bounded, small number of times per request.
-WARM_PATH_MALLOC_LIMIT = 16
+# The warm path (cached token, from the request's bytes to the upstream head written) must
+# allocate at most this many times per request (issue 28; 16 before it).
+WARM_PATH_MALLOC_LIMIT = 4
 UNITS_NS = {"ns": 1, "μs": 1_000, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 SCALE = {"": 1, "K": 1_000, "M": 1_000_000, "G": 1_000_000_000}
 
