@@ -270,6 +270,7 @@ enum FuzzTarget: String, CaseIterable {
             require(origin.utf8.first == UInt8(ascii: "/"), "origin form \(origin) of \(target) is not a path")
         }
         _ = RequestHeadFacts.isValidHost(target)
+        Self.factsReuse(lines)
         if let uri = try? CanonicalURI(target) {
             // Canonical means canonical: parsing its own text gives it back.
             require((try? CanonicalURI(uri.description)) == uri, "\(target) -> \(uri) is not stable")
@@ -296,8 +297,21 @@ enum FuzzTarget: String, CaseIterable {
     /// the challenge the gateway writes, which must stay one well-formed header line.
     static func headers(_ data: [UInt8]) {
         let text = String(decoding: data, as: UTF8.self)
-        if case .token(let token) = BearerTokenExtractor.extract(first: text, count: 1) {
+        let fresh = BearerTokenExtractor.extract(first: text, count: 1)
+        if case .token(let token) = fresh {
             require(BearerTokenExtractor.isB64Token(token), "extracted token \(token) is not a b64token")
+        }
+        // A connection's previous token changes nothing but the String's storage: reusing the
+        // same token, or one of a header that differs in its last byte, gives what a fresh
+        // extraction gives.
+        let changed = String(decoding: data.dropLast() + [data.last.map { $0 ^ 1 } ?? 0x41], as: UTF8.self)
+        for header in [text, changed] {
+            let previous: String?
+            switch BearerTokenExtractor.extract(first: header, count: 1) {
+            case .token(let token), .dpop(let token): previous = token
+            case .none, .invalid: previous = nil
+            }
+            require(BearerTokenExtractor.extract(first: text, count: 1, reusing: previous) == fresh, "reusing \(previous ?? "-") changed the outcome for \(text)")
         }
         _ = BearerTokenExtractor.carriesAccessToken(formEncoded: text)
         _ = MCPHeaderRules.decodeHeaderValue(text)
