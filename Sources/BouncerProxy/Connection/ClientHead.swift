@@ -25,9 +25,17 @@ struct ClientHead {
     /// that turns into a long-lived stream copies them into a buffer of their own size, so an
     /// idle stream holds its head and not the read.
     mutating func compact() {
-        guard self.wire.bytes.storageCapacity > 2 * self.wire.bytes.readableBytes else { return }
-        var own = ByteBufferAllocator().buffer(capacity: self.wire.bytes.readableBytes)
-        own.writeImmutableBuffer(self.wire.bytes)
-        self.wire.bytes = own
+        self.wire.bytes = self.wire.bytes.compacted()
+    }
+}
+
+extension ByteBuffer {
+    /// These bytes in storage of their own size when they are a small slice of a larger read
+    /// (which they would otherwise keep alive), else themselves.
+    func compacted() -> ByteBuffer {
+        guard self.storageCapacity > 2 * self.readableBytes else { return self }
+        var own = ByteBufferAllocator().buffer(capacity: self.readableBytes)
+        own.writeImmutableBuffer(self)
+        return own
     }
 }

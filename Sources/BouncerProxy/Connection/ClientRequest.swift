@@ -56,11 +56,7 @@ final class ClientRequest {
     /// came in (slices of them), keeping copies of their own size.
     func compact() {
         self.head.compact()
-        if let body = self.body, body.storageCapacity > 2 * body.readableBytes {
-            var own = ByteBufferAllocator().buffer(capacity: body.readableBytes)
-            own.writeImmutableBuffer(body)
-            self.body = own
-        }
+        self.body = self.body?.compacted()
     }
 
     var resource: ResolvedResource? {

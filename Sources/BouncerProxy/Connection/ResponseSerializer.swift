@@ -79,15 +79,13 @@ enum ResponseSerializer {
                 value.withUTF8 { value in fields.write(UnsafeRawBufferPointer(name), UnsafeRawBufferPointer(value), mayHaveBody: mayHaveBody, into: &buffer) }
             }
         }
-        var hasContentLength = fields.hasContentLength
-        let invalid = fields.invalid
-        if let contentLength, invalid == nil, mayHaveBody {
+        if let contentLength, fields.invalid == nil, mayHaveBody {
             buffer.writeStaticString("Content-Length: ")
             buffer.writeString(String(contentLength))
             buffer.writeStaticString("\r\n")
-            hasContentLength = true
+            fields.hasContentLength = true
         }
-        if let invalid {
+        if let invalid = fields.invalid {
             buffer.moveWriterIndex(to: start)
             throw invalid
         }
@@ -99,7 +97,7 @@ enum ResponseSerializer {
             return .none
         } else if !mayHaveBody {
             framing = .none
-        } else if hasContentLength {
+        } else if fields.hasContentLength {
             framing = .contentLength
         } else if requestVersion.isHTTP11OrLater {
             buffer.writeStaticString("Transfer-Encoding: chunked\r\n")

@@ -84,7 +84,7 @@ public final class RequestCounters: Sendable {
     /// Makes (or finds) the counter of a label set in the registry.
     private let make: @Sendable ([(String, String)]) -> Counter
     private let methods: [String: MethodSlots]
-    private let httpMethods: [String: Slot]
+    private let byHTTPMethod: [String: Slot]
     private let other: Slot
 
     /// `make` makes `mcp_bouncer_requests_total`'s counter of a label set (``GatewayMetrics``
@@ -103,7 +103,7 @@ public final class RequestCounters: Sendable {
             }
         }
         self.methods = methods
-        self.httpMethods = Dictionary(uniqueKeysWithValues: Self.httpMethods.map { ($0, Slot(method: $0, target: "")) })
+        self.byHTTPMethod = Dictionary(uniqueKeysWithValues: Self.httpMethods.map { ($0, Slot(method: $0, target: "")) })
         self.other = Slot(method: "other", target: "")
     }
 
@@ -112,7 +112,7 @@ public final class RequestCounters: Sendable {
     func count(httpMethod: String, method: String?, target: String?, outcome: AuditRequest.Outcome, decision: AuditRequest.Decision) {
         let outcome = Outcome(outcome, decision: decision)
         guard let method else {
-            (self.httpMethods[httpMethod] ?? self.other).counter(outcome, of: self).increment()
+            (self.byHTTPMethod[httpMethod] ?? self.other).counter(outcome, of: self).increment()
             return
         }
         if let slots = self.methods[method] {

@@ -30,9 +30,8 @@ enum UpstreamRequestSerializer {
         let copied = bodyLength <= Self.copyLimit
         var buffer = recycled.buffer(capacity: head.estimatedSize + (copied ? bodyLength : 0), allocator: allocator)
         head.write(into: &buffer)
-        if bodyLength > 0, var body, copied { buffer.writeBuffer(&body) }
+        if copied, var body { buffer.writeBuffer(&body) }
         recycled.keep(buffer)
-        guard bodyLength > 0, let body, !copied else { return (buffer, nil) }
-        return (buffer, body)
+        return (buffer, copied ? nil : body)
     }
 }

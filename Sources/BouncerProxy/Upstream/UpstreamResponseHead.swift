@@ -17,42 +17,30 @@ struct RelayedResponseHead: ResponseFieldList {
     /// Written in place of any field of the same name in ``fields``.
     private(set) var replacements: [(String, String)] = []
 
+    /// What the first `Content-Type` says the body is, read once from its bytes when the head
+    /// is made (the exchange and the writer both ask).
+    let mediaType: ResponseMediaType?
+
     init(_ wire: HTTP1ResponseReader.Head) {
         self.status = HTTPResponseStatus(statusCode: wire.status)
         self.fields = .wire(wire)
+        self.mediaType = wire.bytes.withUnsafeReadableBytes { bytes in
+            guard let field = wire.fields.first(where: { HTTP1Lines.equals(UnsafeRawBufferPointer(rebasing: bytes[$0.name]), lowercase: "content-type") })
+            else { return nil }
+            let value = field.value
+            func starts(_ lowercase: StaticString) -> Bool {
+                value.count >= lowercase.utf8CodeUnitCount
+                    && HTTP1Lines.equals(UnsafeRawBufferPointer(rebasing: bytes[value.lowerBound..<(value.lowerBound + lowercase.utf8CodeUnitCount)]), lowercase: lowercase)
+            }
+            return starts("text/event-stream") ? .eventStream : starts("application/json") ? .json : .other
+        }
     }
 
     init(status: HTTPResponseStatus, headers: HTTPHeaders) {
         self.status = status
         self.fields = .built(headers)
-    }
-
-    /// The value of the first field named `lowercase`.
-    func first(_ lowercase: StaticString) -> String? {
-        switch self.fields {
-        case .wire(let head): head.bytes.withUnsafeReadableBytes { HTTP1Lines.firstValue(named: lowercase, of: head.fields, in: $0) }
-        case .built(let headers): headers.first(name: "\(lowercase)")
-        }
-    }
-
-    /// What the first `Content-Type` says the body is, read from its bytes (no String made).
-    var mediaType: ResponseMediaType? {
-        switch self.fields {
-        case .wire(let head):
-            head.bytes.withUnsafeReadableBytes { bytes in
-                guard let field = head.fields.first(where: { HTTP1Lines.equals(UnsafeRawBufferPointer(rebasing: bytes[$0.name]), lowercase: "content-type") })
-                else { return nil }
-                let value = field.value
-                func starts(_ lowercase: StaticString) -> Bool {
-                    value.count >= lowercase.utf8CodeUnitCount
-                        && HTTP1Lines.equals(UnsafeRawBufferPointer(rebasing: bytes[value.lowerBound..<(value.lowerBound + lowercase.utf8CodeUnitCount)]), lowercase: lowercase)
-                }
-                return starts("text/event-stream") ? .eventStream : starts("application/json") ? .json : .other
-            }
-        case .built(let headers):
-            headers.first(name: "content-type").map { type in
-                type.hasPrefixIgnoringASCIICase("text/event-stream") ? .eventStream : type.hasPrefixIgnoringASCIICase("application/json") ? .json : .other
-            }
+        self.mediaType = headers.first(name: "content-type").map { type in
+            type.hasPrefixIgnoringASCIICase("text/event-stream") ? .eventStream : type.hasPrefixIgnoringASCIICase("application/json") ? .json : .other
         }
     }
 
