@@ -132,6 +132,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live children (nginx's workers under its master): a
+    process's own stat counts only children it has waited for."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 def event_loop_cpu_seconds(pid: int) -> float:
     """CPU time of the process's SwiftNIO event loop threads (the rest: the audit writer,
     the thread pool, the runtime)."""
@@ -155,10 +171,10 @@ def memory_mb(pid: int, field: str) -> float:
 
 
 def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path, headers: dict | None = None, body: str = BODY,
-        lua: tuple[str, ...] = ()) -> dict:
-    """One wrk run POSTing `body` (the tools/call unless given) with `headers` (JSON and SSE
-    accepted, the bearer `token` if any, unless given), `lua` added to its script (a `request`
-    function, say): req/s, requests, p50/p99/p99.9, errors."""
+        lua: tuple[str, ...] = (), threads: int = 1) -> dict:
+    """One wrk run of `threads` threads POSTing `body` (the tools/call unless given) with
+    `headers` (JSON and SSE accepted, the bearer `token` if any, unless given), `lua` added to
+    its script (a `request` function, say): req/s, requests, p50/p99/p99.9, errors."""
     if headers is None:
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
         if token:
@@ -175,7 +191,7 @@ def wrk(url: str, token: str | None, seconds: int, connections: int, work: Path,
         '  io.write(string.format("ERR %d\\n", e.connect + e.read + e.write + e.status + e.timeout))',
         "end",
     ]) + "\n")
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "-s", str(script), url],
                          capture_output=True, text=True, timeout=seconds * 4 + 30).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     lat = re.search(r"LAT ([\d.]+) ([\d.]+) ([\d.]+)", out)
@@ -205,19 +221,20 @@ def median(values: list, key: str | None = None):
 Figure = tuple[str, str, str, "str | None", "int | None", int]
 
 
-def measure(figures: list[Figure], args, work: Path) -> dict:
-    """`args.repeat` rounds of one wrk run per figure, the figures alternating within each
-    round, so that the host speeding up or slowing down during the run (it does, by +-20% and
-    for tens of seconds at a time) reaches every figure compared, not one of them. Each
-    figure reports its median-throughput run, with every run's req/s kept in order in `all`
-    for paired ratios."""
+def measure(figures: list[Figure], args, work: Path, wrk_threads: int = 1) -> dict:
+    """`args.repeat` rounds of one wrk run (of `wrk_threads` threads) per figure, the figures
+    alternating within each round, so that the host speeding up or slowing down during the run
+    (it does, by +-20% and for tens of seconds at a time) reaches every figure compared, not
+    one of them. Each figure reports its median-throughput run, with every run's req/s kept in
+    order in `all` for paired ratios. A figure's CPU is its process's and its children's (an
+    nginx master's workers)."""
     runs: dict[str, list] = {key: [] for key, *_ in figures}
     for _ in range(args.repeat):
         for key, _, url, token, pid, connections in figures:
-            before = cpu_seconds(pid) if pid else 0.0
-            run = wrk(url, token, args.seconds, connections, work)
+            before = tree_cpu_seconds(pid) if pid else 0.0
+            run = wrk(url, token, args.seconds, connections, work, threads=wrk_threads)
             if pid:
-                run["cpu_seconds"] = cpu_seconds(pid) - before
+                run["cpu_seconds"] = tree_cpu_seconds(pid) - before
                 run["peak_rss_mb"] = memory_mb(pid, "VmHWM")
             runs[key].append(run)
     results = {}
@@ -357,6 +374,53 @@ def floor_context(results: dict, seconds: int) -> dict:
     return context
 
 
+# Issue 28's load: wrk -t2 -c64 against nginx with 2 workers and the gateway on its default
+# event loops (one per core), audit on and off.
+ISSUE_28_CONNECTIONS, ISSUE_28_WRK_THREADS = 64, 2
+
+
+def per_request_cpu_us(result: dict, seconds: int) -> float:
+    return result["cpu_seconds"] * 1e6 / max(result["rps"] * seconds, 1)
+
+
+def issue_28_targets(results: dict, seconds: int) -> list[tuple[str, float, bool]]:
+    """Issue 28's targets, each beside what the bare SwiftNIO proxies (no authentication, no
+    HTTP rewriting) reach in the same rounds: the budget a target leaves the gateway, and how
+    much of it SwiftNIO and the codec use before the gateway does anything."""
+    nginx, audited, unaudited = results["b_nginx_2_workers_64c"], results["c_gateway_64c"], results["c_gateway_no_audit_64c"]
+    cpu = {name: per_request_cpu_us(results[key], seconds) for name, key in (
+        ("nginx", "b_nginx_2_workers_64c"), ("gateway, audit on", "c_gateway_64c"), ("gateway, audit off", "c_gateway_no_audit_64c"),
+        ("SwiftNIO byte relay", "r_nio_relay_64c"), ("SwiftNIO on the codec", "k_codec_64c")) if key in results}
+    on, off = paired_ratio(audited, nginx), paired_ratio(unaudited, nginx)
+    cpu_ratio = cpu["gateway, audit on"] / cpu["nginx"]
+    a, b, c = results["a_direct_1c"], results["b_nginx_1c"], results["c_gateway_1c"]
+    added = {"nginx": b["p50_ms"] - a["p50_ms"], "gateway": c["p50_ms"] - a["p50_ms"]}
+    latency_ratio = added["gateway"] / added["nginx"] if added["nginx"] > 0 else float("nan")
+
+    print(f"\n  issue 28 (wrk -t{ISSUE_28_WRK_THREADS} -c{ISSUE_28_CONNECTIONS}, nginx 2 workers, every proxy on 2 event loops): CPU per request "
+          + ", ".join(f"{name} {value:.1f} µs" for name, value in cpu.items()))
+    floors = [(name, key) for name, key in (("byte relay", "r_nio_relay_64c"), ("codec", "k_codec_64c")) if key in results]
+    if floors:
+        print("  throughput / nginx of the bare SwiftNIO proxies: " + ", ".join(f"{name} {paired_ratio(results[key], nginx):.2f}" for name, key in floors))
+        budget = 1.3 * cpu["nginx"]
+        print(f"  the CPU target's budget (1.3 x nginx's) {budget:.1f} µs per request; SwiftNIO on the codec alone {cpu.get('SwiftNIO on the codec', float('nan')):.1f} µs, "
+              f"leaving {budget - cpu.get('SwiftNIO on the codec', float('nan')):.1f} µs for authentication, the JSON-RPC decision, metrics, the log and the audit trail")
+    one = {name: (results[key]["p50_ms"] - a["p50_ms"]) * 1000 for name, key in (("nginx", "b_nginx_1c"), ("byte relay", "r_nio_relay_1c"),
+                                                                            ("codec", "k_codec_1c"), ("gateway", "c_gateway_1c")) if key in results}
+    one_cpu = {name: per_request_cpu_us(results[key], seconds) for name, key in (("nginx", "b_nginx_1c"), ("byte relay", "r_nio_relay_1c"),
+                                                                                ("codec", "k_codec_1c"), ("gateway", "c_gateway_1c")) if key in results}
+    print(f"  one connection: the latency target's budget (1.5 x nginx's) {1.5 * one['nginx']:.0f} µs added; added p50 "
+          + ", ".join(f"{name} {value:.0f} µs" for name, value in one.items())
+          + "; CPU per request " + ", ".join(f"{name} {value:.1f} µs" for name, value in one_cpu.items()))
+    results["issue_28"] = {"cpu_us_per_request": cpu, "added_p50_1c_us": one, "cpu_us_per_request_1c": one_cpu}
+    return [
+        ("issue 28: audit on >= 0.9 x nginx (2 workers)", on, on >= 0.9),
+        ("issue 28: audit off >= 0.95 x nginx (2 workers)", off, off >= 0.95),
+        ("issue 28: CPU per request (audit on) <= 1.3 x nginx's", cpu_ratio, cpu_ratio <= 1.3),
+        ("issue 28: added p50 at 1 connection <= 1.5 x nginx's", latency_ratio, added["nginx"] > 0 and latency_ratio <= 1.5),
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
@@ -465,6 +529,24 @@ def main() -> None:
             ("c_gateway_1c", "(c) mcp-bouncer, 1 connection", f"http://127.0.0.1:{gateway_port}/static/mcp", static_one, one.proc.pid, 1),
             *[(f"{name}_1c", f"{label.split(',')[0]}, 1 connection", url, None, floor.proc.pid, 1) for name, label, floor, url in floors if "2_loops" not in name],
         ], args, work))
+        # Issue 28's configuration (see ISSUE_28_CONNECTIONS), the bare SwiftNIO proxies beside it.
+        two_no_audit_port = free_port()
+        two_no_audit = start_gateway("gateway-2-loops-no-audit", two_no_audit_port, 2, False, audit=False)
+        issue_28_floors = []
+        if args.floor:
+            for name, options in (("r_nio_relay_64c", ["--raw"]), ("k_codec_64c", ["--codec"])):
+                floor, url = start_floor(name, ["--threads", "2", *options])
+                floors.append((name, name, floor, url))
+                issue_28_floors.append((name, f"({name[0]}) {'byte relay' if name[0] == 'r' else 'codec'}, 2 loops, -c{ISSUE_28_CONNECTIONS}", url, None, floor.proc.pid, ISSUE_28_CONNECTIONS))
+        results.update(measure([
+            ("b_nginx_2_workers_64c", f"(b) nginx, 2 workers, -c{ISSUE_28_CONNECTIONS}", f"http://127.0.0.1:{proxy_two}/mcp", None, nginx_two.proc.pid, ISSUE_28_CONNECTIONS),
+            ("c_gateway_64c", f"(c) mcp-bouncer, 2 loops, audit on, -c{ISSUE_28_CONNECTIONS}", f"http://127.0.0.1:{gateway_two_loops_port}/static/mcp", static_two, two.proc.pid, ISSUE_28_CONNECTIONS),
+            ("c_gateway_no_audit_64c", f"(c) mcp-bouncer, 2 loops, audit off, -c{ISSUE_28_CONNECTIONS}", f"http://127.0.0.1:{two_no_audit_port}/static/mcp",
+             token("/static/mcp", "http", two_no_audit_port), two_no_audit.proc.pid, ISSUE_28_CONNECTIONS),
+            *issue_28_floors,
+        ], args, work, wrk_threads=ISSUE_28_WRK_THREADS))
+        two_no_audit.stop()
+        processes.remove(two_no_audit)
         no_audit.stop()
         processes.remove(no_audit)
         nginx_two.stop()
@@ -545,6 +627,7 @@ def main() -> None:
               + ", ".join(f"{p} {ratio:.2f} x" for p, (_, ratio, _) in zip(("p50", "p99"), low)))
         if floors:
             results["floor"] = floor_context(results, args.seconds)
+        checks += issue_28_targets(results, args.seconds)
         print("\ntargets:")
         for name, value, passed in checks:
             print(f"  {'PASS' if passed else 'FAIL'}  {name:48} ({value:.2f})")
