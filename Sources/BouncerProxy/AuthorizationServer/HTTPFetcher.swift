@@ -1,7 +1,6 @@
 import BouncerCore
 import BouncerTLS
 import Prometheus
-import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -10,11 +9,15 @@ import NIOPosix
 package struct FetchError: CodedError {
     package enum Code: String, Sendable, Hashable {
         case invalidURL = "invalid_url"
+        /// A field the caller gave cannot be written as HTTP/1.1 (not a token, a control character).
+        case invalidRequest = "invalid_request"
         case connectFailed = "connect_failed"
         case timeout
         case responseTooLarge = "response_too_large"
         case badStatus = "bad_status"
         case connectionClosed = "connection_closed"
+        /// The response is not HTTP/1.1 as the gateway's codec reads it.
+        case badResponse = "bad_response"
     }
 
     package var code: Code
@@ -23,7 +26,9 @@ package struct FetchError: CodedError {
 
 /// A small HTTP/1.1 client for the gateway's own calls to authorization servers
 /// (discovery documents, key sets). One connection per fetch: these calls are rare (cached
-/// for minutes to hours), so pooling would only add state.
+/// for minutes to hours), so pooling would only add state. Requests are written by
+/// ``HTTP1RequestWriter`` (targets and fields checked first) and responses read by the
+/// gateway's own codec (``FetchResponseHandler``), as strict as with an upstream.
 ///
 /// Every fetch has a connect timeout, a whole-response timeout and a size limit, so a slow
 /// or hostile server can neither stall a request path nor exhaust memory.
@@ -98,12 +103,28 @@ package struct HTTPFetcher: Sendable {
         }
         let target = (uri.path.isEmpty ? "/" : uri.path) + (parts.count == 2 ? "?" + parts[1] : "")
         let host = uri.host.hasPrefix("[") ? String(uri.host.dropFirst().dropLast()) : uri.host
-        let promise = eventLoop.makePromise(of: HTTPFetchResponse.self)
         let limit = self.maxResponseBytes
         let hostHeader = uri.port.map { "\(uri.host):\($0)" } ?? uri.host
         let tlsContext = uri.scheme == "https" ? tls : nil
         let verifiedName = serverName ?? host
         let handshakeTimeout = self.responseTimeout
+
+        // The request is written before connecting: a target or field that cannot be sent is
+        // refused without a connection.
+        var fields: [(name: String, value: String)] = [("Host", hostHeader), ("User-Agent", "mcp-bouncer"), ("Connection", "close")]
+        fields += extraHeaders.map { (name: $0.0, value: $0.1) }
+        if let requestBody { fields.append(("Content-Length", String(requestBody.utf8.count))) }
+        var request = ByteBuffer()
+        do {
+            try HTTP1RequestWriter.write(method: method.rawValue, target: target, fields: fields, into: &request)
+        } catch {
+            let code: FetchError.Code = error == .invalidTarget ? .invalidURL : .invalidRequest
+            return eventLoop.makeFailedFuture(FetchError(code: code, reason: "\(url.debugDescription): \(error)"))
+        }
+        if let requestBody { request.writeString(requestBody) }
+        let bytes = request
+        let requestMethod: HTTP1Method = method == .HEAD ? .HEAD : .GET
+        let promise = eventLoop.makePromise(of: HTTPFetchResponse.self)
 
         let connect = ClientBootstrap(group: eventLoop)
             .connectTimeout(self.connectTimeout)
@@ -112,8 +133,8 @@ package struct HTTPFetcher: Sendable {
                     if let tlsContext {
                         try channel.pipeline.syncOperations.addHandler(TLSHandler(context: tlsContext, serverHostname: verifiedName, handshakeTimeout: handshakeTimeout))
                     }
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(CollectingResponseHandler(limit: limit, url: url, promise: promise, untilFirstEvent: untilFirstEvent))
+                    try channel.pipeline.syncOperations.addHandler(
+                        FetchResponseHandler(limit: limit, url: url, requestMethod: requestMethod, promise: promise, untilFirstEvent: untilFirstEvent))
                 }
             }
             .connect(host: host, port: uri.effectivePort)
@@ -124,15 +145,7 @@ package struct HTTPFetcher: Sendable {
         connect.whenComplete { result in
             switch result {
             case .success(let channel):
-                var head = HTTPRequestHead(version: .http1_1, method: method, uri: target)
-                head.headers.add(name: "Host", value: hostHeader)
-                head.headers.add(name: "User-Agent", value: "mcp-bouncer")
-                head.headers.add(name: "Connection", value: "close")
-                for (name, value) in extraHeaders { head.headers.add(name: name, value: value) }
-                if let requestBody { head.headers.add(name: "Content-Length", value: String(requestBody.utf8.count)) }
-                channel.write(HTTPClientRequestPart.head(head), promise: nil)
-                if let requestBody { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(string: requestBody))), promise: nil) }
-                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+                channel.writeAndFlush(bytes, promise: nil)
                 promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
             case .failure(let error):
                 promise.fail(FetchError(code: .connectFailed, reason: "\(url): \(error)"))
@@ -160,74 +173,3 @@ package struct HTTPFetchResponse: Sendable {
     package func header(_ name: String) -> String? { self.headers.first { $0.0.equalsIgnoringASCIICase(name) }?.1 }
     package var text: String { String(decoding: self.body, as: UTF8.self) }
 }
-
-/// Collects one response body up to a limit.
-private final class CollectingResponseHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
-
-    private let limit: Int
-    private let url: String
-    private let promise: EventLoopPromise<HTTPFetchResponse>
-    private var status: HTTPResponseStatus?
-    private var headers: [(String, String)] = []
-    private var body: [UInt8] = []
-    private let untilFirstEvent: Bool
-    private var isEventStream = false
-    private var tlsVersion: String?
-
-    init(limit: Int, url: String, promise: EventLoopPromise<HTTPFetchResponse>, untilFirstEvent: Bool) {
-        self.limit = limit
-        self.url = url
-        self.promise = promise
-        self.untilFirstEvent = untilFirstEvent
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch self.unwrapInboundIn(data) {
-        case .head(let head):
-            self.status = head.status
-            self.headers = head.headers.map { ($0.name, $0.value) }
-            self.isEventStream = head.headers.first(name: "Content-Type")?.lowercased().hasPrefix("text/event-stream") ?? false
-            self.tlsVersion = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).protocolVersion
-        case .body(var buffer):
-            guard self.body.count + buffer.readableBytes <= self.limit else {
-                self.promise.fail(FetchError(code: .responseTooLarge, reason: "\(self.url) sent more than \(self.limit) bytes"))
-                context.close(promise: nil)
-                return
-            }
-            self.body.append(contentsOf: buffer.readBytes(length: buffer.readableBytes) ?? [])
-            if self.untilFirstEvent, self.isEventStream, Self.holdsAnEvent(self.body) {
-                self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), headers: self.headers, body: self.body, tlsVersion: self.tlsVersion))
-                context.close(promise: nil)
-            }
-        case .end:
-            self.promise.succeed(HTTPFetchResponse(status: Int(self.status?.code ?? 0), headers: self.headers, body: self.body, tlsVersion: self.tlsVersion))
-            context.close(promise: nil)
-        }
-    }
-
-    /// Whether `bytes` hold a whole event: a blank line after some content.
-    static func holdsAnEvent(_ bytes: [UInt8]) -> Bool {
-        var previous: UInt8 = 0
-        var sawContent = false
-        for byte in bytes where byte != UInt8(ascii: "\r") {
-            if byte == UInt8(ascii: "\n"), previous == UInt8(ascii: "\n"), sawContent { return true }
-            if byte != UInt8(ascii: "\n") { sawContent = true }
-            previous = byte
-        }
-        return false
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        self.promise.fail(FetchError(code: .connectionClosed, reason: "\(self.url) closed the connection before the response ended"))
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        self.promise.fail(FetchError(code: .connectionClosed, reason: "\(self.url): \(error)"))
-        context.close(promise: nil)
-    }
-}
-
-@available(*, unavailable)
-extension CollectingResponseHandler: Sendable {}
