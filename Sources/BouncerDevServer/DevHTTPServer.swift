@@ -1,3 +1,4 @@
+import BouncerCore
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -39,7 +40,9 @@ package enum DevResponse: Sendable {
 }
 
 /// The small HTTP/1.1 server under the development authorization server and the sample MCP
-/// server. Development only: request bodies are capped at 1 MiB, nothing is tuned.
+/// server, on the gateway's own codec (``HTTP1RequestReader``) like everything else that speaks
+/// HTTP/1.1 in the binary. Development only: request bodies are capped at 1 MiB, a request the
+/// codec refuses gets a 400 and the connection closed, nothing is tuned.
 package final class DevHTTPServer: Sendable {
     private let group: any EventLoopGroup
     private let handler: @Sendable (DevRequest) -> DevResponse
@@ -56,7 +59,6 @@ package final class DevHTTPServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(DevConnectionHandler(handler: handler))
                 }
             }
@@ -65,82 +67,121 @@ package final class DevHTTPServer: Sendable {
 }
 
 private final class DevConnectionHandler: ChannelInboundHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    static let maxBodyBytes = 1024 * 1024
 
     private let handler: @Sendable (DevRequest) -> DevResponse
-    private var head: HTTPRequestHead?
+    private var reader = HTTP1RequestReader(maxHeadBytes: 64 * 1024, maxFields: 256)
+    private var head: HTTP1RequestReader.Head?
     private var body: [UInt8] = []
+    /// A response is being streamed: requests read meanwhile wait for it to end.
+    private var streaming = false
+    /// Requests read and not answered yet (pipelined, or read during a stream).
+    private var waiting: [(head: HTTP1RequestReader.Head, body: [UInt8])] = []
 
     init(handler: @escaping @Sendable (DevRequest) -> DevResponse) {
         self.handler = handler
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch self.unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-            self.body = []
-        case .body(var buffer):
-            guard self.body.count + buffer.readableBytes <= 1024 * 1024 else {
-                context.close(promise: nil)
-                return
+        self.reader.append(self.unwrapInboundIn(data))
+        do {
+            while let event = try self.reader.next() {
+                switch event {
+                case .head(let head):
+                    self.head = head
+                    self.body = []
+                case .body(let buffer):
+                    guard self.body.count + buffer.readableBytes <= Self.maxBodyBytes else {
+                        context.close(promise: nil)
+                        return
+                    }
+                    self.body += buffer.readableBytesView
+                case .end:
+                    guard let head = self.head else { continue }
+                    self.head = nil
+                    self.waiting.append((head, self.body))
+                    self.serveWaiting(context: context)
+                }
             }
-            self.body += buffer.readBytes(length: buffer.readableBytes) ?? []
-        case .end:
-            guard let head = self.head else { return }
-            let parts = head.uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-            let request = DevRequest(method: head.method, path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "", headers: head.headers, body: self.body)
-            self.respond(self.handler(request), keepAlive: head.isKeepAlive, context: context)
+        } catch {
+            let text = "bad request: \(error)\n"
+            context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 \(error.status) Bad Request\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n\(text)")))
+                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
         }
+    }
+
+    /// Answers the requests read so far, in order, until one streams.
+    private func serveWaiting(context: ChannelHandlerContext) {
+        while !self.streaming, context.channel.isActive, !self.waiting.isEmpty {
+            let (head, body) = self.waiting.removeFirst()
+            self.serve(head, body: body, context: context)
+        }
+    }
+
+    private func serve(_ head: HTTP1RequestReader.Head, body: [UInt8], context: ChannelHandlerContext) {
+        let target = head.string(head.target)
+        let parts = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        let headers = HTTPHeaders(head.fields.map { (head.string($0.name), head.string($0.value)) })
+        let request = DevRequest(method: HTTPMethod(rawValue: head.method.name), path: String(parts[0]), query: parts.count > 1 ? String(parts[1]) : "", headers: headers, body: body)
+        self.respond(self.handler(request), keepAlive: head.isKeepAlive, context: context)
+    }
+
+    /// The status line and fields; a streamed response without a Content-Length is chunked.
+    private func writeHead(_ status: HTTPResponseStatus, _ headers: [(String, String)], contentLength: Int?, keepAlive: Bool, context: ChannelHandlerContext) -> Bool {
+        var buffer = ByteBuffer(string: "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
+        for (name, value) in headers { buffer.writeString("\(name): \(value)\r\n") }
+        let declared = headers.contains { $0.0.lowercased() == "content-length" }
+        if let contentLength, !declared { buffer.writeString("Content-Length: \(contentLength)\r\n") }
+        let chunked = contentLength == nil && !declared
+        if chunked { buffer.writeStaticString("Transfer-Encoding: chunked\r\n") }
+        if !keepAlive { buffer.writeStaticString("Connection: close\r\n") }
+        buffer.writeStaticString("\r\n")
+        context.write(self.wrapOutboundOut(buffer), promise: nil)
+        return chunked
     }
 
     private func respond(_ response: DevResponse, keepAlive: Bool, context: ChannelHandlerContext) {
         switch response {
         case .full(let status, let headers, let body):
-            var head = HTTPResponseHead(version: .http1_1, status: status)
-            for (name, value) in headers { head.headers.add(name: name, value: value) }
-            head.headers.add(name: "Content-Length", value: String(body.count))
-            context.write(self.wrapOutboundOut(.head(head)), promise: nil)
-            if !body.isEmpty { context.write(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil) }
-            let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
+            _ = self.writeHead(status, headers, contentLength: body.count, keepAlive: keepAlive, context: context)
+            let done = context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(bytes: body)))
             if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
         case .stream(let status, let headers, let chunks):
-            var head = HTTPResponseHead(version: .http1_1, status: status)
-            for (name, value) in headers { head.headers.add(name: name, value: value) }
-            context.writeAndFlush(self.wrapOutboundOut(.head(head)), promise: nil)
-            self.writeChunks(chunks[...], keepAlive: keepAlive, context: context)
+            let chunked = self.writeHead(status, headers, contentLength: nil, keepAlive: keepAlive, context: context)
+            context.flush()
+            self.streaming = true
+            var remaining = chunks[...]
+            self.writeLive({ _ in remaining.popFirst() }, index: 0, chunked: chunked, keepAlive: keepAlive, context: context)
         case .live(let status, let headers, let next):
-            var head = HTTPResponseHead(version: .http1_1, status: status)
-            for (name, value) in headers { head.headers.add(name: name, value: value) }
-            context.writeAndFlush(self.wrapOutboundOut(.head(head)), promise: nil)
-            self.writeLive(next, index: 0, keepAlive: keepAlive, context: context)
+            let chunked = self.writeHead(status, headers, contentLength: nil, keepAlive: keepAlive, context: context)
+            context.flush()
+            self.streaming = true
+            self.writeLive(next, index: 0, chunked: chunked, keepAlive: keepAlive, context: context)
         }
     }
 
-    private func writeLive(_ next: @escaping @Sendable (Int) -> (delay: TimeAmount, text: String)?, index: Int, keepAlive: Bool, context: ChannelHandlerContext) {
+    private func writeLive(_ next: @escaping (Int) -> (delay: TimeAmount, text: String)?, index: Int, chunked: Bool, keepAlive: Bool, context: ChannelHandlerContext) {
         guard let chunk = next(index) else {
-            let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
-            if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+            self.streaming = false
+            let done = context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: chunked ? "0\r\n\r\n" : "")))
+            if !keepAlive || !chunked {
+                done.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            } else {
+                self.serveWaiting(context: context)
+            }
             return
         }
         context.eventLoop.assumeIsolated().scheduleTask(in: chunk.delay) {
             guard context.channel.isActive else { return }
-            if !chunk.text.isEmpty { context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: chunk.text)))), promise: nil) }
-            self.writeLive(next, index: index + 1, keepAlive: keepAlive, context: context)
-        }
-    }
-
-    private func writeChunks(_ chunks: ArraySlice<(delay: TimeAmount, text: String)>, keepAlive: Bool, context: ChannelHandlerContext) {
-        guard let first = chunks.first else {
-            let done = context.writeAndFlush(self.wrapOutboundOut(.end(nil)))
-            if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
-            return
-        }
-        context.eventLoop.assumeIsolated().scheduleTask(in: first.delay) {
-            guard context.channel.isActive else { return }
-            context.writeAndFlush(self.wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: first.text)))), promise: nil)
-            self.writeChunks(chunks.dropFirst(), keepAlive: keepAlive, context: context)
+            if !chunk.text.isEmpty {
+                let size = chunk.text.utf8.count
+                let framed = chunked ? "\(String(size, radix: 16))\r\n\(chunk.text)\r\n" : chunk.text
+                context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: framed)), promise: nil)
+            }
+            self.writeLive(next, index: index + 1, chunked: chunked, keepAlive: keepAlive, context: context)
         }
     }
 
