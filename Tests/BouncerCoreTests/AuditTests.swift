@@ -22,6 +22,44 @@ struct CanonicalJSONTests {
         #expect(CanonicalJSON.number(input) == expected)
     }
 
+    /// Integer literals short enough to be exact doubles are written as they stand, without
+    /// the double's round trip: the same text the round trip gives, for every such literal
+    /// (and the literals just past the fast path's bounds, which take the round trip).
+    @Test func shortIntegersAreTheirOwnCanonicalForm() {
+        var literals = ["0", "-0", "7", "-7", "10", "999999999999999", "-999999999999999", "1000000000000000", "9007199254740993", "00", "007", "-01", "1.0", "1e2", "-"]
+        var generator = SystemRandomNumberGenerator()
+        for digits in 1...16 {
+            for _ in 0..<200 {
+                let value = UInt64.random(in: 0..<UInt64(pow(10, Double(digits))), using: &generator)
+                literals += ["\(value)", "-\(value)"]
+            }
+        }
+        for literal in literals {
+            var fast: [UInt8] = []
+            CanonicalJSON.append(.number(literal), to: &fast)
+            #expect(String(decoding: fast, as: UTF8.self) == CanonicalJSON.number(literal), "\(literal)")
+        }
+    }
+
+    /// Hex digits (lower case, two per byte, high nibble first) by every way they are written.
+    @Test func hexDigitsAreWrittenTheSameEveryWay() {
+        for count in [0, 1, 7, 8, 16, 32, 33] {
+            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255) }
+            let expected = bytes.map { String(format: "%02x", $0) }.joined()
+            #expect(Hex.encode(bytes) == expected)
+            var raw: [UInt8] = [0x41]
+            bytes.withUnsafeBytes { Hex.append($0, to: &raw) }
+            #expect(raw == [0x41] + Array(expected.utf8))
+        }
+        let digest = SHA256.hash(data: Array("abc".utf8))
+        var out: [UInt8] = []
+        Hex.append(digest, to: &out)
+        #expect(String(decoding: out, as: UTF8.self) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        var word: [UInt8] = []
+        Hex.append(UInt64(0x0123_4567_89AB_CDEF), to: &word)
+        #expect(String(decoding: word, as: UTF8.self) == "0123456789abcdef")
+    }
+
     /// RFC 8785 3.2.3: members sorted by UTF-16 code units (the emoji's surrogates sort
     /// before U+FB33, which Unicode scalar order would put after).
     @Test func membersSortByUTF16CodeUnits() throws {

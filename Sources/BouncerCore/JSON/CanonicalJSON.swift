@@ -19,7 +19,8 @@ public enum CanonicalJSON {
         switch value {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let flag): out.append(contentsOf: (flag ? "true" : "false").utf8)
-        case .number(let text): out.append(contentsOf: self.number(text).utf8)
+        case .number(let text):
+            if Self.isShortInteger(text) { out.append(contentsOf: text.utf8) } else { out.append(contentsOf: self.number(text).utf8) }
         case .string(let text): self.appendString(text, to: &out)
         case .array(let elements):
             out.append(UInt8(ascii: "["))
@@ -151,6 +152,16 @@ public enum CanonicalJSON {
     /// `1e21` -> `1e+21`). Text that is not a finite double stays as written (the parser
     /// accepts only JSON numbers, which are all finite unless they overflow, which JSON
     /// allows and I-JSON does not).
+    /// An integer literal of at most 15 digits without a leading zero: an exact double that
+    /// ECMAScript prints as written, so its own canonical form (no round trip through Double
+    /// and its text; `-0` and `0…` take the round trip).
+    static func isShortInteger(_ text: String) -> Bool {
+        var digits = text.utf8[...]
+        if digits.first == UInt8(ascii: "-") { digits = digits.dropFirst() }
+        guard let first = digits.first, digits.count <= 15, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return false }
+        return first != UInt8(ascii: "0") || text == "0"
+    }
+
     public static func number(_ text: String) -> String {
         guard let value = Double(text), value.isFinite else { return text }
         return self.number(value)

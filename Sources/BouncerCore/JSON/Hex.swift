@@ -13,27 +13,38 @@ public enum Hex {
 
     public static func append(_ bytes: some Sequence<UInt8>, to out: inout [UInt8]) {
         for byte in bytes {
-            out.append(self.digits[Int(byte >> 4)])
-            out.append(self.digits[Int(byte & 0x0F)])
+            out.append(Self.digit(byte >> 4))
+            out.append(Self.digit(byte & 0x0F))
         }
     }
 
     /// The 16 hex digits of a 64-bit value (big-endian).
     public static func append(_ value: UInt64, to out: inout [UInt8]) {
-        for shift in stride(from: 60, through: 0, by: -4) {
-            out.append(self.digits[Int(truncatingIfNeeded: value >> UInt64(shift)) & 0x0F])
-        }
+        withUnsafeBytes(of: value.bigEndian) { Self.append($0, to: &out) }
     }
 
     /// A digest's bytes, read through its buffer rather than byte by byte.
     public static func append(_ digest: some Digest, to out: inout [UInt8]) {
-        digest.withUnsafeBytes { bytes in
-            out.reserveCapacity(out.count + bytes.count * 2)
-            for byte in bytes {
-                out.append(self.digits[Int(byte >> 4)])
-                out.append(self.digits[Int(byte & 0x0F)])
+        digest.withUnsafeBytes { Self.append($0, to: &out) }
+    }
+
+    /// Bytes in memory: the array grown once, the digits written in place (the audit writer
+    /// writes four digests per record).
+    public static func append(_ bytes: UnsafeRawBufferPointer, to out: inout [UInt8]) {
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: bytes.count * 2))
+        out.withUnsafeMutableBufferPointer { digits in
+            for (index, byte) in bytes.enumerated() {
+                digits[start + 2 * index] = Self.digit(byte >> 4)
+                digits[start + 2 * index + 1] = Self.digit(byte & 0x0F)
             }
         }
+    }
+
+    /// The lower-case digit of a nibble (0-15).
+    @inline(__always)
+    static func digit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") - 10 + nibble
     }
 
     public static func decode(_ text: some StringProtocol) -> [UInt8]? {
