@@ -59,7 +59,7 @@ enum FuzzTarget: String, CaseIterable {
     /// Audit files as `mcp-bouncer audit verify` reads them (an attacker may have written
     /// them): no crash, a failure names a line that exists; and RFC 8785 canonical JSON is a
     /// fixed point (canonicalising its own output changes no byte), which the chain's hashes
-    /// rely on.
+    /// rely on, with every number written as its round trip through Double writes it.
     static func audit(_ data: [UInt8]) {
         var verifier = AuditVerifier(publicKey: nil)
         verifier.beginFile("fuzz")
@@ -78,6 +78,19 @@ enum FuzzTarget: String, CaseIterable {
         }
         let again = Array(CanonicalJSON.serialize(reparsed).utf8)
         require(again == canonical, "canonical JSON is not a fixed point: \(String(decoding: canonical, as: UTF8.self)) -> \(String(decoding: again, as: UTF8.self))")
+        // Every number as the round trip through Double writes it (short integers skip it).
+        func numbers(_ value: JSONValue) {
+            switch value {
+            case .number(let text):
+                var written: [UInt8] = []
+                CanonicalJSON.append(value, to: &written)
+                require(String(decoding: written, as: UTF8.self) == CanonicalJSON.number(text), "\(text) written as \(String(decoding: written, as: UTF8.self))")
+            case .array(let elements): elements.forEach(numbers)
+            case .object(let members): members.values.forEach(numbers)
+            default: break
+            }
+        }
+        numbers(value)
     }
 
     /// JSON: whatever parses serialises to text that parses to the same value.
