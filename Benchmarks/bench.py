@@ -342,6 +342,11 @@ def added_latency_check(percentile: str, a: dict, b: dict, c: dict) -> tuple[str
     return (f"added {percentile} latency (c)-(a) <= 1.2 x ((b)-(a))", ratio, nginx > 0 and ours <= 1.2 * nginx)
 
 
+def per_request_cpu_us(result: dict, seconds: int) -> float:
+    """A measured run's process CPU per request, in µs."""
+    return result["cpu_seconds"] * 1e6 / max(result["rps"] * seconds, 1)
+
+
 def floor_context(results: dict, seconds: int) -> dict:
     """Where the distance to nginx lies (with --floor): CPU per request of each proxy, paired
     throughput ratios of the SwiftNIO byte relay and the bare SwiftNIO HTTP/1 proxy to nginx
@@ -354,7 +359,7 @@ def floor_context(results: dict, seconds: int) -> dict:
         ("tls", "TLS, the SwiftNIO proxies through mcp-bouncer's TLSHandler", ("e_nginx_tls", "r_nio_relay_tls", "n_nio_http_tls", "e_gateway_tls")),
     ):
         nginx, relay, nio_http, gateway = (results[figure] for figure in figures)
-        cpu = {name: results[figure]["cpu_seconds"] * 1e6 / (results[figure]["rps"] * seconds) for name, figure in zip(names, figures)}
+        cpu = {name: per_request_cpu_us(results[figure], seconds) for name, figure in zip(names, figures)}
         ratios = {"relay_vs_nginx": paired_ratio(relay, nginx), "nio_http_vs_nginx": paired_ratio(nio_http, nginx), "gateway_vs_nio_http": paired_ratio(gateway, nio_http)}
         print(f"\n  where the distance to nginx lies ({title}): CPU per request " + ", ".join(f"{name} {value:.1f} µs" for name, value in cpu.items()))
         print(f"  throughput: byte relay / nginx {ratios['relay_vs_nginx']:.2f}, SwiftNIO HTTP/1 proxy / nginx {ratios['nio_http_vs_nginx']:.2f}, "
@@ -362,7 +367,7 @@ def floor_context(results: dict, seconds: int) -> dict:
         context[key] = {"cpu_us_per_request": cpu, **ratios}
     if "k_codec" in results:
         # Issue 28: a proxy framing with the gateway's own codec, in one handler per side.
-        codec_cpu = results["k_codec"]["cpu_seconds"] * 1e6 / (results["k_codec"]["rps"] * seconds)
+        codec_cpu = per_request_cpu_us(results["k_codec"], seconds)
         codec_ratio = paired_ratio(results["k_codec"], results["b_nginx"])
         print(f"  mcp-bouncer's own codec (no auth, bytes relayed as framed): {codec_cpu:.1f} µs CPU per request, throughput / nginx {codec_ratio:.2f}")
         context["codec"] = {"cpu_us_per_request": codec_cpu, "codec_vs_nginx": codec_ratio}
@@ -377,10 +382,6 @@ def floor_context(results: dict, seconds: int) -> dict:
 # Issue 28's load: wrk -t2 -c64 against nginx with 2 workers and the gateway on its default
 # event loops (one per core), audit on and off.
 ISSUE_28_CONNECTIONS, ISSUE_28_WRK_THREADS = 64, 2
-
-
-def per_request_cpu_us(result: dict, seconds: int) -> float:
-    return result["cpu_seconds"] * 1e6 / max(result["rps"] * seconds, 1)
 
 
 def issue_28_targets(results: dict, seconds: int) -> list[tuple[str, float, bool]]:
@@ -405,10 +406,10 @@ def issue_28_targets(results: dict, seconds: int) -> list[tuple[str, float, bool
         budget = 1.3 * cpu["nginx"]
         print(f"  the CPU target's budget (1.3 x nginx's) {budget:.1f} µs per request; SwiftNIO on the codec alone {cpu.get('SwiftNIO on the codec', float('nan')):.1f} µs, "
               f"leaving {budget - cpu.get('SwiftNIO on the codec', float('nan')):.1f} µs for authentication, the JSON-RPC decision, metrics, the log and the audit trail")
-    one = {name: (results[key]["p50_ms"] - a["p50_ms"]) * 1000 for name, key in (("nginx", "b_nginx_1c"), ("byte relay", "r_nio_relay_1c"),
-                                                                            ("codec", "k_codec_1c"), ("gateway", "c_gateway_1c")) if key in results}
-    one_cpu = {name: per_request_cpu_us(results[key], seconds) for name, key in (("nginx", "b_nginx_1c"), ("byte relay", "r_nio_relay_1c"),
-                                                                                ("codec", "k_codec_1c"), ("gateway", "c_gateway_1c")) if key in results}
+    at_one = [(name, results[key]) for name, key in (("nginx", "b_nginx_1c"), ("byte relay", "r_nio_relay_1c"), ("codec", "k_codec_1c"),
+                                                     ("gateway", "c_gateway_1c")) if key in results]
+    one = {name: (result["p50_ms"] - a["p50_ms"]) * 1000 for name, result in at_one}
+    one_cpu = {name: per_request_cpu_us(result, seconds) for name, result in at_one}
     print(f"  one connection: the latency target's budget (1.5 x nginx's) {1.5 * one['nginx']:.0f} µs added; added p50 "
           + ", ".join(f"{name} {value:.0f} µs" for name, value in one.items())
           + "; CPU per request " + ", ".join(f"{name} {value:.1f} µs" for name, value in one_cpu.items()))
@@ -593,7 +594,7 @@ def main() -> None:
         # Ratios of runs from the same round, so both sides saw the same host.
         throughput = paired_ratio(c, b)
         audit_cost = paired_ratio(c, results["c_gateway_no_audit"])
-        cpu_per_request = {key: results[key]["cpu_seconds"] / max(results[key]["rps"] * args.seconds, 1) * 1e6 for key in ("c_gateway", "c_gateway_no_audit")}
+        cpu_per_request = {key: per_request_cpu_us(results[key], args.seconds) for key in ("c_gateway", "c_gateway_no_audit")}
         print(f"\n  audit trail: throughput on / off {audit_cost:.2f} x; gateway CPU per request (writer thread included) "
               f"{cpu_per_request['c_gateway']:.1f} µs on, {cpu_per_request['c_gateway_no_audit']:.1f} µs off")
         results["audit_cost"] = {"throughput_ratio": audit_cost, "cpu_us_per_request": cpu_per_request}

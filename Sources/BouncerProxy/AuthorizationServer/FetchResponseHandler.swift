@@ -53,7 +53,7 @@ final class FetchResponseHandler: ChannelInboundHandler {
             self.status = head.status
             self.headers = head.fields.map { (head.string($0.name), head.string($0.value)) }
             let type = head.bytes.withUnsafeReadableBytes { HTTP1Lines.firstValue(named: "content-type", of: head.fields, in: $0) }
-            self.isEventStream = type?.lowercased().hasPrefix("text/event-stream") ?? false
+            self.isEventStream = type?.hasPrefixIgnoringASCIICase("text/event-stream") ?? false
             self.tlsVersion = try? context.pipeline.syncOperations.handler(type: TLSHandler.self).protocolVersion
         case .body(let buffer):
             guard self.body.count + buffer.readableBytes <= self.limit else {
@@ -92,15 +92,11 @@ final class FetchResponseHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if !self.done {
-            // A body framed by the connection's end is whole now; any other is cut short.
-            if (try? self.reader.connectionClosed()) == true, self.status != 0 {
-                self.done = true
-                self.promise.succeed(HTTPFetchResponse(status: self.status, headers: self.headers, body: self.body, tlsVersion: self.tlsVersion))
-            } else {
-                self.done = true
-                self.promise.fail(FetchError(code: .connectionClosed, reason: "\(self.url) closed the connection before the response ended"))
-            }
+        // A body framed by the connection's end is whole now; any other is cut short.
+        if !self.done, (try? self.reader.connectionClosed()) == true, self.status != 0 {
+            self.succeed(context: context)
+        } else if !self.done {
+            self.fail(FetchError(code: .connectionClosed, reason: "\(self.url) closed the connection before the response ended"), context: context)
         }
         context.fireChannelInactive()
     }

@@ -114,15 +114,16 @@ package struct HTTPFetcher: Sendable {
         var fields: [(name: String, value: String)] = [("Host", hostHeader), ("User-Agent", "mcp-bouncer"), ("Connection", "close")]
         fields += extraHeaders.map { (name: $0.0, value: $0.1) }
         if let requestBody { fields.append(("Content-Length", String(requestBody.utf8.count))) }
-        var request = ByteBuffer()
+        let request: ByteBuffer
         do {
-            try HTTP1RequestWriter.write(method: method.rawValue, target: target, fields: fields, into: &request)
+            var bytes = ByteBuffer()
+            try HTTP1RequestWriter.write(method: method.rawValue, target: target, fields: fields, into: &bytes)
+            if let requestBody { bytes.writeString(requestBody) }
+            request = bytes
         } catch {
             let code: FetchError.Code = error == .invalidTarget ? .invalidURL : .invalidRequest
             return eventLoop.makeFailedFuture(FetchError(code: code, reason: "\(url.debugDescription): \(error)"))
         }
-        if let requestBody { request.writeString(requestBody) }
-        let bytes = request
         let requestMethod: HTTP1Method = method == .HEAD ? .HEAD : .GET
         let promise = eventLoop.makePromise(of: HTTPFetchResponse.self)
 
@@ -145,7 +146,7 @@ package struct HTTPFetcher: Sendable {
         connect.whenComplete { result in
             switch result {
             case .success(let channel):
-                channel.writeAndFlush(bytes, promise: nil)
+                channel.writeAndFlush(request, promise: nil)
                 promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
             case .failure(let error):
                 promise.fail(FetchError(code: .connectFailed, reason: "\(url): \(error)"))

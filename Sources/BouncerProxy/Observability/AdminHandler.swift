@@ -17,8 +17,14 @@ final class AdminHandler: ChannelInboundHandler {
 
     private let status: GatewayStatus
     private var reader = HTTP1RequestReader(maxHeadBytes: AdminHandler.maxHeadBytes, maxFields: AdminHandler.maxFields)
-    /// The request being read: its method, path and whether the connection outlives it.
-    private var request: (method: HTTP1Method, path: String, keepAlive: Bool)?
+    /// The request being read: its method, version, path and whether the connection outlives it.
+    private var request: Request?
+    private struct Request {
+        var method: HTTPMethod
+        var version: HTTPVersion
+        var path: String
+        var keepAlive: Bool
+    }
     private var bodyBytes = 0
     /// A response that closes the connection was written: nothing more is read.
     private var closing = false
@@ -36,15 +42,18 @@ final class AdminHandler: ChannelInboundHandler {
                 case .head(let head):
                     let target = head.string(head.target)
                     let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? target
-                    self.request = (head.method, path, head.isKeepAlive && head.violation == nil)
+                    let violation = head.violation
+                    self.request = Request(
+                        method: HTTPMethod(rawValue: head.method.name), version: head.version == .http11 ? .http1_1 : .http1_0, path: path,
+                        keepAlive: head.isKeepAlive && violation == nil)
                     self.bodyBytes = 0
-                    if let violation = head.violation {
-                        self.respond(status: 400, body: "bad request: \(violation)\n", keepAlive: false, context: context)
+                    if let violation {
+                        self.respond(status: .badRequest, body: "bad request: \(violation)\n", keepAlive: false, context: context)
                     }
                 case .body(let body):
                     self.bodyBytes += body.readableBytes
                     if self.bodyBytes > Self.maxBodyBytes {
-                        self.respond(status: 413, body: "the admin endpoints take no body\n", keepAlive: false, context: context)
+                        self.respond(status: .payloadTooLarge, body: "the admin endpoints take no body\n", keepAlive: false, context: context)
                     }
                 case .end:
                     guard let request = self.request else { continue }
@@ -53,44 +62,51 @@ final class AdminHandler: ChannelInboundHandler {
                 }
             }
         } catch {
-            self.respond(status: error.status, body: "bad request: \(error)\n", keepAlive: false, context: context)
+            self.respond(status: HTTPResponseStatus(statusCode: error.status), body: "bad request: \(error)\n", keepAlive: false, context: context)
         }
         context.flush()
     }
 
-    private func answer(_ request: (method: HTTP1Method, path: String, keepAlive: Bool), context: ChannelHandlerContext) {
+    private func answer(_ request: Request, context: ChannelHandlerContext) {
         let isRead = request.method == .GET || request.method == .HEAD
         switch request.path {
         case "/metrics" where isRead:
-            self.respond(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: self.status.metrics(), head: request.method == .HEAD,
-                         keepAlive: request.keepAlive, context: context)
+            self.respond(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: self.status.metrics(), to: request, context: context)
         case "/healthz" where isRead:
-            self.respond(status: 200, body: "ok\n", head: request.method == .HEAD, keepAlive: request.keepAlive, context: context)
+            self.respond(status: .ok, body: "ok\n", to: request, context: context)
         case "/readyz" where isRead:
             let readiness = self.status.gateway.readiness
-            self.respond(status: readiness.ready ? 200 : 503, body: readiness.text, head: request.method == .HEAD, keepAlive: request.keepAlive, context: context)
+            self.respond(status: readiness.ready ? .ok : .serviceUnavailable, body: readiness.text, to: request, context: context)
         case "/metrics", "/healthz", "/readyz":
-            self.respond(status: 405, body: "method not allowed\n", allow: true, keepAlive: request.keepAlive, context: context)
+            self.respond(status: .methodNotAllowed, body: "method not allowed\n", extra: [("Allow", "GET, HEAD")], to: request, context: context)
         default:
-            self.respond(status: 404, body: "not found: the admin listener serves /metrics, /healthz and /readyz\n", keepAlive: request.keepAlive, context: context)
+            self.respond(status: .notFound, body: "not found: the admin listener serves /metrics, /healthz and /readyz\n", to: request, context: context)
         }
     }
 
-    private func respond(status: Int, body: String, head: Bool = false, allow: Bool = false, keepAlive: Bool, context: ChannelHandlerContext) {
-        self.respond(status: status, contentType: "text/plain", body: Array(body.utf8), head: head, allow: allow, keepAlive: keepAlive, context: context)
+    /// A refusal: the connection closes after it.
+    private func respond(status: HTTPResponseStatus, body: String, keepAlive: Bool, context: ChannelHandlerContext) {
+        let request = Request(method: .GET, version: .http1_1, path: "", keepAlive: keepAlive)
+        self.respond(status: status, body: body, to: request, context: context)
     }
 
-    /// Writes one response (not flushed: ``channelRead(context:data:)`` flushes after the read's
-    /// requests); one that does not keep the connection closes it once written.
-    private func respond(status: Int, contentType: String, body: [UInt8], head: Bool = false, allow: Bool = false, keepAlive: Bool, context: ChannelHandlerContext) {
-        var buffer = context.channel.allocator.buffer(capacity: 160 + (head ? 0 : body.count))
-        buffer.writeString("HTTP/1.1 \(status) \(HTTPResponseStatus(statusCode: status).reasonPhrase)\r\n")
-        buffer.writeString("Content-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n")
-        if allow { buffer.writeStaticString("Allow: GET, HEAD\r\n") }
-        if !keepAlive { buffer.writeStaticString("Connection: close\r\n") }
-        buffer.writeStaticString("\r\n")
-        if !head { buffer.writeBytes(body) }
-        guard !keepAlive else {
+    private func respond(status: HTTPResponseStatus, contentType: String = "text/plain", body: String, extra: [(String, String)] = [], to request: Request,
+                         context: ChannelHandlerContext) {
+        self.respond(status: status, contentType: contentType, body: Array(body.utf8), extra: extra, to: request, context: context)
+    }
+
+    /// Writes one response, its head by ``ResponseSerializer`` (the framing rules of every
+    /// response the gateway writes: HEAD without a body, `Connection` as the request and the
+    /// version ask); not flushed (``channelRead(context:data:)`` flushes after the read's
+    /// requests). One that does not keep the connection closes it once written.
+    private func respond(status: HTTPResponseStatus, contentType: String, body: [UInt8], extra: [(String, String)] = [], to request: Request,
+                         context: ChannelHandlerContext) {
+        var buffer = context.channel.allocator.buffer(capacity: 256 + body.count)
+        let framing = try? ResponseSerializer.writeHead(
+            status: status, headers: HTTPHeaders(), extra: [("Content-Type", contentType)] + extra, contentLength: body.count,
+            requestMethod: request.method, requestVersion: request.version, keepAlive: request.keepAlive, into: &buffer)
+        if let framing, framing != .none { buffer.writeBytes(body) }
+        guard !request.keepAlive || framing == nil else {
             context.write(self.wrapOutboundOut(buffer), promise: nil)
             return
         }
