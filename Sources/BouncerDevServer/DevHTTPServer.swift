@@ -78,6 +78,8 @@ private final class DevConnectionHandler: ChannelInboundHandler {
     private var body: [UInt8] = []
     /// A response is being streamed: requests read meanwhile wait for it to end.
     private var streaming = false
+    /// The codec refused the connection's bytes: it is answered once and closes.
+    private var refused = false
     /// Requests read and not answered yet (pipelined, or read during a stream).
     private var waiting: [(head: HTTP1RequestReader.Head, body: [UInt8])] = []
 
@@ -86,6 +88,7 @@ private final class DevConnectionHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !self.refused else { return }
         self.reader.append(self.unwrapInboundIn(data))
         do {
             while let event = try self.reader.next() {
@@ -107,9 +110,9 @@ private final class DevConnectionHandler: ChannelInboundHandler {
                 }
             }
         } catch {
+            self.refused = true
             let text = "bad request: \(error)\n"
-            context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 \(error.status) Bad Request\r\nContent-Type: text/plain\r\nContent-Length: \(text.utf8.count)\r\nConnection: close\r\n\r\n\(text)")))
-                .assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            self.respond(.full(status: HTTPResponseStatus(statusCode: error.status), headers: [("Content-Type", "text/plain")], body: Array(text.utf8)), keepAlive: false, context: context)
         }
     }
 
@@ -133,7 +136,7 @@ private final class DevConnectionHandler: ChannelInboundHandler {
     private func writeHead(_ status: HTTPResponseStatus, _ headers: [(String, String)], contentLength: Int?, keepAlive: Bool, context: ChannelHandlerContext) -> Bool {
         var buffer = ByteBuffer(string: "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
         for (name, value) in headers { buffer.writeString("\(name): \(value)\r\n") }
-        let declared = headers.contains { $0.0.lowercased() == "content-length" }
+        let declared = headers.contains { $0.0.equalsIgnoringASCIICase("content-length") }
         if let contentLength, !declared { buffer.writeString("Content-Length: \(contentLength)\r\n") }
         let chunked = contentLength == nil && !declared
         if chunked { buffer.writeStaticString("Transfer-Encoding: chunked\r\n") }
@@ -150,17 +153,19 @@ private final class DevConnectionHandler: ChannelInboundHandler {
             let done = context.writeAndFlush(self.wrapOutboundOut(ByteBuffer(bytes: body)))
             if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
         case .stream(let status, let headers, let chunks):
-            let chunked = self.writeHead(status, headers, contentLength: nil, keepAlive: keepAlive, context: context)
-            context.flush()
-            self.streaming = true
             var remaining = chunks[...]
-            self.writeLive({ _ in remaining.popFirst() }, index: 0, chunked: chunked, keepAlive: keepAlive, context: context)
+            self.stream(status, headers, next: { _ in remaining.popFirst() }, keepAlive: keepAlive, context: context)
         case .live(let status, let headers, let next):
-            let chunked = self.writeHead(status, headers, contentLength: nil, keepAlive: keepAlive, context: context)
-            context.flush()
-            self.streaming = true
-            self.writeLive(next, index: 0, chunked: chunked, keepAlive: keepAlive, context: context)
+            self.stream(status, headers, next: next, keepAlive: keepAlive, context: context)
         }
+    }
+
+    private func stream(_ status: HTTPResponseStatus, _ headers: [(String, String)], next: @escaping (Int) -> (delay: TimeAmount, text: String)?, keepAlive: Bool,
+                        context: ChannelHandlerContext) {
+        let chunked = self.writeHead(status, headers, contentLength: nil, keepAlive: keepAlive, context: context)
+        context.flush()
+        self.streaming = true
+        self.writeLive(next, index: 0, chunked: chunked, keepAlive: keepAlive, context: context)
     }
 
     private func writeLive(_ next: @escaping (Int) -> (delay: TimeAmount, text: String)?, index: Int, chunked: Bool, keepAlive: Bool, context: ChannelHandlerContext) {

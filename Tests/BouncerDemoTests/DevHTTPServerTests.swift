@@ -49,6 +49,15 @@ struct DevHTTPServerTests {
         #expect(answer.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
         #expect(answer.contains("Connection: close\r\n"))
     }
+
+    /// A refusal carries its own status and reason, and is the connection's only answer
+    /// however many more requests were sent behind it.
+    @Test func aRefusalIsAnsweredOnceWithItsStatus() async throws {
+        let long = String(repeating: "a", count: 70 * 1024)
+        let answer = try await Self.exchange("GET / HTTP/1.1\r\nHost: x\r\nX: \(long)\r\n\r\n" + String(repeating: "GET / HTTP/1.1\r\nHost: x\r\n\r\n", count: 20)) { _ in .empty(.ok) }
+        #expect(answer.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"))
+        #expect(answer.components(separatedBy: "HTTP/1.1 ").count == 2, "\(answer.prefix(300).debugDescription)")
+    }
 }
 
 private final class Collector: ChannelInboundHandler, Sendable {
